@@ -1,0 +1,804 @@
+"""The simulated exchange: accounts, orders, positions, matching, and the rules Bybit enforces.
+
+Everything here runs under one lock and raises `BybitError(code, message)` for a business error,
+which the HTTP layer turns into Bybit's envelope. Only one-way mode (positionIdx 0) exists;
+asking for a hedge-mode leg gets Bybit's own error.
+
+Semantics the TP/SL rules rely on (../shared/tpsl-rules.md, "Exchange semantics"):
+- a conditional reduce-only order (a stop) reserves nothing and may carry more than the position;
+  when it triggers, the fill is clipped to the position; it survives the position going flat;
+- an active reduce-only order (limit or market) is truncated on creation to what is left to reduce
+  (position minus the other active reduce-only orders on that side); nothing left gives 110017;
+  when the position shrinks, the excess active reduce-only orders are cancelled by the exchange
+  (newest first, cancelType CancelByReduceOnly);
+- a reduce-only order on a flat position, or on the wrong side, gives 110017;
+- a reduce-only order with closeOnTrigger (a closing order) first cancels other active
+  reduce-only orders on its side, newest first, until it fits.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Iterable
+
+from simulator.market import InstrumentSpec, Market
+
+TAKER_FEE = Decimal("0.00055")
+MAKER_FEE = Decimal("0.0002")
+MAX_CONDITIONAL_PER_SYMBOL = 10
+RECENT_CLOSED_KEPT = 500
+_LINK_ID_RE = re.compile(r"[0-9A-Za-z_-]{1,36}")
+
+OPEN = ("New", "PartiallyFilled", "Untriggered")
+
+
+class BybitError(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(f"{code} {message}")
+        self.code = code
+        self.message = message
+
+
+def _fmt(value: Decimal | None) -> str:
+    return "" if value is None else format(value, "f")
+
+
+def _opposite(side: str) -> str:
+    return {"Buy": "Sell", "Sell": "Buy"}.get(side, "")
+
+
+@dataclass
+class SimOrder:
+    order_id: str
+    link_id: str
+    symbol: str
+    side: str
+    order_type: str
+    qty: Decimal
+    price: Decimal | None
+    trigger_price: Decimal | None
+    trigger_direction: int
+    trigger_by: str
+    reduce_only: bool
+    close_on_trigger: bool
+    time_in_force: str
+    status: str
+    created_ms: int
+    seq: int
+    last_price_on_created: Decimal
+    updated_ms: int = 0
+    cum_qty: Decimal = Decimal(0)
+    cum_value: Decimal = Decimal(0)
+    cum_fee: Decimal = Decimal(0)
+    cancel_type: str = "UNKNOWN"
+    reject_reason: str = "EC_NoError"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN
+
+    @property
+    def is_conditional(self) -> bool:
+        return self.trigger_price is not None
+
+    @property
+    def is_active_reduce_only(self) -> bool:
+        """Rests on the book reserving position: reduce-only and not (or no longer) conditional."""
+        return self.reduce_only and self.status in ("New", "PartiallyFilled")
+
+    @property
+    def leaves(self) -> Decimal:
+        return self.qty - self.cum_qty if self.is_open else Decimal(0)
+
+    def to_v5(self) -> dict[str, Any]:
+        avg = self.cum_value / self.cum_qty if self.cum_qty else None
+        return {
+            "orderId": self.order_id, "orderLinkId": self.link_id, "blockTradeId": "",
+            "parentOrderLinkId": "", "symbol": self.symbol, "price": _fmt(self.price or Decimal(0)),
+            "qty": _fmt(self.qty), "side": self.side, "isLeverage": "", "positionIdx": 0,
+            "orderStatus": self.status, "createType": "CreateByUser", "cancelType": self.cancel_type,
+            "rejectReason": self.reject_reason, "avgPrice": _fmt(avg.normalize()) if avg else "",
+            "leavesQty": _fmt(self.leaves), "leavesValue": _fmt(self.leaves * (self.price or Decimal(0))),
+            "cumExecQty": _fmt(self.cum_qty), "cumExecValue": _fmt(self.cum_value),
+            "cumExecFee": _fmt(self.cum_fee), "timeInForce": self.time_in_force,
+            "orderType": self.order_type, "stopOrderType": "Stop" if self.is_conditional else "",
+            "orderIv": "", "marketUnit": "", "triggerPrice": _fmt(self.trigger_price),
+            "takeProfit": "", "stopLoss": "", "tpslMode": "", "ocoTriggerBy": "",
+            "tpLimitPrice": "", "slLimitPrice": "", "tpTriggerBy": "", "slTriggerBy": "",
+            "triggerDirection": self.trigger_direction,
+            "triggerBy": self.trigger_by if self.is_conditional else "",
+            "lastPriceOnCreated": _fmt(self.last_price_on_created),
+            "reduceOnly": self.reduce_only, "closeOnTrigger": self.close_on_trigger,
+            "placeType": "", "smpType": "None", "smpGroup": 0, "smpOrderId": "",
+            "createdTime": str(self.created_ms), "updatedTime": str(self.updated_ms or self.created_ms),
+            "cumFeeDetail": {"USDT": _fmt(self.cum_fee)} if self.cum_fee else {},
+        }
+
+
+@dataclass
+class SimPosition:
+    symbol: str
+    side: str = ""
+    size: Decimal = Decimal(0)
+    avg_price: Decimal = Decimal(0)
+    cum_realised: Decimal = Decimal(0)
+    cur_realised: Decimal = Decimal(0)
+    status: str = "Normal"
+    created_ms: int = 0
+    updated_ms: int = 0
+    seq: int = -1
+
+    def to_v5(self, mark: Decimal, tick: Decimal) -> dict[str, Any]:
+        direction = {"Buy": 1, "Sell": -1}.get(self.side, 0)
+        unrealised = (mark - self.avg_price) * self.size * direction
+        value = self.avg_price * self.size
+        return {
+            "positionIdx": 0, "riskId": 1, "riskLimitValue": "2000000", "symbol": self.symbol,
+            "side": self.side, "size": _fmt(self.size) if self.size else "0", "avgPrice": _fmt(self.avg_price.quantize(tick / 1000)),
+            "positionValue": _fmt(value), "tradeMode": 0, "autoAddMargin": 0,
+            "positionStatus": self.status, "leverage": "10", "markPrice": _fmt(mark), "liqPrice": "",
+            "bustPrice": "", "positionIM": _fmt((value / 10).quantize(Decimal("0.00000001"))),
+            "positionMM": _fmt((value / 200).quantize(Decimal("0.00000001"))),
+            "positionBalance": "", "takeProfit": "", "stopLoss": "", "trailingStop": "0",
+            "sessionAvgPrice": "", "delta": "", "gamma": "", "vega": "", "theta": "",
+            "unrealisedPnl": _fmt(unrealised.quantize(Decimal("0.00000001"))),
+            "curRealisedPnl": _fmt(self.cur_realised.quantize(Decimal("0.00000001"))),
+            "cumRealisedPnl": _fmt(self.cum_realised.quantize(Decimal("0.00000001"))),
+            "adlRankIndicator": 2 if self.size else 0, "createdTime": str(self.created_ms),
+            "updatedTime": str(self.updated_ms), "seq": self.seq, "isReduceOnly": False,
+            "mmrSysUpdatedTime": "", "leverageSysUpdatedTime": "", "breakEvenPrice": _fmt(self.avg_price),
+        }
+
+
+@dataclass
+class SimAccount:
+    name: str
+    api_key: str
+    api_secret: str
+    balance: Decimal
+    positions: dict[str, SimPosition] = field(default_factory=dict)
+    orders: dict[str, SimOrder] = field(default_factory=dict)           # every order, by id
+    open_by_symbol: dict[str, dict[str, SimOrder]] = field(default_factory=dict)
+    by_link: dict[str, SimOrder] = field(default_factory=dict)
+    recent_closed: deque = field(default_factory=lambda: deque(maxlen=RECENT_CLOSED_KEPT))
+    executions: list[dict[str, Any]] = field(default_factory=list)
+
+    def open_orders(self, symbol: str) -> list[SimOrder]:
+        return sorted(self.open_by_symbol.get(symbol, {}).values(), key=lambda o: o.seq)
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"SimAccount(name={self.name!r}, positions={len(self.positions)}, orders={len(self.orders)})"
+
+
+# --- request parameter readers --------------------------------------------------------------
+
+def _require(params: dict, name: str) -> Any:
+    value = params.get(name)
+    if value is None or value == "":
+        raise BybitError(10001, f"Param error: {name} is required")
+    return value
+
+
+def _decimal_param(params: dict, name: str, required: bool = False) -> Decimal | None:
+    value = _require(params, name) if required else params.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        raise BybitError(10001, f"Param error: {name} is not a number") from None
+    if not number.is_finite():
+        raise BybitError(10001, f"Param error: {name} is not a number")
+    return number
+
+
+def _bool_param(params: dict, name: str) -> bool:
+    value = params.get(name, False)
+    if isinstance(value, str):
+        return value.lower() == "true"
+    return bool(value)
+
+
+def _check_category(params: dict) -> None:
+    category = _require(params, "category")
+    if category != "linear":
+        raise BybitError(10001, f"Param error: category {category} is not supported by this simulator")
+
+
+def _check_position_idx(params: dict) -> None:
+    raw = params.get("positionIdx", 0)
+    if str(raw) not in ("0", ""):
+        raise BybitError(10001, "position idx not match position mode")
+
+
+def page_by_seq(items: list, limit: int, cursor: str | None, *, stuck: bool = False,
+                cursor_on_last_page: bool = False) -> tuple[list, str]:
+    """A page of `items` (sorted newest first by their `seq`) after `cursor`. Cursors look like
+    Bybit's (percent-encoded `page_args=...&`), are opaque to clients and stable under inserts."""
+    if stuck:  # fault: the cursor never advances
+        return items[:limit], "page_args%3Dstuck%26"
+    match = re.search(r"page_args(?:=|%3D)(\d+)", cursor or "")
+    if cursor and match is None:
+        raise BybitError(10001, "Param error: cursor is invalid")
+    if match:
+        before = int(match.group(1))
+        items = [i for i in items if _seq(i) < before]
+    page = items[:limit]
+    more = len(items) > limit
+    if page and (more or cursor_on_last_page):
+        return page, f"page_args%3D{_seq(page[-1])}%26symbol%3D{len(page)}%26"
+    return page, ""
+
+
+def page_by_symbol(rows: list, limit: int, cursor: str | None, *, stuck: bool = False,
+                   cursor_on_last_page: bool = False) -> tuple[list, str]:
+    """Like `page_by_seq` for lists sorted by symbol (positions, instruments)."""
+    if stuck:
+        return rows[:limit], "STUCK%2C0%2C0"
+    after = None
+    if cursor:
+        after = cursor.replace("%2C", ",").split(",")[0]
+        if not re.fullmatch(r"[A-Z0-9]+", after):
+            raise BybitError(10001, "Param error: cursor is invalid")
+        rows = [r for r in rows if r["symbol"] > after]
+    page = rows[:limit]
+    if page and (len(rows) > limit or cursor_on_last_page):
+        return page, f"{page[-1]['symbol']}%2C{page[-1].get('updatedTime', '0')}%2C0"
+    return page, ""
+
+
+def _seq(item: Any) -> int:
+    return item.seq if hasattr(item, "seq") else int(item["seq"])
+
+
+def _limit(params: dict, default: int, maximum: int) -> int:
+    raw = params.get("limit", default)
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise BybitError(10001, "Param error: limit is not an integer") from None
+    if not 1 <= value <= maximum:
+        raise BybitError(10001, f"Param error: limit must be between 1 and {maximum}")
+    return value
+
+
+class Exchange:
+    """All state of the simulated exchange. Thread-safe: every public method takes the lock."""
+
+    def __init__(self, specs: list[InstrumentSpec], seed: int, volatility: float,
+                 clock_ms: Callable[[], int]):
+        self.lock = threading.RLock()
+        self.specs = {s.symbol: s for s in specs}
+        self.market = Market(specs, seed, volatility)
+        self.accounts: dict[str, SimAccount] = {}
+        self._by_key: dict[str, SimAccount] = {}
+        self._clock_ms = clock_ms
+        self._seq = 0
+
+    # --- accounts -------------------------------------------------------------------------
+
+    def add_account(self, name: str, api_key: str, api_secret: str, balance: Decimal) -> SimAccount:
+        with self.lock:
+            account = SimAccount(name, api_key, api_secret, balance)
+            self.accounts[name] = account
+            self._by_key[api_key] = account
+            return account
+
+    def account_for_key(self, api_key: str) -> SimAccount | None:
+        return self._by_key.get(api_key)
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _spec(self, params: dict) -> InstrumentSpec:
+        symbol = _require(params, "symbol")
+        spec = self.specs.get(symbol)
+        if spec is None:
+            raise BybitError(10001, f"Not supported symbols: {symbol}")
+        return spec
+
+    # --- market ---------------------------------------------------------------------------
+
+    def last_price(self, symbol: str) -> Decimal:
+        return self.market.last[symbol]
+
+    def set_price(self, symbol: str, price: Decimal) -> None:
+        with self.lock:
+            if symbol not in self.specs:
+                raise KeyError(symbol)
+            self.market.set_price(symbol, price)
+            self._match(symbol)
+
+    def step(self, seconds: float) -> None:
+        with self.lock:
+            self.market.step(seconds)
+            for account in self.accounts.values():
+                for symbol in list(account.open_by_symbol):
+                    self._match_account(account, symbol)
+
+    def _match(self, symbol: str) -> None:
+        for account in self.accounts.values():
+            self._match_account(account, symbol)
+
+    def _match_account(self, account: SimAccount, symbol: str) -> None:
+        last = self.market.last[symbol]
+        for order in account.open_orders(symbol):
+            if not order.is_open:  # closed earlier in this pass (reduce-only clean-up)
+                continue
+            if order.status == "Untriggered":
+                rising = order.trigger_direction == 1
+                if (rising and last >= order.trigger_price) or (not rising and last <= order.trigger_price):
+                    self._trigger(account, order)
+            elif order.order_type == "Limit" and self._crosses(order, last):
+                self._execute(account, order, order.leaves, order.price, maker=True)
+
+    @staticmethod
+    def _crosses(order: SimOrder, last: Decimal) -> bool:
+        return last <= order.price if order.side == "Buy" else last >= order.price
+
+    # --- orders ---------------------------------------------------------------------------
+
+    def create_order(self, account: SimAccount, params: dict) -> dict[str, str]:
+        with self.lock:
+            _check_category(params)
+            spec = self._spec(params)
+            _check_position_idx(params)
+            side = _require(params, "side")
+            if side not in ("Buy", "Sell"):
+                raise BybitError(10001, f"Param error: side {side} is invalid")
+            order_type = _require(params, "orderType")
+            if order_type not in ("Market", "Limit"):
+                raise BybitError(10001, f"Param error: orderType {order_type} is invalid")
+            link_id = str(params.get("orderLinkId") or "")
+            if link_id and not _LINK_ID_RE.fullmatch(link_id):
+                raise BybitError(10001, "Param error: orderLinkId must be at most 36 characters of [0-9A-Za-z_-]")
+            if link_id and link_id in account.by_link:
+                raise BybitError(110072, "OrderLinkedID is duplicate")
+            qty = _decimal_param(params, "qty", required=True)
+            price = _decimal_param(params, "price")
+            trigger = _decimal_param(params, "triggerPrice")
+            reduce_only = _bool_param(params, "reduceOnly")
+            close_on_trigger = _bool_param(params, "closeOnTrigger")
+            position = account.positions.get(spec.symbol)
+            if qty == 0 and reduce_only and close_on_trigger and position and position.size:
+                qty = position.size  # Bybit: qty "0" + reduceOnly + closeOnTrigger closes it all
+            self._check_qty(spec, qty)
+            if order_type == "Limit":
+                if price is None or price <= 0:
+                    raise BybitError(10001, "Param error: price is required for a limit order")
+                self._check_tick(spec, price, "price")
+            last = self.market.last[spec.symbol]
+            direction = 0
+            if trigger is not None:
+                self._check_tick(spec, trigger, "triggerPrice")
+                direction = int(str(_require(params, "triggerDirection")))
+                self._check_trigger(direction, trigger, last)
+                untriggered = [o for o in account.open_orders(spec.symbol) if o.status == "Untriggered"]
+                if len(untriggered) >= MAX_CONDITIONAL_PER_SYMBOL:
+                    raise BybitError(110009, "The number of stop orders exceeds maximum limit allowed")
+            if reduce_only:
+                qty = self._reduce_only_qty(account, spec.symbol, side, qty, conditional=trigger is not None,
+                                            close_on_trigger=close_on_trigger)
+            now = self._clock_ms()
+            order = SimOrder(
+                order_id=str(uuid.uuid4()), link_id=link_id, symbol=spec.symbol, side=side,
+                order_type=order_type, qty=qty, price=price if order_type == "Limit" else None,
+                trigger_price=trigger, trigger_direction=direction,
+                trigger_by=str(params.get("triggerBy") or "LastPrice"), reduce_only=reduce_only,
+                close_on_trigger=close_on_trigger,
+                time_in_force="IOC" if order_type == "Market" else str(params.get("timeInForce") or "GTC"),
+                status="Untriggered" if trigger is not None else "New", created_ms=now, updated_ms=now,
+                seq=self._next_seq(), last_price_on_created=last,
+            )
+            self._add(account, order)
+            if trigger is None:
+                if order_type == "Market":
+                    self._execute(account, order, order.qty, last, maker=False)
+                elif self._crosses(order, last):  # marketable limit: takes at the last price
+                    self._execute(account, order, order.qty, last, maker=False)
+            return {"orderId": order.order_id, "orderLinkId": order.link_id}
+
+    def amend_order(self, account: SimAccount, params: dict) -> dict[str, str]:
+        with self.lock:
+            _check_category(params)
+            spec = self._spec(params)
+            order = self._find_open(account, spec.symbol, params)
+            qty = _decimal_param(params, "qty")
+            price = _decimal_param(params, "price")
+            trigger = _decimal_param(params, "triggerPrice")
+            if qty is not None:
+                self._check_qty(spec, qty)
+                if qty <= order.cum_qty:
+                    raise BybitError(10001, "Param error: qty must be greater than the filled qty")
+                if order.is_active_reduce_only:
+                    position = account.positions.get(spec.symbol)
+                    if position is None or position.size == 0 or position.side != _opposite(order.side):
+                        raise BybitError(110017, "Reduce-only rule not satisfied")
+                    others = sum(o.leaves for o in account.open_orders(spec.symbol)
+                                 if o.is_active_reduce_only and o.side == order.side and o is not order)
+                    if qty - order.cum_qty > position.size - others:
+                        raise BybitError(110017, "Reduce-only rule not satisfied")
+            if price is not None:
+                if order.order_type != "Limit":
+                    raise BybitError(10001, "Param error: price can only be amended on a limit order")
+                self._check_tick(spec, price, "price")
+            if trigger is not None:
+                if order.status != "Untriggered":
+                    raise BybitError(10001, "Param error: triggerPrice can only be amended before the trigger")
+                self._check_tick(spec, trigger, "triggerPrice")
+                self._check_trigger(order.trigger_direction, trigger, self.market.last[spec.symbol])
+            order.qty = qty if qty is not None else order.qty
+            order.price = price if price is not None else order.price
+            order.trigger_price = trigger if trigger is not None else order.trigger_price
+            order.updated_ms = self._clock_ms()
+            if order.status in ("New", "PartiallyFilled") and order.order_type == "Limit" \
+                    and self._crosses(order, self.market.last[spec.symbol]):
+                self._execute(account, order, order.leaves, self.market.last[spec.symbol], maker=False)
+            return {"orderId": order.order_id, "orderLinkId": order.link_id}
+
+    def cancel_order(self, account: SimAccount, params: dict) -> dict[str, str]:
+        with self.lock:
+            _check_category(params)
+            spec = self._spec(params)
+            order = self._find_open(account, spec.symbol, params)
+            self._close(account, order, "CancelByUser")
+            return {"orderId": order.order_id, "orderLinkId": order.link_id}
+
+    def cancel_all(self, account: SimAccount, params: dict) -> dict[str, Any]:
+        with self.lock:
+            _check_category(params)
+            symbol, base, settle = params.get("symbol"), params.get("baseCoin"), params.get("settleCoin")
+            if not (symbol or base or settle):
+                raise BybitError(10001, "Param error: symbol, baseCoin or settleCoin is required")
+            if symbol:
+                self._spec(params)
+            order_filter = params.get("orderFilter") or ""
+            cancelled = []
+            for sym in list(account.open_by_symbol):
+                if symbol and sym != symbol or base and self.specs[sym].base_coin != base \
+                        or settle and settle != "USDT":
+                    continue
+                for order in account.open_orders(sym):
+                    if order_filter == "Order" and order.is_conditional \
+                            or order_filter == "StopOrder" and not order.is_conditional:
+                        continue
+                    self._close(account, order, "CancelByUser")
+                    cancelled.append({"orderId": order.order_id, "orderLinkId": order.link_id})
+            return {"list": cancelled, "success": "1"}
+
+    def _find_open(self, account: SimAccount, symbol: str, params: dict) -> SimOrder:
+        order_id, link_id = params.get("orderId"), params.get("orderLinkId")
+        if not order_id and not link_id:
+            raise BybitError(10001, "Param error: orderId or orderLinkId is required")
+        order = account.orders.get(order_id) if order_id else account.by_link.get(link_id)
+        if order is None or order.symbol != symbol or not order.is_open:
+            raise BybitError(110001, "Order does not exist.")
+        return order
+
+    @staticmethod
+    def _check_qty(spec: InstrumentSpec, qty: Decimal) -> None:
+        if qty <= 0 or qty % spec.qty_step != 0:
+            raise BybitError(10001, f"Qty invalid: must be a positive multiple of qtyStep {_fmt(spec.qty_step)}")
+        if qty < spec.min_qty:
+            raise BybitError(10001, "The number of contracts exceeds minimum limit allowed")
+        if qty > spec.max_qty:
+            raise BybitError(10001, "The number of contracts exceeds maximum limit allowed")
+
+    @staticmethod
+    def _check_tick(spec: InstrumentSpec, price: Decimal, name: str) -> None:
+        if price <= 0 or price % spec.tick_size != 0:
+            raise BybitError(10001, f"Param error: {name} must be a positive multiple of tickSize {_fmt(spec.tick_size)}")
+
+    @staticmethod
+    def _check_trigger(direction: int, trigger: Decimal, last: Decimal) -> None:
+        if direction == 1 and trigger <= last:
+            raise BybitError(110092, f"expect Rising, but trigger_price[{_fmt(trigger)}] <= current[{_fmt(last)}]")
+        if direction == 2 and trigger >= last:
+            raise BybitError(110093, f"expect Falling, but trigger_price[{_fmt(trigger)}] >= current[{_fmt(last)}]")
+        if direction not in (1, 2):
+            raise BybitError(10001, "Param error: triggerDirection must be 1 or 2")
+
+    def _reduce_only_qty(self, account: SimAccount, symbol: str, side: str, qty: Decimal,
+                         conditional: bool, close_on_trigger: bool) -> Decimal:
+        position = account.positions.get(symbol)
+        if position is None or position.size == 0 or position.side != _opposite(side):
+            raise BybitError(110017, "Reduce-only rule not satisfied")
+        if conditional:  # reserves nothing; clipped when it triggers
+            return qty
+        reserving = [o for o in account.open_orders(symbol) if o.is_active_reduce_only and o.side == side]
+        if close_on_trigger:
+            # A closing order frees room by cancelling other reduce-only orders, newest first.
+            while reserving and position.size - sum(o.leaves for o in reserving) < qty:
+                self._close(account, reserving.pop(), "CancelByReduceOnly")
+        available = position.size - sum(o.leaves for o in reserving)
+        if available <= 0:
+            raise BybitError(110017, "Reduce-only rule not satisfied")
+        return min(qty, available)
+
+    # --- order life cycle -----------------------------------------------------------------
+
+    def _add(self, account: SimAccount, order: SimOrder) -> None:
+        account.orders[order.order_id] = order
+        if order.link_id:
+            account.by_link[order.link_id] = order
+        account.open_by_symbol.setdefault(order.symbol, {})[order.order_id] = order
+
+    def _close(self, account: SimAccount, order: SimOrder, cancel_type: str | None) -> None:
+        """Move an order out of the open set: filled (cancel_type None) or cancelled."""
+        if cancel_type is not None:
+            order.status = "Deactivated" if order.status == "Untriggered" else "Cancelled"
+            order.cancel_type = cancel_type
+        order.updated_ms = self._clock_ms()
+        open_orders = account.open_by_symbol.get(order.symbol, {})
+        open_orders.pop(order.order_id, None)
+        if not open_orders:
+            account.open_by_symbol.pop(order.symbol, None)
+        account.recent_closed.append(order)
+
+    def _trigger(self, account: SimAccount, order: SimOrder) -> None:
+        order.status = "Triggered"
+        last = self.market.last[order.symbol]
+        if order.order_type == "Limit":
+            order.status = "New"
+            if self._crosses(order, last):
+                self._execute(account, order, order.leaves, last, maker=False)
+            return
+        self._execute(account, order, order.qty, last, maker=False)
+
+    def _execute(self, account: SimAccount, order: SimOrder, qty: Decimal, price: Decimal, maker: bool) -> None:
+        """Fill `qty` of `order` at `price` (clipped to the position for reduce-only orders)."""
+        position = account.positions.setdefault(order.symbol, SimPosition(order.symbol))
+        if order.reduce_only:
+            closable = position.size if position.side == _opposite(order.side) else Decimal(0)
+            qty = min(qty, closable)
+            if qty <= 0:  # nothing left to reduce: the exchange cancels it
+                self._close(account, order, "CancelByReduceOnly")
+                return
+        fee = (qty * price * (MAKER_FEE if maker else TAKER_FEE)).quantize(Decimal("0.00000001"))
+        closed_size = self._apply_fill(account, position, order.side, qty, price, fee)
+        now = self._clock_ms()
+        order.cum_qty += qty
+        order.cum_value += qty * price
+        order.cum_fee += fee
+        order.updated_ms = now
+        account.executions.append({
+            "symbol": order.symbol, "orderId": order.order_id, "orderLinkId": order.link_id,
+            "side": order.side, "orderPrice": _fmt(order.price or price), "orderQty": _fmt(order.qty),
+            "leavesQty": _fmt(order.qty - order.cum_qty), "createType": "CreateByUser",
+            "orderType": order.order_type, "stopOrderType": "Stop" if order.is_conditional else "UNKNOWN",
+            "execFee": _fmt(fee), "execId": str(uuid.uuid4()), "execPrice": _fmt(price),
+            "execQty": _fmt(qty), "execType": "Trade", "execValue": _fmt(qty * price),
+            "execTime": str(now), "feeCurrency": "USDT", "isMaker": maker,
+            "feeRate": _fmt(MAKER_FEE if maker else TAKER_FEE), "tradeIv": "", "markIv": "",
+            "markPrice": _fmt(self.market.last[order.symbol]), "indexPrice": "", "underlyingPrice": "",
+            "blockTradeId": "", "closedSize": _fmt(closed_size), "seq": self._next_seq(), "extraFees": "",
+        })
+        # A market order (or a triggered stop clipped to the position) is done after one fill.
+        if order.cum_qty >= order.qty or order.order_type == "Market":
+            order.status = "Filled"
+            self._close(account, order, None)
+        else:
+            order.status = "PartiallyFilled"
+        self._enforce_reduce_only(account, order.symbol)
+
+    def _apply_fill(self, account: SimAccount, position: SimPosition, side: str, qty: Decimal,
+                    price: Decimal, fee: Decimal) -> Decimal:
+        """Update size, average price and realised PnL; returns the size this fill closed."""
+        now = self._clock_ms()
+        signed = qty if side == "Buy" else -qty
+        current = position.size if position.side == "Buy" else -position.size
+        closed = Decimal(0)
+        realised = Decimal(0)
+        if current == 0 or (current > 0) == (signed > 0):
+            if current == 0:
+                position.created_ms = now
+                position.cur_realised = Decimal(0)
+            position.avg_price = (abs(current) * position.avg_price + qty * price) / (abs(current) + qty)
+        else:
+            closed = min(qty, abs(current))
+            realised = (price - position.avg_price) * closed * (1 if current > 0 else -1)
+            if qty > abs(current):  # flipped: the rest opens a new position at this price
+                position.avg_price = price
+                position.created_ms = now
+                position.cur_realised = Decimal(0)
+        current += signed
+        position.side = "Buy" if current > 0 else "Sell" if current < 0 else ""
+        position.size = abs(current)
+        if position.size == 0:
+            position.avg_price = Decimal(0)
+        position.cum_realised += realised - fee
+        position.cur_realised += realised - fee
+        position.updated_ms = now
+        position.seq = self._next_seq()
+        position.status = "Normal"
+        account.balance += realised - fee
+        return closed
+
+    def _enforce_reduce_only(self, account: SimAccount, symbol: str) -> None:
+        """Cancel active reduce-only orders that no longer fit the position (newest first)."""
+        position = account.positions.get(symbol)
+        size = position.size if position else Decimal(0)
+        closing_side = _opposite(position.side) if position and size else ""
+        fitting = []
+        for order in account.open_orders(symbol):
+            if order.is_active_reduce_only:
+                if order.side == closing_side:
+                    fitting.append(order)
+                else:
+                    self._close(account, order, "CancelByReduceOnly")
+        while fitting and sum(o.leaves for o in fitting) > size:
+            self._close(account, fitting.pop(), "CancelByReduceOnly")
+
+    # --- out-of-band actions (a person on the exchange's web page, or the exchange itself) --
+
+    def fill_order(self, account: SimAccount, order_ref: str, qty: Decimal | None = None,
+                   price: Decimal | None = None) -> None:
+        """Fill a resting order (fully, or `qty` of it), e.g. to make a partial fill happen."""
+        with self.lock:
+            order = account.orders.get(order_ref) or account.by_link.get(order_ref)
+            if order is None or not order.is_open or order.status == "Untriggered":
+                raise BybitError(110001, "Order does not exist.")
+            fill_qty = min(qty if qty is not None else order.leaves, order.leaves)
+            self._execute(account, order, fill_qty, price or order.price or self.market.last[order.symbol],
+                          maker=True)
+
+    def liquidate(self, account: SimAccount, symbol: str, status: str = "Liq") -> None:
+        """Close a position the way a liquidation (Liq) or auto-deleverage (Adl) does."""
+        with self.lock:
+            position = account.positions.get(symbol)
+            if position is None or position.size == 0:
+                raise BybitError(110017, "Reduce-only rule not satisfied")
+            for order in account.open_orders(symbol):
+                if not order.is_conditional:
+                    self._close(account, order, "CancelAllBeforeLiq")
+            self._apply_fill(account, position, _opposite(position.side), position.size,
+                             self.market.last[symbol], Decimal(0))
+            position.status = status
+
+    # --- queries --------------------------------------------------------------------------
+
+    def position_rows(self, account: SimAccount, params: dict, **paging) -> dict[str, Any]:
+        with self.lock:
+            _check_category(params)
+            limit = _limit(params, 20, 200)
+            symbol, settle = params.get("symbol"), params.get("settleCoin")
+            if symbol:
+                spec = self._spec(params)
+                position = account.positions.get(symbol) or SimPosition(symbol)
+                rows = [position.to_v5(self.market.last[symbol], spec.tick_size)]
+            elif settle:
+                rows = [p.to_v5(self.market.last[p.symbol], self.specs[p.symbol].tick_size)
+                        for p in account.positions.values() if p.size > 0 and settle == "USDT"]
+                rows.sort(key=lambda r: r["symbol"])
+            else:
+                raise BybitError(10001, "Param error: symbol or settleCoin is required")
+            page, cursor = page_by_symbol(rows, limit, params.get("cursor"), **paging)
+            return {"category": "linear", "list": page, "nextPageCursor": cursor}
+
+    def order_rows(self, account: SimAccount, params: dict, *, history: bool = False, **paging) -> dict[str, Any]:
+        with self.lock:
+            _check_category(params)
+            limit = _limit(params, 20, 50)
+            order_id, link_id = params.get("orderId"), params.get("orderLinkId")
+            symbol, base, settle = params.get("symbol"), params.get("baseCoin"), params.get("settleCoin")
+            if not history and not (symbol or base or settle or order_id or link_id):
+                raise BybitError(10001, "Param error: symbol, baseCoin or settleCoin is required")
+            if symbol:
+                self._spec(params)
+            if order_id or link_id:
+                found = account.orders.get(order_id) if order_id else account.by_link.get(link_id)
+                orders: Iterable[SimOrder] = [found] if found else []
+            elif history:
+                orders = account.orders.values()
+            elif str(params.get("openOnly", "0")) == "1":
+                orders = list(account.recent_closed)
+            else:
+                orders = [o for sym in ([symbol] if symbol else account.open_by_symbol)
+                          for o in account.open_by_symbol.get(sym, {}).values()]
+            order_filter = params.get("orderFilter") or ""
+            status = params.get("orderStatus")
+            selected = [
+                o for o in orders
+                if (not symbol or o.symbol == symbol)
+                and (not base or self.specs[o.symbol].base_coin == base)
+                and (not settle or settle == "USDT")
+                and not (order_filter == "Order" and o.is_conditional)
+                and not (order_filter == "StopOrder" and not o.is_conditional)
+                and (not status or o.status == status)
+            ]
+            selected.sort(key=lambda o: o.seq, reverse=True)
+            page, cursor = page_by_seq(selected, limit, params.get("cursor"), **paging)
+            return {"category": "linear", "list": [o.to_v5() for o in page], "nextPageCursor": cursor}
+
+    def execution_rows(self, account: SimAccount, params: dict, **paging) -> dict[str, Any]:
+        with self.lock:
+            _check_category(params)
+            limit = _limit(params, 50, 100)
+            filters = {k: params[k] for k in ("symbol", "orderId", "orderLinkId") if params.get(k)}
+            start, end = params.get("startTime"), params.get("endTime")
+            rows = [e for e in reversed(account.executions)
+                    if all(e[k] == v for k, v in filters.items())
+                    and (not start or int(e["execTime"]) >= int(start))
+                    and (not end or int(e["execTime"]) <= int(end))]
+            page, cursor = page_by_seq(rows, limit, params.get("cursor"), **paging)
+            return {"category": "linear", "list": page, "nextPageCursor": cursor}
+
+    def wallet(self, account: SimAccount, params: dict) -> dict[str, Any]:
+        with self.lock:
+            if params.get("accountType") != "UNIFIED":
+                raise BybitError(10001, "Param error: accountType must be UNIFIED")
+            upl = sum(((self.market.last[p.symbol] - p.avg_price) * p.size * (1 if p.side == "Buy" else -1)
+                       for p in account.positions.values() if p.size), Decimal(0))
+            im = sum((p.avg_price * p.size / 10 for p in account.positions.values() if p.size), Decimal(0))
+            cum = sum((p.cum_realised for p in account.positions.values()), Decimal(0))
+            equity = account.balance + upl
+            q = Decimal("0.00000001")
+            coin = {
+                "coin": "USDT", "equity": _fmt(equity.quantize(q)), "usdValue": _fmt(equity.quantize(q)),
+                "walletBalance": _fmt(account.balance.quantize(q)), "locked": "0", "spotHedgingQty": "0",
+                "borrowAmount": "0", "accruedInterest": "0", "totalOrderIM": "0",
+                "totalPositionIM": _fmt(im.quantize(q)), "totalPositionMM": _fmt((im / 20).quantize(q)),
+                "unrealisedPnl": _fmt(upl.quantize(q)), "cumRealisedPnl": _fmt(cum.quantize(q)),
+                "bonus": "0", "marginCollateral": True, "collateralSwitch": True, "spotBorrow": "0",
+                "free": "", "availableToWithdraw": "", "availableToBorrow": "",
+            }
+            return {"list": [{
+                "accountType": "UNIFIED", "accountIMRate": "0", "accountMMRate": "0",
+                "totalEquity": coin["equity"], "totalWalletBalance": coin["walletBalance"],
+                "totalMarginBalance": coin["equity"], "totalAvailableBalance": _fmt((equity - im).quantize(q)),
+                "totalPerpUPL": coin["unrealisedPnl"], "totalInitialMargin": coin["totalPositionIM"],
+                "totalMaintenanceMargin": coin["totalPositionMM"], "accountLTV": "", "coin": [coin],
+            }]}
+
+    def tickers(self, params: dict) -> dict[str, Any]:
+        with self.lock:
+            _check_category(params)
+            symbols = [self._spec(params).symbol] if params.get("symbol") else sorted(self.specs)
+            rows = []
+            for symbol in symbols:
+                last = _fmt(self.market.last[symbol])
+                base = self.specs[symbol].base_price
+                rows.append({
+                    "symbol": symbol, "lastPrice": last, "indexPrice": last, "markPrice": last,
+                    "prevPrice24h": _fmt(base), "price24hPcnt": _fmt(((self.market.last[symbol] - base) / base).quantize(Decimal("0.000001"))),
+                    "highPrice24h": last, "lowPrice24h": last, "prevPrice1h": last, "openInterest": "0",
+                    "openInterestValue": "0", "turnover24h": "0", "volume24h": "0", "fundingRate": "0.0001",
+                    "nextFundingTime": "0", "predictedDeliveryPrice": "", "basisRate": "", "deliveryFeeRate": "",
+                    "deliveryTime": "0", "ask1Size": "1", "bid1Price": last, "ask1Price": last, "bid1Size": "1",
+                    "basis": "", "preOpenPrice": "", "preQty": "", "curPreListingPhase": "",
+                })
+            return {"category": "linear", "list": rows}
+
+    def instruments(self, params: dict, **paging) -> dict[str, Any]:
+        with self.lock:
+            _check_category(params)
+            limit = _limit(params, 500, 1000)
+            if params.get("symbol"):
+                rows = [self._spec(params).to_v5()]
+            else:
+                rows = [self.specs[s].to_v5() for s in sorted(self.specs)]
+            page, cursor = page_by_symbol(rows, limit, params.get("cursor"), **paging)
+            return {"category": "linear", "list": page, "nextPageCursor": cursor}
+
+    # --- inspection (GET /sim/state, tests) ------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "prices": {s: _fmt(p) for s, p in self.market.last.items()},
+                "accounts": {
+                    name: {
+                        "balance": _fmt(a.balance),
+                        "positions": [p.to_v5(self.market.last[p.symbol], self.specs[p.symbol].tick_size)
+                                      for p in a.positions.values() if p.size > 0],
+                        "orders": [o.to_v5() for sym in a.open_by_symbol for o in a.open_orders(sym)],
+                    }
+                    for name, a in self.accounts.items()
+                },
+            }

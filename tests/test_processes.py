@@ -1,0 +1,92 @@
+"""The two programs as a person runs them: the daemon (`main.py`) and the standalone simulator."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from pybit.unified_trading import HTTP
+
+from settings import PARSERS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in PARSERS}
+    env.update(extra)
+    return env
+
+
+def start(*args: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=clean_env(**env), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for_line(stream, needle: str, limit: int = 200) -> str:
+    for _ in range(limit):
+        line = stream.readline()
+        if needle in line:
+            return line
+        if not line:
+            break
+    pytest.fail(f"no line containing {needle!r}")
+
+
+def test_daemon_without_keys_runs_the_simulator_and_stops_after_duration():
+    result = subprocess.run([sys.executable, "main.py", "--duration", "1.5", "--positions", "8"], cwd=ROOT,
+                            env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Running against the embedded Bybit simulator at http://127.0.0.1:" in result.stderr
+    assert "8 demo positions per account" in result.stderr
+    assert "Stopped cleanly" in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_daemon_stops_cleanly_on_a_stop_signal(signum):
+    process = start("main.py", "--positions", "4")
+    wait_for_line(process.stderr, "Running against the embedded Bybit simulator")
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert f"Received {signum.name}: stopping" in err and "Stopped cleanly" in err
+
+
+def test_sigusr1_logs_every_thread_stack_and_keeps_running():
+    process = start("main.py", "--positions", "2")
+    try:
+        wait_for_line(process.stderr, "Running against the embedded Bybit simulator")
+        process.send_signal(signal.SIGUSR1)
+        wait_for_line(process.stderr, "MainThread")
+        assert process.poll() is None
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    assert process.returncode == 0
+
+
+def test_json_log_format_is_one_object_per_line():
+    result = subprocess.run([sys.executable, "main.py", "--duration", "0.5", "--positions", "2", "--log-format", "json"],
+                            cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+    lines = [orjson.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert lines and all({"time", "level", "thread", "logger", "message"} <= set(line) for line in lines)
+
+
+def test_standalone_simulator_prints_its_address_serves_pybit_and_exits_0():
+    process = start("-m", "simulator", "--port", "0", "--seed", "4", "--demo-positions", "5")
+    try:
+        info = orjson.loads(process.stdout.readline())
+        creds = info["accounts"]["mirror"]
+        session = HTTP(api_key=creds["api_key"], api_secret=creds["api_secret"], retry_codes={-1}, max_retries=1)
+        session.endpoint = info["url"]
+        assert len(session.get_positions(category="linear", settleCoin="USDT")["result"]["list"]) == 5
+        assert set(info["accounts"]) == {"main", "mirror"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    assert process.returncode == 0

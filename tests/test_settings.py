@@ -1,0 +1,152 @@
+"""Settings: defaults, precedence, and one clear line per invalid setting (exit code 2)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from settings import PARSERS, Secret, Settings, SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY, SECRET = "AbCdEfKeyValue123", "TopSecretValue987654321"
+
+
+def problems(environ: dict, config: str | None = None, tmp_path: Path | None = None) -> list[str]:
+    path = None
+    if config is not None:
+        path = tmp_path / "guardian.conf"
+        path.write_text(config)
+    with pytest.raises(SettingsError) as info:
+        load_settings(environ, path)
+    return info.value.problems
+
+
+def test_defaults_need_no_environment():
+    settings = load_settings({})
+    assert not settings.live
+    assert settings.urgency_critical_seconds == 2 and settings.urgency_idle_seconds == 60
+    assert settings.breakeven_offset == Decimal("0.0012")
+    assert settings.base_url == "https://api.bybit.com"
+    assert [a.name for a in settings.accounts()] == ["main"]
+
+
+def test_environment_overrides_config_file(tmp_path):
+    path = tmp_path / "guardian.conf"
+    path.write_text("# comment\n\nHTTP_POOL_SIZE=4\nexport LOG_LEVEL='debug'\nSTATE_PATH=\"/tmp/x.db\"\n")
+    settings = load_settings({"HTTP_POOL_SIZE": "12"}, path)
+    assert settings.http_pool_size == 12
+    assert settings.log_level == "DEBUG"
+    assert settings.state_path == "/tmp/x.db"
+
+
+def test_testnet_demo_and_base_url_pick_the_host():
+    assert load_settings({"BYBIT_TESTNET": "true"}).base_url == "https://api-testnet.bybit.com"
+    assert load_settings({"BYBIT_DEMO": "1"}).base_url == "https://api-demo.bybit.com"
+    assert load_settings({"BYBIT_BASE_URL": "http://127.0.0.1:9/", "BYBIT_DEMO": "1"}).base_url == "http://127.0.0.1:9"
+
+
+def test_mirror_accounts_when_enabled():
+    settings = load_settings({"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET, "ENABLE_MIRROR_TRADING": "yes",
+                              "BYBIT_API_KEY_2": "OtherKey", "BYBIT_API_SECRET_2": "OtherSecret"})
+    main, mirror = settings.accounts()
+    assert (main.name, mirror.name) == ("main", "mirror")
+    assert mirror.api_key.reveal() == "OtherKey"
+
+
+@pytest.mark.parametrize("environ, expected", [
+    ({"BYBIT_API_KEY": KEY}, "BYBIT_API_SECRET: must be set together with BYBIT_API_KEY"),
+    ({"BYBIT_API_SECRET": SECRET}, "BYBIT_API_KEY: must be set together with BYBIT_API_SECRET"),
+    ({"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET, "ENABLE_MIRROR_TRADING": "true"},
+     "ENABLE_MIRROR_TRADING: mirror enabled but BYBIT_API_KEY_2"),
+    ({"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET, "ENABLE_MIRROR_TRADING": "true",
+      "BYBIT_API_KEY_2": KEY, "BYBIT_API_SECRET_2": "x"}, "BYBIT_API_KEY_2: the mirror key is the same"),
+    ({"URGENCY_CRITICAL_SECONDS": "-2"}, "URGENCY_CRITICAL_SECONDS: must be a number greater than 0"),
+    ({"URGENCY_IDLE_SECONDS": "0"}, "URGENCY_IDLE_SECONDS: must be a number greater than 0"),
+    ({"URGENCY_STANDARD_SECONDS": "1"}, "URGENCY_*_SECONDS: intervals must grow"),
+    ({"HTTP_POOL_SIZE": "ten"}, "HTTP_POOL_SIZE: must be a whole number (got 'ten')"),
+    ({"STALE_LIMIT_SECONDS": "soon"}, "STALE_LIMIT_SECONDS: must be a number"),
+    ({"BYBIT_TESTNET": "maybe"}, "BYBIT_TESTNET: must be true or false"),
+    ({"ADOPTION_POLICY": "ignore"}, "ADOPTION_POLICY: must be one of protect, observe"),
+    ({"TP_LADDER_PERCENTS": "50,40,5,4"}, "TP_LADDER_PERCENTS: shares must add up to 100"),
+    ({"TAKER_FEE_RATE": "5"}, "TAKER_FEE_RATE: must be a fraction"),
+    ({"BYBIT_BASE_URL": "ftp://x"}, "BYBIT_BASE_URL: must start with http:// or https://"),
+    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT: must be one of human, json"),
+])
+def test_each_invalid_setting_is_one_line_naming_it(environ, expected):
+    found = problems(environ)
+    assert len(found) == 1, found
+    assert found[0].startswith(expected), found
+
+
+def test_unknown_name_in_config_file_is_an_error(tmp_path):
+    found = problems({}, "HTTP_POOL_SIZ=3\n", tmp_path)
+    assert found == [f"HTTP_POOL_SIZ: unknown setting (in {tmp_path / 'guardian.conf'} line 1)"]
+
+
+def test_line_without_equals_is_an_error(tmp_path):
+    assert "expected KEY=value" in problems({}, "LOG_LEVEL\n", tmp_path)[0]
+
+
+def test_every_problem_is_reported_not_just_the_first():
+    assert len(problems({"HTTP_POOL_SIZE": "0", "RECV_WINDOW_MS": "x", "LOG_LEVEL": "LOUD"})) == 3
+
+
+def test_secrets_never_appear_in_repr_or_errors():
+    settings = load_settings({"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET})
+    assert KEY not in repr(settings) and SECRET not in repr(settings) and SECRET not in str(settings)
+    assert repr(Secret(SECRET)) == "Secret('***')"
+    # Even a key left without its partner is not echoed.
+    text = " ".join(problems({"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET_2": SECRET}))
+    assert KEY not in text and SECRET not in text
+
+
+def test_secret_refuses_pickling():
+    import pickle
+    with pytest.raises(TypeError):
+        pickle.dumps(Secret(SECRET))
+
+
+def test_every_setting_has_a_row_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in PARSERS if f"`{name}`" not in readme]
+    assert not missing, f"settings without a README row: {missing}"
+
+
+def test_settings_are_frozen():
+    with pytest.raises(AttributeError):
+        Settings().http_pool_size = 3  # type: ignore[misc]
+
+
+def run_main(*args: str, env: dict | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if k not in PARSERS}
+    environ.update(env or {})
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], env=environ, cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_invalid_settings_exit_2_with_one_line_each_and_no_secret():
+    result = run_main(env={"BYBIT_API_KEY": KEY, "HTTP_POOL_SIZE": "-1"})
+    assert result.returncode == 2
+    assert sorted(result.stderr.strip().splitlines()) == [
+        "invalid setting: BYBIT_API_SECRET: must be set together with BYBIT_API_KEY",
+        "invalid setting: HTTP_POOL_SIZE: must be a whole number greater than 0 (got '-1')",
+    ]
+    assert KEY not in result.stderr + result.stdout
+
+
+def test_unknown_config_setting_exits_2(tmp_path):
+    path = tmp_path / "bad.conf"
+    path.write_text("NOT_A_SETTING=1\n")
+    result = run_main("--config", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"invalid setting: NOT_A_SETTING: unknown setting (in {path} line 1)"
+
+
+def test_missing_config_file_exits_2(tmp_path):
+    result = run_main("--config", str(tmp_path / "absent.conf"))
+    assert result.returncode == 2 and "--config: cannot read" in result.stderr
