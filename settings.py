@@ -200,6 +200,12 @@ class Settings:
         """2 x taker fee + safety margin (0.12 % by default)."""
         return 2 * self.taker_fee_rate + self.breakeven_safety_margin
 
+    def intervals(self) -> dict[str, float]:
+        """Check interval in seconds per urgency tier name."""
+        return {"critical": float(self.urgency_critical_seconds), "active": float(self.urgency_active_seconds),
+                "standard": float(self.urgency_standard_seconds), "inactive": float(self.urgency_inactive_seconds),
+                "idle": float(self.urgency_idle_seconds)}
+
     def accounts(self) -> tuple[Account, ...]:
         main = Account("main", self.bybit_api_key, self.bybit_api_secret)
         if not self.enable_mirror_trading:

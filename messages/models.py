@@ -352,3 +352,39 @@ class Order:
     @property
     def is_conditional(self) -> bool:
         return self.trigger_price is not None
+
+
+# --- monitor identity and urgency ------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True, order=True)
+class MonitorId:
+    """One monitor per (account, symbol, positionIdx), ever."""
+
+    account: str
+    symbol: str
+    position_idx: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.account}:{self.symbol}:{self.position_idx}"
+
+    @staticmethod
+    def parse(text: str) -> "MonitorId":
+        account, symbol, idx = text.split(":")
+        return MonitorId(account, symbol, int(idx))
+
+
+class Urgency(StrEnum):
+    """Check tiers, most urgent first (tpsl-rules.md "Urgency")."""
+
+    CRITICAL = "critical"
+    ACTIVE = "active"
+    STANDARD = "standard"
+    INACTIVE = "inactive"
+    IDLE = "idle"
+
+    @property
+    def rank(self) -> int:
+        return _URGENCY_ORDER.index(self)
+
+
+_URGENCY_ORDER = list(Urgency)

@@ -1,0 +1,189 @@
+"""The Scheduler: keeps each monitor's urgency and next due time and sends `Check`s in waves.
+
+It never blocks on a monitor: checks go out as tells and come back as `Checked` tells. A check
+that does not come back within `check_timeout` is reported to the Supervisor and rescheduled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+
+from actors._schedule import (MAX_CONCURRENCY, MIN_CONCURRENCY, START_CONCURRENCY, WAVE_GRID_S,
+                              Candidate, adapt_concurrency, dispatch_order, next_due)
+from messages.models import MonitorId, Urgency
+from messages.monitor import Check
+from messages.scheduler import (Checked, GetSchedule, RegisterMonitor, ScheduleReport, Tick,
+                                UnregisterMonitor)
+from messages.supervisor import MonitorUnresponsive
+from runtime.clock import Clock
+
+log = logging.getLogger(__name__)
+
+WAVE_HISTORY = 1000  # wave durations kept for the report
+
+
+@dataclass
+class _Entry:
+    ref: Any
+    urgency: Urgency
+    due: float
+    seq: int = 0                      # of the check in flight (or the last one)
+    in_flight: bool = False
+    dispatched_at: float = 0.0
+    wave: int = 0
+
+
+@dataclass
+class _Wave:
+    started: float
+    pending: set[MonitorId]
+    size: int
+    urgency: Counter = field(default_factory=Counter)
+
+
+class Scheduler(pykka.ThreadingActor):
+    def __init__(self, clock: Clock, intervals: dict[str, float], supervisor: Any = None, *,
+                 check_timeout: float = 30.0, grid: float = WAVE_GRID_S,
+                 concurrency: tuple[int, int, int] = (MIN_CONCURRENCY, START_CONCURRENCY, MAX_CONCURRENCY)):
+        super().__init__()
+        self._clock = clock
+        self._intervals = {Urgency(name): seconds for name, seconds in intervals.items()}
+        self._supervisor = supervisor
+        self._check_timeout = check_timeout
+        self._grid = grid
+        self._low, self._limit, self._high = concurrency
+        self._entries: dict[MonitorId, _Entry] = {}
+        self._waves: dict[int, _Wave] = {}
+        self._wave_count = 0
+        self._wave_seconds: list[float] = []
+        self._seq = 0
+        self._checks = 0
+        self._late = 0
+        self._throttled = False
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case Tick(now=now):
+                self._on_tick(now)
+            case Checked():
+                self._on_checked(message)
+            case RegisterMonitor():
+                self._on_register(message)
+            case UnregisterMonitor(monitor=monitor):
+                self._on_unregister(monitor)
+            case GetSchedule():
+                return self._report()
+            case _:
+                log.error("Scheduler: unknown message %r", message)
+        return None
+
+    # --- handlers -------------------------------------------------------------------------
+
+    def _on_register(self, message: RegisterMonitor) -> None:
+        now = self._clock.monotonic()
+        if message.monitor in self._entries:
+            log.error("Scheduler: %s registered twice; keeping the first", message.monitor)
+            return
+        self._entries[message.monitor] = _Entry(message.ref, message.urgency, due=now)
+        if self._in_flight() < self._limit:
+            self._dispatch(now, only=[message.monitor])  # a new monitor is checked at once
+
+    def _on_unregister(self, monitor: MonitorId) -> None:
+        entry = self._entries.pop(monitor, None)
+        if entry is not None and entry.in_flight:
+            self._settle_wave(entry.wave, monitor, None)
+
+    def _on_tick(self, now: float) -> None:
+        self._expire_overdue(now)
+        due = dispatch_order((Candidate(m, e.urgency, e.due) for m, e in self._entries.items()
+                              if not e.in_flight), now, self._grid)
+        slots = self._limit - self._in_flight()
+        self._limit = adapt_concurrency(self._limit, throttled=self._throttled, saturated=len(due) > slots,
+                                        low=self._low, high=self._high)
+        self._throttled = False
+        if due and slots > 0:
+            self._dispatch(now, only=due[:slots])
+
+    def _on_checked(self, message: Checked) -> None:
+        entry = self._entries.get(message.monitor)
+        if entry is None or not entry.in_flight or entry.seq != message.seq:
+            log.debug("Scheduler: late or unknown Checked from %s ignored", message.monitor)
+            return
+        entry.in_flight = False
+        entry.urgency = message.urgency
+        entry.due = next_due(entry.dispatched_at, self._intervals[message.urgency], self._grid)
+        self._throttled = self._throttled or message.throttled
+        log.debug("Checked %s in %.3fs (data age %.1fs, urgency %s)", message.monitor, message.duration,
+                  message.data_age, message.urgency.value)
+        self._settle_wave(entry.wave, message.monitor, message.urgency)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _in_flight(self) -> int:
+        return sum(e.in_flight for e in self._entries.values())
+
+    def _dispatch(self, now: float, only: list[MonitorId]) -> None:
+        self._wave_count += 1
+        wave = _Wave(started=self._clock.monotonic(), pending=set(), size=0)
+        for monitor in only:
+            entry = self._entries[monitor]
+            if now - entry.due >= self._grid and entry.dispatched_at:
+                self._late += 1  # a tier missed its interval by a whole wave
+            self._seq += 1
+            entry.seq, entry.in_flight, entry.dispatched_at, entry.wave = self._seq, True, now, self._wave_count
+            try:
+                entry.ref.tell(Check(now=now, seq=self._seq))
+            except pykka.ActorDeadError:
+                log.error("Scheduler: monitor %s is dead; unregistering it", monitor)
+                del self._entries[monitor]
+                self._report_unresponsive(monitor, 0.0)
+                continue
+            wave.pending.add(monitor)
+            wave.size += 1
+            self._checks += 1
+        if wave.size:
+            self._waves[self._wave_count] = wave
+
+    def _settle_wave(self, wave_id: int, monitor: MonitorId, urgency: Urgency | None) -> None:
+        wave = self._waves.get(wave_id)
+        if wave is None:
+            return
+        wave.pending.discard(monitor)
+        if urgency is not None:
+            wave.urgency[urgency] += 1
+        if wave.pending:
+            return
+        del self._waves[wave_id]
+        now = self._clock.monotonic()
+        seconds = now - wave.started
+        self._wave_seconds = (self._wave_seconds + [seconds])[-WAVE_HISTORY:]
+        idle_due = [e.due for e in self._entries.values() if not e.in_flight]
+        next_in = max(0.0, min(idle_due) - now) if idle_due else 0.0
+        counts = {u.value: wave.urgency[u] for u in Urgency if wave.urgency[u]}
+        log.info("Processed %d monitors in %.2fs - urgency %s - next in %.1fs", wave.size, seconds, counts, next_in)
+
+    def _expire_overdue(self, now: float) -> None:
+        for monitor, entry in list(self._entries.items()):
+            waited = now - entry.dispatched_at
+            if entry.in_flight and waited > self._check_timeout:
+                log.warning("Scheduler: %s did not finish its check in %.0fs; rescheduled", monitor, waited)
+                entry.in_flight = False
+                entry.due = next_due(now, self._intervals[entry.urgency], self._grid)
+                self._settle_wave(entry.wave, monitor, None)
+                self._report_unresponsive(monitor, waited)
+
+    def _report_unresponsive(self, monitor: MonitorId, seconds: float) -> None:
+        if self._supervisor is not None:
+            self._supervisor.tell(MonitorUnresponsive(monitor, seconds))
+
+    def _report(self) -> ScheduleReport:
+        counts = Counter(e.urgency.value for e in self._entries.values())
+        return ScheduleReport(
+            monitors=len(self._entries), in_flight=self._in_flight(), concurrency_limit=self._limit,
+            urgency=dict(counts), waves=len(self._wave_seconds), wave_seconds=tuple(self._wave_seconds),
+            checks=self._checks, late_checks=self._late)

@@ -1,0 +1,12 @@
+"""Messages a Monitor receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """From the Scheduler: run one check now; answer with `Checked(seq=seq)`."""
+    now: float
+    seq: int

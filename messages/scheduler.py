@@ -1,0 +1,56 @@
+"""Messages the Scheduler receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from messages.models import MonitorId, Urgency
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """From the ticker: time to dispatch the checks that are due."""
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterMonitor:
+    """A new monitor to schedule (checked at once). `ref` is its Pykka ActorRef."""
+    monitor: MonitorId
+    ref: Any
+    urgency: Urgency = Urgency.CRITICAL
+
+
+@dataclass(frozen=True, slots=True)
+class UnregisterMonitor:
+    monitor: MonitorId
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """From a monitor: its check `seq` finished. `throttled` says the gateway's rate limiter made
+    it wait; `data_age` is how old the view it acted on was (seconds)."""
+    monitor: MonitorId
+    seq: int
+    urgency: Urgency
+    duration: float
+    data_age: float = 0.0
+    throttled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GetSchedule:
+    """Ask: a `ScheduleReport` (for tests, status and the summary)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleReport:
+    monitors: int
+    in_flight: int
+    concurrency_limit: int
+    urgency: dict[str, int]
+    waves: int
+    wave_seconds: tuple[float, ...]
+    checks: int
+    late_checks: int

@@ -1,0 +1,237 @@
+"""Scheduler: due times, ordering, the in-flight limit, slow and dead monitors, no starvation.
+Deterministic: a fake clock, ticks sent by the test, stub monitors answering on command."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+import pytest
+
+from actors._schedule import Candidate, adapt_concurrency, dispatch_order, next_due
+from actors.scheduler import Scheduler
+from messages.models import MonitorId, Urgency
+from messages.scheduler import Checked, GetSchedule, RegisterMonitor, Tick, UnregisterMonitor
+from messages.supervisor import MonitorUnresponsive
+from runtime.clock import FakeClock
+from tests.stubs.monitors import StubMonitors
+from tests.stubs.recorder import Recorder, recorded
+
+INTERVALS = {"critical": 2.0, "active": 5.0, "standard": 12.0, "inactive": 30.0, "idle": 60.0}
+
+
+class Harness:
+    def __init__(self, concurrency=(4, 20, 64), check_timeout=30.0):
+        self.clock = FakeClock(start=1000.0)
+        self.supervisor = Recorder.start()
+        self.scheduler = Scheduler.start(self.clock, INTERVALS, self.supervisor,
+                                         check_timeout=check_timeout, concurrency=concurrency)
+        self.monitors = StubMonitors(self.scheduler)
+
+    def add(self, name: str, urgency=Urgency.STANDARD, mode="answer", account="main") -> MonitorId:
+        monitor = MonitorId(account, name)
+        self.monitors.configure(monitor, urgency, mode)
+        self.scheduler.tell(RegisterMonitor(monitor, self.monitors.ref_for(monitor), urgency))
+        self.settle()
+        return monitor
+
+    def settle(self):
+        """Every message in flight has been handled: checks told, answered and recorded."""
+        self.scheduler.ask(GetSchedule(), timeout=5)
+        self.monitors.ping()
+        return self.scheduler.ask(GetSchedule(), timeout=5)
+
+    def tick(self, seconds: float = 0.25):
+        now = self.clock.advance(seconds)
+        self.scheduler.tell(Tick(now))
+        return self.settle()
+
+    def run(self, seconds: float, step: float = 0.25) -> None:
+        for _ in range(round(seconds / step)):
+            self.tick(step)
+
+    def check_times(self) -> dict[MonitorId, list[float]]:
+        times = defaultdict(list)
+        for monitor, now, _ in self.monitors.checks():
+            times[monitor].append(now)
+        return times
+
+
+@pytest.fixture
+def harness():
+    return Harness()
+
+
+# --- pure arithmetic ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("tier, interval", INTERVALS.items())
+def test_next_due_is_dispatch_plus_interval_for_every_tier(tier, interval):
+    assert next_due(1000.0, interval) == 1000.0 + interval
+
+
+@pytest.mark.parametrize("dispatched, interval, due", [(1000.25, 2, 1003.0), (1000.0, 2.5, 1003.0),
+                                                      (999.999999999, 2, 1002.0)])
+def test_next_due_rounds_up_to_the_wave_grid_never_early(dispatched, interval, due):
+    assert next_due(dispatched, interval) == due
+    assert next_due(dispatched, interval) >= dispatched + interval - 1e-6
+
+
+def test_dispatch_order_is_most_urgent_first_but_overdue_goes_first():
+    a, b, c, d = (MonitorId("main", s) for s in "ABCD")
+    candidates = [Candidate(a, Urgency.STANDARD, 100.0), Candidate(b, Urgency.CRITICAL, 100.0),
+                  Candidate(c, Urgency.IDLE, 98.0), Candidate(d, Urgency.CRITICAL, 101.0)]
+    assert dispatch_order(candidates, now=100.0) == [c, b, a]  # d is not due; c waited a wave
+
+
+@pytest.mark.parametrize("current, throttled, saturated, expected", [
+    (20, True, True, 10), (20, False, True, 40), (20, False, False, 20),
+    (5, True, False, 4), (40, False, True, 64)])
+def test_concurrency_adapts(current, throttled, saturated, expected):
+    assert adapt_concurrency(current, throttled=throttled, saturated=saturated) == expected
+
+
+# --- the actor ---------------------------------------------------------------------------
+
+def test_a_new_monitor_is_checked_at_once(harness):
+    monitor = harness.add("BTCUSDT")
+    assert harness.check_times()[monitor] == [1000.0]
+
+
+@pytest.mark.parametrize("tier", list(Urgency))
+def test_next_check_is_last_check_plus_the_tier_interval(harness, tier):
+    monitor = harness.add("BTCUSDT", urgency=tier)
+    interval = INTERVALS[tier.value]
+    harness.run(interval - 0.25)
+    assert len(harness.check_times()[monitor]) == 1
+    harness.tick()
+    assert harness.check_times()[monitor] == [1000.0, 1000.0 + interval]
+
+
+def test_a_tier_change_takes_effect_at_the_next_check(harness):
+    monitor = harness.add("BTCUSDT", urgency=Urgency.CRITICAL)
+    harness.run(2.0)  # second check, still critical
+    harness.monitors.configure(monitor, urgency=Urgency.ACTIVE)
+    harness.run(2.0)  # third check answers "active"
+    harness.run(5.0)
+    assert harness.check_times()[monitor] == [1000.0, 1002.0, 1004.0, 1009.0]
+
+
+def test_most_urgent_first_when_slots_are_short():
+    h = Harness(concurrency=(1, 1, 1))
+    blocker = h.add("BLOCKUSDT", mode="held")
+    standard = h.add("STDUSDT", urgency=Urgency.STANDARD)
+    idle = h.add("IDLEUSDT", urgency=Urgency.IDLE)
+    critical = h.add("CRITUSDT", urgency=Urgency.CRITICAL)
+    h.monitors.release(blocker)
+    h.monitors.configure(blocker, mode="answer")
+    h.settle()
+    for _ in range(3):
+        h.tick()
+    order = [m for m, _, _ in h.monitors.checks()]
+    assert order == [blocker, critical, standard, idle]
+
+
+def test_in_flight_never_exceeds_the_limit_with_slow_monitors():
+    h = Harness(concurrency=(5, 5, 5))
+    for n in range(30):
+        h.add(f"S{n}USDT", mode="held")
+    for step in range(40):
+        report = h.tick()
+        assert report.in_flight <= 5
+        if step % 3 == 0:
+            h.monitors.release()
+    assert report.concurrency_limit == 5
+    assert len({m for m, _, _ in h.monitors.checks()}) == 30  # everyone got its turn
+
+
+def test_limit_halves_when_checks_report_throttling_and_grows_when_saturated():
+    h = Harness(concurrency=(4, 20, 64))
+    monitor = h.add("BTCUSDT", urgency=Urgency.CRITICAL, mode="held")
+    h.scheduler.tell(Checked(monitor, seq=1, urgency=Urgency.CRITICAL, duration=0.1, throttled=True))
+    assert h.tick().concurrency_limit == 10
+    for n in range(30):
+        h.add(f"S{n}USDT", mode="held")
+    assert h.tick().concurrency_limit == 20
+
+
+def test_a_dead_monitor_is_reported_and_others_keep_their_schedule():
+    h = Harness(check_timeout=10.0)
+    silent = h.add("DEADUSDT", urgency=Urgency.CRITICAL, mode="silent")
+    alive = h.add("LIVEUSDT", urgency=Urgency.CRITICAL)
+    h.run(12.0)
+    assert h.check_times()[alive] == [1000.0 + 2 * n for n in range(7)]
+    unresponsive = [m for m in recorded(h.supervisor) if isinstance(m, MonitorUnresponsive)]
+    assert [m.monitor for m in unresponsive] == [silent]
+    h.run(2.0)
+    assert len(h.check_times()[silent]) == 2  # rescheduled after the timeout
+
+
+def test_a_late_answer_after_the_timeout_is_ignored():
+    h = Harness(check_timeout=5.0)
+    slow = h.add("SLOWUSDT", urgency=Urgency.CRITICAL, mode="held")
+    h.run(6.0)  # timed out at 1005.25 and rescheduled one interval later
+    h.run(3.0)  # the second check went out at 1008 and is held too
+    assert h.check_times()[slow] == [1000.0, 1008.0]
+    h.monitors.release()  # answers both the stale check and the current one
+    report = h.settle()
+    assert report.in_flight == 0 and len(h.check_times()[slow]) == 2
+
+
+def test_no_starvation_over_ten_minutes_with_20_critical_and_200_standard():
+    h = Harness()  # the production limits: starts at 20, adapts within 4..64
+    critical = [h.add(f"C{n}USDT", urgency=Urgency.CRITICAL) for n in range(20)]
+    standard = [h.add(f"S{n}USDT", urgency=Urgency.STANDARD) for n in range(200)]
+    h.run(600.0)
+    times = h.check_times()
+    for group, interval in ((critical, 2.0), (standard, 12.0)):
+        for monitor in group:
+            gaps = [b - a for a, b in zip(times[monitor], times[monitor][1:])]
+            assert len(gaps) >= 600 / (interval + 1) - 2, monitor
+            assert min(gaps) >= interval - 1e-9, monitor            # never more often
+            assert max(gaps) <= interval + 1.0 + 1e-9, monitor      # late by at most one wave
+
+
+def test_unregistering_during_a_wave_completes_the_wave(harness, caplog):
+    caplog.set_level(logging.INFO, logger="actors.scheduler")
+    a = harness.add("AUSDT", urgency=Urgency.CRITICAL, mode="held")
+    b = harness.add("BUSDT", urgency=Urgency.CRITICAL, mode="held")
+    harness.run(2.0)
+    harness.scheduler.tell(UnregisterMonitor(a))
+    harness.monitors.release()
+    harness.settle()
+    assert harness.scheduler.ask(GetSchedule()).monitors == 1
+    assert any(r.getMessage().startswith("Processed 1 monitors in") for r in caplog.records)
+    harness.run(2.0)
+    assert a not in {m for m, t, _ in harness.monitors.checks() if t > 1002.0}
+    assert b in {m for m, t, _ in harness.monitors.checks() if t > 1002.0}
+
+
+def test_one_info_line_per_wave(harness, caplog):
+    caplog.set_level(logging.INFO, logger="actors.scheduler")
+    for n in range(3):
+        harness.add(f"C{n}USDT", urgency=Urgency.CRITICAL)
+    caplog.clear()
+    harness.run(2.0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "actors.scheduler"]
+    assert lines == ["Processed 3 monitors in 0.00s - urgency {'critical': 3} - next in 2.0s"]
+
+
+def test_registering_twice_keeps_one_entry(harness, caplog):
+    monitor = harness.add("BTCUSDT")
+    harness.scheduler.tell(RegisterMonitor(monitor, harness.monitors.ref_for(monitor)))
+    assert harness.settle().monitors == 1
+    assert any("registered twice" in r.getMessage() for r in caplog.records)
+
+
+def test_unknown_message_is_logged_as_an_error(harness, caplog):
+    harness.scheduler.tell("what is this")
+    harness.settle()
+    assert any(r.levelno == logging.ERROR and "unknown message" in r.getMessage() for r in caplog.records)
+
+
+def test_ticks_before_anything_is_due_send_nothing(harness):
+    monitor = harness.add("BTCUSDT", urgency=Urgency.IDLE)
+    harness.run(59.75)
+    assert harness.check_times()[monitor] == [1000.0]
+    report = harness.scheduler.ask(GetSchedule())
+    assert report.late_checks == 0 and report.checks == 1
