@@ -24,6 +24,9 @@ SUMMARY_INTERVAL_S = 10.0
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python main.py", description="Guards TP/SL orders of open Bybit positions.")
+    parser.add_argument("command", nargs="?", choices=("run", "status"), default="run",
+                        help="run the daemon (default), or print the monitors from the state database")
+    parser.add_argument("--events", type=int, default=0, metavar="N", help="status: also print the last N journal entries")
     parser.add_argument("--config", help="KEY=value settings file (the environment overrides it)")
     parser.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
     parser.add_argument("--positions", type=int, default=32, help="simulator: demo positions per account")
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"invalid setting: {problem}", file=sys.stderr)
         return 2
+    if args.command == "status":
+        return print_status(settings, args.events)
     secrets = [s.reveal() for s in (settings.bybit_api_key, settings.bybit_api_secret,
                                     settings.bybit_api_key_2, settings.bybit_api_secret_2)]
     setup_logging(settings.log_level, args.log_format or settings.log_format, secrets)
@@ -54,6 +59,17 @@ def main(argv: list[str] | None = None) -> int:
               "version yet; unset the keys to run against the embedded simulator", file=sys.stderr)
         return 2
     return run_simulated(settings, args)
+
+
+def print_status(settings: Settings, events: int) -> int:
+    from actors._store import StateError
+    from runtime.status import render
+    try:
+        print(render(settings.state_path, events))
+    except StateError as exc:
+        print(f"status: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run_simulated(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,0 +1,158 @@
+"""Persistence: the single writer of state (SQLite via actors/_store.py).
+
+Critical records are committed before their sender is answered. Critical records arriving close
+together share one transaction (group commit): a commit happens when the mailbox is empty, when
+64 records wait, or when the oldest has waited 5 ms. Non-critical states are coalesced per
+monitor (the latest wins) and written on `FlushDue` at most once per flush interval, and on stop.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pykka
+
+from actors._store import Store
+from messages.models import MonitorId
+from messages.persistence import (FlushDue, GetPersistenceStats, JournalEntry, LoadedState, LoadState,
+                                  PersistenceStats, Record)
+from runtime.clock import Clock
+
+log = logging.getLogger(__name__)
+
+GROUP_MAX = 64
+GROUP_WAIT_S = 0.005
+LATENCY_KEPT = 10_000
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+class Persistence(pykka.ThreadingActor):
+    def __init__(self, store: Store, loaded: dict[MonitorId, dict], clock: Clock, *,
+                 flush_interval: float = 30.0, moved_aside: str | None = None):
+        super().__init__()
+        self._store = store
+        self._loaded = loaded
+        self._moved_aside = moved_aside
+        self._clock = clock
+        self._flush_interval = flush_interval
+        self._last_flush = clock.monotonic()
+        self._pending_states: dict[MonitorId, dict] = {}      # non-critical, coalesced
+        self._group: list[Record] = []                         # critical, waiting for the commit
+        self._group_since = 0.0
+        self._critical_commits = 0
+        self._commits_since_flush_line = 0
+        self._flushes = 0
+        self._rows = 0
+        self._bytes = 0
+        self._records = 0
+        self._commit_ms: list[float] = []
+
+    # --- messages -------------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        answer = None
+        match message:
+            case Record(critical=True) | Record(retire=True):
+                self._records += 1
+                if not self._group:
+                    self._group_since = self._clock.monotonic()
+                self._group.append(message)
+                self._pending_states.pop(message.monitor, None)  # superseded by this one
+            case Record():
+                self._records += 1
+                if message.state is not None:
+                    self._pending_states[message.monitor] = message.state
+                if message.reply is not None:
+                    message.reply.set(True)
+            case FlushDue(now=now):
+                if now - self._last_flush >= self._flush_interval * 0.99:
+                    self._flush(now)
+            case LoadState():
+                answer = LoadedState(dict(self._loaded), self._store.last_events(), self._moved_aside)
+            case GetPersistenceStats():
+                answer = self._stats()
+            case _:
+                log.error("Persistence: unknown message %r", message)
+        if self._group and (self.actor_inbox.empty() or len(self._group) >= GROUP_MAX
+                            or self._clock.monotonic() - self._group_since >= GROUP_WAIT_S):
+            self._commit_group()
+        return answer
+
+    def on_stop(self) -> None:
+        if self._group:
+            self._commit_group()
+        self._flush(self._clock.monotonic(), final=True)
+        self._store.close()
+
+    def on_failure(self, *args: Any) -> None:
+        self._store.close()
+
+    # --- writing --------------------------------------------------------------------------
+
+    def _commit_group(self) -> None:
+        group, self._group = self._group, []
+        states = {r.monitor: r.state for r in group if r.state is not None and not r.retire}
+        retired = [r.monitor for r in group if r.retire]
+        for monitor in retired:
+            states.pop(monitor, None)
+        events = [e for r in group for e in r.events]
+        started = self._clock.monotonic()
+        try:
+            rows, size = self._store.write(states, events, retired, self._clock.wall_ms())
+        except Exception as exc:
+            for record in group:
+                if record.reply is not None:
+                    record.reply.set_exception(exc)
+            raise  # an unexpected failure stops this actor loudly
+        self._commit_ms = (self._commit_ms + [(self._clock.monotonic() - started) * 1000])[-LATENCY_KEPT:]
+        self._critical_commits += 1
+        self._commits_since_flush_line += 1
+        self._rows += rows
+        self._bytes += size
+        for record in group:
+            if record.reply is not None:
+                record.reply.set(True)
+
+    def _flush(self, now: float, final: bool = False) -> None:
+        self._last_flush = now
+        states, self._pending_states = self._pending_states, {}
+        if states:
+            rows, size = self._store.write(states, (), (), self._clock.wall_ms())
+            self._flushes += 1
+            self._rows += rows
+            self._bytes += size
+        if states or self._commits_since_flush_line:
+            log.info("Persistence: flushed %d monitors (batched%s), %d critical commits in the last %.0fs, "
+                     "commit p99 %.1fms", len(states), ", final" if final else "", self._commits_since_flush_line,
+                     self._flush_interval, _percentile(self._commit_ms, 0.99))
+        self._commits_since_flush_line = 0
+
+    def _stats(self) -> PersistenceStats:
+        return PersistenceStats(
+            critical_commits=self._critical_commits, batched_flushes=self._flushes, rows_written=self._rows,
+            bytes_written=self._bytes, commit_ms_p50=_percentile(self._commit_ms, 0.5),
+            commit_ms_p99=_percentile(self._commit_ms, 0.99), pending_states=len(self._pending_states),
+            records_received=self._records)
+
+
+def record(persistence: Any, message: Record, timeout: float = 10.0) -> None:
+    """Send a record and, when it is critical, wait until it is committed (raises on failure or
+    timeout). The one place a sender waits on Persistence."""
+    if not (message.critical or message.retire):
+        persistence.tell(message)
+        return
+    future = pykka.ThreadingFuture()
+    persistence.tell(Record(message.monitor, message.state, message.events, message.critical,
+                            message.retire, reply=future))
+    future.get(timeout=timeout)
+
+
+def journal(time_ms: int, monitor: MonitorId, event: str, **payload: Any) -> JournalEntry:
+    return JournalEntry(time_ms, monitor, event, payload)

@@ -1,0 +1,29 @@
+"""Helper process for the SIGKILL test: records critical events forever, printing the number of
+each one after `record()` acknowledged it. Not a test module."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from actors._store import open_store  # noqa: E402
+from actors.persistence import Persistence, journal, record  # noqa: E402
+from messages.models import MonitorId  # noqa: E402
+from messages.persistence import Record  # noqa: E402
+from runtime.clock import SystemClock  # noqa: E402
+
+
+def main() -> None:
+    path, first = sys.argv[1], int(sys.argv[2])
+    store, states, _ = open_store(path)
+    persistence = Persistence.start(store, states, SystemClock())
+    number = first
+    while True:
+        monitor = MonitorId("main", f"S{number % 40}USDT")
+        record(persistence, Record(monitor, {"n": number}, (journal(number, monitor, "tp_filled", n=number),),
+                                   critical=True))
+        print(number, flush=True)
+        number += 1
+
+
+main()
