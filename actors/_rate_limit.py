@@ -1,0 +1,92 @@
+"""The gateway's rate limiter: pure bookkeeping, time passed in by the caller.
+
+Keyed like Bybit meters: (account, endpoint), rolling windows with the published limits (writes
+10/s, reads 50/s). The window is kept a little longer than Bybit's second (`guard`), because the
+exchange counts arrivals and network jitter can bunch them. Corrected by the answers' headers:
+`X-Bapi-Limit-Status` lower than our own count means someone else spent budget; 10006 blocks the
+key until `X-Bapi-Limit-Reset-Timestamp`; HTTP 403 bans every request to the host.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+WRITE_LIMIT = 10
+READ_LIMIT = 50
+WRITE_ENDPOINTS = frozenset({
+    "/v5/order/create", "/v5/order/amend", "/v5/order/cancel", "/v5/order/cancel-all",
+    "/v5/order/create-batch", "/v5/order/amend-batch", "/v5/order/cancel-batch",
+})
+IP_BAN_SECONDS = 600.0
+
+
+def published_limit(endpoint: str) -> int | None:
+    if endpoint in WRITE_ENDPOINTS:
+        return WRITE_LIMIT
+    if endpoint.startswith("/v5/market/"):
+        return None  # only the IP limit applies
+    return READ_LIMIT
+
+
+class RateLimiter:
+    def __init__(self, window: float = 1.0, guard: float = 0.1):
+        self._span = window + guard
+        self._sent: dict[tuple[str, str], deque[float]] = {}
+        self._limits: dict[tuple[str, str], int] = {}
+        self._blocked_until: dict[tuple[str, str], float] = {}
+        self.banned_until = 0.0
+        self.waits = 0
+
+    def _window(self, key: tuple[str, str], now: float) -> deque[float]:
+        sent = self._sent.setdefault(key, deque())
+        while sent and sent[0] <= now - self._span:
+            sent.popleft()
+        return sent
+
+    def delay(self, account: str, endpoint: str, now: float, units: int = 1) -> float:
+        """Seconds until `units` requests may be sent (0: now)."""
+        if now < self.banned_until:
+            return self.banned_until - now
+        key = (account, endpoint)
+        if now < self._blocked_until.get(key, 0.0):
+            return self._blocked_until[key] - now
+        limit = self._limits.get(key) or published_limit(endpoint)
+        if limit is None:
+            return 0.0
+        sent = self._window(key, now)
+        units = min(units, limit)
+        if len(sent) + units <= limit:
+            return 0.0
+        return sent[len(sent) + units - limit - 1] + self._span - now
+
+    def take(self, account: str, endpoint: str, now: float, units: int = 1) -> bool:
+        """Record `units` requests sent now, if allowed; False (and counted as a wait) if not."""
+        if self.delay(account, endpoint, now, units) > 0:
+            self.waits += 1
+            return False
+        if published_limit(endpoint) is not None:
+            self._window((account, endpoint), now).extend([now] * units)
+        return True
+
+    def observe(self, account: str, endpoint: str, now: float, limit: str | None, remaining: str | None) -> None:
+        """Correct our count from an answer's X-Bapi-Limit / X-Bapi-Limit-Status headers."""
+        key = (account, endpoint)
+        try:
+            if limit is not None:
+                self._limits[key] = max(1, int(limit))
+            if remaining is not None:
+                used = (self._limits.get(key) or published_limit(endpoint) or 0) - int(remaining)
+                sent = self._window(key, now)
+                while len(sent) < used:
+                    sent.append(now)  # budget spent elsewhere (another client on this key)
+        except ValueError:
+            pass  # a malformed header corrects nothing
+
+    def block(self, account: str, endpoint: str, until: float) -> None:
+        """After 10006: nothing for this key until the exchange's reset time."""
+        key = (account, endpoint)
+        self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), until)
+
+    def ban(self, until: float) -> None:
+        """After HTTP 403: nothing to the host until `until`."""
+        self.banned_until = max(self.banned_until, until)

@@ -1,0 +1,200 @@
+"""Messages the ExchangeGateway receives, and what it answers.
+
+Requests carry a `reply` future (a `pykka.ThreadingFuture`) that the gateway sets when the answer
+is ready, possibly much later: its mailbox never waits on the network. `ask_gateway()` in
+actors/gateway.py is the helper that makes one and waits with a timeout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import IntEnum
+from typing import Any
+
+from messages.models import Instrument, Order, Position
+
+
+class Priority(IntEnum):
+    """Queued writes go out in this order."""
+    PROTECT = 0   # place or move a stop, emergency close
+    CLEANUP = 1   # cancellations
+    RESIZE = 2    # take-profit placement and resizing
+
+
+# --- queries -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class GetPositionView:
+    """One position and this account's open orders for its symbol, no older than `max_age` s.
+    `include_closed` adds the symbol's recent finished orders (one extra read) for a monitor
+    that saw a known order vanish and must learn whether it filled."""
+    account: str
+    symbol: str
+    position_idx: int = 0
+    max_age: float = 2.0
+    include_closed: bool = False
+    reply: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetAccountSnapshot:
+    """Every open position and open order of an account, no older than `max_age` s."""
+    account: str
+    max_age: float = 15.0
+    reply: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class PositionView:
+    account: str
+    symbol: str
+    position_idx: int
+    position: Position | None          # None: no open position (flat or no row)
+    orders: tuple[Order, ...]          # open orders of this symbol (every positionIdx)
+    instrument: Instrument | None
+    taken_ms: int                      # exchange-clock-ish wall time the data was read
+    age: float                         # seconds, when answered
+    snapshot_id: int                   # grows with every read that covered this symbol
+    stale: bool = False                # the last refreshes failed; this is the last good data
+    throttled: bool = False            # the answer waited on the rate limiter
+    closed: tuple[Order, ...] = ()     # with include_closed: recent finished orders
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    account: str
+    positions: tuple[Position, ...]
+    orders: tuple[Order, ...]
+    taken_ms: int
+    age: float
+    snapshot_id: int
+    stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """No answer can be given: the account is unknown, or every refresh failed for longer than
+    the stale limit."""
+    account: str
+    reason: str
+
+
+# --- commands ------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    account: str
+    symbol: str
+    side: str
+    order_type: str                    # "Market" or "Limit"
+    qty: Decimal
+    link_id: str
+    price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    trigger_direction: int | None = None
+    reduce_only: bool = True
+    close_on_trigger: bool = False
+    time_in_force: str = "GTC"
+    position_idx: int = 0
+    priority: Priority = Priority.RESIZE
+    reply: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class AmendOrder:
+    account: str
+    symbol: str
+    link_id: str
+    qty: Decimal | None = None
+    price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    priority: Priority = Priority.RESIZE
+    reply: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    account: str
+    symbol: str
+    link_id: str
+    priority: Priority = Priority.CLEANUP
+    reply: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAll:
+    """Cancel every open order of a symbol, external ones included: use with care."""
+    account: str
+    symbol: str
+    priority: Priority = Priority.CLEANUP
+    reply: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Up to 10 commands of one kind (all PlaceOrder, all AmendOrder or all CancelOrder) for one
+    account, sent as one batch request. Answered with a tuple of outcomes in the same order."""
+    account: str
+    commands: tuple[Any, ...]
+    priority: Priority = Priority.RESIZE
+    reply: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    order_id: str
+    link_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A definite no: the exchange did not act."""
+    code: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unresolved:
+    """The exchange may or may not have acted (timeout, 5xx, 10006, dropped connection, lost
+    answer). Settle by looking the orderLinkId up in a fresh snapshot; never resend blindly."""
+    reason: str
+
+
+Outcome = Accepted | Rejected | Unresolved
+
+
+# --- operations ----------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class GetGatewayStats:
+    """Ask (answered at once): `GatewayStats`."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayTick:
+    """From the ticker (every 50 ms): send queued requests the rate limiter now allows."""
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReportStats:
+    """From the ticker (every 60 s): log the stats line."""
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStats:
+    calls: dict[str, dict[str, int]]             # account -> endpoint -> calls
+    errors: dict[str, dict[str, int]]            # account -> error kind -> count
+    cache_hits: int
+    cache_misses: int
+    refreshes: int
+    refresh_seconds: tuple[float, ...]
+    pool_in_use: int
+    pool_size: int
+    limiter_waits: int
+    rate_limited_10006: int
+    banned_403: int
+    stale_accounts: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)

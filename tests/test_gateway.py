@@ -1,0 +1,382 @@
+"""ExchangeGateway against the simulator over real HTTP (pybit inside the gateway)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from decimal import Decimal
+
+import pykka
+import pytest
+
+from actors._cache import AccountCache
+from actors._rate_limit import RateLimiter
+from actors.gateway import ExchangeGateway, ask_gateway
+from messages.gateway import (Accepted, AmendOrder, Batch, CancelOrder, GatewayTick, GetAccountSnapshot,
+                              GetGatewayStats, GetPositionView, PlaceOrder, Priority, Rejected, Unavailable,
+                              Unresolved)
+from messages.models import OrderLink, Position, Role
+from runtime.clock import SystemClock
+from runtime.ticker import Every, Ticker
+from simulator import Simulator
+
+
+class Rig:
+    def __init__(self, positions: int = 32, symbols: int = 64, timeout: float = 5.0, **gateway_options):
+        self.sim = Simulator(seed=5, symbols=symbols)
+        self.book = self.sim.load_demo_book(positions) if positions else []
+        self.sim.start()
+        accounts = {name: (c.api_key, c.api_secret) for name, c in self.sim.credentials.items()}
+        self.gateway = ExchangeGateway.start(accounts, self.sim.url, SystemClock(), timeout=timeout, **gateway_options)
+        self.ticker = Ticker(SystemClock(), [Every(0.02, self.gateway, GatewayTick)]).start()
+        self.stats()  # instruments requested at start
+
+    def view(self, symbol: str, account: str = "main", max_age: float = 2.0, **kw):
+        return ask_gateway(self.gateway, lambda f: GetPositionView(account, symbol, 0, max_age, reply=f, **kw), 15)
+
+    def snapshot(self, account: str = "main", max_age: float = 15.0):
+        return ask_gateway(self.gateway, lambda f: GetAccountSnapshot(account, max_age, reply=f), 15)
+
+    def send(self, make):
+        return ask_gateway(self.gateway, make, 15)
+
+    def stats(self):
+        return self.gateway.ask(GetGatewayStats(), timeout=5)
+
+    def close(self):
+        self.ticker.stop()
+        self.gateway.stop()
+        self.sim.stop()
+
+
+@pytest.fixture
+def rig():
+    made = []
+
+    def make(**kw) -> Rig:
+        made.append(Rig(**kw))
+        return made[-1]
+    yield make
+    for r in made:
+        r.close()
+
+
+def orders_on(sim: Simulator, account: str) -> int:
+    return sum(len(o) for o in sim.account(account).open_by_symbol.values())
+
+
+def test_200_requests_on_a_cold_cache_cost_exactly_the_pages_needed(rig):
+    r = rig()
+    r.sim.stats.reset()
+    symbols = [e.symbol for e in r.book if e.account == "main"]
+    futures = []
+    for n in range(200):
+        account = "main" if n % 2 == 0 else "mirror"
+        future = pykka.ThreadingFuture()
+        r.gateway.tell(GetPositionView(account, symbols[n % len(symbols)], 0, 2.0, reply=future))
+        futures.append((account, future))
+    views = [(account, f.get(timeout=15)) for account, f in futures]
+    stats = r.sim.stats.snapshot()["requests"]
+    for account in ("main", "mirror"):
+        assert stats[account] == {"/v5/position/list": 1,
+                                  "/v5/order/realtime": math.ceil(orders_on(r.sim, account) / 50)}
+        ids = {v.snapshot_id for a, v in views if a == account}
+        assert len(ids) == 1  # everyone got the same snapshot
+    assert all(v.position is not None and not v.stale for _, v in views)
+
+
+def test_fresh_enough_answers_come_from_the_cache(rig):
+    r = rig()
+    r.view("BTCUSDT")
+    before = r.sim.stats.requests()
+    for _ in range(20):
+        view = r.view("ETHUSDT", max_age=10)
+        assert view.position is not None
+    assert r.sim.stats.requests() == before
+    assert r.stats().cache_hits == 20 and r.stats().cache_misses == 1
+
+
+def test_view_holds_position_orders_and_instrument(rig):
+    r = rig()
+    entry = next(e for e in r.book if e.account == "main" and e.kind == "monitoring")
+    view = r.view(entry.symbol)
+    links = {OrderLink.parse(o.link_id) for o in view.orders}
+    assert OrderLink(entry.position_id, Role.STOP, 0, 0) in links
+    assert view.instrument is not None and view.instrument.symbol == entry.symbol
+    assert view.position.size == r.sim.account("main").positions[entry.symbol].size
+
+
+def test_mirror_slow_or_hung_does_not_delay_main_cache_hits(rig):
+    r = rig()
+    r.view("BTCUSDT")  # main cache warm
+    r.sim.add_fault(kind="hang", account="mirror", seconds=3)
+    mirror_future = pykka.ThreadingFuture()
+    r.gateway.tell(GetPositionView("mirror", "BTCUSDT", 0, 2.0, reply=mirror_future))
+    started = time.monotonic()
+    for _ in range(10):
+        assert r.view("BTCUSDT", max_age=60).position is not None
+    main_seconds = time.monotonic() - started
+    with pytest.raises(pykka.Timeout):
+        mirror_future.get(timeout=0)  # the mirror is still hanging
+    assert main_seconds < 1.0
+    print(f"10 main cache hits while the mirror hangs: {main_seconds * 1000:.1f} ms")
+
+
+def test_mirror_latency_does_not_slow_main_reads(rig):
+    r = rig()
+    r.sim.add_fault(kind="latency", account="mirror", ms=500)
+    mirror_future = pykka.ThreadingFuture()
+    r.gateway.tell(GetPositionView("mirror", "BTCUSDT", 0, 2.0, reply=mirror_future))
+    assert r.view("BTCUSDT").position is not None
+    with pytest.raises(pykka.Timeout):
+        mirror_future.get(timeout=0)
+    assert mirror_future.get(timeout=10).position is not None
+
+
+def test_thirty_amends_at_once_meet_no_10006_and_stops_go_first(rig):
+    r = rig(positions=40, symbols=48)
+    r.view("BTCUSDT")
+    guarded = [e for e in r.book if e.account == "main" and e.kind in ("building", "monitoring", "tp1_near", "fast")]
+    assert len(guarded) >= 15
+    commands = []
+    for entry in guarded[:15]:
+        account = r.sim.account("main")
+        stop = account.by_link[OrderLink(entry.position_id, Role.STOP, 0, 0).build()]
+        tp1 = account.by_link[OrderLink(entry.position_id, Role.TAKE_PROFIT, 1, 0).build()]
+        commands.append(lambda f, e=entry, q=stop.qty: AmendOrder("main", e.symbol, OrderLink(e.position_id, Role.STOP, 0, 0).build(),
+                                                                  qty=q, priority=Priority.PROTECT, reply=f))
+        commands.append(lambda f, e=entry, q=tp1.qty: AmendOrder("main", e.symbol, OrderLink(e.position_id, Role.TAKE_PROFIT, 1, 0).build(),
+                                                                 qty=q, priority=Priority.RESIZE, reply=f))
+    r.sim.stats.reset()
+    started = time.monotonic()
+    futures = []
+    for make in reversed(commands):  # resizes queued first: priority must still win
+        future = pykka.ThreadingFuture()
+        r.gateway.tell(make(future))
+        futures.append(future)
+    outcomes = [f.get(timeout=15) for f in futures]
+    seconds = time.monotonic() - started
+    assert all(isinstance(o, Accepted) for o in outcomes), outcomes
+    assert r.sim.stats.snapshot()["rate_limited_10006"] == 0
+    account = r.sim.account("main")
+    targets = {OrderLink(e.position_id, role, level, 0).build()
+               for e in guarded[:15] for role, level in ((Role.STOP, 0), (Role.TAKE_PROFIT, 1))}
+    amended = sorted((account.by_link[link] for link in targets), key=lambda o: (o.updated_ms, o.seq))
+    roles = [OrderLink.parse(o.link_id).role for o in amended]
+    assert max(i for i, role in enumerate(roles) if role is Role.STOP) < 20  # stops in the first two windows
+    assert seconds >= 2.0  # three windows of ten: paced, not burst
+    print(f"30 amends at 10/s: {seconds:.2f} s, no 10006")
+
+
+def test_10006_makes_the_command_unresolved_and_blocks_the_key_until_reset(rig):
+    r = rig()
+    r.sim.add_fault(kind="retcode", endpoint="/v5/order/create", code=10006, message="Too many visits!", count=1)
+    place = lambda f, n: PlaceOrder("main", "BTCUSDT", "Buy", "Limit", Decimal("0.001"), f"tg-rl{n}-E2-0",
+                                    price=Decimal("50000"), reduce_only=False, reply=f)
+    assert isinstance(r.send(lambda f: place(f, 1)), Unresolved)
+    started = time.monotonic()
+    assert isinstance(r.send(lambda f: place(f, 2)), Accepted)
+    assert time.monotonic() - started >= 0.5  # waited for the reset time (about 1 s ahead)
+    assert r.stats().rate_limited_10006 == 1
+
+
+def test_http_403_stops_every_request_to_the_host(rig):
+    r = rig()
+    r.view("BTCUSDT")
+    r.sim.add_fault(kind="http_5xx", endpoint="/v5/order/create", status=403, count=1)
+    place = lambda f, n: PlaceOrder("main", "BTCUSDT", "Buy", "Limit", Decimal("0.001"), f"tg-ban{n}-E2-0",
+                                    price=Decimal("50000"), reduce_only=False, reply=f)
+    assert isinstance(r.send(lambda f: place(f, 1)), Unresolved)
+    before = r.sim.stats.requests()
+    second = r.send(lambda f: place(f, 2))
+    assert isinstance(second, Rejected) and "403" in second.message  # never sent
+    view = r.view("BTCUSDT", max_age=0.01)
+    assert view.stale and view.position is not None                  # the last good data, marked stale
+    assert r.sim.stats.requests() == before
+    assert r.stats().banned_403 == 1
+
+
+@pytest.mark.parametrize("fault", [
+    {"kind": "http_5xx", "status": 502}, {"kind": "retcode", "code": 10016}, {"kind": "malformed_json"},
+    {"kind": "hang", "seconds": 3}, {"kind": "stuck_cursor"}, {"kind": "drop_connection"}],
+    ids=["5xx", "10016", "malformed", "timeout", "stuck-cursor", "dropped"])
+def test_a_failed_refresh_keeps_the_last_good_snapshot_marked_stale(rig, fault):
+    r = rig(positions=60, timeout=1.0)
+    good = r.snapshot()
+    assert len(good.positions) == 60
+    r.sim.add_fault(endpoint="/v5/order/realtime", **fault)
+    stale = r.snapshot(max_age=0.01)
+    assert stale.stale and len(stale.positions) == 60 and stale.snapshot_id == good.snapshot_id
+    view = r.view("BTCUSDT", max_age=0.01)
+    assert view.stale and view.position is not None
+    assert r.stats().stale_accounts == ("main",)
+    r.sim.clear_faults()
+    deadline = time.monotonic() + 10  # the backoff is 1 s: a request after it reads again
+    while time.monotonic() < deadline:
+        fresh = r.snapshot(max_age=0.01)
+        if not fresh.stale:
+            break
+    assert not fresh.stale and fresh.snapshot_id > good.snapshot_id
+
+
+def test_after_the_stale_limit_requests_get_unavailable(rig):
+    r = rig(stale_limit=0.2)
+    r.snapshot()
+    r.sim.add_fault(kind="http_5xx", endpoint="/v5/order/realtime")
+    deadline = time.monotonic() + 5
+    answer = None
+    while time.monotonic() < deadline:
+        answer = r.snapshot(max_age=0.01)
+        if isinstance(answer, Unavailable):
+            break
+    assert isinstance(answer, Unavailable) and "no good data" in answer.reason
+
+
+def test_no_data_at_all_is_unavailable_not_an_empty_book(rig):
+    r = rig()
+    r.sim.add_fault(kind="retcode", code=10016, endpoint="/v5/position/list")
+    answer = r.snapshot()
+    assert isinstance(answer, Unavailable)
+
+
+def test_lost_response_is_unresolved_and_the_next_snapshot_shows_the_order(rig):
+    r = rig()
+    r.view("BTCUSDT")
+    r.sim.add_fault(kind="lost_response", endpoint="/v5/order/create", count=1)
+    outcome = r.send(lambda f: PlaceOrder("main", "BTCUSDT", "Buy", "Limit", Decimal("0.001"), "tg-lost-E2-0",
+                                          price=Decimal("50000"), reduce_only=False, priority=Priority.PROTECT, reply=f))
+    assert isinstance(outcome, Unresolved)
+    view = r.view("BTCUSDT", max_age=60)  # marked dirty: read again despite the generous max_age
+    assert "tg-lost-E2-0" in {o.link_id for o in view.orders}
+    assert r.sim.stats.snapshot()["requests"]["main"]["/v5/order/create"] == 1  # never re-sent
+
+
+def test_accepted_commands_are_reflected_before_the_next_answer(rig):
+    r = rig()
+    entry = next(e for e in r.book if e.account == "main" and e.kind == "monitoring")
+    stop_link = OrderLink(entry.position_id, Role.STOP, 0, 0).build()
+    tp4_link = OrderLink(entry.position_id, Role.TAKE_PROFIT, 4, 0).build()
+    r.view(entry.symbol)
+    before = r.sim.stats.requests()
+    stop = next(o for o in r.view(entry.symbol, max_age=60).orders if o.link_id == stop_link)
+    moved = stop.trigger_price + (1 if entry.side == "Sell" else -1) * stop.trigger_price / 100
+    moved = r.view(entry.symbol).instrument.snap_price(moved, up=entry.side == "Sell")
+    assert isinstance(r.send(lambda f: AmendOrder("main", entry.symbol, stop_link, trigger_price=moved,
+                                                  priority=Priority.PROTECT, reply=f)), Accepted)
+    assert isinstance(r.send(lambda f: CancelOrder("main", entry.symbol, tp4_link, reply=f)), Accepted)
+    view = r.view(entry.symbol, max_age=60)
+    assert next(o for o in view.orders if o.link_id == stop_link).trigger_price == moved
+    assert tp4_link not in {o.link_id for o in view.orders}
+    assert r.sim.stats.requests() == before + 2  # two writes, no extra reads
+
+
+def test_batch_commands_answer_per_item(rig):
+    r = rig()
+    make = lambda n: PlaceOrder("main", "BTCUSDT", "Buy", "Limit", Decimal("0.001"), f"tg-bat{n}-E2-0",
+                                price=Decimal("50000"), reduce_only=False)
+    outcomes = r.send(lambda f: Batch("main", (make(1), make(1), make(2)), reply=f))
+    assert [type(o) for o in outcomes] == [Accepted, Rejected, Accepted]
+    assert outcomes[1].code == 110072
+
+
+def test_include_closed_reports_a_filled_take_profit(rig):
+    r = rig()
+    entry = next(e for e in r.book if e.account == "main" and e.kind == "after_tp1")
+    view = r.view(entry.symbol, include_closed=True)
+    tp1 = OrderLink(entry.position_id, Role.TAKE_PROFIT, 1, 0).build()
+    assert any(o.link_id == tp1 and o.status == "Filled" for o in view.closed)
+
+
+def test_urgent_requests_on_a_big_book_use_symbol_reads(rig):
+    r = rig(positions=120, symbols=128)
+    r.snapshot()  # learns that a full refresh costs many pages
+    r.sim.stats.reset()
+    symbols = [e.symbol for e in r.book if e.account == "main"][:3]
+    for symbol in symbols:
+        assert r.view(symbol, max_age=0.001).position is not None
+    requests = r.sim.stats.snapshot()["requests"]["main"]
+    assert requests == {"/v5/order/realtime": 3, "/v5/position/list": 3}
+
+
+def test_no_pool_full_warning_with_50_concurrent_requests(rig, caplog):
+    caplog.set_level(logging.WARNING)
+    r = rig(positions=60, symbols=64)
+    r.view("BTCUSDT")
+    futures = []
+    for entry in [e for e in r.book if e.account == "main"][:50]:
+        future = pykka.ThreadingFuture()
+        r.gateway.tell(GetPositionView("main", entry.symbol, 0, 0.01, include_closed=True, reply=future))
+        futures.append(future)
+    assert all(f.get(timeout=20).position is not None for f in futures)
+    assert not [rec for rec in caplog.records if "Connection pool is full" in rec.getMessage()]
+    assert r.stats().pool_in_use == 0
+
+
+def test_secrets_never_reach_a_log_line(rig, caplog):
+    caplog.set_level(logging.DEBUG)
+    r = rig()
+    r.sim.add_fault(kind="retcode", endpoint="/v5/order/create", code=10016, count=1)
+    r.view("BTCUSDT")
+    r.send(lambda f: PlaceOrder("main", "BTCUSDT", "Buy", "Limit", Decimal("0.001"), "tg-sec-E2-0",
+                                price=Decimal("50000"), reduce_only=False, reply=f))
+    r.stats()
+    text = caplog.text + repr(r.gateway) + repr(r.stats())
+    for creds in r.sim.credentials.values():
+        assert creds.api_key not in text and creds.api_secret not in text
+
+
+def test_unknown_account_is_unavailable(rig):
+    r = rig(positions=1)
+    assert isinstance(r.view("BTCUSDT", account="nobody"), Unavailable)
+
+
+# --- pure parts ----------------------------------------------------------------------------
+
+def position(symbol: str, size: str = "1") -> Position:
+    return Position.from_v5({"symbol": symbol, "side": "Buy", "size": size, "avgPrice": "1", "positionIdx": 0})
+
+
+def test_a_full_refresh_never_overwrites_a_newer_symbol_read():
+    cache = AccountCache("main")
+    cache.apply_full([position("A"), position("B")], [], started=10.0, started_ms=1, pages=1)
+    cache.apply_symbol("A", [position("A", "3")], [], started=12.0, started_ms=2)
+    cache.apply_full([position("A", "2"), position("B", "5")], [], started=11.0, started_ms=3, pages=1)
+    assert cache.positions[("A", 0)].size == 3 and cache.positions[("B", 0)].size == 5
+
+
+def test_a_symbol_missing_from_a_full_refresh_is_flat():
+    cache = AccountCache("main")
+    cache.apply_full([position("A"), position("B")], [], started=10.0, started_ms=1, pages=1)
+    cache.apply_full([position("B")], [], started=11.0, started_ms=2, pages=1)
+    assert ("A", 0) not in cache.positions and cache.view("A", 0, 11.0, None).position is None
+
+
+def test_a_dirty_symbol_is_not_fresh_until_read_again():
+    cache = AccountCache("main")
+    cache.apply_full([position("A")], [], started=10.0, started_ms=1, pages=1)
+    cache.mark_dirty("A", 10.5)
+    assert cache.symbol_read_at("A") == -math.inf and cache.symbol_read_at("B") == 10.0
+    cache.apply_symbol("A", [position("A")], [], started=10.6, started_ms=2)
+    assert cache.symbol_read_at("A") == 10.6
+
+
+def test_limiter_paces_to_the_published_limit_with_a_guard():
+    limiter = RateLimiter(guard=0.1)
+    assert all(limiter.take("main", "/v5/order/amend", 0.0) for _ in range(10))
+    assert not limiter.take("main", "/v5/order/amend", 0.5)
+    assert limiter.delay("main", "/v5/order/amend", 0.5) == pytest.approx(0.6)
+    assert limiter.take("main", "/v5/order/amend", 1.1)
+    assert limiter.take("mirror", "/v5/order/amend", 0.5)       # per account
+    assert limiter.take("main", "/v5/position/list", 0.5)       # per endpoint
+
+
+def test_limiter_is_corrected_by_headers_and_blocks_on_10006_and_403():
+    limiter = RateLimiter()
+    limiter.observe("main", "/v5/order/create", 0.0, "10", "2")  # 8 spent elsewhere
+    assert [limiter.take("main", "/v5/order/create", 0.0) for _ in range(3)] == [True, True, False]
+    limiter.block("main", "/v5/order/cancel", until=5.0)
+    assert limiter.delay("main", "/v5/order/cancel", 1.0) == 4.0
+    limiter.ban(until=100.0)
+    assert limiter.delay("mirror", "/v5/market/tickers", 1.0) == 99.0
