@@ -10,3 +10,8 @@ class Check:
     """From the Scheduler: run one check now; answer with `Checked(seq=seq)`."""
     now: float
     seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetMonitorState:
+    """Ask: the monitor's current `MonitorState` (None before its first check)."""

@@ -1,0 +1,733 @@
+"""The TP/SL rules (../shared/tpsl-rules.md) as pure functions over frozen values.
+
+    reconcile(state, view, now_ms, config) -> Decision(state, commands, events)
+    settle(state, command, outcome, view, now_ms, config) -> Decision   (one command's outcome)
+    classify_urgency(state, view, now_ms) -> Urgency
+
+A monitor owns one position (account, symbol, positionIdx) and the daemon's orders for it: those
+whose orderLinkId parses as `tg-<position id>-...`. Every other order is external: read, never
+amended or cancelled. Commands reserve their orderLinkId generation in the returned state before
+they are sent, so an id is never reused and the same intent after a crash rebuilds the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+from messages.gateway import Accepted, Outcome, PositionView, Priority, Rejected, Unresolved
+from messages.models import (Instrument, MonitorId, Order, OrderLink, OrderStatus, Position,
+                             PositionStatus, Role, Side, Urgency)
+
+BUILDING, MONITORING, PROFIT_TAKING, CLOSED = "BUILDING", "MONITORING", "PROFIT_TAKING", "CLOSED"
+STOP_KEY, EMERGENCY_KEY = "S0", "X0"
+CONFIRMING_SNAPSHOTS = 2          # R6 and R10: fresh snapshots needed to believe an absence
+RECENT_CHANGE_MS = 60_000
+IDLE_AFTER_MS = 600_000
+LIQUIDATION_CANCELS = {"CancelByPrepareLiq", "CancelAllBeforeLiq", "CancelByPrepareAdl", "CancelAllBeforeAdl"}
+
+
+@dataclass(frozen=True, slots=True)
+class RulesConfig:
+    ladder_percents: tuple[Decimal, ...] = (Decimal(85), Decimal(5), Decimal(5), Decimal(5))
+    tp_distance_percents: tuple[Decimal, ...] = (Decimal(1), Decimal(2), Decimal(3), Decimal(4))
+    stop_distance_percent: Decimal = Decimal(3)
+    breakeven_offset: Decimal = Decimal("0.0012")
+    adoption_policy: str = "protect"
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "RulesConfig":
+        return cls(settings.tp_ladder_percents, settings.default_tp_distance_percents,
+                   settings.default_stop_distance_percent, settings.breakeven_offset, settings.adoption_policy)
+
+
+# --- values --------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    approach: str                       # conservative | fast | adopted
+    side: str                           # Buy | Sell
+    percents: tuple[Decimal, ...]       # take-profit shares (add up to 100)
+    tp_prices: tuple[Decimal, ...]
+    stop_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A command whose outcome is not known yet (R10), or not yet confirmed by a snapshot."""
+    action: str                         # place | amend | cancel
+    link_id: str
+    qty: Decimal | None = None
+    trigger_price: Decimal | None = None
+    sent_snapshot: int = 0
+    sent_size: Decimal = Decimal(0)
+    absent: int = 0                     # fresh snapshots since sending that did not show it done
+    seen_snapshot: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorState:
+    monitor: MonitorId
+    position_id: str
+    plan: Plan
+    phase: str
+    created_ms: int
+    generations: dict[str, int] = field(default_factory=dict)   # intent -> latest generation sent
+    pending: dict[str, Pending] = field(default_factory=dict)
+    filled_tps: frozenset[int] = frozenset()
+    tp1_done: bool = False
+    breakeven_done: bool = False
+    ladder_size: Decimal = Decimal(0)
+    last_size: Decimal = Decimal(0)
+    peak_size: Decimal = Decimal(0)
+    avg_price: Decimal = Decimal(0)
+    open_links: frozenset[str] = frozenset()
+    gone_snapshots: tuple[int, ...] = ()
+    last_snapshot: int = 0
+    last_change_ms: int = 0
+    last_check_ms: int = 0
+    urgency: str = Urgency.CRITICAL.value
+    closing: str | None = None          # closure reason while leftovers are cancelled
+    retired: str | None = None          # closure reason once done
+
+    def link(self, key: str, generation: int | None = None) -> str:
+        role, level = Role(key[0]), int(key[1:])
+        gen = self.generations.get(key, 0) if generation is None else generation
+        return OrderLink(self.position_id, role, level, gen).build()
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    action: str                         # place | amend | cancel
+    key: str                            # the intent, e.g. "S0", "T2", "E3", "X0"
+    link_id: str
+    priority: Priority
+    side: str = ""
+    order_type: str = ""
+    qty: Decimal | None = None
+    price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    trigger_direction: int | None = None
+    reduce_only: bool = True
+    close_on_trigger: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: str
+    line: str                           # the operational log line (stable prefix)
+    critical: bool = True
+    level: int = logging.INFO
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    state: MonitorState
+    commands: tuple[Command, ...] = ()
+    events: tuple[Event, ...] = ()
+
+
+# --- small helpers -------------------------------------------------------------------------
+
+def _sign(side: str) -> int:
+    return 1 if side == Side.BUY else -1
+
+
+def closing_side(side: str) -> str:
+    return Side.SELL.value if side == Side.BUY else Side.BUY.value
+
+
+def stop_direction(side: str) -> int:
+    """A long's stop fires on a fall (2), a short's on a rise (1)."""
+    return 2 if side == Side.BUY else 1
+
+
+def more_protective(side: str, new: Decimal, old: Decimal) -> bool:
+    return new > old if side == Side.BUY else new < old
+
+
+def breakeven_price(side: str, avg_price: Decimal, offset: Decimal, instrument: Instrument) -> Decimal:
+    """avg x (1 + offset) for a long (rounded up), x (1 - offset) for a short (rounded down):
+    fees stay covered after snapping to tick."""
+    if side == Side.BUY:
+        return instrument.snap_price(avg_price * (1 + offset), up=True)
+    return instrument.snap_price(avg_price * (1 - offset), up=False)
+
+
+def _key(link: OrderLink) -> str:
+    return f"{link.role.value}{link.level}"
+
+
+def _ours(state: MonitorState, orders: tuple[Order, ...]) -> dict[str, list[Order]]:
+    """The daemon's open orders for this position, by intent, newest generation first."""
+    mine: dict[str, list[Order]] = {}
+    for order in orders:
+        link = order.link
+        if link is None or link.position_id != state.position_id or order.position_idx != state.monitor.position_idx:
+            continue
+        if order.is_open:
+            mine.setdefault(_key(link), []).append(order)
+    for key in mine:
+        mine[key].sort(key=lambda o: o.link.generation, reverse=True)
+    return mine
+
+
+def _closed_of(state: MonitorState, closed: tuple[Order, ...]) -> dict[str, list[Order]]:
+    done: dict[str, list[Order]] = {}
+    for order in closed:
+        link = order.link
+        if link is not None and link.position_id == state.position_id:
+            done.setdefault(_key(link), []).append(order)
+    return done
+
+
+def _size_of(state: MonitorState, view: PositionView) -> tuple[Position | None, Decimal]:
+    position = view.position
+    if position is None or not position.is_open or position.position_idx != state.monitor.position_idx:
+        return None, Decimal(0)
+    return position, position.size
+
+
+def _event(kind: str, line: str, *, level: int = logging.INFO, critical: bool = True, **payload: Any) -> Event:
+    return Event(kind, line, critical, level, payload)
+
+
+def _next_link(state: MonitorState, key: str) -> tuple[MonitorState, str]:
+    """Reserve the next generation of an intent (never reuse an id)."""
+    generation = state.generations.get(key, -1) + 1
+    generations = dict(state.generations)
+    generations[key] = generation
+    return replace(state, generations=generations), state.link(key, generation)
+
+
+def _with_pending(state: MonitorState, key: str, pending: Pending | None) -> MonitorState:
+    updated = dict(state.pending)
+    if pending is None:
+        updated.pop(key, None)
+    else:
+        updated[key] = pending
+    return replace(state, pending=updated)
+
+
+# --- creating a monitor's state ------------------------------------------------------------
+
+def position_id_for(monitor: MonitorId, opened_ms: int) -> str:
+    """A position id for a position the daemon did not open: the same after a crash (it depends
+    only on the position), different for the next position on the same symbol."""
+    digest = hashlib.sha256(f"{monitor}:{opened_ms}".encode()).hexdigest()
+    return "a" + digest[:11]
+
+
+def adopt(monitor: MonitorId, view: PositionView, now_ms: int, config: RulesConfig) -> MonitorState | None:
+    """A state for a position found without one: rebuilt from the daemon's own orders (their
+    link ids), or a new adopted plan. None when there is no open position or no instrument."""
+    position = view.position
+    if position is None or not position.is_open or view.instrument is None:
+        return None
+    instrument, side, avg = view.instrument, str(position.side), position.avg_price
+    ours_by_position: dict[str, list[Order]] = {}
+    for order in view.orders:
+        link = order.link
+        if link is not None and order.position_idx == monitor.position_idx:
+            ours_by_position.setdefault(link.position_id, []).append(order)
+    if ours_by_position:
+        position_id = max(ours_by_position, key=lambda pid: (any(o.link.role is Role.STOP for o in ours_by_position[pid]),
+                                                              len(ours_by_position[pid])))
+        return _rebuild(monitor, position_id, ours_by_position[position_id], position, instrument, now_ms, config)
+    sign = _sign(side)
+    tp_prices = tuple(instrument.snap_price(avg * (1 + sign * d / 100), up=side == Side.BUY)
+                      for d in config.tp_distance_percents)
+    stop = instrument.snap_price(avg * (1 - sign * config.stop_distance_percent / 100), up=side == Side.BUY)
+    plan = Plan("adopted", side, config.ladder_percents, tp_prices, stop)
+    return MonitorState(monitor, position_id_for(monitor, position.created_ms or now_ms), plan, MONITORING, now_ms,
+                        ladder_size=position.size, last_size=position.size, peak_size=position.size,
+                        avg_price=avg, last_change_ms=now_ms)
+
+
+def _rebuild(monitor: MonitorId, position_id: str, orders: list[Order], position: Position,
+             instrument: Instrument, now_ms: int, config: RulesConfig) -> MonitorState:
+    side, avg = str(position.side), position.avg_price
+    by_key = {}
+    generations: dict[str, int] = {}
+    for order in orders:
+        key = _key(order.link)
+        generations[key] = max(generations.get(key, 0), order.link.generation)
+        if order.is_open:
+            by_key[key] = order
+    tp_levels = sorted(int(k[1:]) for k in by_key if k[0] == "T")
+    levels = max(tp_levels) if tp_levels else 1
+    percents = config.ladder_percents if levels == len(config.ladder_percents) and levels > 1 else \
+        (Decimal(100),) if levels == 1 else tuple(Decimal(100) / levels for _ in range(levels))
+    sign = _sign(side)
+    tp_prices = tuple(by_key[f"T{n}"].price if f"T{n}" in by_key and by_key[f"T{n}"].price else
+                      instrument.snap_price(avg * (1 + sign * Decimal(n) / 100), up=side == Side.BUY)
+                      for n in range(1, levels + 1))
+    stop = by_key.get(STOP_KEY)
+    stop_price = stop.trigger_price if stop is not None and stop.trigger_price else \
+        instrument.snap_price(avg * (1 - sign * config.stop_distance_percent / 100), up=side == Side.BUY)
+    entries_resting = any(k[0] == "E" for k in by_key)
+    approach = "fast" if levels == 1 and not any(k in generations for k in ("E2", "E3")) else "conservative"
+    tp1_done = levels > 1 and "T1" not in by_key and any(f"T{n}" in by_key for n in range(2, levels + 1))
+    be = breakeven_price(side, avg, config.breakeven_offset, instrument)
+    at_breakeven = stop is not None and stop.trigger_price is not None and not more_protective(side, be, stop.trigger_price)
+    filled = frozenset({1}) if tp1_done else frozenset()
+    phase = PROFIT_TAKING if tp1_done else BUILDING if entries_resting else MONITORING
+    plan = Plan(approach, side, percents, tp_prices, stop_price)
+    ladder = position.size
+    if tp1_done:  # the ladder was computed on the size before TP1: recover it from the TPs left
+        rest = [n for n in range(2, levels + 1) if f"T{n}" in by_key]
+        share = sum((percents[n - 1] for n in rest), Decimal(0))
+        ladder = instrument.round_qty(sum(by_key[f"T{n}"].qty for n in rest) * 100 / share)
+    return MonitorState(monitor, position_id, plan, phase, now_ms, generations=generations, filled_tps=filled,
+                        tp1_done=tp1_done, breakeven_done=tp1_done and at_breakeven, ladder_size=ladder,
+                        last_size=position.size, peak_size=ladder, avg_price=avg,
+                        open_links=frozenset(o.link_id for o in by_key.values()), last_change_ms=now_ms)
+
+
+def resumed(state: MonitorState) -> MonitorState:
+    """A state loaded after a restart: snapshot ids start again from 1 in a new gateway, so the
+    counters relative to them start over (a pending command again needs two fresh snapshots to
+    be believed absent; a flat position two snapshots to be believed closed)."""
+    pending = {k: replace(p, sent_snapshot=0, seen_snapshot=0, absent=0) for k, p in state.pending.items()}
+    return replace(state, pending=pending, gone_snapshots=(), last_snapshot=0)
+
+
+def new_plan_state(monitor: MonitorId, position_id: str, plan: Plan, now_ms: int) -> MonitorState:
+    """For a position the daemon opens itself (entries are placed by the caller)."""
+    return MonitorState(monitor, position_id, plan, BUILDING, now_ms, last_change_ms=now_ms)
+
+
+# --- one check -----------------------------------------------------------------------------
+
+def needs_closed(state: MonitorState, view: PositionView) -> bool:
+    """Should the monitor ask again with the symbol's finished orders? Yes when the position is
+    gone, one of its known orders is no longer open (did it fill?), or a command is pending (it
+    may have landed and filled already)."""
+    if view.stale or view.closed:
+        return False
+    _, size = _size_of(state, view)
+    open_now = {o.link_id for o in view.orders if o.is_open}
+    return size == 0 or bool(state.open_links - open_now) or bool(state.pending)
+
+
+def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: RulesConfig) -> Decision:
+    state = replace(state, last_check_ms=now_ms)
+    if view.stale:                                                          # R0
+        return Decision(state)
+    if state.retired:
+        return Decision(state)
+    events: list[Event] = []
+    position, size = _size_of(state, view)
+    ours = _ours(state, view.orders)
+    closed = _closed_of(state, view.closed)
+    fresh = view.snapshot_id != state.last_snapshot
+    state, settle_events = _settle_pending(state, ours, closed, size, view.snapshot_id, fresh)
+    events += settle_events
+    state, fill_events = _detect_fills(state, closed, size, now_ms)
+    events += fill_events
+    commands: list[Command] = []
+
+    # R6, R11: the position is gone, or it is no longer the position this monitor guards.
+    flipped = position is not None and str(position.side) != state.plan.side
+    if size == 0 or flipped or state.closing:
+        state, close_commands, close_events = _close(state, view, ours, closed, size, flipped, fresh, now_ms)
+        return Decision(replace(state, last_snapshot=view.snapshot_id), tuple(close_commands),
+                        tuple(events + close_events))
+    state = replace(state, gone_snapshots=())
+    instrument = view.instrument
+    if instrument is None:
+        return Decision(replace(state, last_snapshot=view.snapshot_id), (), tuple(events))
+
+    # Size bookkeeping: R1 / R5 grow the ladder; any change is "recent" for urgency.
+    if size != state.last_size:
+        state = replace(state, last_change_ms=now_ms)
+    if not state.tp1_done and size > state.ladder_size:
+        state = replace(state, ladder_size=size)
+    state = replace(state, last_size=size, peak_size=max(state.peak_size, size, state.ladder_size),
+                    avg_price=position.avg_price)
+
+    entries = [o for key, orders in ours.items() if key[0] == "E" for o in orders[:1]
+               if o.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) and o.trigger_price is None]
+    # R2: TP1 filled -> cancel resting entries, stop to breakeven (below), phase PROFIT_TAKING.
+    if state.tp1_done:
+        for entry in entries:
+            key = _key(entry.link)
+            if key not in state.pending:
+                state = _with_pending(state, key, Pending("cancel", entry.link_id, sent_snapshot=view.snapshot_id))
+                commands.append(Command("cancel", key, entry.link_id, Priority.CLEANUP))
+        entries = []
+        if state.phase != PROFIT_TAKING:
+            events.append(_event("phase_changed", f"PHASE {state.monitor}: {state.phase} -> {PROFIT_TAKING}",
+                                 old=state.phase, new=PROFIT_TAKING))
+            state = replace(state, phase=PROFIT_TAKING, last_change_ms=now_ms)
+    elif state.phase == BUILDING and not entries:
+        events.append(_event("phase_changed", f"PHASE {state.monitor}: {BUILDING} -> {MONITORING}",
+                             old=BUILDING, new=MONITORING))
+        state = replace(state, phase=MONITORING, last_change_ms=now_ms)
+
+    # Duplicates of one intent (older generations still open): keep the newest.
+    for key, orders in ours.items():
+        for stale_order in orders[1:]:
+            dup_key = f"dup:{stale_order.link_id}"
+            if dup_key not in state.pending:
+                state = _with_pending(state, dup_key, Pending("cancel", stale_order.link_id, sent_snapshot=view.snapshot_id))
+                commands.append(Command("cancel", dup_key, stale_order.link_id, Priority.CLEANUP))
+
+    resting = sum((o.leaves_qty for o in entries), Decimal(0))
+    state, stop_commands, stop_events = _protect(state, view, ours, size, resting, instrument, config)
+    commands = stop_commands + commands
+    events += stop_events
+    if not (state.plan.approach == "adopted" and config.adoption_policy == "observe"):
+        state, tp_commands = _take_profits(state, view, ours, size, instrument)
+        commands += tp_commands
+    state = replace(state, last_snapshot=view.snapshot_id,
+                    open_links=frozenset(o.link_id for orders in ours.values() for o in orders))
+    return Decision(state, tuple(commands), tuple(events))
+
+
+def _settle_pending(state: MonitorState, ours: dict[str, list[Order]], closed: dict[str, list[Order]],
+                    size: Decimal, snapshot_id: int, fresh: bool) -> tuple[MonitorState, list[Event]]:
+    """R10: a pending command is done when a snapshot shows its effect, and not done once
+    CONFIRMING_SNAPSHOTS fresh snapshots did not show it (then it may be issued again)."""
+    events = []
+    open_links = {o.link_id: o for orders in ours.values() for o in orders}
+    closed_links = {o.link_id for orders in closed.values() for o in orders}
+    for key, pending in list(state.pending.items()):
+        order = open_links.get(pending.link_id)
+        if pending.action == "place" and key == EMERGENCY_KEY:
+            done = size < pending.sent_size or pending.link_id in closed_links
+        elif pending.action == "place":
+            done = order is not None or pending.link_id in closed_links
+        elif pending.action == "amend":
+            done = order is None or ((pending.qty is None or order.qty == pending.qty) and
+                                     (pending.trigger_price is None or order.trigger_price == pending.trigger_price))
+        else:  # cancel
+            done = order is None
+        if done:
+            state = _with_pending(state, key, None)
+            events.append(_event("command_settled", f"SETTLED {state.monitor} {pending.action} {pending.link_id}: seen on the exchange",
+                                 action=pending.action, link_id=pending.link_id, outcome="found"))
+            continue
+        if fresh and snapshot_id > pending.sent_snapshot and snapshot_id != pending.seen_snapshot:
+            pending = replace(pending, absent=pending.absent + 1, seen_snapshot=snapshot_id)
+            if pending.absent >= CONFIRMING_SNAPSHOTS:
+                state = _with_pending(state, key, None)
+                events.append(_event("command_settled",
+                                     f"SETTLED {state.monitor} {pending.action} {pending.link_id}: not done; will be issued again",
+                                     level=logging.WARNING, action=pending.action, link_id=pending.link_id, outcome="absent"))
+                continue
+            state = _with_pending(state, key, pending)
+    return state, events
+
+
+def _detect_fills(state: MonitorState, closed: dict[str, list[Order]], size: Decimal,
+                  now_ms: int) -> tuple[MonitorState, list[Event]]:
+    """TP levels whose order reached Filled (PartiallyFilled is not a hit)."""
+    events = []
+    for level in range(1, len(state.plan.percents) + 1):
+        if level in state.filled_tps:
+            continue
+        if any(o.status == OrderStatus.FILLED for o in closed.get(f"T{level}", [])):
+            state = replace(state, filled_tps=state.filled_tps | {level}, last_change_ms=now_ms)
+            prefix = "TP1 FILLED" if level == 1 else f"TP{level} FILLED"
+            events.append(_event("tp_filled", f"{prefix} {state.monitor}: remaining size {size}", level_filled=level,
+                                 remaining=size))
+            if level == 1:
+                state = replace(state, tp1_done=True)
+    return state, events
+
+
+def _close(state: MonitorState, view: PositionView, ours: dict[str, list[Order]], closed: dict[str, list[Order]],
+           size: Decimal, flipped: bool, fresh: bool, now_ms: int) -> tuple[MonitorState, list[Command], list[Event]]:
+    """R6 (position gone, confirmed) and R11 (side flipped): cancel the daemon's leftovers,
+    then retire."""
+    events: list[Event] = []
+    if not state.closing:
+        stop_hit = any(o.status == OrderStatus.FILLED for o in closed.get(STOP_KEY, []))
+        last_level = len(state.plan.percents)
+        last_tp = last_level in state.filled_tps
+        if flipped:
+            reason = "flipped"
+        else:
+            gone = state.gone_snapshots
+            if fresh and view.snapshot_id not in gone:
+                gone = gone + (view.snapshot_id,)
+            state = replace(state, gone_snapshots=gone)
+            if not (stop_hit or last_tp or len(gone) >= CONFIRMING_SNAPSHOTS):
+                return state, [], []  # wait for a second snapshot; change nothing meanwhile
+            liquidated = any(o.cancel_type in LIQUIDATION_CANCELS for orders in closed.values() for o in orders) or \
+                (view.position is not None and view.position.status in (PositionStatus.LIQ, PositionStatus.ADL))
+            reason = "liquidation" if liquidated else "stop_loss" if stop_hit else \
+                "take_profits" if last_tp else "emergency_close" if EMERGENCY_KEY in state.generations else "manual"
+            if stop_hit:
+                events.append(_event("stop_hit", f"STOP HIT {state.monitor}: position closed by its stop", level=logging.WARNING))
+        state = replace(state, closing=reason, phase=CLOSED, last_change_ms=now_ms)
+    commands = []
+    for key, orders in ours.items():
+        for order in orders:
+            cancel_key = f"close:{order.link_id}"
+            if cancel_key not in state.pending:
+                state = _with_pending(state, cancel_key, Pending("cancel", order.link_id, sent_snapshot=view.snapshot_id))
+                commands.append(Command("cancel", cancel_key, order.link_id, Priority.CLEANUP))
+    return state, commands, events
+
+
+def finish(state: MonitorState) -> tuple[MonitorState, tuple[Event, ...]]:
+    """After a check's commands settled: a closing monitor with nothing left pending retires."""
+    if state.closing and not state.retired and not state.pending:
+        line = f"CLOSED {state.monitor}: {state.closing}"
+        return replace(state, retired=state.closing), (_event("position_closed", line, reason=state.closing),)
+    return state, ()
+
+
+def _protect(state: MonitorState, view: PositionView, ours: dict[str, list[Order]], size: Decimal,
+             resting: Decimal, instrument: Instrument, config: RulesConfig) -> tuple[MonitorState, list[Command], list[Event]]:
+    """R1, R3, R4, R5: the stop covers size + resting entries; R2: at breakeven after TP1;
+    R7: restored when missing; R8: changed by one amend, never cancelled first."""
+    side = state.plan.side
+    desired_qty = instrument.round_qty(size + resting)
+    be = breakeven_price(side, state.avg_price, config.breakeven_offset, instrument) if state.tp1_done else None
+    if STOP_KEY in state.pending or EMERGENCY_KEY in state.pending:
+        return state, [], []
+    stop = (ours.get(STOP_KEY) or [None])[0]
+    if stop is not None and stop.status in (OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED):
+        return state, [], []  # firing now: leave it alone
+    if stop is None:
+        if _externally_protected(state, view, size):
+            return state, [], []
+        if state.plan.approach == "adopted" and config.adoption_policy == "observe":
+            return state, [], [_event("unprotected", f"UNPROTECTED {state.monitor}: no stop on an open position of {size} "
+                                      "(adoption policy observe)", level=logging.WARNING, critical=False, size=size)]
+        trigger = be if be is not None else state.plan.stop_price
+        restored = STOP_KEY in state.generations
+        state, link_id = _next_link(state, STOP_KEY)
+        state = _with_pending(state, STOP_KEY, Pending("place", link_id, desired_qty, trigger, view.snapshot_id, size))
+        line = (f"STOP RESTORED {state.monitor}: no live stop; placing {link_id} at {trigger} for {desired_qty}"
+                if restored else f"STOP PLACED {state.monitor}: {link_id} at {trigger} for {desired_qty}")
+        event = _event("stop_restored" if restored else "stop_placed", line, level=logging.WARNING if restored else logging.INFO,
+                       link_id=link_id, trigger=trigger, qty=desired_qty)
+        return state, [_stop_place(state, link_id, desired_qty, trigger)], [event]
+    trigger = None
+    if be is not None and (not state.breakeven_done or stop.trigger_price is None
+                           or more_protective(side, be, stop.trigger_price)):
+        if stop.trigger_price is None or more_protective(side, be, stop.trigger_price):
+            trigger = be
+        else:
+            state = replace(state, breakeven_done=True)  # already at or beyond breakeven
+    qty = desired_qty if stop.qty != desired_qty else None
+    if trigger is None and qty is None:
+        return state, [], []
+    state = _with_pending(state, STOP_KEY, Pending("amend", stop.link_id, qty, trigger, view.snapshot_id, size))
+    return state, [Command("amend", STOP_KEY, stop.link_id, Priority.PROTECT, qty=qty, trigger_price=trigger)], []
+
+
+def _externally_protected(state: MonitorState, view: PositionView, size: Decimal) -> bool:
+    """An order the daemon did not place already stops the whole position (adopted positions)."""
+    closing = closing_side(state.plan.side)
+    return any(o.link is None and o.is_open and o.is_conditional and o.reduce_only and o.side == closing
+               and o.qty >= size and o.position_idx == state.monitor.position_idx for o in view.orders)
+
+
+def _stop_place(state: MonitorState, link_id: str, qty: Decimal, trigger: Decimal) -> Command:
+    return Command("place", STOP_KEY, link_id, Priority.PROTECT, side=closing_side(state.plan.side), order_type="Market",
+                   qty=qty, trigger_price=trigger, trigger_direction=stop_direction(state.plan.side),
+                   reduce_only=True, close_on_trigger=True)
+
+
+def _take_profits(state: MonitorState, view: PositionView, ours: dict[str, list[Order]], size: Decimal,
+                  instrument: Instrument) -> tuple[MonitorState, list[Command]]:
+    """R1/R5: TP quantities = share x the ladder size (the filled size before TP1); R4: scaled
+    down so the active reduce-only orders together never exceed the position (no 110017)."""
+    if not state.plan.tp_prices:
+        return state, []
+    levels = range(1, len(state.plan.percents) + 1)
+    split = instrument.split_qty(state.ladder_size, state.plan.percents)
+    orders = {level: (ours.get(f"T{level}") or [None])[0] for level in levels}
+    wanted = {level: split[level - 1] for level in levels if level not in state.filled_tps}
+    filled_part = {level: (orders[level].cum_exec_qty if orders[level] is not None else Decimal(0)) for level in wanted}
+    leaves = {level: max(Decimal(0), wanted[level] - filled_part[level]) for level in wanted}
+    total = sum(leaves.values(), Decimal(0))
+    if total > size:
+        leaves = {level: instrument.round_qty(q * size / total) for level, q in leaves.items()}
+        leaves = {level: (q if q >= instrument.min_qty else Decimal(0)) for level, q in leaves.items()}
+    shrinking, growing = [], []  # sent in this order: room is freed before it is used
+    for level in wanted:
+        key = f"T{level}"
+        if key in state.pending:
+            continue
+        order = orders[level]
+        qty = filled_part[level] + leaves[level]
+        if order is not None:
+            if leaves[level] <= 0 and order.cum_exec_qty == 0:
+                state = _with_pending(state, key, Pending("cancel", order.link_id, sent_snapshot=view.snapshot_id))
+                shrinking.append(Command("cancel", key, order.link_id, Priority.CLEANUP))
+            elif leaves[level] > 0 and order.qty != qty:
+                state = _with_pending(state, key, Pending("amend", order.link_id, qty, None, view.snapshot_id, size))
+                (shrinking if qty < order.qty else growing).append(
+                    Command("amend", key, order.link_id, Priority.RESIZE, qty=qty))
+        elif leaves[level] > 0 and level - 1 < len(state.plan.tp_prices):
+            state, link_id = _next_link(state, key)
+            state = _with_pending(state, key, Pending("place", link_id, leaves[level], None, view.snapshot_id, size))
+            growing.append(Command("place", key, link_id, Priority.RESIZE, side=closing_side(state.plan.side),
+                                   order_type="Limit", qty=leaves[level], price=state.plan.tp_prices[level - 1]))
+    return state, shrinking + growing
+
+
+# --- outcomes ------------------------------------------------------------------------------
+
+def settle(state: MonitorState, command: Command, outcome: Outcome, view: PositionView, now_ms: int,
+           config: RulesConfig) -> Decision:
+    """One command's outcome. May return follow-up commands: R8 (stop gone: place a new one),
+    R9 (trigger already crossed: close at market)."""
+    pending = state.pending.get(command.key)
+    events = [_event("command_settled", f"SETTLED {state.monitor} {command.action} {command.link_id}: "
+                     f"{type(outcome).__name__.lower()}{_detail(outcome)}",
+                     level=logging.INFO if isinstance(outcome, Accepted) else logging.WARNING,
+                     action=command.action, link_id=command.link_id, outcome=type(outcome).__name__,
+                     detail=_detail(outcome).strip(": "))]
+    if isinstance(outcome, Unresolved):
+        return Decision(state, (), tuple(events))  # R10: stays pending; settled from snapshots
+    if isinstance(outcome, Accepted):
+        state = _with_pending(state, command.key, None)
+        if command.action == "place":  # known from now on: its vanishing must be explained
+            state = replace(state, open_links=state.open_links | {command.link_id})
+        if command.key == STOP_KEY and command.trigger_price is not None and state.tp1_done:
+            state = replace(state, breakeven_done=True, last_change_ms=now_ms)
+            events.append(_event("breakeven", f"BREAKEVEN {state.monitor}: stop {command.link_id} at "
+                                 f"{command.trigger_price}", trigger=command.trigger_price, qty=command.qty))
+        if command.key == EMERGENCY_KEY:
+            state = replace(state, last_change_ms=now_ms)
+        return Decision(state, (), tuple(events))
+    # Rejected: a definite no.
+    code = outcome.code
+    if code == 110072 and command.action == "place":
+        return Decision(state, (), tuple(events))  # the id exists already: settled from snapshots
+    state = _with_pending(state, command.key, None)
+    position, size = _size_of(state, view)
+    if command.key == STOP_KEY and code in (110092, 110093) and size > 0:          # R9
+        state, link_id = _next_link(state, EMERGENCY_KEY)
+        state = _with_pending(state, EMERGENCY_KEY, Pending("place", link_id, size, None, view.snapshot_id, size))
+        events.append(_event("emergency_close", f"EMERGENCY CLOSE {state.monitor}: stop trigger already crossed "
+                             f"({code}); closing {size} at market with {link_id}", level=logging.WARNING,
+                             link_id=link_id, qty=size))
+        return Decision(state, (Command("place", EMERGENCY_KEY, link_id, Priority.PROTECT,
+                                        side=closing_side(state.plan.side), order_type="Market", qty=size,
+                                        reduce_only=True, close_on_trigger=True),), tuple(events))
+    if command.key == STOP_KEY and command.action == "amend" and code == 110001 and size > 0:   # R8
+        state, link_id = _next_link(state, STOP_KEY)
+        qty = command.qty or (view.instrument.round_qty(size) if view.instrument else size)
+        old = next((o for o in view.orders if o.link_id == command.link_id), None)
+        trigger = command.trigger_price or (old.trigger_price if old and old.trigger_price else state.plan.stop_price)
+        state = _with_pending(state, STOP_KEY, Pending("place", link_id, qty, trigger, view.snapshot_id, size))
+        events.append(_event("stop_restored", f"STOP RESTORED {state.monitor}: {command.link_id} is gone (110001); "
+                             f"placing {link_id} at {trigger} for {qty}", level=logging.WARNING, link_id=link_id))
+        return Decision(state, (_stop_place(state, link_id, qty, trigger),), tuple(events))
+    return Decision(state, (), tuple(events))
+
+
+def _detail(outcome: Outcome) -> str:
+    if isinstance(outcome, Rejected):
+        return f": {outcome.code} {outcome.message}"
+    if isinstance(outcome, Unresolved):
+        return f": {outcome.reason}"
+    return ""
+
+
+# --- urgency -------------------------------------------------------------------------------
+
+def _triggers(state: MonitorState, view: PositionView | None) -> list[Decimal]:
+    ours = _ours(state, view.orders) if view is not None else {}
+    stop = (ours.get(STOP_KEY) or [None])[0]
+    prices = [stop.trigger_price if stop is not None and stop.trigger_price else state.plan.stop_price]
+    for level in range(1, len(state.plan.percents) + 1):
+        if level not in state.filled_tps and level - 1 < len(state.plan.tp_prices):
+            prices.append(state.plan.tp_prices[level - 1])
+            break  # the next take-profit only
+    return [p for p in prices if p]
+
+
+def classify_urgency(state: MonitorState, view: PositionView | None, now_ms: int) -> Urgency:
+    """tpsl-rules.md "Urgency": first match wins."""
+    mark = view.position.mark_price if view is not None and view.position is not None else None
+    distances = [abs(mark - p) / mark for p in _triggers(state, view)] if mark else []
+    nearest = min(distances) if distances else None
+    if state.pending or (state.tp1_done and not state.breakeven_done) or state.closing \
+            or (nearest is not None and nearest <= Decimal("0.005")) or now_ms - state.last_change_ms < RECENT_CHANGE_MS:
+        return Urgency.CRITICAL
+    if state.phase == PROFIT_TAKING or (nearest is not None and nearest <= Decimal("0.02")):
+        return Urgency.ACTIVE
+    if state.peak_size > 0 and (state.peak_size - state.last_size) / state.peak_size >= Decimal("0.9"):
+        return Urgency.INACTIVE
+    if now_ms - state.last_change_ms >= IDLE_AFTER_MS and (nearest is None or nearest > Decimal("0.03")):
+        return Urgency.IDLE
+    return Urgency.STANDARD
+
+
+def summary(state: MonitorState, view: PositionView | None) -> dict[str, Any]:
+    """What `main.py status` shows."""
+    triggers = _triggers(state, view)
+    next_tp = triggers[1] if len(triggers) > 1 else None
+    return {"side": state.plan.side, "phase": state.phase, "size": state.last_size, "avg_price": state.avg_price,
+            "next_tp": next_tp, "stop": triggers[0] if triggers else None, "urgency": state.urgency,
+            "last_check_ms": state.last_check_ms}
+
+
+# --- persistence form ----------------------------------------------------------------------
+
+def state_to_dict(state: MonitorState) -> dict[str, Any]:
+    plan = state.plan
+    return {
+        "monitor": str(state.monitor), "position_id": state.position_id, "phase": state.phase,
+        "created_ms": state.created_ms,
+        "plan": {"approach": plan.approach, "side": plan.side, "percents": [str(p) for p in plan.percents],
+                 "tp_prices": [str(p) for p in plan.tp_prices], "stop_price": str(plan.stop_price)},
+        "generations": dict(state.generations),
+        "pending": {k: {"action": p.action, "link_id": p.link_id, "qty": _text(p.qty),
+                        "trigger_price": _text(p.trigger_price), "sent_snapshot": p.sent_snapshot,
+                        "sent_size": str(p.sent_size), "absent": p.absent, "seen_snapshot": p.seen_snapshot}
+                    for k, p in state.pending.items()},
+        "filled_tps": sorted(state.filled_tps), "tp1_done": state.tp1_done, "breakeven_done": state.breakeven_done,
+        "ladder_size": str(state.ladder_size), "last_size": str(state.last_size), "peak_size": str(state.peak_size),
+        "avg_price": str(state.avg_price), "open_links": sorted(state.open_links),
+        "gone_snapshots": list(state.gone_snapshots), "last_snapshot": state.last_snapshot,
+        "last_change_ms": state.last_change_ms, "last_check_ms": state.last_check_ms, "urgency": state.urgency,
+        "closing": state.closing,
+    }
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _dec(value: Any) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def state_from_dict(data: dict[str, Any]) -> MonitorState:
+    """Raises ValueError (or KeyError/TypeError, reported as ValueError) on a malformed state."""
+    try:
+        plan = data["plan"]
+        return MonitorState(
+            monitor=MonitorId.parse(data["monitor"]), position_id=str(data["position_id"]), phase=str(data["phase"]),
+            created_ms=int(data["created_ms"]),
+            plan=Plan(str(plan["approach"]), str(plan["side"]), tuple(Decimal(p) for p in plan["percents"]),
+                      tuple(Decimal(p) for p in plan["tp_prices"]), Decimal(plan["stop_price"])),
+            generations={str(k): int(v) for k, v in data.get("generations", {}).items()},
+            pending={str(k): Pending(str(p["action"]), str(p["link_id"]), _dec(p.get("qty")), _dec(p.get("trigger_price")),
+                                     int(p.get("sent_snapshot", 0)), Decimal(str(p.get("sent_size", "0"))),
+                                     int(p.get("absent", 0)), int(p.get("seen_snapshot", 0)))
+                     for k, p in data.get("pending", {}).items()},
+            filled_tps=frozenset(int(x) for x in data.get("filled_tps", [])), tp1_done=bool(data.get("tp1_done")),
+            breakeven_done=bool(data.get("breakeven_done")), ladder_size=Decimal(str(data.get("ladder_size", "0"))),
+            last_size=Decimal(str(data.get("last_size", "0"))), peak_size=Decimal(str(data.get("peak_size", "0"))),
+            avg_price=Decimal(str(data.get("avg_price", "0"))), open_links=frozenset(data.get("open_links", [])),
+            gone_snapshots=tuple(int(x) for x in data.get("gone_snapshots", [])),
+            last_snapshot=int(data.get("last_snapshot", 0)),
+            last_change_ms=int(data.get("last_change_ms", 0)), last_check_ms=int(data.get("last_check_ms", 0)),
+            urgency=str(data.get("urgency", "critical")), closing=data.get("closing"))
+    except (KeyError, TypeError, ArithmeticError) as exc:
+        raise ValueError(f"malformed monitor state: {exc!r}") from None

@@ -1,0 +1,385 @@
+"""The TP/SL rules, one named scenario per rule (tpsl-rules.md R0-R12) and per urgency tier.
+The world is the simulator's exchange engine in-process; the monitor is the pure rules driven
+synchronously (tests/rules_driver.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+
+from actors import _rules
+from actors._rules import PROFIT_TAKING, RulesConfig
+from messages.gateway import Rejected, Unresolved
+from messages.models import MonitorId, OrderLink, Role, Urgency
+from simulator import Simulator
+from tests.rules_driver import Driver
+from tests.stubs.book import open_conservative, view_of
+
+BTC = MonitorId("main", "BTCUSDT")
+D = Decimal
+
+
+def link(role: str, level: int, generation: int = 0, position: str = "pos1") -> str:
+    return OrderLink(position, Role(role), level, generation).build()
+
+
+class World:
+    def __init__(self, entries_filled: int = 1, side: str = "Buy", config: RulesConfig | None = None, open_plan=True):
+        self.sim = Simulator(seed=1, symbols=4)
+        self.ex = self.sim.exchange
+        self.ex.set_price("BTCUSDT", D("65000"))
+        if open_plan:
+            open_conservative(self.ex, "main", "BTCUSDT", side, D("0.100"), entries_filled=entries_filled)
+        self.driver = Driver(self.ex, BTC, config)
+
+    @property
+    def account(self):
+        return self.ex.accounts["main"]
+
+    def order(self, link_id: str):
+        return self.account.by_link[link_id]
+
+    def size(self) -> Decimal:
+        position = self.account.positions.get("BTCUSDT")
+        return position.size if position else D(0)
+
+    def check(self, **kw):
+        return self.driver.check(**kw)
+
+    def price(self, value: str) -> None:
+        self.ex.set_price("BTCUSDT", D(value))
+
+
+def kinds(events) -> list[str]:
+    return [e.kind for e in events]
+
+
+def test_a_well_placed_position_needs_no_command():
+    world = World()
+    assert world.check()[0] == []
+    assert world.check()[0] == []
+    assert world.driver.state.phase == "BUILDING" and world.driver.state.position_id == "pos1"
+
+
+def test_r0_a_stale_view_changes_nothing():
+    world = World()
+    world.check()
+    world.ex.fill_order(world.account, link("E", 2))
+    before = world.driver.state
+    commands, events = world.check(stale=True)
+    assert commands == [] and events == []
+    assert world.driver.state.ladder_size == before.ladder_size and world.driver.state.phase == before.phase
+
+
+def test_r1_entry_fills_resize_take_profits_and_the_stop_keeps_the_full_target():
+    world = World()
+    world.check()
+    world.ex.fill_order(world.account, link("E", 2))
+    commands, _ = world.check()
+    assert {(c.link_id, c.qty) for c in commands} == {(link("T", 1), D("0.170")), (link("T", 2), D("0.010")),
+                                                       (link("T", 3), D("0.010")), (link("T", 4), D("0.010"))}
+    assert world.order(link("S", 0)).qty == D("0.300")
+    world.ex.fill_order(world.account, link("E", 3))
+    commands, events = world.check()
+    assert world.order(link("T", 1)).qty == D("0.255") and world.driver.state.phase == "MONITORING"
+    assert "phase_changed" in kinds(events)
+    assert world.order(link("S", 0)).qty == D("0.300")
+
+
+def test_r2_tp1_partially_filled_is_not_a_hit():
+    world = World(entries_filled=3)
+    world.check()
+    world.ex.fill_order(world.account, link("T", 1), D("0.100"))
+    commands, events = world.check()
+    assert "tp_filled" not in kinds(events) and not world.driver.state.tp1_done
+    stop = world.order(link("S", 0))
+    assert stop.trigger_price == D("62545.6")          # avg 64480 - 3 %: not at breakeven
+    assert stop.qty == D("0.200")                      # R4: the remaining size (no entry rests)
+
+
+def test_r2_tp1_filled_moves_the_stop_to_breakeven_and_remaining_size_in_one_amend_and_cancels_entries():
+    world = World(entries_filled=1)
+    world.check()
+    world.price("65700")                               # TP1 (65650) fills
+    commands, events = world.check()
+    stop_moves = [c for c in commands if c.key == "S0"]
+    assert len(stop_moves) == 1 and stop_moves[0].action == "amend"
+    assert stop_moves[0].trigger_price == D("65078.0") and stop_moves[0].qty == D("0.015")
+    assert sorted(c.link_id for c in commands if c.action == "cancel") == [link("E", 2), link("E", 3)]
+    assert commands[0].key == "S0"                     # protecting first
+    assert kinds(events)[:2] == ["tp_filled", "phase_changed"] and "breakeven" in kinds(events)
+    assert world.driver.state.phase == PROFIT_TAKING and world.driver.state.breakeven_done
+    assert not world.account.by_link[link("E", 2)].is_open
+    assert world.check()[0] == []                      # once per position
+
+
+def test_r3_a_later_tp_shrinks_the_stop_to_what_is_left():
+    world = World(entries_filled=3)
+    world.check()
+    world.price("65700")
+    world.check()
+    world.price("66350")                               # TP2 (66300) fills
+    commands, events = world.check()
+    assert [(c.key, c.qty, c.trigger_price) for c in commands] == [("S0", D("0.030"), None)]
+    assert "tp_filled" in kinds(events)
+
+
+def test_r4_manual_partial_reduce_shrinks_stop_and_take_profits_within_the_position():
+    world = World(entries_filled=3)
+    world.check()
+    world.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.120")  # by hand
+    world.check()
+    size = world.size()
+    assert size == D("0.180")
+    ours = [o for o in world.account.open_orders("BTCUSDT") if o.reduce_only and not o.is_conditional]
+    assert sum(o.leaves for o in ours) <= size
+    assert world.order(link("S", 0)).qty == size
+
+
+def test_r5_size_grown_beyond_the_target_moves_stop_and_take_profits_up():
+    world = World(entries_filled=3)
+    world.check()
+    world.sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.100")   # manual add
+    world.check()
+    assert world.order(link("S", 0)).qty == D("0.400")
+    assert world.order(link("T", 1)).qty == D("0.340")
+
+
+def test_r6_a_flat_position_needs_two_fresh_snapshots_before_closing():
+    world = World(entries_filled=3)
+    world.check()
+    world.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.300")  # closed by hand
+    commands, events = world.check()
+    assert commands == [] and not world.driver.state.closing
+    commands, events = world.check()
+    assert [c.link_id for c in commands] == [link("S", 0)]  # the orphan stop; TPs the exchange cancelled
+    assert world.driver.state.retired == "manual" and "position_closed" in kinds(events)
+    assert not world.account.by_link[link("S", 0)].is_open
+
+
+def test_r6_a_filled_stop_closes_at_once_with_reason_stop_loss():
+    world = World(entries_filled=3)
+    world.check()
+    world.price("62500")                                # below the stop at 62545.6
+    commands, events = world.check()
+    assert world.driver.state.retired == "stop_loss"
+    assert "stop_hit" in kinds(events)
+    assert not [o for o in world.account.open_orders("BTCUSDT") if OrderLink.parse(o.link_id)]
+
+
+def test_r6_the_last_take_profit_closes_with_reason_take_profits():
+    world = World(entries_filled=3)
+    world.check()
+    for price in ("65700", "66350", "67000", "67650"):
+        world.price(price)
+        world.check()
+    assert world.driver.state.retired == "take_profits"
+    assert not world.account.open_orders("BTCUSDT")
+
+
+def test_r7_a_missing_stop_is_restored_at_the_plan_price_then_at_breakeven():
+    world = World(entries_filled=3)
+    world.check()
+    world.sim.exchange.cancel_order(world.account, {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": link("S", 0)})
+    commands, events = world.check()
+    assert [(c.action, c.link_id, c.trigger_price, c.qty) for c in commands] == \
+        [("place", link("S", 0, 1), D("62545.6"), D("0.300"))]
+    assert "stop_restored" in kinds(events)
+    world.price("65700")
+    world.check()
+    world.ex.cancel_order(world.account, {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": link("S", 0, 1)})
+    commands, _ = world.check()
+    assert [(c.link_id, c.trigger_price) for c in commands] == [(link("S", 0, 2), D("64557.4"))]  # 64480 x 1.0012, up
+
+
+def test_r7_observe_policy_logs_unprotected_and_sends_nothing():
+    world = World(open_plan=False, config=RulesConfig(adoption_policy="observe"))
+    world.sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.100")
+    commands, events = world.check()
+    assert commands == [] and "unprotected" in kinds(events)
+    assert [e for e in events if e.kind == "unprotected"][0].line.startswith("UNPROTECTED main:BTCUSDT:0")
+
+
+def test_protect_policy_adopts_a_bare_position_with_the_default_ladder_and_stop():
+    world = World(open_plan=False)
+    world.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.100")
+    commands, _ = world.check()
+    stop = [c for c in commands if c.key == "S0"][0]
+    assert stop.trigger_price == D("66950.0") and stop.qty == D("0.100") and stop.trigger_direction == 1
+    assert sorted(c.qty for c in commands if c.key.startswith("T")) == [D("0.005")] * 3 + [D("0.085")]
+
+
+def test_r8_stop_amend_answered_110001_places_a_new_stop_with_the_next_generation():
+    world = World(entries_filled=3)
+    world.check()
+    world.price("65700")
+    world.driver.override = lambda c: Rejected(110001, "Order does not exist.") if c.action == "amend" and c.key == "S0" else None
+    commands, events = world.check()
+    places = [c for c in commands if c.key == "S0" and c.action == "place"]
+    assert [(c.link_id, c.trigger_price, c.qty) for c in places] == [(link("S", 0, 1), D("64557.4"), D("0.045"))]
+    assert not [c for c in commands if c.key == "S0" and c.action == "cancel"]  # never naked
+
+
+def test_r9_breakeven_refused_as_already_crossed_closes_at_market():
+    world = World(entries_filled=3)
+    world.check()
+    world.price("65700")
+    world.driver.override = lambda c: Rejected(110093, "expect Falling") if c.key == "S0" else None
+    commands, events = world.check()
+    emergency = [c for c in commands if c.key == "X0"]
+    assert len(emergency) == 1
+    assert (emergency[0].order_type, emergency[0].reduce_only, emergency[0].close_on_trigger, emergency[0].qty) == \
+        ("Market", True, True, D("0.045"))
+    assert "emergency_close" in kinds(events)
+    assert world.size() == 0
+    world.driver.override = None
+    world.check()
+    world.check()
+    assert world.driver.state.retired == "emergency_close"
+
+
+def test_r10_an_unresolved_place_is_found_by_its_link_id_and_not_sent_twice():
+    world = World(entries_filled=3)
+    world.check()
+    world.ex.cancel_order(world.account, {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": link("S", 0)})
+    world.driver.override = lambda c: "apply-then-lose" if c.key == "S0" else None
+    from tests.stubs.book import apply
+    from tests.rules_driver import to_message
+
+    def lost(command):
+        if command.key != "S0":
+            return None
+        apply(world.ex, "main", "BTCUSDT", to_message(BTC, command))
+        return Unresolved("lost answer")
+    world.driver.override = lost
+    commands, _ = world.check()
+    assert [c.link_id for c in commands] == [link("S", 0, 1)] and "S0" in world.driver.state.pending
+    assert _rules.classify_urgency(world.driver.state, None, world.driver.now_ms) is Urgency.CRITICAL
+    world.driver.override = None
+    commands, events = world.check()
+    assert commands == [] and "S0" not in world.driver.state.pending
+    assert sum(1 for c in world.driver.sent if c.key == "S0" and c.action == "place") == 1
+
+
+def test_r10_an_unresolved_place_absent_from_two_fresh_snapshots_is_issued_again():
+    world = World(entries_filled=3)
+    world.check()
+    world.ex.cancel_order(world.account, {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": link("S", 0)})
+    world.driver.override = lambda c: Unresolved("timeout") if c.key == "S0" else None
+    world.check()
+    world.driver.override = None
+    assert world.check()[0] == []                       # absent once: wait
+    commands, events = world.check()                    # absent twice: not done
+    assert [c.link_id for c in commands if c.key == "S0"] == [link("S", 0, 2)]
+    assert world.account.by_link[link("S", 0, 2)].is_open
+
+
+def test_external_orders_are_never_touched():
+    world = World(entries_filled=1)
+    world.sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.001", price="60000",
+                    orderLinkId="my-own-tp")  # an order of the trader's own (an entry limit)
+    world.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.001", triggerPrice="60000",
+                    triggerDirection=2, reduceOnly=True, orderLinkId="tg-other-S0-0")  # another position's id
+    for action in (lambda: world.ex.fill_order(world.account, link("E", 2)), lambda: world.price("65700"),
+                   lambda: world.price("66350")):
+        action()
+        world.check()
+    touched = {c.link_id for c in world.driver.sent}
+    assert not touched & {"my-own-tp", "tg-other-S0-0"}
+    assert world.account.by_link["my-own-tp"].is_open and world.account.by_link["tg-other-S0-0"].is_open
+
+
+def test_r11_a_flipped_position_retires_after_cancelling_the_old_orders():
+    world = World(entries_filled=3)
+    world.check()
+    world.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.600")
+    world.check()
+    assert world.driver.state.retired == "flipped"
+    assert not [o for o in world.account.open_orders("BTCUSDT") if OrderLink.parse(o.link_id)]
+
+
+def test_an_older_generation_left_open_is_cancelled_keeping_the_newest():
+    world = World(entries_filled=3)
+    world.check()
+    world.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.300", triggerPrice="63000",
+                    triggerDirection=2, reduceOnly=True, orderLinkId=link("S", 0, 1))
+    commands, _ = world.check()
+    assert [(c.action, c.link_id) for c in commands] == [("cancel", link("S", 0, 0))]
+
+
+def test_short_positions_mirror_the_rules():
+    world = World(entries_filled=3, side="Sell")
+    world.check()
+    world.price("64300")                                # TP1 of a short (64350) fills
+    commands, _ = world.check()
+    stop = [c for c in commands if c.key == "S0"][0]
+    assert stop.trigger_price == D("65441.3")           # avg 65520 x (1 - 0.0012), rounded down
+    assert world.order(link("S", 0)).trigger_direction == 1
+
+
+def test_rebuilt_state_recognises_phase_tp1_and_breakeven_from_the_exchange():
+    sim = Simulator(seed=4, symbols=64)
+    book = sim.load_demo_book(16)
+    for entry in book:
+        if entry.kind in ("unguarded", "external"):
+            continue
+        view = view_of(sim.exchange, entry.account, entry.symbol, 1)
+        state = _rules.adopt(MonitorId(entry.account, entry.symbol), view, 1, RulesConfig())
+        assert state.position_id == entry.position_id
+        expected_phase = {"building": "BUILDING", "after_tp1": "PROFIT_TAKING"}.get(entry.kind, "MONITORING")
+        assert state.phase == expected_phase, entry
+        assert state.tp1_done == state.breakeven_done == (entry.kind == "after_tp1")
+        assert state.plan.approach == ("fast" if entry.kind == "fast" else "conservative")
+        decision = _rules.reconcile(state, view, 2, RulesConfig())
+        assert decision.commands == (), (entry, decision.commands)
+
+
+def test_state_survives_a_round_trip_through_its_stored_form():
+    world = World(entries_filled=1)
+    world.check()
+    world.price("65700")
+    world.driver.override = lambda c: Unresolved("timeout") if c.action == "cancel" else None
+    world.check()
+    state = world.driver.state
+    assert state.pending
+    assert _rules.state_from_dict(_rules.state_to_dict(state)) == state
+    with pytest.raises(ValueError):
+        _rules.state_from_dict({"monitor": "main:BTCUSDT:0"})
+
+
+# --- urgency ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def calm():
+    world = World(entries_filled=3)
+    world.check()
+    return world, world.driver.state
+
+
+def view_at(world, price: str):
+    world.price(price)
+    return view_of(world.ex, "main", "BTCUSDT", 99)
+
+
+# Stop 62545.6 and TP1 65650: at 64100 the mark is 2.4 % from both (neither near nor far).
+@pytest.mark.parametrize("name, change, price, expected", [
+    ("pending command", lambda s: replace(s, pending={"S0": _rules.Pending("place", "x")}), "64100", Urgency.CRITICAL),
+    ("tp1 filled, stop not at breakeven", lambda s: replace(s, tp1_done=True), "64100", Urgency.CRITICAL),
+    ("mark within 0.5% of the next TP", lambda s: s, "65400", Urgency.CRITICAL),
+    ("mark within 0.5% of the stop", lambda s: s, "62800", Urgency.CRITICAL),
+    ("a fill less than 60 s ago", lambda s: replace(s, last_change_ms=10_000_000 - 30_000), "64100", Urgency.CRITICAL),
+    ("profit taking", lambda s: replace(s, phase=PROFIT_TAKING, tp1_done=True, breakeven_done=True), "64100", Urgency.ACTIVE),
+    ("mark within 2% of a trigger", lambda s: s, "64900", Urgency.ACTIVE),
+    ("90% of the target closed", lambda s: replace(s, peak_size=D("1.0"), last_size=D("0.09")), "64100", Urgency.INACTIVE),
+    ("quiet for 10 minutes and far from triggers", lambda s: replace(s, plan=replace(s.plan, stop_price=D("60000"), tp_prices=(D("70000"),) * 4)), "64100", Urgency.IDLE),
+    ("otherwise", lambda s: s, "64100", Urgency.STANDARD),
+])
+def test_urgency_tiers(calm, name, change, price, expected):
+    world, state = calm
+    state = change(replace(state, last_change_ms=0))
+    view = view_at(world, price)
+    if name == "quiet for 10 minutes and far from triggers":
+        view = replace(view, orders=())  # no live stop trigger nearer than the plan's
+    assert _rules.classify_urgency(state, view, 10_000_000) is expected
