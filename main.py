@@ -1,7 +1,9 @@
-"""The TP/SL guardian daemon: `python main.py [--config FILE] [--duration S] ...`.
+"""The TP/SL guardian daemon: `python main.py [run|status] [--config FILE] [--duration S] ...`.
 
 With no API keys it runs against the embedded Bybit simulator with a demo book of positions.
-Exit codes: 0 after a clean stop (SIGINT, SIGTERM or --duration), 2 for invalid settings.
+Exit codes: 0 after a clean stop (SIGINT, SIGTERM or --duration), 2 when it must not start
+(invalid settings, a key that cannot trade, a state database of a newer version), 1 for status
+without a database.
 """
 
 from __future__ import annotations
@@ -10,16 +12,18 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
+
+import orjson
 
 from runtime import signals
 from runtime.logging import setup_logging
-from settings import Settings, SettingsError, load_settings
+from settings import PARSERS, Settings, SettingsError, load_settings
 
 log = logging.getLogger("main")
-
-SUMMARY_INTERVAL_S = 10.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -29,6 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=0, metavar="N", help="status: also print the last N journal entries")
     parser.add_argument("--config", help="KEY=value settings file (the environment overrides it)")
     parser.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
+    parser.add_argument("--dry-run", action="store_true", help="read and decide, but send no order (logged as DRY-RUN)")
+    parser.add_argument("--summary-json", metavar="FILE", help="write the run's figures as one JSON object at exit")
     parser.add_argument("--positions", type=int, default=32, help="simulator: demo positions per account")
     parser.add_argument("--seed", type=int, default=0, help="simulator: seed of prices and demo book")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="simulator: latency per request")
@@ -54,11 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     secrets = [s.reveal() for s in (settings.bybit_api_key, settings.bybit_api_secret,
                                     settings.bybit_api_key_2, settings.bybit_api_secret_2)]
     setup_logging(settings.log_level, args.log_format or settings.log_format, secrets)
-    if settings.live:
-        print("invalid setting: BYBIT_API_KEY: guarding a live account is not available in this "
-              "version yet; unset the keys to run against the embedded simulator", file=sys.stderr)
-        return 2
-    return run_simulated(settings, args)
+    return run(settings, args)
 
 
 def print_status(settings: Settings, events: int) -> int:
@@ -72,34 +74,65 @@ def print_status(settings: Settings, events: int) -> int:
     return 0
 
 
-def run_simulated(settings: Settings, args: argparse.Namespace) -> int:
-    from simulator import Simulator  # only needed without keys
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    from actors._store import StateError
+    from runtime.system import StartupError, System
 
     stop = threading.Event()
     signals.install(stop.set)
-    sim = Simulator(seed=args.seed, symbols=max(64, args.positions + 8), latency_ms=args.latency_ms)
-    sim.load_demo_book(args.positions)
-    sim.start(step_interval=0.25)
-    log.info("Running against the embedded Bybit simulator at %s: %d demo positions per account "
-             "(main, mirror), seed %d", sim.url, args.positions, args.seed)
-    deadline = time.monotonic() + args.duration if args.duration else None
+    sim = None
+    if settings.live:
+        accounts = {a.name: (a.api_key.reveal(), a.api_secret.reveal()) for a in settings.accounts()}
+        base_url = settings.base_url
+        log.info("Running against %s (%s)", base_url, ", ".join(accounts))
+    else:
+        from simulator import Simulator
+        sim = Simulator(seed=args.seed, symbols=max(64, args.positions + 8), latency_ms=args.latency_ms)
+        sim.load_demo_book(args.positions)
+        sim.start(step_interval=0.25)
+        accounts = {name: (c.api_key, c.api_secret) for name, c in sim.credentials.items()}
+        base_url = sim.url
+        if "STATE_PATH" not in os.environ and not _in_config(args.config, "STATE_PATH"):
+            # The simulator's world is new every run: state from an earlier run means nothing.
+            settings = settings.replace(state_path=str(Path(tempfile.mkdtemp(prefix="guardian-")) / "guardian.db"))
+        log.info("Running against the embedded Bybit simulator at %s: %d demo positions per account "
+                 "(main, mirror), seed %d, state in %s", sim.url, args.positions, args.seed, settings.state_path)
+    system = System(settings, accounts, base_url, dry_run=args.dry_run)
+    code = 0
+    figures: dict = {}
     try:
-        while True:
-            wait = SUMMARY_INTERVAL_S if deadline is None else min(SUMMARY_INTERVAL_S, deadline - time.monotonic())
-            if stop.wait(max(wait, 0)) or (deadline is not None and time.monotonic() >= deadline):
-                break
-            log_book(sim)
+        if system.start(stop):
+            deadline = time.monotonic() + args.duration if args.duration else None
+            while not stop.wait(_remaining(deadline)):
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+            figures = system.collect()
+    except StateError as exc:
+        print(f"state database: {exc}", file=sys.stderr)
+        code = 2
+    except StartupError as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        code = 2
     finally:
-        sim.stop()
-        log.info("Stopped cleanly")
-    return 0
+        system.stop()
+        sim_stats = sim.stats.snapshot() if sim is not None else None
+        if sim is not None:
+            sim.stop()
+        if args.summary_json and code == 0:
+            Path(args.summary_json).write_bytes(orjson.dumps(system.summary(figures, sim_stats), option=orjson.OPT_INDENT_2))
+        log.info("Stopped cleanly" if code == 0 else "Stopped")
+    return code
 
 
-def log_book(sim) -> None:
-    state = sim.exchange.snapshot()
-    parts = [f"{name} {len(a['positions'])} positions, {len(a['orders'])} open orders, "
-             f"wallet {a['balance'][:12]} USDT" for name, a in state["accounts"].items()]
-    log.info("Book: %s", "; ".join(parts))
+def _remaining(deadline: float | None) -> float:
+    return 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+
+
+def _in_config(path: str | None, name: str) -> bool:
+    if not path:
+        return False
+    from settings import read_config_file
+    return name in read_config_file(path) and name in PARSERS
 
 
 if __name__ == "__main__":

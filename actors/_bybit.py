@@ -28,6 +28,7 @@ ENDPOINTS = {
     "get_order_history": "/v5/order/history",
     "get_instruments_info": "/v5/market/instruments-info",
     "get_wallet_balance": "/v5/account/wallet-balance",
+    "get_api_key_information": "/v5/user/query-api",
     "place_order": "/v5/order/create",
     "amend_order": "/v5/order/amend",
     "cancel_order": "/v5/order/cancel",

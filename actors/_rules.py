@@ -89,6 +89,7 @@ class MonitorState:
     last_snapshot: int = 0
     last_change_ms: int = 0
     last_check_ms: int = 0
+    tp1_fill_ms: int = 0                # the exchange's time of the TP1 fill (for reaction times)
     urgency: str = Urgency.CRITICAL.value
     closing: str | None = None          # closure reason while leftovers are cancelled
     retired: str | None = None          # closure reason once done
@@ -431,13 +432,14 @@ def _detect_fills(state: MonitorState, closed: dict[str, list[Order]], size: Dec
     for level in range(1, len(state.plan.percents) + 1):
         if level in state.filled_tps:
             continue
-        if any(o.status == OrderStatus.FILLED for o in closed.get(f"T{level}", [])):
+        fills = [o for o in closed.get(f"T{level}", []) if o.status == OrderStatus.FILLED]
+        if fills:
             state = replace(state, filled_tps=state.filled_tps | {level}, last_change_ms=now_ms)
             prefix = "TP1 FILLED" if level == 1 else f"TP{level} FILLED"
             events.append(_event("tp_filled", f"{prefix} {state.monitor}: remaining size {size}", level_filled=level,
                                  remaining=size))
             if level == 1:
-                state = replace(state, tp1_done=True)
+                state = replace(state, tp1_done=True, tp1_fill_ms=max(o.updated_ms for o in fills))
     return state, events
 
 
@@ -597,8 +599,10 @@ def settle(state: MonitorState, command: Command, outcome: Outcome, view: Positi
             state = replace(state, open_links=state.open_links | {command.link_id})
         if command.key == STOP_KEY and command.trigger_price is not None and state.tp1_done:
             state = replace(state, breakeven_done=True, last_change_ms=now_ms)
+            reaction = now_ms - state.tp1_fill_ms if state.tp1_fill_ms else None
             events.append(_event("breakeven", f"BREAKEVEN {state.monitor}: stop {command.link_id} at "
-                                 f"{command.trigger_price}", trigger=command.trigger_price, qty=command.qty))
+                                 f"{command.trigger_price}" + (f" ({reaction} ms after the TP1 fill)" if reaction else ""),
+                                 trigger=command.trigger_price, qty=command.qty, reaction_ms=reaction))
         if command.key == EMERGENCY_KEY:
             state = replace(state, last_change_ms=now_ms)
         return Decision(state, (), tuple(events))
@@ -695,6 +699,7 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
         "avg_price": str(state.avg_price), "open_links": sorted(state.open_links),
         "gone_snapshots": list(state.gone_snapshots), "last_snapshot": state.last_snapshot,
         "last_change_ms": state.last_change_ms, "last_check_ms": state.last_check_ms, "urgency": state.urgency,
+        "tp1_fill_ms": state.tp1_fill_ms,
         "closing": state.closing,
     }
 
@@ -728,6 +733,7 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
             gone_snapshots=tuple(int(x) for x in data.get("gone_snapshots", [])),
             last_snapshot=int(data.get("last_snapshot", 0)),
             last_change_ms=int(data.get("last_change_ms", 0)), last_check_ms=int(data.get("last_check_ms", 0)),
+            tp1_fill_ms=int(data.get("tp1_fill_ms", 0)),
             urgency=str(data.get("urgency", "critical")), closing=data.get("closing"))
     except (KeyError, TypeError, ArithmeticError) as exc:
         raise ValueError(f"malformed monitor state: {exc!r}") from None

@@ -28,8 +28,8 @@ from actors import _bybit
 from actors._bybit import HttpFail, HttpOk
 from actors._cache import AccountCache, is_market
 from actors._rate_limit import IP_BAN_SECONDS, RateLimiter
-from messages.gateway import (Accepted, AccountSnapshot, AmendOrder, Batch, CancelAll, CancelOrder,
-                              GatewayStats, GatewayTick, GetAccountSnapshot, GetGatewayStats,
+from messages.gateway import (Accepted, Access, AccountSnapshot, AmendOrder, Batch, CancelAll, CancelOrder,
+                              CheckAccess, GatewayStats, GatewayTick, GetAccountSnapshot, GetGatewayStats,
                               GetPositionView, Outcome, PlaceOrder, Priority, Rejected, ReportStats,
                               Unavailable, Unresolved)
 from messages.models import Instrument, ModelError, Order, Position
@@ -196,6 +196,8 @@ class ExchangeGateway(pykka.ThreadingActor):
                 self._on_command(message)
             case Batch():
                 self._on_batch(message)
+            case CheckAccess():
+                self._on_check_access(message)
             case GatewayTick():
                 if self._clock.monotonic() - self._instruments_at >= INSTRUMENTS_EVERY:
                     self._load_instruments()
@@ -388,6 +390,22 @@ class ExchangeGateway(pykka.ThreadingActor):
             return
         self._instruments_loading = False
         self._instruments_at = self._clock.monotonic()
+
+    def _on_check_access(self, request: CheckAccess) -> None:
+        if request.account not in self._clients:
+            request.reply.set(Access(request.account, False, False, "unknown account"))
+            return
+
+        def done(result: HttpOk | HttpFail) -> None:
+            if isinstance(result, HttpFail):
+                request.reply.set(Access(request.account, False, False, f"{result.code or result.kind}: {result.message}"))
+                return
+            info = result.body.get("result") or {}
+            trade = (info.get("permissions") or {}).get("ContractTrade") or []
+            can_trade = str(info.get("readOnly")) == "0" and "Order" in trade
+            request.reply.set(Access(request.account, True, can_trade,
+                                     "can trade" if can_trade else "the key is read-only or lacks Contract - Orders"))
+        self._enqueue(request.account, "get_api_key_information", {}, READ_PRIORITY, done)
 
     # --- commands -------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from messages.models import MonitorId, Urgency
 from messages.monitor import Check, GetMonitorState
 from messages.persistence import Record
 from messages.scheduler import Checked, UnregisterMonitor
-from messages.supervisor import MonitorRetired
+from messages.supervisor import MonitorFailed, MonitorRetired
 from runtime.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,13 @@ class Monitor(pykka.ThreadingActor):
         self._dry_run = dry_run
         self._timeout = ask_timeout
         self._extra = {"account": monitor.account, "symbol": monitor.symbol, "monitor": str(monitor)}
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        log.error("Monitor %s failed: %s: %s", self._id, getattr(exception_type, "__name__", exception_type),
+                  exception_value, extra=self._extra)
+        if self._supervisor is not None:
+            self._supervisor.tell(MonitorFailed(self._id, f"{getattr(exception_type, '__name__', exception_type)}: "
+                                                          f"{exception_value}"[:300]))
 
     def on_receive(self, message: Any) -> Any:
         match message:

@@ -89,9 +89,9 @@ class Scheduler(pykka.ThreadingActor):
         if message.monitor in self._entries:
             log.error("Scheduler: %s registered twice; keeping the first", message.monitor)
             return
+        # Due at once: checked by the next tick (at most 250 ms away), together with every other
+        # monitor registered meanwhile, so a start-up of many monitors is one wave, not many.
         self._entries[message.monitor] = _Entry(message.ref, message.urgency, due=now)
-        if self._in_flight() < self._limit:
-            self._dispatch(now, only=[message.monitor])  # a new monitor is checked at once
 
     def _on_unregister(self, monitor: MonitorId) -> None:
         entry = self._entries.pop(monitor, None)

@@ -164,6 +164,21 @@ class Unresolved:
 Outcome = Accepted | Rejected | Unresolved
 
 
+@dataclass(frozen=True, slots=True)
+class CheckAccess:
+    """Do this account's keys work, and may they trade? Answered with `Access`."""
+    account: str
+    reply: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    account: str
+    ok: bool
+    can_trade: bool
+    message: str
+
+
 # --- operations ----------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

@@ -31,10 +31,19 @@ class Ticker:
         if not schedule:
             raise ValueError("a ticker needs something to tell")
         self._clock = clock
-        self._schedule = schedule
+        self._lock = threading.Lock()
+        self._schedule = list(schedule)
+        self._next_at = [clock.monotonic()] * len(schedule)
         self._resolution = min([resolution] + [e.seconds for e in schedule])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="Ticker", daemon=True)
+
+    def add(self, every: Every) -> None:
+        """Tell one more target (first at once), e.g. actors started after the ticker."""
+        with self._lock:
+            self._schedule.append(every)
+            self._next_at.append(self._clock.monotonic())
+            self._resolution = min(self._resolution, every.seconds)
 
     def start(self) -> "Ticker":
         self._thread.start()
@@ -48,18 +57,21 @@ class Ticker:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        start = self._clock.monotonic()
-        next_at = [start] * len(self._schedule)
         while not self._stop.is_set():
             now = self._clock.monotonic()
-            for index, every in enumerate(self._schedule):
-                if now >= next_at[index]:
-                    # Keep the cadence (no drift), but never fire a backlog after a stall.
-                    next_at[index] += every.seconds
-                    if next_at[index] <= now:
-                        next_at[index] = now + every.seconds
-                    try:
-                        every.target.tell(every.make(now))
-                    except pykka.ActorDeadError:
-                        log.debug("Ticker: %s is gone", every.target)
-            self._stop.wait(max(0.0, min(min(next_at) - self._clock.monotonic(), self._resolution)))
+            with self._lock:
+                due = []
+                for index, every in enumerate(self._schedule):
+                    if now >= self._next_at[index]:
+                        # Keep the cadence (no drift), but never fire a backlog after a stall.
+                        self._next_at[index] += every.seconds
+                        if self._next_at[index] <= now:
+                            self._next_at[index] = now + every.seconds
+                        due.append(every)
+                wait = min(min(self._next_at) - now, self._resolution)
+            for every in due:
+                try:
+                    every.target.tell(every.make(now))
+                except pykka.ActorDeadError:
+                    log.debug("Ticker: %s is gone", every.target)
+            self._stop.wait(max(0.0, wait))

@@ -167,6 +167,7 @@ class SimAccount:
     by_link: dict[str, SimOrder] = field(default_factory=dict)
     recent_closed: deque = field(default_factory=lambda: deque(maxlen=RECENT_CLOSED_KEPT))
     executions: list[dict[str, Any]] = field(default_factory=list)
+    read_only: bool = False  # a key without trade permission (orders answer 10005)
 
     def open_orders(self, symbol: str) -> list[SimOrder]:
         return sorted(self.open_by_symbol.get(symbol, {}).values(), key=lambda o: o.seq)
@@ -785,6 +786,17 @@ class Exchange:
                 rows = [self.specs[s].to_v5() for s in sorted(self.specs)]
             page, cursor = page_by_symbol(rows, limit, params.get("cursor"), **paging)
             return {"category": "linear", "list": page, "nextPageCursor": cursor}
+
+    def api_key_info(self, account: SimAccount) -> dict[str, Any]:
+        """GET /v5/user/query-api: the key's permissions."""
+        trade = [] if account.read_only else ["Order", "Position"]
+        return {"id": "1", "note": f"simulator {account.name}", "apiKey": account.api_key, "readOnly": int(account.read_only),
+                "secret": "", "permissions": {"ContractTrade": trade, "Spot": [], "Wallet": [], "Options": [],
+                                              "Derivatives": [], "CopyTrading": [], "BlockTrade": [], "Exchange": [],
+                                              "NFT": []},
+                "ips": ["*"], "type": 1, "deadlineDay": -2, "expiredAt": "", "createdAt": "2024-01-01T00:00:00Z",
+                "unified": 0, "uta": 1, "userID": 1, "inviterID": 0, "vipLevel": "No VIP", "mktMakerLevel": "0",
+                "affiliateID": 0}
 
     # --- inspection (GET /sim/state, tests) ------------------------------------------------
 

@@ -21,7 +21,7 @@ WRITE_ENDPOINTS = frozenset({
 })
 READ_ENDPOINTS = frozenset({
     "/v5/position/list", "/v5/order/realtime", "/v5/order/history", "/v5/execution/list",
-    "/v5/account/wallet-balance",
+    "/v5/account/wallet-balance", "/v5/user/query-api",
 })
 
 

@@ -48,6 +48,7 @@ PRIVATE: dict[tuple[str, str], PrivateHandler] = {
     ("GET", "/v5/order/history"): lambda ex, a, p, pg: ex.order_rows(a, p, history=True, **pg),
     ("GET", "/v5/execution/list"): lambda ex, a, p, pg: ex.execution_rows(a, p, **pg),
     ("GET", "/v5/account/wallet-balance"): lambda ex, a, p, pg: ex.wallet(a, p),
+    ("GET", "/v5/user/query-api"): lambda ex, a, p, pg: ex.api_key_info(a),
     ("POST", "/v5/order/create"): lambda ex, a, p, pg: ex.create_order(a, p),
     ("POST", "/v5/order/amend"): lambda ex, a, p, pg: ex.amend_order(a, p),
     ("POST", "/v5/order/cancel"): lambda ex, a, p, pg: ex.cancel_order(a, p),
@@ -239,6 +240,9 @@ class Handler(BaseHTTPRequestHandler):
         quota = server.limits.take(account.name, path, max(units, 1))
         if quota is not None and quota.granted == 0:
             self._envelope(10006, "Too many visits!", quota=quota)
+            return
+        if account.read_only and method == "POST":
+            self._envelope(10005, "Permission denied, please check your API key permissions.", quota=quota)
             return
         if path in BATCH:
             self._run(lambda: self._batch(path, account, params, quota.granted if quota else units), quota, answer)

@@ -29,9 +29,11 @@ class Harness:
         self.monitors = StubMonitors(self.scheduler)
 
     def add(self, name: str, urgency=Urgency.STANDARD, mode="answer", account="main") -> MonitorId:
+        """Register a monitor (it is checked by the next tick)."""
         monitor = MonitorId(account, name)
         self.monitors.configure(monitor, urgency, mode)
         self.scheduler.tell(RegisterMonitor(monitor, self.monitors.ref_for(monitor), urgency))
+        self.scheduler.tell(Tick(self.clock.monotonic()))
         self.settle()
         return monitor
 
@@ -92,9 +94,16 @@ def test_concurrency_adapts(current, throttled, saturated, expected):
 
 # --- the actor ---------------------------------------------------------------------------
 
-def test_a_new_monitor_is_checked_at_once(harness):
-    monitor = harness.add("BTCUSDT")
-    assert harness.check_times()[monitor] == [1000.0]
+def test_a_new_monitor_is_checked_by_the_next_tick_with_the_others_registered_meanwhile(harness, caplog):
+    caplog.set_level(logging.INFO, logger="actors.scheduler")
+    monitors = [MonitorId("main", f"S{n}USDT") for n in range(3)]
+    for monitor in monitors:
+        harness.scheduler.tell(RegisterMonitor(monitor, harness.monitors.ref_for(monitor)))
+    harness.settle()
+    assert harness.check_times() == {}
+    harness.tick(0.0)
+    assert {m: t for m, t in harness.check_times().items()} == {m: [1000.0] for m in monitors}
+    assert [r.getMessage()[:22] for r in caplog.records] == ["Processed 3 monitors i"]
 
 
 @pytest.mark.parametrize("tier", list(Urgency))
@@ -149,9 +158,12 @@ def test_limit_halves_when_checks_report_throttling_and_grows_when_saturated():
     monitor = h.add("BTCUSDT", urgency=Urgency.CRITICAL, mode="held")
     h.scheduler.tell(Checked(monitor, seq=1, urgency=Urgency.CRITICAL, duration=0.1, throttled=True))
     assert h.tick().concurrency_limit == 10
-    for n in range(30):
-        h.add(f"S{n}USDT", mode="held")
-    assert h.tick().concurrency_limit == 20
+    for n in range(30):  # registered together, then one tick: 30 due, 9 slots
+        monitor = MonitorId("main", f"S{n}USDT")
+        h.monitors.configure(monitor, Urgency.STANDARD, "held")
+        h.scheduler.tell(RegisterMonitor(monitor, h.monitors.ref_for(monitor)))
+    report = h.tick()
+    assert report.concurrency_limit == 20 and report.in_flight == 10
 
 
 def test_a_dead_monitor_is_reported_and_others_keep_their_schedule():

@@ -1,0 +1,187 @@
+"""The Supervisor: exactly one monitor per (account, symbol, positionIdx).
+
+At start-up it matches persisted monitors to the first snapshot of every account (the exchange
+wins on conflict): a state whose position is open on the same side is resumed; an open position
+without one gets a new monitor (which adopts it); a state whose position is gone is resumed too,
+so its monitor confirms the closure by two fresh snapshots, cancels leftovers and retires.
+Later it discovers new positions from account snapshots every 15 s and restarts failed monitors
+from their last persisted state, with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import pykka
+
+from actors import _rules
+from actors._rules import MonitorState, RulesConfig
+from actors.gateway import ask_gateway
+from actors.monitor import Monitor
+from messages.gateway import AccountSnapshot, GetAccountSnapshot
+from messages.models import MonitorId, Urgency
+from messages.persistence import LoadState
+from messages.scheduler import RegisterMonitor, UnregisterMonitor
+from messages.supervisor import (GetSupervisorReport, MonitorFailed, MonitorRetired, MonitorUnresponsive,
+                                 StartSupervision, SupervisorReport, SupervisorTick)
+from runtime.clock import Clock
+
+log = logging.getLogger(__name__)
+
+RESTART_BACKOFF_START, RESTART_BACKOFF_MAX = 1.0, 60.0
+UNRESPONSIVE_LIMIT = 2  # consecutive unanswered checks before a monitor is restarted
+
+
+class Supervisor(pykka.ThreadingActor):
+    def __init__(self, *, gateway: Any, persistence: Any, clock: Clock, accounts: tuple[str, ...],
+                 intervals: dict[str, float], config: RulesConfig, dry_run: bool = False,
+                 discovery_interval: float = 15.0, ask_timeout: float = 10.0):
+        super().__init__()
+        self._gateway, self._persistence = gateway, persistence
+        self._scheduler: Any = None
+        self._clock = clock
+        self._accounts = accounts
+        self._intervals = intervals
+        self._config = config
+        self._dry_run = dry_run
+        self._discovery_interval = discovery_interval
+        self._timeout = ask_timeout
+        self._monitors: dict[MonitorId, Any] = {}
+        self._restart_at: dict[MonitorId, float] = {}
+        self._backoff: dict[MonitorId, float] = {}
+        self._unresponsive: Counter[MonitorId] = Counter()
+        self._last_discovery = clock.monotonic()
+        self._peak = self._started = self._retired = self._restarts = 0
+        self._reasons: Counter[str] = Counter()
+
+    def on_receive(self, message: Any) -> Any:
+        match message:
+            case StartSupervision(scheduler=scheduler, snapshots=snapshots):
+                self._scheduler = scheduler
+                return self._reconcile(snapshots)
+            case SupervisorTick(now=now):
+                self._restart_due(now)
+                if now - self._last_discovery >= self._discovery_interval:
+                    self._last_discovery = now
+                    self._discover()
+            case MonitorRetired(monitor=monitor, reason=reason):
+                self._monitors.pop(monitor, None)
+                self._retired += 1
+                self._reasons[reason] += 1
+            case MonitorFailed(monitor=monitor, error=error):
+                self._schedule_restart(monitor, f"failed ({error})")
+            case MonitorUnresponsive(monitor=monitor, seconds=seconds):
+                self._unresponsive[monitor] += 1
+                if self._unresponsive[monitor] >= UNRESPONSIVE_LIMIT:
+                    self._schedule_restart(monitor, f"did not answer {UNRESPONSIVE_LIMIT} checks in a row")
+            case GetSupervisorReport():
+                return SupervisorReport(len(self._monitors), self._peak, self._started, self._retired,
+                                        self._restarts, dict(self._reasons))
+            case _:
+                log.error("Supervisor: unknown message %r", message)
+        return None
+
+    def on_stop(self) -> None:
+        for ref in list(self._monitors.values()):
+            try:
+                ref.stop(block=True, timeout=5)
+            except pykka.Timeout:
+                log.error("Supervisor: a monitor did not stop within 5 s")
+
+    # --- start-up -------------------------------------------------------------------------
+
+    def _reconcile(self, snapshots: dict[str, AccountSnapshot]) -> int:
+        loaded = self._persistence.ask(LoadState(), timeout=self._timeout)
+        live = {MonitorId(account, p.symbol, p.position_idx): p
+                for account, snapshot in snapshots.items() for p in snapshot.positions if p.is_open}
+        resumed = adopted = gone = dropped = 0
+        for monitor, data in sorted(loaded.states.items()):
+            if monitor.account not in self._accounts:
+                continue  # e.g. the mirror was switched off: its states stay stored, untouched
+            state = self._decode(monitor, data)
+            position = live.get(monitor)
+            if state is None:
+                dropped += 1
+                continue
+            if position is not None and str(position.side) != state.plan.side:
+                log.warning("Supervisor: %s is %s on the exchange but was %s when stored; the exchange wins",
+                            monitor, position.side, state.plan.side)
+                dropped += 1
+                continue
+            self._start_monitor(monitor, _rules.resumed(state))
+            if position is None:
+                gone += 1
+            else:
+                resumed += 1
+        for monitor in sorted(set(live) - set(self._monitors)):
+            self._start_monitor(monitor, None)
+            adopted += 1
+        log.info("Supervisor: %d monitors resumed, %d positions adopted, %d stored monitors whose positions "
+                 "are gone (to confirm and clean up), %d stored states dropped", resumed, adopted, gone, dropped)
+        return len(self._monitors)
+
+    def _decode(self, monitor: MonitorId, data: dict) -> MonitorState | None:
+        try:
+            return _rules.state_from_dict(data)
+        except ValueError as exc:
+            log.error("Supervisor: the stored state of %s is unreadable (%s); it will be adopted afresh", monitor, exc)
+            return None
+
+    # --- monitors -------------------------------------------------------------------------
+
+    def _start_monitor(self, monitor: MonitorId, state: MonitorState | None) -> None:
+        if monitor in self._monitors:
+            log.error("Supervisor: %s already has a monitor; not starting a second", monitor)
+            return
+        ref = Monitor.start(monitor, gateway=self._gateway, persistence=self._persistence, scheduler=self._scheduler,
+                            supervisor=self.actor_ref, clock=self._clock, intervals=self._intervals,
+                            config=self._config, state=state, dry_run=self._dry_run, ask_timeout=self._timeout)
+        self._monitors[monitor] = ref
+        self._started += 1
+        self._peak = max(self._peak, len(self._monitors))
+        urgency = Urgency(state.urgency) if state else Urgency.CRITICAL
+        self._scheduler.tell(RegisterMonitor(monitor, ref, urgency))
+
+    def _discover(self) -> None:
+        for account in self._accounts:
+            try:
+                snapshot = ask_gateway(self._gateway, lambda reply, a=account: GetAccountSnapshot(
+                    a, self._intervals.get("standard", 12.0) + 3.0, reply), self._timeout)
+            except pykka.Timeout:
+                continue
+            if not isinstance(snapshot, AccountSnapshot) or snapshot.stale:
+                continue  # a failed snapshot proves nothing: never start or stop anything on it
+            for position in snapshot.positions:
+                monitor = MonitorId(account, position.symbol, position.position_idx)
+                if position.is_open and monitor not in self._monitors and monitor not in self._restart_at:
+                    log.info("Supervisor: new position %s %s %s; starting its monitor", monitor, position.side,
+                             position.size)
+                    self._start_monitor(monitor, None)
+
+    def _schedule_restart(self, monitor: MonitorId, why: str) -> None:
+        ref = self._monitors.pop(monitor, None)
+        if ref is None and monitor not in self._restart_at:
+            return
+        if ref is not None:
+            self._scheduler.tell(UnregisterMonitor(monitor))
+            ref.stop(block=False)
+        backoff = self._backoff.get(monitor, RESTART_BACKOFF_START / 2) * 2
+        self._backoff[monitor] = min(RESTART_BACKOFF_MAX, backoff)
+        self._restart_at[monitor] = self._clock.monotonic() + self._backoff[monitor]
+        self._unresponsive.pop(monitor, None)
+        log.error("Supervisor: monitor %s %s; restarting it from its stored state in %.0fs", monitor, why,
+                  self._backoff[monitor])
+
+    def _restart_due(self, now: float) -> None:
+        due = [m for m, at in self._restart_at.items() if at <= now]
+        if not due:
+            return
+        loaded = self._persistence.ask(LoadState(), timeout=self._timeout)
+        for monitor in due:
+            del self._restart_at[monitor]
+            data = loaded.states.get(monitor)
+            state = self._decode(monitor, data) if data is not None else None
+            self._restarts += 1
+            self._start_monitor(monitor, _rules.resumed(state) if state else None)

@@ -1,0 +1,222 @@
+"""Start and stop the actor system in order.
+
+Start: persistence, gateway, key check (live), first snapshots of every account (retried with
+backoff until they succeed or a stop is asked for: never trade on guesses), supervisor and
+scheduler (the supervisor reconciles and registers monitors with the scheduler), ticker.
+Stop: in reverse, the final persistence flush last; any actor still alive after that is a bug.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import threading
+import time
+from typing import Any
+
+import pykka
+
+from actors._rules import RulesConfig
+from actors._store import open_read_only, open_store
+from actors.gateway import ExchangeGateway, ask_gateway
+from actors.persistence import Persistence
+from actors.scheduler import Scheduler
+from actors.supervisor import Supervisor
+from messages.gateway import (Access, AccountSnapshot, CheckAccess, GatewayTick, GetAccountSnapshot,
+                              GetGatewayStats, ReportStats)
+from messages.persistence import FlushDue, GetPersistenceStats
+from messages.scheduler import GetSchedule, Tick
+from messages.supervisor import GetSupervisorReport, StartSupervision, SupervisorTick
+from runtime.clock import Clock, SystemClock
+from runtime.ticker import Every, Ticker
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_BACKOFF_START, SNAPSHOT_BACKOFF_MAX = 1.0, 30.0
+
+
+class StartupError(Exception):
+    """The daemon must not start (e.g. a read-only key); the message says why."""
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+class System:
+    def __init__(self, settings: Settings, accounts: dict[str, tuple[str, str]], base_url: str, *,
+                 clock: Clock | None = None, dry_run: bool = False, check_access: bool = True):
+        self.settings = settings
+        self.accounts = accounts
+        self.base_url = base_url
+        self.clock = clock or SystemClock()
+        self.dry_run = dry_run
+        self.check_access = check_access
+        self.persistence: Any = None
+        self.gateway: Any = None
+        self.supervisor: Any = None
+        self.scheduler: Any = None
+        self.ticker: Ticker | None = None
+        self.started_at = time.monotonic()
+
+    # --- start ----------------------------------------------------------------------------
+
+    def start(self, stop: threading.Event) -> bool:
+        """Start everything; False when a stop was asked for before the first snapshots came."""
+        s = self.settings
+        store, states, moved = open_store(s.state_path)  # StateError: refuse to start
+        self.persistence = Persistence.start(store, states, self.clock, flush_interval=float(s.flush_interval_seconds),
+                                             moved_aside=str(moved) if moved else None)
+        self.gateway = ExchangeGateway.start(self.accounts, self.base_url, self.clock, pool_size=s.http_pool_size,
+                                             timeout=float(s.http_timeout_seconds), recv_window=s.recv_window_ms,
+                                             stale_limit=float(s.stale_limit_seconds))
+        self.ticker = Ticker(self.clock, [Every(0.05, self.gateway, GatewayTick)]).start()
+        if self.check_access:
+            self._check_access()
+        snapshots = self._first_snapshots(stop)
+        if snapshots is None:
+            return False
+        intervals = s.intervals()
+        self.supervisor = Supervisor.start(gateway=self.gateway, persistence=self.persistence, clock=self.clock,
+                                           accounts=tuple(self.accounts), intervals=intervals,
+                                           config=RulesConfig.from_settings(s), dry_run=self.dry_run,
+                                           ask_timeout=float(s.http_timeout_seconds) + 5)
+        self.scheduler = Scheduler.start(self.clock, intervals, self.supervisor)
+        self.supervisor.ask(StartSupervision(self.scheduler, snapshots), timeout=60)
+        self.ticker.add(Every(0.25, self.scheduler, Tick))
+        self.ticker.add(Every(float(s.flush_interval_seconds), self.persistence, FlushDue))
+        self.ticker.add(Every(1.0, self.supervisor, SupervisorTick))
+        self.ticker.add(Every(60.0, self.gateway, ReportStats))
+        log.info("Guarding %s%s", ", ".join(self.accounts), " (DRY-RUN: no order is sent)" if self.dry_run else "")
+        return True
+
+    def _check_access(self) -> None:
+        for account in self.accounts:
+            access = ask_gateway(self.gateway, lambda reply, a=account: CheckAccess(a, reply), 60)
+            if not isinstance(access, Access) or not access.ok:
+                raise StartupError(f"the {account} account's API key does not work: "
+                                   f"{getattr(access, 'message', access)}")
+            if not access.can_trade and not self.dry_run:
+                raise StartupError(f"the {account} account's API key cannot trade ({access.message}); "
+                                   "give it Contract - Orders and Positions permission, or run with --dry-run")
+
+    def _first_snapshots(self, stop: threading.Event) -> dict[str, AccountSnapshot] | None:
+        snapshots: dict[str, AccountSnapshot] = {}
+        backoff = SNAPSHOT_BACKOFF_START
+        while not stop.is_set():
+            for account in self.accounts:
+                if account in snapshots:
+                    continue
+                try:
+                    answer = ask_gateway(self.gateway, lambda reply, a=account: GetAccountSnapshot(a, 0.0, reply),
+                                         float(self.settings.http_timeout_seconds) * 4)
+                except pykka.Timeout:
+                    answer = "no answer in time"
+                if isinstance(answer, AccountSnapshot) and not answer.stale:
+                    snapshots[account] = answer
+                    log.info("Start-up: %s has %d open positions and %d open orders", account,
+                             len(answer.positions), len(answer.orders))
+                else:
+                    log.warning("Start-up: cannot read %s yet (%s); retrying in %.0fs; nothing is traded until "
+                                "every account has been read", account, getattr(answer, "reason", answer), backoff)
+            if len(snapshots) == len(self.accounts):
+                return snapshots
+            stop.wait(backoff)  # the main thread idles here, still answering signals
+            backoff = min(SNAPSHOT_BACKOFF_MAX, backoff * 2)
+        return None
+
+    # --- stop -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        if self.ticker is not None:
+            self.ticker.stop()
+        for name in ("scheduler", "supervisor", "gateway", "persistence"):
+            ref = getattr(self, name)
+            if ref is not None:
+                try:
+                    ref.stop(block=True, timeout=10)
+                except pykka.Timeout:
+                    log.error("%s did not stop within 10 s", name)
+        leftovers = pykka.ActorRegistry.get_all()
+        for ref in leftovers:
+            log.error("Bug: actor %s still alive after stop; stopping it", ref)
+        pykka.ActorRegistry.stop_all(block=True, timeout=5)
+
+    # --- the run's figures ----------------------------------------------------------------
+
+    def collect(self) -> dict[str, Any]:
+        """Live figures; call before stop()."""
+        figures: dict[str, Any] = {}
+        for key, ref, message in (("gateway", self.gateway, GetGatewayStats()),
+                                  ("schedule", self.scheduler, GetSchedule()),
+                                  ("supervisor", self.supervisor, GetSupervisorReport()),
+                                  ("persistence", self.persistence, GetPersistenceStats())):
+            if ref is not None:
+                try:
+                    figures[key] = ref.ask(message, timeout=10)
+                except (pykka.Timeout, pykka.ActorDeadError):
+                    pass
+        return figures
+
+    def summary(self, figures: dict[str, Any], simulator_stats: dict | None = None) -> dict[str, Any]:
+        duration = time.monotonic() - self.started_at
+        out: dict[str, Any] = {"duration_s": round(duration, 3), "dry_run": self.dry_run}
+        gateway, schedule = figures.get("gateway"), figures.get("schedule")
+        supervisor, persistence = figures.get("supervisor"), figures.get("persistence")
+        if supervisor:
+            out["monitors"] = {"peak": supervisor.peak, "started": supervisor.started, "retired": supervisor.retired,
+                               "restarts": supervisor.restarts, "open_at_exit": supervisor.monitors,
+                               "retired_reasons": supervisor.retired_reasons}
+        if schedule:
+            waves = list(schedule.wave_seconds)
+            out["checks"] = schedule.checks
+            out["late_checks"] = schedule.late_checks
+            out["waves"] = {"count": schedule.waves, "seconds_p50": _percentile(waves, 0.5),
+                            "seconds_p95": _percentile(waves, 0.95), "seconds_max": max(waves, default=0.0)}
+        if gateway:
+            by_endpoint: dict[str, int] = {}
+            for calls in gateway.calls.values():
+                for endpoint, n in calls.items():
+                    by_endpoint[endpoint] = by_endpoint.get(endpoint, 0) + n
+            total = sum(by_endpoint.values())
+            lookups = gateway.cache_hits + gateway.cache_misses
+            out["api_calls"] = {"total": total, "by_endpoint": by_endpoint, "by_account": gateway.calls,
+                                "per_minute": round(total * 60 / duration, 1) if duration else 0.0}
+            out["cache"] = {"hits": gateway.cache_hits, "misses": gateway.cache_misses,
+                            "hit_rate": round(gateway.cache_hits / lookups, 4) if lookups else 1.0}
+            out["rate_limit_answers"] = {"10006": gateway.rate_limited_10006, "403": gateway.banned_403}
+            out["errors"] = gateway.errors
+        if persistence:
+            out["persistence"] = {"critical_commits": persistence.critical_commits,
+                                  "batched_flushes": persistence.batched_flushes,
+                                  "rows_written": persistence.rows_written, "commit_ms_p99": persistence.commit_ms_p99}
+        out.update(self._journal_figures())
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        out["process"] = {"cpu_s": round(usage.ru_utime + usage.ru_stime, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+        if simulator_stats is not None:
+            out["simulator"] = simulator_stats
+        return out
+
+    def _journal_figures(self) -> dict[str, Any]:
+        try:
+            store = open_read_only(self.settings.state_path)
+        except Exception:  # noqa: BLE001 - a summary must not fail the exit
+            return {}
+        try:
+            rows = store.connection.execute("SELECT event, payload FROM events").fetchall()
+        finally:
+            store.close()
+        import orjson
+        events: dict[str, int] = {}
+        reactions = []
+        for event, payload in rows:
+            events[event] = events.get(event, 0) + 1
+            if event == "breakeven":
+                value = orjson.loads(payload).get("reaction_ms")
+                if isinstance(value, (int, float)):
+                    reactions.append(float(value))
+        return {"events": events, "tp1_to_breakeven_ms": {
+            "count": len(reactions), "p50": _percentile(reactions, 0.5), "p95": _percentile(reactions, 0.95),
+            "max": max(reactions, default=0.0)}}
