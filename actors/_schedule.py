@@ -1,9 +1,9 @@
 """Pure scheduling arithmetic for the Scheduler: due times, dispatch order, adaptive concurrency.
 
-Due times sit on a wave grid (1 s by default): a monitor's next check is its last dispatch plus
-its tier's interval, rounded *up* to the grid. Monitors due in the same grid slot are checked in
-one wave, none is checked before its interval has passed, and with the default whole-second
-intervals the grid adds no delay at all (dispatch times are already on it).
+Due times of the slower tiers (5 s and more) sit on a wave grid (1 s by default): a monitor's next
+check is its last dispatch plus its tier's interval, rounded *up* to the grid, so monitors due in
+the same grid slot are checked in one wave and none before its interval has passed. Critical
+monitors (2 s) are not rounded: for them reaction time matters more than fewer log lines.
 """
 
 from __future__ import annotations
@@ -23,8 +23,13 @@ WAVE_GRID_S = 1.0
 MIN_CONCURRENCY, START_CONCURRENCY, MAX_CONCURRENCY = 4, 20, 64
 
 
+GRID_FROM_INTERVAL_S = 5.0  # the critical tier (2 s) is not rounded: reaction time matters more
+
+
 def next_due(dispatched_at: float, interval: float, grid: float = WAVE_GRID_S) -> float:
     due = dispatched_at + interval
+    if interval < GRID_FROM_INTERVAL_S:
+        return due
     return math.ceil(round(due / grid, 9)) * grid
 
 

@@ -37,7 +37,7 @@ UNRESPONSIVE_LIMIT = 2  # consecutive unanswered checks before a monitor is rest
 class Supervisor(pykka.ThreadingActor):
     def __init__(self, *, gateway: Any, persistence: Any, clock: Clock, accounts: tuple[str, ...],
                  intervals: dict[str, float], config: RulesConfig, dry_run: bool = False,
-                 discovery_interval: float = 15.0, ask_timeout: float = 10.0):
+                 discovery_interval: float = 15.0, snapshot_max_age: float = 15.0, ask_timeout: float = 10.0):
         super().__init__()
         self._gateway, self._persistence = gateway, persistence
         self._scheduler: Any = None
@@ -47,6 +47,7 @@ class Supervisor(pykka.ThreadingActor):
         self._config = config
         self._dry_run = dry_run
         self._discovery_interval = discovery_interval
+        self._snapshot_max_age = snapshot_max_age
         self._timeout = ask_timeout
         self._monitors: dict[MonitorId, Any] = {}
         self._restart_at: dict[MonitorId, float] = {}
@@ -148,7 +149,7 @@ class Supervisor(pykka.ThreadingActor):
         for account in self._accounts:
             try:
                 snapshot = ask_gateway(self._gateway, lambda reply, a=account: GetAccountSnapshot(
-                    a, self._intervals.get("standard", 12.0) + 3.0, reply), self._timeout)
+                    a, self._snapshot_max_age, reply), self._timeout)
             except pykka.Timeout:
                 continue
             if not isinstance(snapshot, AccountSnapshot) or snapshot.stale:

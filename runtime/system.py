@@ -82,6 +82,7 @@ class System:
         self.supervisor = Supervisor.start(gateway=self.gateway, persistence=self.persistence, clock=self.clock,
                                            accounts=tuple(self.accounts), intervals=intervals,
                                            config=RulesConfig.from_settings(s), dry_run=self.dry_run,
+                                           snapshot_max_age=float(s.cache_ttl_seconds),
                                            ask_timeout=float(s.http_timeout_seconds) + 5)
         self.scheduler = Scheduler.start(self.clock, intervals, self.supervisor)
         self.supervisor.ask(StartSupervision(self.scheduler, snapshots), timeout=60)

@@ -71,9 +71,9 @@ def test_next_due_is_dispatch_plus_interval_for_every_tier(tier, interval):
     assert next_due(1000.0, interval) == 1000.0 + interval
 
 
-@pytest.mark.parametrize("dispatched, interval, due", [(1000.25, 2, 1003.0), (1000.0, 2.5, 1003.0),
-                                                      (999.999999999, 2, 1002.0)])
-def test_next_due_rounds_up_to_the_wave_grid_never_early(dispatched, interval, due):
+@pytest.mark.parametrize("dispatched, interval, due", [(1000.25, 5, 1006.0), (1000.0, 5.5, 1006.0),
+                                                      (999.999999999, 12, 1012.0), (1000.25, 2, 1002.25)])
+def test_next_due_rounds_up_to_the_wave_grid_never_early_except_critical(dispatched, interval, due):
     assert next_due(dispatched, interval) == due
     assert next_due(dispatched, interval) >= dispatched + interval - 1e-6
 
@@ -182,8 +182,8 @@ def test_a_late_answer_after_the_timeout_is_ignored():
     h = Harness(check_timeout=5.0)
     slow = h.add("SLOWUSDT", urgency=Urgency.CRITICAL, mode="held")
     h.run(6.0)  # timed out at 1005.25 and rescheduled one interval later
-    h.run(3.0)  # the second check went out at 1008 and is held too
-    assert h.check_times()[slow] == [1000.0, 1008.0]
+    h.run(3.0)  # the second check went out at 1007.25 and is held too
+    assert h.check_times()[slow] == [1000.0, 1007.25]
     h.monitors.release()  # answers both the stale check and the current one
     report = h.settle()
     assert report.in_flight == 0 and len(h.check_times()[slow]) == 2
