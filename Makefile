@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: run test clean
+.PHONY: run test bench soak clean
 
 # One stamp per install flavour; re-installs only when setup.cfg or pyproject.toml change.
 $(VENV)/.installed-run: setup.cfg pyproject.toml
@@ -19,11 +19,25 @@ $(VENV)/.installed-test: setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
+$(VENV)/.installed-bench: setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $@ $(VENV)/.installed-run $(VENV)/.installed-test
+
 run: $(VENV)/.installed-run
 	$(BIN)/python main.py $(ARGS)
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(ARGS)
+
+# Side-by-side benchmark (about 8 minutes): the table, docs/benchmarks.json and docs/benchmarks.png.
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks --json docs/benchmarks.json --chart docs/benchmarks.png $(ARGS)
+
+# Seeded soak of faults and kills (default 10 minutes): `make soak ARGS="--minutes 30 --seed 7"`.
+soak: $(VENV)/.installed-test
+	$(BIN)/python -m tests.reliability.soak $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

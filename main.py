@@ -89,7 +89,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         from simulator import Simulator
         sim = Simulator(seed=args.seed, symbols=max(64, args.positions + 8), latency_ms=args.latency_ms)
         sim.load_demo_book(args.positions)
-        sim.start(step_interval=0.25)
+        sim.start(step_interval=0.25, oracle_interval=0.2)
         accounts = {name: (c.api_key, c.api_secret) for name, c in sim.credentials.items()}
         base_url = sim.url
         if "STATE_PATH" not in os.environ and not _in_config(args.config, "STATE_PATH"):
@@ -115,7 +115,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         code = 2
     finally:
         system.stop()
-        sim_stats = sim.stats.snapshot() if sim is not None else None
+        sim_stats = {**sim.stats.snapshot(), "oracle": sim.oracle.report()} if sim is not None else None
         if sim is not None:
             sim.stop()
         if args.summary_json and code == 0:

@@ -225,7 +225,9 @@ def position_id_for(monitor: MonitorId, opened_ms: int) -> str:
 
 def adopt(monitor: MonitorId, view: PositionView, now_ms: int, config: RulesConfig) -> MonitorState | None:
     """A state for a position found without one: rebuilt from the daemon's own orders (their
-    link ids), or a new adopted plan. None when there is no open position or no instrument."""
+    link ids), or a new adopted plan. None when there is no open position or no instrument.
+    Its last change is the exchange's own (the position's or its orders' update time): taking
+    charge of a position is not a fill, so it does not make the monitor critical by itself."""
     position = view.position
     if position is None or not position.is_open or view.instrument is None:
         return None
@@ -246,7 +248,7 @@ def adopt(monitor: MonitorId, view: PositionView, now_ms: int, config: RulesConf
     plan = Plan("adopted", side, config.ladder_percents, tp_prices, stop)
     return MonitorState(monitor, position_id_for(monitor, position.created_ms or now_ms), plan, MONITORING, now_ms,
                         ladder_size=position.size, last_size=position.size, peak_size=position.size,
-                        avg_price=avg, last_change_ms=now_ms)
+                        avg_price=avg, last_change_ms=position.updated_ms)
 
 
 def _rebuild(monitor: MonitorId, position_id: str, orders: list[Order], position: Position,
@@ -286,7 +288,8 @@ def _rebuild(monitor: MonitorId, position_id: str, orders: list[Order], position
     return MonitorState(monitor, position_id, plan, phase, now_ms, generations=generations, filled_tps=filled,
                         tp1_done=tp1_done, breakeven_done=tp1_done and at_breakeven, ladder_size=ladder,
                         last_size=position.size, peak_size=ladder, avg_price=avg,
-                        open_links=frozenset(o.link_id for o in by_key.values()), last_change_ms=now_ms)
+                        open_links=frozenset(o.link_id for o in by_key.values()),
+                        last_change_ms=max([position.updated_ms] + [o.updated_ms for o in orders]))
 
 
 def resumed(state: MonitorState) -> MonitorState:
@@ -321,6 +324,12 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
         return Decision(state)
     if state.retired:
         return Decision(state)
+    unknown = [o for o in view.orders if o.link is not None and o.link.position_id == state.position_id
+               and not isinstance(o.status, OrderStatus)]
+    if unknown:  # is it alive? Deciding on a guess could duplicate a stop: wait for a clear answer
+        return Decision(state, (), (_event("unknown_status", f"UNKNOWN STATUS {state.monitor}: {unknown[0].link_id} is "
+                                           f"{unknown[0].status!r}; nothing is decided this check",
+                                           level=logging.WARNING, critical=False, status=str(unknown[0].status)),))
     events: list[Event] = []
     position, size = _size_of(state, view)
     ours = _ours(state, view.orders)
@@ -388,6 +397,18 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     state = replace(state, last_snapshot=view.snapshot_id,
                     open_links=frozenset(o.link_id for orders in ours.values() for o in orders))
     return Decision(state, tuple(commands), tuple(events))
+
+
+def settle_pending(state: MonitorState, view: PositionView) -> Decision:
+    """Only R10: settle pending commands from a fresh view (no other rule runs, nothing is sent).
+    The next check runs every rule on what it then sees."""
+    if view.stale:
+        return Decision(state)
+    _, size = _size_of(state, view)
+    fresh = view.snapshot_id != state.last_snapshot
+    state, events = _settle_pending(state, _ours(state, view.orders), _closed_of(state, view.closed), size,
+                                    view.snapshot_id, fresh)
+    return Decision(replace(state, last_snapshot=view.snapshot_id), (), tuple(events))
 
 
 def _settle_pending(state: MonitorState, ours: dict[str, list[Order]], closed: dict[str, list[Order]],

@@ -64,13 +64,15 @@ class Store:
         self.connection.close()
 
     def write(self, states: dict[MonitorId, dict], events: Iterable[JournalEntry],
-              retired: Iterable[MonitorId], now_ms: int) -> tuple[int, int]:
+              retired: Iterable[MonitorId], now_ms: int, midway=None) -> tuple[int, int]:
         """One transaction: upsert states, append events, delete retired monitors' states.
-        Returns (rows written, bytes written)."""
+        Returns (rows written, bytes written). `midway` is called after the first row (tests)."""
         rows = 0
         size = 0
         with self.connection:  # commits (fsync) or rolls back as a whole
             for monitor, state in states.items():
+                if rows == 1 and midway is not None:
+                    midway()
                 blob = encode(state)
                 self.connection.execute(
                     "INSERT INTO monitor_state (monitor, account, symbol, position_idx, state, schema_version,"

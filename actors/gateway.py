@@ -62,12 +62,14 @@ class _Job:
 
 @dataclass
 class _Read:
-    """A read in progress: a full refresh (symbol None) or one symbol's data."""
+    """A read in progress: a full refresh (symbol None), one symbol's data, or (closed_only) just
+    one symbol's finished orders."""
     account: str
     symbol: str | None
     with_closed: bool
     started: float
     started_ms: int
+    closed_only: bool = False
     waiters: list[Any] = field(default_factory=list)
     rows: dict[str, list[dict]] = field(default_factory=lambda: {"orders": [], "positions": [], "closed": []})
     pages: int = 0
@@ -154,7 +156,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._busy: Counter[str] = Counter()
         self._jobs: dict[int, _Job] = {}
         self._ids = itertools.count(1)
-        self._reads: dict[tuple[str, str | None], _Read] = {}
+        self._reads: dict[tuple[str, Any], _Read] = {}
         self._failing: dict[str, _Failing] = {}
         self._instruments: dict[str, Instrument] = {}
         self._instruments_at = -INSTRUMENTS_EVERY
@@ -221,9 +223,17 @@ class ExchangeGateway(pykka.ThreadingActor):
         symbol = getattr(request, "symbol", None)
         fresh_at = cache.symbol_read_at(symbol) if symbol else cache.full_at
         wants_closed = getattr(request, "include_closed", False)
-        if cache.has_data and now - fresh_at <= request.max_age and not wants_closed:
-            self._hits += 1
-            self._answer(request, cache)
+        if cache.has_data and now - fresh_at <= request.max_age:
+            if not wants_closed:
+                self._hits += 1
+                self._answer(request, cache)
+                return
+            # Fresh data: only the finished orders are missing (one request, not three).
+            key = (request.account, ("closed", symbol))
+            self._hits += key in self._reads
+            self._misses += key not in self._reads
+            read = self._reads.get(key) or self._start_read(request.account, symbol, True, closed_only=True)
+            read.waiters.append(request)
             return
         failing = self._failing.get(request.account)
         if failing and now < failing.retry_at and not self._reads_of(request.account):
@@ -254,7 +264,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         budget, and the symbol reads in flight (two requests each) still cost less than one."""
         if cache.full_pages <= 0:
             return False
-        scoped_in_flight = sum(1 for (a, s) in self._reads if a == cache.account and s is not None)
+        scoped_in_flight = sum(1 for (a, s) in self._reads if a == cache.account and isinstance(s, str))
         return cache.full_pages / max(max_age, 0.1) > self._read_share and \
             2 * (scoped_in_flight + 1) < cache.full_pages
 
@@ -278,11 +288,15 @@ class ExchangeGateway(pykka.ThreadingActor):
 
     # --- reads ----------------------------------------------------------------------------
 
-    def _start_read(self, account: str, symbol: str | None, with_closed: bool) -> _Read:
-        read = _Read(account, symbol, with_closed, self._clock.monotonic(), self._clock.wall_ms())
-        self._reads[(account, symbol)] = read
-        self._read_page(read, "orders", None, set())
+    def _start_read(self, account: str, symbol: str | None, with_closed: bool, closed_only: bool = False) -> _Read:
+        read = _Read(account, symbol, with_closed, self._clock.monotonic(), self._clock.wall_ms(), closed_only)
+        self._reads[self._key(read)] = read
+        self._read_page(read, "closed" if closed_only else "orders", None, set())
         return read
+
+    @staticmethod
+    def _key(read: _Read) -> tuple[str, Any]:
+        return (read.account, ("closed", read.symbol) if read.closed_only else read.symbol)
 
     def _read_page(self, read: _Read, phase: str, cursor: str | None, seen: set[str]) -> None:
         scope = {"symbol": read.symbol} if read.symbol else {"settleCoin": "USDT"}
@@ -329,10 +343,12 @@ class ExchangeGateway(pykka.ThreadingActor):
         except (ModelError, TypeError, AttributeError) as exc:
             self._read_failed(read, f"malformed data rejected: {exc}")
             return
-        del self._reads[(read.account, read.symbol)]
+        del self._reads[self._key(read)]
         cache = self._caches[read.account]
         now = self._clock.monotonic()
-        if read.symbol is None:
+        if read.closed_only:
+            pass  # nothing but finished orders was read: the cache is as it was
+        elif read.symbol is None:
             cache.apply_full(positions, orders, read.started, read.started_ms, read.pages)
             self._refreshes += 1
             self._refresh_seconds = (self._refresh_seconds + [now - read.started])[-REFRESH_KEPT:]
@@ -344,7 +360,7 @@ class ExchangeGateway(pykka.ThreadingActor):
             self._answer(request, cache, throttled=read.throttled, closed=closed)
 
     def _read_failed(self, read: _Read, reason: str) -> None:
-        self._reads.pop((read.account, read.symbol), None)
+        self._reads.pop(self._key(read), None)
         now = self._clock.monotonic()
         failing = self._failing.get(read.account)
         if failing is None:

@@ -26,6 +26,7 @@ from messages.monitor import Check, GetMonitorState
 from messages.persistence import Record
 from messages.scheduler import Checked, UnregisterMonitor
 from messages.supervisor import MonitorFailed, MonitorRetired
+from runtime import killpoints
 from runtime.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -78,14 +79,18 @@ class Monitor(pykka.ThreadingActor):
         if self._state is None and not self._adopt(view):
             return
         if _rules.needs_closed(self._state, view):
-            with_closed = self._view(0.0, include_closed=True)
+            with_closed = self._view(self._intervals[urgency], include_closed=True)
             view = with_closed if isinstance(with_closed, PositionView) else view
         now_ms = self._clock.wall_ms()
         decision = _rules.reconcile(self._state, view, now_ms, self._config)
         self._state = decision.state
+        if len(self._state.gone_snapshots) == 1 and not self._state.closing:
+            self._save(critical=True)
+            killpoints.reached("between_closure_snapshots")
         throttled = view.throttled
         self._emit(decision.events, force_state=bool(decision.commands))
-        self._run(decision.commands, view, now_ms)
+        if self._run(decision.commands, view, now_ms):
+            view = self._settle_now(view)
         self._state, closing_events = _rules.finish(self._state)
         urgency = _rules.classify_urgency(self._state, view, now_ms)
         self._state = replace(self._state, urgency=urgency.value)
@@ -117,19 +122,35 @@ class Monitor(pykka.ThreadingActor):
                           payload={"approach": plan.approach, "phase": state.phase}),))
         return True
 
-    def _run(self, commands: tuple[Command, ...], view: PositionView, now_ms: int) -> None:
-        """Send commands, most protective first; settle each outcome, which may add follow-ups."""
+    def _run(self, commands: tuple[Command, ...], view: PositionView, now_ms: int) -> bool:
+        """Send commands, most protective first; settle each outcome, which may add follow-ups.
+        True when one stayed unresolved."""
         queue = sorted(commands, key=lambda c: c.priority)
         follow_ups = 0
+        unresolved = False
         while queue:
             command = queue.pop(0)
             outcome = self._send(command)
+            killpoints.reached("after_send")
+            unresolved = unresolved or isinstance(outcome, Unresolved)
             decision = _rules.settle(self._state, command, outcome, view, now_ms, self._config)
             self._state = decision.state
             self._emit(decision.events, force_state=bool(decision.commands))
             if decision.commands and follow_ups < MAX_FOLLOW_UPS:
                 follow_ups += 1
                 queue = sorted(list(decision.commands) + queue, key=lambda c: c.priority)
+        return unresolved
+
+    def _settle_now(self, view: PositionView) -> PositionView:
+        """After an unresolved command, read again at once: the first of the two fresh snapshots
+        R10 needs comes now instead of a whole check later. Only settles; sends nothing."""
+        fresh = self._view(0.0, include_closed=True)
+        if not isinstance(fresh, PositionView):
+            return view
+        decision = _rules.settle_pending(self._state, fresh)
+        self._state = decision.state
+        self._emit(decision.events)
+        return fresh
 
     def _send(self, command: Command):
         account, symbol = self._id.account, self._id.symbol

@@ -17,6 +17,7 @@ from actors._store import Store
 from messages.models import MonitorId
 from messages.persistence import (FlushDue, GetPersistenceStats, JournalEntry, LoadedState, LoadState,
                                   PersistenceStats, Record)
+from runtime import killpoints
 from runtime.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,8 @@ class Persistence(pykka.ThreadingActor):
         self._last_flush = now
         states, self._pending_states = self._pending_states, {}
         if states:
-            rows, size = self._store.write(states, (), (), self._clock.wall_ms())
+            rows, size = self._store.write(states, (), (), self._clock.wall_ms(),
+                                           midway=lambda: killpoints.reached("mid_flush"))
             self._flushes += 1
             self._rows += rows
             self._bytes += size

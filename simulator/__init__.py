@@ -23,6 +23,7 @@ from simulator.exchange import BybitError, Exchange, SimAccount
 from simulator.faults import Fault, FaultBook
 from simulator.limits import RateLimits
 from simulator.market import universe
+from simulator.oracle import Oracle
 from simulator.server import SimHTTPServer, Stats
 
 __all__ = ["Simulator", "Credentials", "BybitError", "Fault", "DemoPosition"]
@@ -56,21 +57,28 @@ class Simulator:
         self.stats = Stats()
         self.latency_ms = latency_ms
         self.jitter_ms = jitter_ms
+        self.oracle = Oracle(self.exchange, self.stats.snapshot)
         self._server: SimHTTPServer | None = None
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
 
     # --- life cycle -----------------------------------------------------------------------
 
-    def start(self, port: int = 0, step_interval: float | None = None) -> "Simulator":
+    def start(self, port: int = 0, step_interval: float | None = None,
+              oracle_interval: float | None = None) -> "Simulator":
+        """Serve on 127.0.0.1; optionally step prices in real time and run the oracle's checks."""
         self._server = SimHTTPServer(("127.0.0.1", port), self.exchange, self.limits, self.faults,
                                      self.stats, self.latency_ms, self.jitter_ms, self.seed)
+        self._server.oracle = self.oracle
         serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                  name="sim-http", daemon=True)
         self._threads = [serve]
         if step_interval:
             self._threads.append(threading.Thread(target=self._step_loop, args=(step_interval,),
                                                   name="sim-market", daemon=True))
+        if oracle_interval:
+            self._threads.append(threading.Thread(target=self._oracle_loop, args=(oracle_interval,),
+                                                  name="sim-oracle", daemon=True))
         for thread in self._threads:
             thread.start()
         return self
@@ -94,6 +102,10 @@ class Simulator:
         # The exchange's own clock in real-time mode; the daemon never sleeps like this.
         while not self._stop.wait(interval):
             self.exchange.step(interval)
+
+    def _oracle_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.oracle.observe()
 
     @property
     def url(self) -> str:

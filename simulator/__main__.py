@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                     latency_ms=args.latency_ms, jitter_ms=args.jitter_ms)
     if args.demo_positions:
         sim.load_demo_book(args.demo_positions)
-    sim.start(port=args.port, step_interval=args.step_interval or None)
+    sim.start(port=args.port, step_interval=args.step_interval or None, oracle_interval=0.2)
     accounts = {name: {"api_key": c.api_key, "api_secret": c.api_secret} for name, c in sim.credentials.items()}
     sys.stdout.write(orjson.dumps({"url": sim.url, "accounts": accounts}).decode() + "\n")
     sys.stdout.flush()

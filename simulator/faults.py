@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 KINDS = {
     "latency": "add `ms` (plus up to `jitter_ms`) before answering",
@@ -20,6 +21,8 @@ KINDS = {
     "malformed_json": "answer HTTP 200 with a truncated JSON body; nothing applied",
     "stuck_cursor": "list endpoints: the returned cursor never advances",
     "last_page_cursor": "list endpoints: the last page still carries a cursor (as real Bybit may)",
+    "corrupt_rows": "list endpoints: set `field` to `value` in every row (value null: remove the field)",
+    "clock_skew": "the exchange's clock runs `ms` ahead (negative: behind) when checking timestamps",
 }
 
 # Kinds that replace the answer; at most one applies to a request (the first set).
@@ -39,6 +42,8 @@ class Fault:
     code: int = 10016
     message: str = "System error. Please try again later."
     seconds: float = 60.0
+    field: str = ""
+    value: Any = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -47,6 +52,8 @@ class Fault:
             raise ValueError("count must be at least 1 (or null for until cleared)")
         if self.endpoint is not None and not self.endpoint.startswith("/v5/"):
             raise ValueError("endpoint must be a /v5/ path, e.g. /v5/order/create")
+        if self.kind == "corrupt_rows" and not self.field:
+            raise ValueError("corrupt_rows needs a field")
 
     @classmethod
     def from_json(cls, data: dict) -> "Fault":

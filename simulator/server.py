@@ -128,6 +128,7 @@ class SimHTTPServer(ThreadingHTTPServer):
         self.latency_ms = latency_ms
         self.jitter_ms = jitter_ms
         self.stopping = threading.Event()
+        self.oracle: Any = None
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
 
@@ -230,10 +231,12 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self._envelope(10001, f"Param error: {exc}")
             return
+        corrupt = [f for f in faults if f.kind == "corrupt_rows"]
         if not private:
             self._run(lambda: PUBLIC[key](server.exchange, params, paging), None, answer)
             return
-        if not self._authentic(account, raw_query if method == "GET" else body):
+        skew = sum(f.ms for f in faults if f.kind == "clock_skew")
+        if not self._authentic(account, raw_query if method == "GET" else body, skew_ms=skew):
             return
         assert account is not None
         units = len(params.get("request") or []) if path in BATCH else 1
@@ -247,7 +250,7 @@ class Handler(BaseHTTPRequestHandler):
         if path in BATCH:
             self._run(lambda: self._batch(path, account, params, quota.granted if quota else units), quota, answer)
         else:
-            self._run(lambda: PRIVATE[key](server.exchange, account, params, paging), quota, answer)
+            self._run(lambda: _corrupted(PRIVATE[key](server.exchange, account, params, paging), corrupt), quota, answer)
 
     def _run(self, call: Callable[[], Any], quota: Quota | None, answer: Fault | None) -> None:
         try:
@@ -273,7 +276,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ValueError("body must be a JSON object")
         return data
 
-    def _authentic(self, account: SimAccount | None, payload: str) -> bool:
+    def _authentic(self, account: SimAccount | None, payload: str, skew_ms: float = 0) -> bool:
         headers = self.headers
         api_key = headers.get("X-BAPI-API-KEY")
         timestamp = headers.get("X-BAPI-TIMESTAMP")
@@ -285,7 +288,7 @@ class Handler(BaseHTTPRequestHandler):
         if account is None:
             self._envelope(10003, "API key is invalid.")
             return False
-        now = int(time.time() * 1000)
+        now = int(time.time() * 1000 + skew_ms)
         try:
             ts, window = int(timestamp), int(recv_window)
         except ValueError:
@@ -355,6 +358,8 @@ class Handler(BaseHTTPRequestHandler):
                 return {"reset": True}
             case "GET", "/sim/state":
                 return exchange.snapshot()
+            case "GET", "/sim/oracle":
+                return server.oracle.report()
             case "POST", "/sim/price":
                 exchange.set_price(data["symbol"], Decimal(str(data["price"])))
                 return {"symbol": data["symbol"], "price": format(exchange.last_price(data["symbol"]), "f")}
@@ -382,6 +387,20 @@ class Handler(BaseHTTPRequestHandler):
                 params = {"category": "linear", **{k: v for k, v in data.items() if k != "account"}}
                 return exchange.cancel_order(exchange.accounts[data["account"]], params)
         return None
+
+
+def _corrupted(result: Any, faults: list[Fault]) -> Any:
+    """The `corrupt_rows` fault: rewrite (or remove) a field in every row of a list answer."""
+    if not faults or not isinstance(result, dict) or not isinstance(result.get("list"), list):
+        return result
+    rows = [dict(row) for row in result["list"]]
+    for fault in faults:
+        for row in rows:
+            if fault.value is None:
+                row.pop(fault.field, None)
+            else:
+                row[fault.field] = fault.value
+    return {**result, "list": rows}
 
 
 # --- answer-replacing faults --------------------------------------------------------------

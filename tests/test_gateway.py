@@ -281,12 +281,17 @@ def test_batch_commands_answer_per_item(rig):
     assert outcomes[1].code == 110072
 
 
-def test_include_closed_reports_a_filled_take_profit(rig):
+def test_include_closed_reports_a_filled_take_profit_for_one_request_when_the_data_is_fresh(rig):
     r = rig()
     entry = next(e for e in r.book if e.account == "main" and e.kind == "after_tp1")
+    r.view(entry.symbol)
+    before = r.sim.stats.requests()
     view = r.view(entry.symbol, include_closed=True)
     tp1 = OrderLink(entry.position_id, Role.TAKE_PROFIT, 1, 0).build()
     assert any(o.link_id == tp1 and o.status == "Filled" for o in view.closed)
+    assert r.sim.stats.requests() == before + 1 and r.sim.stats.requests(endpoint="/v5/order/history") == 1
+    stale_first = r.view(entry.symbol, include_closed=True, max_age=0.0)  # not fresh: the symbol is read too
+    assert stale_first.closed and r.sim.stats.requests() == before + 4
 
 
 def test_urgent_requests_on_a_big_book_use_symbol_reads(rig):

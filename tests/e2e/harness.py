@@ -57,7 +57,9 @@ class Daemon:
                                          *self.args], cwd=ROOT, env=self.env, stderr=subprocess.PIPE,
                                         stdout=subprocess.DEVNULL, text=True)
         threading.Thread(target=self._read, daemon=True).start()
-        self.wait_for(lambda m: m.startswith("Guarding"), 30, "the daemon to start guarding")
+        # Guarding, or dead already (a kill point armed for the start-up itself).
+        wait_until(lambda: any(m.startswith("Guarding") for m in self.messages()) or self.process.poll() is not None,
+                   30, "the daemon to start guarding")
         return self
 
     def _read(self) -> None:

