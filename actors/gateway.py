@@ -41,6 +41,7 @@ READ_PRIORITY = 0.5            # between protecting a position and cleaning up
 MAX_PAGES = 1000               # a cursor walk longer than this is a broken cursor
 BACKOFF_START, BACKOFF_MAX = 1.0, 15.0
 INSTRUMENTS_EVERY = 3600.0
+INSTRUMENTS_RETRY_S = 2.0
 REFRESH_KEPT = 1000
 
 
@@ -390,7 +391,8 @@ class ExchangeGateway(pykka.ThreadingActor):
         if isinstance(result, HttpFail):
             log.warning("Gateway: instrument rules could not be read (%s); retrying", result.message)
             self._instruments_loading = False
-            self._instruments_at = self._clock.monotonic() - INSTRUMENTS_EVERY + BACKOFF_MAX
+            # Monitors cannot act without tick sizes: try this cheap public read again soon.
+            self._instruments_at = self._clock.monotonic() - INSTRUMENTS_EVERY + INSTRUMENTS_RETRY_S
             return
         body = result.body.get("result") or {}
         for row in body.get("list") or []:
@@ -414,7 +416,8 @@ class ExchangeGateway(pykka.ThreadingActor):
 
         def done(result: HttpOk | HttpFail) -> None:
             if isinstance(result, HttpFail):
-                request.reply.set(Access(request.account, False, False, f"{result.code or result.kind}: {result.message}"))
+                request.reply.set(Access(request.account, False, False, f"{result.code or result.kind}: {result.message}",
+                                         transient=result.uncertain or result.kind == "not_sent"))
                 return
             info = result.body.get("result") or {}
             trade = (info.get("permissions") or {}).get("ContractTrade") or []

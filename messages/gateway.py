@@ -177,6 +177,7 @@ class Access:
     ok: bool
     can_trade: bool
     message: str
+    transient: bool = False  # the check itself failed (timeout, 5xx, 10016): ask again later
 
 
 # --- operations ----------------------------------------------------------------------------

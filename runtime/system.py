@@ -73,8 +73,8 @@ class System:
                                              timeout=float(s.http_timeout_seconds), recv_window=s.recv_window_ms,
                                              stale_limit=float(s.stale_limit_seconds))
         self.ticker = Ticker(self.clock, [Every(0.05, self.gateway, GatewayTick)]).start()
-        if self.check_access:
-            self._check_access()
+        if self.check_access and not self._check_access(stop):
+            return False
         snapshots = self._first_snapshots(stop)
         if snapshots is None:
             return False
@@ -93,15 +93,28 @@ class System:
         log.info("Guarding %s%s", ", ".join(self.accounts), " (DRY-RUN: no order is sent)" if self.dry_run else "")
         return True
 
-    def _check_access(self) -> None:
+    def _check_access(self, stop: threading.Event) -> bool:
+        """Refuse to start on a definite no (a wrong or read-only key); wait out transient
+        failures (maintenance, timeouts) with backoff. False when a stop was asked for."""
+        backoff = SNAPSHOT_BACKOFF_START
         for account in self.accounts:
-            access = ask_gateway(self.gateway, lambda reply, a=account: CheckAccess(a, reply), 60)
-            if not isinstance(access, Access) or not access.ok:
-                raise StartupError(f"the {account} account's API key does not work: "
-                                   f"{getattr(access, 'message', access)}")
+            while True:
+                try:
+                    access = ask_gateway(self.gateway, lambda reply, a=account: CheckAccess(a, reply), 60)
+                except pykka.Timeout:
+                    access = Access(account, False, False, "no answer in time", transient=True)
+                if access.ok or not access.transient:
+                    break
+                log.warning("Start-up: cannot check the %s key yet (%s); retrying in %.0fs", account, access.message, backoff)
+                if stop.wait(backoff):
+                    return False
+                backoff = min(SNAPSHOT_BACKOFF_MAX, backoff * 2)
+            if not access.ok:
+                raise StartupError(f"the {account} account's API key does not work: {access.message}")
             if not access.can_trade and not self.dry_run:
                 raise StartupError(f"the {account} account's API key cannot trade ({access.message}); "
                                    "give it Contract - Orders and Positions permission, or run with --dry-run")
+        return True
 
     def _first_snapshots(self, stop: threading.Event) -> dict[str, AccountSnapshot] | None:
         snapshots: dict[str, AccountSnapshot] = {}

