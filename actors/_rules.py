@@ -676,11 +676,12 @@ def _triggers(state: MonitorState, view: PositionView | None) -> list[Decimal]:
 
 
 def classify_urgency(state: MonitorState, view: PositionView | None, now_ms: int) -> Urgency:
-    """tpsl-rules.md "Urgency": first match wins."""
+    """tpsl-rules.md "Urgency": first match wins. A position seen flat once (closure not yet
+    confirmed) and a closing one count as critical too: their confirmation and clean-up wait."""
     mark = view.position.mark_price if view is not None and view.position is not None else None
     distances = [abs(mark - p) / mark for p in _triggers(state, view)] if mark else []
     nearest = min(distances) if distances else None
-    if state.pending or (state.tp1_done and not state.breakeven_done) or state.closing \
+    if state.pending or (state.tp1_done and not state.breakeven_done) or state.closing or state.gone_snapshots \
             or (nearest is not None and nearest <= Decimal("0.005")) or now_ms - state.last_change_ms < RECENT_CHANGE_MS:
         return Urgency.CRITICAL
     if state.phase == PROFIT_TAKING or (nearest is not None and nearest <= Decimal("0.02")):

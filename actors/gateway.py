@@ -362,6 +362,10 @@ class ExchangeGateway(pykka.ThreadingActor):
 
     def _read_failed(self, read: _Read, reason: str) -> None:
         self._reads.pop(self._key(read), None)
+        if read.closed_only:  # only the finished orders are missing: no reason to back off the account
+            for request in read.waiters:
+                self._answer(request, self._caches[read.account], stale=True)
+            return
         now = self._clock.monotonic()
         failing = self._failing.get(read.account)
         if failing is None:

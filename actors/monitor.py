@@ -19,8 +19,8 @@ from actors import _rules
 from actors._rules import Command, Event, MonitorState, RulesConfig
 from actors.gateway import ask_gateway
 from actors.persistence import journal, record
-from messages.gateway import (AmendOrder, CancelOrder, GetPositionView, PlaceOrder, PositionView, Rejected,
-                              Unavailable, Unresolved)
+from messages.gateway import (AmendOrder, Batch, CancelOrder, GetPositionView, PlaceOrder, PositionView,
+                              Priority, Rejected, Unavailable, Unresolved)
 from messages.models import MonitorId, Urgency
 from messages.monitor import Check, GetMonitorState
 from messages.persistence import Record
@@ -32,6 +32,7 @@ from runtime.clock import Clock
 log = logging.getLogger(__name__)
 
 MAX_FOLLOW_UPS = 5
+BATCHED = ("place", "cancel")
 
 
 class Monitor(pykka.ThreadingActor):
@@ -129,16 +130,23 @@ class Monitor(pykka.ThreadingActor):
         follow_ups = 0
         unresolved = False
         while queue:
-            command = queue.pop(0)
-            outcome = self._send(command)
+            group = [queue.pop(0)]
+            # Placements and cancellations of one kind go as one batch request (up to 10 orders);
+            # stop changes and amends go alone, in order.
+            if group[0].action in BATCHED and group[0].priority != Priority.PROTECT:
+                while queue and len(group) < 10 and (queue[0].action, queue[0].priority) == \
+                        (group[0].action, group[0].priority):
+                    group.append(queue.pop(0))
+            outcomes = self._send(group)
             killpoints.reached("after_send")
-            unresolved = unresolved or isinstance(outcome, Unresolved)
-            decision = _rules.settle(self._state, command, outcome, view, now_ms, self._config)
-            self._state = decision.state
-            self._emit(decision.events, force_state=bool(decision.commands))
-            if decision.commands and follow_ups < MAX_FOLLOW_UPS:
-                follow_ups += 1
-                queue = sorted(list(decision.commands) + queue, key=lambda c: c.priority)
+            for command, outcome in zip(group, outcomes):
+                unresolved = unresolved or isinstance(outcome, Unresolved)
+                decision = _rules.settle(self._state, command, outcome, view, now_ms, self._config)
+                self._state = decision.state
+                self._emit(decision.events, force_state=bool(decision.commands))
+                if decision.commands and follow_ups < MAX_FOLLOW_UPS:
+                    follow_ups += 1
+                    queue = sorted(list(decision.commands) + queue, key=lambda c: c.priority)
         return unresolved
 
     def _settle_now(self, view: PositionView) -> PositionView:
@@ -152,31 +160,39 @@ class Monitor(pykka.ThreadingActor):
         self._emit(decision.events)
         return fresh
 
-    def _send(self, command: Command):
-        account, symbol = self._id.account, self._id.symbol
-        log.info("SENT %s %s %s%s", self._id, command.action, command.link_id, _describe(command), extra=self._extra)
+    def _send(self, group: list[Command]) -> list:
+        """One command, or a batch of one kind; the outcome of each, in order."""
+        for command in group:
+            log.info("SENT %s %s %s%s", self._id, command.action, command.link_id, _describe(command), extra=self._extra)
         if self._dry_run:
-            log.info("DRY-RUN would %s %s%s", command.action, command.link_id, _describe(command), extra=self._extra)
-            return Rejected(0, "dry run: not sent")
+            for command in group:
+                log.info("DRY-RUN would %s %s%s", command.action, command.link_id, _describe(command), extra=self._extra)
+            return [Rejected(0, "dry run: not sent")] * len(group)
+        messages = [self._message(command) for command in group]
+        if len(group) == 1:
+            make = lambda reply: replace(messages[0], reply=reply)
+        else:
+            make = lambda reply: Batch(self._id.account, tuple(messages), group[0].priority, reply)
+        try:
+            answer = ask_gateway(self._gateway, make, self._timeout)
+        except pykka.Timeout:
+            return [Unresolved("no answer from the gateway")] * len(group)
+        return list(answer) if len(group) > 1 else [answer]
+
+    def _message(self, command: Command):
+        account, symbol = self._id.account, self._id.symbol
         match command.action:
             case "place":
-                make = lambda reply: PlaceOrder(
-                    account, symbol, command.side, command.order_type, command.qty, command.link_id,
-                    price=command.price, trigger_price=command.trigger_price,
-                    trigger_direction=command.trigger_direction, reduce_only=command.reduce_only,
-                    close_on_trigger=command.close_on_trigger, position_idx=self._id.position_idx,
-                    priority=command.priority, reply=reply)
+                return PlaceOrder(account, symbol, command.side, command.order_type, command.qty, command.link_id,
+                                  price=command.price, trigger_price=command.trigger_price,
+                                  trigger_direction=command.trigger_direction, reduce_only=command.reduce_only,
+                                  close_on_trigger=command.close_on_trigger, position_idx=self._id.position_idx,
+                                  priority=command.priority)
             case "amend":
-                make = lambda reply: AmendOrder(account, symbol, command.link_id, qty=command.qty,
-                                                trigger_price=command.trigger_price, priority=command.priority,
-                                                reply=reply)
+                return AmendOrder(account, symbol, command.link_id, qty=command.qty,
+                                  trigger_price=command.trigger_price, priority=command.priority)
             case _:
-                make = lambda reply: CancelOrder(account, symbol, command.link_id, priority=command.priority,
-                                                 reply=reply)
-        try:
-            return ask_gateway(self._gateway, make, self._timeout)
-        except pykka.Timeout:
-            return Unresolved("no answer from the gateway")
+                return CancelOrder(account, symbol, command.link_id, priority=command.priority)
 
     # --- records, logs, and the others ---------------------------------------------------
 

@@ -132,8 +132,8 @@ class Scheduler(pykka.ThreadingActor):
         wave = _Wave(started=self._clock.monotonic(), pending=set(), size=0)
         for monitor in only:
             entry = self._entries[monitor]
-            if now - entry.due >= self._grid and entry.dispatched_at:
-                self._late += 1  # a tier missed its interval by a whole wave
+            if now - entry.due >= self._grid:
+                self._late += 1  # a tier missed its interval (or a first check its start) by a whole wave
             self._seq += 1
             entry.seq, entry.in_flight, entry.dispatched_at, entry.wave = self._seq, True, now, self._wave_count
             try:

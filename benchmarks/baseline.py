@@ -51,6 +51,7 @@ class Baseline:
         self.errors = 0
         self.moved: set[tuple[str, str]] = set()
         self.lock = threading.Lock()
+        self.deadline = float("inf")
 
     def discover(self) -> None:
         for name, session in self.sessions.items():
@@ -59,6 +60,8 @@ class Baseline:
 
     def check(self, account: str, symbol: str) -> None:
         """One monitor step, as the old bot did it: no cache, all orders every time."""
+        if time.monotonic() >= self.deadline:
+            return  # the run is over: a cycle still going is cut short
         session = self.sessions[account]
         try:
             position = session.get_positions(category="linear", symbol=symbol)["result"]["list"][0]
@@ -103,14 +106,20 @@ class Baseline:
         logging.getLogger("urllib3").addHandler(counter)
         self.discover()
         cycles = []
-        end = time.monotonic() + duration
+        end = self.deadline = time.monotonic() + duration
         pause = threading.Event()
+        unfinished = None
         with ThreadPoolExecutor(CONCURRENCY) as pool:
             while time.monotonic() < end:
                 started = time.monotonic()
                 list(pool.map(lambda m: self.check(*m), self.monitors))
+                if time.monotonic() >= end:
+                    unfinished = time.monotonic() - started  # cut short: not a whole cycle
+                    break
                 cycles.append(time.monotonic() - started)
                 pause.wait(max(0.0, CYCLE_S - cycles[-1]))  # the old loop slept until the next cycle
+        if not cycles and unfinished is not None:
+            cycles.append(unfinished)  # not one whole cycle in the run: at least this long
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return {"cycles": cycles, "reactions_ms": self.reactions, "errors": self.errors,
                 "pool_full_warnings": counter.count, "monitors": len(self.monitors),

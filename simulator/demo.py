@@ -8,7 +8,8 @@ Each symbol gets one position per account (the mirror holds half the main size) 
 - fast:        one market entry, one TP for 100 %, one stop;
 - unguarded:   a position with no orders at all (the adoption policy decides);
 - external:    a position protected only by an order the daemon did not place.
-Every order goes through the exchange's own validation, with the daemon's `orderLinkId`s.
+Every order goes through the exchange's own validation, with the daemon's `orderLinkId`s, and
+the book's times are then moved 15 minutes into the past (positions opened a while ago).
 """
 
 from __future__ import annotations
@@ -143,7 +144,26 @@ def load_demo_book(exchange: Exchange, positions: int, seed: int,
             exchange.set_price(symbol, tp1.price * (1 + first.sign * Decimal("0.002")))
             for placer in placers:
                 placer.move_stop_to_breakeven()
+    _backdate(exchange, BOOK_AGE_MS)
     return book
+
+
+BOOK_AGE_MS = 15 * 60 * 1000
+
+
+def _backdate(exchange: Exchange, age_ms: int) -> None:
+    """The book stands for positions opened a while ago: its times move `age_ms` into the past
+    (otherwise every position would look freshly filled to whoever guards it)."""
+    with exchange.lock:
+        for account in exchange.accounts.values():
+            for position in account.positions.values():
+                position.created_ms -= age_ms
+                position.updated_ms -= age_ms
+            for order in account.orders.values():
+                order.created_ms -= age_ms
+                order.updated_ms -= age_ms
+            for execution in account.executions:
+                execution["execTime"] = str(int(execution["execTime"]) - age_ms)
 
 
 def _open(placer: _Placer, kind: str, target: Decimal) -> None:

@@ -115,8 +115,14 @@ class Rig:
         return wait_until(predicate, timeout, what)
 
 
+STANDARD_S = 12.0
+# Orphans: cancelled within two checks of the closure; the first check comes at the monitor's
+# tier interval (standard, for a position far from its triggers), the confirming one 2 s later.
+CLEANUP_LIMIT_S = STANDARD_S + CRITICAL_S + 2 * ROUND_TRIP_S
+
+
 def assert_invariants(report: dict[str, Any], *, unprotected_limit: float = UNPROTECTED_LIMIT_S,
-                      cleanup_limit: float = 3 * CRITICAL_S + ROUND_TRIP_S) -> None:
+                      cleanup_limit: float = CLEANUP_LIMIT_S) -> None:
     assert report["duplicate_live_orders"] == 0, report
     assert report["duplicate_accepted_link_ids"] == 0, report
     assert report["oversized_active_reduce_only"] == 0, report
@@ -124,4 +130,6 @@ def assert_invariants(report: dict[str, Any], *, unprotected_limit: float = UNPR
     assert report["orphans_at_end"] == 0, report
     assert report["longest_unprotected_s"] <= unprotected_limit, report
     assert report["longest_cleanup_s"] <= cleanup_limit, report
-    assert report["longest_oversized_stop_s"] <= CRITICAL_S * 2 + ROUND_TRIP_S, report
+    # A stop above the position (after a reduce by hand or a partial fill) lasts until the
+    # monitor's next check: at most its tier's interval. Harmless: a stop is clipped when it fires.
+    assert report["longest_oversized_stop_s"] <= STANDARD_S + ROUND_TRIP_S, report

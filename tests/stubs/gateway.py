@@ -10,8 +10,8 @@ from typing import Any
 
 import pykka
 
-from messages.gateway import (AmendOrder, CancelOrder, GetPositionView, PlaceOrder, Rejected, Unavailable,
-                              Unresolved)
+from messages.gateway import (AmendOrder, Batch, CancelOrder, GetPositionView, PlaceOrder, Rejected,
+                              Unavailable, Unresolved)
 from simulator.exchange import Exchange
 from tests.stubs.book import apply, view_of
 
@@ -68,16 +68,20 @@ class StubGateway(pykka.ThreadingActor):
                 message.reply.set(view_of(self.exchange, message.account, message.symbol, self.snapshot,
                                           include_closed=message.include_closed, stale=script is not None))
             case PlaceOrder() | AmendOrder() | CancelOrder():
-                self.commands.append(message)
-                self.ledger.append(("command", message))
-                script = self._script(("outcome",), message.account, message.link_id)
-                if script is None:
-                    message.reply.set(apply(self.exchange, message.account, message.symbol, message))
-                else:
-                    if script.apply:
-                        apply(self.exchange, message.account, message.symbol, message)
-                    message.reply.set(script.outcome)
+                message.reply.set(self._command(message))
+            case Batch():
+                message.reply.set(tuple(self._command(command) for command in message.commands))
         return None
+
+    def _command(self, message: Any) -> Any:
+        self.commands.append(message)
+        self.ledger.append(("command", message))
+        script = self._script(("outcome",), message.account, message.link_id)
+        if script is None:
+            return apply(self.exchange, message.account, message.symbol, message)
+        if script.apply:
+            apply(self.exchange, message.account, message.symbol, message)
+        return script.outcome
 
 
 def recorded_commands(ref) -> list[Any]:
