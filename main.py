@@ -21,7 +21,7 @@ import orjson
 
 from runtime import signals
 from runtime.logging import setup_logging
-from settings import PARSERS, Settings, SettingsError, load_settings
+from settings import Settings, SettingsError, load_settings, read_config_file
 
 log = logging.getLogger("main")
 
@@ -129,10 +129,7 @@ def _remaining(deadline: float | None) -> float:
 
 
 def _in_config(path: str | None, name: str) -> bool:
-    if not path:
-        return False
-    from settings import read_config_file
-    return name in read_config_file(path) and name in PARSERS
+    return bool(path) and name in read_config_file(path)
 
 
 if __name__ == "__main__":

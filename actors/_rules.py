@@ -300,11 +300,6 @@ def resumed(state: MonitorState) -> MonitorState:
     return replace(state, pending=pending, gone_snapshots=(), last_snapshot=0)
 
 
-def new_plan_state(monitor: MonitorId, position_id: str, plan: Plan, now_ms: int) -> MonitorState:
-    """For a position the daemon opens itself (entries are placed by the caller)."""
-    return MonitorState(monitor, position_id, plan, BUILDING, now_ms, last_change_ms=now_ms)
-
-
 # --- one check -----------------------------------------------------------------------------
 
 def needs_closed(state: MonitorState, view: PositionView) -> bool:

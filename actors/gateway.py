@@ -34,6 +34,7 @@ from messages.gateway import (Accepted, Access, AccountSnapshot, AmendOrder, Bat
                               Unavailable, Unresolved)
 from messages.models import Instrument, ModelError, Order, Position
 from runtime.clock import Clock
+from runtime.stats import percentile
 
 log = logging.getLogger(__name__)
 
@@ -604,8 +605,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         by_endpoint: Counter[str] = Counter()
         for (_, endpoint), n in recent.items():
             by_endpoint[endpoint.removeprefix("/v5/")] += n
-        seconds = sorted(self._refresh_seconds[-100:])
-        p50 = seconds[len(seconds) // 2] if seconds else 0.0
+        p50 = percentile(self._refresh_seconds[-100:], 0.5)
         total = hits + misses
         log.info("Gateway: hit rate %.1f%% (%d/%d), API calls %d in 60s (%s), refresh p50 %.2fs, pool %d/%d, stale %s",
                  100.0 * hits / total if total else 100.0, hits, total, sum(recent.values()),

@@ -19,19 +19,13 @@ from messages.persistence import (FlushDue, GetPersistenceStats, JournalEntry, L
                                   PersistenceStats, Record)
 from runtime import killpoints
 from runtime.clock import Clock
+from runtime.stats import percentile
 
 log = logging.getLogger(__name__)
 
 GROUP_MAX = 64
 GROUP_WAIT_S = 0.005
 LATENCY_KEPT = 10_000
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 class Persistence(pykka.ThreadingActor):
@@ -133,14 +127,14 @@ class Persistence(pykka.ThreadingActor):
         if states or self._commits_since_flush_line:
             log.info("Persistence: flushed %d monitors (batched%s), %d critical commits in the last %.0fs, "
                      "commit p99 %.1fms", len(states), ", final" if final else "", self._commits_since_flush_line,
-                     self._flush_interval, _percentile(self._commit_ms, 0.99))
+                     self._flush_interval, percentile(self._commit_ms, 0.99))
         self._commits_since_flush_line = 0
 
     def _stats(self) -> PersistenceStats:
         return PersistenceStats(
             critical_commits=self._critical_commits, batched_flushes=self._flushes, rows_written=self._rows,
-            bytes_written=self._bytes, commit_ms_p50=_percentile(self._commit_ms, 0.5),
-            commit_ms_p99=_percentile(self._commit_ms, 0.99), pending_states=len(self._pending_states),
+            bytes_written=self._bytes, commit_ms_p50=percentile(self._commit_ms, 0.5),
+            commit_ms_p99=percentile(self._commit_ms, 0.99), pending_states=len(self._pending_states),
             records_received=self._records)
 
 

@@ -24,14 +24,10 @@ from pathlib import Path
 import orjson
 
 from settings import PARSERS
+from runtime.stats import percentile
 from simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _percentile(values: list[float], fraction: float) -> float | None:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else None
 
 
 def run(design: str, positions: int, latency_ms: float, duration: float, seed: int = 1) -> dict:
@@ -70,8 +66,8 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
            "rate_limited_10006": stats["rate_limited_10006"], "ip_banned_403": stats["ip_banned_403"]}
     if design == "baseline":
         cycles, reactions = result["cycles"], result["reactions_ms"]
-        row.update(cycle_p50=_percentile(cycles, 0.5), cycle_p95=_percentile(cycles, 0.95), cycles=len(cycles),
-                   hit_rate=0.0, reaction_p50=_percentile(reactions, 0.5), reaction_p95=_percentile(reactions, 0.95),
+        row.update(cycle_p50=percentile(cycles, 0.5, None), cycle_p95=percentile(cycles, 0.95, None), cycles=len(cycles),
+                   hit_rate=0.0, reaction_p50=percentile(reactions, 0.5, None), reaction_p95=percentile(reactions, 0.95, None),
                    reaction_max=max(reactions, default=None), reactions=len(reactions),
                    cpu_s_per_min=result["cpu_s"] / minutes, peak_rss_mb=result["peak_rss_mb"],
                    persistence_writes_per_hour=None, pool_full_warnings=result["pool_full_warnings"],

@@ -7,7 +7,7 @@ actors/gateway.py is the helper that makes one and waits with a timeout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import IntEnum
 from typing import Any
@@ -213,4 +213,3 @@ class GatewayStats:
     rate_limited_10006: int
     banned_403: int
     stale_accounts: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)

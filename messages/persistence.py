@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from messages.models import MonitorId
@@ -63,4 +63,3 @@ class PersistenceStats:
     commit_ms_p99: float
     pending_states: int
     records_received: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)

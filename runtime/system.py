@@ -14,6 +14,7 @@ import threading
 import time
 from typing import Any
 
+import orjson
 import pykka
 
 from actors._rules import RulesConfig
@@ -28,6 +29,7 @@ from messages.persistence import FlushDue, GetPersistenceStats
 from messages.scheduler import GetSchedule, Tick
 from messages.supervisor import GetSupervisorReport, StartSupervision, SupervisorTick
 from runtime.clock import Clock, SystemClock
+from runtime.stats import percentile
 from runtime.ticker import Every, Ticker
 from settings import Settings
 
@@ -38,11 +40,6 @@ SNAPSHOT_BACKOFF_START, SNAPSHOT_BACKOFF_MAX = 1.0, 30.0
 
 class StartupError(Exception):
     """The daemon must not start (e.g. a read-only key); the message says why."""
-
-
-def _percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
 class System:
@@ -187,8 +184,8 @@ class System:
             waves = list(schedule.wave_seconds)
             out["checks"] = schedule.checks
             out["late_checks"] = schedule.late_checks
-            out["waves"] = {"count": schedule.waves, "seconds_p50": _percentile(waves, 0.5),
-                            "seconds_p95": _percentile(waves, 0.95), "seconds_max": max(waves, default=0.0)}
+            out["waves"] = {"count": schedule.waves, "seconds_p50": percentile(waves, 0.5),
+                            "seconds_p95": percentile(waves, 0.95), "seconds_max": max(waves, default=0.0)}
         if gateway:
             by_endpoint: dict[str, int] = {}
             for calls in gateway.calls.values():
@@ -222,7 +219,6 @@ class System:
             rows = store.connection.execute("SELECT event, payload FROM events").fetchall()
         finally:
             store.close()
-        import orjson
         events: dict[str, int] = {}
         reactions = []
         for event, payload in rows:
@@ -232,5 +228,5 @@ class System:
                 if isinstance(value, (int, float)):
                     reactions.append(float(value))
         return {"events": events, "tp1_to_breakeven_ms": {
-            "count": len(reactions), "p50": _percentile(reactions, 0.5), "p95": _percentile(reactions, 0.95),
+            "count": len(reactions), "p50": percentile(reactions, 0.5), "p95": percentile(reactions, 0.95),
             "max": max(reactions, default=0.0)}}
