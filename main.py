@@ -21,7 +21,7 @@ import orjson
 
 from runtime import signals
 from runtime.logging import setup_logging
-from settings import Settings, SettingsError, load_settings, read_config_file
+from settings import Settings, SettingsError, load_settings, read_config_file, state_path_problem
 
 log = logging.getLogger("main")
 
@@ -78,6 +78,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from actors._store import StateError
     from runtime.system import StartupError, System
 
+    explicit_state_path = "STATE_PATH" in os.environ or _in_config(args.config, "STATE_PATH")
+    if settings.live or explicit_state_path:
+        problem = state_path_problem(settings.state_path)
+        if problem:
+            print(f"invalid setting: {problem}", file=sys.stderr)
+            return 2
     stop = threading.Event()
     signals.install(stop.set)
     sim = None
@@ -92,12 +98,18 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         sim.start(step_interval=0.25, oracle_interval=0.2)
         accounts = {name: (c.api_key, c.api_secret) for name, c in sim.credentials.items()}
         base_url = sim.url
-        if "STATE_PATH" not in os.environ and not _in_config(args.config, "STATE_PATH"):
+        if not explicit_state_path:
             # The simulator's world is new every run: state from an earlier run means nothing.
             settings = settings.replace(state_path=str(Path(tempfile.mkdtemp(prefix="guardian-")) / "guardian.db"))
         log.info("Running against the embedded Bybit simulator at %s: %d demo positions per account "
                  "(main, mirror), seed %d, state in %s", sim.url, args.positions, args.seed, settings.state_path)
-    system = System(settings, accounts, base_url, dry_run=args.dry_run)
+    try:
+        system = System(settings, accounts, base_url, dry_run=args.dry_run)
+    except ValueError as exc:  # a malformed GUARDIAN_KILL_AT (tests only)
+        print(f"invalid environment: {exc}", file=sys.stderr)
+        if sim is not None:
+            sim.stop()
+        return 2
     code = 0
     figures: dict = {}
     try:

@@ -8,6 +8,8 @@ Secrets are held in `Secret`, whose repr and str never show the value.
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -254,12 +256,20 @@ PARSERS: dict[str, tuple[str, Callable[[str], object]]] = {
 def read_config_file(path: str | Path) -> dict[str, str]:
     """`KEY=value` lines; blank lines and `#` comments are ignored; quotes around a value are
     stripped. Unknown names are an error (a typo must not silently fall back to a default)."""
+    values, problems = _read_config(path)
+    if problems:
+        raise SettingsError(problems)
+    return values
+
+
+def _read_config(path: str | Path) -> tuple[dict[str, str], list[str]]:
+    """The known settings of a config file, and one line per problem in it."""
     problems: list[str] = []
     values: dict[str, str] = {}
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise SettingsError([f"--config: cannot read {path}: {exc.strerror}"]) from None
+        return {}, [f"--config: cannot read {path}: {exc.strerror}"]
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
@@ -278,17 +288,14 @@ def read_config_file(path: str | Path) -> dict[str, str]:
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
         values[name] = value
-    if problems:
-        raise SettingsError(problems)
-    return values
+    return values, problems
 
 
 def load_settings(environ: Mapping[str, str], config_path: str | Path | None = None) -> Settings:
     """Build and validate Settings. Raises SettingsError listing every problem."""
-    raw: dict[str, str] = dict(read_config_file(config_path)) if config_path else {}
+    raw, problems = _read_config(config_path) if config_path else ({}, [])
     raw.update({name: environ[name] for name in PARSERS if name in environ})
 
-    problems: list[str] = []
     fields: dict[str, object] = {}
     for name, text in raw.items():
         attribute, parse = PARSERS[name]
@@ -306,6 +313,23 @@ def load_settings(environ: Mapping[str, str], config_path: str | Path | None = N
     if problems:
         raise SettingsError(problems)
     return settings
+
+
+def state_path_problem(path: str) -> str | None:
+    """Why the daemon could not keep its state at `path` (one line naming STATE_PATH), or None.
+    Creates missing parent folders, as the daemon would; writes nothing else."""
+    target = Path(path)
+    if target.is_dir():
+        return f"STATE_PATH: {path} is a directory, not a database file"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target.parent):  # write permission, and not a read-only filesystem
+            pass
+    except OSError as exc:
+        return f"STATE_PATH: cannot write in {target.parent} ({exc.strerror or exc})"
+    if target.exists() and not os.access(target, os.R_OK | os.W_OK):
+        return f"STATE_PATH: {path} is not readable and writable"
+    return None
 
 
 def _cross_checks(s: Settings) -> list[str]:

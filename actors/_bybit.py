@@ -19,6 +19,8 @@ from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP
 from requests.adapters import HTTPAdapter
 
+from messages.codes import outcome_unknown
+
 log = logging.getLogger(__name__)
 
 # Path of each pybit method we use (for rate limiting and stats).
@@ -37,9 +39,6 @@ ENDPOINTS = {
     "amend_batch_order": "/v5/order/amend-batch",
     "cancel_batch_order": "/v5/order/cancel-batch",
 }
-
-# retCodes after which the exchange may or may not have acted.
-UNCERTAIN_CODES = {10000, 10006, 10016, 10007}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +62,7 @@ class HttpFail:
     def uncertain(self) -> bool:
         """For a write: might the exchange have acted?"""
         if self.kind == "business":
-            return self.code in UNCERTAIN_CODES
+            return outcome_unknown(self.code)
         if self.kind == "http":
             return self.code is None or self.code >= 500 or self.code == 403
         return True

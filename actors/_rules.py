@@ -16,14 +16,63 @@ import hashlib
 import logging
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
+from messages.codes import Meaning, meaning
 from messages.gateway import Accepted, Outcome, PositionView, Priority, Rejected, Unresolved
-from messages.models import (Instrument, MonitorId, Order, OrderLink, OrderStatus, Position,
+from messages.models import (Instrument, Intent, MonitorId, Order, OrderLink, OrderStatus, Position,
                              PositionStatus, Role, Side, Urgency)
 
-BUILDING, MONITORING, PROFIT_TAKING, CLOSED = "BUILDING", "MONITORING", "PROFIT_TAKING", "CLOSED"
-STOP_KEY, EMERGENCY_KEY = "S0", "X0"
+
+class Phase(StrEnum):
+    BUILDING = "BUILDING"               # entry limits resting
+    MONITORING = "MONITORING"           # no entry limit resting
+    PROFIT_TAKING = "PROFIT_TAKING"     # TP1 filled
+    CLOSED = "CLOSED"                   # position gone; leftovers being cancelled
+
+
+class Action(StrEnum):
+    PLACE = "place"
+    AMEND = "amend"
+    CANCEL = "cancel"
+
+
+class Approach(StrEnum):
+    CONSERVATIVE = "conservative"
+    FAST = "fast"
+    ADOPTED = "adopted"
+
+
+class CloseReason(StrEnum):
+    STOP_LOSS = "stop_loss"
+    TAKE_PROFITS = "take_profits"
+    MANUAL = "manual"
+    LIQUIDATION = "liquidation"
+    EMERGENCY_CLOSE = "emergency_close"
+    FLIPPED = "flipped"                 # R11: the side changed; the new position is adopted anew
+    NO_POSITION = "no_position"         # nothing to guard was found (never created)
+
+
+class EventKind(StrEnum):
+    """Journal event kinds (critical unless noted) and the log lines they go with."""
+    MONITOR_CREATED = "monitor_created"
+    MONITOR_RETIRED = "monitor_retired"
+    COMMAND_SETTLED = "command_settled"
+    STOP_PLACED = "stop_placed"
+    STOP_RESTORED = "stop_restored"
+    BREAKEVEN = "breakeven"
+    TP_FILLED = "tp_filled"
+    STOP_HIT = "stop_hit"
+    PHASE_CHANGED = "phase_changed"
+    EMERGENCY_CLOSE = "emergency_close"
+    POSITION_CLOSED = "position_closed"
+    UNPROTECTED = "unprotected"                  # not critical: logged every check
+    UNKNOWN_STATUS = "unknown_status"            # not critical
+    FOLLOW_UP_DEFERRED = "follow_up_deferred"    # not critical
+
+
+STOP_KEY, EMERGENCY_KEY = Intent(Role.STOP, 0), Intent(Role.EMERGENCY_CLOSE, 0)
 CONFIRMING_SNAPSHOTS = 2          # R6 and R10: fresh snapshots needed to believe an absence
 RECENT_CHANGE_MS = 60_000
 IDLE_AFTER_MS = 600_000
@@ -48,7 +97,7 @@ class RulesConfig:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    approach: str                       # conservative | fast | adopted
+    approach: Approach
     side: str                           # Buy | Sell
     percents: tuple[Decimal, ...]       # take-profit shares (add up to 100)
     tp_prices: tuple[Decimal, ...]
@@ -58,7 +107,7 @@ class Plan:
 @dataclass(frozen=True, slots=True)
 class Pending:
     """A command whose outcome is not known yet (R10), or not yet confirmed by a snapshot."""
-    action: str                         # place | amend | cancel
+    action: Action
     link_id: str
     qty: Decimal | None = None
     trigger_price: Decimal | None = None
@@ -73,10 +122,12 @@ class MonitorState:
     monitor: MonitorId
     position_id: str
     plan: Plan
-    phase: str
+    phase: Phase
     created_ms: int
-    generations: dict[str, int] = field(default_factory=dict)   # intent -> latest generation sent
-    pending: dict[str, Pending] = field(default_factory=dict)
+    generations: dict[Intent, int] = field(default_factory=dict)   # latest generation reserved
+    pending: dict[Intent, Pending] = field(default_factory=dict)   # one command per intent at a time
+    cleanup: dict[str, Pending] = field(default_factory=dict)      # cancellations of duplicates and
+                                                                   # leftovers, by orderLinkId
     filled_tps: frozenset[int] = frozenset()
     tp1_done: bool = False
     breakeven_done: bool = False
@@ -90,20 +141,24 @@ class MonitorState:
     last_change_ms: int = 0
     last_check_ms: int = 0
     tp1_fill_ms: int = 0                # the exchange's time of the TP1 fill (for reaction times)
-    urgency: str = Urgency.CRITICAL.value
-    closing: str | None = None          # closure reason while leftovers are cancelled
-    retired: str | None = None          # closure reason once done
+    urgency: Urgency = Urgency.CRITICAL
+    closing: CloseReason | None = None  # closure reason while leftovers are cancelled
+    retired: CloseReason | None = None  # closure reason once done
 
-    def link(self, key: str, generation: int | None = None) -> str:
-        role, level = Role(key[0]), int(key[1:])
-        gen = self.generations.get(key, 0) if generation is None else generation
-        return OrderLink(self.position_id, role, level, gen).build()
+    def link(self, intent: Intent, generation: int | None = None) -> str:
+        gen = self.generations.get(intent, 0) if generation is None else generation
+        return OrderLink.of(self.position_id, intent, gen).build()
+
+    @property
+    def awaiting(self) -> bool:
+        """Is any command still waiting for its outcome to be seen?"""
+        return bool(self.pending or self.cleanup)
 
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    action: str                         # place | amend | cancel
-    key: str                            # the intent, e.g. "S0", "T2", "E3", "X0"
+    action: Action
+    key: Intent | None                  # the intent; None for a cleanup cancellation (by link_id)
     link_id: str
     priority: Priority
     side: str = ""
@@ -118,7 +173,7 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    kind: str
+    kind: EventKind
     line: str                           # the operational log line (stable prefix)
     critical: bool = True
     level: int = logging.INFO
@@ -159,10 +214,6 @@ def breakeven_price(side: str, avg_price: Decimal, offset: Decimal, instrument: 
     return instrument.snap_price(avg_price * (1 - offset), up=False)
 
 
-def _key(link: OrderLink) -> str:
-    return f"{link.role.value}{link.level}"
-
-
 def _ours(state: MonitorState, orders: tuple[Order, ...]) -> dict[str, list[Order]]:
     """The daemon's open orders for this position, by intent, newest generation first."""
     mine: dict[str, list[Order]] = {}
@@ -171,7 +222,7 @@ def _ours(state: MonitorState, orders: tuple[Order, ...]) -> dict[str, list[Orde
         if link is None or link.position_id != state.position_id or order.position_idx != state.monitor.position_idx:
             continue
         if order.is_open:
-            mine.setdefault(_key(link), []).append(order)
+            mine.setdefault(link.intent, []).append(order)
     for key in mine:
         mine[key].sort(key=lambda o: o.link.generation, reverse=True)
     return mine
@@ -182,7 +233,7 @@ def _closed_of(state: MonitorState, closed: tuple[Order, ...]) -> dict[str, list
     for order in closed:
         link = order.link
         if link is not None and link.position_id == state.position_id:
-            done.setdefault(_key(link), []).append(order)
+            done.setdefault(link.intent, []).append(order)
     return done
 
 
@@ -193,25 +244,37 @@ def _size_of(state: MonitorState, view: PositionView) -> tuple[Position | None, 
     return position, position.size
 
 
-def _event(kind: str, line: str, *, level: int = logging.INFO, critical: bool = True, **payload: Any) -> Event:
+def _event(kind: EventKind, line: str, *, level: int = logging.INFO, critical: bool = True, **payload: Any) -> Event:
     return Event(kind, line, critical, level, payload)
 
 
-def _next_link(state: MonitorState, key: str) -> tuple[MonitorState, str]:
+def _next_link(state: MonitorState, intent: Intent) -> tuple[MonitorState, str]:
     """Reserve the next generation of an intent (never reuse an id)."""
-    generation = state.generations.get(key, -1) + 1
-    generations = dict(state.generations)
-    generations[key] = generation
-    return replace(state, generations=generations), state.link(key, generation)
+    generation = state.generations.get(intent, -1) + 1
+    return replace(state, generations={**state.generations, intent: generation}), state.link(intent, generation)
 
 
-def _with_pending(state: MonitorState, key: str, pending: Pending | None) -> MonitorState:
-    updated = dict(state.pending)
-    if pending is None:
-        updated.pop(key, None)
-    else:
-        updated[key] = pending
-    return replace(state, pending=updated)
+def _updated(mapping: dict[Any, Pending], key: Any, pending: Pending | None) -> dict[Any, Pending]:
+    """A copy with `key` set to `pending`, or removed when it is None."""
+    updated = {k: v for k, v in mapping.items() if k != key}
+    return updated if pending is None else {**updated, key: pending}
+
+
+def _with_pending(state: MonitorState, intent: Intent, pending: Pending | None) -> MonitorState:
+    return replace(state, pending=_updated(state.pending, intent, pending))
+
+
+def _with_cleanup(state: MonitorState, link_id: str, pending: Pending | None) -> MonitorState:
+    return replace(state, cleanup=_updated(state.cleanup, link_id, pending))
+
+
+def _cleanup_cancel(state: MonitorState, order: Order, snapshot_id: int) -> tuple[MonitorState, Command | None]:
+    """Cancel one of the daemon's orders outside its intent's normal life (an older duplicate, a
+    leftover of a closed position); nothing when that cancellation is already pending."""
+    if order.link_id in state.cleanup:
+        return state, None
+    state = _with_cleanup(state, order.link_id, Pending(Action.CANCEL, order.link_id, sent_snapshot=snapshot_id))
+    return state, Command(Action.CANCEL, None, order.link_id, Priority.CLEANUP)
 
 
 # --- creating a monitor's state ------------------------------------------------------------
@@ -245,8 +308,8 @@ def adopt(monitor: MonitorId, view: PositionView, now_ms: int, config: RulesConf
     tp_prices = tuple(instrument.snap_price(avg * (1 + sign * d / 100), up=side == Side.BUY)
                       for d in config.tp_distance_percents)
     stop = instrument.snap_price(avg * (1 - sign * config.stop_distance_percent / 100), up=side == Side.BUY)
-    plan = Plan("adopted", side, config.ladder_percents, tp_prices, stop)
-    return MonitorState(monitor, position_id_for(monitor, position.created_ms or now_ms), plan, MONITORING, now_ms,
+    plan = Plan(Approach.ADOPTED, side, config.ladder_percents, tp_prices, stop)
+    return MonitorState(monitor, position_id_for(monitor, position.created_ms or now_ms), plan, Phase.MONITORING, now_ms,
                         ladder_size=position.size, last_size=position.size, peak_size=position.size,
                         avg_price=avg, last_change_ms=position.updated_ms)
 
@@ -257,34 +320,36 @@ def _rebuild(monitor: MonitorId, position_id: str, orders: list[Order], position
     by_key = {}
     generations: dict[str, int] = {}
     for order in orders:
-        key = _key(order.link)
+        key = order.link.intent
         generations[key] = max(generations.get(key, 0), order.link.generation)
         if order.is_open:
             by_key[key] = order
-    tp_levels = sorted(int(k[1:]) for k in by_key if k[0] == "T")
+    tp_levels = sorted(k.level for k in by_key if k.role is Role.TAKE_PROFIT)
     levels = max(tp_levels) if tp_levels else 1
     percents = config.ladder_percents if levels == len(config.ladder_percents) and levels > 1 else \
         (Decimal(100),) if levels == 1 else tuple(Decimal(100) / levels for _ in range(levels))
     sign = _sign(side)
-    tp_prices = tuple(by_key[f"T{n}"].price if f"T{n}" in by_key and by_key[f"T{n}"].price else
+    tp = {k.level: order for k, order in by_key.items() if k.role is Role.TAKE_PROFIT}
+    tp_prices = tuple(tp[n].price if n in tp and tp[n].price else
                       instrument.snap_price(avg * (1 + sign * Decimal(n) / 100), up=side == Side.BUY)
                       for n in range(1, levels + 1))
     stop = by_key.get(STOP_KEY)
     stop_price = stop.trigger_price if stop is not None and stop.trigger_price else \
         instrument.snap_price(avg * (1 - sign * config.stop_distance_percent / 100), up=side == Side.BUY)
-    entries_resting = any(k[0] == "E" for k in by_key)
-    approach = "fast" if levels == 1 and not any(k in generations for k in ("E2", "E3")) else "conservative"
-    tp1_done = levels > 1 and "T1" not in by_key and any(f"T{n}" in by_key for n in range(2, levels + 1))
+    entries_resting = any(k.role is Role.ENTRY for k in by_key)
+    later_entries = any(k.role is Role.ENTRY and k.level > 1 for k in generations)
+    approach = Approach.FAST if levels == 1 and not later_entries else Approach.CONSERVATIVE
+    tp1_done = levels > 1 and 1 not in tp and any(n in tp for n in range(2, levels + 1))
     be = breakeven_price(side, avg, config.breakeven_offset, instrument)
     at_breakeven = stop is not None and stop.trigger_price is not None and not more_protective(side, be, stop.trigger_price)
     filled = frozenset({1}) if tp1_done else frozenset()
-    phase = PROFIT_TAKING if tp1_done else BUILDING if entries_resting else MONITORING
+    phase = Phase.PROFIT_TAKING if tp1_done else Phase.BUILDING if entries_resting else Phase.MONITORING
     plan = Plan(approach, side, percents, tp_prices, stop_price)
     ladder = position.size
     if tp1_done:  # the ladder was computed on the size before TP1: recover it from the TPs left
-        rest = [n for n in range(2, levels + 1) if f"T{n}" in by_key]
+        rest = [n for n in range(2, levels + 1) if n in tp]
         share = sum((percents[n - 1] for n in rest), Decimal(0))
-        ladder = instrument.round_qty(sum(by_key[f"T{n}"].qty for n in rest) * 100 / share)
+        ladder = instrument.round_qty(sum(tp[n].qty for n in rest) * 100 / share)
     return MonitorState(monitor, position_id, plan, phase, now_ms, generations=generations, filled_tps=filled,
                         tp1_done=tp1_done, breakeven_done=tp1_done and at_breakeven, ladder_size=ladder,
                         last_size=position.size, peak_size=ladder, avg_price=avg,
@@ -296,8 +361,9 @@ def resumed(state: MonitorState) -> MonitorState:
     """A state loaded after a restart: snapshot ids start again from 1 in a new gateway, so the
     counters relative to them start over (a pending command again needs two fresh snapshots to
     be believed absent; a flat position two snapshots to be believed closed)."""
-    pending = {k: replace(p, sent_snapshot=0, seen_snapshot=0, absent=0) for k, p in state.pending.items()}
-    return replace(state, pending=pending, gone_snapshots=(), last_snapshot=0)
+    restart = lambda p: replace(p, sent_snapshot=0, seen_snapshot=0, absent=0)
+    return replace(state, pending={k: restart(p) for k, p in state.pending.items()},
+                   cleanup={k: restart(p) for k, p in state.cleanup.items()}, gone_snapshots=(), last_snapshot=0)
 
 
 # --- one check -----------------------------------------------------------------------------
@@ -310,7 +376,7 @@ def needs_closed(state: MonitorState, view: PositionView) -> bool:
         return False
     _, size = _size_of(state, view)
     open_now = {o.link_id for o in view.orders if o.is_open}
-    return size == 0 or bool(state.open_links - open_now) or bool(state.pending)
+    return size == 0 or bool(state.open_links - open_now) or state.awaiting
 
 
 def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: RulesConfig) -> Decision:
@@ -322,7 +388,7 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     unknown = [o for o in view.orders if o.link is not None and o.link.position_id == state.position_id
                and not isinstance(o.status, OrderStatus)]
     if unknown:  # is it alive? Deciding on a guess could duplicate a stop: wait for a clear answer
-        return Decision(state, (), (_event("unknown_status", f"UNKNOWN STATUS {state.monitor}: {unknown[0].link_id} is "
+        return Decision(state, (), (_event(EventKind.UNKNOWN_STATUS, f"UNKNOWN STATUS {state.monitor}: {unknown[0].link_id} is "
                                            f"{unknown[0].status!r}; nothing is decided this check",
                                            level=logging.WARNING, critical=False, status=str(unknown[0].status)),))
     events: list[Event] = []
@@ -355,38 +421,36 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     state = replace(state, last_size=size, peak_size=max(state.peak_size, size, state.ladder_size),
                     avg_price=position.avg_price)
 
-    entries = [o for key, orders in ours.items() if key[0] == "E" for o in orders[:1]
+    entries = [o for key, orders in ours.items() if key.role is Role.ENTRY for o in orders[:1]
                if o.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) and o.trigger_price is None]
     # R2: TP1 filled -> cancel resting entries, stop to breakeven (below), phase PROFIT_TAKING.
     if state.tp1_done:
         for entry in entries:
-            key = _key(entry.link)
+            key = entry.link.intent
             if key not in state.pending:
-                state = _with_pending(state, key, Pending("cancel", entry.link_id, sent_snapshot=view.snapshot_id))
-                commands.append(Command("cancel", key, entry.link_id, Priority.CLEANUP))
+                state = _with_pending(state, key, Pending(Action.CANCEL, entry.link_id, sent_snapshot=view.snapshot_id))
+                commands.append(Command(Action.CANCEL, key, entry.link_id, Priority.CLEANUP))
         entries = []
-        if state.phase != PROFIT_TAKING:
-            events.append(_event("phase_changed", f"PHASE {state.monitor}: {state.phase} -> {PROFIT_TAKING}",
-                                 old=state.phase, new=PROFIT_TAKING))
-            state = replace(state, phase=PROFIT_TAKING, last_change_ms=now_ms)
-    elif state.phase == BUILDING and not entries:
-        events.append(_event("phase_changed", f"PHASE {state.monitor}: {BUILDING} -> {MONITORING}",
-                             old=BUILDING, new=MONITORING))
-        state = replace(state, phase=MONITORING, last_change_ms=now_ms)
+        if state.phase != Phase.PROFIT_TAKING:
+            events.append(_event(EventKind.PHASE_CHANGED, f"PHASE {state.monitor}: {state.phase} -> {Phase.PROFIT_TAKING}",
+                                 old=state.phase, new=Phase.PROFIT_TAKING))
+            state = replace(state, phase=Phase.PROFIT_TAKING, last_change_ms=now_ms)
+    elif state.phase == Phase.BUILDING and not entries:
+        events.append(_event(EventKind.PHASE_CHANGED, f"PHASE {state.monitor}: {Phase.BUILDING} -> {Phase.MONITORING}",
+                             old=Phase.BUILDING, new=Phase.MONITORING))
+        state = replace(state, phase=Phase.MONITORING, last_change_ms=now_ms)
 
     # Duplicates of one intent (older generations still open): keep the newest.
-    for key, orders in ours.items():
+    for orders in ours.values():
         for stale_order in orders[1:]:
-            dup_key = f"dup:{stale_order.link_id}"
-            if dup_key not in state.pending:
-                state = _with_pending(state, dup_key, Pending("cancel", stale_order.link_id, sent_snapshot=view.snapshot_id))
-                commands.append(Command("cancel", dup_key, stale_order.link_id, Priority.CLEANUP))
+            state, command = _cleanup_cancel(state, stale_order, view.snapshot_id)
+            commands += [command] if command else []
 
     resting = sum((o.leaves_qty for o in entries), Decimal(0))
     state, stop_commands, stop_events = _protect(state, view, ours, size, resting, instrument, config)
     commands = stop_commands + commands
     events += stop_events
-    if not (state.plan.approach == "adopted" and config.adoption_policy == "observe"):
+    if not _observing(state, config):
         state, tp_commands = _take_profits(state, view, ours, size, instrument)
         commands += tp_commands
     state = replace(state, last_snapshot=view.snapshot_id,
@@ -406,38 +470,40 @@ def settle_pending(state: MonitorState, view: PositionView) -> Decision:
     return Decision(replace(state, last_snapshot=view.snapshot_id), (), tuple(events))
 
 
-def _settle_pending(state: MonitorState, ours: dict[str, list[Order]], closed: dict[str, list[Order]],
+def _settle_pending(state: MonitorState, ours: dict[Intent, list[Order]], closed: dict[Intent, list[Order]],
                     size: Decimal, snapshot_id: int, fresh: bool) -> tuple[MonitorState, list[Event]]:
     """R10: a pending command is done when a snapshot shows its effect, and not done once
     CONFIRMING_SNAPSHOTS fresh snapshots did not show it (then it may be issued again)."""
     events = []
     open_links = {o.link_id: o for orders in ours.values() for o in orders}
     closed_links = {o.link_id for orders in closed.values() for o in orders}
-    for key, pending in list(state.pending.items()):
+    waiting = [(key, pending, _with_pending) for key, pending in state.pending.items()] + \
+              [(key, pending, _with_cleanup) for key, pending in state.cleanup.items()]
+    for key, pending, update in waiting:
         order = open_links.get(pending.link_id)
-        if pending.action == "place" and key == EMERGENCY_KEY:
+        if pending.action is Action.PLACE and key == EMERGENCY_KEY:
             done = size < pending.sent_size or pending.link_id in closed_links
-        elif pending.action == "place":
+        elif pending.action is Action.PLACE:
             done = order is not None or pending.link_id in closed_links
-        elif pending.action == "amend":
+        elif pending.action is Action.AMEND:
             done = order is None or ((pending.qty is None or order.qty == pending.qty) and
                                      (pending.trigger_price is None or order.trigger_price == pending.trigger_price))
-        else:  # cancel
+        else:
             done = order is None
         if done:
-            state = _with_pending(state, key, None)
-            events.append(_event("command_settled", f"SETTLED {state.monitor} {pending.action} {pending.link_id}: seen on the exchange",
-                                 action=pending.action, link_id=pending.link_id, outcome="found"))
+            state = update(state, key, None)
+            events.append(_event(EventKind.COMMAND_SETTLED, f"SETTLED {state.monitor} {pending.action} {pending.link_id}: "
+                                 "seen on the exchange", action=pending.action, link_id=pending.link_id, outcome="found"))
             continue
         if fresh and snapshot_id > pending.sent_snapshot and snapshot_id != pending.seen_snapshot:
             pending = replace(pending, absent=pending.absent + 1, seen_snapshot=snapshot_id)
             if pending.absent >= CONFIRMING_SNAPSHOTS:
-                state = _with_pending(state, key, None)
-                events.append(_event("command_settled",
+                state = update(state, key, None)
+                events.append(_event(EventKind.COMMAND_SETTLED,
                                      f"SETTLED {state.monitor} {pending.action} {pending.link_id}: not done; will be issued again",
                                      level=logging.WARNING, action=pending.action, link_id=pending.link_id, outcome="absent"))
                 continue
-            state = _with_pending(state, key, pending)
+            state = update(state, key, pending)
     return state, events
 
 
@@ -448,11 +514,11 @@ def _detect_fills(state: MonitorState, closed: dict[str, list[Order]], size: Dec
     for level in range(1, len(state.plan.percents) + 1):
         if level in state.filled_tps:
             continue
-        fills = [o for o in closed.get(f"T{level}", []) if o.status == OrderStatus.FILLED]
+        fills = [o for o in closed.get(Intent(Role.TAKE_PROFIT, level), []) if o.status == OrderStatus.FILLED]
         if fills:
             state = replace(state, filled_tps=state.filled_tps | {level}, last_change_ms=now_ms)
             prefix = "TP1 FILLED" if level == 1 else f"TP{level} FILLED"
-            events.append(_event("tp_filled", f"{prefix} {state.monitor}: remaining size {size}", level_filled=level,
+            events.append(_event(EventKind.TP_FILLED, f"{prefix} {state.monitor}: remaining size {size}", level_filled=level,
                                  remaining=size))
             if level == 1:
                 state = replace(state, tp1_done=True, tp1_fill_ms=max(o.updated_ms for o in fills))
@@ -469,7 +535,7 @@ def _close(state: MonitorState, view: PositionView, ours: dict[str, list[Order]]
         last_level = len(state.plan.percents)
         last_tp = last_level in state.filled_tps
         if flipped:
-            reason = "flipped"
+            reason = CloseReason.FLIPPED
         else:
             gone = state.gone_snapshots
             if fresh and view.snapshot_id not in gone:
@@ -479,26 +545,25 @@ def _close(state: MonitorState, view: PositionView, ours: dict[str, list[Order]]
                 return state, [], []  # wait for a second snapshot; change nothing meanwhile
             liquidated = any(o.cancel_type in LIQUIDATION_CANCELS for orders in closed.values() for o in orders) or \
                 (view.position is not None and view.position.status in (PositionStatus.LIQ, PositionStatus.ADL))
-            reason = "liquidation" if liquidated else "stop_loss" if stop_hit else \
-                "take_profits" if last_tp else "emergency_close" if EMERGENCY_KEY in state.generations else "manual"
+            reason = CloseReason.LIQUIDATION if liquidated else CloseReason.STOP_LOSS if stop_hit else \
+                CloseReason.TAKE_PROFITS if last_tp else \
+                CloseReason.EMERGENCY_CLOSE if EMERGENCY_KEY in state.generations else CloseReason.MANUAL
             if stop_hit:
-                events.append(_event("stop_hit", f"STOP HIT {state.monitor}: position closed by its stop", level=logging.WARNING))
-        state = replace(state, closing=reason, phase=CLOSED, last_change_ms=now_ms)
+                events.append(_event(EventKind.STOP_HIT, f"STOP HIT {state.monitor}: position closed by its stop", level=logging.WARNING))
+        state = replace(state, closing=reason, phase=Phase.CLOSED, last_change_ms=now_ms)
     commands = []
-    for key, orders in ours.items():
+    for orders in ours.values():
         for order in orders:
-            cancel_key = f"close:{order.link_id}"
-            if cancel_key not in state.pending:
-                state = _with_pending(state, cancel_key, Pending("cancel", order.link_id, sent_snapshot=view.snapshot_id))
-                commands.append(Command("cancel", cancel_key, order.link_id, Priority.CLEANUP))
+            state, command = _cleanup_cancel(state, order, view.snapshot_id)
+            commands += [command] if command else []
     return state, commands, events
 
 
 def finish(state: MonitorState) -> tuple[MonitorState, tuple[Event, ...]]:
     """After a check's commands settled: a closing monitor with nothing left pending retires."""
-    if state.closing and not state.retired and not state.pending:
+    if state.closing and not state.retired and not state.awaiting:
         line = f"CLOSED {state.monitor}: {state.closing}"
-        return replace(state, retired=state.closing), (_event("position_closed", line, reason=state.closing),)
+        return replace(state, retired=state.closing), (_event(EventKind.POSITION_CLOSED, line, reason=state.closing),)
     return state, ()
 
 
@@ -517,16 +582,16 @@ def _protect(state: MonitorState, view: PositionView, ours: dict[str, list[Order
     if stop is None:
         if _externally_protected(state, view, size):
             return state, [], []
-        if state.plan.approach == "adopted" and config.adoption_policy == "observe":
-            return state, [], [_event("unprotected", f"UNPROTECTED {state.monitor}: no stop on an open position of {size} "
+        if _observing(state, config):
+            return state, [], [_event(EventKind.UNPROTECTED, f"UNPROTECTED {state.monitor}: no stop on an open position of {size} "
                                       "(adoption policy observe)", level=logging.WARNING, critical=False, size=size)]
         trigger = be if be is not None else state.plan.stop_price
         restored = STOP_KEY in state.generations
         state, link_id = _next_link(state, STOP_KEY)
-        state = _with_pending(state, STOP_KEY, Pending("place", link_id, desired_qty, trigger, view.snapshot_id, size))
+        state = _with_pending(state, STOP_KEY, Pending(Action.PLACE, link_id, desired_qty, trigger, view.snapshot_id, size))
         line = (f"STOP RESTORED {state.monitor}: no live stop; placing {link_id} at {trigger} for {desired_qty}"
                 if restored else f"STOP PLACED {state.monitor}: {link_id} at {trigger} for {desired_qty}")
-        event = _event("stop_restored" if restored else "stop_placed", line, level=logging.WARNING if restored else logging.INFO,
+        event = _event(EventKind.STOP_RESTORED if restored else "stop_placed", line, level=logging.WARNING if restored else logging.INFO,
                        link_id=link_id, trigger=trigger, qty=desired_qty)
         return state, [_stop_place(state, link_id, desired_qty, trigger)], [event]
     trigger = None
@@ -539,8 +604,13 @@ def _protect(state: MonitorState, view: PositionView, ours: dict[str, list[Order
     qty = desired_qty if stop.qty != desired_qty else None
     if trigger is None and qty is None:
         return state, [], []
-    state = _with_pending(state, STOP_KEY, Pending("amend", stop.link_id, qty, trigger, view.snapshot_id, size))
-    return state, [Command("amend", STOP_KEY, stop.link_id, Priority.PROTECT, qty=qty, trigger_price=trigger)], []
+    state = _with_pending(state, STOP_KEY, Pending(Action.AMEND, stop.link_id, qty, trigger, view.snapshot_id, size))
+    return state, [Command(Action.AMEND, STOP_KEY, stop.link_id, Priority.PROTECT, qty=qty, trigger_price=trigger)], []
+
+
+def _observing(state: MonitorState, config: RulesConfig) -> bool:
+    """An adopted position under policy `observe`: watched, never given orders."""
+    return state.plan.approach is Approach.ADOPTED and config.adoption_policy == "observe"
 
 
 def _externally_protected(state: MonitorState, view: PositionView, size: Decimal) -> bool:
@@ -551,7 +621,7 @@ def _externally_protected(state: MonitorState, view: PositionView, size: Decimal
 
 
 def _stop_place(state: MonitorState, link_id: str, qty: Decimal, trigger: Decimal) -> Command:
-    return Command("place", STOP_KEY, link_id, Priority.PROTECT, side=closing_side(state.plan.side), order_type="Market",
+    return Command(Action.PLACE, STOP_KEY, link_id, Priority.PROTECT, side=closing_side(state.plan.side), order_type="Market",
                    qty=qty, trigger_price=trigger, trigger_direction=stop_direction(state.plan.side),
                    reduce_only=True, close_on_trigger=True)
 
@@ -564,7 +634,7 @@ def _take_profits(state: MonitorState, view: PositionView, ours: dict[str, list[
         return state, []
     levels = range(1, len(state.plan.percents) + 1)
     split = instrument.split_qty(state.ladder_size, state.plan.percents)
-    orders = {level: (ours.get(f"T{level}") or [None])[0] for level in levels}
+    orders = {level: (ours.get(Intent(Role.TAKE_PROFIT, level)) or [None])[0] for level in levels}
     wanted = {level: split[level - 1] for level in levels if level not in state.filled_tps}
     filled_part = {level: (orders[level].cum_exec_qty if orders[level] is not None else Decimal(0)) for level in wanted}
     leaves = {level: max(Decimal(0), wanted[level] - filled_part[level]) for level in wanted}
@@ -574,23 +644,23 @@ def _take_profits(state: MonitorState, view: PositionView, ours: dict[str, list[
         leaves = {level: (q if q >= instrument.min_qty else Decimal(0)) for level, q in leaves.items()}
     shrinking, growing = [], []  # sent in this order: room is freed before it is used
     for level in wanted:
-        key = f"T{level}"
+        key = Intent(Role.TAKE_PROFIT, level)
         if key in state.pending:
             continue
         order = orders[level]
         qty = filled_part[level] + leaves[level]
         if order is not None:
             if leaves[level] <= 0 and order.cum_exec_qty == 0:
-                state = _with_pending(state, key, Pending("cancel", order.link_id, sent_snapshot=view.snapshot_id))
-                shrinking.append(Command("cancel", key, order.link_id, Priority.CLEANUP))
+                state = _with_pending(state, key, Pending(Action.CANCEL, order.link_id, sent_snapshot=view.snapshot_id))
+                shrinking.append(Command(Action.CANCEL, key, order.link_id, Priority.CLEANUP))
             elif leaves[level] > 0 and order.qty != qty:
-                state = _with_pending(state, key, Pending("amend", order.link_id, qty, None, view.snapshot_id, size))
+                state = _with_pending(state, key, Pending(Action.AMEND, order.link_id, qty, None, view.snapshot_id, size))
                 (shrinking if qty < order.qty else growing).append(
-                    Command("amend", key, order.link_id, Priority.RESIZE, qty=qty))
+                    Command(Action.AMEND, key, order.link_id, Priority.RESIZE, qty=qty))
         elif leaves[level] > 0 and level - 1 < len(state.plan.tp_prices):
             state, link_id = _next_link(state, key)
-            state = _with_pending(state, key, Pending("place", link_id, leaves[level], None, view.snapshot_id, size))
-            growing.append(Command("place", key, link_id, Priority.RESIZE, side=closing_side(state.plan.side),
+            state = _with_pending(state, key, Pending(Action.PLACE, link_id, leaves[level], None, view.snapshot_id, size))
+            growing.append(Command(Action.PLACE, key, link_id, Priority.RESIZE, side=closing_side(state.plan.side),
                                    order_type="Limit", qty=leaves[level], price=state.plan.tp_prices[level - 1]))
     return state, shrinking + growing
 
@@ -601,8 +671,7 @@ def settle(state: MonitorState, command: Command, outcome: Outcome, view: Positi
            config: RulesConfig) -> Decision:
     """One command's outcome. May return follow-up commands: R8 (stop gone: place a new one),
     R9 (trigger already crossed: close at market)."""
-    pending = state.pending.get(command.key)
-    events = [_event("command_settled", f"SETTLED {state.monitor} {command.action} {command.link_id}: "
+    events = [_event(EventKind.COMMAND_SETTLED, f"SETTLED {state.monitor} {command.action} {command.link_id}: "
                      f"{type(outcome).__name__.lower()}{_detail(outcome)}",
                      level=logging.INFO if isinstance(outcome, Accepted) else logging.WARNING,
                      action=command.action, link_id=command.link_id, outcome=type(outcome).__name__,
@@ -610,13 +679,13 @@ def settle(state: MonitorState, command: Command, outcome: Outcome, view: Positi
     if isinstance(outcome, Unresolved):
         return Decision(state, (), tuple(events))  # R10: stays pending; settled from snapshots
     if isinstance(outcome, Accepted):
-        state = _with_pending(state, command.key, None)
-        if command.action == "place":  # known from now on: its vanishing must be explained
+        state = _settled(state, command)
+        if command.action is Action.PLACE:  # known from now on: its vanishing must be explained
             state = replace(state, open_links=state.open_links | {command.link_id})
         if command.key == STOP_KEY and command.trigger_price is not None and state.tp1_done:
             state = replace(state, breakeven_done=True, last_change_ms=now_ms)
             reaction = now_ms - state.tp1_fill_ms if state.tp1_fill_ms else None
-            events.append(_event("breakeven", f"BREAKEVEN {state.monitor}: stop {command.link_id} at "
+            events.append(_event(EventKind.BREAKEVEN, f"BREAKEVEN {state.monitor}: stop {command.link_id} at "
                                  f"{command.trigger_price}" + (f" ({reaction} ms after the TP1 fill)" if reaction else ""),
                                  trigger=command.trigger_price, qty=command.qty, reaction_ms=reaction))
         if command.key == EMERGENCY_KEY:
@@ -624,29 +693,36 @@ def settle(state: MonitorState, command: Command, outcome: Outcome, view: Positi
         return Decision(state, (), tuple(events))
     # Rejected: a definite no.
     code = outcome.code
-    if code == 110072 and command.action == "place":
+    reason = meaning(code)
+    if reason is Meaning.ALREADY_EXISTS and command.action is Action.PLACE:
         return Decision(state, (), tuple(events))  # the id exists already: settled from snapshots
-    state = _with_pending(state, command.key, None)
+    state = _settled(state, command)
     position, size = _size_of(state, view)
-    if command.key == STOP_KEY and code in (110092, 110093) and size > 0:          # R9
+    if command.key == STOP_KEY and reason is Meaning.TRIGGER_CROSSED and size > 0:          # R9
         state, link_id = _next_link(state, EMERGENCY_KEY)
-        state = _with_pending(state, EMERGENCY_KEY, Pending("place", link_id, size, None, view.snapshot_id, size))
-        events.append(_event("emergency_close", f"EMERGENCY CLOSE {state.monitor}: stop trigger already crossed "
+        state = _with_pending(state, EMERGENCY_KEY, Pending(Action.PLACE, link_id, size, None, view.snapshot_id, size))
+        events.append(_event(EventKind.EMERGENCY_CLOSE, f"EMERGENCY CLOSE {state.monitor}: stop trigger already crossed "
                              f"({code}); closing {size} at market with {link_id}", level=logging.WARNING,
                              link_id=link_id, qty=size))
-        return Decision(state, (Command("place", EMERGENCY_KEY, link_id, Priority.PROTECT,
+        return Decision(state, (Command(Action.PLACE, EMERGENCY_KEY, link_id, Priority.PROTECT,
                                         side=closing_side(state.plan.side), order_type="Market", qty=size,
                                         reduce_only=True, close_on_trigger=True),), tuple(events))
-    if command.key == STOP_KEY and command.action == "amend" and code == 110001 and size > 0:   # R8
+    if command.key == STOP_KEY and command.action is Action.AMEND and reason is Meaning.GONE and size > 0:   # R8
         state, link_id = _next_link(state, STOP_KEY)
         qty = command.qty or (view.instrument.round_qty(size) if view.instrument else size)
         old = next((o for o in view.orders if o.link_id == command.link_id), None)
         trigger = command.trigger_price or (old.trigger_price if old and old.trigger_price else state.plan.stop_price)
-        state = _with_pending(state, STOP_KEY, Pending("place", link_id, qty, trigger, view.snapshot_id, size))
-        events.append(_event("stop_restored", f"STOP RESTORED {state.monitor}: {command.link_id} is gone (110001); "
+        state = _with_pending(state, STOP_KEY, Pending(Action.PLACE, link_id, qty, trigger, view.snapshot_id, size))
+        events.append(_event(EventKind.STOP_RESTORED, f"STOP RESTORED {state.monitor}: {command.link_id} is gone ({code}); "
                              f"placing {link_id} at {trigger} for {qty}", level=logging.WARNING, link_id=link_id))
         return Decision(state, (_stop_place(state, link_id, qty, trigger),), tuple(events))
     return Decision(state, (), tuple(events))
+
+
+def _settled(state: MonitorState, command: Command) -> MonitorState:
+    if command.key is None:
+        return _with_cleanup(state, command.link_id, None)
+    return _with_pending(state, command.key, None)
 
 
 def _detail(outcome: Outcome) -> str:
@@ -676,10 +752,10 @@ def classify_urgency(state: MonitorState, view: PositionView | None, now_ms: int
     mark = view.position.mark_price if view is not None and view.position is not None else None
     distances = [abs(mark - p) / mark for p in _triggers(state, view)] if mark else []
     nearest = min(distances) if distances else None
-    if state.pending or (state.tp1_done and not state.breakeven_done) or state.closing or state.gone_snapshots \
+    if state.awaiting or (state.tp1_done and not state.breakeven_done) or state.closing or state.gone_snapshots \
             or (nearest is not None and nearest <= Decimal("0.005")) or now_ms - state.last_change_ms < RECENT_CHANGE_MS:
         return Urgency.CRITICAL
-    if state.phase == PROFIT_TAKING or (nearest is not None and nearest <= Decimal("0.02")):
+    if state.phase == Phase.PROFIT_TAKING or (nearest is not None and nearest <= Decimal("0.02")):
         return Urgency.ACTIVE
     if state.peak_size > 0 and (state.peak_size - state.last_size) / state.peak_size >= Decimal("0.9"):
         return Urgency.INACTIVE
@@ -706,11 +782,9 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
         "created_ms": state.created_ms,
         "plan": {"approach": plan.approach, "side": plan.side, "percents": [str(p) for p in plan.percents],
                  "tp_prices": [str(p) for p in plan.tp_prices], "stop_price": str(plan.stop_price)},
-        "generations": dict(state.generations),
-        "pending": {k: {"action": p.action, "link_id": p.link_id, "qty": _text(p.qty),
-                        "trigger_price": _text(p.trigger_price), "sent_snapshot": p.sent_snapshot,
-                        "sent_size": str(p.sent_size), "absent": p.absent, "seen_snapshot": p.seen_snapshot}
-                    for k, p in state.pending.items()},
+        "generations": {str(k): v for k, v in state.generations.items()},
+        "pending": {str(k): _pending_to_dict(p) for k, p in state.pending.items()},
+        "cleanup": {k: _pending_to_dict(p) for k, p in state.cleanup.items()},
         "filled_tps": sorted(state.filled_tps), "tp1_done": state.tp1_done, "breakeven_done": state.breakeven_done,
         "ladder_size": str(state.ladder_size), "last_size": str(state.last_size), "peak_size": str(state.peak_size),
         "avg_price": str(state.avg_price), "open_links": sorted(state.open_links),
@@ -719,6 +793,18 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
         "tp1_fill_ms": state.tp1_fill_ms,
         "closing": state.closing,
     }
+
+
+def _pending_to_dict(p: Pending) -> dict[str, Any]:
+    return {"action": p.action, "link_id": p.link_id, "qty": _text(p.qty), "trigger_price": _text(p.trigger_price),
+            "sent_snapshot": p.sent_snapshot, "sent_size": str(p.sent_size), "absent": p.absent,
+            "seen_snapshot": p.seen_snapshot}
+
+
+def _pending_from_dict(p: dict[str, Any]) -> Pending:
+    return Pending(Action(p["action"]), str(p["link_id"]), _dec(p.get("qty")), _dec(p.get("trigger_price")),
+                   int(p.get("sent_snapshot", 0)), Decimal(str(p.get("sent_size", "0"))), int(p.get("absent", 0)),
+                   int(p.get("seen_snapshot", 0)))
 
 
 def _text(value: Decimal | None) -> str | None:
@@ -730,19 +816,26 @@ def _dec(value: Any) -> Decimal | None:
 
 
 def state_from_dict(data: dict[str, Any]) -> MonitorState:
-    """Raises ValueError (or KeyError/TypeError, reported as ValueError) on a malformed state."""
+    """Raises ValueError (or KeyError/TypeError, reported as ValueError) on a malformed state.
+    States written before cleanups had their own map kept them in `pending` under `dup:<link>` or
+    `close:<link>`: they are read into `cleanup`."""
     try:
         plan = data["plan"]
+        pending, cleanup = {}, {k: _pending_from_dict(p) for k, p in data.get("cleanup", {}).items()}
+        for key, p in data.get("pending", {}).items():
+            kind, _, link_id = str(key).partition(":")
+            if link_id and kind in ("dup", "close"):
+                cleanup[link_id] = _pending_from_dict(p)
+            else:
+                pending[Intent.parse(str(key))] = _pending_from_dict(p)
+        closing = data.get("closing")
         return MonitorState(
-            monitor=MonitorId.parse(data["monitor"]), position_id=str(data["position_id"]), phase=str(data["phase"]),
+            monitor=MonitorId.parse(data["monitor"]), position_id=str(data["position_id"]), phase=Phase(data["phase"]),
             created_ms=int(data["created_ms"]),
-            plan=Plan(str(plan["approach"]), str(plan["side"]), tuple(Decimal(p) for p in plan["percents"]),
+            plan=Plan(Approach(plan["approach"]), str(plan["side"]), tuple(Decimal(p) for p in plan["percents"]),
                       tuple(Decimal(p) for p in plan["tp_prices"]), Decimal(plan["stop_price"])),
-            generations={str(k): int(v) for k, v in data.get("generations", {}).items()},
-            pending={str(k): Pending(str(p["action"]), str(p["link_id"]), _dec(p.get("qty")), _dec(p.get("trigger_price")),
-                                     int(p.get("sent_snapshot", 0)), Decimal(str(p.get("sent_size", "0"))),
-                                     int(p.get("absent", 0)), int(p.get("seen_snapshot", 0)))
-                     for k, p in data.get("pending", {}).items()},
+            generations={Intent.parse(str(k)): int(v) for k, v in data.get("generations", {}).items()},
+            pending=pending, cleanup=cleanup,
             filled_tps=frozenset(int(x) for x in data.get("filled_tps", [])), tp1_done=bool(data.get("tp1_done")),
             breakeven_done=bool(data.get("breakeven_done")), ladder_size=Decimal(str(data.get("ladder_size", "0"))),
             last_size=Decimal(str(data.get("last_size", "0"))), peak_size=Decimal(str(data.get("peak_size", "0"))),
@@ -751,6 +844,6 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
             last_snapshot=int(data.get("last_snapshot", 0)),
             last_change_ms=int(data.get("last_change_ms", 0)), last_check_ms=int(data.get("last_check_ms", 0)),
             tp1_fill_ms=int(data.get("tp1_fill_ms", 0)),
-            urgency=str(data.get("urgency", "critical")), closing=data.get("closing"))
+            urgency=Urgency(data.get("urgency", "critical")), closing=CloseReason(closing) if closing else None)
     except (KeyError, TypeError, ArithmeticError) as exc:
         raise ValueError(f"malformed monitor state: {exc!r}") from None

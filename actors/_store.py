@@ -63,36 +63,43 @@ class Store:
     def close(self) -> None:
         self.connection.close()
 
+    def transaction(self) -> sqlite3.Connection:
+        """`with store.transaction(): store.put(...)` commits (fsync) or rolls back as a whole."""
+        return self.connection
+
     def write(self, states: dict[MonitorId, dict], events: Iterable[JournalEntry],
-              retired: Iterable[MonitorId], now_ms: int, midway=None) -> tuple[int, int]:
+              retired: Iterable[MonitorId], now_ms: int) -> tuple[int, int]:
         """One transaction: upsert states, append events, delete retired monitors' states.
-        Returns (rows written, bytes written). `midway` is called after the first row (tests)."""
+        Returns (rows written, bytes written)."""
+        with self.transaction():
+            return self.put(states, events, retired, now_ms)
+
+    def put(self, states: dict[MonitorId, dict], events: Iterable[JournalEntry],
+            retired: Iterable[MonitorId], now_ms: int) -> tuple[int, int]:
+        """The rows of `write`, inside a transaction the caller holds."""
         rows = 0
         size = 0
-        with self.connection:  # commits (fsync) or rolls back as a whole
-            for monitor, state in states.items():
-                if rows == 1 and midway is not None:
-                    midway()
-                blob = encode(state)
-                self.connection.execute(
-                    "INSERT INTO monitor_state (monitor, account, symbol, position_idx, state, schema_version,"
-                    " updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(monitor) DO UPDATE SET"
-                    " state = excluded.state, schema_version = excluded.schema_version,"
-                    " updated_ms = excluded.updated_ms",
-                    (str(monitor), monitor.account, monitor.symbol, monitor.position_idx, blob,
-                     SCHEMA_VERSION, now_ms))
-                rows += 1
-                size += len(blob)
-            for entry in events:
-                blob = encode(entry.payload)
-                self.connection.execute(
-                    "INSERT INTO events (time_ms, account, symbol, monitor, event, payload) VALUES (?, ?, ?, ?, ?, ?)",
-                    (entry.time_ms, entry.monitor.account, entry.monitor.symbol, str(entry.monitor), entry.event, blob))
-                rows += 1
-                size += len(blob)
-            for monitor in retired:
-                self.connection.execute("DELETE FROM monitor_state WHERE monitor = ?", (str(monitor),))
-                rows += 1
+        for monitor, state in states.items():
+            blob = encode(state)
+            self.connection.execute(
+                "INSERT INTO monitor_state (monitor, account, symbol, position_idx, state, schema_version,"
+                " updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(monitor) DO UPDATE SET"
+                " state = excluded.state, schema_version = excluded.schema_version,"
+                " updated_ms = excluded.updated_ms",
+                (str(monitor), monitor.account, monitor.symbol, monitor.position_idx, blob,
+                 SCHEMA_VERSION, now_ms))
+            rows += 1
+            size += len(blob)
+        for entry in events:
+            blob = encode(entry.payload)
+            self.connection.execute(
+                "INSERT INTO events (time_ms, account, symbol, monitor, event, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                (entry.time_ms, entry.monitor.account, entry.monitor.symbol, str(entry.monitor), entry.event, blob))
+            rows += 1
+            size += len(blob)
+        for monitor in retired:
+            self.connection.execute("DELETE FROM monitor_state WHERE monitor = ?", (str(monitor),))
+            rows += 1
         return rows, size
 
     def load_states(self) -> dict[MonitorId, dict]:

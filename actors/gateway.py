@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -25,19 +25,23 @@ from typing import Any, Callable
 import pykka
 
 from actors import _bybit
+from actors._asks import has_reply
 from actors._bybit import HttpFail, HttpOk
 from actors._cache import AccountCache, is_market
 from actors._rate_limit import IP_BAN_SECONDS, RateLimiter
+from messages.codes import Meaning, RetCode, meaning, outcome_unknown
 from messages.gateway import (Accepted, Access, AccountSnapshot, AmendOrder, Batch, CancelAll, CancelOrder,
                               CheckAccess, GatewayStats, GatewayTick, GetAccountSnapshot, GetGatewayStats,
                               GetPositionView, Outcome, PlaceOrder, Priority, Rejected, ReportStats,
                               Unavailable, Unresolved)
 from messages.models import Instrument, ModelError, Order, Position
+from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.stats import percentile
 
 log = logging.getLogger(__name__)
 
+REQUESTS = (GetPositionView, GetAccountSnapshot, PlaceOrder, AmendOrder, CancelOrder, CancelAll, Batch, CheckAccess)
 READ_PRIORITY = 0.5            # between protecting a position and cleaning up
 MAX_PAGES = 1000               # a cursor walk longer than this is a broken cursor
 BACKOFF_START, BACKOFF_MAX = 1.0, 15.0
@@ -83,7 +87,7 @@ class _Failing:
     """An account whose reads fail: since when, why, and when to try again."""
     since: float
     reason: str
-    backoff: float = BACKOFF_START
+    backoff: Backoff = field(default_factory=lambda: Backoff(BACKOFF_START, BACKOFF_MAX))
     retry_at: float = 0.0
 
 
@@ -91,13 +95,6 @@ class _Failing:
 class _Done:
     job_id: int
     result: HttpOk | HttpFail
-
-
-def ask_gateway(gateway: Any, make: Callable[[pykka.ThreadingFuture], Any], timeout: float) -> Any:
-    """Send a request carrying a fresh future and wait for its answer (raises pykka.Timeout)."""
-    future = pykka.ThreadingFuture()
-    gateway.tell(make(future))
-    return future.get(timeout=timeout)
 
 
 def _decimal_text(value) -> str | None:
@@ -169,7 +166,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._reported_calls: Counter[tuple[str, str]] = Counter()
         self._hits = self._misses = 0
         self._reported_hits = self._reported_misses = 0
-        self._refresh_seconds: list[float] = []
+        self._refresh_seconds: deque[float] = deque(maxlen=REFRESH_KEPT)
         self._refreshes = 0
         self._rate_limited = self._banned = 0
 
@@ -191,6 +188,9 @@ class ExchangeGateway(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         answer = None
+        if isinstance(message, REQUESTS) and not has_reply(message):
+            log.error("Gateway: dropped a request without a reply future (a bug in its sender): %r", message)
+            return None
         match message:
             case _Done():
                 self._on_done(message)
@@ -353,7 +353,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         elif read.symbol is None:
             cache.apply_full(positions, orders, read.started, read.started_ms, read.pages)
             self._refreshes += 1
-            self._refresh_seconds = (self._refresh_seconds + [now - read.started])[-REFRESH_KEPT:]
+            self._refresh_seconds.append(now - read.started)
         else:
             cache.apply_symbol(read.symbol, positions, orders, read.started, read.started_ms)
         if self._failing.pop(read.account, None):
@@ -371,10 +371,9 @@ class ExchangeGateway(pykka.ThreadingActor):
         failing = self._failing.get(read.account)
         if failing is None:
             failing = self._failing[read.account] = _Failing(since=now, reason=reason)
-        else:
-            failing.reason, failing.backoff = reason, min(BACKOFF_MAX, failing.backoff * 2)
-        failing.retry_at = now + failing.backoff
-        backoff = failing.backoff
+        failing.reason = reason
+        backoff = failing.backoff.next()
+        failing.retry_at = now + backoff
         cache = self._caches[read.account]
         age = now - cache.last_good if cache.has_data else float("inf")
         log.warning("Gateway: reading %s%s failed (%s); %s", read.account,
@@ -477,7 +476,7 @@ class ExchangeGateway(pykka.ThreadingActor):
                 row = rows[index] if index < len(rows) else {}
                 if code.get("code") == 0:
                     outcomes.append(Accepted(str(row.get("orderId", "")), str(row.get("orderLinkId", ""))))
-                elif code.get("code") in _bybit.UNCERTAIN_CODES or code.get("code") == -1:
+                elif outcome_unknown(code.get("code")) or code.get("code") == -1:
                     outcomes.append(Unresolved(f"batch item: {code.get('code')} {code.get('msg')}"))
                 else:
                     outcomes.append(Rejected(int(code.get("code") or 0), str(code.get("msg") or "")))
@@ -497,7 +496,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         """Make the cache reflect an accepted command before the next answer about its symbol."""
         cache = self._caches[command.account]
         if not isinstance(outcome, Accepted):
-            if isinstance(outcome, Rejected) and outcome.code == 110001 and isinstance(command, CancelOrder):
+            if isinstance(outcome, Rejected) and meaning(outcome.code) is Meaning.GONE and isinstance(command, CancelOrder):
                 cache.patch_cancelled(command.symbol, command.link_id)  # it is gone either way
             cache.mark_dirty(command.symbol, self._clock.monotonic())
             return
@@ -566,7 +565,7 @@ class ExchangeGateway(pykka.ThreadingActor):
                               headers.get("X-Bapi-Limit-Status"))
         if isinstance(result, HttpFail):
             self._errors[(job.account, f"{result.kind} {result.code}" if result.code else result.kind)] += 1
-            if result.code == 10006:
+            if result.code == RetCode.TOO_MANY_VISITS:
                 self._rate_limited += 1
                 self._limiter.block(job.account, job.endpoint, now + self._reset_in(headers))
             if result.kind == "http" and result.code == 403:
@@ -605,7 +604,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         by_endpoint: Counter[str] = Counter()
         for (_, endpoint), n in recent.items():
             by_endpoint[endpoint.removeprefix("/v5/")] += n
-        p50 = percentile(self._refresh_seconds[-100:], 0.5)
+        p50 = percentile(list(self._refresh_seconds)[-100:], 0.5)
         total = hits + misses
         log.info("Gateway: hit rate %.1f%% (%d/%d), API calls %d in 60s (%s), refresh p50 %.2fs, pool %d/%d, stale %s",
                  100.0 * hits / total if total else 100.0, hits, total, sum(recent.values()),

@@ -9,6 +9,7 @@ monitor (the latest wins) and written on `FlushDue` at most once per flush inter
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Any
 
 import pykka
@@ -17,8 +18,8 @@ from actors._store import Store
 from messages.models import MonitorId
 from messages.persistence import (FlushDue, GetPersistenceStats, JournalEntry, LoadedState, LoadState,
                                   PersistenceStats, Record)
-from runtime import killpoints
 from runtime.clock import Clock
+from runtime.hooks import NO_HOOKS, Hooks
 from runtime.stats import percentile
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,9 @@ LATENCY_KEPT = 10_000
 
 class Persistence(pykka.ThreadingActor):
     def __init__(self, store: Store, loaded: dict[MonitorId, dict], clock: Clock, *,
-                 flush_interval: float = 30.0, moved_aside: str | None = None):
+                 flush_interval: float = 30.0, moved_aside: str | None = None, hooks: Hooks = NO_HOOKS):
         super().__init__()
+        self._hooks = hooks
         self._store = store
         self._loaded = loaded
         self._moved_aside = moved_aside
@@ -47,7 +49,7 @@ class Persistence(pykka.ThreadingActor):
         self._rows = 0
         self._bytes = 0
         self._records = 0
-        self._commit_ms: list[float] = []
+        self._commit_ms: deque[float] = deque(maxlen=LATENCY_KEPT)
 
     # --- messages -------------------------------------------------------------------------
 
@@ -106,7 +108,7 @@ class Persistence(pykka.ThreadingActor):
                 if record.reply is not None:
                     record.reply.set_exception(exc)
             raise  # an unexpected failure stops this actor loudly
-        self._commit_ms = (self._commit_ms + [(self._clock.monotonic() - started) * 1000])[-LATENCY_KEPT:]
+        self._commit_ms.append((self._clock.monotonic() - started) * 1000)
         self._critical_commits += 1
         self._commits_since_flush_line += 1
         self._rows += rows
@@ -119,8 +121,9 @@ class Persistence(pykka.ThreadingActor):
         self._last_flush = now
         states, self._pending_states = self._pending_states, {}
         if states:
-            rows, size = self._store.write(states, (), (), self._clock.wall_ms(),
-                                           midway=lambda: killpoints.reached("mid_flush"))
+            with self._store.transaction():
+                rows, size = self._store.put(states, (), (), self._clock.wall_ms())
+                self._hooks.reached("mid_flush")
             self._flushes += 1
             self._rows += rows
             self._bytes += size
@@ -137,18 +140,3 @@ class Persistence(pykka.ThreadingActor):
             commit_ms_p99=percentile(self._commit_ms, 0.99), pending_states=len(self._pending_states),
             records_received=self._records)
 
-
-def record(persistence: Any, message: Record, timeout: float = 10.0) -> None:
-    """Send a record and, when it is critical, wait until it is committed (raises on failure or
-    timeout). The one place a sender waits on Persistence."""
-    if not (message.critical or message.retire):
-        persistence.tell(message)
-        return
-    future = pykka.ThreadingFuture()
-    persistence.tell(Record(message.monitor, message.state, message.events, message.critical,
-                            message.retire, reply=future))
-    future.get(timeout=timeout)
-
-
-def journal(time_ms: int, monitor: MonitorId, event: str, **payload: Any) -> JournalEntry:
-    return JournalEntry(time_ms, monitor, event, payload)

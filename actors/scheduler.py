@@ -7,7 +7,7 @@ that does not come back within `check_timeout` is reported to the Supervisor and
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +60,7 @@ class Scheduler(pykka.ThreadingActor):
         self._entries: dict[MonitorId, _Entry] = {}
         self._waves: dict[int, _Wave] = {}
         self._wave_count = 0
-        self._wave_seconds: list[float] = []
+        self._wave_seconds: deque[float] = deque(maxlen=WAVE_HISTORY)
         self._seq = 0
         self._checks = 0
         self._late = 0
@@ -161,7 +161,7 @@ class Scheduler(pykka.ThreadingActor):
         del self._waves[wave_id]
         now = self._clock.monotonic()
         seconds = now - wave.started
-        self._wave_seconds = (self._wave_seconds + [seconds])[-WAVE_HISTORY:]
+        self._wave_seconds.append(seconds)
         idle_due = [e.due for e in self._entries.values() if not e.in_flight]
         next_in = max(0.0, min(idle_due) - now) if idle_due else 0.0
         counts = {u.value: wave.urgency[u] for u in Urgency if wave.urgency[u]}

@@ -18,15 +18,17 @@ import pykka
 
 from actors import _rules
 from actors._rules import MonitorState, RulesConfig
-from actors.gateway import ask_gateway
+from actors._asks import ask_gateway
 from actors.monitor import Monitor
 from messages.gateway import AccountSnapshot, GetAccountSnapshot
 from messages.models import MonitorId, Urgency
 from messages.persistence import LoadState
 from messages.scheduler import RegisterMonitor, UnregisterMonitor
 from messages.supervisor import (GetSupervisorReport, MonitorFailed, MonitorRetired, MonitorUnresponsive,
-                                 StartSupervision, SupervisorReport, SupervisorTick)
+                                 StartSupervision, StopMonitors, SupervisorReport, SupervisorTick)
+from runtime.backoff import Backoff
 from runtime.clock import Clock
+from runtime.hooks import NO_HOOKS, Hooks
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,10 @@ UNRESPONSIVE_LIMIT = 2  # consecutive unanswered checks before a monitor is rest
 class Supervisor(pykka.ThreadingActor):
     def __init__(self, *, gateway: Any, persistence: Any, clock: Clock, accounts: tuple[str, ...],
                  intervals: dict[str, float], config: RulesConfig, dry_run: bool = False,
-                 discovery_interval: float = 15.0, snapshot_max_age: float = 15.0, ask_timeout: float = 10.0):
+                 discovery_interval: float = 15.0, snapshot_max_age: float = 15.0, ask_timeout: float = 10.0,
+                 hooks: Hooks = NO_HOOKS):
         super().__init__()
+        self._hooks = hooks
         self._gateway, self._persistence = gateway, persistence
         self._scheduler: Any = None
         self._clock = clock
@@ -51,7 +55,7 @@ class Supervisor(pykka.ThreadingActor):
         self._timeout = ask_timeout
         self._monitors: dict[MonitorId, Any] = {}
         self._restart_at: dict[MonitorId, float] = {}
-        self._backoff: dict[MonitorId, float] = {}
+        self._backoff: dict[MonitorId, Backoff] = {}
         self._unresponsive: Counter[MonitorId] = Counter()
         self._last_discovery = clock.monotonic()
         self._peak = self._started = self._retired = self._restarts = 0
@@ -69,14 +73,17 @@ class Supervisor(pykka.ThreadingActor):
                     self._discover()
             case MonitorRetired(monitor=monitor, reason=reason):
                 self._monitors.pop(monitor, None)
+                self._scheduler.tell(UnregisterMonitor(monitor))  # the supervisor registered it
                 self._retired += 1
-                self._reasons[reason] += 1
+                self._reasons[str(reason)] += 1
             case MonitorFailed(monitor=monitor, error=error):
                 self._schedule_restart(monitor, f"failed ({error})")
             case MonitorUnresponsive(monitor=monitor, seconds=seconds):
                 self._unresponsive[monitor] += 1
                 if self._unresponsive[monitor] >= UNRESPONSIVE_LIMIT:
                     self._schedule_restart(monitor, f"did not answer {UNRESPONSIVE_LIMIT} checks in a row")
+            case StopMonitors():
+                self._stop_monitors()
             case GetSupervisorReport():
                 return SupervisorReport(len(self._monitors), self._peak, self._started, self._retired,
                                         self._restarts, dict(self._reasons))
@@ -85,10 +92,17 @@ class Supervisor(pykka.ThreadingActor):
         return None
 
     def on_stop(self) -> None:
-        for ref in list(self._monitors.values()):
-            try:
-                ref.stop(block=True, timeout=5)
-            except pykka.Timeout:
+        self._stop_monitors()
+
+    def _stop_monitors(self) -> None:
+        """Each monitor finishes the check it is in (telling the scheduler, which is still alive),
+        then stops; none is restarted after this."""
+        self._restart_at.clear()
+        monitors, self._monitors = list(self._monitors.values()), {}
+        for ref in monitors:
+            ref.stop(block=False)
+        for ref in monitors:
+            if not ref.actor_stopped.wait(5):
                 log.error("Supervisor: a monitor did not stop within 5 s")
 
     # --- start-up -------------------------------------------------------------------------
@@ -138,7 +152,8 @@ class Supervisor(pykka.ThreadingActor):
             return
         ref = Monitor.start(monitor, gateway=self._gateway, persistence=self._persistence, scheduler=self._scheduler,
                             supervisor=self.actor_ref, clock=self._clock, intervals=self._intervals,
-                            config=self._config, state=state, dry_run=self._dry_run, ask_timeout=self._timeout)
+                            config=self._config, state=state, dry_run=self._dry_run, ask_timeout=self._timeout,
+                            hooks=self._hooks)
         self._monitors[monitor] = ref
         self._started += 1
         self._peak = max(self._peak, len(self._monitors))
@@ -149,7 +164,7 @@ class Supervisor(pykka.ThreadingActor):
         for account in self._accounts:
             try:
                 snapshot = ask_gateway(self._gateway, lambda reply, a=account: GetAccountSnapshot(
-                    a, self._snapshot_max_age, reply), self._timeout)
+                    a, self._snapshot_max_age, reply=reply), self._timeout)
             except pykka.Timeout:
                 continue
             if not isinstance(snapshot, AccountSnapshot) or snapshot.stale:
@@ -168,12 +183,10 @@ class Supervisor(pykka.ThreadingActor):
         if ref is not None:
             self._scheduler.tell(UnregisterMonitor(monitor))
             ref.stop(block=False)
-        backoff = self._backoff.get(monitor, RESTART_BACKOFF_START / 2) * 2
-        self._backoff[monitor] = min(RESTART_BACKOFF_MAX, backoff)
-        self._restart_at[monitor] = self._clock.monotonic() + self._backoff[monitor]
+        delay = self._backoff.setdefault(monitor, Backoff(RESTART_BACKOFF_START, RESTART_BACKOFF_MAX)).next()
+        self._restart_at[monitor] = self._clock.monotonic() + delay
         self._unresponsive.pop(monitor, None)
-        log.error("Supervisor: monitor %s %s; restarting it from its stored state in %.0fs", monitor, why,
-                  self._backoff[monitor])
+        log.error("Supervisor: monitor %s %s; restarting it from its stored state in %.0fs", monitor, why, delay)
 
     def _restart_due(self, now: float) -> None:
         due = [m for m, at in self._restart_at.items() if at <= now]

@@ -12,7 +12,8 @@ import time
 
 import pykka
 
-from actors.gateway import ExchangeGateway, ask_gateway
+from actors._asks import ask_gateway
+from actors.gateway import ExchangeGateway
 from messages.gateway import GatewayTick, GetAccountSnapshot, GetGatewayStats, GetPositionView
 from runtime.clock import SystemClock
 from runtime.ticker import Every, Ticker

@@ -2,12 +2,13 @@
 
 Requests carry a `reply` future (a `pykka.ThreadingFuture`) that the gateway sets when the answer
 is ready, possibly much later: its mailbox never waits on the network. `ask_gateway()` in
-actors/gateway.py is the helper that makes one and waits with a timeout.
+actors/_asks.py is the helper that makes one and waits with a timeout. `reply` is required; a
+command inside a `Batch` passes `reply=None` (the batch is answered as a whole).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import IntEnum
 from typing import Any
@@ -34,7 +35,7 @@ class GetPositionView:
     position_idx: int = 0
     max_age: float = 2.0
     include_closed: bool = False
-    reply: Any = None
+    reply: Any = field(kw_only=True)   # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ class GetAccountSnapshot:
     """Every open position and open order of an account, no older than `max_age` s."""
     account: str
     max_age: float = 15.0
-    reply: Any = None
+    reply: Any = field(kw_only=True)   # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +99,7 @@ class PlaceOrder:
     time_in_force: str = "GTC"
     position_idx: int = 0
     priority: Priority = Priority.RESIZE
-    reply: Any = None
+    reply: Any = field(kw_only=True)   # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,7 @@ class AmendOrder:
     price: Decimal | None = None
     trigger_price: Decimal | None = None
     priority: Priority = Priority.RESIZE
-    reply: Any = None
+    reply: Any = field(kw_only=True)   # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +120,7 @@ class CancelOrder:
     symbol: str
     link_id: str
     priority: Priority = Priority.CLEANUP
-    reply: Any = None
+    reply: Any = field(kw_only=True)   # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,7 @@ class CancelAll:
     account: str
     symbol: str
     priority: Priority = Priority.CLEANUP
-    reply: Any = None
+    reply: Any = field(kw_only=True)   # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +139,7 @@ class Batch:
     account: str
     commands: tuple[Any, ...]
     priority: Priority = Priority.RESIZE
-    reply: Any = None
+    reply: Any = field(kw_only=True)   # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +169,7 @@ Outcome = Accepted | Rejected | Unresolved
 class CheckAccess:
     """Do this account's keys work, and may they trade? Answered with `Access`."""
     account: str
-    reply: Any = None
+    reply: Any = field(kw_only=True)   # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)

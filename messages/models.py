@@ -140,6 +140,28 @@ class Role(StrEnum):
     EMERGENCY_CLOSE = "X"
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Intent:
+    """One order's purpose within a position, across its generations: a role and a level
+    (`S0` the stop, `T2` the second take-profit, `E3` the third entry, `X0` the emergency close)."""
+
+    role: Role
+    level: int
+
+    def __str__(self) -> str:
+        return f"{Role(self.role).value}{self.level}"
+
+    @staticmethod
+    def parse(text: str) -> "Intent":
+        match = _INTENT_RE.fullmatch(text)
+        if match is None:
+            raise ValueError(f"not an intent: {text[:20]!r}")
+        return Intent(Role(match.group(1)), int(match.group(2)))
+
+
+_INTENT_RE = re.compile(r"([ETSX])([0-9]{1,2})")
+
+
 @dataclass(frozen=True, slots=True)
 class OrderLink:
     """The structured `orderLinkId` of an order the daemon placed:
@@ -169,10 +191,14 @@ class OrderLink:
     def next_generation(self) -> "OrderLink":
         return OrderLink(self.position_id, self.role, self.level, self.generation + 1)
 
+    @staticmethod
+    def of(position_id: str, intent: "Intent", generation: int) -> "OrderLink":
+        return OrderLink(position_id, intent.role, intent.level, generation)
+
     @property
-    def intent(self) -> tuple[str, Role, int]:
-        """The same order across generations (position, role, level)."""
-        return (self.position_id, self.role, self.level)
+    def intent(self) -> "Intent":
+        """What the order is for within its position, the same across generations."""
+        return Intent(self.role, self.level)
 
     @staticmethod
     def parse(text: str | None) -> "OrderLink | None":

@@ -44,6 +44,12 @@ class SupervisorTick:
 
 
 @dataclass(frozen=True, slots=True)
+class StopMonitors:
+    """Ask (from the system when stopping): stop every monitor, each after its current check,
+    while the scheduler they report to is still alive."""
+
+
+@dataclass(frozen=True, slots=True)
 class GetSupervisorReport:
     """Ask: `SupervisorReport`."""
 

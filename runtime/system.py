@@ -3,12 +3,14 @@
 Start: persistence, gateway, key check (live), first snapshots of every account (retried with
 backoff until they succeed or a stop is asked for: never trade on guesses), supervisor and
 scheduler (the supervisor reconciles and registers monitors with the scheduler), ticker.
-Stop: in reverse, the final persistence flush last; any actor still alive after that is a bug.
+Stop: upstream first (ticker, monitors, supervisor, scheduler, gateway), the final persistence flush
+last; any actor still alive after that is a bug.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import resource
 import threading
 import time
@@ -19,7 +21,8 @@ import pykka
 
 from actors._rules import RulesConfig
 from actors._store import open_read_only, open_store
-from actors.gateway import ExchangeGateway, ask_gateway
+from actors._asks import ask_gateway
+from actors.gateway import ExchangeGateway
 from actors.persistence import Persistence
 from actors.scheduler import Scheduler
 from actors.supervisor import Supervisor
@@ -27,8 +30,11 @@ from messages.gateway import (Access, AccountSnapshot, CheckAccess, GatewayTick,
                               GetGatewayStats, ReportStats)
 from messages.persistence import FlushDue, GetPersistenceStats
 from messages.scheduler import GetSchedule, Tick
-from messages.supervisor import GetSupervisorReport, StartSupervision, SupervisorTick
+from messages.supervisor import GetSupervisorReport, StartSupervision, StopMonitors, SupervisorTick
+from runtime.backoff import Backoff
 from runtime.clock import Clock, SystemClock
+from runtime.hooks import Hooks
+from runtime.hooks import from_environment as hooks_from_environment
 from runtime.stats import percentile
 from runtime.ticker import Every, Ticker
 from settings import Settings
@@ -44,8 +50,10 @@ class StartupError(Exception):
 
 class System:
     def __init__(self, settings: Settings, accounts: dict[str, tuple[str, str]], base_url: str, *,
-                 clock: Clock | None = None, dry_run: bool = False, check_access: bool = True):
+                 clock: Clock | None = None, dry_run: bool = False, check_access: bool = True,
+                 hooks: Hooks | None = None):
         self.settings = settings
+        self.hooks = hooks if hooks is not None else hooks_from_environment(os.environ)  # ValueError: bad spec
         self.accounts = accounts
         self.base_url = base_url
         self.clock = clock or SystemClock()
@@ -65,7 +73,7 @@ class System:
         s = self.settings
         store, states, moved = open_store(s.state_path)  # StateError: refuse to start
         self.persistence = Persistence.start(store, states, self.clock, flush_interval=float(s.flush_interval_seconds),
-                                             moved_aside=str(moved) if moved else None)
+                                             moved_aside=str(moved) if moved else None, hooks=self.hooks)
         self.gateway = ExchangeGateway.start(self.accounts, self.base_url, self.clock, pool_size=s.http_pool_size,
                                              timeout=float(s.http_timeout_seconds), recv_window=s.recv_window_ms,
                                              stale_limit=float(s.stale_limit_seconds))
@@ -80,7 +88,7 @@ class System:
                                            accounts=tuple(self.accounts), intervals=intervals,
                                            config=RulesConfig.from_settings(s), dry_run=self.dry_run,
                                            snapshot_max_age=float(s.cache_ttl_seconds),
-                                           ask_timeout=float(s.http_timeout_seconds) + 5)
+                                           ask_timeout=float(s.http_timeout_seconds) + 5, hooks=self.hooks)
         self.scheduler = Scheduler.start(self.clock, intervals, self.supervisor)
         self.supervisor.ask(StartSupervision(self.scheduler, snapshots), timeout=60)
         self.ticker.add(Every(0.25, self.scheduler, Tick))
@@ -93,19 +101,19 @@ class System:
     def _check_access(self, stop: threading.Event) -> bool:
         """Refuse to start on a definite no (a wrong or read-only key); wait out transient
         failures (maintenance, timeouts) with backoff. False when a stop was asked for."""
-        backoff = SNAPSHOT_BACKOFF_START
+        backoff = Backoff(SNAPSHOT_BACKOFF_START, SNAPSHOT_BACKOFF_MAX)
         for account in self.accounts:
             while True:
                 try:
-                    access = ask_gateway(self.gateway, lambda reply, a=account: CheckAccess(a, reply), 60)
+                    access = ask_gateway(self.gateway, lambda reply, a=account: CheckAccess(a, reply=reply), 60)
                 except pykka.Timeout:
                     access = Access(account, False, False, "no answer in time", transient=True)
                 if access.ok or not access.transient:
                     break
-                log.warning("Start-up: cannot check the %s key yet (%s); retrying in %.0fs", account, access.message, backoff)
-                if stop.wait(backoff):
+                delay = backoff.next()
+                log.warning("Start-up: cannot check the %s key yet (%s); retrying in %.0fs", account, access.message, delay)
+                if stop.wait(delay):
                     return False
-                backoff = min(SNAPSHOT_BACKOFF_MAX, backoff * 2)
             if not access.ok:
                 raise StartupError(f"the {account} account's API key does not work: {access.message}")
             if not access.can_trade and not self.dry_run:
@@ -115,13 +123,14 @@ class System:
 
     def _first_snapshots(self, stop: threading.Event) -> dict[str, AccountSnapshot] | None:
         snapshots: dict[str, AccountSnapshot] = {}
-        backoff = SNAPSHOT_BACKOFF_START
+        backoff = Backoff(SNAPSHOT_BACKOFF_START, SNAPSHOT_BACKOFF_MAX)
         while not stop.is_set():
+            delay = backoff.next()
             for account in self.accounts:
                 if account in snapshots:
                     continue
                 try:
-                    answer = ask_gateway(self.gateway, lambda reply, a=account: GetAccountSnapshot(a, 0.0, reply),
+                    answer = ask_gateway(self.gateway, lambda reply, a=account: GetAccountSnapshot(a, 0.0, reply=reply),
                                          float(self.settings.http_timeout_seconds) * 4)
                 except pykka.Timeout:
                     answer = "no answer in time"
@@ -131,19 +140,28 @@ class System:
                              len(answer.positions), len(answer.orders))
                 else:
                     log.warning("Start-up: cannot read %s yet (%s); retrying in %.0fs; nothing is traded until "
-                                "every account has been read", account, getattr(answer, "reason", answer), backoff)
+                                "every account has been read", account, getattr(answer, "reason", answer), delay)
             if len(snapshots) == len(self.accounts):
                 return snapshots
-            stop.wait(backoff)  # the main thread idles here, still answering signals
-            backoff = min(SNAPSHOT_BACKOFF_MAX, backoff * 2)
+            stop.wait(delay)  # the main thread idles here, still answering signals
         return None
 
     # --- stop -----------------------------------------------------------------------------
 
     def stop(self) -> None:
+        """Upstream first, so nothing is told to an actor already gone: no more ticks; the
+        scheduler's queued ticks drained (so it dispatches nothing more); the monitors stopped,
+        each after its check, while the scheduler they report to still listens; then the
+        supervisor, the scheduler, the gateway and persistence (its final flush last)."""
         if self.ticker is not None:
             self.ticker.stop()
-        for name in ("scheduler", "supervisor", "gateway", "persistence"):
+        for ref, message in ((self.scheduler, GetSchedule()), (self.supervisor, StopMonitors())):
+            if ref is not None:
+                try:
+                    ref.ask(message, timeout=30)
+                except (pykka.Timeout, pykka.ActorDeadError):
+                    log.warning("Stopping: %s did not answer in time", message)
+        for name in ("supervisor", "scheduler", "gateway", "persistence"):
             ref = getattr(self, name)
             if ref is not None:
                 try:

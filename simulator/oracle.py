@@ -67,7 +67,7 @@ class Oracle:
         ours = [(o, OrderLink.parse(o.link_id)) for o in orders]
         ours = [(o, link) for o, link in ours if link is not None]
         # Duplicates: one live order per intent.
-        intents = Counter(link.intent for _, link in ours)
+        intents = Counter((link.position_id, link.intent) for _, link in ours)
         for intent, count in intents.items():
             if count > 1 and (key, intent) not in self._duplicates_seen:
                 self._duplicates_seen.add((key, intent))

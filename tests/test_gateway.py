@@ -13,7 +13,8 @@ import pytest
 
 from actors._cache import AccountCache
 from actors._rate_limit import RateLimiter
-from actors.gateway import ExchangeGateway, ask_gateway
+from actors._asks import ask_gateway
+from actors.gateway import ExchangeGateway
 from messages.gateway import (Accepted, AmendOrder, Batch, CancelOrder, GatewayTick, GetAccountSnapshot,
                               GetGatewayStats, GetPositionView, PlaceOrder, Priority, Rejected, Unavailable,
                               Unresolved)
@@ -275,7 +276,7 @@ def test_accepted_commands_are_reflected_before_the_next_answer(rig):
 def test_batch_commands_answer_per_item(rig):
     r = rig()
     make = lambda n: PlaceOrder("main", "BTCUSDT", "Buy", "Limit", Decimal("0.001"), f"tg-bat{n}-E2-0",
-                                price=Decimal("50000"), reduce_only=False)
+                                price=Decimal("50000"), reduce_only=False, reply=None)
     outcomes = r.send(lambda f: Batch("main", (make(1), make(1), make(2)), reply=f))
     assert [type(o) for o in outcomes] == [Accepted, Rejected, Accepted]
     assert outcomes[1].code == 110072
@@ -385,3 +386,14 @@ def test_limiter_is_corrected_by_headers_and_blocks_on_10006_and_403():
     assert limiter.delay("main", "/v5/order/cancel", 1.0) == 4.0
     limiter.ban(until=100.0)
     assert limiter.delay("mirror", "/v5/market/tickers", 1.0) == 99.0
+
+
+def test_a_request_without_a_reply_future_is_logged_and_dropped_not_fatal(rig, caplog):
+    r = rig(positions=2)
+    entry = r.book[0]
+    r.gateway.tell(GetPositionView("main", entry.symbol, 0, 2.0, reply=None))
+    r.gateway.tell(CancelOrder("main", entry.symbol, "tg-x-T1-0", reply=None))
+    view = r.view(entry.symbol)                       # the only gateway is still alive and answers
+    assert view.symbol == entry.symbol
+    errors = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.ERROR]
+    assert len(errors) == 2 and all("without a reply future" in line for line in errors)

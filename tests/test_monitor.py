@@ -12,7 +12,7 @@ import pytest
 
 from actors._rules import RulesConfig
 from actors.monitor import Monitor
-from messages.gateway import AmendOrder, PlaceOrder, Rejected, Unavailable, Unresolved
+from messages.gateway import AmendOrder, CancelOrder, PlaceOrder, Rejected, Unavailable, Unresolved
 from messages.models import MonitorId, OrderLink, Role, Urgency
 from messages.monitor import Check, GetMonitorState
 from messages.scheduler import Checked, UnregisterMonitor
@@ -103,9 +103,10 @@ def test_a_whole_conservative_life(rig, caplog):
     r.price("67650")                                   # TP4: closed
     assert r.check() is None                           # retired instead of answering
     assert MonitorRetired(MonitorId("main", "BTCUSDT"), "take_profits") in recorded(r.supervisor)
-    assert UnregisterMonitor(MonitorId("main", "BTCUSDT")) in recorded(r.scheduler)
+    # Retirement is announced once, to the supervisor, which owns the scheduler's registration.
+    assert not [m for m in recorded(r.scheduler) if isinstance(m, UnregisterMonitor)]
     assert not r.ex.accounts["main"].open_by_symbol   # nothing left behind
-    lines = [rec.getMessage() for rec in caplog.records if rec.name == "actors.monitor"]
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "actors._cycle"]
     for prefix in ("MONITOR STARTED", "PHASE", "TP1 FILLED", "BREAKEVEN", "TP2 FILLED", "CLOSED", "MONITOR RETIRED"):
         assert any(line.startswith(prefix) for line in lines), prefix
     assert records(r.persistence)[-1].retire
@@ -190,3 +191,47 @@ def test_unknown_message_is_logged_as_an_error(rig, caplog):
     r = rig()
     r.monitors["main"].ask("nonsense", timeout=5)
     assert any(rec.levelno == logging.ERROR and "unknown message" in rec.getMessage() for rec in caplog.records)
+
+
+def test_a_group_of_outcomes_is_one_critical_record_not_one_per_outcome(rig):
+    """Closing a position cancels its leftovers as one batch; settling that batch costs one
+    acknowledged commit, however many orders it held."""
+    r = rig(entries_filled=1)
+    r.check()
+    position = r.ex.accounts["main"].positions["BTCUSDT"]
+    r.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty=str(position.size))  # closed by hand
+    r.check()                                          # flat once: wait for a second snapshot
+    before = len(records(r.persistence))
+    assert r.check() is None                           # confirmed: leftovers cancelled, retired
+    batches = [m for m in recorded_commands(r.gateway) if isinstance(m, CancelOrder)]
+    settled = [rec for rec in records(r.persistence)[before:]
+               if any(e.event == "command_settled" for e in rec.events)]
+    assert len(batches) >= 3                           # two entry limits and the stop (the exchange cancelled the TPs)
+    assert len(settled) == 1 and len([e for e in settled[0].events if e.event == "command_settled"]) == len(batches)
+
+
+def test_hooks_are_injected_and_the_monitor_reaches_after_send(rig):
+    r = rig(entries_filled=3)
+    reached: list[str] = []
+
+    class Recording:
+        def reached(self, point: str) -> None:
+            reached.append(point)
+    monitor = Monitor.start(MonitorId("main", "BTCUSDT"), gateway=r.gateway, persistence=r.persistence,
+                            scheduler=r.scheduler, supervisor=r.supervisor, clock=r.clock, intervals=INTERVALS,
+                            config=RulesConfig(), hooks=Recording())
+    r.ex.cancel_order(r.ex.accounts["main"], {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": r.link("S", 0)})
+    monitor.tell(Check(0.0, 1))
+    monitor.ask(GetMonitorState(), timeout=10)
+    assert "after_send" in reached
+
+
+def test_importing_the_monitor_does_not_import_the_exchange_client():
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = "import sys, actors.monitor, actors.supervisor; print(sorted(m for m in sys.modules if m.startswith('pybit')))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from actors._store import SCHEMA_VERSION, StateError, open_store
-from actors.persistence import Persistence, journal, record
+from actors._asks import journal, record
+from actors.persistence import Persistence
 from messages.models import MonitorId
 from messages.persistence import FlushDue, GetPersistenceStats, LoadState, Record
 from runtime.clock import FakeClock
@@ -272,3 +273,24 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_event(tmp_path):
             connection.close()
         assert acknowledged <= stored
     assert len(acknowledged) >= 20
+
+
+def test_the_mid_flush_hook_is_reached_inside_the_flush_before_its_commit(tmp_path):
+    """The hook is injected (no environment read inside the daemon); at `mid_flush` the rows are
+    written but not committed: another connection still sees none."""
+    path = tmp_path / "state.db"
+    seen: list[tuple[str, int]] = []
+
+    class Recording:
+        def reached(self, point: str) -> None:
+            seen.append((point, len(rows(path, "SELECT monitor FROM monitor_state"))))
+    store, states, _ = open_store(path)
+    clock = FakeClock()
+    ref = Persistence.start(store, states, clock, flush_interval=30.0, hooks=Recording())
+    for n in range(3):
+        record(ref, Record(MonitorId("main", f"S{n}USDT"), {"n": n}))
+    ref.tell(FlushDue(clock.advance(30)))
+    assert stats(ref).batched_flushes == 1
+    assert seen == [("mid_flush", 0)]
+    assert len(rows(path, "SELECT monitor FROM monitor_state")) == 3
+    ref.stop()

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from actors import _rules
-from actors._rules import PROFIT_TAKING, RulesConfig
+from actors._rules import EMERGENCY_KEY, STOP_KEY, Phase, RulesConfig
 from messages.gateway import Rejected, Unresolved
 from messages.models import MonitorId, OrderLink, Role, Urgency
 from simulator import Simulator
@@ -104,13 +104,13 @@ def test_r2_tp1_filled_moves_the_stop_to_breakeven_and_remaining_size_in_one_ame
     world.check()
     world.price("65700")                               # TP1 (65650) fills
     commands, events = world.check()
-    stop_moves = [c for c in commands if c.key == "S0"]
+    stop_moves = [c for c in commands if c.key == STOP_KEY]
     assert len(stop_moves) == 1 and stop_moves[0].action == "amend"
     assert stop_moves[0].trigger_price == D("65078.0") and stop_moves[0].qty == D("0.015")
     assert sorted(c.link_id for c in commands if c.action == "cancel") == [link("E", 2), link("E", 3)]
-    assert commands[0].key == "S0"                     # protecting first
+    assert commands[0].key == STOP_KEY                     # protecting first
     assert kinds(events)[:2] == ["tp_filled", "phase_changed"] and "breakeven" in kinds(events)
-    assert world.driver.state.phase == PROFIT_TAKING and world.driver.state.breakeven_done
+    assert world.driver.state.phase == Phase.PROFIT_TAKING and world.driver.state.breakeven_done
     assert not world.account.by_link[link("E", 2)].is_open
     assert world.check()[0] == []                      # once per position
 
@@ -122,7 +122,7 @@ def test_r3_a_later_tp_shrinks_the_stop_to_what_is_left():
     world.check()
     world.price("66350")                               # TP2 (66300) fills
     commands, events = world.check()
-    assert [(c.key, c.qty, c.trigger_price) for c in commands] == [("S0", D("0.030"), None)]
+    assert [(c.key, c.qty, c.trigger_price) for c in commands] == [(STOP_KEY, D("0.030"), None)]
     assert "tp_filled" in kinds(events)
 
 
@@ -206,29 +206,29 @@ def test_protect_policy_adopts_a_bare_position_with_the_default_ladder_and_stop(
     world = World(open_plan=False)
     world.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.100")
     commands, _ = world.check()
-    stop = [c for c in commands if c.key == "S0"][0]
+    stop = [c for c in commands if c.key == STOP_KEY][0]
     assert stop.trigger_price == D("66950.0") and stop.qty == D("0.100") and stop.trigger_direction == 1
-    assert sorted(c.qty for c in commands if c.key.startswith("T")) == [D("0.005")] * 3 + [D("0.085")]
+    assert sorted(c.qty for c in commands if c.key is not None and c.key.role is Role.TAKE_PROFIT) == [D("0.005")] * 3 + [D("0.085")]
 
 
 def test_r8_stop_amend_answered_110001_places_a_new_stop_with_the_next_generation():
     world = World(entries_filled=3)
     world.check()
     world.price("65700")
-    world.driver.override = lambda c: Rejected(110001, "Order does not exist.") if c.action == "amend" and c.key == "S0" else None
+    world.driver.override = lambda c: Rejected(110001, "Order does not exist.") if c.action == "amend" and c.key == STOP_KEY else None
     commands, events = world.check()
-    places = [c for c in commands if c.key == "S0" and c.action == "place"]
+    places = [c for c in commands if c.key == STOP_KEY and c.action == "place"]
     assert [(c.link_id, c.trigger_price, c.qty) for c in places] == [(link("S", 0, 1), D("64557.4"), D("0.045"))]
-    assert not [c for c in commands if c.key == "S0" and c.action == "cancel"]  # never naked
+    assert not [c for c in commands if c.key == STOP_KEY and c.action == "cancel"]  # never naked
 
 
 def test_r9_breakeven_refused_as_already_crossed_closes_at_market():
     world = World(entries_filled=3)
     world.check()
     world.price("65700")
-    world.driver.override = lambda c: Rejected(110093, "expect Falling") if c.key == "S0" else None
+    world.driver.override = lambda c: Rejected(110093, "expect Falling") if c.key == STOP_KEY else None
     commands, events = world.check()
-    emergency = [c for c in commands if c.key == "X0"]
+    emergency = [c for c in commands if c.key == EMERGENCY_KEY]
     assert len(emergency) == 1
     assert (emergency[0].order_type, emergency[0].reduce_only, emergency[0].close_on_trigger, emergency[0].qty) == \
         ("Market", True, True, D("0.045"))
@@ -244,35 +244,36 @@ def test_r10_an_unresolved_place_is_found_by_its_link_id_and_not_sent_twice():
     world = World(entries_filled=3)
     world.check()
     world.ex.cancel_order(world.account, {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": link("S", 0)})
-    world.driver.override = lambda c: "apply-then-lose" if c.key == "S0" else None
     from tests.stubs.book import apply
-    from tests.rules_driver import to_message
+    from actors._cycle import command_message
 
     def lost(command):
-        if command.key != "S0":
+        if command.key != STOP_KEY:
             return None
-        apply(world.ex, "main", "BTCUSDT", to_message(BTC, command))
+        apply(world.ex, "main", "BTCUSDT", command_message(BTC, command))
         return Unresolved("lost answer")
     world.driver.override = lost
-    commands, _ = world.check()
-    assert [c.link_id for c in commands] == [link("S", 0, 1)] and "S0" in world.driver.state.pending
-    assert _rules.classify_urgency(world.driver.state, None, world.driver.now_ms) is Urgency.CRITICAL
+    commands, events = world.check()
+    assert [c.link_id for c in commands] == [link("S", 0, 1)]
+    # The check re-reads at once after an unresolved outcome and finds the stop by its id.
+    assert STOP_KEY not in world.driver.state.pending
+    assert [e.payload["outcome"] for e in events if e.kind == "command_settled"] == ["Unresolved", "found"]
     world.driver.override = None
     commands, events = world.check()
-    assert commands == [] and "S0" not in world.driver.state.pending
-    assert sum(1 for c in world.driver.sent if c.key == "S0" and c.action == "place") == 1
+    assert commands == []
+    assert sum(1 for c in world.driver.sent if c.key == STOP_KEY and c.action == "place") == 1
 
 
 def test_r10_an_unresolved_place_absent_from_two_fresh_snapshots_is_issued_again():
     world = World(entries_filled=3)
     world.check()
     world.ex.cancel_order(world.account, {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": link("S", 0)})
-    world.driver.override = lambda c: Unresolved("timeout") if c.key == "S0" else None
-    world.check()
+    world.driver.override = lambda c: Unresolved("timeout") if c.key == STOP_KEY else None
+    commands, _ = world.check()                         # absent from the immediate re-read: wait
+    assert [c.link_id for c in commands] == [link("S", 0, 1)] and STOP_KEY in world.driver.state.pending
     world.driver.override = None
-    assert world.check()[0] == []                       # absent once: wait
-    commands, events = world.check()                    # absent twice: not done
-    assert [c.link_id for c in commands if c.key == "S0"] == [link("S", 0, 2)]
+    commands, events = world.check()                    # absent twice: not done, issued again
+    assert [c.link_id for c in commands if c.key == STOP_KEY] == [link("S", 0, 2)]
     assert world.account.by_link[link("S", 0, 2)].is_open
 
 
@@ -314,7 +315,7 @@ def test_short_positions_mirror_the_rules():
     world.check()
     world.price("64300")                                # TP1 of a short (64350) fills
     commands, _ = world.check()
-    stop = [c for c in commands if c.key == "S0"][0]
+    stop = [c for c in commands if c.key == STOP_KEY][0]
     assert stop.trigger_price == D("65441.3")           # avg 65520 x (1 - 0.0012), rounded down
     assert world.order(link("S", 0)).trigger_direction == 1
 
@@ -365,12 +366,12 @@ def view_at(world, price: str):
 
 # Stop 62545.6 and TP1 65650: at 64100 the mark is 2.4 % from both (neither near nor far).
 @pytest.mark.parametrize("name, change, price, expected", [
-    ("pending command", lambda s: replace(s, pending={"S0": _rules.Pending("place", "x")}), "64100", Urgency.CRITICAL),
+    ("pending command", lambda s: replace(s, pending={STOP_KEY: _rules.Pending(_rules.Action.PLACE, "x")}), "64100", Urgency.CRITICAL),
     ("tp1 filled, stop not at breakeven", lambda s: replace(s, tp1_done=True), "64100", Urgency.CRITICAL),
     ("mark within 0.5% of the next TP", lambda s: s, "65400", Urgency.CRITICAL),
     ("mark within 0.5% of the stop", lambda s: s, "62800", Urgency.CRITICAL),
     ("a fill less than 60 s ago", lambda s: replace(s, last_change_ms=10_000_000 - 30_000), "64100", Urgency.CRITICAL),
-    ("profit taking", lambda s: replace(s, phase=PROFIT_TAKING, tp1_done=True, breakeven_done=True), "64100", Urgency.ACTIVE),
+    ("profit taking", lambda s: replace(s, phase=Phase.PROFIT_TAKING, tp1_done=True, breakeven_done=True), "64100", Urgency.ACTIVE),
     ("mark within 2% of a trigger", lambda s: s, "64900", Urgency.ACTIVE),
     ("90% of the target closed", lambda s: replace(s, peak_size=D("1.0"), last_size=D("0.09")), "64100", Urgency.INACTIVE),
     ("quiet for 10 minutes and far from triggers", lambda s: replace(s, plan=replace(s.plan, stop_price=D("60000"), tp_prices=(D("70000"),) * 4)), "64100", Urgency.IDLE),

@@ -8,11 +8,12 @@ from decimal import Decimal
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from actors._rules import STOP_KEY
+from actors._cycle import command_message
+from actors._rules import EMERGENCY_KEY, STOP_KEY
 from messages.gateway import Rejected, Unresolved
 from messages.models import MonitorId, OrderLink, Role
 from simulator import Simulator
-from tests.rules_driver import Driver, to_message
+from tests.rules_driver import Driver
 from tests.stubs.book import apply, open_conservative
 
 BTC = MonitorId("main", "BTCUSDT")
@@ -58,10 +59,10 @@ def test_invariants_hold_after_every_step(side, entries, steps):
                 if kind == "reject":
                     return Rejected(value, "injected")
                 if value:  # unresolved, but the exchange acted (a lost answer)
-                    apply(ex, "main", "BTCUSDT", to_message(BTC, command))
+                    apply(ex, "main", "BTCUSDT", command_message(BTC, command))
                 return Unresolved("injected")
-            outcome = apply(ex, "main", "BTCUSDT", to_message(BTC, command))
-            if isinstance(outcome, Rejected) and outcome.code == 110017 and command.key[0] == "T":
+            outcome = apply(ex, "main", "BTCUSDT", command_message(BTC, command))
+            if isinstance(outcome, Rejected) and outcome.code == 110017 and command.key is not None and command.key.role is Role.TAKE_PROFIT:
                 oversize_rejections += 1
             return outcome
         driver.override = override
@@ -120,7 +121,7 @@ def test_invariants_hold_after_every_step(side, entries, steps):
         active_ro = [o for o in ours if o.is_active_reduce_only]
         if size > 0 and not driver.state.retired:
             covered = any(s.qty >= size for s in stops)
-            being_placed = STOP_KEY in driver.state.pending or "X0" in driver.state.pending
+            being_placed = STOP_KEY in driver.state.pending or EMERGENCY_KEY in driver.state.pending
             if covered:
                 unprotected_checks = 0
             elif not failed and not being_placed:
@@ -138,7 +139,7 @@ def test_invariants_hold_after_every_step(side, entries, steps):
         external_order = account.orders[external_id]
         assert external_order.status in ("New", "Filled") and external_order.cancel_type == "UNKNOWN"
     event(f"ended: {driver.state.retired or driver.state.phase}")
-    if any(c.key == "X0" for c in driver.sent):
+    if any(c.key == EMERGENCY_KEY for c in driver.sent):
         event("emergency close")
-    if any(c.key == "S0" and c.action == "place" for c in driver.sent):
+    if any(c.key == STOP_KEY and c.action == "place" for c in driver.sent):
         event("stop (re)placed")

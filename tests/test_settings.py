@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from settings import PARSERS, Secret, Settings, SettingsError, load_settings
+from settings import PARSERS, Secret, Settings, SettingsError, load_settings, state_path_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY, SECRET = "AbCdEfKeyValue123", "TopSecretValue987654321"
@@ -150,3 +150,31 @@ def test_unknown_config_setting_exits_2(tmp_path):
 def test_missing_config_file_exits_2(tmp_path):
     result = run_main("--config", str(tmp_path / "absent.conf"))
     assert result.returncode == 2 and "--config: cannot read" in result.stderr
+
+
+def test_a_config_file_reports_every_problem_at_once(tmp_path):
+    path = tmp_path / "bad.conf"
+    path.write_text("NOT_A_SETTING=1\nHTTP_POOL_SIZE=many\nnonsense\nLOG_LEVEL=LOUD\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings({}, path)
+    names = [line.split(":")[0] for line in caught.value.problems]
+    assert names == ["NOT_A_SETTING", f"--config {path} line 3", "HTTP_POOL_SIZE", "LOG_LEVEL"]
+
+
+@pytest.mark.parametrize("make_path, expected", [
+    (lambda tmp: "/proc/nowhere/state.db", "cannot write in /proc/nowhere"),
+    (lambda tmp: str(tmp), "is a directory"),
+    (lambda tmp: str((tmp / "file").absolute()) + "/state.db", "cannot write in"),
+], ids=["parent-cannot-be-created", "a-directory", "parent-is-a-file"])
+def test_an_unusable_state_path_is_one_line_and_exit_2_before_anything_starts(tmp_path, make_path, expected):
+    (tmp_path / "file").write_text("not a folder")
+    result = run_main("--duration", "5", env={"STATE_PATH": make_path(tmp_path)})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("invalid setting: STATE_PATH: ") and expected in lines[0]
+    assert "Running against" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_usable_state_path_has_no_problem_and_its_folder_is_made(tmp_path):
+    path = tmp_path / "deeper" / "state.db"
+    assert state_path_problem(str(path)) is None and path.parent.is_dir()

@@ -128,7 +128,7 @@ def test_restart_in_the_middle_resumes_every_monitor_once_and_places_nothing_twi
     assert not [m for m in second.messages() if m.startswith(("BREAKEVEN", "MONITOR STARTED", "STOP RESTORED"))]
     assert sim.stats.requests(endpoint="/v5/order/create") == creates_before
     for account in ("main", "mirror"):
-        intents = [OrderLink.parse(o.link_id).intent for sym in sim.account(account).open_by_symbol
+        intents = [(OrderLink.parse(o.link_id).position_id, OrderLink.parse(o.link_id).intent) for sym in sim.account(account).open_by_symbol
                    for o in sim.account(account).open_orders(sym) if OrderLink.parse(o.link_id)]
         assert len(intents) == len(set(intents))  # one live order per intent
 

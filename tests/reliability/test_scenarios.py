@@ -19,7 +19,9 @@ from messages.models import MonitorId, OrderLink, Role
 from simulator import Simulator
 from tests.e2e.harness import ROOT
 from tests.reliability.harness import CRITICAL_S, Rig, assert_invariants
-from tests.rules_driver import Driver, to_message
+from actors._cycle import command_message
+from actors._rules import STOP_KEY
+from tests.rules_driver import Driver
 from tests.stubs.book import apply, open_conservative
 
 pytestmark = pytest.mark.slow
@@ -83,16 +85,16 @@ def test_s02_a_resend_answered_110072_is_settled_by_lookup():
     sim.exchange.cancel_order(sim.account("main"), {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "tg-pos1-S0-0"})
 
     def duplicate(command):  # the order landed earlier; this send is told "duplicate"
-        if command.key != "S0":
+        if command.key != STOP_KEY:
             return None
-        apply(sim.exchange, "main", "BTCUSDT", to_message(monitor, command))
+        apply(sim.exchange, "main", "BTCUSDT", command_message(monitor, command))
         return Rejected(110072, "OrderLinkedID is duplicate")
     driver.override = duplicate
     driver.check()
-    assert "S0" in driver.state.pending
+    assert STOP_KEY in driver.state.pending
     driver.override = None
     commands, _ = driver.check()
-    assert commands == [] and "S0" not in driver.state.pending
+    assert commands == [] and STOP_KEY not in driver.state.pending
     assert [o.link_id for o in sim.account("main").open_orders("BTCUSDT") if o.is_conditional] == ["tg-pos1-S0-1"]
 
 

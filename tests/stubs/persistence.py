@@ -1,4 +1,4 @@
-"""A stub Persistence: acknowledges every record at once and keeps them."""
+"""A stub Persistence: acknowledges every record at once and keeps them; nothing is stored."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pykka
 
-from messages.persistence import Record
+from messages.persistence import LoadedState, LoadState, Record
 
 
 class GetRecords:
@@ -22,6 +22,8 @@ class StubPersistence(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, GetRecords):
             return list(self.records)
+        if isinstance(message, LoadState):
+            return LoadedState({}, {})
         if isinstance(message, Record):
             self.records.append(message)
             self.ledger.append(("record", message))

@@ -1,0 +1,237 @@
+"""One check of one position, in order: the daemon's check cycle as a plain object.
+
+    view -> (adopt) -> (re-read with finished orders) -> reconcile -> record -> send, settle
+    (follow-ups) -> (settle pending from an immediate re-read) -> finish -> urgency -> record
+
+It is pure given its answers: every view and every command outcome comes through `CycleIO`, and
+every record goes out through it. The Monitor actor drives it with the real gateway and
+persistence (actors/monitor.py); the rule scenarios and property tests drive the same object
+with the simulator's exchange engine in-process (tests/rules_driver.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from actors import _rules
+from actors._rules import Action, CloseReason, Command, Event, EventKind, MonitorState, RulesConfig
+from messages.gateway import (AmendOrder, CancelOrder, Outcome, PlaceOrder, PositionView, Priority, Rejected,
+                              Unavailable, Unresolved)
+from messages.models import MonitorId, Urgency
+from messages.persistence import JournalEntry
+from runtime.clock import Clock
+from runtime.hooks import NO_HOOKS, Hooks
+
+log = logging.getLogger(__name__)
+
+MAX_FOLLOW_UPS = 5      # follow-ups (R8, R9) sent within one check; the rest go first next check
+BATCH_LIMIT = 10        # Bybit's batch endpoints take up to 10 orders
+
+
+class CycleIO(Protocol):
+    """What a check needs from the world."""
+
+    def view(self, max_age: float, include_closed: bool) -> PositionView | Unavailable | None:
+        """The position view no older than `max_age` s; None when no answer came in time."""
+
+    def send(self, group: list[Command]) -> list[Outcome]:
+        """One request: one command, or a batch of commands of one kind (`command_message` each);
+        an outcome each, in order."""
+
+    def save(self, state: dict | None, entries: tuple[JournalEntry, ...], *, critical: bool, retire: bool) -> None:
+        """Record the state (and journal entries); a critical record returns once committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    urgency: Urgency
+    data_age: float = 0.0
+    throttled: bool = False
+    retired: CloseReason | None = None
+    sent: tuple[Command, ...] = ()
+    events: tuple[Event, ...] = ()
+
+
+def command_message(monitor: MonitorId, command: Command, reply: Any = None) -> PlaceOrder | AmendOrder | CancelOrder:
+    """The gateway message for one command (`reply=None` inside a batch)."""
+    account, symbol = monitor.account, monitor.symbol
+    match command.action:
+        case Action.PLACE:
+            return PlaceOrder(account, symbol, command.side, command.order_type, command.qty, command.link_id,
+                              price=command.price, trigger_price=command.trigger_price,
+                              trigger_direction=command.trigger_direction, reduce_only=command.reduce_only,
+                              close_on_trigger=command.close_on_trigger, position_idx=monitor.position_idx,
+                              priority=command.priority, reply=reply)
+        case Action.AMEND:
+            return AmendOrder(account, symbol, command.link_id, qty=command.qty, trigger_price=command.trigger_price,
+                              priority=command.priority, reply=reply)
+        case _:
+            return CancelOrder(account, symbol, command.link_id, priority=command.priority, reply=reply)
+
+
+class CheckCycle:
+    def __init__(self, monitor: MonitorId, io: CycleIO, clock: Clock, intervals: dict[Urgency, float],
+                 config: RulesConfig, *, state: MonitorState | None = None, dry_run: bool = False,
+                 hooks: Hooks = NO_HOOKS, max_follow_ups: int = MAX_FOLLOW_UPS):
+        self.monitor = monitor
+        self.state = state
+        self._io = io
+        self._clock = clock
+        self._intervals = intervals
+        self._config = config
+        self._dry_run = dry_run
+        self._hooks = hooks
+        self._max_follow_ups = max_follow_ups
+        self._extra = {"account": monitor.account, "symbol": monitor.symbol, "monitor": str(monitor)}
+        self._deferred: list[Command] = []      # follow-ups over the limit: sent first next check
+        self._last_view: PositionView | None = None
+        self._sent: list[Command] = []
+        self._events: list[Event] = []
+
+    def run(self) -> CheckResult:
+        self._sent, self._events = [], []
+        urgency = self.state.urgency if self.state else Urgency.CRITICAL
+        if self._deferred and self._last_view is not None:
+            deferred, self._deferred = self._deferred, []
+            self._run(deferred, self._last_view, self._clock.wall_ms())
+        view = self._io.view(self._intervals[urgency], False)
+        if not isinstance(view, PositionView):
+            return self._result(urgency)                                    # R0: nothing to act on
+        if self.state is None:
+            self.state = _rules.adopt(self.monitor, view, self._clock.wall_ms(), self._config)
+            if self.state is None:  # no position: nothing to guard; no instrument yet: next check
+                return self._retire(CloseReason.NO_POSITION) if view.position is None else self._result(urgency)
+            self._emit((self._created_event(),))
+        if _rules.needs_closed(self.state, view):
+            with_closed = self._io.view(self._intervals[urgency], True)
+            view = with_closed if isinstance(with_closed, PositionView) else view
+        now_ms = self._clock.wall_ms()
+        decision = _rules.reconcile(self.state, view, now_ms, self._config)
+        self.state = decision.state
+        if len(self.state.gone_snapshots) == 1 and not self.state.closing:
+            self._save(critical=True)
+            self._hooks.reached("between_closure_snapshots")
+        self._emit(decision.events, force_state=bool(decision.commands))
+        if self._run(decision.commands, view, now_ms):
+            view = self._settle_now(view)
+        self._last_view = view
+        self.state, closing_events = _rules.finish(self.state)
+        urgency = _rules.classify_urgency(self.state, view, now_ms)
+        self.state = replace(self.state, urgency=urgency)
+        self._emit(closing_events)
+        if self.state.retired:
+            return self._retire(self.state.retired)
+        self._save(critical=False)
+        return self._result(urgency, view.age, view.throttled)
+
+    # --- commands -------------------------------------------------------------------------
+
+    def _run(self, commands: tuple[Command, ...] | list[Command], view: PositionView, now_ms: int) -> bool:
+        """Send commands, most protective first; settle each group's outcomes (one critical
+        record per group), which may add follow-ups. True when one stayed unresolved."""
+        queue = sorted(commands, key=lambda c: c.priority)
+        follow_ups = 0
+        unresolved = False
+        while queue:
+            group = _next_group(queue)
+            outcomes = self._send(group)
+            self._hooks.reached("after_send")
+            events: list[Event] = []
+            new: list[Command] = []
+            for command, outcome in zip(group, outcomes):
+                unresolved = unresolved or isinstance(outcome, Unresolved)
+                decision = _rules.settle(self.state, command, outcome, view, now_ms, self._config)
+                self.state = decision.state
+                events += decision.events
+                new += decision.commands
+            if new and follow_ups >= self._max_follow_ups:
+                self._deferred += new
+                events.append(_rules.Event(
+                    EventKind.FOLLOW_UP_DEFERRED, f"FOLLOW-UP DEFERRED {self.monitor}: {len(new)} follow-up commands "
+                    f"over the limit of {self._max_follow_ups} per check go first at the next check "
+                    f"({', '.join(c.link_id for c in new)})", critical=False, level=logging.WARNING))
+                new = []
+            follow_ups += len(new)
+            self._emit(tuple(events), force_state=bool(new))
+            queue = sorted(new + queue, key=lambda c: c.priority)
+        return unresolved
+
+    def _send(self, group: list[Command]) -> list[Outcome]:
+        self._sent += group
+        for command in group:
+            log.info("SENT %s %s %s%s", self.monitor, command.action, command.link_id, _describe(command),
+                     extra=self._extra)
+        if self._dry_run:
+            for command in group:
+                log.info("DRY-RUN would %s %s%s", command.action, command.link_id, _describe(command),
+                         extra=self._extra)
+            return [Rejected(0, "dry run: not sent")] * len(group)
+        return self._io.send(group)
+
+    def _settle_now(self, view: PositionView) -> PositionView:
+        """After an unresolved command, read again at once: the first of the two fresh snapshots
+        R10 needs comes now instead of a whole check later. Only settles; sends nothing."""
+        fresh = self._io.view(0.0, True)
+        if not isinstance(fresh, PositionView):
+            return view
+        decision = _rules.settle_pending(self.state, fresh)
+        self.state = decision.state
+        self._emit(decision.events)
+        return fresh
+
+    # --- records --------------------------------------------------------------------------
+
+    def _emit(self, events: tuple[Event, ...], force_state: bool = False) -> None:
+        """Log every event's line; journal the critical ones with the state, in one record."""
+        self._events += events
+        for event in events:
+            log.log(event.level, event.line, extra={**self._extra, "event": str(event.kind)})
+        critical = [e for e in events if e.critical]
+        if critical or force_state:
+            now_ms = self._clock.wall_ms()
+            entries = tuple(JournalEntry(now_ms, self.monitor, str(e.kind), {"line": e.line, **e.payload})
+                            for e in critical)
+            self._save(critical=True, entries=entries)
+
+    def _save(self, *, critical: bool, entries: tuple[JournalEntry, ...] = (), retire: bool = False) -> None:
+        data = None
+        if self.state is not None:
+            data = {**_rules.state_to_dict(self.state), "summary": _rules.summary(self.state, None)}
+        self._io.save(data, entries, critical=critical, retire=retire)
+
+    def _created_event(self) -> Event:
+        state = self.state
+        plan = state.plan
+        return Event(EventKind.MONITOR_CREATED, f"MONITOR STARTED {self.monitor}: {plan.approach} {plan.side} "
+                     f"{state.last_size} in {state.phase} (position {state.position_id})",
+                     payload={"approach": plan.approach, "phase": state.phase})
+
+    def _retire(self, reason: CloseReason) -> CheckResult:
+        log.info("MONITOR RETIRED %s: %s", self.monitor, reason, extra={**self._extra, "event": "monitor_retired"})
+        entry = JournalEntry(self._clock.wall_ms(), self.monitor, str(EventKind.MONITOR_RETIRED), {"reason": reason})
+        self._save(critical=True, entries=(entry,), retire=True)
+        return self._result(Urgency.CRITICAL, retired=reason)
+
+    def _result(self, urgency: Urgency, data_age: float = 0.0, throttled: bool = False,
+                retired: CloseReason | None = None) -> CheckResult:
+        return CheckResult(urgency, data_age, throttled, retired, tuple(self._sent), tuple(self._events))
+
+
+def _next_group(queue: list[Command]) -> list[Command]:
+    """Placements and cancellations of one kind go as one batch request (up to 10 orders); stop
+    changes and amends go alone, in order. Takes the group off the front of the queue."""
+    group = [queue.pop(0)]
+    first = group[0]
+    if first.action in (Action.PLACE, Action.CANCEL) and first.priority != Priority.PROTECT:
+        while queue and len(group) < BATCH_LIMIT and (queue[0].action, queue[0].priority) == (first.action, first.priority):
+            group.append(queue.pop(0))
+    return group
+
+
+def _describe(command: Command) -> str:
+    parts = [f"{name} {value}" for name, value in (("side", command.side), ("qty", command.qty),
+                                                   ("price", command.price), ("trigger", command.trigger_price))
+             if value]
+    return f" ({', '.join(parts)})" if parts else ""

@@ -1,0 +1,104 @@
+"""The check cycle (actors/_cycle.py) and its typed vocabulary: the one order of a check that the
+Monitor actor and the rule tests share."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+import pytest
+
+from actors import _rules
+from actors._cycle import CheckCycle
+from actors._rules import EMERGENCY_KEY, STOP_KEY, Action, Approach, CloseReason, EventKind, Phase, RulesConfig
+from messages.codes import Meaning, RetCode, meaning, outcome_unknown
+from messages.gateway import Rejected
+from messages.models import Intent, MonitorId, OrderLink, Role, Urgency
+from runtime.backoff import Backoff
+from simulator import Simulator
+from tests.rules_driver import INTERVALS, Driver
+from tests.stubs.book import open_conservative
+
+BTC = MonitorId("main", "BTCUSDT")
+D = Decimal
+
+
+def world(entries_filled: int = 3) -> tuple[Simulator, Driver]:
+    sim = Simulator(seed=5, symbols=4)
+    sim.exchange.set_price("BTCUSDT", D("65000"))
+    open_conservative(sim.exchange, "main", "BTCUSDT", "Buy", D("0.100"), entries_filled=entries_filled)
+    return sim, Driver(sim.exchange, BTC)
+
+
+def test_the_rules_driver_runs_the_daemons_own_cycle():
+    _, driver = world()
+    assert type(driver.cycle) is CheckCycle
+
+
+def test_follow_ups_over_the_limit_are_kept_and_sent_first_at_the_next_check(caplog):
+    """A stop found gone (R8) whose replacement finds the trigger crossed (R9): two follow-ups.
+    With a limit of one, the second is not dropped: logged, then sent at the next check."""
+    caplog.set_level(logging.WARNING)
+    sim, driver = world()
+    driver.cycle = CheckCycle(BTC, driver, driver.clock, INTERVALS, driver.config, max_follow_ups=1)
+    driver.check()
+    sim.exchange.set_price("BTCUSDT", D("65700"))                           # TP1: the stop moves to breakeven
+    answers = {Action.AMEND: Rejected(RetCode.ORDER_DOES_NOT_EXIST, "Order does not exist."),
+               Action.PLACE: Rejected(RetCode.EXPECT_FALLING, "expect Falling")}
+    driver.override = lambda c: answers.get(c.action) if c.key == STOP_KEY else None
+    sent, events = driver.check()
+    assert [c.key for c in sent if c.key in (STOP_KEY, EMERGENCY_KEY)] == [STOP_KEY, STOP_KEY]
+    assert EventKind.FOLLOW_UP_DEFERRED in [e.kind for e in events]
+    assert EMERGENCY_KEY in driver.state.pending                            # its id stays reserved
+    assert any(r.getMessage().startswith("FOLLOW-UP DEFERRED") for r in caplog.records)
+    driver.override = None
+    sent, _ = driver.check()
+    assert sent[0].key == EMERGENCY_KEY and sent[0].link_id == OrderLink("pos1", Role.EMERGENCY_CLOSE, 0, 0).build()
+
+
+def test_intents_are_typed_and_round_trip():
+    assert str(Intent(Role.TAKE_PROFIT, 2)) == "T2" and Intent.parse("S0") == STOP_KEY
+    assert OrderLink.parse("tg-pos1-T3-4").intent == Intent(Role.TAKE_PROFIT, 3)
+    for bad in ("", "T", "Q1", "T100", "dup:tg-pos1-T1-0"):
+        with pytest.raises(ValueError):
+            Intent.parse(bad)
+
+
+def test_a_state_round_trips_with_its_types():
+    _, driver = world()
+    driver.check()
+    state = driver.state
+    again = _rules.state_from_dict(_rules.state_to_dict(state))
+    assert again == state
+    assert again.phase is Phase.MONITORING and again.plan.approach is Approach.CONSERVATIVE
+    assert again.urgency is Urgency.CRITICAL and all(isinstance(k, Intent) for k in again.generations)
+
+
+def test_an_older_state_with_cleanup_keys_in_pending_is_read_into_cleanup():
+    _, driver = world()
+    driver.check()
+    data = _rules.state_to_dict(driver.state)
+    pending = {"action": "cancel", "link_id": "tg-pos1-T2-0", "qty": None, "trigger_price": None}
+    data["pending"] = {"close:tg-pos1-T2-0": pending, "S0": {**pending, "action": "place", "link_id": "tg-pos1-S0-1"}}
+    data.pop("cleanup")
+    data["closing"] = "manual"
+    state = _rules.state_from_dict(data)
+    assert set(state.cleanup) == {"tg-pos1-T2-0"} and set(state.pending) == {STOP_KEY}
+    assert state.closing is CloseReason.MANUAL and state.awaiting
+
+
+def test_every_named_code_says_what_it_means_to_us():
+    assert meaning(RetCode.ORDER_DOES_NOT_EXIST) is Meaning.GONE
+    assert meaning(RetCode.EXPECT_RISING) is meaning(RetCode.EXPECT_FALLING) is Meaning.TRIGGER_CROSSED
+    assert meaning(RetCode.DUPLICATE_ORDER_LINK_ID) is Meaning.ALREADY_EXISTS
+    assert outcome_unknown(RetCode.TOO_MANY_VISITS) and outcome_unknown(10016)
+    assert meaning(110007) is Meaning.REFUSED and meaning(None) is Meaning.REFUSED and not outcome_unknown(110017)
+
+
+def test_backoff_doubles_up_to_its_cap_and_starts_over():
+    backoff = Backoff(1.0, 5.0)
+    assert [backoff.next() for _ in range(5)] == [1.0, 2.0, 4.0, 5.0, 5.0]
+    backoff.reset()
+    assert backoff.next() == 1.0
+    with pytest.raises(ValueError):
+        Backoff(0.0, 1.0)
