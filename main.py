@@ -12,7 +12,6 @@ import argparse
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,10 +19,15 @@ from pathlib import Path
 import orjson
 
 from runtime import signals
+from runtime.clock import SystemClock
 from runtime.logging import setup_logging
+from runtime.metrics import Metrics
+from runtime.ops_server import OpsServer
 from settings import Settings, SettingsError, load_settings, read_config_file, state_path_problem
 
 log = logging.getLogger("main")
+
+DEMO_STATE_PATH = "state/demo.db"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,6 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("command", nargs="?", choices=("run", "status"), default="run",
                         help="run the daemon (default), or print the monitors from the state database")
     parser.add_argument("--events", type=int, default=0, metavar="N", help="status: also print the last N journal entries")
+    parser.add_argument("--json", action="store_true", help="status: print one JSON object (for scripts)")
     parser.add_argument("--config", help="KEY=value settings file (the environment overrides it)")
     parser.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
     parser.add_argument("--dry-run", action="store_true", help="read and decide, but send no order (logged as DRY-RUN)")
@@ -56,21 +61,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"invalid setting: {problem}", file=sys.stderr)
         return 2
     if args.command == "status":
-        return print_status(settings, args.events)
+        return print_status(settings, args)
     secrets = [s.reveal() for s in (settings.bybit_api_key, settings.bybit_api_secret,
                                     settings.bybit_api_key_2, settings.bybit_api_secret_2)]
     setup_logging(settings.log_level, args.log_format or settings.log_format, secrets)
     return run(settings, args)
 
 
-def print_status(settings: Settings, events: int) -> int:
+def print_status(settings: Settings, args: argparse.Namespace) -> int:
+    """The running daemon's live figures when it answers on METRICS_ADDRESS, else the state
+    database (the demo's when no keys are set). No exchange call either way."""
     from actors._store import StateError
-    from runtime.status import render
+    from runtime import status
+    path = settings.state_path if settings.live or _explicit_state_path(args.config) else DEMO_STATE_PATH
     try:
-        print(render(settings.state_path, events))
+        report = status.live(settings.metrics_bind) or status.from_database(path, args.events)
+        if report.get("source") == "live" and args.events:
+            report["events"] = status.journal(path, args.events)
     except StateError as exc:
         print(f"status: {exc}", file=sys.stderr)
         return 1
+    print(orjson.dumps(report, default=str, option=orjson.OPT_INDENT_2).decode() if args.json else status.render(report))
     return 0
 
 
@@ -78,11 +89,24 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from actors._store import StateError
     from runtime.system import StartupError, System
 
-    explicit_state_path = "STATE_PATH" in os.environ or _in_config(args.config, "STATE_PATH")
-    if settings.live or explicit_state_path:
-        problem = state_path_problem(settings.state_path)
-        if problem:
-            print(f"invalid setting: {problem}", file=sys.stderr)
+    if not settings.live and not _explicit_state_path(args.config):
+        # The simulator's world is new every run: so is its state (at a fixed path, for `status`).
+        settings = settings.replace(state_path=DEMO_STATE_PATH)
+        for suffix in ("", "-wal", "-shm"):
+            Path(DEMO_STATE_PATH + suffix).unlink(missing_ok=True)
+    problem = state_path_problem(settings.state_path)
+    if problem:
+        print(f"invalid setting: {problem}", file=sys.stderr)
+        return 2
+    names = [a.name for a in settings.accounts()] if settings.live else ["main", "mirror"]
+    metrics = Metrics(SystemClock(), names, float(settings.stale_limit_seconds))
+    server = None
+    if settings.metrics_bind is not None:
+        try:
+            server = OpsServer(settings.metrics_bind, metrics)
+        except OSError as exc:
+            print(f"invalid setting: METRICS_ADDRESS: cannot listen on {settings.metrics_address} "
+                  f"({exc.strerror or exc})", file=sys.stderr)
             return 2
     stop = threading.Event()
     signals.install(stop.set)
@@ -98,18 +122,19 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         sim.start(step_interval=0.25, oracle_interval=0.2)
         accounts = {name: (c.api_key, c.api_secret) for name, c in sim.credentials.items()}
         base_url = sim.url
-        if not explicit_state_path:
-            # The simulator's world is new every run: state from an earlier run means nothing.
-            settings = settings.replace(state_path=str(Path(tempfile.mkdtemp(prefix="guardian-")) / "guardian.db"))
         log.info("Running against the embedded Bybit simulator at %s: %d demo positions per account "
-                 "(main, mirror), seed %d, state in %s", sim.url, args.positions, args.seed, settings.state_path)
+                 "(main, mirror), seed %d, state in %s%s", sim.url, args.positions, args.seed, settings.state_path,
+                 " (recreated at every start)" if settings.state_path == DEMO_STATE_PATH else "")
     try:
-        system = System(settings, accounts, base_url, dry_run=args.dry_run)
+        system = System(settings, accounts, base_url, dry_run=args.dry_run, metrics=metrics)
     except ValueError as exc:  # a malformed GUARDIAN_KILL_AT (tests only)
         print(f"invalid environment: {exc}", file=sys.stderr)
-        if sim is not None:
-            sim.stop()
+        for part in (sim, server):
+            if part is not None:
+                part.stop()
         return 2
+    if server is not None:
+        server.start()
     code = 0
     figures: dict = {}
     try:
@@ -130,6 +155,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         sim_stats = {**sim.stats.snapshot(), "oracle": sim.oracle.report()} if sim is not None else None
         if sim is not None:
             sim.stop()
+        if server is not None:
+            server.stop()
         if args.summary_json and code == 0:
             Path(args.summary_json).write_bytes(orjson.dumps(system.summary(figures, sim_stats), option=orjson.OPT_INDENT_2))
         log.info("Stopped cleanly" if code == 0 else "Stopped")
@@ -140,8 +167,8 @@ def _remaining(deadline: float | None) -> float:
     return 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
 
 
-def _in_config(path: str | None, name: str) -> bool:
-    return bool(path) and name in read_config_file(path)
+def _explicit_state_path(config: str | None) -> bool:
+    return "STATE_PATH" in os.environ or (bool(config) and "STATE_PATH" in read_config_file(config))
 
 
 if __name__ == "__main__":

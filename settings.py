@@ -143,6 +143,17 @@ def _parse_url(text: str) -> str:
     return value
 
 
+def _parse_address(text: str) -> str:
+    """`host:port` (port 0 picks a free one), or empty to switch the server off."""
+    value = text.strip()
+    if not value:
+        return ""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError("must be host:port (e.g. 127.0.0.1:9464), or empty to switch it off")
+    return value
+
+
 def _text(text: str) -> str:
     return text.strip()
 
@@ -173,6 +184,8 @@ class Settings:
     # Persistence.
     state_path: str = "state/guardian.db"
     flush_interval_seconds: Decimal = Decimal("30")
+    # Operations: /metrics, /healthz and /status.
+    metrics_address: str = "127.0.0.1:9464"
     # Logging.
     log_level: str = "INFO"
     log_format: str = "human"
@@ -214,6 +227,13 @@ class Settings:
             return (main,)
         return (main, Account("mirror", self.bybit_api_key_2, self.bybit_api_secret_2))
 
+    @property
+    def metrics_bind(self) -> tuple[str, int] | None:
+        if not self.metrics_address:
+            return None
+        host, _, port = self.metrics_address.rpartition(":")
+        return host.strip("[]"), int(port)
+
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
@@ -242,6 +262,7 @@ PARSERS: dict[str, tuple[str, Callable[[str], object]]] = {
     "URGENCY_IDLE_SECONDS": ("urgency_idle_seconds", _parse_positive_decimal),
     "STATE_PATH": ("state_path", _text),
     "FLUSH_INTERVAL_SECONDS": ("flush_interval_seconds", _parse_positive_decimal),
+    "METRICS_ADDRESS": ("metrics_address", _parse_address),
     "LOG_LEVEL": ("log_level", _parse_log_level),
     "LOG_FORMAT": ("log_format", _parse_choice("human", "json")),
     "TAKER_FEE_RATE": ("taker_fee_rate", _parse_fraction),

@@ -52,6 +52,7 @@ class CheckResult:
     retired: CloseReason | None = None
     sent: tuple[Command, ...] = ()
     events: tuple[Event, ...] = ()
+    unprotected: bool | None = None     # an open position without a live stop; None: not known
 
 
 def command_message(monitor: MonitorId, command: Command, reply: Any = None) -> PlaceOrder | AmendOrder | CancelOrder:
@@ -124,7 +125,7 @@ class CheckCycle:
         if self.state.retired:
             return self._retire(self.state.retired)
         self._save(critical=False)
-        return self._result(urgency, view.age, view.throttled)
+        return replace(self._result(urgency, view.age, view.throttled), unprotected=self._unprotected(view))
 
     # --- commands -------------------------------------------------------------------------
 
@@ -213,6 +214,15 @@ class CheckCycle:
         entry = JournalEntry(self._clock.wall_ms(), self.monitor, str(EventKind.MONITOR_RETIRED), {"reason": reason})
         self._save(critical=True, entries=(entry,), retire=True)
         return self._result(Urgency.CRITICAL, retired=reason)
+
+    def _unprotected(self, view: PositionView) -> bool | None:
+        """After this check: an open position with no live stop in its view and none accepted by
+        this check (a stop placed, or an emergency close sent)."""
+        if view.stale or view.position is None or not view.position.is_open:
+            return None if view.stale else False
+        placed = any(c.key in (_rules.STOP_KEY, _rules.EMERGENCY_KEY) and c.action is Action.PLACE
+                     and c.link_id in self.state.open_links for c in self._sent)
+        return not (placed or _rules.has_live_stop(self.state, view))
 
     def _result(self, urgency: Urgency, data_age: float = 0.0, throttled: bool = False,
                 retired: CloseReason | None = None) -> CheckResult:

@@ -608,6 +608,14 @@ def _protect(state: MonitorState, view: PositionView, ours: dict[str, list[Order
     return state, [Command(Action.AMEND, STOP_KEY, stop.link_id, Priority.PROTECT, qty=qty, trigger_price=trigger)], []
 
 
+def has_live_stop(state: MonitorState, view: PositionView) -> bool:
+    """Does a live stop guard the position: the daemon's own, or a trader's (any untriggered or
+    triggered conditional reduce-only order on the closing side)?"""
+    closing = closing_side(state.plan.side)
+    return any(o.is_open and o.is_conditional and o.reduce_only and o.side == closing
+               and o.position_idx == state.monitor.position_idx for o in view.orders)
+
+
 def _observing(state: MonitorState, config: RulesConfig) -> bool:
     """An adopted position under policy `observe`: watched, never given orders."""
     return state.plan.approach is Approach.ADOPTED and config.adoption_policy == "observe"

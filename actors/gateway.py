@@ -37,6 +37,7 @@ from messages.gateway import (Accepted, Access, AccountSnapshot, AmendOrder, Bat
 from messages.models import Instrument, ModelError, Order, Position
 from runtime.backoff import Backoff
 from runtime.clock import Clock
+from runtime.metrics import Metrics
 from runtime.stats import percentile
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,9 @@ def outcome_of(result: HttpOk | HttpFail) -> Outcome:
 class ExchangeGateway(pykka.ThreadingActor):
     def __init__(self, accounts: dict[str, tuple[str, str]], base_url: str, clock: Clock, *,
                  pool_size: int = 10, timeout: float = 10.0, recv_window: int = 5000,
-                 stale_limit: float = 90.0, read_share: float = 20.0):
+                 stale_limit: float = 90.0, read_share: float = 20.0, metrics: Metrics | None = None):
         super().__init__()
+        self._metrics = metrics or Metrics(clock, accounts)
         if not accounts:
             raise ValueError("the gateway needs at least one account")
         self._clock = clock
@@ -227,36 +229,43 @@ class ExchangeGateway(pykka.ThreadingActor):
         wants_closed = getattr(request, "include_closed", False)
         if cache.has_data and now - fresh_at <= request.max_age:
             if not wants_closed:
-                self._hits += 1
+                self._lookup(hit=True)
                 self._answer(request, cache)
                 return
             # Fresh data: only the finished orders are missing (one request, not three).
             key = (request.account, ("closed", symbol))
-            self._hits += key in self._reads
-            self._misses += key not in self._reads
+            self._lookup(hit=key in self._reads)
             read = self._reads.get(key) or self._start_read(request.account, symbol, True, closed_only=True)
             read.waiters.append(request)
             return
         failing = self._failing.get(request.account)
         if failing and now < failing.retry_at and not self._reads_of(request.account):
-            self._hits += 1
+            self._lookup(hit=True)
             self._answer_stale(request, cache, failing.reason)  # backing off: no new read yet
             return
         # A hit costs no request of its own: answered from the cache, or by a read in flight.
         full = self._reads.get((request.account, None))
         scoped = self._reads.get((request.account, symbol)) if symbol else None
         if full and not wants_closed:
-            self._hits += 1
+            self._lookup(hit=True)
             full.waiters.append(request)
         elif scoped and (scoped.with_closed or not wants_closed):
-            self._hits += 1
+            self._lookup(hit=True)
             scoped.waiters.append(request)
         elif symbol and (wants_closed or self._scoped_is_cheaper(cache, request.max_age)):
-            self._misses += 1
+            self._lookup(hit=False)
             self._start_read(request.account, symbol, wants_closed).waiters.append(request)
         else:
-            self._misses += 1
+            self._lookup(hit=False)
             self._start_read(request.account, None, False).waiters.append(request)
+
+    def _lookup(self, *, hit: bool) -> None:
+        """Count a view: a hit costs no request of its own."""
+        if hit:
+            self._hits += 1
+        else:
+            self._misses += 1
+        self._metrics.cache.labels("hit" if hit else "miss").inc()
 
     def _reads_of(self, account: str) -> list[_Read]:
         return [r for (a, _), r in self._reads.items() if a == account]
@@ -356,6 +365,7 @@ class ExchangeGateway(pykka.ThreadingActor):
             self._refresh_seconds.append(now - read.started)
         else:
             cache.apply_symbol(read.symbol, positions, orders, read.started, read.started_ms)
+        self._metrics.account_read(read.account)
         if self._failing.pop(read.account, None):
             log.info("Gateway: %s reads work again", read.account)
         for request in read.waiters:
@@ -542,6 +552,7 @@ class ExchangeGateway(pykka.ThreadingActor):
                 self._busy[account] += 1
                 self._jobs[job.id] = job
                 self._calls[(account, job.endpoint)] += 1
+                self._metrics.request(account, job.endpoint)
                 self._executor.submit(self._run, job, self._clients[account])
             queue[:] = waiting
 
@@ -565,11 +576,14 @@ class ExchangeGateway(pykka.ThreadingActor):
                               headers.get("X-Bapi-Limit-Status"))
         if isinstance(result, HttpFail):
             self._errors[(job.account, f"{result.kind} {result.code}" if result.code else result.kind)] += 1
+            self._metrics.failed(job.account, result.kind, result.code)
             if result.code == RetCode.TOO_MANY_VISITS:
                 self._rate_limited += 1
+                self._metrics.rate_limited.labels(job.account).inc()
                 self._limiter.block(job.account, job.endpoint, now + self._reset_in(headers))
             if result.kind == "http" and result.code == 403:
                 self._banned += 1
+                self._metrics.banned.inc()
                 self._limiter.ban(now + IP_BAN_SECONDS)
                 log.error("Gateway: the exchange banned this IP (HTTP 403); nothing is sent for %.0f minutes",
                           IP_BAN_SECONDS / 60)

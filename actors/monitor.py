@@ -14,8 +14,8 @@ from typing import Any
 import pykka
 
 from actors._asks import ask_gateway, record, tell_upward
-from actors._cycle import CheckCycle, command_message
-from actors._rules import Command, MonitorState, RulesConfig
+from actors._cycle import CheckCycle, CheckResult, command_message
+from actors._rules import Command, EventKind, MonitorState, RulesConfig
 from messages.gateway import Batch, GetPositionView, Outcome, PositionView, Unavailable, Unresolved
 from messages.models import MonitorId, Urgency
 from messages.monitor import Check, GetMonitorState
@@ -24,6 +24,7 @@ from messages.scheduler import Checked
 from messages.supervisor import MonitorFailed, MonitorRetired
 from runtime.clock import Clock
 from runtime.hooks import NO_HOOKS, Hooks
+from runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,9 @@ class Monitor(pykka.ThreadingActor):
     def __init__(self, monitor: MonitorId, *, gateway: Any, persistence: Any, scheduler: Any, supervisor: Any,
                  clock: Clock, intervals: dict[str, float], config: RulesConfig,
                  state: MonitorState | None = None, dry_run: bool = False, ask_timeout: float = 10.0,
-                 hooks: Hooks = NO_HOOKS):
+                 hooks: Hooks = NO_HOOKS, metrics: Metrics | None = None):
         super().__init__()
+        self._metrics = metrics or Metrics(clock)
         self._id = monitor
         self._gateway, self._persistence = gateway, persistence
         self._scheduler, self._supervisor = scheduler, supervisor
@@ -61,12 +63,23 @@ class Monitor(pykka.ThreadingActor):
     def _check(self, check: Check) -> None:
         started = self._clock.monotonic()
         result = self._cycle.run()
+        self._publish(result)
         if result.retired:
             tell_upward(self._supervisor, MonitorRetired(self._id, result.retired))
             self.stop()
             return
         tell_upward(self._scheduler, Checked(self._id, check.seq, result.urgency, self._clock.monotonic() - started,
                                              result.data_age, result.throttled))
+
+    def _publish(self, result: CheckResult) -> None:
+        for event in result.events:
+            reaction_ms = event.payload.get("reaction_ms") if event.kind is EventKind.BREAKEVEN else None
+            if reaction_ms is not None:
+                self._metrics.tp1_to_breakeven.observe(max(0.0, reaction_ms / 1000))
+        state = self._cycle.state
+        if state is not None and result.unprotected is not None:
+            self._metrics.monitor_seen(self._id, phase=state.phase, side=state.plan.side, size=str(state.last_size),
+                                       unprotected=result.unprotected)
 
     # --- CycleIO: the real gateway and persistence -----------------------------------------
 

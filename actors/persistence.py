@@ -20,6 +20,7 @@ from messages.persistence import (FlushDue, GetPersistenceStats, JournalEntry, L
                                   PersistenceStats, Record)
 from runtime.clock import Clock
 from runtime.hooks import NO_HOOKS, Hooks
+from runtime.metrics import Metrics
 from runtime.stats import percentile
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,10 @@ LATENCY_KEPT = 10_000
 
 class Persistence(pykka.ThreadingActor):
     def __init__(self, store: Store, loaded: dict[MonitorId, dict], clock: Clock, *,
-                 flush_interval: float = 30.0, moved_aside: str | None = None, hooks: Hooks = NO_HOOKS):
+                 flush_interval: float = 30.0, moved_aside: str | None = None, hooks: Hooks = NO_HOOKS,
+                 metrics: Metrics | None = None):
         super().__init__()
+        self._metrics = metrics or Metrics(clock)
         self._hooks = hooks
         self._store = store
         self._loaded = loaded
@@ -108,7 +111,10 @@ class Persistence(pykka.ThreadingActor):
                 if record.reply is not None:
                     record.reply.set_exception(exc)
             raise  # an unexpected failure stops this actor loudly
-        self._commit_ms.append((self._clock.monotonic() - started) * 1000)
+        seconds = self._clock.monotonic() - started
+        self._commit_ms.append(seconds * 1000)
+        self._metrics.commits.inc()
+        self._metrics.commit_seconds.observe(seconds)
         self._critical_commits += 1
         self._commits_since_flush_line += 1
         self._rows += rows
@@ -125,6 +131,7 @@ class Persistence(pykka.ThreadingActor):
                 rows, size = self._store.put(states, (), (), self._clock.wall_ms())
                 self._hooks.reached("mid_flush")
             self._flushes += 1
+            self._metrics.flushes.inc()
             self._rows += rows
             self._bytes += size
         if states or self._commits_since_flush_line:

@@ -21,6 +21,7 @@ from messages.scheduler import (Checked, GetSchedule, RegisterMonitor, ScheduleR
                                 UnregisterMonitor)
 from messages.supervisor import MonitorUnresponsive
 from runtime.clock import Clock
+from runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,10 @@ class _Wave:
 class Scheduler(pykka.ThreadingActor):
     def __init__(self, clock: Clock, intervals: dict[str, float], supervisor: Any = None, *,
                  check_timeout: float = 30.0, grid: float = WAVE_GRID_S,
-                 concurrency: tuple[int, int, int] = (MIN_CONCURRENCY, START_CONCURRENCY, MAX_CONCURRENCY)):
+                 concurrency: tuple[int, int, int] = (MIN_CONCURRENCY, START_CONCURRENCY, MAX_CONCURRENCY),
+                 metrics: Metrics | None = None):
         super().__init__()
+        self._metrics = metrics or Metrics(clock)
         self._clock = clock
         self._intervals = {Urgency(name): seconds for name, seconds in intervals.items()}
         self._supervisor = supervisor
@@ -92,13 +95,16 @@ class Scheduler(pykka.ThreadingActor):
         # Due at once: checked by the next tick (at most 250 ms away), together with every other
         # monitor registered meanwhile, so a start-up of many monitors is one wave, not many.
         self._entries[message.monitor] = _Entry(message.ref, message.urgency, due=now)
+        self._metrics.scheduled(message.monitor, message.urgency, now, checked=False)
 
     def _on_unregister(self, monitor: MonitorId) -> None:
+        self._metrics.forget(monitor)
         entry = self._entries.pop(monitor, None)
         if entry is not None and entry.in_flight:
             self._settle_wave(entry.wave, monitor, None)
 
     def _on_tick(self, now: float) -> None:
+        self._metrics.ticked(now)
         self._expire_overdue(now)
         due = dispatch_order((Candidate(m, e.urgency, e.due) for m, e in self._entries.items()
                               if not e.in_flight), now, self._grid)
@@ -118,6 +124,9 @@ class Scheduler(pykka.ThreadingActor):
         entry.urgency = message.urgency
         entry.due = next_due(entry.dispatched_at, self._intervals[message.urgency], self._grid)
         self._throttled = self._throttled or message.throttled
+        self._metrics.checks.labels(message.monitor.account).inc()
+        self._metrics.check_seconds.observe(message.duration)
+        self._metrics.scheduled(message.monitor, message.urgency, entry.due, checked=True)
         log.debug("Checked %s in %.3fs (data age %.1fs, urgency %s)", message.monitor, message.duration,
                   message.data_age, message.urgency.value)
         self._settle_wave(entry.wave, message.monitor, message.urgency)
@@ -134,6 +143,7 @@ class Scheduler(pykka.ThreadingActor):
             entry = self._entries[monitor]
             if now - entry.due >= self._grid:
                 self._late += 1  # a tier missed its interval (or a first check its start) by a whole wave
+                self._metrics.late_checks.inc()
             self._seq += 1
             entry.seq, entry.in_flight, entry.dispatched_at, entry.wave = self._seq, True, now, self._wave_count
             try:
@@ -162,6 +172,7 @@ class Scheduler(pykka.ThreadingActor):
         now = self._clock.monotonic()
         seconds = now - wave.started
         self._wave_seconds.append(seconds)
+        self._metrics.wave_seconds.observe(seconds)
         idle_due = [e.due for e in self._entries.values() if not e.in_flight]
         next_in = max(0.0, min(idle_due) - now) if idle_due else 0.0
         counts = {u.value: wave.urgency[u] for u in Urgency if wave.urgency[u]}

@@ -29,6 +29,7 @@ from messages.supervisor import (GetSupervisorReport, MonitorFailed, MonitorReti
 from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.hooks import NO_HOOKS, Hooks
+from runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,10 @@ class Supervisor(pykka.ThreadingActor):
     def __init__(self, *, gateway: Any, persistence: Any, clock: Clock, accounts: tuple[str, ...],
                  intervals: dict[str, float], config: RulesConfig, dry_run: bool = False,
                  discovery_interval: float = 15.0, snapshot_max_age: float = 15.0, ask_timeout: float = 10.0,
-                 hooks: Hooks = NO_HOOKS):
+                 hooks: Hooks = NO_HOOKS, metrics: Metrics | None = None):
         super().__init__()
         self._hooks = hooks
+        self._metrics = metrics or Metrics(clock)
         self._gateway, self._persistence = gateway, persistence
         self._scheduler: Any = None
         self._clock = clock
@@ -153,7 +155,7 @@ class Supervisor(pykka.ThreadingActor):
         ref = Monitor.start(monitor, gateway=self._gateway, persistence=self._persistence, scheduler=self._scheduler,
                             supervisor=self.actor_ref, clock=self._clock, intervals=self._intervals,
                             config=self._config, state=state, dry_run=self._dry_run, ask_timeout=self._timeout,
-                            hooks=self._hooks)
+                            hooks=self._hooks, metrics=self._metrics)
         self._monitors[monitor] = ref
         self._started += 1
         self._peak = max(self._peak, len(self._monitors))

@@ -48,7 +48,7 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
             env.update({"BYBIT_API_KEY": creds["main"].api_key, "BYBIT_API_SECRET": creds["main"].api_secret,
                         "ENABLE_MIRROR_TRADING": "true", "BYBIT_API_KEY_2": creds["mirror"].api_key,
                         "BYBIT_API_SECRET_2": creds["mirror"].api_secret, "BYBIT_BASE_URL": sim.url,
-                        "STATE_PATH": str(workdir / "state.db")})
+                        "STATE_PATH": str(workdir / "state.db"), "METRICS_ADDRESS": "127.0.0.1:0"})
             command = [sys.executable, "main.py", "--duration", str(duration), "--summary-json", str(out)]
         with open(workdir / "log.txt", "w") as log:
             subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=log, timeout=duration * 3 + 300, check=True)

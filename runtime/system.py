@@ -35,6 +35,7 @@ from runtime.backoff import Backoff
 from runtime.clock import Clock, SystemClock
 from runtime.hooks import Hooks
 from runtime.hooks import from_environment as hooks_from_environment
+from runtime.metrics import Metrics
 from runtime.stats import percentile
 from runtime.ticker import Every, Ticker
 from settings import Settings
@@ -51,12 +52,13 @@ class StartupError(Exception):
 class System:
     def __init__(self, settings: Settings, accounts: dict[str, tuple[str, str]], base_url: str, *,
                  clock: Clock | None = None, dry_run: bool = False, check_access: bool = True,
-                 hooks: Hooks | None = None):
+                 hooks: Hooks | None = None, metrics: Metrics | None = None):
         self.settings = settings
         self.hooks = hooks if hooks is not None else hooks_from_environment(os.environ)  # ValueError: bad spec
         self.accounts = accounts
         self.base_url = base_url
         self.clock = clock or SystemClock()
+        self.metrics = metrics or Metrics(self.clock, accounts, float(settings.stale_limit_seconds))
         self.dry_run = dry_run
         self.check_access = check_access
         self.persistence: Any = None
@@ -73,10 +75,11 @@ class System:
         s = self.settings
         store, states, moved = open_store(s.state_path)  # StateError: refuse to start
         self.persistence = Persistence.start(store, states, self.clock, flush_interval=float(s.flush_interval_seconds),
-                                             moved_aside=str(moved) if moved else None, hooks=self.hooks)
+                                             moved_aside=str(moved) if moved else None, hooks=self.hooks,
+                                             metrics=self.metrics)
         self.gateway = ExchangeGateway.start(self.accounts, self.base_url, self.clock, pool_size=s.http_pool_size,
                                              timeout=float(s.http_timeout_seconds), recv_window=s.recv_window_ms,
-                                             stale_limit=float(s.stale_limit_seconds))
+                                             stale_limit=float(s.stale_limit_seconds), metrics=self.metrics)
         self.ticker = Ticker(self.clock, [Every(0.05, self.gateway, GatewayTick)]).start()
         if self.check_access and not self._check_access(stop):
             return False
@@ -88,8 +91,9 @@ class System:
                                            accounts=tuple(self.accounts), intervals=intervals,
                                            config=RulesConfig.from_settings(s), dry_run=self.dry_run,
                                            snapshot_max_age=float(s.cache_ttl_seconds),
-                                           ask_timeout=float(s.http_timeout_seconds) + 5, hooks=self.hooks)
-        self.scheduler = Scheduler.start(self.clock, intervals, self.supervisor)
+                                           ask_timeout=float(s.http_timeout_seconds) + 5, hooks=self.hooks,
+                                           metrics=self.metrics)
+        self.scheduler = Scheduler.start(self.clock, intervals, self.supervisor, metrics=self.metrics)
         self.supervisor.ask(StartSupervision(self.scheduler, snapshots), timeout=60)
         self.ticker.add(Every(0.25, self.scheduler, Tick))
         self.ticker.add(Every(float(s.flush_interval_seconds), self.persistence, FlushDue))

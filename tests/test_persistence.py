@@ -219,7 +219,8 @@ def test_status_prints_monitors_and_events_while_the_daemon_writes(tmp_path):
     summary = {"side": "Buy", "phase": "PROFIT_TAKING", "size": "0.004", "avg_price": "65000",
                "next_tp": "67000", "stop": "65078", "urgency": "active", "last_check_ms": clock.wall_ms()}
     record(ref, Record(BTC, {"summary": summary}, (journal(clock.wall_ms(), BTC, "tp_filled", level=1),), critical=True))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BYBIT")} | {"STATE_PATH": str(path)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BYBIT")} | {"STATE_PATH": str(path),
+                                                                                   "METRICS_ADDRESS": ""}
     result = subprocess.run([sys.executable, "main.py", "status", "--events", "5"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -233,7 +234,8 @@ def test_status_prints_monitors_and_events_while_the_daemon_writes(tmp_path):
 
 
 def test_status_without_a_database_says_so(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BYBIT")} | {"STATE_PATH": str(tmp_path / "none.db")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BYBIT")} | {"STATE_PATH": str(tmp_path / "none.db"),
+                                                                                   "METRICS_ADDRESS": ""}
     result = subprocess.run([sys.executable, "main.py", "status"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=30)
     assert result.returncode == 1 and "no state database" in result.stderr

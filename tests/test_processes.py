@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import orjson
@@ -15,16 +16,20 @@ from pybit.unified_trading import HTTP
 from settings import PARSERS
 
 ROOT = Path(__file__).resolve().parents[1]
+MAIN = str(ROOT / "main.py")
+# The demo keeps its state in state/demo.db under the working directory: run it in a scratch one.
+RUN_DIR = tempfile.mkdtemp(prefix="guardian-run-")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in PARSERS}
+    env["METRICS_ADDRESS"] = "127.0.0.1:0"  # a free port: never in the way of a daemon already running
     env.update(extra)
     return env
 
 
 def start(*args: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=clean_env(**env), text=True,
+    return subprocess.Popen([sys.executable, *args], cwd=RUN_DIR, env=clean_env(**env), text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -39,7 +44,7 @@ def wait_for_line(stream, needle: str, limit: int = 200) -> str:
 
 
 def test_daemon_without_keys_runs_the_simulator_and_stops_after_duration():
-    result = subprocess.run([sys.executable, "main.py", "--duration", "1.5", "--positions", "8"], cwd=ROOT,
+    result = subprocess.run([sys.executable, MAIN, "--duration", "1.5", "--positions", "8"], cwd=RUN_DIR,
                             env=clean_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Running against the embedded Bybit simulator at http://127.0.0.1:" in result.stderr
@@ -49,7 +54,7 @@ def test_daemon_without_keys_runs_the_simulator_and_stops_after_duration():
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_daemon_stops_cleanly_on_a_stop_signal(signum):
-    process = start("main.py", "--positions", "4")
+    process = start(MAIN, "--positions", "4")
     wait_for_line(process.stderr, "Running against the embedded Bybit simulator")
     process.send_signal(signum)
     _, err = process.communicate(timeout=10)
@@ -58,7 +63,7 @@ def test_daemon_stops_cleanly_on_a_stop_signal(signum):
 
 
 def test_sigusr1_logs_every_thread_stack_and_keeps_running():
-    process = start("main.py", "--positions", "2")
+    process = start(MAIN, "--positions", "2")
     try:
         wait_for_line(process.stderr, "Running against the embedded Bybit simulator")
         process.send_signal(signal.SIGUSR1)
@@ -71,8 +76,8 @@ def test_sigusr1_logs_every_thread_stack_and_keeps_running():
 
 
 def test_json_log_format_is_one_object_per_line():
-    result = subprocess.run([sys.executable, "main.py", "--duration", "0.5", "--positions", "2", "--log-format", "json"],
-                            cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, MAIN, "--duration", "0.5", "--positions", "2", "--log-format", "json"],
+                            cwd=RUN_DIR, env=clean_env(), capture_output=True, text=True, timeout=60)
     lines = [orjson.loads(line) for line in result.stderr.splitlines() if line.strip()]
     assert lines and all({"time", "level", "thread", "logger", "message"} <= set(line) for line in lines)
 
@@ -90,3 +95,32 @@ def test_standalone_simulator_prints_its_address_serves_pybit_and_exits_0():
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=10)
     assert process.returncode == 0
+
+
+def test_status_shows_the_running_demo_then_its_database(tmp_path):
+    """`make run` in one terminal, `main.py status` in another (same folder): live while it runs,
+    then from state/demo.db, which the next start recreates."""
+    env = {"METRICS_ADDRESS": f"127.0.0.1:{_free_port()}"}
+    run = lambda *args: subprocess.run([sys.executable, MAIN, "status", *args], cwd=tmp_path, env=clean_env(**env),
+                                       capture_output=True, text=True, timeout=30)
+    process = subprocess.Popen([sys.executable, MAIN, "--positions", "3", "--duration", "30"], cwd=tmp_path,
+                               env=clean_env(**env), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = wait_for_line(process.stderr, "Running against the embedded")
+        assert "state in state/demo.db (recreated at every start)" in first
+        wait_for_line(process.stderr, "Processed 6 monitors")
+        live = orjson.loads(run("--json").stdout)
+        assert live["source"] == "live" and len(live["monitors"]) == 6
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+    stored = run()
+    assert stored.returncode == 0 and stored.stdout.startswith("6 monitors in state/demo.db")
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -42,6 +42,7 @@ class Daemon:
         self.env = {k: v for k, v in os.environ.items() if k not in PARSERS}
         self.env.update({"BYBIT_API_KEY": creds["main"].api_key, "BYBIT_API_SECRET": creds["main"].api_secret,
                          "BYBIT_BASE_URL": sim.url, "STATE_PATH": str(state_path), "LOG_FORMAT": "json",
+                         "METRICS_ADDRESS": "127.0.0.1:0",
                          "HTTP_TIMEOUT_SECONDS": "2"})
         if mirror:
             self.env.update({"ENABLE_MIRROR_TRADING": "true", "BYBIT_API_KEY_2": creds["mirror"].api_key,
