@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -32,8 +33,9 @@ DEMO_STATE_PATH = "state/demo.db"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python main.py", description="Guards TP/SL orders of open Bybit positions.")
-    parser.add_argument("command", nargs="?", choices=("run", "status"), default="run",
-                        help="run the daemon (default), or print the monitors from the state database")
+    parser.add_argument("command", nargs="?", choices=("run", "status", "alerts"), default="run",
+                        help="run the daemon (default); print the monitors; `alerts test`: send a test alert")
+    parser.add_argument("action", nargs="?", choices=("test",), help="alerts: test sends one message to every URL")
     parser.add_argument("--events", type=int, default=0, metavar="N", help="status: also print the last N journal entries")
     parser.add_argument("--json", action="store_true", help="status: print one JSON object (for scripts)")
     parser.add_argument("--config", help="KEY=value settings file (the environment overrides it)")
@@ -63,9 +65,44 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "status":
         return print_status(settings, args)
     secrets = [s.reveal() for s in (settings.bybit_api_key, settings.bybit_api_secret,
-                                    settings.bybit_api_key_2, settings.bybit_api_secret_2)]
+                                    settings.bybit_api_key_2, settings.bybit_api_secret_2, *settings.alert_urls)]
+    secrets += [part for url in settings.alert_urls for part in re.split(r"[/:@?&=,]+", url.reveal()) if len(part) >= 12]
     setup_logging(settings.log_level, args.log_format or settings.log_format, secrets)
-    return run(settings, args)
+    channels = alert_channels(settings)
+    if channels is None:
+        return 2
+    if args.command == "alerts":
+        return test_alerts(channels)
+    return run(settings, args, channels)
+
+
+def alert_channels(settings: Settings) -> list | None:
+    """One Channel per ALERT_URLS entry; None (after one line per bad URL) when Apprise knows one
+    not. A URL is never printed: it carries a token."""
+    from actors.notifier import Channel
+    channels, bad = [], []
+    for number, url in enumerate(settings.alert_urls, 1):
+        try:
+            channels.append(Channel(url.reveal()))
+        except ValueError:
+            bad.append(f"invalid setting: ALERT_URLS: URL {number} ({url.reveal().split('://')[0]}://...) is not "
+                       "a URL Apprise knows")
+    for line in bad:
+        print(line, file=sys.stderr)
+    return None if bad else channels
+
+
+def test_alerts(channels: list) -> int:
+    """`main.py alerts test`: one test message to every URL; a line per URL; 0 when all were sent."""
+    if not channels:
+        print("alerts: ALERT_URLS is not set; nothing to send", file=sys.stderr)
+        return 1
+    sent = 0
+    for channel in channels:
+        ok = channel.send("TP/SL guardian: test alert", "If you read this, the guardian's alerts reach you.")
+        sent += ok
+        print(f"{channel.name}: {'sent' if ok else 'failed (the service refused it or did not answer)'}")
+    return 0 if sent == len(channels) else 1
 
 
 def print_status(settings: Settings, args: argparse.Namespace) -> int:
@@ -85,7 +122,7 @@ def print_status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def run(settings: Settings, args: argparse.Namespace) -> int:
+def run(settings: Settings, args: argparse.Namespace, channels: list) -> int:
     from actors._store import StateError
     from runtime.system import StartupError, System
 
@@ -126,7 +163,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                  "(main, mirror), seed %d, state in %s%s", sim.url, args.positions, args.seed, settings.state_path,
                  " (recreated at every start)" if settings.state_path == DEMO_STATE_PATH else "")
     try:
-        system = System(settings, accounts, base_url, dry_run=args.dry_run, metrics=metrics)
+        system = System(settings, accounts, base_url, dry_run=args.dry_run, metrics=metrics, channels=tuple(channels))
     except ValueError as exc:  # a malformed GUARDIAN_KILL_AT (tests only)
         print(f"invalid environment: {exc}", file=sys.stderr)
         for part in (sim, server):

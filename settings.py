@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -154,6 +155,15 @@ def _parse_address(text: str) -> str:
     return value
 
 
+def _parse_alert_urls(text: str) -> tuple[str, ...]:
+    """Apprise URLs separated by commas, spaces or new lines; each must name a scheme."""
+    urls = tuple(part for part in re.split(r"[\s,]+", text.strip()) if part)
+    for url in urls:
+        if "://" not in url:
+            raise ValueError("each URL must look like scheme://..., e.g. tgram://<bot token>/<chat id>")
+    return urls
+
+
 def _text(text: str) -> str:
     return text.strip()
 
@@ -184,6 +194,10 @@ class Settings:
     # Persistence.
     state_path: str = "state/guardian.db"
     flush_interval_seconds: Decimal = Decimal("30")
+    # Alerts through Apprise: one or more URLs (secrets: they carry tokens).
+    alert_urls: tuple[Secret, ...] = ()
+    enable_mirror_alerts: bool = True
+    alert_max_age_seconds: Decimal = Decimal("3600")
     # Operations: /metrics, /healthz and /status.
     metrics_address: str = "127.0.0.1:9464"
     # Logging.
@@ -238,7 +252,7 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-_SECRETS = {"BYBIT_API_KEY", "BYBIT_API_SECRET", "BYBIT_API_KEY_2", "BYBIT_API_SECRET_2"}
+_SECRETS = {"BYBIT_API_KEY", "BYBIT_API_SECRET", "BYBIT_API_KEY_2", "BYBIT_API_SECRET_2", "ALERT_URLS"}
 
 # Setting name (environment variable and config-file key) -> (field, parser).
 PARSERS: dict[str, tuple[str, Callable[[str], object]]] = {
@@ -262,6 +276,9 @@ PARSERS: dict[str, tuple[str, Callable[[str], object]]] = {
     "URGENCY_IDLE_SECONDS": ("urgency_idle_seconds", _parse_positive_decimal),
     "STATE_PATH": ("state_path", _text),
     "FLUSH_INTERVAL_SECONDS": ("flush_interval_seconds", _parse_positive_decimal),
+    "ALERT_URLS": ("alert_urls", _parse_alert_urls),
+    "ENABLE_MIRROR_ALERTS": ("enable_mirror_alerts", _parse_bool),
+    "ALERT_MAX_AGE_SECONDS": ("alert_max_age_seconds", _parse_positive_decimal),
     "METRICS_ADDRESS": ("metrics_address", _parse_address),
     "LOG_LEVEL": ("log_level", _parse_log_level),
     "LOG_FORMAT": ("log_format", _parse_choice("human", "json")),
@@ -327,7 +344,9 @@ def load_settings(environ: Mapping[str, str], config_path: str | Path | None = N
             shown = "" if name in _SECRETS else f" (got {text.strip()[:40]!r})"
             problems.append(f"{name}: {exc}{shown}")
             continue
-        fields[attribute] = Secret(value) if name in _SECRETS else value
+        if name in _SECRETS:
+            value = tuple(Secret(v) for v in value) if isinstance(value, tuple) else Secret(value)
+        fields[attribute] = value
     # Cross-checks run on what did parse, so every problem is reported in one go.
     settings = Settings(**fields)
     problems += _cross_checks(settings)

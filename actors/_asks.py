@@ -14,10 +14,11 @@ from messages.persistence import JournalEntry, Record
 log = logging.getLogger(__name__)
 
 
-def ask_gateway(gateway: Any, make: Callable[[pykka.ThreadingFuture], Any], timeout: float) -> Any:
-    """Send a request carrying a fresh future and wait for its answer (raises pykka.Timeout)."""
+def ask_with_reply(actor: Any, make: Callable[[pykka.ThreadingFuture], Any], timeout: float) -> Any:
+    """Send a request carrying a fresh future (`reply`) and wait for its answer (raises
+    pykka.Timeout). The actor may answer much later, from another message's handler."""
     future = pykka.ThreadingFuture()
-    gateway.tell(make(future))
+    actor.tell(make(future))
     return future.get(timeout=timeout)
 
 

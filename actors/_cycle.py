@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from actors import _rules
+from actors._asks import journal
 from actors._rules import Action, CloseReason, Command, Event, EventKind, MonitorState, RulesConfig
 from messages.gateway import (AmendOrder, CancelOrder, Outcome, PlaceOrder, PositionView, Priority, Rejected,
                               Unavailable, Unresolved)
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_FOLLOW_UPS = 5      # follow-ups (R8, R9) sent within one check; the rest go first next check
 BATCH_LIMIT = 10        # Bybit's batch endpoints take up to 10 orders
+UNPROTECTED_REPEAT_S = 300.0  # an UNPROTECTED alert repeats at most this often while it lasts
 
 
 class CycleIO(Protocol):
@@ -88,6 +90,8 @@ class CheckCycle:
         self._extra = {"account": monitor.account, "symbol": monitor.symbol, "monitor": str(monitor)}
         self._deferred: list[Command] = []      # follow-ups over the limit: sent first next check
         self._last_view: PositionView | None = None
+        self._unprotected_since: float | None = None
+        self._unprotected_alerted: float | None = None
         self._sent: list[Command] = []
         self._events: list[Event] = []
 
@@ -118,14 +122,16 @@ class CheckCycle:
         if self._run(decision.commands, view, now_ms):
             view = self._settle_now(view)
         self._last_view = view
-        self.state, closing_events = _rules.finish(self.state)
+        self.state, closing_events = _rules.finish(self.state, now_ms)
         urgency = _rules.classify_urgency(self.state, view, now_ms)
         self.state = replace(self.state, urgency=urgency)
         self._emit(closing_events)
         if self.state.retired:
             return self._retire(self.state.retired)
+        unprotected = self._unprotected(view)
+        self._emit(self._unprotected_alert(unprotected))
         self._save(critical=False)
-        return replace(self._result(urgency, view.age, view.throttled), unprotected=self._unprotected(view))
+        return replace(self._result(urgency, view.age, view.throttled), unprotected=unprotected)
 
     # --- commands -------------------------------------------------------------------------
 
@@ -192,8 +198,8 @@ class CheckCycle:
         critical = [e for e in events if e.critical]
         if critical or force_state:
             now_ms = self._clock.wall_ms()
-            entries = tuple(JournalEntry(now_ms, self.monitor, str(e.kind), {"line": e.line, **e.payload})
-                            for e in critical)
+            side = self.state.plan.side if self.state else ""
+            entries = tuple(journal(now_ms, self.monitor, e.kind, line=e.line, side=side, **e.payload) for e in critical)
             self._save(critical=True, entries=entries)
 
     def _save(self, *, critical: bool, entries: tuple[JournalEntry, ...] = (), retire: bool = False) -> None:
@@ -211,7 +217,7 @@ class CheckCycle:
 
     def _retire(self, reason: CloseReason) -> CheckResult:
         log.info("MONITOR RETIRED %s: %s", self.monitor, reason, extra={**self._extra, "event": "monitor_retired"})
-        entry = JournalEntry(self._clock.wall_ms(), self.monitor, str(EventKind.MONITOR_RETIRED), {"reason": reason})
+        entry = journal(self._clock.wall_ms(), self.monitor, EventKind.MONITOR_RETIRED, reason=reason)
         self._save(critical=True, entries=(entry,), retire=True)
         return self._result(Urgency.CRITICAL, retired=reason)
 
@@ -223,6 +229,23 @@ class CheckCycle:
         placed = any(c.key in (_rules.STOP_KEY, _rules.EMERGENCY_KEY) and c.action is Action.PLACE
                      and c.link_id in self.state.open_links for c in self._sent)
         return not (placed or _rules.has_live_stop(self.state, view))
+
+    def _unprotected_alert(self, unprotected: bool | None) -> tuple[Event, ...]:
+        """A critical UNPROTECTED event (journaled, so alerted) once a position has had no live stop
+        for longer than one critical interval, repeated at most every 5 minutes while it lasts."""
+        now = self._clock.monotonic()
+        if unprotected is False:
+            self._unprotected_since = self._unprotected_alerted = None
+        if not unprotected:
+            return ()
+        since = self._unprotected_since = now if self._unprotected_since is None else self._unprotected_since
+        if now - since <= self._intervals[Urgency.CRITICAL] or \
+                (self._unprotected_alerted is not None and now - self._unprotected_alerted < UNPROTECTED_REPEAT_S):
+            return ()
+        self._unprotected_alerted = now
+        return (Event(EventKind.UNPROTECTED, f"UNPROTECTED {self.monitor}: no live stop on an open position of "
+                      f"{self.state.last_size} for {now - since:.0f}s", level=logging.WARNING,
+                      payload={"size": self.state.last_size, "seconds": round(now - since)}),)
 
     def _result(self, urgency: Urgency, data_age: float = 0.0, throttled: bool = False,
                 retired: CloseReason | None = None) -> CheckResult:

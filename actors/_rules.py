@@ -58,6 +58,7 @@ class EventKind(StrEnum):
     """Journal event kinds (critical unless noted) and the log lines they go with."""
     MONITOR_CREATED = "monitor_created"
     MONITOR_RETIRED = "monitor_retired"
+    ENTRY_FILLED = "entry_filled"
     COMMAND_SETTLED = "command_settled"
     STOP_PLACED = "stop_placed"
     STOP_RESTORED = "stop_restored"
@@ -67,7 +68,7 @@ class EventKind(StrEnum):
     PHASE_CHANGED = "phase_changed"
     EMERGENCY_CLOSE = "emergency_close"
     POSITION_CLOSED = "position_closed"
-    UNPROTECTED = "unprotected"                  # not critical: logged every check
+    UNPROTECTED = "unprotected"                  # critical when it lasts (alerted), else logged every check
     UNKNOWN_STATUS = "unknown_status"            # not critical
     FOLLOW_UP_DEFERRED = "follow_up_deferred"    # not critical
 
@@ -129,6 +130,7 @@ class MonitorState:
     cleanup: dict[str, Pending] = field(default_factory=dict)      # cancellations of duplicates and
                                                                    # leftovers, by orderLinkId
     filled_tps: frozenset[int] = frozenset()
+    filled_entries: frozenset[int] = frozenset()    # entry limit levels seen Filled
     tp1_done: bool = False
     breakeven_done: bool = False
     ladder_size: Decimal = Decimal(0)
@@ -141,6 +143,9 @@ class MonitorState:
     last_change_ms: int = 0
     last_check_ms: int = 0
     tp1_fill_ms: int = 0                # the exchange's time of the TP1 fill (for reaction times)
+    opened_ms: int = 0                  # the exchange's creation time of the position
+    realised_start: Decimal | None = None   # the position row's cumRealisedPnl when first seen
+    realised_seen: Decimal | None = None    # ... and when last seen (the difference: this position's)
     urgency: Urgency = Urgency.CRITICAL
     closing: CloseReason | None = None  # closure reason while leftovers are cancelled
     retired: CloseReason | None = None  # closure reason once done
@@ -311,7 +316,8 @@ def adopt(monitor: MonitorId, view: PositionView, now_ms: int, config: RulesConf
     plan = Plan(Approach.ADOPTED, side, config.ladder_percents, tp_prices, stop)
     return MonitorState(monitor, position_id_for(monitor, position.created_ms or now_ms), plan, Phase.MONITORING, now_ms,
                         ladder_size=position.size, last_size=position.size, peak_size=position.size,
-                        avg_price=avg, last_change_ms=position.updated_ms)
+                        avg_price=avg, last_change_ms=position.updated_ms, opened_ms=position.created_ms,
+                        realised_start=position.cum_realised_pnl, realised_seen=position.cum_realised_pnl)
 
 
 def _rebuild(monitor: MonitorId, position_id: str, orders: list[Order], position: Position,
@@ -354,7 +360,9 @@ def _rebuild(monitor: MonitorId, position_id: str, orders: list[Order], position
                         tp1_done=tp1_done, breakeven_done=tp1_done and at_breakeven, ladder_size=ladder,
                         last_size=position.size, peak_size=ladder, avg_price=avg,
                         open_links=frozenset(o.link_id for o in by_key.values()),
-                        last_change_ms=max([position.updated_ms] + [o.updated_ms for o in orders]))
+                        last_change_ms=max([position.updated_ms] + [o.updated_ms for o in orders]),
+                        opened_ms=position.created_ms, realised_start=position.cum_realised_pnl,
+                        realised_seen=position.cum_realised_pnl)
 
 
 def resumed(state: MonitorState) -> MonitorState:
@@ -398,7 +406,8 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     fresh = view.snapshot_id != state.last_snapshot
     state, settle_events = _settle_pending(state, ours, closed, size, view.snapshot_id, fresh)
     events += settle_events
-    state, fill_events = _detect_fills(state, closed, size, now_ms)
+    state, realised = _track_realised(state, view.position)
+    state, fill_events = _detect_fills(state, closed, size, realised, now_ms)
     events += fill_events
     commands: list[Command] = []
 
@@ -507,20 +516,40 @@ def _settle_pending(state: MonitorState, ours: dict[Intent, list[Order]], closed
     return state, events
 
 
-def _detect_fills(state: MonitorState, closed: dict[str, list[Order]], size: Decimal,
+def _track_realised(state: MonitorState, row: Position | None) -> tuple[MonitorState, Decimal | None]:
+    """The exchange's realised P&L (cumRealisedPnl, fees included) since the last check that saw
+    the position's row (a flat row too), or None when this view has no row."""
+    if row is None or row.position_idx != state.monitor.position_idx:
+        return state, None
+    cum = row.cum_realised_pnl
+    delta = cum - state.realised_seen if state.realised_seen is not None else None
+    start = state.realised_start if state.realised_start is not None else cum
+    return replace(state, realised_start=start, realised_seen=cum), delta
+
+
+def _detect_fills(state: MonitorState, closed: dict[Intent, list[Order]], size: Decimal, realised: Decimal | None,
                   now_ms: int) -> tuple[MonitorState, list[Event]]:
-    """TP levels whose order reached Filled (PartiallyFilled is not a hit)."""
+    """TP levels and entry limits whose order reached Filled (PartiallyFilled is not a hit)."""
     events = []
-    for level in range(1, len(state.plan.percents) + 1):
-        if level in state.filled_tps:
+    for key, orders in sorted(closed.items()):
+        fills = [o for o in orders if o.status == OrderStatus.FILLED]
+        if not fills or key.role not in (Role.TAKE_PROFIT, Role.ENTRY):
             continue
-        fills = [o for o in closed.get(Intent(Role.TAKE_PROFIT, level), []) if o.status == OrderStatus.FILLED]
-        if fills:
-            state = replace(state, filled_tps=state.filled_tps | {level}, last_change_ms=now_ms)
-            prefix = "TP1 FILLED" if level == 1 else f"TP{level} FILLED"
-            events.append(_event(EventKind.TP_FILLED, f"{prefix} {state.monitor}: remaining size {size}", level_filled=level,
-                                 remaining=size))
-            if level == 1:
+        qty = sum((o.cum_exec_qty for o in fills), Decimal(0))
+        price = fills[0].avg_price or fills[0].price
+        # A fill from before this monitor took charge is a fact to act on, not news to alert.
+        before = max(o.updated_ms for o in fills) < state.created_ms
+        if key.role is Role.ENTRY and key.level > 1 and key.level not in state.filled_entries:
+            state = replace(state, filled_entries=state.filled_entries | {key.level}, last_change_ms=now_ms)
+            events.append(_event(EventKind.ENTRY_FILLED, f"ENTRY FILLED {state.monitor}: limit {key.level} "
+                                 f"{qty} at {price}; size now {size}", level_filled=key.level, qty=qty, price=price,
+                                 size=size, before_watch=before))
+        elif key.role is Role.TAKE_PROFIT and key.level not in state.filled_tps and key.level <= len(state.plan.percents):
+            state = replace(state, filled_tps=state.filled_tps | {key.level}, last_change_ms=now_ms)
+            events.append(_event(EventKind.TP_FILLED, f"TP{key.level} FILLED {state.monitor}: {qty} at {price}, "
+                                 f"remaining size {size}", level_filled=key.level, qty=qty, price=price, remaining=size,
+                                 realised_pnl=realised, before_watch=before))
+            if key.level == 1:
                 state = replace(state, tp1_done=True, tp1_fill_ms=max(o.updated_ms for o in fills))
     return state, events
 
@@ -549,7 +578,8 @@ def _close(state: MonitorState, view: PositionView, ours: dict[str, list[Order]]
                 CloseReason.TAKE_PROFITS if last_tp else \
                 CloseReason.EMERGENCY_CLOSE if EMERGENCY_KEY in state.generations else CloseReason.MANUAL
             if stop_hit:
-                events.append(_event(EventKind.STOP_HIT, f"STOP HIT {state.monitor}: position closed by its stop", level=logging.WARNING))
+                events.append(_event(EventKind.STOP_HIT, f"STOP HIT {state.monitor}: position closed by its stop",
+                                     level=logging.WARNING, realised_pnl=_realised_total(state)))
         state = replace(state, closing=reason, phase=Phase.CLOSED, last_change_ms=now_ms)
     commands = []
     for orders in ours.values():
@@ -559,12 +589,22 @@ def _close(state: MonitorState, view: PositionView, ours: dict[str, list[Order]]
     return state, commands, events
 
 
-def finish(state: MonitorState) -> tuple[MonitorState, tuple[Event, ...]]:
+def finish(state: MonitorState, now_ms: int) -> tuple[MonitorState, tuple[Event, ...]]:
     """After a check's commands settled: a closing monitor with nothing left pending retires."""
     if state.closing and not state.retired and not state.awaiting:
         line = f"CLOSED {state.monitor}: {state.closing}"
-        return replace(state, retired=state.closing), (_event(EventKind.POSITION_CLOSED, line, reason=state.closing),)
+        duration = (now_ms - state.opened_ms) // 1000 if state.opened_ms else None
+        return replace(state, retired=state.closing), (_event(
+            EventKind.POSITION_CLOSED, line, reason=state.closing, realised_pnl=_realised_total(state),
+            duration_s=duration, tps_hit=len(state.filled_tps), tps=len(state.plan.percents)),)
     return state, ()
+
+
+def _realised_total(state: MonitorState) -> Decimal | None:
+    """This position's realised P&L as the exchange reported it, up to the last row seen."""
+    if state.realised_start is None or state.realised_seen is None:
+        return None
+    return state.realised_seen - state.realised_start
 
 
 def _protect(state: MonitorState, view: PositionView, ours: dict[str, list[Order]], size: Decimal,
@@ -793,12 +833,14 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
         "generations": {str(k): v for k, v in state.generations.items()},
         "pending": {str(k): _pending_to_dict(p) for k, p in state.pending.items()},
         "cleanup": {k: _pending_to_dict(p) for k, p in state.cleanup.items()},
-        "filled_tps": sorted(state.filled_tps), "tp1_done": state.tp1_done, "breakeven_done": state.breakeven_done,
+        "filled_tps": sorted(state.filled_tps), "filled_entries": sorted(state.filled_entries),
+        "tp1_done": state.tp1_done, "breakeven_done": state.breakeven_done,
         "ladder_size": str(state.ladder_size), "last_size": str(state.last_size), "peak_size": str(state.peak_size),
         "avg_price": str(state.avg_price), "open_links": sorted(state.open_links),
         "gone_snapshots": list(state.gone_snapshots), "last_snapshot": state.last_snapshot,
         "last_change_ms": state.last_change_ms, "last_check_ms": state.last_check_ms, "urgency": state.urgency,
-        "tp1_fill_ms": state.tp1_fill_ms,
+        "tp1_fill_ms": state.tp1_fill_ms, "opened_ms": state.opened_ms,
+        "realised_start": _text(state.realised_start), "realised_seen": _text(state.realised_seen),
         "closing": state.closing,
     }
 
@@ -845,6 +887,9 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
             generations={Intent.parse(str(k)): int(v) for k, v in data.get("generations", {}).items()},
             pending=pending, cleanup=cleanup,
             filled_tps=frozenset(int(x) for x in data.get("filled_tps", [])), tp1_done=bool(data.get("tp1_done")),
+            filled_entries=frozenset(int(x) for x in data.get("filled_entries", [])),
+            opened_ms=int(data.get("opened_ms", 0)), realised_start=_dec(data.get("realised_start")),
+            realised_seen=_dec(data.get("realised_seen")),
             breakeven_done=bool(data.get("breakeven_done")), ladder_size=Decimal(str(data.get("ladder_size", "0"))),
             last_size=Decimal(str(data.get("last_size", "0"))), peak_size=Decimal(str(data.get("peak_size", "0"))),
             avg_price=Decimal(str(data.get("avg_price", "0"))), open_links=frozenset(data.get("open_links", [])),

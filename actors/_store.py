@@ -19,11 +19,13 @@ from typing import Any, Iterable
 import orjson
 
 from messages.models import MonitorId
+from messages.notifier import AlertText, QueuedAlert
 from messages.persistence import JournalEntry
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the alerts outbox
+SENT_ALERTS_KEPT_MS = 7 * 24 * 3600 * 1000
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS monitor_state (
@@ -33,8 +35,12 @@ CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, account TEXT NOT NULL,
     symbol TEXT NOT NULL, monitor TEXT NOT NULL, event TEXT NOT NULL, payload BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_monitor ON events (monitor, id);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INTEGER NOT NULL, account TEXT NOT NULL, kind TEXT NOT NULL,
+    title TEXT NOT NULL, body TEXT NOT NULL, sent_ms INTEGER);
+CREATE INDEX IF NOT EXISTS alerts_unsent ON alerts (sent_ms, id);
 """
-_OUR_TABLES = {"meta", "monitor_state", "events", "sqlite_sequence"}
+_OUR_TABLES = {"meta", "monitor_state", "events", "alerts", "sqlite_sequence"}
 
 
 class StateError(Exception):
@@ -101,6 +107,29 @@ class Store:
             self.connection.execute("DELETE FROM monitor_state WHERE monitor = ?", (str(monitor),))
             rows += 1
         return rows, size
+
+    def put_alerts(self, alerts: Iterable[AlertText], now_ms: int) -> tuple[QueuedAlert, ...]:
+        """Queue alerts in the outbox, inside a transaction the caller holds (the one that journals
+        the events they report)."""
+        queued = []
+        for alert in alerts:
+            cursor = self.connection.execute(
+                "INSERT INTO alerts (time_ms, account, kind, title, body) VALUES (?, ?, ?, ?, ?)",
+                (now_ms, alert.account, alert.kind, alert.title, alert.body))
+            queued.append(QueuedAlert(int(cursor.lastrowid), now_ms, alert.account, alert.kind, alert.title, alert.body))
+        return tuple(queued)
+
+    def unsent_alerts(self) -> tuple[QueuedAlert, ...]:
+        rows = self.connection.execute(
+            "SELECT id, time_ms, account, kind, title, body FROM alerts WHERE sent_ms IS NULL ORDER BY id")
+        return tuple(QueuedAlert(*row) for row in rows)
+
+    def mark_sent(self, ids: Iterable[int], now_ms: int) -> None:
+        """Mark rows delivered; rows delivered more than a week ago are dropped (the journal keeps
+        the events they reported)."""
+        with self.transaction():
+            self.connection.executemany("UPDATE alerts SET sent_ms = ? WHERE id = ?", [(now_ms, i) for i in ids])
+            self.connection.execute("DELETE FROM alerts WHERE sent_ms < ?", (now_ms - SENT_ALERTS_KEPT_MS,))
 
     def load_states(self) -> dict[MonitorId, dict]:
         states = {}
@@ -204,7 +233,8 @@ def open_store(path: str | Path) -> tuple[Store, dict[MonitorId, dict], Path | N
             moved = move_aside(path, str(exc))
     connection = _connect(path)
     connection.executescript(_SCHEMA)
-    connection.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    # Version 1 databases gain the outbox table above; nothing else changed.
+    connection.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
     connection.commit()
     return Store(connection, path), states, moved
 

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import pykka
 
 from actors import _bybit
-from actors._asks import has_reply
+from actors._asks import has_reply, journal, tell_upward
 from actors._bybit import HttpFail, HttpOk
 from actors._cache import AccountCache, is_market
 from actors._rate_limit import IP_BAN_SECONDS, RateLimiter
@@ -35,6 +35,7 @@ from messages.gateway import (Accepted, Access, AccountSnapshot, AmendOrder, Bat
                               GetPositionView, Outcome, PlaceOrder, Priority, Rejected, ReportStats,
                               Unavailable, Unresolved)
 from messages.models import Instrument, ModelError, Order, Position
+from messages.persistence import Record, account_subject
 from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.metrics import Metrics
@@ -136,8 +137,13 @@ def outcome_of(result: HttpOk | HttpFail) -> Outcome:
 class ExchangeGateway(pykka.ThreadingActor):
     def __init__(self, accounts: dict[str, tuple[str, str]], base_url: str, clock: Clock, *,
                  pool_size: int = 10, timeout: float = 10.0, recv_window: int = 5000,
-                 stale_limit: float = 90.0, read_share: float = 20.0, metrics: Metrics | None = None):
+                 stale_limit: float = 90.0, read_share: float = 20.0, metrics: Metrics | None = None,
+                 persistence: Any = None):
+        """`persistence` journals an account becoming unreadable past the stale limit and readable
+        again (a tell: critical, so it is alerted); None journals nothing."""
         super().__init__()
+        self._persistence = persistence
+        self._unreadable: set[str] = set()
         self._metrics = metrics or Metrics(clock, accounts)
         if not accounts:
             raise ValueError("the gateway needs at least one account")
@@ -368,6 +374,9 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._metrics.account_read(read.account)
         if self._failing.pop(read.account, None):
             log.info("Gateway: %s reads work again", read.account)
+        if read.account in self._unreadable:
+            self._unreadable.discard(read.account)
+            self._journal(read.account, "account_readable")
         for request in read.waiters:
             self._answer(request, cache, throttled=read.throttled, closed=closed)
 
@@ -392,6 +401,13 @@ class ExchangeGateway(pykka.ThreadingActor):
                     if age <= self._stale_limit else "no good data to serve")
         for request in read.waiters:
             self._answer_stale(request, cache, reason)
+        if now - failing.since > self._stale_limit and read.account not in self._unreadable:
+            self._unreadable.add(read.account)
+            self._journal(read.account, "account_unreadable", seconds=round(now - failing.since), reason=reason[:120])
+
+    def _journal(self, account: str, event: str, **payload: Any) -> None:
+        entry = journal(self._clock.wall_ms(), account_subject(account), event, **payload)
+        tell_upward(self._persistence, Record(account_subject(account), None, (entry,), critical=True))
 
     def _load_instruments(self, cursor: str | None = None) -> None:
         if self._instruments_loading and cursor is None:

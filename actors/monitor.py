@@ -13,7 +13,7 @@ from typing import Any
 
 import pykka
 
-from actors._asks import ask_gateway, record, tell_upward
+from actors._asks import ask_with_reply, record, tell_upward
 from actors._cycle import CheckCycle, CheckResult, command_message
 from actors._rules import Command, EventKind, MonitorState, RulesConfig
 from messages.gateway import Batch, GetPositionView, Outcome, PositionView, Unavailable, Unresolved
@@ -85,7 +85,7 @@ class Monitor(pykka.ThreadingActor):
 
     def view(self, max_age: float, include_closed: bool) -> PositionView | Unavailable | None:
         try:
-            return ask_gateway(self._gateway, lambda reply: GetPositionView(
+            return ask_with_reply(self._gateway, lambda reply: GetPositionView(
                 self._id.account, self._id.symbol, self._id.position_idx, max_age, include_closed, reply=reply),
                 self._timeout)
         except pykka.Timeout:
@@ -99,7 +99,7 @@ class Monitor(pykka.ThreadingActor):
             messages = tuple(command_message(self._id, c) for c in group)
             make = lambda reply: Batch(self._id.account, messages, group[0].priority, reply=reply)
         try:
-            answer = ask_gateway(self._gateway, make, self._timeout)
+            answer = ask_with_reply(self._gateway, make, self._timeout)
         except pykka.Timeout:
             return [Unresolved("no answer from the gateway")] * len(group)
         return list(answer) if len(group) > 1 else [answer]

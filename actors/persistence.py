@@ -16,7 +16,10 @@ import pykka
 
 from actors._store import Store
 from messages.models import MonitorId
-from messages.persistence import (FlushDue, GetPersistenceStats, JournalEntry, LoadedState, LoadState,
+from actors._alerts import AlertRules
+from actors._asks import tell_upward
+from messages.notifier import AlertsQueued
+from messages.persistence import (AlertsSent, AttachNotifier, FlushDue, GetPersistenceStats, LoadedState, LoadState,
                                   PersistenceStats, Record)
 from runtime.clock import Clock
 from runtime.hooks import NO_HOOKS, Hooks
@@ -33,8 +36,12 @@ LATENCY_KEPT = 10_000
 class Persistence(pykka.ThreadingActor):
     def __init__(self, store: Store, loaded: dict[MonitorId, dict], clock: Clock, *,
                  flush_interval: float = 30.0, moved_aside: str | None = None, hooks: Hooks = NO_HOOKS,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, alerts: AlertRules | None = None):
+        """`alerts`: which journal entries become alerts in the outbox; None (no ALERT_URLS) queues
+        none."""
         super().__init__()
+        self._alerts = alerts
+        self._notifier: Any = None
         self._metrics = metrics or Metrics(clock)
         self._hooks = hooks
         self._store = store
@@ -71,6 +78,10 @@ class Persistence(pykka.ThreadingActor):
                     self._pending_states[message.monitor] = message.state
                 if message.reply is not None:
                     message.reply.set(True)
+            case AttachNotifier(notifier=notifier):
+                self._notifier = notifier
+            case AlertsSent(ids=ids):
+                self._store.mark_sent(ids, self._clock.wall_ms())
             case FlushDue(now=now):
                 if now - self._last_flush >= self._flush_interval * 0.99:
                     self._flush(now)
@@ -103,9 +114,12 @@ class Persistence(pykka.ThreadingActor):
         for monitor in retired:
             states.pop(monitor, None)
         events = [e for r in group for e in r.events]
+        alerts = [a for a in map(self._alerts.alert_for, events) if a is not None] if self._alerts else []
         started = self._clock.monotonic()
         try:
-            rows, size = self._store.write(states, events, retired, self._clock.wall_ms())
+            with self._store.transaction():  # an acknowledged event's alert is as durable as the event
+                rows, size = self._store.put(states, events, retired, self._clock.wall_ms())
+                queued = self._store.put_alerts(alerts, self._clock.wall_ms())
         except Exception as exc:
             for record in group:
                 if record.reply is not None:
@@ -122,6 +136,9 @@ class Persistence(pykka.ThreadingActor):
         for record in group:
             if record.reply is not None:
                 record.reply.set(True)
+        if queued:
+            self._hooks.reached("alert_queued")
+            tell_upward(self._notifier, AlertsQueued(queued))
 
     def _flush(self, now: float, final: bool = False) -> None:
         self._last_flush = now

@@ -26,6 +26,7 @@ from runtime.metrics import Metrics
 log = logging.getLogger(__name__)
 
 WAVE_HISTORY = 1000  # wave durations kept for the report
+CHECK_HISTORY = 10_000  # check durations kept for the report
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Scheduler(pykka.ThreadingActor):
         self._waves: dict[int, _Wave] = {}
         self._wave_count = 0
         self._wave_seconds: deque[float] = deque(maxlen=WAVE_HISTORY)
+        self._check_seconds: deque[float] = deque(maxlen=CHECK_HISTORY)
         self._seq = 0
         self._checks = 0
         self._late = 0
@@ -126,6 +128,7 @@ class Scheduler(pykka.ThreadingActor):
         self._throttled = self._throttled or message.throttled
         self._metrics.checks.labels(message.monitor.account).inc()
         self._metrics.check_seconds.observe(message.duration)
+        self._check_seconds.append(message.duration)
         self._metrics.scheduled(message.monitor, message.urgency, entry.due, checked=True)
         log.debug("Checked %s in %.3fs (data age %.1fs, urgency %s)", message.monitor, message.duration,
                   message.data_age, message.urgency.value)
@@ -197,4 +200,4 @@ class Scheduler(pykka.ThreadingActor):
         return ScheduleReport(
             monitors=len(self._entries), in_flight=self._in_flight(), concurrency_limit=self._limit,
             urgency=dict(counts), waves=len(self._wave_seconds), wave_seconds=tuple(self._wave_seconds),
-            checks=self._checks, late_checks=self._late)
+            checks=self._checks, late_checks=self._late, check_seconds=tuple(self._check_seconds))

@@ -18,7 +18,7 @@ import pykka
 
 from actors import _rules
 from actors._rules import MonitorState, RulesConfig
-from actors._asks import ask_gateway
+from actors._asks import ask_with_reply
 from actors.monitor import Monitor
 from messages.gateway import AccountSnapshot, GetAccountSnapshot
 from messages.models import MonitorId, Urgency
@@ -165,7 +165,7 @@ class Supervisor(pykka.ThreadingActor):
     def _discover(self) -> None:
         for account in self._accounts:
             try:
-                snapshot = ask_gateway(self._gateway, lambda reply, a=account: GetAccountSnapshot(
+                snapshot = ask_with_reply(self._gateway, lambda reply, a=account: GetAccountSnapshot(
                     a, self._snapshot_max_age, reply=reply), self._timeout)
             except pykka.Timeout:
                 continue

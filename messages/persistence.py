@@ -8,6 +8,14 @@ from typing import Any
 from messages.models import MonitorId
 
 
+# Journal subjects that are not positions: the daemon itself, and an account as a whole.
+DAEMON = MonitorId("daemon", "-")
+
+
+def account_subject(account: str) -> MonitorId:
+    return MonitorId(account, "-")
+
+
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
     """One critical event in the append-only journal (payload: JSON-able, money as Decimal)."""
@@ -28,6 +36,18 @@ class Record:
     critical: bool = False
     retire: bool = False  # the monitor is gone: delete its state (always critical)
     reply: Any = None     # a pykka.ThreadingFuture the sender waits on
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsSent:
+    """From the Notifier: these outbox rows were delivered to every alert URL."""
+    ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AttachNotifier:
+    """From the system at start-up: hand queued alerts to this Notifier after each commit."""
+    notifier: Any
 
 
 @dataclass(frozen=True, slots=True)

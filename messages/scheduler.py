@@ -54,3 +54,4 @@ class ScheduleReport:
     wave_seconds: tuple[float, ...]
     checks: int
     late_checks: int
+    check_seconds: tuple[float, ...] = ()

@@ -5,7 +5,8 @@ The daemon calls `hooks.reached(point)` at each point; by default that is a no-o
 `GUARDIAN_KILL_AT=<point>[:<n>]`, which SIGKILLs the process the n-th time the point is reached
 (default the first). Points: `after_send` (a command was sent, its outcome not yet recorded),
 `mid_flush` (inside a batched state write, before its commit), `between_closure_snapshots`
-(a flat position was seen once, the confirming snapshot not yet).
+(a flat position was seen once, the confirming snapshot not yet), `alert_queued` (an alert was
+committed to the outbox, not yet handed to the Notifier).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import signal
 import threading
 from typing import Mapping, Protocol
 
-POINTS = ("after_send", "mid_flush", "between_closure_snapshots")
+POINTS = ("after_send", "mid_flush", "between_closure_snapshots", "alert_queued")
 ENVIRONMENT_NAME = "GUARDIAN_KILL_AT"
 
 

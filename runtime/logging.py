@@ -72,3 +72,6 @@ def setup_logging(level: str = "INFO", fmt: str = "human", secrets: Iterable[str
     # Pykka logs exceptions returned through futures at INFO; urllib3 is noisy at DEBUG.
     logging.getLogger("pykka").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("urllib3").setLevel(max(logging.WARNING, root.level))
+    # Apprise's own lines may quote a service URL with its token: the Notifier logs failures itself,
+    # naming each URL in Apprise's privacy form.
+    logging.getLogger("apprise").disabled = True

@@ -70,6 +70,10 @@ class Metrics:
         self.flushes = Counter("guardian_persistence_flushes", "Batched flushes of non-critical states", registry=r)
         self.commit_seconds = Histogram("guardian_persistence_commit_seconds", "Time of one critical commit",
                                         buckets=COMMIT_BUCKETS, registry=r)
+        self.alert_outbox = Gauge("guardian_alert_outbox_depth", "Alerts waiting to be delivered", registry=r)
+        self.alerts_sent = Counter("guardian_alerts_sent", "Alerts delivered to every alert URL", registry=r)
+        self.alert_failures = Counter("guardian_alert_send_failures", "Alert messages that failed on at least one "
+                                      "URL (retried with backoff)", registry=r)
         Gauge("guardian_threads", "Threads of the process", registry=r).set_function(threading.active_count)
         ProcessCollector(registry=r)
         r.register(_Derived(self))

@@ -21,14 +21,17 @@ import pykka
 
 from actors._rules import RulesConfig
 from actors._store import open_read_only, open_store
-from actors._asks import ask_gateway
+from actors._alerts import AlertRules
+from actors._asks import ask_with_reply, journal, record
 from actors.gateway import ExchangeGateway
+from actors.notifier import Channel, Notifier
 from actors.persistence import Persistence
 from actors.scheduler import Scheduler
 from actors.supervisor import Supervisor
 from messages.gateway import (Access, AccountSnapshot, CheckAccess, GatewayTick, GetAccountSnapshot,
                               GetGatewayStats, ReportStats)
-from messages.persistence import FlushDue, GetPersistenceStats
+from messages.notifier import Drain, NotifierTick
+from messages.persistence import DAEMON, AttachNotifier, FlushDue, GetPersistenceStats, Record
 from messages.scheduler import GetSchedule, Tick
 from messages.supervisor import GetSupervisorReport, StartSupervision, StopMonitors, SupervisorTick
 from runtime.backoff import Backoff
@@ -43,6 +46,7 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 SNAPSHOT_BACKOFF_START, SNAPSHOT_BACKOFF_MAX = 1.0, 30.0
+ALERT_DRAIN_S = 5.0
 
 
 class StartupError(Exception):
@@ -52,8 +56,10 @@ class StartupError(Exception):
 class System:
     def __init__(self, settings: Settings, accounts: dict[str, tuple[str, str]], base_url: str, *,
                  clock: Clock | None = None, dry_run: bool = False, check_access: bool = True,
-                 hooks: Hooks | None = None, metrics: Metrics | None = None):
+                 hooks: Hooks | None = None, metrics: Metrics | None = None, channels: tuple[Channel, ...] = ()):
+        """`channels`: one per alert URL (main.py builds them from ALERT_URLS); none: no alerts."""
         self.settings = settings
+        self.channels = channels
         self.hooks = hooks if hooks is not None else hooks_from_environment(os.environ)  # ValueError: bad spec
         self.accounts = accounts
         self.base_url = base_url
@@ -65,7 +71,9 @@ class System:
         self.gateway: Any = None
         self.supervisor: Any = None
         self.scheduler: Any = None
+        self.notifier: Any = None
         self.ticker: Ticker | None = None
+        self.notifier_ticker: Ticker | None = None
         self.started_at = time.monotonic()
 
     # --- start ----------------------------------------------------------------------------
@@ -74,12 +82,21 @@ class System:
         """Start everything; False when a stop was asked for before the first snapshots came."""
         s = self.settings
         store, states, moved = open_store(s.state_path)  # StateError: refuse to start
+        channels = list(self.channels)
+        unsent = store.unsent_alerts()
         self.persistence = Persistence.start(store, states, self.clock, flush_interval=float(s.flush_interval_seconds),
                                              moved_aside=str(moved) if moved else None, hooks=self.hooks,
-                                             metrics=self.metrics)
+                                             metrics=self.metrics,
+                                             alerts=AlertRules(s.enable_mirror_alerts) if channels else None)
+        if channels:
+            self.notifier = Notifier.start(channels, self.persistence, self.clock, unsent=unsent,
+                                           max_age_s=float(s.alert_max_age_seconds), metrics=self.metrics)
+            self.persistence.tell(AttachNotifier(self.notifier))
+            self.notifier_ticker = Ticker(self.clock, [Every(0.25, self.notifier, NotifierTick)]).start()
         self.gateway = ExchangeGateway.start(self.accounts, self.base_url, self.clock, pool_size=s.http_pool_size,
                                              timeout=float(s.http_timeout_seconds), recv_window=s.recv_window_ms,
-                                             stale_limit=float(s.stale_limit_seconds), metrics=self.metrics)
+                                             stale_limit=float(s.stale_limit_seconds), metrics=self.metrics,
+                                             persistence=self.persistence)
         self.ticker = Ticker(self.clock, [Every(0.05, self.gateway, GatewayTick)]).start()
         if self.check_access and not self._check_access(stop):
             return False
@@ -94,7 +111,8 @@ class System:
                                            ask_timeout=float(s.http_timeout_seconds) + 5, hooks=self.hooks,
                                            metrics=self.metrics)
         self.scheduler = Scheduler.start(self.clock, intervals, self.supervisor, metrics=self.metrics)
-        self.supervisor.ask(StartSupervision(self.scheduler, snapshots), timeout=60)
+        monitors = self.supervisor.ask(StartSupervision(self.scheduler, snapshots), timeout=60)
+        self._journal("daemon_started", monitors=monitors, accounts=list(self.accounts))
         self.ticker.add(Every(0.25, self.scheduler, Tick))
         self.ticker.add(Every(float(s.flush_interval_seconds), self.persistence, FlushDue))
         self.ticker.add(Every(1.0, self.supervisor, SupervisorTick))
@@ -109,7 +127,7 @@ class System:
         for account in self.accounts:
             while True:
                 try:
-                    access = ask_gateway(self.gateway, lambda reply, a=account: CheckAccess(a, reply=reply), 60)
+                    access = ask_with_reply(self.gateway, lambda reply, a=account: CheckAccess(a, reply=reply), 60)
                 except pykka.Timeout:
                     access = Access(account, False, False, "no answer in time", transient=True)
                 if access.ok or not access.transient:
@@ -134,7 +152,7 @@ class System:
                 if account in snapshots:
                     continue
                 try:
-                    answer = ask_gateway(self.gateway, lambda reply, a=account: GetAccountSnapshot(a, 0.0, reply=reply),
+                    answer = ask_with_reply(self.gateway, lambda reply, a=account: GetAccountSnapshot(a, 0.0, reply=reply),
                                          float(self.settings.http_timeout_seconds) * 4)
                 except pykka.Timeout:
                     answer = "no answer in time"
@@ -165,7 +183,10 @@ class System:
                     ref.ask(message, timeout=30)
                 except (pykka.Timeout, pykka.ActorDeadError):
                     log.warning("Stopping: %s did not answer in time", message)
-        for name in ("supervisor", "scheduler", "gateway", "persistence"):
+        if self.supervisor is not None:  # it started: the trader is told it stops
+            self._journal("daemon_stopped")
+        self._drain_alerts()
+        for name in ("supervisor", "scheduler", "gateway", "notifier", "persistence"):
             ref = getattr(self, name)
             if ref is not None:
                 try:
@@ -176,6 +197,26 @@ class System:
         for ref in leftovers:
             log.error("Bug: actor %s still alive after stop; stopping it", ref)
         pykka.ActorRegistry.stop_all(block=True, timeout=5)
+
+    def _journal(self, event: str, **payload: Any) -> None:
+        entry = journal(self.clock.wall_ms(), DAEMON, event, **payload)
+        try:
+            record(self.persistence, Record(DAEMON, None, (entry,), critical=True), timeout=10)
+        except (pykka.Timeout, pykka.ActorDeadError):
+            log.warning("The %s event was not recorded in time", event)
+
+    def _drain_alerts(self) -> None:
+        """Give waiting alerts (the stop's own included) a few seconds to go out; the rest stay
+        in the outbox for the next start."""
+        if self.notifier is None:
+            return
+        try:
+            ask_with_reply(self.notifier, lambda reply: Drain(self.clock.monotonic() + ALERT_DRAIN_S, reply=reply),
+                        ALERT_DRAIN_S + 5)
+        except (pykka.Timeout, pykka.ActorDeadError):
+            pass
+        if self.notifier_ticker is not None:
+            self.notifier_ticker.stop()
 
     # --- the run's figures ----------------------------------------------------------------
 
@@ -206,6 +247,9 @@ class System:
             waves = list(schedule.wave_seconds)
             out["checks"] = schedule.checks
             out["late_checks"] = schedule.late_checks
+            durations = list(schedule.check_seconds)
+            out["check_seconds"] = {"p50": percentile(durations, 0.5), "p95": percentile(durations, 0.95),
+                                    "max": max(durations, default=0.0)}
             out["waves"] = {"count": schedule.waves, "seconds_p50": percentile(waves, 0.5),
                             "seconds_p95": percentile(waves, 0.95), "seconds_max": max(waves, default=0.0)}
         if gateway:

@@ -13,15 +13,18 @@ import pytest
 
 from actors._cache import AccountCache
 from actors._rate_limit import RateLimiter
-from actors._asks import ask_gateway
+from actors._asks import ask_with_reply
 from actors.gateway import ExchangeGateway
 from messages.gateway import (Accepted, AmendOrder, Batch, CancelOrder, GatewayTick, GetAccountSnapshot,
                               GetGatewayStats, GetPositionView, PlaceOrder, Priority, Rejected, Unavailable,
                               Unresolved)
 from messages.models import OrderLink, Position, Role
+from messages.persistence import account_subject
 from runtime.clock import SystemClock
 from runtime.ticker import Every, Ticker
 from simulator import Simulator
+from tests.e2e.harness import wait_until
+from tests.stubs.recorder import Recorder, recorded
 
 
 class Rig:
@@ -35,13 +38,13 @@ class Rig:
         self.stats()  # instruments requested at start
 
     def view(self, symbol: str, account: str = "main", max_age: float = 2.0, **kw):
-        return ask_gateway(self.gateway, lambda f: GetPositionView(account, symbol, 0, max_age, reply=f, **kw), 15)
+        return ask_with_reply(self.gateway, lambda f: GetPositionView(account, symbol, 0, max_age, reply=f, **kw), 15)
 
     def snapshot(self, account: str = "main", max_age: float = 15.0):
-        return ask_gateway(self.gateway, lambda f: GetAccountSnapshot(account, max_age, reply=f), 15)
+        return ask_with_reply(self.gateway, lambda f: GetAccountSnapshot(account, max_age, reply=f), 15)
 
     def send(self, make):
-        return ask_gateway(self.gateway, make, 15)
+        return ask_with_reply(self.gateway, make, 15)
 
     def stats(self):
         return self.gateway.ask(GetGatewayStats(), timeout=5)
@@ -397,3 +400,20 @@ def test_a_request_without_a_reply_future_is_logged_and_dropped_not_fatal(rig, c
     assert view.symbol == entry.symbol
     errors = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.ERROR]
     assert len(errors) == 2 and all("without a reply future" in line for line in errors)
+
+
+def test_an_account_unreadable_past_the_stale_limit_is_journaled_once_and_its_recovery_too(rig):
+    journal = Recorder.start()
+    r = rig(positions=2, stale_limit=1.0, persistence=journal)
+    r.view(r.book[0].symbol, account="mirror", max_age=0.0)
+    r.sim.add_fault(kind="http_5xx", account="mirror", status=503)
+    events = lambda: [e.event for m in recorded(journal) for e in m.events]
+    wait_until(lambda: r.view(r.book[0].symbol, account="mirror", max_age=0.0) and "account_unreadable" in events(),
+               30, "the account journaled unreadable", interval=0.3)
+    r.sim.clear_faults()
+    wait_until(lambda: r.view(r.book[0].symbol, account="mirror", max_age=0.0) and "account_readable" in events(),
+               30, "the account journaled readable again", interval=0.3)
+    records = recorded(journal)
+    assert events() == ["account_unreadable", "account_readable"]
+    assert all(m.critical and m.monitor == account_subject("mirror") for m in records)
+    journal.stop()

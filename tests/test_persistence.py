@@ -140,7 +140,7 @@ def test_a_newer_schema_refuses_to_start_and_leaves_the_file_alone(tmp_path):
     connection.commit()
     connection.close()
     before = path.read_bytes()
-    with pytest.raises(StateError, match="schema version 2.*refusing to start"):
+    with pytest.raises(StateError, match=f"schema version {SCHEMA_VERSION + 1}.*refusing to start"):
         open_store(path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["state.db"]
 
