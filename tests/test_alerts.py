@@ -231,3 +231,26 @@ def test_alert_urls_never_reach_a_log_line(tmp_path):
     stored += b"".join(bytes(str(row), "utf-8") for row in connection.execute("SELECT * FROM events"))
     connection.close()
     assert TOKEN.encode() not in stored
+
+
+def test_alerts_test_sends_one_message_per_url_and_says_how_each_went(tmp_path):
+    import subprocess
+    import sys
+    from tests.test_processes import MAIN, clean_env
+    good, bad = Receiver(), Receiver()
+    bad.mode = "fail"
+    try:
+        run = lambda urls: subprocess.run([sys.executable, MAIN, "alerts", "test"], cwd=tmp_path,
+                                          env=clean_env(ALERT_URLS=urls), capture_output=True, text=True, timeout=60)
+        ok = run(good.url)
+        both = run(f"{good.url},{bad.url}")
+        unset = run("")
+    finally:
+        good.close()
+        bad.close()
+    assert ok.returncode == 0 and ok.stdout.strip().endswith(": sent") and len(ok.stdout.splitlines()) == 1
+    assert [m["title"] for m in good.received()] == ["TP/SL guardian: test alert"] * 2
+    assert both.returncode == 1
+    assert [line.rsplit(": ", 1)[1] for line in both.stdout.splitlines()] == [
+        "sent", "failed (the service refused it or did not answer)"]
+    assert unset.returncode == 1 and "ALERT_URLS is not set" in unset.stderr

@@ -102,3 +102,19 @@ def test_backoff_doubles_up_to_its_cap_and_starts_over():
     assert backoff.next() == 1.0
     with pytest.raises(ValueError):
         Backoff(0.0, 1.0)
+
+
+def test_a_position_left_without_a_stop_is_alerted_after_one_critical_interval_then_every_5_minutes():
+    sim, driver = world()
+    driver.cycle = CheckCycle(BTC, driver, driver.clock, INTERVALS, RulesConfig(adoption_policy="observe"))
+    for order in list(sim.account("main").open_orders("BTCUSDT")):     # an adopted position, nothing on it
+        sim.exchange.cancel_order(sim.account("main"), {"category": "linear", "symbol": "BTCUSDT",
+                                                        "orderId": order.order_id})
+    alerts = lambda events: [e for e in events if e.kind is EventKind.UNPROTECTED and e.critical]
+    assert alerts(driver.check(advance_ms=1_000)[1]) == []              # just seen: not yet
+    assert alerts(driver.check(advance_ms=1_000)[1]) == []              # 1 s: within the critical interval
+    first = alerts(driver.check(advance_ms=2_000)[1])
+    assert len(first) == 1 and first[0].line.startswith("UNPROTECTED main:BTCUSDT:0: no live stop")
+    assert all(not alerts(driver.check(advance_ms=60_000)[1]) for _ in range(4))   # 4 minutes on: quiet
+    assert len(alerts(driver.check(advance_ms=60_000)[1])) == 1                    # 5 minutes: again
+    assert any(c for c, _, entries in driver.records if any(e.event == "unprotected" for e in entries))  # journaled

@@ -64,6 +64,8 @@ def test_every_alert_of_a_run_arrives_in_order_as_the_journal_calls_for(world, t
     sim, book, daemon, receiver = world
     d = daemon().start()
     near = entry_of(book, "tp1_near")
+    # Fills before a monitor takes charge are not news: fill TP1 once it watches the position.
+    d.wait_for(lambda m: m.startswith(f"MONITOR STARTED main:{near.symbol}"), 10, "the monitor in charge")
     tp1 = sim.account("main").by_link[OrderLink(near.position_id, Role.TAKE_PROFIT, 1, 0).build()]
     push_price(sim, near, str(abs(tp1.price / sim.exchange.last_price(near.symbol) - 1) + Decimal("0.001")))
     wait_until(lambda: any(t.endswith("STOP AT BREAKEVEN") for t in delivered_titles(receiver)), 30, "the breakeven alert")
@@ -96,6 +98,7 @@ def test_a_hanging_chat_service_delays_no_check_and_everything_arrives_afterward
     wait_until(lambda: receiver.attempts >= 1, 10, "the first send to hang")
     waves_before = sum(m.startswith("Processed ") for m in d.messages())
     near = entry_of(book, "tp1_near", account="mirror")
+    d.wait_for(lambda m: m.startswith(f"MONITOR STARTED mirror:{near.symbol}"), 10, "the monitor in charge")
     tp1 = sim.account("mirror").by_link[OrderLink(near.position_id, Role.TAKE_PROFIT, 1, 0).build()]
     push_price(sim, near, str(abs(tp1.price / sim.exchange.last_price(near.symbol) - 1) + Decimal("0.001")))
     d.wait_for(lambda m: m.startswith(f"BREAKEVEN mirror:{near.symbol}"), 20, "breakeven while alerts hang")
