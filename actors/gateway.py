@@ -30,10 +30,9 @@ from actors._bybit import HttpFail, HttpOk
 from actors._cache import AccountCache, is_market
 from actors._rate_limit import IP_BAN_SECONDS, RateLimiter
 from messages.codes import Meaning, RetCode, meaning, outcome_unknown
-from messages.gateway import (Accepted, Access, AccountSnapshot, AmendOrder, Batch, CancelAll, CancelOrder,
-                              CheckAccess, GatewayStats, GatewayTick, GetAccountSnapshot, GetGatewayStats,
-                              GetPositionView, Outcome, PlaceOrder, Priority, Rejected, ReportStats,
-                              Unavailable, Unresolved)
+from messages.gateway import (Accepted, Access, AmendOrder, Batch, CancelAll, CancelOrder, CheckAccess,
+                              GatewayStats, GatewayTick, GetAccountSnapshot, GetGatewayStats, GetPositionView,
+                              Outcome, PlaceOrder, Rejected, ReportStats, Unavailable, Unresolved)
 from messages.models import Instrument, ModelError, Order, Position
 from messages.persistence import Record, account_subject
 from runtime.backoff import Backoff

@@ -44,8 +44,12 @@ class Simulator:
     def __init__(self, *, seed: int = 0, accounts: tuple[str, ...] = ("main", "mirror"),
                  symbols: int = 64, latency_ms: float = 0.0, jitter_ms: float = 0.0,
                  volatility: float = 0.001, ip_ban_seconds: float = 600.0,
-                 balance: Decimal = Decimal(100_000)):
+                 balance: Decimal = Decimal(100_000), ws_idle_seconds: float = 600.0,
+                 ws_handshakes_per_5min: int = 500):
+        """`ws_idle_seconds`: a private stream silent this long is cut (Bybit: 10 minutes, or the
+        URL's max_active_time); `ws_handshakes_per_5min`: WebSocket connections allowed per 5 min."""
         self.seed = seed
+        self.ws_options = {"ws_idle_seconds": ws_idle_seconds, "ws_handshakes_per_5min": ws_handshakes_per_5min}
         self.exchange = Exchange(universe(symbols), seed, volatility, lambda: int(time.time() * 1000))
         self.credentials: dict[str, Credentials] = {}
         for name in accounts:
@@ -68,7 +72,7 @@ class Simulator:
               oracle_interval: float | None = None) -> "Simulator":
         """Serve on 127.0.0.1; optionally step prices in real time and run the oracle's checks."""
         self._server = SimHTTPServer(("127.0.0.1", port), self.exchange, self.limits, self.faults,
-                                     self.stats, self.latency_ms, self.jitter_ms, self.seed)
+                                     self.stats, self.latency_ms, self.jitter_ms, self.seed, **self.ws_options)
         self._server.oracle = self.oracle
         serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                  name="sim-http", daemon=True)
@@ -87,6 +91,7 @@ class Simulator:
         self._stop.set()
         if self._server is not None:
             self._server.stopping.set()  # wakes handlers held by latency or hang faults
+            self._server.ws.close_all()  # upgraded sockets outlive shutdown() otherwise
             self._server.shutdown()
             self._server.server_close()
         for thread in self._threads:
@@ -113,6 +118,20 @@ class Simulator:
             raise RuntimeError("the simulator is not started")
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def ws_private(self) -> str:
+        """Bybit's private stream (`/v5/private`) on the same port."""
+        return self.url.replace("http://", "ws://") + "/v5/private"
+
+    @property
+    def ws_public(self) -> str:
+        """Bybit's linear public stream (tickers) on the same port."""
+        return self.url.replace("http://", "ws://") + "/v5/public/linear"
+
+    @property
+    def ws_stats(self) -> dict[str, int]:
+        return self._server.ws.stats.snapshot() if self._server else {}
 
     # --- market and book ------------------------------------------------------------------
 

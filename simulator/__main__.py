@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         sim.load_demo_book(args.demo_positions)
     sim.start(port=args.port, step_interval=args.step_interval or None, oracle_interval=0.2)
     accounts = {name: {"api_key": c.api_key, "api_secret": c.api_secret} for name, c in sim.credentials.items()}
-    sys.stdout.write(orjson.dumps({"url": sim.url, "accounts": accounts}).decode() + "\n")
+    sys.stdout.write(orjson.dumps({"url": sim.url, "ws_private": sim.ws_private, "ws_public": sim.ws_public,
+                                   "accounts": accounts}).decode() + "\n")
     sys.stdout.flush()
     while not stop.wait(1.0):
         pass

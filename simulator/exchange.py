@@ -268,12 +268,48 @@ def _limit(params: dict, default: int, maximum: int) -> int:
     return value
 
 
+class _FeedLock:
+    """The exchange's lock. The changes made while it is held are handed to the listeners when
+    its outermost holder releases it: outside the lock, so a slow consumer never stalls matching."""
+
+    def __init__(self, exchange: "Exchange"):
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._exchange = exchange
+
+    def __enter__(self) -> "_FeedLock":
+        self._lock.acquire()
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._depth -= 1
+        changes: list[Change] = []
+        if self._depth == 0:
+            changes, self._exchange.changes = self._exchange.changes, []
+        self._lock.release()
+        if changes:
+            for listener in list(self._exchange.listeners):
+                listener(changes)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One push-worthy change: `topic` order, execution, position, wallet (private, for
+    `account`) or tickers (public: `account` is None, `row` the symbol's changed ticker)."""
+    account: str | None
+    topic: str
+    row: dict[str, Any]
+
+
 class Exchange:
     """All state of the simulated exchange. Thread-safe: every public method takes the lock."""
 
     def __init__(self, specs: list[InstrumentSpec], seed: int, volatility: float,
                  clock_ms: Callable[[], int]):
-        self.lock = threading.RLock()
+        self.lock = _FeedLock(self)
+        self.changes: list[Change] = []                          # collected under the lock
+        self.listeners: list[Callable[[list[Change]], None]] = []  # e.g. the WebSocket hub
         self.specs = {s.symbol: s for s in specs}
         self.market = Market(specs, seed, volatility)
         self.accounts: dict[str, SimAccount] = {}
@@ -314,11 +350,14 @@ class Exchange:
             if symbol not in self.specs:
                 raise KeyError(symbol)
             self.market.set_price(symbol, price)
+            self._ticker_changed(symbol)
             self._match(symbol)
 
     def step(self, seconds: float) -> None:
         with self.lock:
             self.market.step(seconds)
+            for symbol in self.specs:
+                self._ticker_changed(symbol)
             for account in self.accounts.values():
                 for symbol in list(account.open_by_symbol):
                     self._match_account(account, symbol)
@@ -438,6 +477,8 @@ class Exchange:
             order.price = price if price is not None else order.price
             order.trigger_price = trigger if trigger is not None else order.trigger_price
             order.updated_ms = self._clock_ms()
+            self._order_changed(account, order)
+            self._position_changed(account, spec.symbol)
             if order.status in ("New", "PartiallyFilled") and order.order_type == "Limit" \
                     and self._crosses(order, self.market.last[spec.symbol]):
                 self._execute(account, order, order.leaves, self.market.last[spec.symbol], maker=False)
@@ -529,6 +570,27 @@ class Exchange:
         if order.link_id:
             account.by_link[order.link_id] = order
         account.open_by_symbol.setdefault(order.symbol, {})[order.order_id] = order
+        self._order_changed(account, order)
+        self._position_changed(account, order.symbol)  # Bybit pushes the position on every create
+
+    # --- the change feed (pushes) ---------------------------------------------------------
+
+    def _order_changed(self, account: SimAccount, order: SimOrder) -> None:
+        if self.listeners:  # nobody listening: build nothing
+            self.changes.append(Change(account.name, "order", {**order.to_v5(), "category": "linear",
+                                                               "closedPnl": "0", "feeCurrency": "USDT"}))
+
+    def _position_changed(self, account: SimAccount, symbol: str) -> None:
+        if not self.listeners:
+            return
+        position = account.positions.get(symbol) or SimPosition(symbol)
+        row = position.to_v5(self.market.last[symbol], self.specs[symbol].tick_size)
+        row["entryPrice"] = row.pop("avgPrice")  # the push names it so
+        self.changes.append(Change(account.name, "position", {**row, "category": "linear"}))
+
+    def _ticker_changed(self, symbol: str) -> None:
+        if self.listeners:
+            self.changes.append(Change(None, "tickers", self.ticker_row(symbol)))
 
     def _close(self, account: SimAccount, order: SimOrder, cancel_type: str | None) -> None:
         """Move an order out of the open set: filled (cancel_type None) or cancelled."""
@@ -541,9 +603,13 @@ class Exchange:
         if not open_orders:
             account.open_by_symbol.pop(order.symbol, None)
         account.recent_closed.append(order)
+        self._order_changed(account, order)
+        if cancel_type is not None:
+            self._position_changed(account, order.symbol)
 
     def _trigger(self, account: SimAccount, order: SimOrder) -> None:
         order.status = "Triggered"
+        self._order_changed(account, order)
         last = self.market.last[order.symbol]
         if order.order_type == "Limit":
             order.status = "New"
@@ -562,13 +628,15 @@ class Exchange:
                 self._close(account, order, "CancelByReduceOnly")
                 return
         fee = (qty * price * (MAKER_FEE if maker else TAKER_FEE)).quantize(Decimal("0.00000001"))
+        before = position.cum_realised
         closed_size = self._apply_fill(account, position, order.side, qty, price, fee)
+        realised = position.cum_realised - before
         now = self._clock_ms()
         order.cum_qty += qty
         order.cum_value += qty * price
         order.cum_fee += fee
         order.updated_ms = now
-        account.executions.append({
+        execution = {
             "symbol": order.symbol, "orderId": order.order_id, "orderLinkId": order.link_id,
             "side": order.side, "orderPrice": _fmt(order.price or price), "orderQty": _fmt(order.qty),
             "leavesQty": _fmt(order.qty - order.cum_qty), "createType": "CreateByUser",
@@ -578,14 +646,22 @@ class Exchange:
             "execTime": str(now), "feeCurrency": "USDT", "isMaker": maker,
             "feeRate": _fmt(MAKER_FEE if maker else TAKER_FEE), "tradeIv": "", "markIv": "",
             "markPrice": _fmt(self.market.last[order.symbol]), "indexPrice": "", "underlyingPrice": "",
-            "blockTradeId": "", "closedSize": _fmt(closed_size), "seq": self._next_seq(), "extraFees": "",
-        })
+            "blockTradeId": "", "closedSize": _fmt(closed_size), "seq": position.seq, "extraFees": "",
+        }
+        account.executions.append(execution)
         # A market order (or a triggered stop clipped to the position) is done after one fill.
         if order.cum_qty >= order.qty or order.order_type == "Market":
             order.status = "Filled"
             self._close(account, order, None)
         else:
             order.status = "PartiallyFilled"
+            self._order_changed(account, order)
+        if self.listeners:  # pushed after the order's row (the ws_reorder_fill fault swaps them)
+            self.changes.append(Change(account.name, "execution", {**execution, "category": "linear", "isLeverage": "0",
+                                                                   "execPnl": _fmt(realised), "marketUnit": ""}))
+        self._position_changed(account, order.symbol)  # the fill's position push: same seq as its execution
+        if self.listeners:
+            self.changes.append(Change(account.name, "wallet", self._wallet_row(account)))
         self._enforce_reduce_only(account, order.symbol)
 
     def _apply_fill(self, account: SimAccount, position: SimPosition, side: str, qty: Decimal,
@@ -661,6 +737,7 @@ class Exchange:
             self._apply_fill(account, position, _opposite(position.side), position.size,
                              self.market.last[symbol], Decimal(0))
             position.status = status
+            self._position_changed(account, symbol)
 
     # --- queries --------------------------------------------------------------------------
 
@@ -734,47 +811,50 @@ class Exchange:
         with self.lock:
             if params.get("accountType") != "UNIFIED":
                 raise BybitError(10001, "Param error: accountType must be UNIFIED")
-            upl = sum(((self.market.last[p.symbol] - p.avg_price) * p.size * (1 if p.side == "Buy" else -1)
-                       for p in account.positions.values() if p.size), Decimal(0))
-            im = sum((p.avg_price * p.size / 10 for p in account.positions.values() if p.size), Decimal(0))
-            cum = sum((p.cum_realised for p in account.positions.values()), Decimal(0))
-            equity = account.balance + upl
-            q = Decimal("0.00000001")
-            coin = {
-                "coin": "USDT", "equity": _fmt(equity.quantize(q)), "usdValue": _fmt(equity.quantize(q)),
-                "walletBalance": _fmt(account.balance.quantize(q)), "locked": "0", "spotHedgingQty": "0",
-                "borrowAmount": "0", "accruedInterest": "0", "totalOrderIM": "0",
-                "totalPositionIM": _fmt(im.quantize(q)), "totalPositionMM": _fmt((im / 20).quantize(q)),
-                "unrealisedPnl": _fmt(upl.quantize(q)), "cumRealisedPnl": _fmt(cum.quantize(q)),
-                "bonus": "0", "marginCollateral": True, "collateralSwitch": True, "spotBorrow": "0",
-                "free": "", "availableToWithdraw": "", "availableToBorrow": "",
-            }
-            return {"list": [{
-                "accountType": "UNIFIED", "accountIMRate": "0", "accountMMRate": "0",
-                "totalEquity": coin["equity"], "totalWalletBalance": coin["walletBalance"],
-                "totalMarginBalance": coin["equity"], "totalAvailableBalance": _fmt((equity - im).quantize(q)),
-                "totalPerpUPL": coin["unrealisedPnl"], "totalInitialMargin": coin["totalPositionIM"],
-                "totalMaintenanceMargin": coin["totalPositionMM"], "accountLTV": "", "coin": [coin],
-            }]}
+            return {"list": [self._wallet_row(account)]}
+
+    def _wallet_row(self, account: SimAccount) -> dict[str, Any]:
+        upl = sum(((self.market.last[p.symbol] - p.avg_price) * p.size * (1 if p.side == "Buy" else -1)
+                   for p in account.positions.values() if p.size), Decimal(0))
+        im = sum((p.avg_price * p.size / 10 for p in account.positions.values() if p.size), Decimal(0))
+        cum = sum((p.cum_realised for p in account.positions.values()), Decimal(0))
+        equity = account.balance + upl
+        q = Decimal("0.00000001")
+        coin = {
+            "coin": "USDT", "equity": _fmt(equity.quantize(q)), "usdValue": _fmt(equity.quantize(q)),
+            "walletBalance": _fmt(account.balance.quantize(q)), "locked": "0", "spotHedgingQty": "0",
+            "borrowAmount": "0", "accruedInterest": "0", "totalOrderIM": "0",
+            "totalPositionIM": _fmt(im.quantize(q)), "totalPositionMM": _fmt((im / 20).quantize(q)),
+            "unrealisedPnl": _fmt(upl.quantize(q)), "cumRealisedPnl": _fmt(cum.quantize(q)),
+            "bonus": "0", "marginCollateral": True, "collateralSwitch": True, "spotBorrow": "0",
+            "free": "", "availableToWithdraw": "", "availableToBorrow": "",
+        }
+        return {
+            "accountType": "UNIFIED", "accountIMRate": "0", "accountMMRate": "0",
+            "totalEquity": coin["equity"], "totalWalletBalance": coin["walletBalance"],
+            "totalMarginBalance": coin["equity"], "totalAvailableBalance": _fmt((equity - im).quantize(q)),
+            "totalPerpUPL": coin["unrealisedPnl"], "totalInitialMargin": coin["totalPositionIM"],
+            "totalMaintenanceMargin": coin["totalPositionMM"], "accountLTV": "", "coin": [coin],
+        }
 
     def tickers(self, params: dict) -> dict[str, Any]:
         with self.lock:
             _check_category(params)
             symbols = [self._spec(params).symbol] if params.get("symbol") else sorted(self.specs)
-            rows = []
-            for symbol in symbols:
-                last = _fmt(self.market.last[symbol])
-                base = self.specs[symbol].base_price
-                rows.append({
-                    "symbol": symbol, "lastPrice": last, "indexPrice": last, "markPrice": last,
-                    "prevPrice24h": _fmt(base), "price24hPcnt": _fmt(((self.market.last[symbol] - base) / base).quantize(Decimal("0.000001"))),
-                    "highPrice24h": last, "lowPrice24h": last, "prevPrice1h": last, "openInterest": "0",
-                    "openInterestValue": "0", "turnover24h": "0", "volume24h": "0", "fundingRate": "0.0001",
-                    "nextFundingTime": "0", "predictedDeliveryPrice": "", "basisRate": "", "deliveryFeeRate": "",
-                    "deliveryTime": "0", "ask1Size": "1", "bid1Price": last, "ask1Price": last, "bid1Size": "1",
-                    "basis": "", "preOpenPrice": "", "preQty": "", "curPreListingPhase": "",
-                })
-            return {"category": "linear", "list": rows}
+            return {"category": "linear", "list": [self.ticker_row(symbol) for symbol in symbols]}
+
+    def ticker_row(self, symbol: str) -> dict[str, Any]:
+        last = _fmt(self.market.last[symbol])
+        base = self.specs[symbol].base_price
+        return {
+            "symbol": symbol, "lastPrice": last, "indexPrice": last, "markPrice": last,
+            "prevPrice24h": _fmt(base), "price24hPcnt": _fmt(((self.market.last[symbol] - base) / base).quantize(Decimal("0.000001"))),
+            "highPrice24h": last, "lowPrice24h": last, "prevPrice1h": last, "openInterest": "0",
+            "openInterestValue": "0", "turnover24h": "0", "volume24h": "0", "fundingRate": "0.0001",
+            "nextFundingTime": "0", "predictedDeliveryPrice": "", "basisRate": "", "deliveryFeeRate": "",
+            "deliveryTime": "0", "ask1Size": "1", "bid1Price": last, "ask1Price": last, "bid1Size": "1",
+            "basis": "", "preOpenPrice": "", "preQty": "", "curPreListingPhase": "",
+        }
 
     def instruments(self, params: dict, **paging) -> dict[str, Any]:
         with self.lock:

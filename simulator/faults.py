@@ -23,6 +23,17 @@ KINDS = {
     "last_page_cursor": "list endpoints: the last page still carries a cursor (as real Bybit may)",
     "corrupt_rows": "list endpoints: set `field` to `value` in every row (value null: remove the field)",
     "clock_skew": "the exchange's clock runs `ms` ahead (negative: behind) when checking timestamps",
+    # WebSockets (endpoint: the path, /v5/private or /v5/public/linear; account: the authenticated one)
+    "ws_refuse": "answer the WebSocket handshake with HTTP 502 (`count` handshakes)",
+    "ws_auth_fail": "answer the next auth `Params Error` whatever its signature",
+    "ws_drop": "drop the connection without a close frame",
+    "ws_close": "close the connection with close `code` (1000, 1001, 1011...)",
+    "ws_lose_push": "lose the next `count` pushes of `topic` (any topic when empty)",
+    "ws_duplicate_push": "send the next `count` pushes of `topic` twice",
+    "ws_stall": "withhold every push (sent once cleared) while JSON and protocol pongs are still answered",
+    "ws_black_hole": "answer nothing at all: no pongs, acks or pushes (until cleared)",
+    "ws_reorder_fill": "push the next `count` fills' execution rows before their order's row",
+    "ws_late_triggered": "push the next `count` stops' Triggered row after their Filled row",
 }
 
 # Kinds that replace the answer; at most one applies to a request (the first set).
@@ -44,6 +55,7 @@ class Fault:
     seconds: float = 60.0
     field: str = ""
     value: Any = None
+    topic: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -65,9 +77,10 @@ class Fault:
             raise ValueError("a fault needs a kind")
         return cls(**data)
 
-    def matches(self, endpoint: str, account: str | None) -> bool:
+    def matches(self, endpoint: str, account: str | None, topic: str = "") -> bool:
         return (self.endpoint is None or self.endpoint == endpoint) and \
-               (self.account is None or self.account == account)
+               (self.account is None or self.account == account) and \
+               (not self.topic or self.topic == topic)
 
 
 class FaultBook:
@@ -82,6 +95,11 @@ class FaultBook:
             self._faults.append(fault)
         return fault
 
+    def active(self, kind: str, endpoint: str, account: str | None) -> Fault | None:
+        """A standing fault of this kind (not consumed), e.g. a stall until cleared."""
+        with self._lock:
+            return next((f for f in self._faults if f.kind == kind and f.matches(endpoint, account)), None)
+
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -90,14 +108,17 @@ class FaultBook:
         with self._lock:
             return [asdict(f) for f in self._faults]
 
-    def take(self, endpoint: str, account: str | None) -> list[Fault]:
+    def take(self, endpoint: str, account: str | None, *, kinds: tuple[str, ...] | None = None,
+             topic: str = "") -> list[Fault]:
         """The faults that apply to this request, consuming their counts. At most one of the
-        answer-replacing kinds is returned."""
+        answer-replacing kinds is returned. HTTP requests see no WebSocket kinds, and the other
+        way round (a WebSocket connection names the `kinds` it asks about)."""
         taken: list[Fault] = []
         answered = False
         with self._lock:
             for fault in list(self._faults):
-                if not fault.matches(endpoint, account):
+                wanted = fault.kind in kinds if kinds is not None else not fault.kind.startswith("ws_")
+                if not wanted or not fault.matches(endpoint, account, topic):
                     continue
                 if fault.kind in ANSWER_KINDS and answered:
                     continue

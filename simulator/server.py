@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from simulator.exchange import BybitError, Exchange, SimAccount
+from simulator.ws import PRIVATE_PATH, PUBLIC_PATH, WsHub
 from simulator.faults import Fault, FaultBook
 from simulator.limits import Quota, RateLimits
 
@@ -119,7 +120,8 @@ class SimHTTPServer(ThreadingHTTPServer):
     request_queue_size = 256
 
     def __init__(self, address, exchange: Exchange, limits: RateLimits, faults: FaultBook,
-                 stats: Stats, latency_ms: float, jitter_ms: float, seed: int):
+                 stats: Stats, latency_ms: float, jitter_ms: float, seed: int, *, ws_idle_seconds: float = 600.0,
+                 ws_handshakes_per_5min: int = 500):
         super().__init__(address, Handler)
         self.exchange = exchange
         self.limits = limits
@@ -129,6 +131,8 @@ class SimHTTPServer(ThreadingHTTPServer):
         self.jitter_ms = jitter_ms
         self.stopping = threading.Event()
         self.oracle: Any = None
+        self.ws = WsHub(exchange, faults, latency_ms, idle_seconds=ws_idle_seconds,
+                        handshakes_per_5min=ws_handshakes_per_5min)
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
 
@@ -156,6 +160,13 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:
+        if self.headers.get("Upgrade", "").lower() == "websocket":
+            path, _, query = self.path.partition("?")
+            if path in (PRIVATE_PATH, PUBLIC_PATH):
+                self.server.ws.accept(self, path, query)
+            else:
+                self._send(404, b"404 page not found", "text/plain")
+            return
         self._serve("GET")
 
     def do_POST(self) -> None:
@@ -352,7 +363,7 @@ class Handler(BaseHTTPRequestHandler):
         exchange = server.exchange
         match method, path:
             case "GET", "/sim/stats":
-                return server.stats.snapshot()
+                return {**server.stats.snapshot(), "websocket": server.ws.stats.snapshot()}
             case "POST", "/sim/stats/reset":
                 server.stats.reset()
                 return {"reset": True}

@@ -3,7 +3,6 @@ to a loopback receiver, and Persistence queuing them with the events they report
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 from decimal import Decimal
 

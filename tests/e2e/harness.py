@@ -8,8 +8,9 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import orjson
 
@@ -93,3 +94,23 @@ class Daemon:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+@contextmanager
+def world(tmp_path: Path, seed: int, positions: int, **env: str) -> Iterator[tuple[Simulator, list, Callable[..., Daemon]]]:
+    """A started simulator with a demo book, and a factory of daemons against it (all killed at the
+    end): what the end-to-end fixtures are made of."""
+    sim = Simulator(seed=seed, symbols=40)
+    book = sim.load_demo_book(positions)
+    sim.start()
+    daemons: list[Daemon] = []
+
+    def daemon(*args: str, **extra: str) -> Daemon:
+        daemons.append(Daemon(sim, tmp_path / "state.db", *args, **{**env, **extra}))
+        return daemons[-1]
+    try:
+        yield sim, book, daemon
+    finally:
+        for d in daemons:
+            d.kill()
+        sim.stop()

@@ -14,8 +14,8 @@ import pytest
 from actors._alerts import AlertRules
 from messages.models import MonitorId, OrderLink, Role
 from messages.persistence import JournalEntry
-from simulator import Simulator
-from tests.e2e.harness import Daemon, wait_until
+from tests.e2e.harness import wait_until
+from tests.e2e.harness import world as e2e_world
 from tests.e2e.test_daemon import entry_of, push_price
 from tests.stubs.receiver import Receiver
 
@@ -24,20 +24,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def world(tmp_path):
-    sim = Simulator(seed=31, symbols=40)
-    book = sim.load_demo_book(10)
-    sim.start()
     receiver = Receiver()
-    daemons: list[Daemon] = []
-
-    def daemon(*args, **env) -> Daemon:
-        daemons.append(Daemon(sim, tmp_path / "state.db", *args, ALERT_URLS=receiver.url, **env))
-        return daemons[-1]
-    yield sim, book, daemon, receiver
-    for d in daemons:
-        d.kill()
-    receiver.close()
-    sim.stop()
+    try:
+        with e2e_world(tmp_path, seed=31, positions=10, ALERT_URLS=receiver.url) as (sim, book, daemon):
+            yield sim, book, daemon, receiver
+    finally:
+        receiver.close()
 
 
 def delivered_titles(receiver: Receiver) -> list[str]:

@@ -8,26 +8,16 @@ from decimal import Decimal
 import pytest
 
 from messages.models import OrderLink, Role
-from simulator import Simulator
-from tests.e2e.harness import Daemon, wait_until
+from tests.e2e.harness import wait_until
+from tests.e2e.harness import world as e2e_world
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def world(tmp_path):
-    sim = Simulator(seed=11, symbols=40)
-    book = sim.load_demo_book(16)
-    sim.start()
-    daemons: list[Daemon] = []
-
-    def daemon(*args, **env) -> Daemon:
-        daemons.append(Daemon(sim, tmp_path / "state.db", *args, **env))
-        return daemons[-1]
-    yield sim, book, daemon
-    for d in daemons:
-        d.kill()
-    sim.stop()
+    with e2e_world(tmp_path, seed=11, positions=16) as made:
+        yield made
 
 
 def entry_of(book, kind, account="main", index=0):

@@ -13,8 +13,8 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from simulator import Simulator
 from tests.e2e.harness import ROOT, Daemon, wait_until
+from tests.e2e.harness import world as e2e_world
 
 pytestmark = pytest.mark.slow
 
@@ -29,18 +29,8 @@ FAMILIES = {"guardian_monitors", "guardian_checks", "guardian_check_duration_sec
 
 @pytest.fixture
 def world(tmp_path):
-    sim = Simulator(seed=21, symbols=40)
-    book = sim.load_demo_book(12)
-    sim.start()
-    daemons: list[Daemon] = []
-
-    def daemon(*args, **env) -> Daemon:
-        daemons.append(Daemon(sim, tmp_path / "state.db", *args, **env))
-        return daemons[-1]
-    yield sim, book, daemon
-    for d in daemons:
-        d.kill()
-    sim.stop()
+    with e2e_world(tmp_path, seed=21, positions=12) as made:
+        yield made
 
 
 def server_url(d: Daemon) -> str:
