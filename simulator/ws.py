@@ -37,6 +37,7 @@ import orjson
 from wsproto.connection import Connection as Framing
 from wsproto.connection import ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.utilities import LocalProtocolError
 from wsproto.utilities import generate_accept_token
 
 from simulator.exchange import Change, Exchange
@@ -190,9 +191,9 @@ class Connection:
     def _on_event(self, event: Any) -> None:
         if isinstance(event, Ping):
             if not self._fault("ws_black_hole"):
-                self._send_now(self._ws.send(event.response()))
+                self._transmit(event.response())
         elif isinstance(event, CloseConnection):
-            self._send_now(self._ws.send(event.response()))
+            self._transmit(event.response())
             self._closed.set()
         elif isinstance(event, (TextMessage, BytesMessage)):
             try:
@@ -362,7 +363,7 @@ class Connection:
             withholding = bool(self._fault("ws_stall") or self._fault("ws_black_hole"))
             if self._held and not withholding:
                 for text in self._held:
-                    self._send_now(self._ws.send(TextMessage(data=text)))
+                    self._transmit(TextMessage(data=text))
                 self._held.clear()
             try:
                 due, text, push = self._outbox.get(timeout=WRITER_WAKE_S)
@@ -374,7 +375,7 @@ class Connection:
             if push and (self._held or self._fault("ws_stall") or self._fault("ws_black_hole")):
                 self._held.append(text)
             else:
-                self._send_now(self._ws.send(TextMessage(data=text)))
+                self._transmit(TextMessage(data=text))
 
     def _apply_connection_faults(self) -> None:
         if self.idle_seconds is not None and time.monotonic() - self._heard > self.idle_seconds:
@@ -387,18 +388,17 @@ class Connection:
             self.hub.stats.count("closed", fault.code)
             self.close(fault.code, "simulated close")
 
-    def _send_now(self, data: bytes) -> None:
+    def _transmit(self, event: Any) -> None:
+        """Frame and send one event; one at a time (the reader answers pings, the writer pushes).
+        A connection the client already closed just ends."""
         with self._send_lock:
             try:
-                self.sock.sendall(data)
-            except OSError:
+                self.sock.sendall(self._ws.send(event))
+            except (OSError, LocalProtocolError):
                 self._closed.set()
 
     def close(self, code: int, reason: str) -> None:
-        try:
-            self._send_now(self._ws.send(CloseConnection(code=code, reason=reason)))
-        except Exception:  # noqa: BLE001 - the connection may already be half gone
-            pass
+        self._transmit(CloseConnection(code=code, reason=reason))
         self._abort()
 
     def _abort(self) -> None:
