@@ -80,7 +80,7 @@ class Supervisor(pykka.ThreadingActor):
                 self._reasons[str(reason)] += 1
             case MonitorFailed(monitor=monitor, error=error):
                 self._schedule_restart(monitor, f"failed ({error})")
-            case MonitorUnresponsive(monitor=monitor, seconds=seconds):
+            case MonitorUnresponsive(monitor=monitor):
                 self._unresponsive[monitor] += 1
                 if self._unresponsive[monitor] >= UNRESPONSIVE_LIMIT:
                     self._schedule_restart(monitor, f"did not answer {UNRESPONSIVE_LIMIT} checks in a row")
