@@ -110,7 +110,7 @@ def print_status(settings: Settings, args: argparse.Namespace) -> int:
     database (the demo's when no keys are set). No exchange call either way."""
     from actors._store import StateError
     from runtime import status
-    path = settings.state_path if settings.live or _explicit_state_path(args.config) else DEMO_STATE_PATH
+    path = _state_path(settings, args.config)
     try:
         report = status.live(settings.metrics_bind) or status.from_database(path, args.events)
         if report.get("source") == "live" and args.events:
@@ -126,7 +126,7 @@ def run(settings: Settings, args: argparse.Namespace, channels: list) -> int:
     from actors._store import StateError
     from runtime.system import StartupError, System
 
-    if not settings.live and not _explicit_state_path(args.config):
+    if _state_path(settings, args.config) == DEMO_STATE_PATH:
         # The simulator's world is new every run: so is its state (at a fixed path, for `status`).
         settings = settings.replace(state_path=DEMO_STATE_PATH)
         for suffix in ("", "-wal", "-shm"):
@@ -204,8 +204,10 @@ def _remaining(deadline: float | None) -> float:
     return 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
 
 
-def _explicit_state_path(config: str | None) -> bool:
-    return "STATE_PATH" in os.environ or (bool(config) and "STATE_PATH" in read_config_file(config))
+def _state_path(settings: Settings, config: str | None) -> str:
+    """STATE_PATH, except in demo mode (no keys) without an explicit one: state/demo.db."""
+    explicit = "STATE_PATH" in os.environ or (bool(config) and "STATE_PATH" in read_config_file(config))
+    return settings.state_path if settings.live or explicit else DEMO_STATE_PATH
 
 
 if __name__ == "__main__":

@@ -73,16 +73,10 @@ class Store:
         """`with store.transaction(): store.put(...)` commits (fsync) or rolls back as a whole."""
         return self.connection
 
-    def write(self, states: dict[MonitorId, dict], events: Iterable[JournalEntry],
-              retired: Iterable[MonitorId], now_ms: int) -> tuple[int, int]:
-        """One transaction: upsert states, append events, delete retired monitors' states.
-        Returns (rows written, bytes written)."""
-        with self.transaction():
-            return self.put(states, events, retired, now_ms)
-
     def put(self, states: dict[MonitorId, dict], events: Iterable[JournalEntry],
             retired: Iterable[MonitorId], now_ms: int) -> tuple[int, int]:
-        """The rows of `write`, inside a transaction the caller holds."""
+        """Upsert states, append events, delete retired monitors' states, inside a transaction the
+        caller holds. Returns (rows written, bytes written)."""
         rows = 0
         size = 0
         for monitor, state in states.items():

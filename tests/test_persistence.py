@@ -151,7 +151,8 @@ def _not_sqlite(path: Path) -> None:
 
 def _truncated(path: Path) -> None:
     store, _, _ = open_store(path)
-    store.write({MonitorId("main", f"S{n}USDT"): {"pad": "x" * 500} for n in range(200)}, (), (), 1)
+    with store.transaction():
+        store.put({MonitorId("main", f"S{n}USDT"): {"pad": "x" * 500} for n in range(200)}, (), (), 1)
     store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
     data = path.read_bytes()
@@ -160,7 +161,8 @@ def _truncated(path: Path) -> None:
 
 def _bad_page(path: Path) -> None:
     store, _, _ = open_store(path)
-    store.write({MonitorId("main", f"S{n}USDT"): {"pad": "x" * 500} for n in range(200)}, (), (), 1)
+    with store.transaction():
+        store.put({MonitorId("main", f"S{n}USDT"): {"pad": "x" * 500} for n in range(200)}, (), (), 1)
     store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
     data = bytearray(path.read_bytes())
