@@ -151,7 +151,11 @@ def run(settings: Settings, args: argparse.Namespace, channels: list) -> int:
     if settings.live:
         accounts = {a.name: (a.api_key.reveal(), a.api_secret.reveal()) for a in settings.accounts()}
         base_url = settings.base_url
-        log.info("Running against %s (%s)", base_url, ", ".join(accounts))
+        streams = settings.stream_urls(base_url)
+        log.info("Running against %s (%s)%s", base_url, ", ".join(accounts),
+                 f", streams {streams[0]} and {streams[1] or '(no public stream)'}" if streams else ", REST polling only")
+        if settings.bybit_streams and streams is None:
+            log.warning("Streams are off: BYBIT_BASE_URL is not a Bybit host and BYBIT_WS_PRIVATE_URL is not set")
     else:
         from simulator import Simulator
         sim = Simulator(seed=args.seed, symbols=max(64, args.positions + 8), latency_ms=args.latency_ms)
@@ -159,11 +163,13 @@ def run(settings: Settings, args: argparse.Namespace, channels: list) -> int:
         sim.start(step_interval=0.25, oracle_interval=0.2)
         accounts = {name: (c.api_key, c.api_secret) for name, c in sim.credentials.items()}
         base_url = sim.url
+        streams = (sim.ws_private, sim.ws_public) if settings.bybit_streams else None
         log.info("Running against the embedded Bybit simulator at %s: %d demo positions per account "
                  "(main, mirror), seed %d, state in %s%s", sim.url, args.positions, args.seed, settings.state_path,
                  " (recreated at every start)" if settings.state_path == DEMO_STATE_PATH else "")
     try:
-        system = System(settings, accounts, base_url, dry_run=args.dry_run, metrics=metrics, channels=tuple(channels))
+        system = System(settings, accounts, base_url, streams=streams, dry_run=args.dry_run, metrics=metrics,
+                        channels=tuple(channels))
     except ValueError as exc:  # a malformed GUARDIAN_KILL_AT (tests only)
         print(f"invalid environment: {exc}", file=sys.stderr)
         for part in (sim, server):

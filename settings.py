@@ -20,6 +20,12 @@ MAINNET_URL = "https://api.bybit.com"
 TESTNET_URL = "https://api-testnet.bybit.com"
 DEMO_URL = "https://api-demo.bybit.com"
 DEMO_TESTNET_URL = "https://api-demo-testnet.bybit.com"
+# Stream hosts by REST host (bybit-v5.md section 5); demo accounts have private streams only, their
+# public data is mainnet's (testnet's for demo on testnet).
+STREAM_HOSTS = {MAINNET_URL: ("stream.bybit.com", "stream.bybit.com"),
+                TESTNET_URL: ("stream-testnet.bybit.com", "stream-testnet.bybit.com"),
+                DEMO_URL: ("stream-demo.bybit.com", "stream.bybit.com"),
+                DEMO_TESTNET_URL: ("stream-demo-testnet.bybit.com", "stream-testnet.bybit.com")}
 
 
 class SettingsError(Exception):
@@ -144,6 +150,13 @@ def _parse_url(text: str) -> str:
     return value
 
 
+def _parse_ws_url(text: str) -> str:
+    value = text.strip().rstrip("/")
+    if not value.startswith(("ws://", "wss://")):
+        raise ValueError("must start with ws:// or wss://")
+    return value
+
+
 def _parse_address(text: str) -> str:
     """`host:port` (port 0 picks a free one), or empty to switch the server off."""
     value = text.strip()
@@ -185,6 +198,12 @@ class Settings:
     recv_window_ms: int = 5000
     cache_ttl_seconds: Decimal = Decimal("15")
     stale_limit_seconds: Decimal = Decimal("90")
+    # Streams: pushes keep the cache fresh, REST resyncs it.
+    bybit_streams: bool = True
+    bybit_ws_private_url: str = ""
+    bybit_ws_public_url: str = ""
+    stream_heartbeat_seconds: Decimal = Decimal("10")
+    resync_seconds: Decimal = Decimal("60")
     # Urgency intervals (tpsl-rules.md).
     urgency_critical_seconds: Decimal = Decimal("2")
     urgency_active_seconds: Decimal = Decimal("5")
@@ -223,6 +242,16 @@ class Settings:
         if self.bybit_demo:
             return DEMO_TESTNET_URL if self.bybit_testnet else DEMO_URL
         return TESTNET_URL if self.bybit_testnet else MAINNET_URL
+
+    def stream_urls(self, base_url: str) -> tuple[str, str] | None:
+        """The private and public stream URLs for this REST base URL (the overrides win); None
+        when streams are off, or when BYBIT_BASE_URL points elsewhere and no override says where."""
+        if not self.bybit_streams:
+            return None
+        private_host, public_host = STREAM_HOSTS.get(base_url.rstrip("/"), (None, None))
+        private = self.bybit_ws_private_url or (f"wss://{private_host}/v5/private" if private_host else "")
+        public = self.bybit_ws_public_url or (f"wss://{public_host}/v5/public/linear" if public_host else "")
+        return (private, public) if private else None
 
     @property
     def breakeven_offset(self) -> Decimal:
@@ -264,6 +293,11 @@ PARSERS: dict[str, tuple[str, Callable[[str], object]]] = {
     "BYBIT_API_KEY_2": ("bybit_api_key_2", _text),
     "BYBIT_API_SECRET_2": ("bybit_api_secret_2", _text),
     "BYBIT_BASE_URL": ("bybit_base_url", _parse_url),
+    "BYBIT_STREAMS": ("bybit_streams", _parse_bool),
+    "BYBIT_WS_PRIVATE_URL": ("bybit_ws_private_url", _parse_ws_url),
+    "BYBIT_WS_PUBLIC_URL": ("bybit_ws_public_url", _parse_ws_url),
+    "STREAM_HEARTBEAT_SECONDS": ("stream_heartbeat_seconds", _parse_positive_decimal),
+    "RESYNC_SECONDS": ("resync_seconds", _parse_positive_decimal),
     "HTTP_POOL_SIZE": ("http_pool_size", _parse_positive_int),
     "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _parse_positive_decimal),
     "RECV_WINDOW_MS": ("recv_window_ms", _parse_positive_int),
@@ -395,6 +429,9 @@ def _cross_checks(s: Settings) -> list[str]:
     if intervals != sorted(intervals):
         problems.append("URGENCY_*_SECONDS: intervals must grow from critical to active, "
                         "standard, inactive and idle")
+    if s.bybit_streams and s.resync_seconds < 2 * s.stream_heartbeat_seconds:
+        problems.append("RESYNC_SECONDS: must be at least two STREAM_HEARTBEAT_SECONDS (a resync per heartbeat "
+                        "would be REST polling)")
     total = sum(s.tp_ladder_percents)
     if total != 100:
         problems.append(f"TP_LADDER_PERCENTS: shares must add up to 100 (they add up to {total})")

@@ -1,79 +1,70 @@
-"""The only module that imports pybit: clients and one call wrapper.
+"""The real transport to Bybit: the only module that imports pybit.
 
 Every account's pybit `HTTP` client gets the same `requests` HTTPAdapter mounted, so all share one
 urllib3 pool (`pool_block=True`: a thread waits for a free connection instead of opening and
 discarding extra ones, so "Connection pool is full" cannot happen). pybit's own sleeping retries
 are off (`retry_codes={-1}`, one attempt, no `force_retry`): the gateway decides retries.
 A call never raises: it returns `HttpOk` or `HttpFail` with a kind the gateway can act on.
+
+Streams are `StreamClient`s on websocket-client (actors/_stream.py), not pybit's stream manager.
+The gateway is given a transport (this one, or an in-process one in tests) and never builds
+clients itself.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable
 
 import requests
 from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP
 from requests.adapters import HTTPAdapter
 
-from messages.codes import outcome_unknown
+from actors._stream import StreamClient, StreamEvent
+from actors._wire import PRIVATE_TOPICS, HttpFail, HttpOk
 
 log = logging.getLogger(__name__)
 
-# Path of each pybit method we use (for rate limiting and stats).
-ENDPOINTS = {
-    "get_positions": "/v5/position/list",
-    "get_open_orders": "/v5/order/realtime",
-    "get_order_history": "/v5/order/history",
-    "get_instruments_info": "/v5/market/instruments-info",
-    "get_wallet_balance": "/v5/account/wallet-balance",
-    "get_api_key_information": "/v5/user/query-api",
-    "place_order": "/v5/order/create",
-    "amend_order": "/v5/order/amend",
-    "cancel_order": "/v5/order/cancel",
-    "cancel_all_orders": "/v5/order/cancel-all",
-    "place_batch_order": "/v5/order/create-batch",
-    "amend_batch_order": "/v5/order/amend-batch",
-    "cancel_batch_order": "/v5/order/cancel-batch",
-}
 
+class BybitTransport:
+    """HTTP through pybit (one shared pool) and streams through websocket-client.
+    `ws_private`/`ws_public`: the stream URLs; None: no streams (REST polling only)."""
 
-@dataclass(frozen=True, slots=True)
-class HttpOk:
-    body: dict[str, Any]
-    headers: Mapping[str, str]
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class HttpFail:
-    """kind: "business" (a retCode), "timeout", "connection", "http" (non-200 status),
-    "malformed" (not JSON), "unexpected"."""
-    kind: str
-    message: str
-    code: int | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
-    seconds: float = 0.0
+    def __init__(self, accounts: dict[str, tuple[str, str]], base_url: str, *, pool_size: int = 10,
+                 timeout: float = 10.0, recv_window: int = 5000, ws_private: str | None = None,
+                 ws_public: str | None = None):
+        self.accounts = tuple(accounts)
+        self.pool_size = pool_size
+        self.ws_private, self.ws_public = ws_private, ws_public
+        self._credentials = dict(accounts)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, pool_block=True, max_retries=0)
+        self._clients = {name: _client(key, secret, base_url, adapter, timeout=timeout, recv_window=recv_window)
+                         for name, (key, secret) in accounts.items()}
 
     @property
-    def uncertain(self) -> bool:
-        """For a write: might the exchange have acted?"""
-        if self.kind == "business":
-            return outcome_unknown(self.code)
-        if self.kind == "http":
-            return self.code is None or self.code >= 500 or self.code == 403
-        return True
+    def streams(self) -> bool:
+        return bool(self.ws_private)
+
+    def call(self, account: str, method: str, params: dict[str, Any]) -> HttpOk | HttpFail:
+        """One request; runs on a gateway worker thread."""
+        return call(self._clients[account], method, params)
+
+    def private_stream(self, account: str, deliver: Callable[[StreamEvent], None], *, heartbeat: float,
+                       clock: Callable[[], float]) -> StreamClient:
+        return StreamClient(account, self.ws_private, deliver, topics=PRIVATE_TOPICS,
+                            credentials=self._credentials[account], heartbeat=heartbeat, clock=clock)
+
+    def public_stream(self, name: str, topics: tuple[str, ...], deliver: Callable[[StreamEvent], None], *,
+                      heartbeat: float, clock: Callable[[], float]) -> StreamClient | None:
+        if not self.ws_public:
+            return None
+        return StreamClient(name, self.ws_public, deliver, topics=topics, heartbeat=heartbeat, clock=clock)
 
 
-def make_adapter(pool_size: int) -> HTTPAdapter:
-    return HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, pool_block=True, max_retries=0)
-
-
-def make_client(api_key: str, api_secret: str, base_url: str, adapter: HTTPAdapter, *,
-                timeout: float, recv_window: int) -> HTTP:
+def _client(api_key: str, api_secret: str, base_url: str, adapter: HTTPAdapter, *, timeout: float,
+            recv_window: int) -> HTTP:
     client = HTTP(api_key=api_key, api_secret=api_secret, timeout=timeout, recv_window=recv_window,
                   retry_codes={-1}, max_retries=1, force_retry=False, return_response_headers=True,
                   log_requests=False)
@@ -84,7 +75,6 @@ def make_client(api_key: str, api_secret: str, base_url: str, adapter: HTTPAdapt
 
 
 def call(client: HTTP, method: str, params: dict[str, Any]) -> HttpOk | HttpFail:
-    """One request. Runs on a gateway worker thread."""
     started = time.monotonic()
     try:
         body, _elapsed, headers = getattr(client, method)(**params)

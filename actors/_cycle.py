@@ -35,8 +35,9 @@ UNPROTECTED_REPEAT_S = 300.0  # an UNPROTECTED alert repeats at most this often 
 class CycleIO(Protocol):
     """What a check needs from the world."""
 
-    def view(self, max_age: float, include_closed: bool) -> PositionView | Unavailable | None:
-        """The position view no older than `max_age` s; None when no answer came in time."""
+    def view(self, max_age: float, closed_for: frozenset[str] | None = None) -> PositionView | Unavailable | None:
+        """The position view no older than `max_age` s; with `closed_for`, also the symbol's
+        finished orders that tell the fate of those link ids. None when no answer came in time."""
 
     def send(self, group: list[Command]) -> list[Outcome]:
         """One request: one command, or a batch of commands of one kind (`command_message` each);
@@ -101,7 +102,7 @@ class CheckCycle:
         if self._deferred and self._last_view is not None:
             deferred, self._deferred = self._deferred, []
             self._run(deferred, self._last_view, self._clock.wall_ms())
-        view = self._io.view(self._intervals[urgency], False)
+        view = self._io.view(self._intervals[urgency])
         if not isinstance(view, PositionView):
             return self._result(urgency)                                    # R0: nothing to act on
         if self.state is None:
@@ -110,7 +111,7 @@ class CheckCycle:
                 return self._retire(CloseReason.NO_POSITION) if view.position is None else self._result(urgency)
             self._emit((self._created_event(),))
         if _rules.needs_closed(self.state, view):
-            with_closed = self._io.view(self._intervals[urgency], True)
+            with_closed = self._io.view(self._intervals[urgency], _rules.links_to_explain(self.state))
             view = with_closed if isinstance(with_closed, PositionView) else view
         now_ms = self._clock.wall_ms()
         decision = _rules.reconcile(self.state, view, now_ms, self._config)
@@ -180,7 +181,7 @@ class CheckCycle:
     def _settle_now(self, view: PositionView) -> PositionView:
         """After an unresolved command, read again at once: the first of the two fresh snapshots
         R10 needs comes now instead of a whole check later. Only settles; sends nothing."""
-        fresh = self._io.view(0.0, True)
+        fresh = self._io.view(0.0, _rules.links_to_explain(self.state))
         if not isinstance(fresh, PositionView):
             return view
         decision = _rules.settle_pending(self.state, fresh)

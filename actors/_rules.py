@@ -387,6 +387,12 @@ def needs_closed(state: MonitorState, view: PositionView) -> bool:
     return size == 0 or bool(state.open_links - open_now) or state.awaiting
 
 
+def links_to_explain(state: MonitorState) -> frozenset[str]:
+    """The link ids whose fate a view's finished orders must tell: every order the monitor saw
+    open, and every command still waiting for its outcome."""
+    return state.open_links | {p.link_id for p in state.pending.values()} | frozenset(state.cleanup)
+
+
 def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: RulesConfig) -> Decision:
     state = replace(state, last_check_ms=now_ms)
     if view.stale:                                                          # R0
@@ -570,7 +576,9 @@ def _close(state: MonitorState, view: PositionView, ours: dict[str, list[Order]]
             if fresh and view.snapshot_id not in gone:
                 gone = gone + (view.snapshot_id,)
             state = replace(state, gone_snapshots=gone)
-            if not (stop_hit or last_tp or len(gone) >= CONFIRMING_SNAPSHOTS):
+            # A flat row pushed by the stream is the exchange saying so, not a row missing from a
+            # read: it confirms on its own, like a filled stop.
+            if not (stop_hit or last_tp or view.flat_pushed or len(gone) >= CONFIRMING_SNAPSHOTS):
                 return state, [], []  # wait for a second snapshot; change nothing meanwhile
             liquidated = any(o.cancel_type in LIQUIDATION_CANCELS for orders in closed.values() for o in orders) or \
                 (view.position is not None and view.position.status in (PositionStatus.LIQ, PositionStatus.ADL))

@@ -107,6 +107,32 @@ class StreamClient:
             self.last_ping = now
             self._send(app, {"op": "ping", "req_id": f"ping-{int(now * 1000)}"})
 
+    def set_topics(self, topics: tuple[str, ...]) -> None:
+        """Subscribe to what is new and unsubscribe from what is gone, on the live connection;
+        a (re)connection subscribes to the whole set."""
+        with self._lock:
+            old, self._topics = set(self._topics), tuple(topics)
+            app, state = self._app, self.state
+        ready = state is StreamState.SUBSCRIBED or (state is StreamState.CONNECTED and self._credentials is None) \
+            or state is StreamState.AUTHENTICATED
+        if app is None or not ready:
+            return
+        if gone := sorted(old - set(topics)):
+            self._send(app, {"op": "unsubscribe", "req_id": f"unsub-{uuid.uuid4().hex[:8]}", "args": gone})
+        if new := sorted(set(topics) - old):
+            self._send(app, {"op": "subscribe", "req_id": f"sub-{uuid.uuid4().hex[:8]}", "args": new})
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self._topics
+
+    def restart(self, reason: str) -> None:
+        """Drop the connection (e.g. it is suspect) and reconnect after the backoff."""
+        with self._lock:
+            app = self._app
+        if app is not None:
+            self._lost(app, reason)
+
     def stop(self) -> None:
         self.stopped = True
         with self._lock:
@@ -180,8 +206,10 @@ class StreamClient:
             self._subscribe(app)
 
     def _subscribe(self, app: Any) -> None:
-        if self._topics:
-            self._send(app, {"op": "subscribe", "req_id": f"sub-{uuid.uuid4().hex[:8]}", "args": list(self._topics)})
+        with self._lock:
+            topics = list(self._topics)
+        if topics:
+            self._send(app, {"op": "subscribe", "req_id": f"sub-{uuid.uuid4().hex[:8]}", "args": topics})
 
     def _received(self, app: Any, text: Any) -> None:
         if app is not self._app:

@@ -1,40 +1,53 @@
 """The ExchangeGateway: the only code that talks to the exchange, and the only cache.
 
-Its mailbox never waits on the network. Every HTTP request is a job: queued per account by
-priority, released by the rate limiter, run on a worker thread (as many as pooled connections,
-at most an equal share per account, so a hung account cannot starve the other), and its result
-comes back as a message. Requesters pass a future (`reply`) that is set when the answer is ready.
+Its mailbox never waits on the network. It is given a transport (actors/_bybit.py: pybit and
+websocket-client; an in-process one in tests). Every HTTP request is a job: queued per account by
+priority, released by the rate limiter, run on a worker thread (as many as pooled connections, at
+most an equal share per account, so a hung account cannot starve the other), and its result comes
+back as a message. Requesters pass a future (`reply`) that is set when the answer is ready.
 
-Reads: a position view is answered from the cache when it is fresh enough (`max_age`); else one
-read is started and every request arriving meanwhile waits for that same read (single flight).
-A read is either a full refresh of the account (every open order, then every position, walked by
-cursor) or, when a full refresh costs more pages than the urgent requests justify, a read of just
-the requested symbols. Orders are read before positions, so the position is the newest fact.
-A failed read keeps the last good data (served marked stale, up to `stale_limit`).
+Freshness comes from two sources:
+- Pushes. Each account's private stream (position, order, execution) and the public ticker
+  stream (mark prices of the guarded symbols) are told to this mailbox and merged into the cache
+  (actors/_cache.py). While an account's stream is healthy (actors/_freshness.py) every view is
+  answered from the cache at once, whatever `max_age` asks; a REST snapshot resyncs it after each
+  (re)connect and every `resync_every` seconds. A push that changes a position or its orders
+  wakes that position's monitor (`Wake` to the Scheduler).
+- REST polling, while the stream is not healthy (or streams are off): a view is answered from the
+  cache when it is fresh enough (`max_age`); else one read is started and every request arriving
+  meanwhile waits for that same read (single flight). A read is a full refresh of the account or,
+  when that costs more pages than the urgent requests justify, a read of the requested symbols
+  (actors/_paging.py). A failed read keeps the last good data (served marked stale, up to
+  `stale_limit`).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import pykka
 
-from actors import _bybit
+from actors import _wire
 from actors._asks import has_reply, journal, tell_upward
-from actors._bybit import HttpFail, HttpOk
-from actors._cache import AccountCache, is_market
+from actors._cache import AccountCache, Difference, is_market
+from actors._freshness import StreamHealth
+from actors._paging import Read, ReadFailed
 from actors._rate_limit import IP_BAN_SECONDS, RateLimiter
-from messages.codes import Meaning, RetCode, meaning, outcome_unknown
-from messages.gateway import (Accepted, Access, AmendOrder, Batch, CancelAll, CancelOrder, CheckAccess,
-                              GatewayStats, GatewayTick, GetAccountSnapshot, GetGatewayStats, GetPositionView,
-                              Outcome, PlaceOrder, Rejected, ReportStats, Unavailable, Unresolved)
-from messages.models import Instrument, ModelError, Order, Position
+from actors._stream import Kind, StreamEvent
+from actors._wire import HttpFail, HttpOk
+from messages.codes import Meaning, RetCode, meaning
+from messages.gateway import (Accepted, Access, AmendOrder, AttachScheduler, Batch, CancelAll, CancelOrder,
+                              CheckAccess, GatewayStats, GatewayTick, GetAccountSnapshot, GetGatewayStats,
+                              GetPositionView, Outcome, PlaceOrder, Rejected, ReportStats, Unavailable, Unresolved)
+from messages.models import Instrument, ModelError, MonitorId
 from messages.persistence import Record, account_subject
+from messages.scheduler import Wake
 from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.metrics import Metrics
@@ -44,11 +57,13 @@ log = logging.getLogger(__name__)
 
 REQUESTS = (GetPositionView, GetAccountSnapshot, PlaceOrder, AmendOrder, CancelOrder, CancelAll, Batch, CheckAccess)
 READ_PRIORITY = 0.5            # between protecting a position and cleaning up
-MAX_PAGES = 1000               # a cursor walk longer than this is a broken cursor
 BACKOFF_START, BACKOFF_MAX = 1.0, 15.0
 INSTRUMENTS_EVERY = 3600.0
 INSTRUMENTS_RETRY_S = 2.0
 REFRESH_KEPT = 1000
+SETTLE_WAIT_S = 1.0            # a fill's position push not here by then: read the symbol by REST
+MISSED_GRACE_S = 2.0           # a resync's difference is a missed push only if no push told it by then
+TICKER_SYNC_S = 1.0            # how often the ticker subscriptions follow the open positions
 
 
 @dataclass
@@ -60,27 +75,11 @@ class _Job:
     priority: float
     on_done: Callable[[HttpOk | HttpFail], None]
     units: int = 1
-    read: "_Read | None" = None  # the read this page belongs to
+    read: Read | None = None  # the read this page belongs to
 
     @property
     def endpoint(self) -> str:
-        return _bybit.ENDPOINTS[self.method]
-
-
-@dataclass
-class _Read:
-    """A read in progress: a full refresh (symbol None), one symbol's data, or (closed_only) just
-    one symbol's finished orders."""
-    account: str
-    symbol: str | None
-    with_closed: bool
-    started: float
-    started_ms: int
-    closed_only: bool = False
-    waiters: list[Any] = field(default_factory=list)
-    rows: dict[str, list[dict]] = field(default_factory=lambda: {"orders": [], "positions": [], "closed": []})
-    pages: int = 0
-    throttled: bool = False
+        return _wire.ENDPOINTS[self.method]
 
 
 @dataclass
@@ -88,7 +87,7 @@ class _Failing:
     """An account whose reads fail: since when, why, and when to try again."""
     since: float
     reason: str
-    backoff: Backoff = field(default_factory=lambda: Backoff(BACKOFF_START, BACKOFF_MAX))
+    backoff: Backoff
     retry_at: float = 0.0
 
 
@@ -98,62 +97,36 @@ class _Done:
     result: HttpOk | HttpFail
 
 
-def _decimal_text(value) -> str | None:
-    return None if value is None else format(value, "f")
-
-
-def _place_params(command: PlaceOrder) -> dict[str, Any]:
-    params = {"symbol": command.symbol, "side": command.side, "orderType": command.order_type,
-              "qty": _decimal_text(command.qty), "orderLinkId": command.link_id,
-              "positionIdx": command.position_idx, "reduceOnly": command.reduce_only}
-    if command.order_type == "Limit":
-        params.update(price=_decimal_text(command.price), timeInForce=command.time_in_force)
-    if command.trigger_price is not None:
-        params.update(triggerPrice=_decimal_text(command.trigger_price), triggerDirection=command.trigger_direction,
-                      triggerBy="LastPrice")
-    if command.close_on_trigger:
-        params["closeOnTrigger"] = True
-    return params
-
-
-def _amend_params(command: AmendOrder) -> dict[str, Any]:
-    params = {"symbol": command.symbol, "orderLinkId": command.link_id, "qty": _decimal_text(command.qty),
-              "price": _decimal_text(command.price), "triggerPrice": _decimal_text(command.trigger_price)}
-    return {k: v for k, v in params.items() if v is not None}
-
-
-def outcome_of(result: HttpOk | HttpFail) -> Outcome:
-    if isinstance(result, HttpOk):
-        body = result.body.get("result") or {}
-        return Accepted(str(body.get("orderId", "")), str(body.get("orderLinkId", "")))
-    if result.kind == "not_sent":
-        return Rejected(result.code or 0, result.message)
-    if result.uncertain:
-        return Unresolved(f"{result.kind} {result.code or ''}: {result.message}".replace(" :", ":")[:200])
-    return Rejected(result.code or 0, result.message)
+@dataclass(frozen=True, slots=True)
+class _Judge:
+    """A periodic resync's differences, judged after a grace (pushes on their way are not missed)."""
+    due: float
+    account: str
+    connection: int
+    since: float
+    differences: tuple[Difference, ...]
 
 
 class ExchangeGateway(pykka.ThreadingActor):
-    def __init__(self, accounts: dict[str, tuple[str, str]], base_url: str, clock: Clock, *,
-                 pool_size: int = 10, timeout: float = 10.0, recv_window: int = 5000,
-                 stale_limit: float = 90.0, read_share: float = 20.0, metrics: Metrics | None = None,
-                 persistence: Any = None):
+    def __init__(self, transport: Any, clock: Clock, *, stale_limit: float = 90.0, read_share: float = 20.0,
+                 metrics: Metrics | None = None, persistence: Any = None, heartbeat: float = 10.0,
+                 resync_every: float = 60.0):
         """`persistence` journals an account becoming unreadable past the stale limit and readable
-        again (a tell: critical, so it is alerted); None journals nothing."""
+        again (a tell: critical, so it is alerted); None journals nothing. Streams run when the
+        transport has them (`transport.streams`)."""
         super().__init__()
-        self._persistence = persistence
-        self._unreadable: set[str] = set()
-        self._metrics = metrics or Metrics(clock, accounts)
+        accounts = transport.accounts
         if not accounts:
             raise ValueError("the gateway needs at least one account")
+        self._transport = transport
+        self._persistence = persistence
+        self._scheduler: Any = None
+        self._unreadable: set[str] = set()
+        self._metrics = metrics or Metrics(clock, accounts)
         self._clock = clock
-        self._adapter = _bybit.make_adapter(pool_size)
-        self._clients = {name: _bybit.make_client(key, secret, base_url, self._adapter, timeout=timeout,
-                                                  recv_window=recv_window)
-                         for name, (key, secret) in accounts.items()}
-        self._pool_size = pool_size
-        self._cap = max(1, pool_size // len(accounts))
-        self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="gateway-http")
+        self._pool_size = transport.pool_size
+        self._cap = max(1, self._pool_size // len(accounts))
+        self._executor = ThreadPoolExecutor(max_workers=self._pool_size, thread_name_prefix="gateway-http")
         self._stale_limit = stale_limit
         self._read_share = read_share
         self._limiter = RateLimiter()
@@ -162,11 +135,22 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._busy: Counter[str] = Counter()
         self._jobs: dict[int, _Job] = {}
         self._ids = itertools.count(1)
-        self._reads: dict[tuple[str, Any], _Read] = {}
+        self._reads: dict[tuple[str, Any], Read] = {}
         self._failing: dict[str, _Failing] = {}
         self._instruments: dict[str, Instrument] = {}
         self._instruments_at = -INSTRUMENTS_EVERY
         self._instruments_loading = False
+        # Streams.
+        self._heartbeat = heartbeat
+        self._resync_every = resync_every
+        self._private: dict[str, Any] = {}
+        self._health: dict[str, StreamHealth] = {}
+        self._tickers: list[Any] = []
+        self._judging: list[_Judge] = []
+        self._parked: dict[tuple[str, str], list[GetPositionView]] = {}   # views waiting for a fill to settle
+        self._ticker_synced_at = -math.inf
+        self._auth_refused: set[str] = set()
+        self._connects: Counter[str] = Counter()
         # Stats.
         self._calls: Counter[tuple[str, str]] = Counter()
         self._errors: Counter[tuple[str, str]] = Counter()
@@ -176,20 +160,37 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._refresh_seconds: deque[float] = deque(maxlen=REFRESH_KEPT)
         self._refreshes = 0
         self._rate_limited = self._banned = 0
+        self._pushes = self._rejected_pushes = self._missed = self._wakes = 0
 
     # --- life cycle -----------------------------------------------------------------------
 
     def on_start(self) -> None:
         self._load_instruments()
+        if getattr(self._transport, "streams", False):
+            for account in self._caches:
+                self._private[account] = self._transport.private_stream(
+                    account, self._deliver, heartbeat=self._heartbeat, clock=self._clock.monotonic)
+                self._health[account] = StreamHealth(account, self._heartbeat, self._resync_every)
+            self._tick_streams(self._clock.monotonic())
 
     def on_stop(self) -> None:
+        for client in [*self._private.values(), *self._tickers]:
+            client.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
-        for read in self._reads.values():
-            for request in read.waiters:
-                request.reply.set(Unavailable(read.account, "the gateway stopped"))
+        waiting = [r for read in self._reads.values() for r in read.waiters] + \
+            [r for requests in self._parked.values() for r in requests]
+        for request in waiting:
+            request.reply.set(Unavailable(request.account, "the gateway stopped"))
         for queue in self._queues.values():
             for job in queue:
                 job.on_done(HttpFail("not_sent", "the gateway stopped"))
+
+    def _deliver(self, event: StreamEvent) -> None:
+        """On a stream's thread: hand the event to the mailbox (never raise into the library)."""
+        try:
+            self.actor_ref.tell(event)
+        except pykka.ActorDeadError:
+            pass
 
     # --- messages -------------------------------------------------------------------------
 
@@ -201,6 +202,8 @@ class ExchangeGateway(pykka.ThreadingActor):
         match message:
             case _Done():
                 self._on_done(message)
+            case StreamEvent():
+                self._on_stream(message)
             case GetPositionView() | GetAccountSnapshot():
                 self._on_query(message)
             case PlaceOrder() | AmendOrder() | CancelOrder() | CancelAll():
@@ -210,8 +213,12 @@ class ExchangeGateway(pykka.ThreadingActor):
             case CheckAccess():
                 self._on_check_access(message)
             case GatewayTick():
-                if self._clock.monotonic() - self._instruments_at >= INSTRUMENTS_EVERY:
+                now = self._clock.monotonic()
+                if now - self._instruments_at >= INSTRUMENTS_EVERY:
                     self._load_instruments()
+                self._tick_streams(now)
+            case AttachScheduler(scheduler=scheduler):
+                self._scheduler = scheduler
             case ReportStats():
                 self._log_stats()
             case GetGatewayStats():
@@ -230,18 +237,26 @@ class ExchangeGateway(pykka.ThreadingActor):
             return
         now = self._clock.monotonic()
         symbol = getattr(request, "symbol", None)
-        fresh_at = cache.symbol_read_at(symbol) if symbol else cache.full_at
         wants_closed = getattr(request, "include_closed", False)
+        heard = self._fresh_by_stream(request.account, now)
+        if heard is not None and not (symbol and cache.doubtful(symbol)):
+            if symbol and cache.unsettled_since(symbol) is not None:
+                self._parked.setdefault((request.account, symbol), []).append(request)  # its position push is due
+                return
+            closed = cache.closed_for(symbol, request.explain) if symbol and wants_closed else ()
+            if closed is not None:
+                self._lookup(hit=True)
+                self._answer(request, cache, closed=closed, heard=heard)
+                return
+            self._wait_for_closed(request, cache)       # an order the pushes never explained: ask the history
+            return
+        fresh_at = cache.symbol_read_at(symbol) if symbol else cache.full_at
         if cache.has_data and now - fresh_at <= request.max_age:
             if not wants_closed:
                 self._lookup(hit=True)
                 self._answer(request, cache)
-                return
-            # Fresh data: only the finished orders are missing (one request, not three).
-            key = (request.account, ("closed", symbol))
-            self._lookup(hit=key in self._reads)
-            read = self._reads.get(key) or self._start_read(request.account, symbol, True, closed_only=True)
-            read.waiters.append(request)
+            else:
+                self._wait_for_closed(request, cache)   # fresh data: only the finished orders are missing
             return
         failing = self._failing.get(request.account)
         if failing and now < failing.retry_at and not self._reads_of(request.account):
@@ -264,6 +279,20 @@ class ExchangeGateway(pykka.ThreadingActor):
             self._lookup(hit=False)
             self._start_read(request.account, None, False).waiters.append(request)
 
+    def _wait_for_closed(self, request: GetPositionView, cache: AccountCache) -> None:
+        """One request for the symbol's finished orders (shared by everyone asking meanwhile)."""
+        key = (request.account, ("closed", request.symbol))
+        self._lookup(hit=key in self._reads)
+        read = self._reads.get(key) or self._start_read(request.account, request.symbol, True, closed_only=True)
+        read.waiters.append(request)
+
+    def _fresh_by_stream(self, account: str, now: float) -> float | None:
+        """When the account's stream is healthy: when it was last heard from; else None."""
+        health, client = self._health.get(account), self._private.get(account)
+        if health is None or not health.healthy(now, client.last_heard):
+            return None
+        return client.last_heard
+
     def _lookup(self, *, hit: bool) -> None:
         """Count a view: a hit costs no request of its own."""
         if hit:
@@ -272,7 +301,7 @@ class ExchangeGateway(pykka.ThreadingActor):
             self._misses += 1
         self._metrics.cache.labels("hit" if hit else "miss").inc()
 
-    def _reads_of(self, account: str) -> list[_Read]:
+    def _reads_of(self, account: str) -> list[Read]:
         return [r for (a, _), r in self._reads.items() if a == account]
 
     def _scoped_is_cheaper(self, cache: AccountCache, max_age: float) -> bool:
@@ -285,14 +314,14 @@ class ExchangeGateway(pykka.ThreadingActor):
             2 * (scoped_in_flight + 1) < cache.full_pages
 
     def _answer(self, request: Any, cache: AccountCache, *, stale: bool = False, throttled: bool = False,
-                closed: tuple[Order, ...] = ()) -> None:
+                closed: tuple = (), heard: float | None = None) -> None:
         now = self._clock.monotonic()
         if isinstance(request, GetAccountSnapshot):
-            request.reply.set(cache.snapshot(now, stale=stale))
+            request.reply.set(cache.snapshot(now, stale=stale, heard=heard))
         else:
             request.reply.set(cache.view(request.symbol, request.position_idx, now,
                                          self._instruments.get(request.symbol), stale=stale,
-                                         throttled=throttled, closed=closed))
+                                         throttled=throttled, closed=closed, heard=heard))
 
     def _answer_stale(self, request: Any, cache: AccountCache, reason: str) -> None:
         now = self._clock.monotonic()
@@ -304,83 +333,72 @@ class ExchangeGateway(pykka.ThreadingActor):
 
     # --- reads ----------------------------------------------------------------------------
 
-    def _start_read(self, account: str, symbol: str | None, with_closed: bool, closed_only: bool = False) -> _Read:
-        read = _Read(account, symbol, with_closed, self._clock.monotonic(), self._clock.wall_ms(), closed_only)
+    def _start_read(self, account: str, symbol: str | None, with_closed: bool, closed_only: bool = False,
+                    resync: int | None = None) -> Read:
+        """`resync`: the stream connection this read checks (None: an ordinary read)."""
+        read = Read(account, symbol, with_closed, self._clock.monotonic(), self._clock.wall_ms(), closed_only,
+                    resync=resync is not None, connection=-1 if resync is None else resync)
         self._reads[self._key(read)] = read
-        self._read_page(read, "closed" if closed_only else "orders", None, set())
+        self._read_page(read)
         return read
 
-    @staticmethod
-    def _key(read: _Read) -> tuple[str, Any]:
-        return (read.account, ("closed", read.symbol) if read.closed_only else read.symbol)
+    def _key(self, read: Read) -> tuple[str, Any]:
+        return ("resync", read.account) if read.resync else read.key
 
-    def _read_page(self, read: _Read, phase: str, cursor: str | None, seen: set[str]) -> None:
-        scope = {"symbol": read.symbol} if read.symbol else {"settleCoin": "USDT"}
-        method, params = {
-            "orders": ("get_open_orders", {"category": "linear", "limit": 50, **scope}),
-            "positions": ("get_positions", {"category": "linear", "limit": 200, **scope}),
-            "closed": ("get_order_history", {"category": "linear", "limit": 50, **scope}),
-        }[phase]
-        if cursor:
-            params["cursor"] = cursor
-        self._enqueue(read.account, method, params, READ_PRIORITY,
-                      lambda result: self._on_page(read, phase, cursor, seen, result), read=read)
+    def _read_page(self, read: Read) -> None:
+        method, params = read.request()
+        self._enqueue(read.account, method, params, READ_PRIORITY, lambda result: self._on_page(read, result), read=read)
 
-    def _on_page(self, read: _Read, phase: str, cursor: str | None, seen: set[str], result: HttpOk | HttpFail) -> None:
+    def _on_page(self, read: Read, result: HttpOk | HttpFail) -> None:
         if isinstance(result, HttpFail):
             self._read_failed(read, f"{result.kind} {result.code or ''} {result.message}".strip())
             return
-        body = result.body.get("result")
-        if not isinstance(body, dict) or not isinstance(body.get("list"), list):
-            self._read_failed(read, "malformed answer: no result list")
-            return
-        read.pages += 1
-        read.rows[phase].extend(body["list"])
-        next_cursor = str(body.get("nextPageCursor") or "")
-        if body["list"] and next_cursor and phase != "closed":
-            if next_cursor in seen or read.pages >= MAX_PAGES:
-                # The walk cannot finish: what we have may miss pages, and applying it could turn
-                # missing rows into "no position". Fail the read; the last good data stays.
-                self._read_failed(read, f"the {phase} cursor stopped advancing after {read.pages} pages")
-                return
-            self._read_page(read, phase, next_cursor, seen | {next_cursor})
-            return
-        following = {"orders": "positions", "positions": "closed" if read.with_closed else None, "closed": None}[phase]
-        if following:
-            self._read_page(read, following, None, set())
-        else:
-            self._finish_read(read)
-
-    def _finish_read(self, read: _Read) -> None:
         try:
-            orders = [Order.from_v5(row) for row in read.rows["orders"]]
-            positions = [Position.from_v5(row) for row in read.rows["positions"]]
-            closed = tuple(o for o in map(Order.from_v5, read.rows["closed"]) if not o.is_open)
-        except (ModelError, TypeError, AttributeError) as exc:
+            done = read.on_page(result.body)
+        except ReadFailed as exc:
+            self._read_failed(read, str(exc))
+            return
+        if done:
+            self._finish_read(read)
+        else:
+            self._read_page(read)
+
+    def _finish_read(self, read: Read) -> None:
+        try:
+            positions, orders, closed = read.parsed()
+        except ModelError as exc:
             self._read_failed(read, f"malformed data rejected: {exc}")
             return
         del self._reads[self._key(read)]
         cache = self._caches[read.account]
         now = self._clock.monotonic()
+        differences: list[Difference] = []
+        cache.apply_closed(list(closed))
         if read.closed_only:
-            pass  # nothing but finished orders was read: the cache is as it was
+            pass  # nothing but finished orders was read: the rest of the cache is as it was
         elif read.symbol is None:
-            cache.apply_full(positions, orders, read.started, read.started_ms, read.pages)
+            differences = cache.apply_full(positions, orders, read.started, read.started_ms, read.pages)
             self._refreshes += 1
             self._refresh_seconds.append(now - read.started)
         else:
-            cache.apply_symbol(read.symbol, positions, orders, read.started, read.started_ms)
+            differences = cache.apply_symbol(read.symbol, positions, orders, read.started, read.started_ms)
         self._metrics.account_read(read.account)
         if self._failing.pop(read.account, None):
             log.info("Gateway: %s reads work again", read.account)
         if read.account in self._unreadable:
             self._unreadable.discard(read.account)
             self._journal(read.account, "account_readable")
+        if read.account in self._health:
+            self._after_read(read, differences, now)
         for request in read.waiters:
             self._answer(request, cache, throttled=read.throttled, closed=closed)
 
-    def _read_failed(self, read: _Read, reason: str) -> None:
+    def _read_failed(self, read: Read, reason: str) -> None:
         self._reads.pop(self._key(read), None)
+        health = self._health.get(read.account)
+        if read.resync and health is not None:
+            health.resyncing = False
+            log.warning("Stream %s: resync failed (%s); trying again at the next tick", read.account, reason)
         if read.closed_only:  # only the finished orders are missing: no reason to back off the account
             for request in read.waiters:
                 self._answer(request, self._caches[read.account], stale=True)
@@ -388,7 +406,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         now = self._clock.monotonic()
         failing = self._failing.get(read.account)
         if failing is None:
-            failing = self._failing[read.account] = _Failing(since=now, reason=reason)
+            failing = self._failing[read.account] = _Failing(now, reason, Backoff(BACKOFF_START, BACKOFF_MAX))
         failing.reason = reason
         backoff = failing.backoff.next()
         failing.retry_at = now + backoff
@@ -413,7 +431,7 @@ class ExchangeGateway(pykka.ThreadingActor):
             return
         self._instruments_loading = True
         params = {"category": "linear", "limit": 1000, **({"cursor": cursor} if cursor else {})}
-        account = next(iter(self._clients))
+        account = next(iter(self._caches))
         self._enqueue(account, "get_instruments_info", params, READ_PRIORITY, self._on_instruments)
 
     def _on_instruments(self, result: HttpOk | HttpFail) -> None:
@@ -439,7 +457,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._instruments_at = self._clock.monotonic()
 
     def _on_check_access(self, request: CheckAccess) -> None:
-        if request.account not in self._clients:
+        if request.account not in self._caches:
             request.reply.set(Access(request.account, False, False, "unknown account"))
             return
 
@@ -455,56 +473,216 @@ class ExchangeGateway(pykka.ThreadingActor):
                                      "can trade" if can_trade else "the key is read-only or lacks Contract - Orders"))
         self._enqueue(request.account, "get_api_key_information", {}, READ_PRIORITY, done)
 
+    # --- streams --------------------------------------------------------------------------
+
+    def _tick_streams(self, now: float) -> None:
+        for account, client in self._private.items():
+            client.tick(now)
+            health = self._health[account]
+            healthy = health.healthy(now, client.last_heard)
+            if healthy != health.was_healthy:
+                health.was_healthy = healthy
+                self._metrics.stream_healthy.labels(account).set(1 if healthy else 0)
+                if not healthy and health.subscribed:
+                    log.warning("Stream %s: stale (nothing heard for %.0fs); REST polling serves until it is back",
+                                account, now - client.last_heard)
+            if healthy:
+                self._metrics.account_read(account)
+                if health.resync_due(now):
+                    self._resync(account, health)
+        self._unpark(now)
+        for judge in [j for j in self._judging if now >= j.due]:
+            self._judging.remove(judge)
+            self._judge(judge)
+        for client in self._tickers:
+            client.tick(now)
+        if now - self._ticker_synced_at >= TICKER_SYNC_S:
+            self._ticker_synced_at = now
+            self._sync_tickers()
+        for client in [*self._private.values(), *self._tickers]:
+            if client.connects > self._connects[client.name]:
+                self._metrics.stream_connects.labels(client.name).inc(client.connects - self._connects[client.name])
+                self._connects[client.name] = client.connects
+
+    def _resync(self, account: str, health: StreamHealth) -> None:
+        if ("resync", account) in self._reads:
+            return
+        health.resyncing = True
+        self._metrics.stream_resyncs.labels(account).inc()
+        self._start_read(account, None, False, resync=health.connection)
+
+    def _after_read(self, read: Read, differences: list[Difference], now: float) -> None:
+        health = self._health[read.account]
+        self._wake_many(read.account, {d.position for d in differences})
+        if not read.resync:
+            return
+        connection = read.connection
+        periodic = health.resynced
+        if health.on_resynced(connection, now):
+            log.info("Stream %s: resynced by REST (%d changes while it was not subscribed); fresh by push",
+                     read.account, len(differences))
+        elif periodic and differences and connection == health.connection:
+            self._judging.append(_Judge(now + MISSED_GRACE_S, read.account, connection, read.started,
+                                        tuple(differences)))
+        elif periodic:
+            health.on_checked(0)
+        self._caches[read.account].forget_pushes(read.started - 10 * self._resync_every)
+
+    def _judge(self, judge: _Judge) -> None:
+        health, client = self._health[judge.account], self._private[judge.account]
+        if judge.connection != health.connection:
+            return
+        missed = self._caches[judge.account].missed(list(judge.differences), judge.since)
+        if missed:
+            self._missed += len(missed)
+            self._metrics.stream_missed.labels(judge.account).inc(len(missed))
+            log.warning("Stream %s: resync found %d change(s) no push told (the snapshot wins): %s", judge.account,
+                        len(missed), "; ".join(missed[:5]) + (" ..." if len(missed) > 5 else ""))
+        if health.on_checked(len(missed)):
+            log.warning("Stream %s: two resyncs in a row found missed pushes; the stream is suspect: reconnecting",
+                        judge.account)
+            health.on_down()
+            client.restart("suspect: missed pushes")
+
+    def _on_stream(self, event: StreamEvent) -> None:
+        name = event.stream
+        health = self._health.get(name)
+        client = self._private.get(name)
+        match event.kind:
+            case Kind.CONNECTED:
+                log.info("Stream %s: connected", name)
+            case Kind.AUTHENTICATED:
+                self._auth_refused.discard(name)
+                log.info("Stream %s: authenticated", name)
+            case Kind.AUTH_REFUSED:
+                if name not in self._auth_refused:
+                    self._auth_refused.add(name)
+                    log.error("Stream %s: the exchange refused the key (%s); REST polling guards this account, "
+                              "the stream retries with backoff", name, event.reason)
+            case Kind.SUBSCRIBED if health is not None and client is not None:
+                if health.on_subscribed(client.connects):
+                    log.info("Stream %s: subscribed (%s); resyncing by REST", name, ", ".join(event.data or ()))
+                    self._resync(name, health)
+            case Kind.SUBSCRIBED:
+                log.debug("Stream %s: subscribed %s", name, event.data)
+            case Kind.REFUSED:
+                log.error("Stream %s: a subscription was refused: %s", name, event.reason)
+            case Kind.DOWN:
+                if health is not None:
+                    if health.subscribed:
+                        log.warning("Stream %s: down (%s); REST polling serves until it is back", name, event.reason)
+                    else:
+                        log.info("Stream %s: reconnecting (%s)", name, event.reason)
+                    health.on_down()
+                    health.was_healthy = False
+                    self._metrics.stream_healthy.labels(name).set(0)
+                else:
+                    log.info("Stream %s: down (%s)", name, event.reason)
+            case Kind.PUSH if event.topic.startswith("tickers."):
+                self._on_ticker(event)
+            case Kind.PUSH if health is not None:
+                self._on_private_push(name, event)
+
+    def _on_private_push(self, account: str, event: StreamEvent) -> None:
+        kind = event.topic.split(".", 1)[0] or "unknown"
+        self._pushes += 1
+        self._metrics.stream_pushes.labels(account, kind if kind in _wire.PRIVATE_TOPICS else "other").inc()
+        try:
+            if event.reason:
+                raise ModelError(event.reason)
+            push = _wire.private_push(event.topic, event.data)
+        except ModelError as exc:
+            self._rejected_pushes += 1
+            self._metrics.stream_rejected.labels(account).inc()
+            log.warning("Stream %s: malformed %s push rejected whole: %s", account, event.topic or "?", exc)
+            return
+        if push is None:
+            return
+        cache, now = self._caches[account], self._clock.monotonic()
+        touched = cache.push_positions(list(push.positions), now) | cache.push_orders(list(push.orders), now) | \
+            cache.push_executions(list(push.executions), now)
+        self._wake_many(account, touched)
+        self._unpark(now)
+
+    def _unpark(self, now: float) -> None:
+        """Answer the views that waited for a fill's position push: from the cache once it came,
+        by a REST read of the symbol when it is late (or the stream is no longer healthy)."""
+        for (account, symbol), requests in list(self._parked.items()):
+            since = self._caches[account].unsettled_since(symbol)
+            late = since is not None and now - since > SETTLE_WAIT_S
+            if since is not None and not late and self._fresh_by_stream(account, now) is not None:
+                continue
+            del self._parked[(account, symbol)]
+            if late:
+                log.info("Stream %s: the position push after a fill of %s is late; reading it by REST", account, symbol)
+                read = self._reads.get((account, symbol)) or self._start_read(account, symbol, True)
+                read.waiters.extend(requests)
+                continue
+            for request in requests:
+                self._on_query(request)
+
+    def _wake_many(self, account: str, keys: set[tuple[str, int]]) -> None:
+        for key in sorted(keys):
+            self._wakes += 1
+            self._metrics.wakes.labels(account).inc()
+            tell_upward(self._scheduler, Wake(MonitorId(account, key[0], key[1])))
+
+    def _on_ticker(self, event: StreamEvent) -> None:
+        try:
+            symbol, mark = _wire.ticker_mark(event.topic, event.data)
+        except ModelError as exc:
+            self._metrics.stream_rejected.labels("public").inc()
+            log.warning("Stream %s: malformed ticker push rejected: %s", event.stream, exc)
+            return
+        self._metrics.stream_pushes.labels("public", "tickers").inc()
+        if mark is not None:
+            for cache in self._caches.values():
+                cache.set_mark(symbol, mark)
+
+    def _sync_tickers(self) -> None:
+        """One ticker topic per guarded symbol, split over connections past Bybit's args limit."""
+        if not self._private:
+            return
+        symbols = sorted(set().union(*(c.symbols() for c in self._caches.values())))
+        groups = _wire.ticker_topics(symbols)
+        for index, topics in enumerate(groups):
+            if index < len(self._tickers):
+                if set(self._tickers[index].topics) != set(topics):
+                    self._tickers[index].set_topics(topics)
+                continue
+            client = self._transport.public_stream(f"tickers-{index}", topics, self._deliver,
+                                                   heartbeat=self._heartbeat, clock=self._clock.monotonic)
+            if client is None:
+                return
+            self._tickers.append(client)
+            client.tick(self._clock.monotonic())
+        for client in self._tickers[len(groups):]:
+            if client.topics:
+                client.set_topics(())
+
     # --- commands -------------------------------------------------------------------------
 
     def _on_command(self, command: Any) -> None:
-        if command.account not in self._clients:
+        if command.account not in self._caches:
             command.reply.set(Rejected(0, f"unknown account {command.account}"))
             return
-        match command:
-            case PlaceOrder():
-                method, params = "place_order", _place_params(command)
-            case AmendOrder():
-                method, params = "amend_order", _amend_params(command)
-            case CancelOrder():
-                method, params = "cancel_order", {"symbol": command.symbol, "orderLinkId": command.link_id}
-            case CancelAll():
-                method, params = "cancel_all_orders", {"symbol": command.symbol}
-        self._enqueue(command.account, method, {"category": "linear", **params}, command.priority,
-                      lambda result: self._command_done(command, outcome_of(result)))
+        method, params = _wire.command_request(command)
+        self._enqueue(command.account, method, params, command.priority,
+                      lambda result: self._command_done(command, _wire.outcome_of(result)))
 
     def _on_batch(self, batch: Batch) -> None:
         kinds = {type(c) for c in batch.commands}
         if not batch.commands or len(batch.commands) > 10 or len(kinds) != 1 or \
-                kinds - {PlaceOrder, AmendOrder, CancelOrder} or {c.account for c in batch.commands} != {batch.account}:
+                kinds - set(_wire.BATCHES) or {c.account for c in batch.commands} != {batch.account}:
             batch.reply.set(tuple(Rejected(0, "a batch holds 1-10 commands of one kind for its account")
                                   for _ in batch.commands))
             return
-        kind = kinds.pop()
-        method, build = {PlaceOrder: ("place_batch_order", _place_params),
-                         AmendOrder: ("amend_batch_order", _amend_params),
-                         CancelOrder: ("cancel_batch_order",
-                                       lambda c: {"symbol": c.symbol, "orderLinkId": c.link_id})}[kind]
-        requests = [build(c) for c in batch.commands]
-        self._enqueue(batch.account, method, {"category": "linear", "request": requests}, batch.priority,
-                      lambda result: self._batch_done(batch, result), units=len(requests))
+        method, params = _wire.batch_request(batch.commands)
+        self._enqueue(batch.account, method, params, batch.priority,
+                      lambda result: self._batch_done(batch, result), units=len(batch.commands))
 
     def _batch_done(self, batch: Batch, result: HttpOk | HttpFail) -> None:
-        if isinstance(result, HttpFail):
-            outcomes = [outcome_of(result)] * len(batch.commands)
-        else:
-            rows = (result.body.get("result") or {}).get("list") or []
-            codes = (result.body.get("retExtInfo") or {}).get("list") or []
-            outcomes = []
-            for index in range(len(batch.commands)):
-                code = codes[index] if index < len(codes) else {"code": -1, "msg": "missing from the answer"}
-                row = rows[index] if index < len(rows) else {}
-                if code.get("code") == 0:
-                    outcomes.append(Accepted(str(row.get("orderId", "")), str(row.get("orderLinkId", ""))))
-                elif outcome_unknown(code.get("code")) or code.get("code") == -1:
-                    outcomes.append(Unresolved(f"batch item: {code.get('code')} {code.get('msg')}"))
-                else:
-                    outcomes.append(Rejected(int(code.get("code") or 0), str(code.get("msg") or "")))
+        outcomes = _wire.batch_outcomes(result, len(batch.commands))
         for command, outcome in zip(batch.commands, outcomes):
             self._patch_cache(command, outcome)
         batch.reply.set(tuple(outcomes))
@@ -519,19 +697,20 @@ class ExchangeGateway(pykka.ThreadingActor):
 
     def _patch_cache(self, command: Any, outcome: Outcome) -> None:
         """Make the cache reflect an accepted command before the next answer about its symbol."""
-        cache = self._caches[command.account]
+        cache, now = self._caches[command.account], self._clock.monotonic()
         if not isinstance(outcome, Accepted):
             if isinstance(outcome, Rejected) and meaning(outcome.code) is Meaning.GONE and isinstance(command, CancelOrder):
                 cache.patch_cancelled(command.symbol, command.link_id)  # it is gone either way
-            cache.mark_dirty(command.symbol, self._clock.monotonic())
+            cache.mark_dirty(command.symbol, now, unresolved=isinstance(outcome, Unresolved))
             return
         match command:
             case PlaceOrder() if is_market(command):
-                cache.mark_dirty(command.symbol, self._clock.monotonic())  # it filled: the position moved
+                cache.mark_dirty(command.symbol, now)  # it filled: the position moved
             case PlaceOrder():
-                cache.patch_placed(command, outcome.order_id, self._clock.wall_ms())
+                cache.patch_placed(command, outcome.order_id, now, self._clock.wall_ms())
             case AmendOrder():
-                cache.patch_amended(command.symbol, command.link_id, command.qty, command.price, command.trigger_price)
+                cache.patch_amended(command.symbol, command.link_id, command.qty, command.price,
+                                    command.trigger_price, now)
             case CancelOrder():
                 cache.patch_cancelled(command.symbol, command.link_id)
             case CancelAll():
@@ -540,7 +719,7 @@ class ExchangeGateway(pykka.ThreadingActor):
     # --- the HTTP jobs --------------------------------------------------------------------
 
     def _enqueue(self, account: str, method: str, params: dict[str, Any], priority: float,
-                 on_done: Callable[[HttpOk | HttpFail], None], *, units: int = 1, read: _Read | None = None) -> None:
+                 on_done: Callable[[HttpOk | HttpFail], None], *, units: int = 1, read: Read | None = None) -> None:
         self._queues[account].append(_Job(next(self._ids), account, method, params, float(priority), on_done,
                                           units, read))
 
@@ -568,12 +747,12 @@ class ExchangeGateway(pykka.ThreadingActor):
                 self._jobs[job.id] = job
                 self._calls[(account, job.endpoint)] += 1
                 self._metrics.request(account, job.endpoint)
-                self._executor.submit(self._run, job, self._clients[account])
+                self._executor.submit(self._run, job)
             queue[:] = waiting
 
-    def _run(self, job: _Job, client: Any) -> None:
+    def _run(self, job: _Job) -> None:
         """On a worker thread: the request, then its result back to the actor as a message."""
-        result = _bybit.call(client, job.method, job.params)
+        result = self._transport.call(job.account, job.method, job.params)
         try:
             self.actor_ref.tell(_Done(job.id, result))
         except pykka.ActorDeadError:
@@ -620,12 +799,16 @@ class ExchangeGateway(pykka.ThreadingActor):
         errors: dict[str, dict[str, int]] = {}
         for (account, kind), n in sorted(self._errors.items()):
             errors.setdefault(account, {})[kind] = n
+        now = self._clock.monotonic()
         return GatewayStats(
             calls=calls, errors=errors, cache_hits=self._hits, cache_misses=self._misses,
             refreshes=self._refreshes, refresh_seconds=tuple(self._refresh_seconds),
             pool_in_use=sum(self._busy.values()), pool_size=self._pool_size, limiter_waits=self._limiter.waits,
             rate_limited_10006=self._rate_limited, banned_403=self._banned,
-            stale_accounts=tuple(sorted(self._failing)))
+            stale_accounts=tuple(sorted(self._failing)),
+            streams_healthy=tuple(sorted(a for a in self._health if self._fresh_by_stream(a, now) is not None)),
+            pushes=self._pushes, rejected_pushes=self._rejected_pushes, missed_pushes=self._missed,
+            wakes=self._wakes, stream_connects={c.name: c.connects for c in [*self._private.values(), *self._tickers]})
 
     def _log_stats(self) -> None:
         hits, misses = self._hits - self._reported_hits, self._misses - self._reported_misses
@@ -635,9 +818,14 @@ class ExchangeGateway(pykka.ThreadingActor):
             by_endpoint[endpoint.removeprefix("/v5/")] += n
         p50 = percentile(list(self._refresh_seconds)[-100:], 0.5)
         total = hits + misses
-        log.info("Gateway: hit rate %.1f%% (%d/%d), API calls %d in 60s (%s), refresh p50 %.2fs, pool %d/%d, stale %s",
+        now = self._clock.monotonic()
+        streams = ", ".join(f"{a} {'fresh' if self._fresh_by_stream(a, now) is not None else 'not fresh'}"
+                            for a in self._health) or "off"
+        log.info("Gateway: hit rate %.1f%% (%d/%d), API calls %d in 60s (%s), refresh p50 %.2fs, pool %d/%d, "
+                 "stale %s, streams %s, pushes %d",
                  100.0 * hits / total if total else 100.0, hits, total, sum(recent.values()),
                  ", ".join(f"{e} {n}" for e, n in by_endpoint.most_common()) or "none", p50,
-                 sum(self._busy.values()), self._pool_size, ", ".join(sorted(self._failing)) or "none")
+                 sum(self._busy.values()), self._pool_size, ", ".join(sorted(self._failing)) or "none",
+                 streams, self._pushes)
         self._reported_hits, self._reported_misses = self._hits, self._misses
         self._reported_calls = Counter(self._calls)

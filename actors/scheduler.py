@@ -18,7 +18,7 @@ from actors._schedule import (MAX_CONCURRENCY, MIN_CONCURRENCY, START_CONCURRENC
 from messages.models import MonitorId, Urgency
 from messages.monitor import Check
 from messages.scheduler import (Checked, GetSchedule, RegisterMonitor, ScheduleReport, Tick,
-                                UnregisterMonitor)
+                                UnregisterMonitor, Wake)
 from messages.supervisor import MonitorUnresponsive
 from runtime.clock import Clock
 from runtime.metrics import Metrics
@@ -38,6 +38,7 @@ class _Entry:
     in_flight: bool = False
     dispatched_at: float = 0.0
     wave: int = 0
+    woken: bool = False               # a push came during the check in flight: check again after it
 
 
 @dataclass
@@ -68,6 +69,7 @@ class Scheduler(pykka.ThreadingActor):
         self._check_seconds: deque[float] = deque(maxlen=CHECK_HISTORY)
         self._seq = 0
         self._checks = 0
+        self._woken = 0
         self._late = 0
         self._throttled = False
 
@@ -77,6 +79,8 @@ class Scheduler(pykka.ThreadingActor):
                 self._on_tick(now)
             case Checked():
                 self._on_checked(message)
+            case Wake(monitor=monitor):
+                self._on_wake(monitor)
             case RegisterMonitor():
                 self._on_register(message)
             case UnregisterMonitor(monitor=monitor):
@@ -133,22 +137,40 @@ class Scheduler(pykka.ThreadingActor):
         log.debug("Checked %s in %.3fs (data age %.1fs, urgency %s)", message.monitor, message.duration,
                   message.data_age, message.urgency.value)
         self._settle_wave(entry.wave, message.monitor, message.urgency)
+        if entry.woken:
+            entry.woken = False
+            self._dispatch(self._clock.monotonic(), only=[message.monitor], woken=True)
+
+    def _on_wake(self, monitor: MonitorId) -> None:
+        """A push touched this monitor's position: check it now, outside the waves (the data is in
+        the gateway's cache already, so the check costs no read)."""
+        entry = self._entries.get(monitor)
+        if entry is None:
+            return  # not guarded (yet): the supervisor's discovery adopts new positions
+        self._woken += 1
+        if entry.in_flight:
+            entry.woken = True
+        else:
+            self._dispatch(self._clock.monotonic(), only=[monitor], woken=True)
 
     # --- helpers --------------------------------------------------------------------------
 
     def _in_flight(self) -> int:
         return sum(e.in_flight for e in self._entries.values())
 
-    def _dispatch(self, now: float, only: list[MonitorId]) -> None:
-        self._wave_count += 1
+    def _dispatch(self, now: float, only: list[MonitorId], woken: bool = False) -> None:
+        """Send `Check`s as one wave; `woken` ones belong to no wave (they are not late either)."""
+        if not woken:
+            self._wave_count += 1
         wave = _Wave(started=self._clock.monotonic(), pending=set(), size=0)
         for monitor in only:
             entry = self._entries[monitor]
-            if now - entry.due >= self._grid:
+            if not woken and now - entry.due >= self._grid:
                 self._late += 1  # a tier missed its interval (or a first check its start) by a whole wave
                 self._metrics.late_checks.inc()
             self._seq += 1
-            entry.seq, entry.in_flight, entry.dispatched_at, entry.wave = self._seq, True, now, self._wave_count
+            entry.seq, entry.in_flight, entry.dispatched_at = self._seq, True, now
+            entry.wave = 0 if woken else self._wave_count
             try:
                 entry.ref.tell(Check(now=now, seq=self._seq))
             except pykka.ActorDeadError:
@@ -159,7 +181,7 @@ class Scheduler(pykka.ThreadingActor):
             wave.pending.add(monitor)
             wave.size += 1
             self._checks += 1
-        if wave.size:
+        if wave.size and not woken:
             self._waves[self._wave_count] = wave
 
     def _settle_wave(self, wave_id: int, monitor: MonitorId, urgency: Urgency | None) -> None:
@@ -200,4 +222,4 @@ class Scheduler(pykka.ThreadingActor):
         return ScheduleReport(
             monitors=len(self._entries), in_flight=self._in_flight(), concurrency_limit=self._limit,
             urgency=dict(counts), waves=len(self._wave_seconds), wave_seconds=tuple(self._wave_seconds),
-            checks=self._checks, late_checks=self._late, check_seconds=tuple(self._check_seconds))
+            checks=self._checks, late_checks=self._late, check_seconds=tuple(self._check_seconds), woken=self._woken)

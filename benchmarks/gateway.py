@@ -13,6 +13,7 @@ import time
 import pykka
 
 from actors._asks import ask_with_reply
+from actors._bybit import BybitTransport
 from actors.gateway import ExchangeGateway
 from messages.gateway import GatewayTick, GetAccountSnapshot, GetGatewayStats, GetPositionView
 from runtime.clock import SystemClock
@@ -25,7 +26,7 @@ def run(positions: int, latency_ms: float, duration: float) -> dict:
     book = sim.load_demo_book(positions)
     sim.start()
     accounts = {n: (c.api_key, c.api_secret) for n, c in sim.credentials.items()}
-    gateway = ExchangeGateway.start(accounts, sim.url, SystemClock())
+    gateway = ExchangeGateway.start(BybitTransport(accounts, sim.url), SystemClock())
     ticker = Ticker(SystemClock(), [Every(0.02, gateway, GatewayTick)]).start()
     try:
         gateway.ask(GetGatewayStats())

@@ -29,12 +29,15 @@ class Priority(IntEnum):
 class GetPositionView:
     """One position and this account's open orders for its symbol, no older than `max_age` s.
     `include_closed` adds the symbol's recent finished orders (one extra read) for a monitor
-    that saw a known order vanish and must learn whether it filled."""
+    that saw a known order vanish and must learn whether it filled. While the account's stream is
+    healthy a view comes from the pushed state whatever `max_age` says, and the finished orders
+    too when they explain every link in `explain` (else the order history is read)."""
     account: str
     symbol: str
     position_idx: int = 0
     max_age: float = 2.0
     include_closed: bool = False
+    explain: frozenset[str] = frozenset()   # with include_closed: the link ids whose fate is asked
     reply: Any = field(kw_only=True)   # required: the future the answer is set on
 
 
@@ -60,6 +63,7 @@ class PositionView:
     stale: bool = False                # the last refreshes failed; this is the last good data
     throttled: bool = False            # the answer waited on the rate limiter
     closed: tuple[Order, ...] = ()     # with include_closed: recent finished orders
+    flat_pushed: bool = False          # the private stream said this position is flat (size 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +193,12 @@ class GetGatewayStats:
 
 
 @dataclass(frozen=True, slots=True)
+class AttachScheduler:
+    """Tell (once the Scheduler runs): where `Wake`s for pushed changes go."""
+    scheduler: Any
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayTick:
     """From the ticker (every 50 ms): send queued requests the rate limiter now allows."""
     now: float
@@ -214,3 +224,9 @@ class GatewayStats:
     rate_limited_10006: int
     banned_403: int
     stale_accounts: tuple[str, ...] = ()
+    streams_healthy: tuple[str, ...] = ()        # accounts whose cache is fresh by push
+    pushes: int = 0
+    rejected_pushes: int = 0
+    missed_pushes: int = 0                       # differences resyncs found that no push told
+    wakes: int = 0
+    stream_connects: dict[str, int] = field(default_factory=dict)   # stream -> connection attempts

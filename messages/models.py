@@ -283,6 +283,7 @@ class Position:
     cum_realised_pnl: Decimal
     created_ms: int
     updated_ms: int
+    seq: int = -1       # grows with every fill on the symbol (REST and push alike)
 
     @classmethod
     def from_v5(cls, row: Mapping[str, Any]) -> "Position":
@@ -305,6 +306,7 @@ class Position:
             cum_realised_pnl=_price(kind, row, "cumRealisedPnl") or Decimal(0),
             created_ms=_int(kind, row, "createdTime", 0),
             updated_ms=_int(kind, row, "updatedTime", 0),
+            seq=_int(kind, row, "seq", -1),
         )
 
     @property
@@ -378,6 +380,35 @@ class Order:
     @property
     def is_conditional(self) -> bool:
         return self.trigger_price is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One fill (an `execution` push row, or a `/v5/execution/list` row)."""
+    exec_id: str
+    symbol: str
+    order_id: str
+    link_id: str
+    qty: Decimal
+    price: Decimal
+    leaves_qty: Decimal
+    exec_ms: int
+    seq: int = -1       # the seq of the position push this fill leads to
+
+    @classmethod
+    def from_v5(cls, row: Mapping[str, Any]) -> "Execution":
+        kind = "Execution"
+        return cls(
+            exec_id=str(_field(kind, row, "execId")),
+            symbol=str(_field(kind, row, "symbol")),
+            order_id=str(_field(kind, row, "orderId")),
+            link_id=str(row.get("orderLinkId") or ""),
+            qty=_decimal(kind, row, "execQty"),
+            price=_decimal(kind, row, "execPrice"),
+            leaves_qty=_decimal(kind, row, "leavesQty"),
+            exec_ms=_int(kind, row, "execTime"),
+            seq=_int(kind, row, "seq", -1),
+        )
 
 
 # --- monitor identity and urgency ------------------------------------------------------------

@@ -28,6 +28,13 @@ class UnregisterMonitor:
 
 
 @dataclass(frozen=True, slots=True)
+class Wake:
+    """From the gateway: a push changed this monitor's position or orders; check it at once (or
+    right after the check in flight)."""
+    monitor: MonitorId
+
+
+@dataclass(frozen=True, slots=True)
 class Checked:
     """From a monitor: its check `seq` finished. `throttled` says the gateway's rate limiter made
     it wait; `data_age` is how old the view it acted on was (seconds)."""
@@ -55,3 +62,4 @@ class ScheduleReport:
     checks: int
     late_checks: int
     check_seconds: tuple[float, ...] = ()
+    woken: int = 0                     # Wakes from pushes for guarded monitors

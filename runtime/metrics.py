@@ -74,6 +74,18 @@ class Metrics:
         self.alerts_sent = Counter("guardian_alerts_sent", "Alerts delivered to every alert URL", registry=r)
         self.alert_failures = Counter("guardian_alert_send_failures", "Alert messages that failed on at least one "
                                       "URL (retried with backoff)", registry=r)
+        self.stream_healthy = Gauge("guardian_stream_healthy", "1 while an account's private stream keeps its cache "
+                                    "fresh (connected, authenticated, subscribed, resynced, heard from)", ["account"],
+                                    registry=r)
+        self.stream_pushes = Counter("guardian_stream_pushes", "Push messages received", ["account", "topic"], registry=r)
+        self.stream_rejected = Counter("guardian_stream_rejected", "Malformed push messages rejected whole", ["account"],
+                                       registry=r)
+        self.stream_missed = Counter("guardian_stream_missed_pushes", "Differences a resync found that no push told",
+                                     ["account"], registry=r)
+        self.stream_resyncs = Counter("guardian_stream_resyncs", "REST resyncs of a streamed account", ["account"],
+                                      registry=r)
+        self.stream_connects = Counter("guardian_stream_connects", "Stream connection attempts", ["stream"], registry=r)
+        self.wakes = Counter("guardian_wakes", "Monitors woken by a push", ["account"], registry=r)
         Gauge("guardian_threads", "Threads of the process", registry=r).set_function(threading.active_count)
         ProcessCollector(registry=r)
         r.register(_Derived(self))

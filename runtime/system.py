@@ -23,12 +23,13 @@ from actors._rules import RulesConfig
 from actors._store import open_read_only, open_store
 from actors._alerts import AlertRules
 from actors._asks import ask_with_reply, journal, record
+from actors._bybit import BybitTransport
 from actors.gateway import ExchangeGateway
 from actors.notifier import Channel, Notifier
 from actors.persistence import Persistence
 from actors.scheduler import Scheduler
 from actors.supervisor import Supervisor
-from messages.gateway import (Access, AccountSnapshot, CheckAccess, GatewayTick, GetAccountSnapshot,
+from messages.gateway import (Access, AccountSnapshot, AttachScheduler, CheckAccess, GatewayTick, GetAccountSnapshot,
                               GetGatewayStats, ReportStats)
 from messages.notifier import Drain, NotifierTick
 from messages.persistence import DAEMON, AttachNotifier, FlushDue, GetPersistenceStats, Record
@@ -55,9 +56,12 @@ class StartupError(Exception):
 
 class System:
     def __init__(self, settings: Settings, accounts: dict[str, tuple[str, str]], base_url: str, *,
-                 clock: Clock | None = None, dry_run: bool = False, check_access: bool = True,
-                 hooks: Hooks | None = None, metrics: Metrics | None = None, channels: tuple[Channel, ...] = ()):
-        """`channels`: one per alert URL (main.py builds them from ALERT_URLS); none: no alerts."""
+                 streams: tuple[str, str] | None = None, clock: Clock | None = None, dry_run: bool = False,
+                 check_access: bool = True, hooks: Hooks | None = None, metrics: Metrics | None = None,
+                 channels: tuple[Channel, ...] = ()):
+        """`streams`: the private and public stream URLs (None: REST polling only); `channels`: one
+        per alert URL (main.py builds them from ALERT_URLS); none: no alerts."""
+        self.streams = streams
         self.settings = settings
         self.channels = channels
         self.hooks = hooks if hooks is not None else hooks_from_environment(os.environ)  # ValueError: bad spec
@@ -93,10 +97,14 @@ class System:
                                            max_age_s=float(s.alert_max_age_seconds), metrics=self.metrics)
             self.persistence.tell(AttachNotifier(self.notifier))
             self.notifier_ticker = Ticker(self.clock, [Every(0.25, self.notifier, NotifierTick)]).start()
-        self.gateway = ExchangeGateway.start(self.accounts, self.base_url, self.clock, pool_size=s.http_pool_size,
-                                             timeout=float(s.http_timeout_seconds), recv_window=s.recv_window_ms,
-                                             stale_limit=float(s.stale_limit_seconds), metrics=self.metrics,
-                                             persistence=self.persistence)
+        private_url, public_url = self.streams or (None, None)
+        transport = BybitTransport(self.accounts, self.base_url, pool_size=s.http_pool_size,
+                                   timeout=float(s.http_timeout_seconds), recv_window=s.recv_window_ms,
+                                   ws_private=private_url, ws_public=public_url)
+        self.gateway = ExchangeGateway.start(transport, self.clock, stale_limit=float(s.stale_limit_seconds),
+                                             metrics=self.metrics, persistence=self.persistence,
+                                             heartbeat=float(s.stream_heartbeat_seconds),
+                                             resync_every=float(s.resync_seconds))
         self.ticker = Ticker(self.clock, [Every(0.05, self.gateway, GatewayTick)]).start()
         if self.check_access and not self._check_access(stop):
             return False
@@ -111,6 +119,7 @@ class System:
                                            ask_timeout=float(s.http_timeout_seconds) + 5, hooks=self.hooks,
                                            metrics=self.metrics)
         self.scheduler = Scheduler.start(self.clock, intervals, self.supervisor, metrics=self.metrics)
+        self.gateway.tell(AttachScheduler(self.scheduler))
         monitors = self.supervisor.ask(StartSupervision(self.scheduler, snapshots), timeout=60)
         self._journal("daemon_started", monitors=monitors, accounts=list(self.accounts))
         self.ticker.add(Every(0.25, self.scheduler, Tick))

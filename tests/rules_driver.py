@@ -58,10 +58,10 @@ class Driver:
 
     # --- CycleIO over the exchange engine -----------------------------------------------------
 
-    def view(self, max_age: float, include_closed: bool):
+    def view(self, max_age: float, closed_for: frozenset[str] | None = None):
         self.snapshot += 1
         return view_of(self.exchange, self.monitor.account, self.monitor.symbol, self.snapshot,
-                       include_closed=include_closed, stale=self._stale, taken_ms=self.now_ms)
+                       include_closed=closed_for is not None, stale=self._stale, taken_ms=self.now_ms)
 
     def send(self, group: list[Command]) -> list[Any]:
         self.requests += 1

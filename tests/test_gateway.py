@@ -14,6 +14,7 @@ import pytest
 from actors._cache import AccountCache
 from actors._rate_limit import RateLimiter
 from actors._asks import ask_with_reply
+from actors._bybit import BybitTransport
 from actors.gateway import ExchangeGateway
 from messages.gateway import (Accepted, AmendOrder, Batch, CancelOrder, GatewayTick, GetAccountSnapshot,
                               GetGatewayStats, GetPositionView, PlaceOrder, Priority, Rejected, Unavailable,
@@ -33,7 +34,8 @@ class Rig:
         self.book = self.sim.load_demo_book(positions) if positions else []
         self.sim.start()
         accounts = {name: (c.api_key, c.api_secret) for name, c in self.sim.credentials.items()}
-        self.gateway = ExchangeGateway.start(accounts, self.sim.url, SystemClock(), timeout=timeout, **gateway_options)
+        self.gateway = ExchangeGateway.start(BybitTransport(accounts, self.sim.url, timeout=timeout), SystemClock(),
+                                             **gateway_options)
         self.ticker = Ticker(SystemClock(), [Every(0.02, self.gateway, GatewayTick)]).start()
         self.stats()  # instruments requested at start
 

@@ -1,0 +1,86 @@
+"""A read of an account (or of one symbol) walked page by page: a small state machine, no I/O.
+
+A full read is every open order, then every position (so the position is the newest fact), then
+with `with_closed` the finished orders; a `closed_only` read is just the finished orders. The
+gateway sends `request()`, feeds each answer to `on_page()`, and sends the next request until the
+read is done. A cursor that repeats or never ends fails the read: what was read may miss pages,
+and applying it could turn missing rows into "no position".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors._wire import page_of, page_request
+from messages.models import ModelError, Order, Position
+
+MAX_PAGES = 1000               # a cursor walk longer than this is a broken cursor
+_FOLLOWING = {"orders": "positions", "positions": "closed", "closed": None}
+
+
+class ReadFailed(Exception):
+    """The read cannot finish; the message says why."""
+
+
+@dataclass
+class Read:
+    account: str
+    symbol: str | None                 # None: the whole account
+    with_closed: bool
+    started: float                     # monotonic
+    started_ms: int
+    closed_only: bool = False
+    resync: bool = False               # taken to check the pushed state of a stream connection
+    connection: int = -1               # ... this one
+    waiters: list[Any] = field(default_factory=list)
+    pages: int = 0
+    throttled: bool = False
+    phase: str = ""
+    cursor: str | None = None
+    _seen: set[str] = field(default_factory=set)
+    _rows: dict[str, list[dict]] = field(default_factory=lambda: {"orders": [], "positions": [], "closed": []})
+
+    def __post_init__(self) -> None:
+        self.phase = "closed" if self.closed_only else "orders"
+
+    @property
+    def key(self) -> tuple[str, Any]:
+        return self.account, ("closed", self.symbol) if self.closed_only else self.symbol
+
+    def request(self) -> tuple[str, dict[str, Any]]:
+        """The pybit method and parameters of the next page."""
+        return page_request(self.phase, self.symbol, self.cursor)
+
+    def on_page(self, body: dict[str, Any]) -> bool:
+        """Take one page; True when the read is complete, False when another page is due.
+        ReadFailed when it cannot finish."""
+        try:
+            rows, next_cursor = page_of(body)
+        except ModelError as exc:
+            raise ReadFailed(str(exc)) from None
+        self.pages += 1
+        self._rows[self.phase].extend(rows)
+        if rows and next_cursor and self.phase != "closed":
+            if next_cursor in self._seen or self.pages >= MAX_PAGES:
+                raise ReadFailed(f"the {self.phase} cursor stopped advancing after {self.pages} pages")
+            self._seen.add(next_cursor)
+            self.cursor = next_cursor
+            return False
+        following = _FOLLOWING[self.phase]
+        if following == "closed" and not self.with_closed:
+            following = None
+        if self.closed_only or following is None:
+            return True
+        self.phase, self.cursor, self._seen = following, None, set()
+        return False
+
+    def parsed(self) -> tuple[list[Position], list[Order], tuple[Order, ...]]:
+        """Positions, open orders and finished orders; ModelError rejects the read whole."""
+        try:
+            orders = [Order.from_v5(row) for row in self._rows["orders"]]
+            positions = [Position.from_v5(row) for row in self._rows["positions"]]
+            closed = tuple(o for o in map(Order.from_v5, self._rows["closed"]) if not o.is_open)
+        except (TypeError, AttributeError) as exc:
+            raise ModelError(f"malformed row: {exc}") from None
+        return positions, orders, closed

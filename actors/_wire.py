@@ -1,0 +1,236 @@
+"""Bybit's V5 wire formats, both ways, as plain data: no I/O, no pybit.
+
+What the gateway sends (request parameters for each command, each page of a read, each stream
+subscription) and what it makes of the answers (outcomes of writes, pages, pushes). The REST rows
+and the pushed rows go through the same parsers (`Order.from_v5`, `Position.from_v5`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Mapping
+
+from messages.codes import outcome_unknown
+from messages.gateway import (Accepted, AmendOrder, CancelAll, CancelOrder, Outcome, PlaceOrder, Rejected,
+                              Unresolved)
+from messages.models import Execution, ModelError, Order, Position
+
+# Path of each pybit method we use (for rate limiting and stats).
+ENDPOINTS = {
+    "get_positions": "/v5/position/list",
+    "get_open_orders": "/v5/order/realtime",
+    "get_order_history": "/v5/order/history",
+    "get_instruments_info": "/v5/market/instruments-info",
+    "get_wallet_balance": "/v5/account/wallet-balance",
+    "get_api_key_information": "/v5/user/query-api",
+    "place_order": "/v5/order/create",
+    "amend_order": "/v5/order/amend",
+    "cancel_order": "/v5/order/cancel",
+    "cancel_all_orders": "/v5/order/cancel-all",
+    "place_batch_order": "/v5/order/create-batch",
+    "amend_batch_order": "/v5/order/amend-batch",
+    "cancel_batch_order": "/v5/order/cancel-batch",
+}
+
+PRIVATE_TOPICS = ("position", "order", "execution")
+ARGS_LIMIT = 21_000          # Bybit refuses a subscribe whose args exceed this many characters
+
+
+@dataclass(frozen=True, slots=True)
+class HttpOk:
+    body: dict[str, Any]
+    headers: Mapping[str, str]
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class HttpFail:
+    """kind: "business" (a retCode), "timeout", "connection", "http" (non-200 status),
+    "malformed" (not JSON), "unexpected", "not_sent"."""
+    kind: str
+    message: str
+    code: int | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def uncertain(self) -> bool:
+        """For a write: might the exchange have acted?"""
+        if self.kind == "business":
+            return outcome_unknown(self.code)
+        if self.kind == "http":
+            return self.code is None or self.code >= 500 or self.code == 403
+        return self.kind != "not_sent"
+
+
+# --- writes -----------------------------------------------------------------------------------
+
+def _decimal_text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def place_params(command: PlaceOrder) -> dict[str, Any]:
+    params = {"symbol": command.symbol, "side": command.side, "orderType": command.order_type,
+              "qty": _decimal_text(command.qty), "orderLinkId": command.link_id,
+              "positionIdx": command.position_idx, "reduceOnly": command.reduce_only}
+    if command.order_type == "Limit":
+        params.update(price=_decimal_text(command.price), timeInForce=command.time_in_force)
+    if command.trigger_price is not None:
+        params.update(triggerPrice=_decimal_text(command.trigger_price), triggerDirection=command.trigger_direction,
+                      triggerBy="LastPrice")
+    if command.close_on_trigger:
+        params["closeOnTrigger"] = True
+    return params
+
+
+def amend_params(command: AmendOrder) -> dict[str, Any]:
+    params = {"symbol": command.symbol, "orderLinkId": command.link_id, "qty": _decimal_text(command.qty),
+              "price": _decimal_text(command.price), "triggerPrice": _decimal_text(command.trigger_price)}
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def cancel_params(command: CancelOrder) -> dict[str, Any]:
+    return {"symbol": command.symbol, "orderLinkId": command.link_id}
+
+
+def command_request(command: PlaceOrder | AmendOrder | CancelOrder | CancelAll) -> tuple[str, dict[str, Any]]:
+    """The pybit method and its parameters for one command."""
+    match command:
+        case PlaceOrder():
+            method, params = "place_order", place_params(command)
+        case AmendOrder():
+            method, params = "amend_order", amend_params(command)
+        case CancelOrder():
+            method, params = "cancel_order", cancel_params(command)
+        case _:
+            method, params = "cancel_all_orders", {"symbol": command.symbol}
+    return method, {"category": "linear", **params}
+
+
+BATCHES = {PlaceOrder: ("place_batch_order", place_params), AmendOrder: ("amend_batch_order", amend_params),
+           CancelOrder: ("cancel_batch_order", cancel_params)}
+
+
+def batch_request(commands: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+    """The pybit method and parameters for a batch of commands of one kind (the caller checked)."""
+    method, build = BATCHES[type(commands[0])]
+    return method, {"category": "linear", "request": [build(c) for c in commands]}
+
+
+def outcome_of(result: HttpOk | HttpFail) -> Outcome:
+    if isinstance(result, HttpOk):
+        body = result.body.get("result") or {}
+        return Accepted(str(body.get("orderId", "")), str(body.get("orderLinkId", "")))
+    if result.kind == "not_sent":
+        return Rejected(result.code or 0, result.message)
+    if result.uncertain:
+        return Unresolved(f"{result.kind} {result.code or ''}: {result.message}".replace(" :", ":")[:200])
+    return Rejected(result.code or 0, result.message)
+
+
+def batch_outcomes(result: HttpOk | HttpFail, count: int) -> list[Outcome]:
+    """One outcome per command of a batch, in order (a missing item is unresolved)."""
+    if isinstance(result, HttpFail):
+        return [outcome_of(result)] * count
+    rows = (result.body.get("result") or {}).get("list") or []
+    codes = (result.body.get("retExtInfo") or {}).get("list") or []
+    outcomes: list[Outcome] = []
+    for index in range(count):
+        code = codes[index] if index < len(codes) else {"code": -1, "msg": "missing from the answer"}
+        row = rows[index] if index < len(rows) else {}
+        if code.get("code") == 0:
+            outcomes.append(Accepted(str(row.get("orderId", "")), str(row.get("orderLinkId", ""))))
+        elif outcome_unknown(code.get("code")) or code.get("code") == -1:
+            outcomes.append(Unresolved(f"batch item: {code.get('code')} {code.get('msg')}"))
+        else:
+            outcomes.append(Rejected(int(code.get("code") or 0), str(code.get("msg") or "")))
+    return outcomes
+
+
+# --- reads ------------------------------------------------------------------------------------
+
+def page_request(phase: str, symbol: str | None, cursor: str | None) -> tuple[str, dict[str, Any]]:
+    """One page of a read: `phase` orders (open), positions or closed (finished orders)."""
+    scope = {"symbol": symbol} if symbol else {"settleCoin": "USDT"}
+    method, params = {
+        "orders": ("get_open_orders", {"category": "linear", "limit": 50, **scope}),
+        "positions": ("get_positions", {"category": "linear", "limit": 200, **scope}),
+        "closed": ("get_order_history", {"category": "linear", "limit": 50, **scope}),
+    }[phase]
+    if cursor:
+        params["cursor"] = cursor
+    return method, params
+
+
+def page_of(body: Mapping[str, Any]) -> tuple[list[dict], str]:
+    """The rows and the next cursor of one page; ModelError when the answer has no list."""
+    result = body.get("result")
+    if not isinstance(result, dict) or not isinstance(result.get("list"), list):
+        raise ModelError("malformed answer: no result list")
+    return result["list"], str(result.get("nextPageCursor") or "")
+
+
+# --- streams ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class PrivatePush:
+    """One private push, parsed whole: `kind` is position, order or execution."""
+    kind: str
+    positions: tuple[Position, ...] = ()
+    orders: tuple[Order, ...] = ()
+    executions: tuple[Execution, ...] = ()
+
+
+def private_push(topic: str, data: Any) -> PrivatePush | None:
+    """Parse a private push (`position`, `order.linear`, ...); None for a topic we do not use.
+    ModelError when any row is malformed: the message is rejected whole."""
+    kind = topic.split(".", 1)[0]
+    if kind not in PRIVATE_TOPICS:
+        return None
+    if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+        raise ModelError(f"{topic} push: data is not a list of rows")
+    rows = [row for row in data if row.get("category", "linear") == "linear"]
+    try:
+        match kind:
+            case "position":
+                return PrivatePush(kind, positions=tuple(Position.from_v5(row) for row in rows))
+            case "order":
+                return PrivatePush(kind, orders=tuple(Order.from_v5(row) for row in rows))
+            case _:
+                return PrivatePush(kind, executions=tuple(Execution.from_v5(row) for row in rows))
+    except (TypeError, AttributeError) as exc:
+        raise ModelError(f"{topic} push: {exc}") from None
+
+
+def ticker_mark(topic: str, data: Any) -> tuple[str, Decimal | None]:
+    """The symbol and mark price of a ticker push (a delta may leave the mark out: None)."""
+    if not isinstance(data, dict):
+        raise ModelError(f"{topic} push: data is not an object")
+    symbol = str(data.get("symbol") or topic.removeprefix("tickers."))
+    raw = data.get("markPrice")
+    if raw in (None, ""):
+        return symbol, None
+    try:
+        mark = Decimal(str(raw))
+    except ArithmeticError:
+        raise ModelError(f"{topic} push: markPrice {raw!r} is not a number") from None
+    if not mark.is_finite() or mark <= 0:
+        raise ModelError(f"{topic} push: markPrice {raw!r} is not a price")
+    return symbol, mark
+
+
+def ticker_topics(symbols: list[str], limit: int = ARGS_LIMIT) -> list[tuple[str, ...]]:
+    """`tickers.<SYMBOL>` topics, split into groups whose subscribe args stay under `limit`
+    characters (one connection each)."""
+    groups: list[list[str]] = [[]]
+    size = 0
+    for symbol in sorted(symbols):
+        topic = f"tickers.{symbol}"
+        cost = len(topic) + 3    # quotes and a comma in the JSON args
+        if groups[-1] and size + cost > limit:
+            groups.append([])
+            size = 0
+        groups[-1].append(topic)
+        size += cost
+    return [tuple(g) for g in groups if g]
