@@ -339,10 +339,12 @@ class AccountCache:
         for order in list(self.orders.get(symbol, {}).values()):
             if order.link_id == link_id:
                 new_qty = qty if qty is not None else order.qty
-                self.orders[symbol][order.order_id] = replace(
-                    order, qty=new_qty, leaves_qty=new_qty - order.cum_exec_qty,
-                    price=price if price is not None else order.price,
-                    trigger_price=trigger_price if trigger_price is not None else order.trigger_price)
+                amended = replace(order, qty=new_qty, leaves_qty=new_qty - order.cum_exec_qty,
+                                  price=price if price is not None else order.price,
+                                  trigger_price=trigger_price if trigger_price is not None else order.trigger_price)
+                if amended == order:
+                    continue  # its push came first
+                self.orders[symbol][order.order_id] = amended
                 self.learned_at[order.order_id] = now
                 self.provisional.add(order.order_id)
 

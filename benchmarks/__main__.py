@@ -1,7 +1,8 @@
-"""Side by side: the actor design against the old per-monitor polling, on one simulated exchange.
+"""Side by side: the daemon on pushes (`actors`), the daemon polling REST only (`actors-rest`,
+BYBIT_STREAMS=false) and the old per-monitor polling (`baseline`), on one simulated exchange.
 
-    python -m benchmarks [--positions 32,100,1000] [--latency-ms 150] [--duration 60] [--json FILE] [--chart FILE]
-    python -m benchmarks --designs actors --positions 2500 --duration 300      # the scale run
+    python -m benchmarks [--positions 32,100,1000,2500] [--latency-ms 150] [--duration 60] [--json FILE] [--chart FILE]
+    python -m benchmarks --designs actors --positions 2500 --duration 300      # a longer scale run
 
 For each book size (positions per account, main and mirror) and design, a fresh simulator with
 the same seed, price steps and latency; the design under test runs as its own process (so its
@@ -28,6 +29,8 @@ from runtime.stats import percentile
 from simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
+WRITES = ("/v5/order/create", "/v5/order/amend", "/v5/order/cancel", "/v5/order/cancel-all",
+          "/v5/order/create-batch", "/v5/order/amend-batch", "/v5/order/cancel-batch")
 
 
 def run(design: str, positions: int, latency_ms: float, duration: float, seed: int = 1) -> dict:
@@ -48,7 +51,9 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
             env.update({"BYBIT_API_KEY": creds["main"].api_key, "BYBIT_API_SECRET": creds["main"].api_secret,
                         "ENABLE_MIRROR_TRADING": "true", "BYBIT_API_KEY_2": creds["mirror"].api_key,
                         "BYBIT_API_SECRET_2": creds["mirror"].api_secret, "BYBIT_BASE_URL": sim.url,
-                        "STATE_PATH": str(workdir / "state.db"), "METRICS_ADDRESS": "127.0.0.1:0"})
+                        "STATE_PATH": str(workdir / "state.db"), "METRICS_ADDRESS": "127.0.0.1:0",
+                        **({"BYBIT_STREAMS": "false"} if design == "actors-rest" else
+                           {"BYBIT_WS_PRIVATE_URL": sim.ws_private, "BYBIT_WS_PUBLIC_URL": sim.ws_public})})
             command = [sys.executable, "main.py", "--duration", str(duration), "--summary-json", str(out)]
         with open(workdir / "log.txt", "w") as log:
             subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=log, timeout=duration * 3 + 300, check=True)
@@ -83,7 +88,9 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
                    cpu_s_per_min=result["process"]["cpu_s"] / minutes, peak_rss_mb=result["process"]["peak_rss_mb"],
                    persistence_writes_per_hour=(persistence.get("critical_commits", 0) + persistence.get("batched_flushes", 0))
                    * 60 / minutes, pool_full_warnings=0, errors=sum(sum(e.values()) for e in result.get("errors", {}).values()),
-                   late_checks=result.get("late_checks"), checks=result.get("checks"))
+                   late_checks=result.get("late_checks"), checks=result.get("checks"),
+                   first_snapshots_s=result.get("first_snapshots_s"), pushes=result.get("streams", {}).get("pushes"),
+                   commands_per_min=sum(n for e, n in by_endpoint.items() if e in WRITES))
     return row
 
 
@@ -92,27 +99,38 @@ def _fmt(value, spec: str = ".2f") -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    header = (f"{'design':9} {'pos/acct':>8} {'cycle p50':>9} {'cycle p95':>9} {'calls/min':>9} {'10006':>5} {'403':>4} "
+    header = (f"{'design':11} {'pos/acct':>8} {'cycle p50':>9} {'cycle p95':>9} {'calls/min':>9} {'10006':>5} {'403':>4} "
               f"{'hit rate':>8} {'react p50':>9} {'react p95':>9} {'react max':>9} {'cpu s/min':>9} {'rss MB':>7} "
-              f"{'writes/h':>8} {'pool full':>9}")
+              f"{'writes/h':>8} {'late':>5} {'floor/min':>9} {'1st snap':>8}")
     print(header)
     for r in rows:
-        print(f"{r['design']:9} {r['positions']:>8} {_fmt(r['cycle_p50']):>9} {_fmt(r['cycle_p95']):>9} "
+        print(f"{r['design']:11} {r['positions']:>8} {_fmt(r['cycle_p50']):>9} {_fmt(r['cycle_p95']):>9} "
               f"{_fmt(r['api_calls_per_min'], '.0f'):>9} {r['rate_limited_10006']:>5} {r['ip_banned_403']:>4} "
               f"{_fmt(r['hit_rate'], '.1%'):>8} {_fmt(r['reaction_p50'], '.0f'):>9} {_fmt(r['reaction_p95'], '.0f'):>9} "
               f"{_fmt(r['reaction_max'], '.0f'):>9} {_fmt(r['cpu_s_per_min']):>9} {_fmt(r['peak_rss_mb'], '.0f'):>7} "
-              f"{_fmt(r['persistence_writes_per_hour'], '.0f'):>8} {r['pool_full_warnings']:>9}", flush=True)
+              f"{_fmt(r['persistence_writes_per_hour'], '.0f'):>8} {_fmt(r.get('late_checks'), 'd'):>5} "
+              f"{_fmt(floor(r), '.1f'):>9} {_fmt(r.get('first_snapshots_s'), '.1f'):>8}", flush=True)
+
+
+def floor(row: dict) -> float | None:
+    """The push design's floor: commands sent plus one snapshot (2 requests) per account per
+    RESYNC_SECONDS (60 s), per minute."""
+    if row["design"] != "actors":
+        return None
+    return row["commands_per_min"] + 2 * 2 * 60 / 60.0
 
 
 def ratios(rows: list[dict]) -> list[dict]:
     out = []
     for size in sorted({r["positions"] for r in rows}):
         pair = {r["design"]: r for r in rows if r["positions"] == size}
-        if {"actors", "baseline"} <= set(pair):
-            a, b = pair["actors"], pair["baseline"]
-            ratio = lambda k: (a[k] / b[k]) if a.get(k) is not None and b.get(k) else None
-            out.append({"positions": size, "api_calls": ratio("api_calls_per_min"), "cycle_p95": ratio("cycle_p95"),
-                        "cpu": ratio("cpu_s_per_min"), "rss": ratio("peak_rss_mb"), "reaction_p95": ratio("reaction_p95")})
+        for design in ("actors-rest", "actors"):
+            if {design, "baseline"} <= set(pair):
+                a, b = pair[design], pair["baseline"]
+                ratio = lambda k: (a[k] / b[k]) if a.get(k) is not None and b.get(k) else None
+                out.append({"design": design, "positions": size, "api_calls": ratio("api_calls_per_min"),
+                            "cycle_p95": ratio("cycle_p95"), "cpu": ratio("cpu_s_per_min"), "rss": ratio("peak_rss_mb"),
+                            "reaction_p95": ratio("reaction_p95")})
     return out
 
 
@@ -125,7 +143,7 @@ def chart(rows: list[dict], path: str) -> bool:
         print("matplotlib is not installed (pip install -e '.[bench]'): no chart", file=sys.stderr)
         return False
     figure, (calls, cycle) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for design, marker in (("baseline", "o"), ("actors", "s")):
+    for design, marker in (("baseline", "o"), ("actors-rest", "^"), ("actors", "s")):
         mine = sorted((r for r in rows if r["design"] == design), key=lambda r: r["positions"])
         if not mine:
             continue
@@ -147,10 +165,10 @@ def chart(rows: list[dict], path: str) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="actor design vs the old per-monitor polling")
-    parser.add_argument("--positions", default="32,100,1000")
+    parser.add_argument("--positions", default="32,100,1000,2500")
     parser.add_argument("--latency-ms", type=float, default=150.0)
     parser.add_argument("--duration", type=float, default=60.0)
-    parser.add_argument("--designs", default="baseline,actors")
+    parser.add_argument("--designs", default="baseline,actors-rest,actors")
     parser.add_argument("--json", help="write every row and the ratios as JSON")
     parser.add_argument("--chart", help="write a PNG chart (needs matplotlib: the bench extra)")
     args = parser.parse_args()
@@ -163,7 +181,7 @@ def main() -> None:
     print()
     print_table(rows)
     for r in ratios(rows):
-        print(f"actors/baseline at {r['positions']} positions/account: API calls x{_fmt(r['api_calls'], '.3f')}, "
+        print(f"{r['design']}/baseline at {r['positions']} positions/account: API calls x{_fmt(r['api_calls'], '.4f')}, "
               f"cycle p95 x{_fmt(r['cycle_p95'], '.3f')}, CPU x{_fmt(r['cpu'], '.2f')}, RSS x{_fmt(r['rss'], '.2f')}, "
               f"reaction p95 x{_fmt(r['reaction_p95'], '.2f')}")
     print(f"({time.monotonic() - started:.0f} s in all; latency {args.latency_ms:.0f} ms, {args.duration:.0f} s per run)")

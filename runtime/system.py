@@ -79,6 +79,7 @@ class System:
         self.ticker: Ticker | None = None
         self.notifier_ticker: Ticker | None = None
         self.started_at = time.monotonic()
+        self.first_snapshots_s: float | None = None   # start to every account read once
 
     # --- start ----------------------------------------------------------------------------
 
@@ -173,6 +174,7 @@ class System:
                     log.warning("Start-up: cannot read %s yet (%s); retrying in %.0fs; nothing is traded until "
                                 "every account has been read", account, getattr(answer, "reason", answer), delay)
             if len(snapshots) == len(self.accounts):
+                self.first_snapshots_s = time.monotonic() - self.started_at
                 return snapshots
             stop.wait(delay)  # the main thread idles here, still answering signals
         return None
@@ -245,7 +247,9 @@ class System:
 
     def summary(self, figures: dict[str, Any], simulator_stats: dict | None = None) -> dict[str, Any]:
         duration = time.monotonic() - self.started_at
-        out: dict[str, Any] = {"duration_s": round(duration, 3), "dry_run": self.dry_run}
+        out: dict[str, Any] = {"duration_s": round(duration, 3), "dry_run": self.dry_run,
+                               "first_snapshots_s": None if self.first_snapshots_s is None else
+                               round(self.first_snapshots_s, 2)}
         gateway, schedule = figures.get("gateway"), figures.get("schedule")
         supervisor, persistence = figures.get("supervisor"), figures.get("persistence")
         if supervisor:
@@ -274,6 +278,9 @@ class System:
                             "hit_rate": round(gateway.cache_hits / lookups, 4) if lookups else 1.0}
             out["rate_limit_answers"] = {"10006": gateway.rate_limited_10006, "403": gateway.banned_403}
             out["errors"] = gateway.errors
+            out["streams"] = {"healthy_at_exit": list(gateway.streams_healthy), "pushes": gateway.pushes,
+                              "rejected": gateway.rejected_pushes, "missed": gateway.missed_pushes,
+                              "wakes": gateway.wakes, "connects": gateway.stream_connects}
         if persistence:
             out["persistence"] = {"critical_commits": persistence.critical_commits,
                                   "batched_flushes": persistence.batched_flushes,

@@ -30,6 +30,7 @@ KINDS = {
     "ws_close": "close the connection with close `code` (1000, 1001, 1011...)",
     "ws_lose_push": "lose the next `count` pushes of `topic` (any topic when empty)",
     "ws_duplicate_push": "send the next `count` pushes of `topic` twice",
+    "ws_corrupt_push": "set `field` to `value` in every row of the next `count` pushes of `topic`",
     "ws_stall": "withhold every push (sent once cleared) while JSON and protocol pongs are still answered",
     "ws_black_hole": "answer nothing at all: no pongs, acks or pushes (until cleared)",
     "ws_reorder_fill": "push the next `count` fills' execution rows before their order's row",

@@ -14,8 +14,8 @@ What a connection does, as Bybit (../shared/reference/bybit-ws.md, sections 2-4 
   (exchange.Change, handed over outside the exchange lock), several rows of a topic in one message,
   each connection through its own queue and writer thread, delayed by half the configured latency.
 Faults (the fault book, endpoint = the path): `ws_refuse` (handshake answered 502), `ws_auth_fail`,
-`ws_drop` (abrupt), `ws_close` (close frame with `code`), `ws_lose_push` and `ws_duplicate_push`
-(`topic`, `count`), `ws_stall` (no pushes, pongs still answered) and `ws_black_hole` (nothing at
+`ws_drop` (abrupt), `ws_close` (close frame with `code`), `ws_lose_push`, `ws_duplicate_push` and
+`ws_corrupt_push` (`topic`, `count`; the last with `field` and `value`), `ws_stall` (no pushes, pongs still answered) and `ws_black_hole` (nothing at
 all: no pongs, acks or pushes), the last two until cleared.
 """
 
@@ -307,6 +307,8 @@ class Connection:
             if self._fault("ws_lose_push", topic=topic, take=True):
                 self.hub.stats.count("pushes_lost", self.account or "public", topic)
                 continue
+            if (corrupt := self._fault("ws_corrupt_push", topic=topic, take=True)) and isinstance(message["data"], list):
+                message = {**message, "data": [{**row, corrupt.field: corrupt.value} for row in message["data"]]}
             copies = 2 if self._fault("ws_duplicate_push", topic=topic, take=True) else 1
             for _ in range(copies):
                 self._queue(message, self.hub.delay, push=True)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from decimal import Decimal
 
 import pykka
 import pytest
 
-from actors._cache import AccountCache
 from actors._rate_limit import RateLimiter
 from actors._asks import ask_with_reply
 from actors._bybit import BybitTransport
@@ -19,7 +17,7 @@ from actors.gateway import ExchangeGateway
 from messages.gateway import (Accepted, AmendOrder, Batch, CancelOrder, GatewayTick, GetAccountSnapshot,
                               GetGatewayStats, GetPositionView, PlaceOrder, Priority, Rejected, Unavailable,
                               Unresolved)
-from messages.models import OrderLink, Position, Role
+from messages.models import OrderLink, Role
 from messages.persistence import account_subject
 from runtime.clock import SystemClock
 from runtime.ticker import Every, Ticker
@@ -344,34 +342,6 @@ def test_unknown_account_is_unavailable(rig):
 
 
 # --- pure parts ----------------------------------------------------------------------------
-
-def position(symbol: str, size: str = "1") -> Position:
-    return Position.from_v5({"symbol": symbol, "side": "Buy", "size": size, "avgPrice": "1", "positionIdx": 0})
-
-
-def test_a_full_refresh_never_overwrites_a_newer_symbol_read():
-    cache = AccountCache("main")
-    cache.apply_full([position("A"), position("B")], [], started=10.0, started_ms=1, pages=1)
-    cache.apply_symbol("A", [position("A", "3")], [], started=12.0, started_ms=2)
-    cache.apply_full([position("A", "2"), position("B", "5")], [], started=11.0, started_ms=3, pages=1)
-    assert cache.positions[("A", 0)].size == 3 and cache.positions[("B", 0)].size == 5
-
-
-def test_a_symbol_missing_from_a_full_refresh_is_flat():
-    cache = AccountCache("main")
-    cache.apply_full([position("A"), position("B")], [], started=10.0, started_ms=1, pages=1)
-    cache.apply_full([position("B")], [], started=11.0, started_ms=2, pages=1)
-    assert ("A", 0) not in cache.positions and cache.view("A", 0, 11.0, None).position is None
-
-
-def test_a_dirty_symbol_is_not_fresh_until_read_again():
-    cache = AccountCache("main")
-    cache.apply_full([position("A")], [], started=10.0, started_ms=1, pages=1)
-    cache.mark_dirty("A", 10.5)
-    assert cache.symbol_read_at("A") == -math.inf and cache.symbol_read_at("B") == 10.0
-    cache.apply_symbol("A", [position("A")], [], started=10.6, started_ms=2)
-    assert cache.symbol_read_at("A") == 10.6
-
 
 def test_limiter_paces_to_the_published_limit_with_a_guard():
     limiter = RateLimiter(guard=0.1)

@@ -42,7 +42,8 @@ class Daemon:
         creds = sim.credentials
         self.env = {k: v for k, v in os.environ.items() if k not in PARSERS}
         self.env.update({"BYBIT_API_KEY": creds["main"].api_key, "BYBIT_API_SECRET": creds["main"].api_secret,
-                         "BYBIT_BASE_URL": sim.url, "STATE_PATH": str(state_path), "LOG_FORMAT": "json",
+                         "BYBIT_BASE_URL": sim.url, "BYBIT_WS_PRIVATE_URL": sim.ws_private,
+                         "BYBIT_WS_PUBLIC_URL": sim.ws_public, "STATE_PATH": str(state_path), "LOG_FORMAT": "json",
                          "METRICS_ADDRESS": "127.0.0.1:0",
                          "HTTP_TIMEOUT_SECONDS": "2"})
         if mirror:

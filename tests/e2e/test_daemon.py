@@ -100,6 +100,9 @@ def test_every_rule_shows_its_effect_on_the_exchange(world):
 def test_restart_in_the_middle_resumes_every_monitor_once_and_places_nothing_twice(world):
     sim, book, daemon = world
     first = daemon().start()
+    guarded = sum(1 for e in book if size_of(sim, e) > 0)
+    # Every monitor recorded once (on pushes the rest of this test takes a second or so).
+    wait_until(lambda: sum(m.startswith("MONITOR STARTED") for m in first.messages()) == guarded, 20, "every monitor")
     near = entry_of(book, "tp1_near")
     tp1 = sim.account("main").by_link[OrderLink(near.position_id, Role.TAKE_PROFIT, 1, 0).build()]
     push_price(sim, near, str(abs(tp1.price / sim.exchange.last_price(near.symbol) - 1) + Decimal("0.001")))

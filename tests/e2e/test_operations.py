@@ -87,7 +87,7 @@ def test_metrics_are_scraped_and_agree_with_the_summary(world):
 
 def test_healthz_turns_503_when_reads_fail_past_the_stale_limit_and_200_after(world):
     sim, book, daemon = world
-    d = daemon(STALE_LIMIT_SECONDS="3").start()
+    d = daemon(STALE_LIMIT_SECONDS="3", BYBIT_STREAMS="false").start()   # REST reads are the freshness here
     url = server_url(d)
     wait_until(lambda: get(url + "/healthz")[0] == 200, 10, "healthy")
     sim.add_fault(kind="http_5xx", account="mirror", status=503)

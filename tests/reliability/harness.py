@@ -4,6 +4,7 @@ against a simulator whose oracle watches the invariants the whole time."""
 from __future__ import annotations
 
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from settings import load_settings
 from simulator import Simulator
 from tests.e2e.harness import Daemon, wait_until
 
+WRITES = ("/v5/order/create", "/v5/order/amend", "/v5/order/cancel", "/v5/order/create-batch",
+          "/v5/order/amend-batch", "/v5/order/cancel-batch")
 CRITICAL_S = 2.0
 ROUND_TRIP_S = 1.0
 # Invariant targets (docs/reliability.md): protection may lapse at most one critical interval
@@ -22,15 +25,16 @@ UNPROTECTED_LIMIT_S = CRITICAL_S + ROUND_TRIP_S
 
 
 class Rig:
-    def __init__(self, tmp_path: Path, seed: int, positions: int = 8, **env: str):
-        self.sim = Simulator(seed=seed, symbols=max(16, positions + 8))
+    def __init__(self, tmp_path: Path, seed: int, positions: int = 8, sim_options: dict | None = None, **env: str):
+        self.sim = Simulator(seed=seed, symbols=max(16, positions + 8), **(sim_options or {}))
         self.book = self.sim.load_demo_book(positions)
         self.sim.start(oracle_interval=0.05)
         creds = self.sim.credentials
         self.env = {"BYBIT_API_KEY": creds["main"].api_key, "BYBIT_API_SECRET": creds["main"].api_secret,
                     "ENABLE_MIRROR_TRADING": "true", "BYBIT_API_KEY_2": creds["mirror"].api_key,
                     "BYBIT_API_SECRET_2": creds["mirror"].api_secret, "BYBIT_BASE_URL": self.sim.url,
-                    "STATE_PATH": str(tmp_path / "state.db"), "HTTP_TIMEOUT_SECONDS": "2", **env}
+                    "STATE_PATH": str(tmp_path / "state.db"), "HTTP_TIMEOUT_SECONDS": "2",
+                    "BYBIT_WS_PRIVATE_URL": self.sim.ws_private, "BYBIT_WS_PUBLIC_URL": self.sim.ws_public, **env}
         self.tmp_path = tmp_path
         self.system: System | None = None
         self.stop_event = threading.Event()
@@ -41,7 +45,7 @@ class Rig:
     def start(self, timeout: float = 30.0) -> "Rig":
         settings = load_settings(self.env)
         accounts = {a.name: (a.api_key.reveal(), a.api_secret.reveal()) for a in settings.accounts()}
-        self.system = System(settings, accounts, self.sim.url)
+        self.system = System(settings, accounts, self.sim.url, streams=settings.stream_urls(self.sim.url))
         started = threading.Event()
         errors: list[BaseException] = []
 
@@ -56,7 +60,22 @@ class Rig:
         assert started.wait(timeout), "the daemon did not start"
         if errors:
             raise errors[0]
+        self.settle()
         return self
+
+    def settle(self, quiet: float = 0.5, timeout: float = 15.0) -> None:
+        """Wait until the daemon's start-up work (adoptions, first checks) is done: no write for
+        `quiet` seconds. On pushes start-up takes well under a second; a fault injected before
+        then would hit whichever write comes first, not the one a scenario means."""
+        writes = lambda: sum(self.sim.stats.requests(endpoint=e) for e in WRITES)
+        last = [writes(), time.monotonic()]
+
+        def quiet_enough() -> bool:
+            now_writes = writes()
+            if now_writes != last[0]:
+                last[:] = [now_writes, time.monotonic()]
+            return time.monotonic() - last[1] >= quiet
+        wait_until(quiet_enough, timeout, "the daemon's start-up writes to end")
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -2,7 +2,9 @@
 
 The daemon runs as a process against the simulator (prices stepping in real time, a little more
 volatile than the demo) while a seeded random mix of faults, out-of-band trading and SIGKILLs at
-random moments and at the named kill points happens every few seconds. The oracle watches the
+random moments and at the named kill points happens every few seconds; the daemon runs on pushes,
+so the faults include the streams' (drops, closes, lost, duplicated, reordered and corrupt pushes,
+stalls, black holes, refused handshakes and auths). The oracle watches the
 whole time. Prints the seed, what happened and the invariant figures; exits 1 if one is broken.
 """
 
@@ -28,6 +30,12 @@ FAULTS = [
     {"kind": "lost_response", "endpoint": "/v5/order/amend"}, {"kind": "drop_connection"},
     {"kind": "latency", "ms": 800}, {"kind": "stuck_cursor", "endpoint": "/v5/order/realtime"},
     {"kind": "corrupt_rows", "field": "qty", "value": ""}, {"kind": "clock_skew", "ms": -7000},
+    # The streams (the daemon runs on pushes).
+    {"kind": "ws_drop"}, {"kind": "ws_close", "code": 1011}, {"kind": "ws_lose_push", "topic": "order"},
+    {"kind": "ws_lose_push", "topic": "execution"}, {"kind": "ws_lose_push", "topic": "position"},
+    {"kind": "ws_duplicate_push"}, {"kind": "ws_reorder_fill"}, {"kind": "ws_late_triggered"}, {"kind": "ws_stall"},
+    {"kind": "ws_black_hole"}, {"kind": "ws_refuse", "endpoint": "/v5/private", "account": None},
+    {"kind": "ws_auth_fail"}, {"kind": "ws_corrupt_push", "topic": "order", "field": "qty", "value": ""},
 ]
 KILL_POINTS = ["after_send", "mid_flush", "between_closure_snapshots", None]  # None: a random moment
 

@@ -1,7 +1,7 @@
 """The reliability plan (../shared/reference/reliability-anchors.md, section 3.2): one named
 test per scenario, each with its seed, the oracle watching the invariants throughout.
-S15 and S16 need the private websocket, which the daemon does not use yet: they wait for it.
-S24 (the seeded soak) runs with `make soak`."""
+The daemon runs on pushes here as by default; the stream scenarios (S15, S15b, S16, S25-S28)
+are in test_streams.py. S24 (the seeded soak) runs with `make soak`."""
 
 from __future__ import annotations
 
@@ -296,7 +296,7 @@ def test_s17_a_hanging_endpoint_does_not_stall_the_other_account(rig, caplog):
     {"kind": "corrupt_rows", "field": "cumRealisedPnl", "value": 0.30000000000000004},
 ], ids=["html-502", "truncated-json", "empty-number", "missing-field", "unknown-enum", "17-digit-float"])
 def test_s18_malformed_exchange_data_changes_nothing_while_it_lasts(rig, fault):
-    r = rig(seed=119).start()
+    r = rig(seed=119, BYBIT_STREAMS="false").start()   # REST data is the only data here (pushes: test_streams.py)
     entry = r.entry("monitoring")
     writes_before = sum(r.sim.stats.requests(endpoint=e) for e in ("/v5/order/create", "/v5/order/amend", "/v5/order/cancel"))
     r.sim.add_fault(account="main", **{k: v for k, v in fault.items()})

@@ -1,0 +1,169 @@
+"""The gateway on pushes: the simulator's private and ticker streams over real WebSockets
+(websocket-client inside the gateway), REST only to resync. Short heartbeats and resyncs keep
+these quick; the same code runs with the defaults (10 s, 60 s)."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+import pytest
+
+from actors._asks import ask_with_reply
+from actors._bybit import BybitTransport
+from actors.gateway import ExchangeGateway
+from messages.gateway import GatewayTick, GetGatewayStats, GetPositionView, AttachScheduler, PositionView
+from messages.models import MonitorId, OrderLink, Role
+from messages.scheduler import Wake
+from runtime.clock import SystemClock
+from runtime.ticker import Every, Ticker
+from simulator import Simulator
+from tests.e2e.harness import wait_until
+from tests.stubs.recorder import Recorder, recorded
+
+HEARTBEAT_S = 0.5
+
+
+class StreamRig:
+    def __init__(self, positions: int = 6, resync_every: float = 30.0, **sim_options):
+        self.sim = Simulator(seed=7, symbols=16, **sim_options)
+        self.book = self.sim.load_demo_book(positions)
+        self.sim.start()
+        accounts = {name: (c.api_key, c.api_secret) for name, c in self.sim.credentials.items()}
+        transport = BybitTransport(accounts, self.sim.url, timeout=3.0, ws_private=self.sim.ws_private,
+                                   ws_public=self.sim.ws_public)
+        self.scheduler = Recorder.start()
+        self.gateway = ExchangeGateway.start(transport, SystemClock(), heartbeat=HEARTBEAT_S, resync_every=resync_every)
+        self.gateway.tell(AttachScheduler(self.scheduler))
+        self.ticker = Ticker(SystemClock(), [Every(0.02, self.gateway, GatewayTick)]).start()
+
+    def stats(self):
+        return self.gateway.ask(GetGatewayStats(), timeout=5)
+
+    def fresh(self, *accounts: str) -> None:
+        wait_until(lambda: set(accounts or ("main", "mirror")) <= set(self.stats().streams_healthy), 15,
+                   "the streams fresh")
+
+    def view(self, symbol: str, account: str = "main", max_age: float = 0.0, closed_for=None):
+        return ask_with_reply(self.gateway, lambda f: GetPositionView(
+            account, symbol, 0, max_age, closed_for is not None, closed_for or frozenset(), reply=f), 15)
+
+    def reads(self, account: str = "main") -> int:
+        return sum(self.sim.stats.requests(account=account, endpoint=e)
+                   for e in ("/v5/order/realtime", "/v5/position/list", "/v5/order/history"))
+
+    def wakes(self) -> list[MonitorId]:
+        return [m.monitor for m in recorded(self.scheduler) if isinstance(m, Wake)]
+
+    def woken_after(self, count: int, monitor: MonitorId) -> bool:
+        return monitor in self.wakes()[count:]
+
+    def entry(self, kind: str, account: str = "main"):
+        return next(e for e in self.book if e.kind == kind and e.account == account)
+
+    def through_tp1(self, entry) -> None:
+        order = self.sim.account(entry.account).by_link[OrderLink(entry.position_id, Role.TAKE_PROFIT, 1, 0).build()]
+        self.sim.set_price(entry.symbol, order.price * (Decimal("1.001") if order.side == "Sell" else Decimal("0.999")))
+
+    def close(self):
+        self.ticker.stop()
+        self.gateway.stop()
+        self.scheduler.stop()
+        self.sim.stop()
+
+
+@pytest.fixture
+def rig():
+    made = []
+
+    def make(**kw) -> StreamRig:
+        made.append(StreamRig(**kw))
+        return made[-1]
+    yield make
+    for r in made:
+        r.close()
+
+
+def test_while_fresh_views_cost_no_read_whatever_their_max_age(rig):
+    r = rig()
+    r.fresh()
+    entry = r.entry("tp1_near")
+    r.sim.stats.reset()
+    views = [r.view(entry.symbol, max_age=0.0) for _ in range(20)]
+    assert all(isinstance(v, PositionView) and v.position is not None for v in views)
+    assert r.reads() == 0
+
+
+def test_a_fill_wakes_its_monitor_and_is_known_without_the_order_history(rig):
+    r = rig()
+    r.fresh()
+    entry = r.entry("tp1_near")
+    tp1 = OrderLink(entry.position_id, Role.TAKE_PROFIT, 1, 0).build()
+    before = r.view(entry.symbol).position.size
+    r.sim.stats.reset()
+    woken = len(r.wakes())
+    r.through_tp1(entry)
+    wait_until(lambda: r.woken_after(woken, MonitorId("main", entry.symbol)), 5, "a Wake for the monitor")
+    view = r.view(entry.symbol, closed_for=frozenset({tp1}))
+    assert [o.status for o in view.closed if o.link_id == tp1] == ["Filled"]
+    assert view.position.size < before                           # never the filled order with the old size
+    assert r.reads() == 0
+
+
+def test_a_data_stall_hands_over_to_rest_within_two_heartbeats_and_comes_back(rig, caplog):
+    r = rig()
+    r.fresh()
+    entry = r.entry("tp1_near")
+    r.sim.add_fault(kind="ws_black_hole", account="main")
+    wait_until(lambda: "main" not in r.stats().streams_healthy, 4 * HEARTBEAT_S + 2, "main no longer fresh")
+    assert "mirror" in r.stats().streams_healthy
+    r.sim.stats.reset()
+    assert isinstance(r.view(entry.symbol, max_age=0.0), PositionView) and r.reads() > 0   # REST serves
+    r.sim.clear_faults()
+    r.fresh("main")
+    assert any("Stream main: stale" in rec.getMessage() or "Stream main: down" in rec.getMessage()
+               for rec in caplog.records if rec.levelno == logging.WARNING)
+
+
+def test_a_lost_push_is_found_by_the_resync_the_snapshot_wins(rig, caplog):
+    r = rig(resync_every=2.0)
+    r.fresh()
+    entry = r.entry("tp1_near")
+    r.sim.add_fault(kind="ws_lose_push", account="main", count=100)   # every push of this fill
+    r.through_tp1(entry)
+    size = r.sim.account("main").positions[entry.symbol].size
+    wait_until(lambda: r.stats().missed_pushes > 0, 10, "the resync finding the missed pushes")
+    r.sim.clear_faults()
+    assert r.view(entry.symbol).position.size == size
+    assert any("no push told" in rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING)
+
+
+def test_duplicated_pushes_are_applied_once(rig):
+    r = rig()
+    r.fresh()
+    entry = r.entry("tp1_near")
+    r.sim.add_fault(kind="ws_duplicate_push", account="main", count=100)
+    woken = len(r.wakes())
+    r.through_tp1(entry)
+    wait_until(lambda: r.woken_after(woken, MonitorId("main", entry.symbol)), 5, "a Wake for the monitor")
+    wait_until(lambda: r.view(entry.symbol).position.size == r.sim.account("main").positions[entry.symbol].size,
+               5, "the pushed size")
+    stats = r.stats()
+    assert stats.pushes > 0 and stats.rejected_pushes == 0
+
+
+def test_a_refused_key_is_one_error_rest_goes_on_and_reconnects_back_off(rig, caplog):
+    r = rig()
+    r.fresh()
+    r.sim.add_fault(kind="ws_auth_fail", account="main", count=1000)
+    r.sim.add_fault(kind="ws_drop", account="main", count=1)
+    wait_until(lambda: "main" not in r.stats().streams_healthy, 5, "main no longer fresh")
+    wait_until(lambda: any("refused the key" in rec.getMessage() for rec in caplog.records), 10, "the ERROR line")
+    connects = r.stats().stream_connects["main"]
+    entry = r.entry("tp1_near")
+    assert isinstance(r.view(entry.symbol, max_age=0.0), PositionView)
+    wait_until(lambda: r.stats().stream_connects["main"] >= connects + 1, 10, "a retry")
+    errors = [rec for rec in caplog.records if rec.levelno == logging.ERROR and "refused the key" in rec.getMessage()]
+    assert len(errors) == 1
+    # Backoff doubles from 1 s: a handful of attempts in this test's seconds, never a tight loop.
+    assert r.stats().stream_connects["main"] <= connects + 4
