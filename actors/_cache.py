@@ -43,8 +43,14 @@ class Difference:
     position: tuple[str, int]      # whose monitor must look again
 
 
+def _finished(order: Order) -> bool:
+    """Filled, cancelled, rejected...: final. A status this version does not know is not: the
+    order stays in the view, where it makes its monitor decide nothing."""
+    return isinstance(order.status, OrderStatus) and not order.is_open
+
+
 def _order_key(order: Order) -> tuple[int, bool, Decimal]:
-    return order.updated_ms, not order.is_open, order.cum_exec_qty
+    return order.updated_ms, _finished(order), order.cum_exec_qty
 
 
 def _position_key(position: Position) -> tuple[int, int]:
@@ -171,7 +177,7 @@ class AccountCache:
     def apply_closed(self, orders: list[Order]) -> None:
         """Finished orders read from the order history."""
         for order in orders:
-            if not order.is_open:
+            if _finished(order):
                 self._take_order(order, NEVER, from_read=True)
 
     # --- pushes ----------------------------------------------------------------------------
@@ -255,7 +261,7 @@ class AccountCache:
         symbol, order_id = order.symbol, order.order_id
         known = self.orders.get(symbol, {}).get(order_id) or self.finished.get(symbol, {}).get(order_id)
         if known is not None:
-            if not known.is_open and order.is_open:
+            if _finished(known) and not _finished(order):
                 return False                                   # finished is final
             new, old = _order_key(order), _order_key(known)
             superseded = from_read and self.learned_at.get(order_id, NEVER) > at  # learned after the read began
@@ -266,7 +272,7 @@ class AccountCache:
             if not newer:
                 return False
         self.provisional.discard(order_id)
-        if order.is_open:
+        if not _finished(order):
             self.orders.setdefault(symbol, {})[order_id] = order
             self.learned_at[order_id] = at
         else:

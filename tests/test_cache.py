@@ -10,6 +10,7 @@ import pytest
 
 from actors._cache import AccountCache
 from actors._freshness import StreamHealth
+from actors._paging import Read, ReadFailed
 from actors._wire import private_push, ticker_mark, ticker_topics
 from messages.gateway import PlaceOrder
 from messages.models import Execution, ModelError, Order, Position
@@ -237,3 +238,38 @@ def test_ticker_topics_are_split_under_bybits_args_limit():
     groups = ticker_topics(symbols, limit=21_000)
     assert sorted(t for g in groups for t in g) == sorted(f"tickers.{s}" for s in symbols)
     assert len(groups) > 1 and all(len(orjson.dumps(list(g))) <= 21_000 for g in groups)
+
+
+# --- a read, page by page -------------------------------------------------------------------------
+
+def page(rows: list, cursor: str = "") -> dict:
+    return {"retCode": 0, "result": {"list": rows, "nextPageCursor": cursor}}
+
+
+def test_a_full_read_walks_orders_then_positions_by_cursor():
+    read = Read("main", None, False, started=1.0, started_ms=1)
+    assert read.request() == ("get_open_orders", {"category": "linear", "limit": 50, "settleCoin": "USDT"})
+    assert read.on_page(page([{"x": 1}], "c1")) is False and read.request()[1]["cursor"] == "c1"
+    assert read.on_page(page([], "")) is False and read.request()[0] == "get_positions"
+    assert read.on_page(page([])) is True and read.pages == 3
+
+
+def test_a_cursor_that_repeats_or_a_page_without_a_list_fails_the_read():
+    read = Read("main", "BTCUSDT", True, started=1.0, started_ms=1)
+    read.on_page(page([{"x": 1}], "c1"))
+    with pytest.raises(ReadFailed, match="stopped advancing"):
+        read.on_page(page([{"x": 1}], "c1"))
+    with pytest.raises(ReadFailed, match="no result list"):
+        Read("main", None, False, 1.0, 1).on_page({"retCode": 0, "result": None})
+
+
+def test_a_closed_only_read_is_one_page_of_the_history():
+    read = Read("main", "BTCUSDT", True, started=1.0, started_ms=1, closed_only=True)
+    assert read.request()[0] == "get_order_history" and read.key == ("main", ("closed", "BTCUSDT"))
+    assert read.on_page(page([], "more")) is True
+
+
+def test_an_order_in_a_status_this_version_does_not_know_stays_in_the_view():
+    cache = cache_with(order("New", 100))
+    cache.apply_full([], [order("Frozen", 200)], started=30.0, started_ms=2, pages=1)
+    assert [o.status for o in cache.view("A", 0, 30.1, None).orders] == ["Frozen"]

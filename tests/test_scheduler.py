@@ -11,7 +11,7 @@ import pytest
 from actors._schedule import Candidate, adapt_concurrency, dispatch_order, next_due
 from actors.scheduler import Scheduler
 from messages.models import MonitorId, Urgency
-from messages.scheduler import Checked, GetSchedule, RegisterMonitor, Tick, UnregisterMonitor
+from messages.scheduler import Checked, GetSchedule, RegisterMonitor, Tick, UnregisterMonitor, Wake
 from messages.supervisor import MonitorUnresponsive
 from runtime.clock import FakeClock
 from tests.stubs.monitors import StubMonitors
@@ -247,3 +247,33 @@ def test_ticks_before_anything_is_due_send_nothing(harness):
     assert harness.check_times()[monitor] == [1000.0]
     report = harness.scheduler.ask(GetSchedule())
     assert report.late_checks == 0 and report.checks == 1
+
+
+# --- wake-ups from pushes ---------------------------------------------------------------------
+
+def test_a_wake_checks_the_monitor_at_once_outside_the_waves_and_late_checks(harness):
+    idle = harness.add("BTCUSDT", urgency=Urgency.IDLE)
+    other = harness.add("ETHUSDT", urgency=Urgency.IDLE)
+    harness.tick(1.0)
+    before = len(harness.check_times()[idle])
+    waves = harness.settle().waves
+    harness.scheduler.tell(Wake(idle))                                # no tick needed
+    report = harness.settle()
+    assert len(harness.check_times()[idle]) == before + 1 and len(harness.check_times()[other]) == 1
+    assert report.waves == waves and report.late_checks == 0 and report.woken == 1
+
+
+def test_a_wake_during_a_check_checks_again_right_after_it():
+    h = Harness()
+    monitor = h.add("BTCUSDT", urgency=Urgency.IDLE, mode="held")     # its first check is in flight
+    h.scheduler.tell(Wake(monitor))
+    h.settle()
+    assert len(h.check_times()[monitor]) == 1                         # not twice at once
+    h.monitors.release()
+    h.settle()
+    assert len(h.check_times()[monitor]) == 2                         # at once after it, no tick
+
+
+def test_a_wake_for_a_monitor_not_registered_is_ignored(harness):
+    harness.scheduler.tell(Wake(MonitorId("main", "NEWUSDT")))
+    assert harness.settle().woken == 0

@@ -50,6 +50,17 @@ def test_testnet_demo_and_base_url_pick_the_host():
     assert load_settings({"BYBIT_BASE_URL": "http://127.0.0.1:9/", "BYBIT_DEMO": "1"}).base_url == "http://127.0.0.1:9"
 
 
+def test_stream_urls_follow_the_host_and_the_overrides_win():
+    assert load_settings({}).stream_urls("https://api.bybit.com") == (
+        "wss://stream.bybit.com/v5/private", "wss://stream.bybit.com/v5/public/linear")
+    assert load_settings({"BYBIT_DEMO": "1"}).stream_urls("https://api-demo.bybit.com") == (
+        "wss://stream-demo.bybit.com/v5/private", "wss://stream.bybit.com/v5/public/linear")
+    assert load_settings({}).stream_urls("http://127.0.0.1:9") is None          # not Bybit: no guess
+    local = load_settings({"BYBIT_WS_PRIVATE_URL": "ws://127.0.0.1:9/v5/private"})
+    assert local.stream_urls("http://127.0.0.1:9") == ("ws://127.0.0.1:9/v5/private", "")
+    assert load_settings({"BYBIT_STREAMS": "false"}).stream_urls("https://api.bybit.com") is None
+
+
 def test_mirror_accounts_when_enabled():
     settings = load_settings({"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET, "ENABLE_MIRROR_TRADING": "yes",
                               "BYBIT_API_KEY_2": "OtherKey", "BYBIT_API_SECRET_2": "OtherSecret"})
@@ -76,6 +87,9 @@ def test_mirror_accounts_when_enabled():
     ({"TAKER_FEE_RATE": "5"}, "TAKER_FEE_RATE: must be a fraction"),
     ({"BYBIT_BASE_URL": "ftp://x"}, "BYBIT_BASE_URL: must start with http:// or https://"),
     ({"LOG_FORMAT": "xml"}, "LOG_FORMAT: must be one of human, json"),
+    ({"BYBIT_WS_PRIVATE_URL": "https://stream.bybit.com/v5/private"}, "BYBIT_WS_PRIVATE_URL: must start with ws://"),
+    ({"STREAM_HEARTBEAT_SECONDS": "0"}, "STREAM_HEARTBEAT_SECONDS: must be a number greater than 0"),
+    ({"RESYNC_SECONDS": "15"}, "RESYNC_SECONDS: must be at least two STREAM_HEARTBEAT_SECONDS"),
 ])
 def test_each_invalid_setting_is_one_line_naming_it(environ, expected):
     found = problems(environ)

@@ -150,3 +150,19 @@ def test_the_public_ticker_stream_needs_no_auth_and_starts_with_a_snapshot(sim, 
     snapshot, delta = r.pushes("tickers.BTCUSDT")[:2]
     assert snapshot.message["type"] == "snapshot" and delta.message["type"] == "delta"
     assert Decimal(delta.data["lastPrice"]) == Decimal("65050") and Kind.AUTHENTICATED not in r.kinds()
+
+
+def test_topics_follow_the_owner_on_the_live_connection(sim, rig):
+    sim.exchange.set_price("ETHUSDT", Decimal("3000"))
+    r = rig(private=False, topics=("tickers.BTCUSDT",))
+    r.tick()
+    r.until(Kind.SUBSCRIBED)
+    wait_until(lambda: r.pushes("tickers.BTCUSDT"), 5, "the BTC snapshot")
+    r.client.set_topics(("tickers.ETHUSDT",))                       # one subscribe, one unsubscribe
+    wait_until(lambda: r.pushes("tickers.ETHUSDT"), 5, "the ETH snapshot")
+    r.until(Kind.SUBSCRIBED, 3, "both acks")
+    btc = len(r.pushes("tickers.BTCUSDT"))
+    sim.set_price("BTCUSDT", Decimal("65100"))
+    sim.set_price("ETHUSDT", Decimal("3001"))
+    wait_until(lambda: len(r.pushes("tickers.ETHUSDT")) >= 2, 5, "an ETH delta")
+    assert len(r.pushes("tickers.BTCUSDT")) == btc and r.client.connects == 1
