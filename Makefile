@@ -31,7 +31,7 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(ARGS)
 
-# Side-by-side benchmark (about 8 minutes): the table, docs/benchmarks.json and docs/benchmarks.png.
+# Side-by-side benchmark (about 25 minutes: three designs at four sizes): the table, docs/benchmarks.json and docs/benchmarks.png.
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks --json docs/benchmarks.json --chart docs/benchmarks.png $(ARGS)
 

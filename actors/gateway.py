@@ -26,9 +26,11 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import threading
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Callable
 
 import pykka
@@ -148,6 +150,8 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._tickers: list[Any] = []
         self._judging: list[_Judge] = []
         self._parked: dict[tuple[str, str], list[GetPositionView]] = {}   # views waiting for a fill to settle
+        self._marks_lock = threading.Lock()
+        self._marks_inbox: dict[str, Decimal] = {}                         # latest ticker marks, not yet taken
         self._ticker_synced_at = -math.inf
         self._auth_refused: set[str] = set()
         self._connects: Counter[str] = Counter()
@@ -191,6 +195,24 @@ class ExchangeGateway(pykka.ThreadingActor):
             self.actor_ref.tell(event)
         except pykka.ActorDeadError:
             pass
+
+    def _deliver_ticker(self, event: StreamEvent) -> None:
+        """On a ticker stream's thread: keep only each symbol's latest mark (taken at the next
+        tick). Tickers come many times a second per symbol; one message each would flood the
+        mailbox for nothing but urgency."""
+        if event.kind is not Kind.PUSH:
+            self._deliver(event)
+            return
+        try:
+            symbol, mark = _wire.ticker_mark(event.topic, event.data)
+        except ModelError as exc:
+            self._metrics.stream_rejected.labels("public").inc()
+            log.debug("Stream %s: malformed ticker push rejected: %s", event.stream, exc)
+            return
+        self._metrics.stream_pushes.labels("public", "tickers").inc()
+        if mark is not None:
+            with self._marks_lock:
+                self._marks_inbox[symbol] = mark
 
     # --- messages -------------------------------------------------------------------------
 
@@ -494,6 +516,11 @@ class ExchangeGateway(pykka.ThreadingActor):
         for judge in [j for j in self._judging if now >= j.due]:
             self._judging.remove(judge)
             self._judge(judge)
+        with self._marks_lock:
+            marks, self._marks_inbox = self._marks_inbox, {}
+        for symbol, mark in marks.items():
+            for cache in self._caches.values():
+                cache.set_mark(symbol, mark)
         for client in self._tickers:
             client.tick(now)
         if now - self._ticker_synced_at >= TICKER_SYNC_S:
@@ -578,8 +605,6 @@ class ExchangeGateway(pykka.ThreadingActor):
                     self._metrics.stream_healthy.labels(name).set(0)
                 else:
                     log.info("Stream %s: down (%s)", name, event.reason)
-            case Kind.PUSH if event.topic.startswith("tickers."):
-                self._on_ticker(event)
             case Kind.PUSH if health is not None:
                 self._on_private_push(name, event)
 
@@ -627,18 +652,6 @@ class ExchangeGateway(pykka.ThreadingActor):
             self._metrics.wakes.labels(account).inc()
             tell_upward(self._scheduler, Wake(MonitorId(account, key[0], key[1])))
 
-    def _on_ticker(self, event: StreamEvent) -> None:
-        try:
-            symbol, mark = _wire.ticker_mark(event.topic, event.data)
-        except ModelError as exc:
-            self._metrics.stream_rejected.labels("public").inc()
-            log.warning("Stream %s: malformed ticker push rejected: %s", event.stream, exc)
-            return
-        self._metrics.stream_pushes.labels("public", "tickers").inc()
-        if mark is not None:
-            for cache in self._caches.values():
-                cache.set_mark(symbol, mark)
-
     def _sync_tickers(self) -> None:
         """One ticker topic per guarded symbol, split over connections past Bybit's args limit."""
         if not self._private:
@@ -650,7 +663,7 @@ class ExchangeGateway(pykka.ThreadingActor):
                 if set(self._tickers[index].topics) != set(topics):
                     self._tickers[index].set_topics(topics)
                 continue
-            client = self._transport.public_stream(f"tickers-{index}", topics, self._deliver,
+            client = self._transport.public_stream(f"tickers-{index}", topics, self._deliver_ticker,
                                                    heartbeat=self._heartbeat, clock=self._clock.monotonic)
             if client is None:
                 return

@@ -13,13 +13,14 @@ from typing import Any
 
 import pykka
 
+from actors._asks import tell_upward
 from actors._schedule import (MAX_CONCURRENCY, MIN_CONCURRENCY, START_CONCURRENCY, WAVE_GRID_S,
                               Candidate, adapt_concurrency, dispatch_order, next_due)
 from messages.models import MonitorId, Urgency
 from messages.monitor import Check
 from messages.scheduler import (Checked, GetSchedule, RegisterMonitor, ScheduleReport, Tick,
                                 UnregisterMonitor, Wake)
-from messages.supervisor import MonitorUnresponsive
+from messages.supervisor import MonitorUnresponsive, PositionSeen
 from runtime.clock import Clock
 from runtime.metrics import Metrics
 
@@ -146,7 +147,8 @@ class Scheduler(pykka.ThreadingActor):
         the gateway's cache already, so the check costs no read)."""
         entry = self._entries.get(monitor)
         if entry is None:
-            return  # not guarded (yet): the supervisor's discovery adopts new positions
+            tell_upward(self._supervisor, PositionSeen(monitor))  # not guarded (yet): discovery adopts it
+            return
         self._woken += 1
         if entry.in_flight:
             entry.woken = True

@@ -4,13 +4,15 @@ At start-up it matches persisted monitors to the first snapshot of every account
 wins on conflict): a state whose position is open on the same side is resumed; an open position
 without one gets a new monitor (which adopts it); a state whose position is gone is resumed too,
 so its monitor confirms the closure by two fresh snapshots, cancels leftovers and retires.
-Later it discovers new positions from account snapshots every 15 s and restarts failed monitors
-from their last persisted state, with backoff.
+Later it discovers new positions from account snapshots every 15 s (at the next tick when a push
+told of a position nobody guards) and restarts failed monitors from their last persisted state,
+with backoff.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from typing import Any
 
@@ -25,7 +27,7 @@ from messages.models import MonitorId, Urgency
 from messages.persistence import LoadState
 from messages.scheduler import RegisterMonitor, UnregisterMonitor
 from messages.supervisor import (GetSupervisorReport, MonitorFailed, MonitorRetired, MonitorUnresponsive,
-                                 StartSupervision, StopMonitors, SupervisorReport, SupervisorTick)
+                                 PositionSeen, StartSupervision, StopMonitors, SupervisorReport, SupervisorTick)
 from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.hooks import NO_HOOKS, Hooks
@@ -68,6 +70,9 @@ class Supervisor(pykka.ThreadingActor):
             case StartSupervision(scheduler=scheduler, snapshots=snapshots):
                 self._scheduler = scheduler
                 return self._reconcile(snapshots)
+            case PositionSeen(monitor=monitor):
+                if monitor not in self._monitors and monitor not in self._restart_at:
+                    self._last_discovery = -math.inf      # discover at the next tick (within 1 s)
             case SupervisorTick(now=now):
                 self._restart_due(now)
                 if now - self._last_discovery >= self._discovery_interval:

@@ -9,6 +9,13 @@ from messages.models import MonitorId
 
 
 @dataclass(frozen=True, slots=True)
+class PositionSeen:
+    """From the Scheduler: a push concerned a position no monitor guards (opened by hand, say):
+    discover at the next tick instead of waiting for the discovery interval."""
+    monitor: MonitorId
+
+
+@dataclass(frozen=True, slots=True)
 class MonitorUnresponsive:
     """The Scheduler's check of this monitor did not finish within its timeout."""
     monitor: MonitorId

@@ -12,7 +12,7 @@ from actors._schedule import Candidate, adapt_concurrency, dispatch_order, next_
 from actors.scheduler import Scheduler
 from messages.models import MonitorId, Urgency
 from messages.scheduler import Checked, GetSchedule, RegisterMonitor, Tick, UnregisterMonitor, Wake
-from messages.supervisor import MonitorUnresponsive
+from messages.supervisor import MonitorUnresponsive, PositionSeen
 from runtime.clock import FakeClock
 from tests.stubs.monitors import StubMonitors
 from tests.stubs.recorder import Recorder, recorded
@@ -274,6 +274,7 @@ def test_a_wake_during_a_check_checks_again_right_after_it():
     assert len(h.check_times()[monitor]) == 2                         # at once after it, no tick
 
 
-def test_a_wake_for_a_monitor_not_registered_is_ignored(harness):
+def test_a_wake_for_a_position_nobody_guards_is_told_to_the_supervisor(harness):
     harness.scheduler.tell(Wake(MonitorId("main", "NEWUSDT")))
     assert harness.settle().woken == 0
+    assert PositionSeen(MonitorId("main", "NEWUSDT")) in recorded(harness.supervisor)

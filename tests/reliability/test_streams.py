@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 
@@ -26,9 +27,13 @@ def rig(tmp_path, request):
     made: list[Rig] = []
 
     def make(seed: int, **kw) -> Rig:
+        """A started daemon, with main fresh by push (unless streams are off)."""
         made.append(Rig(tmp_path, seed, **{**STREAMS, **kw}))
-        request.node._rig = made[-1]
-        return made[-1]
+        request.node._rig = r = made[-1]
+        r.start()
+        if kw.get("BYBIT_STREAMS") != "false":
+            r.wait(lambda: fresh(r, "main"), 10, "main fresh by push")
+        return r
     yield make
     for r in made:
         r.close()
@@ -49,6 +54,12 @@ def at_breakeven(r: Rig, entry) -> bool:
         (stop.trigger_price - avg) * (1 if entry.side == "Buy" else -1) > 0
 
 
+def rest_replaces_a_cancelled_stop(r: Rig, entry) -> float:
+    """While main is off its stream: a stop cancelled by hand is replaced by REST polling."""
+    cancel_by_hand(r, entry, r.link(entry, "S", 0))
+    return timed(r, lambda: r.protected(entry), 15, "the stop replaced by REST polling")
+
+
 def timed(r: Rig, predicate, timeout: float, what: str) -> float:
     started = time.monotonic()
     r.wait(predicate, timeout, what)
@@ -56,8 +67,7 @@ def timed(r: Rig, predicate, timeout: float, what: str) -> float:
 
 
 def test_s15_a_data_stall_with_pongs_flowing_is_repaired_by_the_next_resync(rig):
-    r = rig(seed=201).start()
-    r.wait(lambda: fresh(r, "main"), 10, "main fresh by push")
+    r = rig(seed=201)
     entry = r.entry("tp1_near")
     r.sim.add_fault(kind="ws_stall", account="main")                 # pushes withheld, pongs answered
     r.through(entry, "T", 1)
@@ -72,16 +82,13 @@ def test_s15_a_data_stall_with_pongs_flowing_is_repaired_by_the_next_resync(rig)
 
 
 def test_s15b_a_black_hole_is_found_within_two_heartbeats_rest_takes_over_and_the_stream_comes_back(rig):
-    r = rig(seed=202).start()
-    r.wait(lambda: fresh(r, "main"), 10, "main fresh by push")
+    r = rig(seed=202)
     entry = r.entry("monitoring")
     connects = gateway(r).stream_connects["main"]
     r.sim.add_fault(kind="ws_black_hole", account="main")             # no pongs, acks or pushes
     found = timed(r, lambda: not fresh(r, "main"), 4 * HEARTBEAT_S + 2, "main no longer fresh")
     assert found <= 2 * HEARTBEAT_S + 2 * ROUND_TRIP_S
-    cancel_by_hand(r, entry, r.link(entry, "S", 0))                  # REST polling must see this
-    replaced = timed(r, lambda: r.protected(entry), 15, "the stop replaced by REST polling")
-    assert replaced <= CRITICAL_S * 2 + 2 * ROUND_TRIP_S
+    assert rest_replaces_a_cancelled_stop(r, entry) <= CRITICAL_S * 2 + 2 * ROUND_TRIP_S
     r.sim.clear_faults()
     r.wait(lambda: fresh(r, "main"), 15, "back on the stream (reconnected, resynced)")
     assert gateway(r).stream_connects["main"] > connects
@@ -90,8 +97,7 @@ def test_s15b_a_black_hole_is_found_within_two_heartbeats_rest_takes_over_and_th
 
 
 def test_s16_a_lost_take_profit_push_is_repaired(rig):
-    r = rig(seed=203).start()
-    r.wait(lambda: fresh(r, "main"), 10, "main fresh by push")
+    r = rig(seed=203)
     entry = r.entry("tp1_near")
     r.sim.add_fault(kind="ws_lose_push", account="main", topic="order", count=1)      # TP1's Filled row
     r.sim.add_fault(kind="ws_lose_push", account="main", topic="execution", count=1)  # and its execution
@@ -103,8 +109,7 @@ def test_s16_a_lost_take_profit_push_is_repaired(rig):
 
 
 def test_s25_duplicated_and_reordered_pushes_do_nothing_twice(rig):
-    r = rig(seed=204).start()
-    r.wait(lambda: fresh(r, "main"), 10, "main fresh by push")
+    r = rig(seed=204)
     near, hit = r.entry("tp1_near"), r.entry("monitoring")
     for kind in ("ws_duplicate_push", "ws_reorder_fill", "ws_late_triggered"):
         r.sim.add_fault(kind=kind, account="main", count=50)
@@ -123,14 +128,12 @@ def test_s25_duplicated_and_reordered_pushes_do_nothing_twice(rig):
 
 
 def test_s26_a_reconnect_storm_costs_few_handshakes_and_rest_protects_meanwhile(rig):
-    r = rig(seed=205).start()
-    r.wait(lambda: fresh(r, "main"), 10, "main fresh by push")
+    r = rig(seed=205)
     entry = r.entry("monitoring")
     r.sim.add_fault(kind="ws_refuse", endpoint="/v5/private", count=10_000)  # every handshake, for a while
     r.sim.add_fault(kind="ws_drop", account="main", count=1)
     r.wait(lambda: not fresh(r, "main"), 5, "main off the stream")
-    cancel_by_hand(r, entry, r.link(entry, "S", 0))
-    r.wait(lambda: r.protected(entry), 15, "the stop replaced by REST polling")
+    rest_replaces_a_cancelled_stop(r, entry)
     threading.Event().wait(15 - 2)
     refused = r.sim.ws_stats.get("handshakes_refused", 0)
     # Backoff 1, 2, 4, 8 s (jittered): about four attempts in 15 s (six or seven a minute, far
@@ -143,14 +146,12 @@ def test_s26_a_reconnect_storm_costs_few_handshakes_and_rest_protects_meanwhile(
 
 
 def test_s27_a_revoked_key_on_the_stream_is_one_error_and_rest_goes_on(rig, caplog):
-    r = rig(seed=206).start()
-    r.wait(lambda: fresh(r, "main"), 10, "main fresh by push")
+    r = rig(seed=206)
     entry = r.entry("monitoring")
     r.sim.add_fault(kind="ws_auth_fail", account="main", count=10_000)
     r.sim.add_fault(kind="ws_drop", account="main", count=1)
     r.wait(lambda: any("refused the key" in rec.getMessage() for rec in caplog.records), 10, "the ERROR line")
-    cancel_by_hand(r, entry, r.link(entry, "S", 0))
-    r.wait(lambda: r.protected(entry), 15, "the stop replaced by REST polling")
+    rest_replaces_a_cancelled_stop(r, entry)
     threading.Event().wait(8)
     assert sum("refused the key" in rec.getMessage() for rec in caplog.records) == 1
     assert r.sim.ws_stats.get("auth_failures", 0) <= 5                # 1, 2, 4 s apart: no tight loop
@@ -159,8 +160,7 @@ def test_s27_a_revoked_key_on_the_stream_is_one_error_and_rest_goes_on(rig, capl
 
 
 def test_s28_the_idle_cut_never_comes_and_a_server_close_is_survived(rig):
-    r = rig(seed=207, sim_options={"ws_idle_seconds": 3.0}).start()   # Bybit: 10 minutes without a ping
-    r.wait(lambda: fresh(r, "main"), 10, "main fresh by push")
+    r = rig(seed=207, sim_options={"ws_idle_seconds": 3.0})   # Bybit: 10 minutes without a ping
     threading.Event().wait(8)                                         # well past the idle limit
     assert r.sim.ws_stats.get("idle_cuts", 0) == 0 and fresh(r, "main")
     connects = gateway(r).stream_connects["main"]
@@ -174,8 +174,7 @@ def test_s28_the_idle_cut_never_comes_and_a_server_close_is_survived(rig):
 
 
 def test_s18p_a_malformed_push_is_rejected_whole_and_the_resync_repairs(rig):
-    r = rig(seed=209).start()
-    r.wait(lambda: fresh(r, "main"), 10, "main fresh by push")
+    r = rig(seed=209)
     entry = r.entry("monitoring")
     r.sim.add_fault(kind="ws_corrupt_push", account="main", topic="order", field="qty", value="", count=1)
     cancel_by_hand(r, entry, r.link(entry, "S", 0))                  # its push arrives corrupt
@@ -188,10 +187,24 @@ def test_s18p_a_malformed_push_is_rejected_whole_and_the_resync_repairs(rig):
 
 def test_rest_only_daemon_still_guards(rig):
     """BYBIT_STREAMS=false is today's REST polling, unchanged."""
-    r = rig(seed=208, BYBIT_STREAMS="false").start()
+    r = rig(seed=208, BYBIT_STREAMS="false")
     entry = r.entry("tp1_near")
     r.through(entry, "T", 1)
     r.wait(lambda: at_breakeven(r, entry), 20, "breakeven by polling")
     assert gateway(r).streams_healthy == () and gateway(r).pushes == 0
     r.stop()
     assert_invariants(r.oracle())
+
+
+def test_a_position_opened_by_hand_is_guarded_at_once(rig):
+    r = rig(seed=210)
+    account = r.sim.account("main")
+    symbol = next(s for s in sorted(r.sim.exchange.specs) if s not in account.positions or not account.positions[s].size)
+    price = r.sim.exchange.last_price(symbol)
+    qty = r.sim.exchange.specs[symbol].instrument().round_qty(Decimal(2000) / price)
+    r.sim.place("main", symbol=symbol, side="Buy", orderType="Market", qty=str(qty))
+    opened = SimpleNamespace(account="main", symbol=symbol)
+    # The push wakes nobody (no monitor yet): the Supervisor discovers at its next tick, not 15 s on.
+    assert timed(r, lambda: r.protected(opened), 10, "the new position protected") <= 1.0 + 2 * ROUND_TRIP_S
+    r.stop()
+    assert_invariants(r.oracle(), unprotected_limit=1.0 + 2 * ROUND_TRIP_S)
