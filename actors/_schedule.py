@@ -21,6 +21,11 @@ WAVE_GRID_S = 1.0
 # account), double while due checks queue for a slot (a burst of monitors due in one wave is
 # served within a second), within 4..64.
 MIN_CONCURRENCY, START_CONCURRENCY, MAX_CONCURRENCY = 4, 20, 64
+# On pushes a check reads nothing (its view comes from the pushed state) and takes milliseconds:
+# every due check may go out at once. A check slower than SLOW_CHECK_S (the stream is down, views
+# wait on REST reads again) brakes like a throttled one, so the limit falls back within ticks.
+STREAM_CONCURRENCY = (MIN_CONCURRENCY, 64, 8192)
+SLOW_CHECK_S = 1.0
 
 
 GRID_FROM_INTERVAL_S = 5.0  # the critical tier (2 s) is not rounded: reaction time matters more
@@ -48,12 +53,12 @@ def dispatch_order(candidates: Iterable[Candidate], now: float, grid: float = WA
     return [c.monitor for c in due]
 
 
-def adapt_concurrency(current: int, *, throttled: bool, saturated: bool,
+def adapt_concurrency(current: int, *, throttled: bool, waiting: int,
                       low: int = MIN_CONCURRENCY, high: int = MAX_CONCURRENCY) -> int:
-    """Halve when the gateway's rate limiter made checks wait, double while due checks had to
-    wait for a slot, else unchanged."""
+    """Halve when checks were throttled (or slow); while `waiting` due checks found no slot, grow
+    at least twofold and at once to what would have served them; else unchanged."""
     if throttled:
         return max(low, current // 2)
-    if saturated:
-        return min(high, current * 2)
+    if waiting > 0:
+        return min(high, max(current * 2, current + waiting))
     return current

@@ -65,6 +65,7 @@ INSTRUMENTS_RETRY_S = 2.0
 REFRESH_KEPT = 1000
 SETTLE_WAIT_S = 1.0            # a fill's position push not here by then: read the symbol by REST
 MISSED_GRACE_S = 2.0           # a resync's difference is a missed push only if no push told it by then
+RESYNC = ("resync",)           # the key of an account's resync read, beside its full (None) and symbol reads
 TICKER_SYNC_S = 1.0            # how often the ticker subscriptions follow the open positions
 
 
@@ -286,7 +287,7 @@ class ExchangeGateway(pykka.ThreadingActor):
             self._answer_stale(request, cache, failing.reason)  # backing off: no new read yet
             return
         # A hit costs no request of its own: answered from the cache, or by a read in flight.
-        full = self._reads.get((request.account, None))
+        full = self._reads.get((request.account, None)) or self._reads.get((request.account, RESYNC))
         scoped = self._reads.get((request.account, symbol)) if symbol else None
         if full and not wants_closed:
             self._lookup(hit=True)
@@ -365,7 +366,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         return read
 
     def _key(self, read: Read) -> tuple[str, Any]:
-        return ("resync", read.account) if read.resync else read.key
+        return (read.account, RESYNC) if read.resync else read.key
 
     def _read_page(self, read: Read) -> None:
         method, params = read.request()
@@ -532,7 +533,7 @@ class ExchangeGateway(pykka.ThreadingActor):
                 self._connects[client.name] = client.connects
 
     def _resync(self, account: str, health: StreamHealth) -> None:
-        if ("resync", account) in self._reads:
+        if (account, RESYNC) in self._reads:
             return
         health.resyncing = True
         self._metrics.stream_resyncs.labels(account).inc()

@@ -14,7 +14,7 @@ from typing import Any
 import pykka
 
 from actors._asks import tell_upward
-from actors._schedule import (MAX_CONCURRENCY, MIN_CONCURRENCY, START_CONCURRENCY, WAVE_GRID_S,
+from actors._schedule import (MAX_CONCURRENCY, MIN_CONCURRENCY, SLOW_CHECK_S, START_CONCURRENCY, WAVE_GRID_S,
                               Candidate, adapt_concurrency, dispatch_order, next_due)
 from messages.models import MonitorId, Urgency
 from messages.monitor import Check
@@ -116,7 +116,7 @@ class Scheduler(pykka.ThreadingActor):
         due = dispatch_order((Candidate(m, e.urgency, e.due) for m, e in self._entries.items()
                               if not e.in_flight), now, self._grid)
         slots = self._limit - self._in_flight()
-        self._limit = adapt_concurrency(self._limit, throttled=self._throttled, saturated=len(due) > slots,
+        self._limit = adapt_concurrency(self._limit, throttled=self._throttled, waiting=max(0, len(due) - slots),
                                         low=self._low, high=self._high)
         self._throttled = False
         if due and slots > 0:
@@ -130,7 +130,7 @@ class Scheduler(pykka.ThreadingActor):
         entry.in_flight = False
         entry.urgency = message.urgency
         entry.due = next_due(entry.dispatched_at, self._intervals[message.urgency], self._grid)
-        self._throttled = self._throttled or message.throttled
+        self._throttled = self._throttled or message.throttled or message.duration > SLOW_CHECK_S
         self._metrics.checks.labels(message.monitor.account).inc()
         self._metrics.check_seconds.observe(message.duration)
         self._check_seconds.append(message.duration)

@@ -15,6 +15,7 @@ peak RSS, persistence writes per hour, and the ratios actors/baseline.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -56,7 +57,16 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
                            {"BYBIT_WS_PRIVATE_URL": sim.ws_private, "BYBIT_WS_PUBLIC_URL": sim.ws_public})})
             command = [sys.executable, "main.py", "--duration", str(duration), "--summary-json", str(out)]
         with open(workdir / "log.txt", "w") as log:
-            subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=log, timeout=duration * 3 + 300, check=True)
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+            # The second half of the run is the steady state (start-up reads and adoptions done).
+            time.sleep(duration / 2)
+            warm, warm_at = sim.stats.snapshot(), time.monotonic()
+            pages = sum(math.ceil(sum(len(o) for o in sim.account(a).open_by_symbol.values()) / 50)
+                        + math.ceil(len(sim.account(a).positions) / 200) for a in creds)
+            ended = process.wait(timeout=duration * 3 + 300)
+            steady_minutes = (time.monotonic() - warm_at) / 60
+            if ended != 0:
+                raise subprocess.CalledProcessError(ended, command)
         stats = sim.stats.snapshot()
     finally:
         sim.stop()
@@ -66,8 +76,13 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
     for account, endpoints in stats["requests"].items():
         for endpoint, n in endpoints.items():
             by_endpoint[endpoint] = by_endpoint.get(endpoint, 0) + n / minutes
+    steady_writes = sum(n - warm["requests"].get(account, {}).get(endpoint, 0)
+                        for account, endpoints in stats["requests"].items() for endpoint, n in endpoints.items()
+                        if endpoint in WRITES)
     row = {"design": design, "positions": positions, "monitors": 2 * positions,
            "api_calls_per_min": stats["total"] / minutes, "by_endpoint_per_min": by_endpoint,
+           "steady_calls_per_min": (stats["total"] - warm["total"]) / steady_minutes,
+           "steady_commands_per_min": steady_writes / steady_minutes, "snapshot_pages": pages,
            "rate_limited_10006": stats["rate_limited_10006"], "ip_banned_403": stats["ip_banned_403"]}
     if design == "baseline":
         cycles, reactions = result["cycles"], result["reactions_ms"]
@@ -89,8 +104,7 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
                    persistence_writes_per_hour=(persistence.get("critical_commits", 0) + persistence.get("batched_flushes", 0))
                    * 60 / minutes, pool_full_warnings=0, errors=sum(sum(e.values()) for e in result.get("errors", {}).values()),
                    late_checks=result.get("late_checks"), checks=result.get("checks"),
-                   first_snapshots_s=result.get("first_snapshots_s"), pushes=result.get("streams", {}).get("pushes"),
-                   commands_per_min=sum(n for e, n in by_endpoint.items() if e in WRITES))
+                   first_snapshots_s=result.get("first_snapshots_s"), pushes=result.get("streams", {}).get("pushes"))
     return row
 
 
@@ -101,7 +115,7 @@ def _fmt(value, spec: str = ".2f") -> str:
 def print_table(rows: list[dict]) -> None:
     header = (f"{'design':11} {'pos/acct':>8} {'cycle p50':>9} {'cycle p95':>9} {'calls/min':>9} {'10006':>5} {'403':>4} "
               f"{'hit rate':>8} {'react p50':>9} {'react p95':>9} {'react max':>9} {'cpu s/min':>9} {'rss MB':>7} "
-              f"{'writes/h':>8} {'late':>5} {'floor/min':>9} {'1st snap':>8}")
+              f"{'writes/h':>8} {'late':>5} {'steady/min':>10} {'floor/min':>9} {'1st snap':>8}")
     print(header)
     for r in rows:
         print(f"{r['design']:11} {r['positions']:>8} {_fmt(r['cycle_p50']):>9} {_fmt(r['cycle_p95']):>9} "
@@ -109,15 +123,15 @@ def print_table(rows: list[dict]) -> None:
               f"{_fmt(r['hit_rate'], '.1%'):>8} {_fmt(r['reaction_p50'], '.0f'):>9} {_fmt(r['reaction_p95'], '.0f'):>9} "
               f"{_fmt(r['reaction_max'], '.0f'):>9} {_fmt(r['cpu_s_per_min']):>9} {_fmt(r['peak_rss_mb'], '.0f'):>7} "
               f"{_fmt(r['persistence_writes_per_hour'], '.0f'):>8} {_fmt(r.get('late_checks'), 'd'):>5} "
-              f"{_fmt(floor(r), '.1f'):>9} {_fmt(r.get('first_snapshots_s'), '.1f'):>8}", flush=True)
+              f"{_fmt(r['steady_calls_per_min'], '.1f'):>10} {_fmt(floor(r), '.1f'):>9} {_fmt(r.get('first_snapshots_s'), '.1f'):>8}", flush=True)
 
 
 def floor(row: dict) -> float | None:
-    """The push design's floor: commands sent plus one snapshot (2 requests) per account per
-    RESYNC_SECONDS (60 s), per minute."""
+    """The push design's floor in the steady state: the commands it sent plus one full snapshot
+    (its pages, both accounts) per RESYNC_SECONDS (60 s), per minute."""
     if row["design"] != "actors":
         return None
-    return row["commands_per_min"] + 2 * 2 * 60 / 60.0
+    return row["steady_commands_per_min"] + row["snapshot_pages"] * 60 / 60.0
 
 
 def ratios(rows: list[dict]) -> list[dict]:

@@ -20,6 +20,7 @@ import orjson
 import pykka
 
 from actors._rules import RulesConfig
+from actors._schedule import STREAM_CONCURRENCY
 from actors._store import open_read_only, open_store
 from actors._alerts import AlertRules
 from actors._asks import ask_with_reply, journal, record
@@ -119,7 +120,8 @@ class System:
                                            snapshot_max_age=float(s.cache_ttl_seconds),
                                            ask_timeout=float(s.http_timeout_seconds) + 5, hooks=self.hooks,
                                            metrics=self.metrics)
-        self.scheduler = Scheduler.start(self.clock, intervals, self.supervisor, metrics=self.metrics)
+        self.scheduler = Scheduler.start(self.clock, intervals, self.supervisor, metrics=self.metrics,
+                                         **({"concurrency": STREAM_CONCURRENCY} if self.streams else {}))
         self.gateway.tell(AttachScheduler(self.scheduler))
         monitors = self.supervisor.ask(StartSupervision(self.scheduler, snapshots), timeout=60)
         self._journal("daemon_started", monitors=monitors, accounts=list(self.accounts))

@@ -85,11 +85,11 @@ def test_dispatch_order_is_most_urgent_first_but_overdue_goes_first():
     assert dispatch_order(candidates, now=100.0) == [c, b, a]  # d is not due; c waited a wave
 
 
-@pytest.mark.parametrize("current, throttled, saturated, expected", [
-    (20, True, True, 10), (20, False, True, 40), (20, False, False, 20),
-    (5, True, False, 4), (40, False, True, 64)])
-def test_concurrency_adapts(current, throttled, saturated, expected):
-    assert adapt_concurrency(current, throttled=throttled, saturated=saturated) == expected
+@pytest.mark.parametrize("current, throttled, waiting, expected", [
+    (20, True, 5, 10), (20, False, 5, 40), (20, False, 0, 20), (5, True, 0, 4), (40, False, 5, 64),
+    (64, False, 3000, 3064)])
+def test_concurrency_adapts(current, throttled, waiting, expected):
+    assert adapt_concurrency(current, throttled=throttled, waiting=waiting, high=8192 if waiting > 1000 else 64) == expected
 
 
 # --- the actor ---------------------------------------------------------------------------
@@ -163,7 +163,7 @@ def test_limit_halves_when_checks_report_throttling_and_grows_when_saturated():
         h.monitors.configure(monitor, Urgency.STANDARD, "held")
         h.scheduler.tell(RegisterMonitor(monitor, h.monitors.ref_for(monitor)))
     report = h.tick()
-    assert report.concurrency_limit == 20 and report.in_flight == 10
+    assert report.concurrency_limit == 30 and report.in_flight == 10   # grown at once to serve them all
 
 
 def test_a_dead_monitor_is_reported_and_others_keep_their_schedule():
