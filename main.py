@@ -164,8 +164,9 @@ def run(settings: Settings, args: argparse.Namespace, channels: list) -> int:
         accounts = {name: (c.api_key, c.api_secret) for name, c in sim.credentials.items()}
         base_url = sim.url
         streams = (sim.ws_private, sim.ws_public) if settings.bybit_streams else None
-        log.info("Running against the embedded Bybit simulator at %s: %d demo positions per account "
-                 "(main, mirror), seed %d, state in %s%s", sim.url, args.positions, args.seed, settings.state_path,
+        log.info("Running against the embedded Bybit simulator at %s (%s): %d demo positions per account "
+                 "(main, mirror), seed %d, state in %s%s", sim.url, "pushes on its streams" if streams else
+                 "REST polling only", args.positions, args.seed, settings.state_path,
                  " (recreated at every start)" if settings.state_path == DEMO_STATE_PATH else "")
     try:
         system = System(settings, accounts, base_url, streams=streams, dry_run=args.dry_run, metrics=metrics,

@@ -63,6 +63,7 @@ BACKOFF_START, BACKOFF_MAX = 1.0, 15.0
 INSTRUMENTS_EVERY = 3600.0
 INSTRUMENTS_RETRY_S = 2.0
 REFRESH_KEPT = 1000
+HISTORY_EVERY_S = 5.0          # while fresh, a symbol's order history is read at most this often
 SETTLE_WAIT_S = 1.0            # a fill's position push not here by then: read the symbol by REST
 MISSED_GRACE_S = 2.0           # a resync's difference is a missed push only if no push told it by then
 RESYNC = ("resync",)           # the key of an account's resync read, beside its full (None) and symbol reads
@@ -151,6 +152,8 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._tickers: list[Any] = []
         self._judging: list[_Judge] = []
         self._parked: dict[tuple[str, str], list[GetPositionView]] = {}   # views waiting for a fill to settle
+        self._history_at: dict[tuple[str, str], float] = {}                # last order-history read per symbol
+        self._queued_links: set[str] = set()                               # commands not sent or not answered yet
         self._marks_lock = threading.Lock()
         self._marks_inbox: dict[str, Decimal] = {}                         # latest ticker marks, not yet taken
         self._ticker_synced_at = -math.inf
@@ -266,11 +269,12 @@ class ExchangeGateway(pykka.ThreadingActor):
             if symbol and cache.unsettled_since(symbol) is not None:
                 self._parked.setdefault((request.account, symbol), []).append(request)  # its position push is due
                 return
-            closed = cache.closed_for(symbol, request.explain) if symbol and wants_closed else ()
+            closed = self._closed_by_push(request, cache, now) if symbol and wants_closed else ()
             if closed is not None:
                 self._lookup(hit=True)
                 self._answer(request, cache, closed=closed, heard=heard)
                 return
+            self._history_at[(request.account, symbol)] = now
             self._wait_for_closed(request, cache)       # an order the pushes never explained: ask the history
             return
         fresh_at = cache.symbol_read_at(symbol) if symbol else cache.full_at
@@ -301,6 +305,16 @@ class ExchangeGateway(pykka.ThreadingActor):
         else:
             self._lookup(hit=False)
             self._start_read(request.account, None, False).waiters.append(request)
+
+    def _closed_by_push(self, request: GetPositionView, cache: AccountCache, now: float) -> tuple | None:
+        """The symbol's finished orders as pushed, when they tell the fate of every link asked
+        about (a command still in our own queue has no fate yet); None when only the order
+        history can, unless it was read for this symbol moments ago (then what is known)."""
+        explain = request.explain - self._queued_links
+        closed = cache.closed_for(request.symbol, explain)
+        if closed is None and now - self._history_at.get((request.account, request.symbol), -math.inf) < HISTORY_EVERY_S:
+            return cache.closed_for(request.symbol, frozenset())
+        return closed
 
     def _wait_for_closed(self, request: GetPositionView, cache: AccountCache) -> None:
         """One request for the symbol's finished orders (shared by everyone asking meanwhile)."""
@@ -592,7 +606,7 @@ class ExchangeGateway(pykka.ThreadingActor):
                     log.info("Stream %s: subscribed (%s); resyncing by REST", name, ", ".join(event.data or ()))
                     self._resync(name, health)
             case Kind.SUBSCRIBED:
-                log.debug("Stream %s: subscribed %s", name, event.data)
+                log.debug("Stream %s: subscribed to %d topics", name, len(event.data or ()))
             case Kind.REFUSED:
                 log.error("Stream %s: a subscription was refused: %s", name, event.reason)
             case Kind.DOWN:
@@ -681,6 +695,7 @@ class ExchangeGateway(pykka.ThreadingActor):
             command.reply.set(Rejected(0, f"unknown account {command.account}"))
             return
         method, params = _wire.command_request(command)
+        self._queue_links((command,))
         self._enqueue(command.account, method, params, command.priority,
                       lambda result: self._command_done(command, _wire.outcome_of(result)))
 
@@ -692,8 +707,12 @@ class ExchangeGateway(pykka.ThreadingActor):
                                   for _ in batch.commands))
             return
         method, params = _wire.batch_request(batch.commands)
+        self._queue_links(batch.commands)
         self._enqueue(batch.account, method, params, batch.priority,
                       lambda result: self._batch_done(batch, result), units=len(batch.commands))
+
+    def _queue_links(self, commands: tuple[Any, ...]) -> None:
+        self._queued_links |= {c.link_id for c in commands if getattr(c, "link_id", None)}
 
     def _batch_done(self, batch: Batch, result: HttpOk | HttpFail) -> None:
         outcomes = _wire.batch_outcomes(result, len(batch.commands))
@@ -711,6 +730,7 @@ class ExchangeGateway(pykka.ThreadingActor):
 
     def _patch_cache(self, command: Any, outcome: Outcome) -> None:
         """Make the cache reflect an accepted command before the next answer about its symbol."""
+        self._queued_links.discard(getattr(command, "link_id", None))
         cache, now = self._caches[command.account], self._clock.monotonic()
         if not isinstance(outcome, Accepted):
             if isinstance(outcome, Rejected) and meaning(outcome.code) is Meaning.GONE and isinstance(command, CancelOrder):

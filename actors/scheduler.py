@@ -18,7 +18,7 @@ from actors._schedule import (MAX_CONCURRENCY, MIN_CONCURRENCY, SLOW_CHECK_S, ST
                               Candidate, adapt_concurrency, dispatch_order, next_due)
 from messages.models import MonitorId, Urgency
 from messages.monitor import Check
-from messages.scheduler import (Checked, GetSchedule, RegisterMonitor, ScheduleReport, Tick,
+from messages.scheduler import (Checked, GetSchedule, RegisterMonitor, ScheduleReport, StopDispatching, Tick,
                                 UnregisterMonitor, Wake)
 from messages.supervisor import MonitorUnresponsive, PositionSeen
 from runtime.clock import Clock
@@ -73,6 +73,7 @@ class Scheduler(pykka.ThreadingActor):
         self._woken = 0
         self._late = 0
         self._throttled = False
+        self._stopping = False            # shutting down: no check is sent any more
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -87,6 +88,9 @@ class Scheduler(pykka.ThreadingActor):
             case UnregisterMonitor(monitor=monitor):
                 self._on_unregister(monitor)
             case GetSchedule():
+                return self._report()
+            case StopDispatching():
+                self._stopping = True
                 return self._report()
             case _:
                 log.error("Scheduler: unknown message %r", message)
@@ -162,6 +166,8 @@ class Scheduler(pykka.ThreadingActor):
 
     def _dispatch(self, now: float, only: list[MonitorId], woken: bool = False) -> None:
         """Send `Check`s as one wave; `woken` ones belong to no wave (they are not late either)."""
+        if self._stopping:
+            return
         if not woken:
             self._wave_count += 1
         wave = _Wave(started=self._clock.monotonic(), pending=set(), size=0)

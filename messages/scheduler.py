@@ -47,6 +47,12 @@ class Checked:
 
 
 @dataclass(frozen=True, slots=True)
+class StopDispatching:
+    """Ask (at shutdown, before the monitors stop): send no more checks, for ticks, wakes or
+    anything else; answered with the `ScheduleReport` once everything queued before it is handled."""
+
+
+@dataclass(frozen=True, slots=True)
 class GetSchedule:
     """Ask: a `ScheduleReport` (for tests, status and the summary)."""
 

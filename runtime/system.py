@@ -34,7 +34,7 @@ from messages.gateway import (Access, AccountSnapshot, AttachScheduler, CheckAcc
                               GetGatewayStats, ReportStats)
 from messages.notifier import Drain, NotifierTick
 from messages.persistence import DAEMON, AttachNotifier, FlushDue, GetPersistenceStats, Record
-from messages.scheduler import GetSchedule, Tick
+from messages.scheduler import GetSchedule, StopDispatching, Tick
 from messages.supervisor import GetSupervisorReport, StartSupervision, StopMonitors, SupervisorTick
 from runtime.backoff import Backoff
 from runtime.clock import Clock, SystemClock
@@ -185,12 +185,12 @@ class System:
 
     def stop(self) -> None:
         """Upstream first, so nothing is told to an actor already gone: no more ticks; the
-        scheduler's queued ticks drained (so it dispatches nothing more); the monitors stopped,
+        scheduler told to dispatch nothing more (ticks, pushes' wakes); the monitors stopped,
         each after its check, while the scheduler they report to still listens; then the
         supervisor, the scheduler, the gateway and persistence (its final flush last)."""
         if self.ticker is not None:
             self.ticker.stop()
-        for ref, message in ((self.scheduler, GetSchedule()), (self.supervisor, StopMonitors())):
+        for ref, message in ((self.scheduler, StopDispatching()), (self.supervisor, StopMonitors())):
             if ref is not None:
                 try:
                     ref.ask(message, timeout=30)
