@@ -35,9 +35,12 @@ UNPROTECTED_REPEAT_S = 300.0  # an UNPROTECTED alert repeats at most this often 
 class CycleIO(Protocol):
     """What a check needs from the world."""
 
-    def view(self, max_age: float, closed_for: frozenset[str] | None = None) -> PositionView | Unavailable | None:
+    def view(self, max_age: float, closed_for: frozenset[str] | None = None,
+             fresh: bool = False) -> PositionView | Unavailable | None:
         """The position view no older than `max_age` s; with `closed_for`, also the symbol's
-        finished orders that tell the fate of those link ids. None when no answer came in time."""
+        finished orders that tell the fate of those link ids; `fresh`: from a snapshot read now
+        even while pushes keep the cache fresh (R10 counts snapshots). None when no answer came
+        in time."""
 
     def send(self, group: list[Command]) -> list[Outcome]:
         """One request: one command, or a batch of commands of one kind (`command_message` each);
@@ -114,13 +117,17 @@ class CheckCycle:
             with_closed = self._io.view(self._intervals[urgency], _rules.links_to_explain(self.state))
             view = with_closed if isinstance(with_closed, PositionView) else view
         now_ms = self._clock.wall_ms()
+        seen_before = self.state.last_snapshot
         decision = _rules.reconcile(self.state, view, now_ms, self._config)
         self.state = decision.state
         if len(self.state.gone_snapshots) == 1 and not self.state.closing:
             self._save(critical=True)
             self._hooks.reached("between_closure_snapshots")
         self._emit(decision.events, force_state=bool(decision.commands))
-        if self._run(decision.commands, view, now_ms):
+        unresolved = self._run(decision.commands, view, now_ms)
+        # Something still awaits its outcome and this view was no new snapshot (the pushed state):
+        # only snapshots settle absence (R10), so read one now rather than wait for a resync.
+        if unresolved or (self.state.awaiting and not decision.commands and view.snapshot_id == seen_before):
             view = self._settle_now(view)
         self._last_view = view
         self.state, closing_events = _rules.finish(self.state, now_ms)
@@ -181,7 +188,7 @@ class CheckCycle:
     def _settle_now(self, view: PositionView) -> PositionView:
         """After an unresolved command, read again at once: the first of the two fresh snapshots
         R10 needs comes now instead of a whole check later. Only settles; sends nothing."""
-        fresh = self._io.view(0.0, _rules.links_to_explain(self.state))
+        fresh = self._io.view(0.0, _rules.links_to_explain(self.state), fresh=True)
         if not isinstance(fresh, PositionView):
             return view
         decision = _rules.settle_pending(self.state, fresh)

@@ -265,7 +265,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         symbol = getattr(request, "symbol", None)
         wants_closed = getattr(request, "include_closed", False)
         heard = self._fresh_by_stream(request.account, now)
-        if heard is not None and not (symbol and cache.doubtful(symbol)):
+        if heard is not None and not getattr(request, "fresh", False) and not (symbol and cache.doubtful(symbol)):
             if symbol and cache.unsettled_since(symbol) is not None:
                 self._parked.setdefault((request.account, symbol), []).append(request)  # its position push is due
                 return

@@ -83,11 +83,12 @@ class Monitor(pykka.ThreadingActor):
 
     # --- CycleIO: the real gateway and persistence -----------------------------------------
 
-    def view(self, max_age: float, closed_for: frozenset[str] | None = None) -> PositionView | Unavailable | None:
+    def view(self, max_age: float, closed_for: frozenset[str] | None = None,
+             fresh: bool = False) -> PositionView | Unavailable | None:
         try:
             return ask_with_reply(self._gateway, lambda reply: GetPositionView(
                 self._id.account, self._id.symbol, self._id.position_idx, max_age, closed_for is not None,
-                closed_for or frozenset(), reply=reply), self._timeout)
+                closed_for or frozenset(), fresh, reply=reply), self._timeout)
         except pykka.Timeout:
             log.warning("Monitor %s: no answer from the gateway in %.0fs", self._id, self._timeout, extra=self._extra)
             return None

@@ -38,6 +38,7 @@ class GetPositionView:
     max_age: float = 2.0
     include_closed: bool = False
     explain: frozenset[str] = frozenset()   # with include_closed: the link ids whose fate is asked
+    fresh: bool = False                # a snapshot read now, even while the stream keeps the cache fresh
     reply: Any = field(kw_only=True)   # required: the future the answer is set on
 
 

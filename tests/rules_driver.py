@@ -58,7 +58,7 @@ class Driver:
 
     # --- CycleIO over the exchange engine -----------------------------------------------------
 
-    def view(self, max_age: float, closed_for: frozenset[str] | None = None):
+    def view(self, max_age: float, closed_for: frozenset[str] | None = None, fresh: bool = False):
         self.snapshot += 1
         return view_of(self.exchange, self.monitor.account, self.monitor.symbol, self.snapshot,
                        include_closed=closed_for is not None, stale=self._stale, taken_ms=self.now_ms)

@@ -12,7 +12,7 @@ from actors import _rules
 from actors._cycle import CheckCycle
 from actors._rules import EMERGENCY_KEY, STOP_KEY, Action, Approach, CloseReason, EventKind, Phase, RulesConfig
 from messages.codes import Meaning, RetCode, meaning, outcome_unknown
-from messages.gateway import Rejected
+from messages.gateway import Rejected, Unresolved
 from messages.models import Intent, MonitorId, OrderLink, Role, Urgency
 from runtime.backoff import Backoff
 from simulator import Simulator
@@ -118,3 +118,33 @@ def test_a_position_left_without_a_stop_is_alerted_after_one_critical_interval_t
     assert all(not alerts(driver.check(advance_ms=60_000)[1]) for _ in range(4))   # 4 minutes on: quiet
     assert len(alerts(driver.check(advance_ms=60_000)[1])) == 1                    # 5 minutes: again
     assert any(c for c, _, entries in driver.records if any(e.event == "unprotected" for e in entries))  # journaled
+
+
+class PushedViews(Driver):
+    """Views as a healthy stream serves them: the same snapshot id until a fresh read is asked."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fresh_reads = 0
+
+    def view(self, max_age: float, closed_for: frozenset[str] | None = None, fresh: bool = False):
+        self.fresh_reads += fresh
+        self.snapshot += 1 if fresh or self.snapshot == 0 else 0
+        self.snapshot -= 1                                  # Driver.view counts one more
+        return super().view(max_age, closed_for)
+
+
+def test_on_pushed_views_an_uncertain_command_is_settled_by_snapshots_read_for_it():
+    """R10 counts fresh snapshots only; pushed views never advance the id, so the cycle asks for
+    a fresh read while something awaits its outcome (else it would wait for a resync)."""
+    sim, _ = world()
+    driver = PushedViews(sim.exchange, BTC)
+    driver.check()
+    sim.exchange.cancel_order(sim.account("main"), {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "tg-pos1-S0-0"})
+    driver.override = lambda c: Unresolved("timeout") if c.key == STOP_KEY else None   # it never lands
+    driver.check()
+    driver.override = None
+    for _ in range(3):
+        driver.check()
+    assert driver.fresh_reads >= 2
+    assert [o.link_id for o in sim.account("main").open_orders("BTCUSDT") if o.is_conditional] == ["tg-pos1-S0-2"]
