@@ -24,7 +24,7 @@ MIN_CONCURRENCY, START_CONCURRENCY, MAX_CONCURRENCY = 4, 20, 64
 # On pushes a check reads nothing (its view comes from the pushed state) and takes milliseconds:
 # every due check may go out at once. A check slower than SLOW_CHECK_S (the stream is down, views
 # wait on REST reads again) brakes like a throttled one, so the limit falls back within ticks.
-STREAM_CONCURRENCY = (MIN_CONCURRENCY, 64, 8192)
+STREAM_CONCURRENCY = (MIN_CONCURRENCY, 64, 512)
 SLOW_CHECK_S = 1.0
 
 

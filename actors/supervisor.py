@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import Counter
 from typing import Any
 
@@ -20,7 +21,7 @@ import pykka
 
 from actors import _rules
 from actors._rules import MonitorState, RulesConfig
-from actors._asks import ask_with_reply
+from actors._asks import ask_with_reply, tell_upward
 from actors.monitor import Monitor
 from messages.gateway import AccountSnapshot, GetAccountSnapshot
 from messages.models import MonitorId, Urgency
@@ -34,6 +35,8 @@ from runtime.hooks import NO_HOOKS, Hooks
 from runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+MONITORS_STOP_S = 20.0   # at shutdown: each monitor finishes its check (a write may wait on the rate limiter)
 
 RESTART_BACKOFF_START, RESTART_BACKOFF_MAX = 1.0, 60.0
 UNRESPONSIVE_LIMIT = 2  # consecutive unanswered checks before a monitor is restarted
@@ -80,7 +83,7 @@ class Supervisor(pykka.ThreadingActor):
                     self._discover()
             case MonitorRetired(monitor=monitor, reason=reason):
                 self._monitors.pop(monitor, None)
-                self._scheduler.tell(UnregisterMonitor(monitor))  # the supervisor registered it
+                tell_upward(self._scheduler, UnregisterMonitor(monitor))  # the supervisor registered it
                 self._retired += 1
                 self._reasons[str(reason)] += 1
             case MonitorFailed(monitor=monitor, error=error):
@@ -108,9 +111,10 @@ class Supervisor(pykka.ThreadingActor):
         monitors, self._monitors = list(self._monitors.values()), {}
         for ref in monitors:
             ref.stop(block=False)
-        for ref in monitors:
-            if not ref.actor_stopped.wait(5):
-                log.error("Supervisor: a monitor did not stop within 5 s")
+        deadline = time.monotonic() + MONITORS_STOP_S     # one wait for all, not one per monitor
+        late = sum(not ref.actor_stopped.wait(max(0.0, deadline - time.monotonic())) for ref in monitors)
+        if late:
+            log.error("Supervisor: %d monitors did not stop within %.0f s", late, MONITORS_STOP_S)
 
     # --- start-up -------------------------------------------------------------------------
 
@@ -188,7 +192,7 @@ class Supervisor(pykka.ThreadingActor):
         if ref is None and monitor not in self._restart_at:
             return
         if ref is not None:
-            self._scheduler.tell(UnregisterMonitor(monitor))
+            tell_upward(self._scheduler, UnregisterMonitor(monitor))
             ref.stop(block=False)
         delay = self._backoff.setdefault(monitor, Backoff(RESTART_BACKOFF_START, RESTART_BACKOFF_MAX)).next()
         self._restart_at[monitor] = self._clock.monotonic() + delay

@@ -26,6 +26,7 @@ from actors._alerts import AlertRules
 from actors._asks import ask_with_reply, journal, record
 from actors._bybit import BybitTransport
 from actors.gateway import ExchangeGateway
+from actors.monitor import Monitor
 from actors.notifier import Channel, Notifier
 from actors.persistence import Persistence
 from actors.scheduler import Scheduler
@@ -200,6 +201,8 @@ class System:
             self._journal("daemon_stopped")
         self._drain_alerts()
         for name in ("supervisor", "scheduler", "gateway", "notifier", "persistence"):
+            if name == "persistence":
+                self._wait_for_monitors()       # a monitor still finishing a check records with it
             ref = getattr(self, name)
             if ref is not None:
                 try:
@@ -210,6 +213,12 @@ class System:
         for ref in leftovers:
             log.error("Bug: actor %s still alive after stop; stopping it", ref)
         pykka.ActorRegistry.stop_all(block=True, timeout=5)
+
+    @staticmethod
+    def _wait_for_monitors(timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        for ref in pykka.ActorRegistry.get_by_class(Monitor):
+            ref.actor_stopped.wait(max(0.0, deadline - time.monotonic()))
 
     def _journal(self, event: str, **payload: Any) -> None:
         entry = journal(self.clock.wall_ms(), DAEMON, event, **payload)
