@@ -389,7 +389,7 @@ class AccountCache:
             orders=tuple(self.orders.get(symbol, {}).values()), instrument=instrument, taken_ms=taken_ms,
             age=max(0.0, now - (heard if heard is not None else read)),
             snapshot_id=self.ids.get(symbol, self.full_id), stale=stale, throttled=throttled, closed=closed,
-            flat_pushed=(symbol, position_idx) in self.flat)
+            flat_pushed=(symbol, position_idx) in self.flat, pushed=heard is not None)
 
     def snapshot(self, now: float, *, stale: bool = False, heard: float | None = None) -> AccountSnapshot:
         return AccountSnapshot(

@@ -59,6 +59,7 @@ class CheckResult:
     sent: tuple[Command, ...] = ()
     events: tuple[Event, ...] = ()
     unprotected: bool | None = None     # an open position without a live stop; None: not known
+    quiet: bool = False                 # the view was pushed and nothing awaits: pushes will wake it
 
 
 def command_message(monitor: MonitorId, command: Command, reply: Any = None) -> PlaceOrder | AmendOrder | CancelOrder:
@@ -139,7 +140,8 @@ class CheckCycle:
         unprotected = self._unprotected(view)
         self._emit(self._unprotected_alert(unprotected))
         self._save(critical=False)
-        return replace(self._result(urgency, view.age, view.throttled), unprotected=unprotected)
+        quiet = view.pushed and not self.state.awaiting and not self._deferred
+        return replace(self._result(urgency, view.age, view.throttled), unprotected=unprotected, quiet=quiet)
 
     # --- commands -------------------------------------------------------------------------
 

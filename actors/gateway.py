@@ -49,7 +49,7 @@ from messages.gateway import (Accepted, Access, AmendOrder, AttachScheduler, Bat
                               GetPositionView, Outcome, PlaceOrder, Rejected, ReportStats, Unavailable, Unresolved)
 from messages.models import Instrument, ModelError, MonitorId
 from messages.persistence import Record, account_subject
-from messages.scheduler import Wake
+from messages.scheduler import AccountStale, Wake
 from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.metrics import Metrics
@@ -520,6 +520,8 @@ class ExchangeGateway(pykka.ThreadingActor):
             if healthy != health.was_healthy:
                 health.was_healthy = healthy
                 self._metrics.stream_healthy.labels(account).set(1 if healthy else 0)
+                if not healthy:
+                    tell_upward(self._scheduler, AccountStale(account))
                 if not healthy and health.subscribed:
                     log.warning("Stream %s: stale (nothing heard for %.0fs); REST polling serves until it is back",
                                 account, now - client.last_heard)
@@ -615,6 +617,8 @@ class ExchangeGateway(pykka.ThreadingActor):
                         log.warning("Stream %s: down (%s); REST polling serves until it is back", name, event.reason)
                     else:
                         log.info("Stream %s: reconnecting (%s)", name, event.reason)
+                    if health.was_healthy:
+                        tell_upward(self._scheduler, AccountStale(name))
                     health.on_down()
                     health.was_healthy = False
                     self._metrics.stream_healthy.labels(name).set(0)

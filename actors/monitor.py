@@ -69,7 +69,7 @@ class Monitor(pykka.ThreadingActor):
             self.stop()
             return
         tell_upward(self._scheduler, Checked(self._id, check.seq, result.urgency, self._clock.monotonic() - started,
-                                             result.data_age, result.throttled))
+                                             result.data_age, result.throttled, result.quiet))
 
     def _publish(self, result: CheckResult) -> None:
         for event in result.events:

@@ -18,7 +18,7 @@ from actors._schedule import (MAX_CONCURRENCY, MIN_CONCURRENCY, SLOW_CHECK_S, ST
                               Candidate, adapt_concurrency, dispatch_order, next_due)
 from messages.models import MonitorId, Urgency
 from messages.monitor import Check
-from messages.scheduler import (Checked, GetSchedule, RegisterMonitor, ScheduleReport, StopDispatching, Tick,
+from messages.scheduler import (AccountStale, Checked, GetSchedule, RegisterMonitor, ScheduleReport, StopDispatching, Tick,
                                 UnregisterMonitor, Wake)
 from messages.supervisor import MonitorUnresponsive, PositionSeen
 from runtime.clock import Clock
@@ -40,6 +40,7 @@ class _Entry:
     dispatched_at: float = 0.0
     wave: int = 0
     woken: bool = False               # a push came during the check in flight: check again after it
+    quiet: bool = False               # its last check was quiet (pushed view, nothing awaiting)
 
 
 @dataclass
@@ -51,7 +52,7 @@ class _Wave:
 
 
 class Scheduler(pykka.ThreadingActor):
-    def __init__(self, clock: Clock, intervals: dict[str, float], supervisor: Any = None, *,
+    def __init__(self, clock: Clock, intervals: dict[str, float], supervisor: Any = None, *, quiet_interval: float = 0.0,
                  check_timeout: float = 30.0, grid: float = WAVE_GRID_S,
                  concurrency: tuple[int, int, int] = (MIN_CONCURRENCY, START_CONCURRENCY, MAX_CONCURRENCY),
                  metrics: Metrics | None = None):
@@ -59,6 +60,9 @@ class Scheduler(pykka.ThreadingActor):
         self._metrics = metrics or Metrics(clock)
         self._clock = clock
         self._intervals = {Urgency(name): seconds for name, seconds in intervals.items()}
+        # While pushes keep a monitor's data fresh and nothing of it awaits an outcome, a push wakes
+        # it on every change: its tier check is only a safety net, at least this far apart.
+        self._quiet_interval = quiet_interval
         self._supervisor = supervisor
         self._check_timeout = check_timeout
         self._grid = grid
@@ -83,6 +87,8 @@ class Scheduler(pykka.ThreadingActor):
                 self._on_checked(message)
             case Wake(monitor=monitor):
                 self._on_wake(monitor)
+            case AccountStale(account=account):
+                self._on_stale(account)
             case RegisterMonitor():
                 self._on_register(message)
             case UnregisterMonitor(monitor=monitor):
@@ -133,7 +139,11 @@ class Scheduler(pykka.ThreadingActor):
             return
         entry.in_flight = False
         entry.urgency = message.urgency
-        entry.due = next_due(entry.dispatched_at, self._intervals[message.urgency], self._grid)
+        interval = self._intervals[message.urgency]
+        if message.quiet:
+            interval = max(interval, self._quiet_interval)
+        entry.quiet = message.quiet
+        entry.due = next_due(entry.dispatched_at, interval, self._grid)
         self._throttled = self._throttled or message.throttled or message.duration > SLOW_CHECK_S
         self._metrics.checks.labels(message.monitor.account).inc()
         self._metrics.check_seconds.observe(message.duration)
@@ -145,6 +155,15 @@ class Scheduler(pykka.ThreadingActor):
         if entry.woken:
             entry.woken = False
             self._dispatch(self._clock.monotonic(), only=[message.monitor], woken=True)
+
+    def _on_stale(self, account: str) -> None:
+        """REST polling serves this account again: no monitor of it waits past its tier."""
+        now = self._clock.monotonic()
+        for monitor, entry in self._entries.items():
+            if monitor.account == account and entry.quiet:
+                entry.quiet = False
+                tier_due = next_due(entry.dispatched_at, self._intervals[entry.urgency], self._grid)
+                entry.due = min(entry.due, max(tier_due, now))
 
     def _on_wake(self, monitor: MonitorId) -> None:
         """A push touched this monitor's position: check it now, outside the waves (the data is in

@@ -65,6 +65,7 @@ class PositionView:
     throttled: bool = False            # the answer waited on the rate limiter
     closed: tuple[Order, ...] = ()     # with include_closed: recent finished orders
     flat_pushed: bool = False          # the private stream said this position is flat (size 0)
+    pushed: bool = False               # answered from the pushed state (the account's stream is healthy)
 
 
 @dataclass(frozen=True, slots=True)

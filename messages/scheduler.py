@@ -44,6 +44,14 @@ class Checked:
     duration: float
     data_age: float = 0.0
     throttled: bool = False
+    quiet: bool = False    # its view was pushed and nothing awaits: the next check may wait (see Scheduler)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountStale:
+    """From the gateway: this account's stream no longer keeps its cache fresh; its monitors go
+    back to their tiers' pace at once (REST polling serves them)."""
+    account: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,7 +122,8 @@ class System:
                                            ask_timeout=float(s.http_timeout_seconds) + 5, hooks=self.hooks,
                                            metrics=self.metrics)
         self.scheduler = Scheduler.start(self.clock, intervals, self.supervisor, metrics=self.metrics,
-                                         **({"concurrency": STREAM_CONCURRENCY} if self.streams else {}))
+                                         **({"concurrency": STREAM_CONCURRENCY,
+                                             "quiet_interval": float(s.resync_seconds) / 2} if self.streams else {}))
         self.gateway.tell(AttachScheduler(self.scheduler))
         monitors = self.supervisor.ask(StartSupervision(self.scheduler, snapshots), timeout=60)
         self._journal("daemon_started", monitors=monitors, accounts=list(self.accounts))

@@ -11,7 +11,7 @@ import pytest
 from actors._schedule import Candidate, adapt_concurrency, dispatch_order, next_due
 from actors.scheduler import Scheduler
 from messages.models import MonitorId, Urgency
-from messages.scheduler import Checked, GetSchedule, RegisterMonitor, Tick, UnregisterMonitor, Wake
+from messages.scheduler import AccountStale, Checked, GetSchedule, RegisterMonitor, Tick, UnregisterMonitor, Wake
 from messages.supervisor import MonitorUnresponsive, PositionSeen
 from runtime.clock import FakeClock
 from tests.stubs.monitors import StubMonitors
@@ -278,3 +278,18 @@ def test_a_wake_for_a_position_nobody_guards_is_told_to_the_supervisor(harness):
     harness.scheduler.tell(Wake(MonitorId("main", "NEWUSDT")))
     assert harness.settle().woken == 0
     assert PositionSeen(MonitorId("main", "NEWUSDT")) in recorded(harness.supervisor)
+
+
+def test_a_quiet_check_waits_the_quiet_interval_and_a_stale_account_brings_it_back():
+    h = Harness()
+    h.scheduler.stop()
+    h.scheduler = Scheduler.start(h.clock, INTERVALS, h.supervisor, quiet_interval=30.0)
+    h.monitors = StubMonitors(h.scheduler)
+    monitor = h.add("BTCUSDT", urgency=Urgency.CRITICAL, mode="held")
+    h.monitors.release()                                              # answers the first check...
+    h.scheduler.tell(Checked(monitor, seq=1, urgency=Urgency.CRITICAL, duration=0.01, quiet=True))  # ...quietly
+    h.run(10.0)
+    assert len(h.check_times()[monitor]) == 1                         # not every 2 s while pushes serve
+    h.scheduler.tell(AccountStale("main"))
+    h.tick()
+    assert len(h.check_times()[monitor]) == 2                         # back to its tier at once
