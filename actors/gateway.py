@@ -40,7 +40,7 @@ from actors._asks import has_reply, journal, tell_upward
 from actors._cache import AccountCache, Difference, is_market
 from actors._freshness import StreamHealth
 from actors._paging import Read, ReadFailed
-from actors._rate_limit import IP_BAN_SECONDS, RateLimiter
+from actors._rate_limit import IP_BAN_SECONDS, WRITE_ENDPOINTS, RateLimiter
 from actors._stream import Kind, StreamEvent
 from actors._wire import HttpFail, HttpOk
 from messages.codes import Meaning, RetCode, meaning
@@ -64,6 +64,7 @@ INSTRUMENTS_EVERY = 3600.0
 INSTRUMENTS_RETRY_S = 2.0
 REFRESH_KEPT = 1000
 HISTORY_EVERY_S = 5.0          # while fresh, a symbol's order history is read at most this often
+WRITE_QUEUE_S = 8.0            # a write not sent within this (Bybit's 10/s per account) is answered "not sent"
 SETTLE_WAIT_S = 1.0            # a fill's position push not here by then: read the symbol by REST
 MISSED_GRACE_S = 2.0           # a resync's difference is a missed push only if no push told it by then
 RESYNC = ("resync",)           # the key of an account's resync read, beside its full (None) and symbol reads
@@ -80,6 +81,7 @@ class _Job:
     on_done: Callable[[HttpOk | HttpFail], None]
     units: int = 1
     read: Read | None = None  # the read this page belongs to
+    queued_at: float = 0.0
 
     @property
     def endpoint(self) -> str:
@@ -759,7 +761,7 @@ class ExchangeGateway(pykka.ThreadingActor):
     def _enqueue(self, account: str, method: str, params: dict[str, Any], priority: float,
                  on_done: Callable[[HttpOk | HttpFail], None], *, units: int = 1, read: Read | None = None) -> None:
         self._queues[account].append(_Job(next(self._ids), account, method, params, float(priority), on_done,
-                                          units, read))
+                                          units, read, self._clock.monotonic()))
 
     def _pump(self) -> None:
         """Send every queued job the limiter and the worker share allow, by priority."""
@@ -772,6 +774,11 @@ class ExchangeGateway(pykka.ThreadingActor):
             for job in queue:
                 if now < self._limiter.banned_until:
                     job.on_done(HttpFail("not_sent", "not sent: the exchange banned this IP (HTTP 403)", 403))
+                    continue
+                if job.endpoint in WRITE_ENDPOINTS and now - job.queued_at > WRITE_QUEUE_S:
+                    # A definite "not sent" the monitor can act on next check, rather than its ask
+                    # timing out (an unresolved write that would cost snapshots to settle).
+                    job.on_done(HttpFail("not_sent", f"not sent: waited {WRITE_QUEUE_S:.0f} s for the write budget"))
                     continue
                 if self._busy[account] >= self._cap:
                     waiting.append(job)
