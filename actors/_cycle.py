@@ -140,7 +140,10 @@ class CheckCycle:
         unprotected = self._unprotected(view)
         self._emit(self._unprotected_alert(unprotected))
         self._save(critical=False)
-        quiet = view.pushed and not self.state.awaiting and not self._deferred
+        # Quiet: the view was pushed, the position has its stop, nothing was sent (a refused command
+        # is retried at the tier's pace) and nothing awaits an outcome or waits to be sent.
+        quiet = view.pushed and unprotected is False and not self._sent and not self.state.awaiting \
+            and not self._deferred
         return replace(self._result(urgency, view.age, view.throttled), unprotected=unprotected, quiet=quiet)
 
     # --- commands -------------------------------------------------------------------------

@@ -51,7 +51,7 @@ class Driver:
     def check(self, stale: bool = False, advance_ms: int = 2_000) -> tuple[list[Command], list[Event]]:
         self.clock.advance(advance_ms / 1000)
         self._stale = stale
-        result = self.cycle.run()
+        result = self.last_result = self.cycle.run()
         self.sent += result.sent
         self.events += result.events
         return list(result.sent), list(result.events)

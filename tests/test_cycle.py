@@ -4,6 +4,7 @@ Monitor actor and the rule tests share."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -131,7 +132,8 @@ class PushedViews(Driver):
         self.fresh_reads += fresh
         self.snapshot += 1 if fresh or self.snapshot == 0 else 0
         self.snapshot -= 1                                  # Driver.view counts one more
-        return super().view(max_age, closed_for)
+        view = super().view(max_age, closed_for)
+        return replace(view, pushed=not fresh)
 
 
 def test_on_pushed_views_an_uncertain_command_is_settled_by_snapshots_read_for_it():
@@ -148,3 +150,19 @@ def test_on_pushed_views_an_uncertain_command_is_settled_by_snapshots_read_for_i
         driver.check()
     assert driver.fresh_reads >= 2
     assert [o.link_id for o in sim.account("main").open_orders("BTCUSDT") if o.is_conditional] == ["tg-pos1-S0-2"]
+
+
+def test_a_check_is_quiet_only_when_pushed_protected_and_nothing_was_sent_or_awaits():
+    sim, _ = world()
+    driver = PushedViews(sim.exchange, BTC)
+    driver.check()                                          # adoption: nothing to send, stop in place
+    assert driver.last_result.quiet
+    sim.exchange.cancel_order(sim.account("main"), {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "tg-pos1-S0-0"})
+    driver.override = lambda c: Rejected(10005, "Permission denied") if c.key == STOP_KEY else None
+    driver.check()                                          # the stop refused: retried at the tier's pace
+    assert not driver.last_result.quiet and driver.last_result.unprotected
+    driver.override = None
+    driver.check()                                          # placed: sent something, so not yet quiet
+    assert not driver.last_result.quiet
+    driver.check()
+    assert driver.last_result.quiet

@@ -86,7 +86,7 @@ def test_a_sigkill_between_the_commit_and_the_send_delivers_after_the_restart(wo
 def test_a_hanging_chat_service_delays_no_check_and_everything_arrives_afterwards(world):
     sim, book, daemon, receiver = world
     receiver.mode, receiver.hang_seconds = "hang", 20
-    d = daemon().start()
+    d = daemon(BYBIT_STREAMS="false").start()      # tier waves (REST polling) are the visible pulse here
     wait_until(lambda: receiver.attempts >= 1, 10, "the first send to hang")
     waves_before = sum(m.startswith("Processed ") for m in d.messages())
     near = entry_of(book, "tp1_near", account="mirror")
