@@ -15,11 +15,12 @@ from actors.gateway import ExchangeGateway
 from messages.gateway import GatewayTick, GetGatewayStats, GetPositionView, AttachScheduler, PositionView
 from messages.models import MonitorId, OrderLink, Role
 from messages.scheduler import Wake
-from runtime.clock import SystemClock
+from runtime.clock import FakeClock, SystemClock
 from runtime.ticker import Every, Ticker
 from simulator import Simulator
 from tests.e2e.harness import wait_until
 from tests.stubs.recorder import Recorder, recorded
+from tests.stubs.transport import InProcessTransport
 
 HEARTBEAT_S = 0.5
 
@@ -167,3 +168,66 @@ def test_a_refused_key_is_one_error_rest_goes_on_and_reconnects_back_off(rig, ca
     assert len(errors) == 1
     # Backoff doubles from 1 s: a handful of attempts in this test's seconds, never a tight loop.
     assert r.stats().stream_connects["main"] <= connects + 4
+
+
+# --- deterministic: the in-process transport and the fake clock -------------------------------
+
+class OnFakeTime:
+    def __init__(self):
+        self.sim = Simulator(seed=7, symbols=16)              # its engine only: no server, no threads
+        self.book = self.sim.load_demo_book(6)
+        self.clock = FakeClock(start=1000.0)
+        self.transport = InProcessTransport(self.sim.exchange)
+        self.gateway = ExchangeGateway.start(self.transport, self.clock, heartbeat=10.0, resync_every=60.0)
+        self.settle()
+
+    def settle(self):
+        wait_until(lambda: self.gateway.ask(GetGatewayStats(), timeout=5).pool_in_use == 0, 5, "jobs done",
+                   interval=0.01)
+        return self.gateway.ask(GetGatewayStats(), timeout=5)
+
+    def tick(self, seconds: float = 0.0):
+        self.gateway.tell(GatewayTick(self.clock.advance(seconds)))
+        return self.settle()
+
+    def view(self, symbol: str, max_age: float = 0.0):
+        return ask_with_reply(self.gateway, lambda f: GetPositionView("main", symbol, 0, max_age, reply=f), 5)
+
+    def reads(self) -> int:
+        return sum(self.transport.calls[e] for e in ("/v5/order/realtime", "/v5/position/list", "/v5/order/history"))
+
+    def close(self):
+        self.gateway.stop()
+
+
+@pytest.fixture
+def fake():
+    made = OnFakeTime()
+    yield made
+    made.close()
+
+
+def test_on_fake_time_fresh_until_two_heartbeats_pass_in_silence(fake):
+    assert fake.tick().streams_healthy == ("main", "mirror")   # connected, subscribed, resynced
+    symbol = fake.book[0].symbol
+    before = fake.reads()
+    assert fake.view(symbol).position is not None and fake.reads() == before
+    fake.transport.private["main"].silent = True               # a black hole: no pong any more
+    assert fake.tick(15.0).streams_healthy == ("main", "mirror")
+    assert fake.tick(6.0).streams_healthy == ("mirror",)       # 21 s > two heartbeats
+    fake.view(symbol)
+    assert fake.reads() > before                               # REST serves main now
+
+
+def test_on_fake_time_the_resync_finds_a_lost_push_after_its_grace(fake):
+    fake.tick()
+    entry = next(e for e in fake.book if e.account == "main" and e.kind == "monitoring")
+    stop = next(o for o in fake.sim.account("main").open_orders(entry.symbol) if o.is_conditional)
+    fake.transport.private["main"].lose = 2                    # the cancel's order and position pushes
+    fake.sim.exchange.cancel_order(fake.sim.account("main"), {"category": "linear", "symbol": entry.symbol,
+                                                              "orderLinkId": stop.link_id})
+    assert any(o.link_id == stop.link_id for o in fake.view(entry.symbol).orders)   # the cache never heard
+    fake.tick(59.0)
+    assert fake.tick(1.5).missed_pushes == 0                   # resync done (the snapshot wins) ...
+    assert not any(o.link_id == stop.link_id for o in fake.view(entry.symbol).orders)
+    assert fake.tick(2.5).missed_pushes == 1                   # ... judged a missed push after the grace
