@@ -20,7 +20,7 @@ from typing import Any
 import pykka
 
 from actors import _rules
-from actors._rules import MonitorState, RulesConfig
+from actors._rules import CloseReason, MonitorState, RulesConfig
 from actors._asks import ask_with_reply, tell_upward
 from actors.monitor import Monitor
 from messages.gateway import AccountSnapshot, GetAccountSnapshot
@@ -86,6 +86,8 @@ class Supervisor(pykka.ThreadingActor):
                 tell_upward(self._scheduler, UnregisterMonitor(monitor))  # the supervisor registered it
                 self._retired += 1
                 self._reasons[str(reason)] += 1
+                if reason == CloseReason.FLIPPED:
+                    self._last_discovery = -math.inf      # the new side is a new position: adopt it now
             case MonitorFailed(monitor=monitor, error=error):
                 self._schedule_restart(monitor, f"failed ({error})")
             case MonitorUnresponsive(monitor=monitor):
