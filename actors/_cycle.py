@@ -106,7 +106,9 @@ class CheckCycle:
         if self._deferred and self._last_view is not None:
             deferred, self._deferred = self._deferred, []
             self._run(deferred, self._last_view, self._clock.wall_ms())
-        view = self._io.view(self._intervals[urgency])
+        # A flat position seen once is confirmed by a second snapshot (R6): read one, since the
+        # views of a fresh stream are no snapshots.
+        view = self._io.view(self._intervals[urgency], fresh=bool(self.state and self.state.gone_snapshots))
         if not isinstance(view, PositionView):
             return self._result(urgency)                                    # R0: nothing to act on
         if self.state is None:
@@ -143,7 +145,7 @@ class CheckCycle:
         # Quiet: the view was pushed, the position has its stop, nothing was sent (a refused command
         # is retried at the tier's pace) and nothing awaits an outcome or waits to be sent.
         quiet = view.pushed and unprotected is False and not self._sent and not self.state.awaiting \
-            and not self._deferred
+            and not self._deferred and not self.state.gone_snapshots
         return replace(self._result(urgency, view.age, view.throttled), unprotected=unprotected, quiet=quiet)
 
     # --- commands -------------------------------------------------------------------------

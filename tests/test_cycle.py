@@ -166,3 +166,19 @@ def test_a_check_is_quiet_only_when_pushed_protected_and_nothing_was_sent_or_awa
     assert not driver.last_result.quiet
     driver.check()
     assert driver.last_result.quiet
+
+
+def test_on_pushed_views_a_flat_position_seen_once_is_confirmed_by_a_snapshot_read_for_it():
+    """A close the stream did not tell (its flat row lost) is found by a snapshot (a resync):
+    the second confirming snapshot is read at the next check, not at the next resync."""
+    sim, _ = world()
+    driver = PushedViews(sim.exchange, BTC)
+    driver.check()
+    size = sim.account("main").positions["BTCUSDT"].size
+    sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty=str(size))   # closed by hand
+    driver.snapshot += 1                                    # a resync read it: one fresh snapshot
+    driver.check()
+    assert driver.state.gone_snapshots and not driver.last_result.quiet
+    reads = driver.fresh_reads
+    driver.check()
+    assert driver.fresh_reads == reads + 1 and driver.state.retired is not None
