@@ -112,6 +112,11 @@ class Oracle:
             self._record_unprotected(key, now - tracked.unprotected_since)
         tracked.unprotected_since = None
 
+    def orphaned(self) -> list[tuple[str, str]]:
+        """(account, symbol) of every closed position whose daemon orders are still open."""
+        with self._lock:
+            return sorted(key for key, t in self._tracked.items() if t.closed_at is not None)
+
     def report(self) -> dict[str, Any]:
         self.observe()
         with self._lock, self.exchange.lock:

@@ -92,6 +92,7 @@ def soak(minutes: float, seed: int, positions: int) -> int:
     finally:
         daemon.kill()
     report = sim.oracle.report()
+    orphaned = sim.oracle.orphaned()
     sim.stop()
     print(f"soak seed {seed}: {minutes:.1f} min, {positions} positions per account")
     for what, n in sorted(counts.items()):
@@ -100,6 +101,10 @@ def soak(minutes: float, seed: int, positions: int) -> int:
         print(f"  {key}: {value}")
     broken = [k for k in ("duplicate_live_orders", "duplicate_accepted_link_ids", "oversized_active_reduce_only",
                           "ip_banned_403", "orphans_at_end") if report[k]]
+    for account, symbol in orphaned:                     # what the daemon said about each orphan
+        print(f"  orphaned {account}:{symbol}; the daemon's last lines about it:")
+        for line in [m for m in daemon.messages() if f"{account}:{symbol}" in m or f"{symbol}" in m][-12:]:
+            print(f"    {line[:200]}")
     print("invariants: " + ("BROKEN: " + ", ".join(broken) if broken else "all held"))
     return 1 if broken else 0
 
