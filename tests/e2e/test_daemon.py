@@ -53,7 +53,9 @@ def test_every_rule_shows_its_effect_on_the_exchange(world):
         entry_of(book, "tp1_near"), entry_of(book, "after_tp1"), entry_of(book, "monitoring"),
         entry_of(book, "building"), entry_of(book, "fast"), entry_of(book, "monitoring", index=1))
 
-    # TP1 fills -> the stop goes to breakeven for the remaining size.
+    # TP1 fills -> the stop goes to breakeven for the remaining size (once the monitor is in
+    # charge: a fill before it adopts the position is a fact, not an event).
+    d.wait_for(lambda m: m.startswith(f"MONITOR STARTED main:{near.symbol}"), 10, "the monitor in charge")
     tp1 = sim.account("main").by_link[OrderLink(near.position_id, Role.TAKE_PROFIT, 1, 0).build()]
     push_price(sim, near, str(abs(tp1.price / sim.exchange.last_price(near.symbol) - 1) + Decimal("0.001")))
     wait_until(lambda: (s := stop_of(sim, near)) is not None and s.qty == size_of(sim, near)
