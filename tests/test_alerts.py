@@ -18,6 +18,7 @@ from messages.notifier import AlertsQueued, Drain, NotifierTick, QueuedAlert
 from messages.persistence import DAEMON, AlertsSent, AttachNotifier, Record, account_subject
 from runtime.clock import FakeClock
 from tests.e2e.harness import wait_until
+from tests.factory import closing_factory
 from tests.stubs.receiver import Receiver
 from tests.stubs.recorder import Recorder, recorded
 
@@ -125,14 +126,8 @@ class Rig:
 
 @pytest.fixture
 def rig():
-    made = []
-
-    def make(**kw) -> Rig:
-        made.append(Rig(**kw))
-        return made[-1]
-    yield make
-    for r in made:
-        r.close()
+    with closing_factory(Rig) as make:
+        yield make
 
 
 def test_alerts_arrive_in_order_and_are_marked_sent(rig):

@@ -23,6 +23,7 @@ from runtime.clock import SystemClock
 from runtime.ticker import Every, Ticker
 from simulator import Simulator
 from tests.e2e.harness import wait_until
+from tests.factory import closing_factory
 from tests.stubs.recorder import Recorder, recorded
 
 
@@ -57,14 +58,8 @@ class Rig:
 
 @pytest.fixture
 def rig():
-    made = []
-
-    def make(**kw) -> Rig:
-        made.append(Rig(**kw))
-        return made[-1]
-    yield make
-    for r in made:
-        r.close()
+    with closing_factory(Rig) as make:
+        yield make
 
 
 def orders_on(sim: Simulator, account: str) -> int:

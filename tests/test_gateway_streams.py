@@ -19,6 +19,7 @@ from runtime.clock import FakeClock, SystemClock
 from runtime.ticker import Every, Ticker
 from simulator import Simulator
 from tests.e2e.harness import wait_until
+from tests.factory import closing_factory
 from tests.stubs.recorder import Recorder, recorded
 from tests.stubs.transport import InProcessTransport
 
@@ -75,14 +76,8 @@ class StreamRig:
 
 @pytest.fixture
 def rig():
-    made = []
-
-    def make(**kw) -> StreamRig:
-        made.append(StreamRig(**kw))
-        return made[-1]
-    yield make
-    for r in made:
-        r.close()
+    with closing_factory(StreamRig) as make:
+        yield make
 
 
 def test_while_fresh_views_cost_no_read_whatever_their_max_age(rig):
