@@ -1,9 +1,11 @@
-"""The TP/SL guardian daemon: `python main.py [run|status] [--config FILE] [--duration S] ...`.
+"""The TP/SL guardian daemon: `python main.py [run|status] [--config FILE] [--duration S] ...`, and
+the trader's commands to the running daemon: `python main.py trade open|plan|close|list ...`.
 
 With no API keys it runs against the embedded Bybit simulator with a demo book of positions.
 Exit codes: 0 after a clean stop (SIGINT, SIGTERM or --duration), 2 when it must not start
 (invalid settings, a key that cannot trade, a state database of a newer version), 1 for status
-without a database.
+without a database. `trade`: 2 for a request with problems (nothing sent), 1 when the daemon is not
+running or the exchange refused, 0 when done.
 """
 
 from __future__ import annotations
@@ -55,12 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["trade"]:
+        return trade(argv[1:])
     args = parse_args(argv)
-    try:
-        settings = load_settings(os.environ, args.config)
-    except SettingsError as exc:
-        for problem in exc.problems:
-            print(f"invalid setting: {problem}", file=sys.stderr)
+    settings = _settings(args.config)
+    if settings is None:
         return 2
     if args.command == "status":
         return print_status(settings, args)
@@ -74,6 +76,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "alerts":
         return test_alerts(channels)
     return run(settings, args, channels)
+
+
+def _settings(config: str | None) -> Settings | None:
+    """The settings, or None after one line per problem."""
+    try:
+        return load_settings(os.environ, config)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"invalid setting: {problem}", file=sys.stderr)
+        return None
+
+
+def trade(argv: list[str]) -> int:
+    from runtime import trade_cli
+    from runtime.control import socket_path
+    args = trade_cli.parse(argv)
+    settings = _settings(args.config)
+    if settings is None:
+        return 2
+    return trade_cli.run(args, socket_path(_state_path(settings, args.config)), len(settings.tp_ladder_percents))
 
 
 def alert_channels(settings: Settings) -> list | None:

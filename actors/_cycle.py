@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from actors import _rules
 from actors._asks import journal
@@ -73,8 +73,8 @@ def command_message(monitor: MonitorId, command: Command, reply: Any = None) -> 
                               close_on_trigger=command.close_on_trigger, position_idx=monitor.position_idx,
                               priority=command.priority, reply=reply)
         case Action.AMEND:
-            return AmendOrder(account, symbol, command.link_id, qty=command.qty, trigger_price=command.trigger_price,
-                              priority=command.priority, reply=reply)
+            return AmendOrder(account, symbol, command.link_id, qty=command.qty, price=command.price,
+                              trigger_price=command.trigger_price, priority=command.priority, reply=reply)
         case _:
             return CancelOrder(account, symbol, command.link_id, priority=command.priority, reply=reply)
 
@@ -218,16 +218,26 @@ class CheckCycle:
             self._save(critical=True, entries=entries)
 
     def _save(self, *, critical: bool, entries: tuple[JournalEntry, ...] = (), retire: bool = False) -> None:
-        data = None
-        if self.state is not None:
-            data = {**_rules.state_to_dict(self.state), "summary": _rules.summary(self.state, None)}
+        data = _rules.stored(self.state) if self.state is not None else None
         self._io.save(data, entries, critical=critical, retire=retire)
+
+    def instruct(self, change: Callable[[MonitorState, int], tuple[MonitorState, Event]]) -> str:
+        """The trader's instruction (new targets, a close), recorded before a check acts on it.
+        "" when done, else why not."""
+        if self.state is None or self.state.orphan:
+            return "its position is not guarded yet (the monitor has not seen it)"
+        if self.state.closing:
+            return f"its position is closing ({self.state.closing})"
+        self.state, event = change(self.state, self._clock.wall_ms())
+        self._emit((event,))
+        return ""
 
     def _created_event(self) -> Event:
         state = self.state
         plan = state.plan
-        return Event(EventKind.MONITOR_CREATED, f"MONITOR STARTED {self.monitor}: {plan.approach} {plan.side} "
-                     f"{state.last_size} in {state.phase} (position {state.position_id})",
+        what = (f"orphaned orders {', '.join(sorted(state.open_links))} on a flat position; confirming it is gone"
+                if state.orphan else f"{plan.approach} {plan.side} {state.last_size} in {state.phase}")
+        return Event(EventKind.MONITOR_CREATED, f"MONITOR STARTED {self.monitor}: {what} (position {state.position_id})",
                      payload={"approach": plan.approach, "phase": state.phase})
 
     def _retire(self, reason: CloseReason) -> CheckResult:

@@ -15,7 +15,7 @@ WRITE_LIMIT = 10
 READ_LIMIT = 50
 WRITE_ENDPOINTS = frozenset({
     "/v5/order/create", "/v5/order/amend", "/v5/order/cancel", "/v5/order/cancel-all",
-    "/v5/order/create-batch", "/v5/order/amend-batch", "/v5/order/cancel-batch",
+    "/v5/order/create-batch", "/v5/order/amend-batch", "/v5/order/cancel-batch", "/v5/position/set-leverage",
 })
 IP_BAN_SECONDS = 600.0
 

@@ -42,6 +42,7 @@ class Approach(StrEnum):
     CONSERVATIVE = "conservative"
     FAST = "fast"
     ADOPTED = "adopted"
+    PLANNED = "planned"                 # a position the daemon did not open, given its targets by the trader
 
 
 class CloseReason(StrEnum):
@@ -52,6 +53,7 @@ class CloseReason(StrEnum):
     EMERGENCY_CLOSE = "emergency_close"
     FLIPPED = "flipped"                 # R11: the side changed; the new position is adopted anew
     NO_POSITION = "no_position"         # nothing to guard was found (never created)
+    ENTRY_REFUSED = "entry_refused"     # the exchange refused a planned trade's first entry: nothing opened
 
 
 class EventKind(StrEnum):
@@ -69,11 +71,17 @@ class EventKind(StrEnum):
     EMERGENCY_CLOSE = "emergency_close"
     POSITION_CLOSED = "position_closed"
     UNPROTECTED = "unprotected"                  # critical when it lasts (alerted), else logged every check
+    TRADE_PLANNED = "trade_planned"
+    ENTRY_SENT = "entry_sent"
+    ENTRY_REFUSED = "entry_refused"
+    CLOSE_REQUESTED = "close_requested"
+    PLAN_CHANGED = "plan_changed"
     UNKNOWN_STATUS = "unknown_status"            # not critical
     FOLLOW_UP_DEFERRED = "follow_up_deferred"    # not critical
 
 
 STOP_KEY, EMERGENCY_KEY = Intent(Role.STOP, 0), Intent(Role.EMERGENCY_CLOSE, 0)
+FIRST_ENTRY = Intent(Role.ENTRY, 1)
 CONFIRMING_SNAPSHOTS = 2          # R6 and R10: fresh snapshots needed to believe an absence
 RECENT_CHANGE_MS = 60_000
 IDLE_AFTER_MS = 600_000
@@ -103,6 +111,8 @@ class Plan:
     percents: tuple[Decimal, ...]       # take-profit shares (add up to 100)
     tp_prices: tuple[Decimal, ...]
     stop_price: Decimal
+    legs: tuple[Decimal, ...] = ()      # a trade the daemon opens: leg 1 at market, the others limits
+    limits: tuple[Decimal, ...] = ()    # the limit prices of legs 2, 3, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +126,7 @@ class Pending:
     sent_size: Decimal = Decimal(0)
     absent: int = 0                     # fresh snapshots since sending that did not show it done
     seen_snapshot: int = 0
+    price: Decimal | None = None        # an amend's new limit price
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +160,10 @@ class MonitorState:
     urgency: Urgency = Urgency.CRITICAL
     closing: CloseReason | None = None  # closure reason while leftovers are cancelled
     retired: CloseReason | None = None  # closure reason once done
+    orphan: bool = False                # built from orders that outlived their position (no plan)
+    retarget: bool = False              # the trader changed the plan's prices: move the stop and TPs to them
+    close_requested: bool = False       # the trader asked to close at market
+    refusal: str = ""                   # why the exchange refused the first entry (for the trader)
 
     def link(self, intent: Intent, generation: int | None = None) -> str:
         gen = self.generations.get(intent, 0) if generation is None else generation
@@ -293,11 +308,14 @@ def position_id_for(monitor: MonitorId, opened_ms: int) -> str:
 
 def adopt(monitor: MonitorId, view: PositionView, now_ms: int, config: RulesConfig) -> MonitorState | None:
     """A state for a position found without one: rebuilt from the daemon's own orders (their
-    link ids), or a new adopted plan. None when there is no open position or no instrument.
+    link ids), or a new adopted plan; with no open position, an orphan state when the daemon's
+    orders outlived it. None when there is nothing to guard or no instrument yet.
     Its last change is the exchange's own (the position's or its orders' update time): taking
     charge of a position is not a fill, so it does not make the monitor critical by itself."""
     position = view.position
-    if position is None or not position.is_open or view.instrument is None:
+    if position is None or not position.is_open:
+        return _orphan(monitor, view, now_ms)
+    if view.instrument is None:
         return None
     instrument, side, avg = view.instrument, str(position.side), position.avg_price
     ours_by_position: dict[str, list[Order]] = {}
@@ -320,6 +338,62 @@ def adopt(monitor: MonitorId, view: PositionView, now_ms: int, config: RulesConf
                         realised_start=position.cum_realised_pnl, realised_seen=position.cum_realised_pnl)
 
 
+def _orphan(monitor: MonitorId, view: PositionView, now_ms: int) -> MonitorState | None:
+    """The daemon's orders left on a flat position that no monitor guards (its monitor's life
+    ended in a crash before the clean-up): a state that owns them, confirms the position is gone
+    as R6 does (two fresh snapshots, or a pushed flat row), cancels them and retires. It has no
+    plan to guard with: should the position turn out open it retires at once and is adopted."""
+    mine: dict[str, list[Order]] = {}
+    for order in view.orders:
+        if order.link is not None and order.is_open and order.position_idx == monitor.position_idx:
+            mine.setdefault(order.link.position_id, []).append(order)
+    if not mine:
+        return None
+    position_id = max(mine, key=lambda pid: len(mine[pid]))   # others: the next discovery's
+    order = mine[position_id][0]
+    side = str(order.side) if order.link.role is Role.ENTRY else closing_side(str(order.side))
+    plan = Plan(Approach.ADOPTED, side, (Decimal(100),), (), Decimal(0))
+    return MonitorState(monitor, position_id, plan, Phase.MONITORING, now_ms, orphan=True,
+                        open_links=frozenset(o.link_id for o in mine[position_id]),
+                        last_change_ms=max(o.updated_ms for o in mine[position_id]))
+
+
+def ladder_for(levels: int, config: RulesConfig) -> tuple[Decimal, ...]:
+    """Take-profit shares for a ladder of `levels`: the configured ladder when it has as many,
+    all of it for one, else equal shares."""
+    if levels == len(config.ladder_percents) and levels > 1:
+        return config.ladder_percents
+    return (Decimal(100),) if levels == 1 else tuple(Decimal(100) / levels for _ in range(levels))
+
+
+def planned(monitor: MonitorId, position_id: str, plan: Plan, now_ms: int) -> MonitorState:
+    """The state of a trade the daemon opens, recorded before its first order is sent: its
+    monitor places leg 1 at market, then the limits, the stop and the take-profits."""
+    return MonitorState(monitor, position_id, plan, Phase.BUILDING, now_ms, last_change_ms=now_ms)
+
+
+def retarget(state: MonitorState, tp_prices: tuple[Decimal, ...], stop_price: Decimal, now_ms: int,
+             config: RulesConfig) -> tuple[MonitorState, Event]:
+    """The trader's new targets for a guarded position: its monitor amends its own stop and
+    take-profits to them (never cancelling the stop), places what is missing and cancels the
+    take-profits beyond the new ladder."""
+    plan = state.plan
+    approach = Approach.PLANNED if plan.approach is Approach.ADOPTED else plan.approach
+    plan = replace(plan, approach=approach, percents=ladder_for(len(tp_prices), config), tp_prices=tp_prices,
+                   stop_price=stop_price)
+    line = (f"PLAN {state.monitor}: take-profits {', '.join(map(str, tp_prices))}, stop {stop_price} "
+            f"(was {', '.join(map(str, state.plan.tp_prices))}, stop {state.plan.stop_price})")
+    return replace(state, plan=plan, retarget=True, last_change_ms=now_ms), _event(
+        EventKind.PLAN_CHANGED, line, tp_prices=[str(p) for p in tp_prices], stop=str(stop_price))
+
+
+def request_close(state: MonitorState, now_ms: int) -> tuple[MonitorState, Event]:
+    """The trader's close: resting entries cancelled, the rest closed at market (reduce-only),
+    then clean-up as R6 with reason manual. The stop stays until the position is gone."""
+    return replace(state, close_requested=True, last_change_ms=now_ms), _event(
+        EventKind.CLOSE_REQUESTED, f"CLOSE REQUESTED {state.monitor}: closing {state.last_size} at market")
+
+
 def _rebuild(monitor: MonitorId, position_id: str, orders: list[Order], position: Position,
              instrument: Instrument, now_ms: int, config: RulesConfig) -> MonitorState:
     side, avg = str(position.side), position.avg_price
@@ -332,8 +406,7 @@ def _rebuild(monitor: MonitorId, position_id: str, orders: list[Order], position
             by_key[key] = order
     tp_levels = sorted(k.level for k in by_key if k.role is Role.TAKE_PROFIT)
     levels = max(tp_levels) if tp_levels else 1
-    percents = config.ladder_percents if levels == len(config.ladder_percents) and levels > 1 else \
-        (Decimal(100),) if levels == 1 else tuple(Decimal(100) / levels for _ in range(levels))
+    percents = ladder_for(levels, config)
     sign = _sign(side)
     tp = {k.level: order for k, order in by_key.items() if k.role is Role.TAKE_PROFIT}
     tp_prices = tuple(tp[n].price if n in tp and tp[n].price else
@@ -407,6 +480,8 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
                                            level=logging.WARNING, critical=False, status=str(unknown[0].status)),))
     events: list[Event] = []
     position, size = _size_of(state, view)
+    if state.orphan and size > 0:   # not gone after all: leave it to a monitor that adopts it
+        return Decision(replace(state, retired=CloseReason.NO_POSITION))
     ours = _ours(state, view.orders)
     closed = _closed_of(state, view.closed)
     fresh = view.snapshot_id != state.last_snapshot
@@ -416,6 +491,10 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     state, fill_events = _detect_fills(state, closed, size, realised, now_ms)
     events += fill_events
     commands: list[Command] = []
+    entry_filled = any(o.cum_exec_qty > 0 for o in closed.get(FIRST_ENTRY, []))
+    if _opening(state) and size == 0 and not entry_filled:   # once filled, a flat position is R6's
+        state, open_commands, open_events = _open(state, closed, view.snapshot_id)
+        return Decision(replace(state, last_snapshot=view.snapshot_id), tuple(open_commands), tuple(events + open_events))
 
     # R6, R11: the position is gone, or it is no longer the position this monitor guards.
     flipped = position is not None and str(position.side) != state.plan.side
@@ -438,19 +517,23 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
 
     entries = [o for key, orders in ours.items() if key.role is Role.ENTRY for o in orders[:1]
                if o.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) and o.trigger_price is None]
-    # R2: TP1 filled -> cancel resting entries, stop to breakeven (below), phase PROFIT_TAKING.
-    if state.tp1_done:
+    state, commands, placing = _place_limits(state, view.snapshot_id)
+    # R2: TP1 filled (or the trader's close) -> cancel resting entries, stop to breakeven (below),
+    # phase PROFIT_TAKING.
+    if state.tp1_done or state.close_requested:
         for entry in entries:
             key = entry.link.intent
             if key not in state.pending:
                 state = _with_pending(state, key, Pending(Action.CANCEL, entry.link_id, sent_snapshot=view.snapshot_id))
                 commands.append(Command(Action.CANCEL, key, entry.link_id, Priority.CLEANUP))
         entries = []
+    if state.tp1_done:
         if state.phase != Phase.PROFIT_TAKING:
             events.append(_event(EventKind.PHASE_CHANGED, f"PHASE {state.monitor}: {state.phase} -> {Phase.PROFIT_TAKING}",
                                  old=state.phase, new=Phase.PROFIT_TAKING))
             state = replace(state, phase=Phase.PROFIT_TAKING, last_change_ms=now_ms)
-    elif state.phase == Phase.BUILDING and not entries:
+    elif state.phase == Phase.BUILDING and not entries and not placing and \
+            not any(key.role is Role.ENTRY for key in state.pending):
         events.append(_event(EventKind.PHASE_CHANGED, f"PHASE {state.monitor}: {Phase.BUILDING} -> {Phase.MONITORING}",
                              old=Phase.BUILDING, new=Phase.MONITORING))
         state = replace(state, phase=Phase.MONITORING, last_change_ms=now_ms)
@@ -461,16 +544,83 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
             state, command = _cleanup_cancel(state, stale_order, view.snapshot_id)
             commands += [command] if command else []
 
-    resting = sum((o.leaves_qty for o in entries), Decimal(0))
+    resting = sum((o.leaves_qty for o in entries), Decimal(0)) + placing
     state, stop_commands, stop_events = _protect(state, view, ours, size, resting, instrument, config)
     commands = stop_commands + commands
     events += stop_events
-    if not _observing(state, config):
+    if state.close_requested:
+        state, close_commands = _close_at_market(state, size, view.snapshot_id)
+        commands += close_commands
+    elif not _observing(state, config):
         state, tp_commands = _take_profits(state, view, ours, size, instrument)
         commands += tp_commands
+    if state.retarget and not any(c.key is not None and c.key.role in (Role.STOP, Role.TAKE_PROFIT) for c in commands) \
+            and not any(key.role in (Role.STOP, Role.TAKE_PROFIT) for key in state.pending):
+        state = replace(state, retarget=False)   # the orders are where the plan says
     state = replace(state, last_snapshot=view.snapshot_id,
                     open_links=frozenset(o.link_id for orders in ours.values() for o in orders))
     return Decision(state, tuple(commands), tuple(events))
+
+
+# --- a trade the daemon opens, and the trader's close ----------------------------------------
+
+def _opening(state: MonitorState) -> bool:
+    """A planned trade whose position has not been seen yet."""
+    return bool(state.plan.legs) and state.peak_size == 0 and not state.closing
+
+
+def _open(state: MonitorState, closed: dict[Intent, list[Order]],
+          snapshot_id: int) -> tuple[MonitorState, list[Command], list[Event]]:
+    """Leg 1 at market; the limits, the stop and the take-profits follow once the position is
+    seen (a reduce-only order needs a position). Until then nothing else is decided."""
+    if state.close_requested and FIRST_ENTRY not in state.pending:
+        return replace(state, closing=CloseReason.MANUAL, phase=Phase.CLOSED), [], []
+    if FIRST_ENTRY in state.pending:
+        return state, [], []
+    if FIRST_ENTRY not in state.generations:
+        qty = state.plan.legs[0]
+        state, link_id = _next_link(state, FIRST_ENTRY)
+        state = _with_pending(state, FIRST_ENTRY, Pending(Action.PLACE, link_id, qty, None, snapshot_id))
+        event = _event(EventKind.ENTRY_SENT, f"ENTRY {state.monitor}: {link_id} {state.plan.side} {qty} at market "
+                       f"({state.plan.approach})", link_id=link_id, qty=qty)
+        return state, [Command(Action.PLACE, FIRST_ENTRY, link_id, Priority.PROTECT, side=state.plan.side,
+                               order_type="Market", qty=qty, reduce_only=False)], [event]
+    done = closed.get(FIRST_ENTRY, [])
+    if done:    # finished and nothing filled: cancelled by the exchange
+        return _refused(state, f"{done[0].status} {done[0].cancel_type or ''}".strip()), [], []
+    return state, [], []   # not seen finished yet: its fill and the position row are due
+
+
+def _refused(state: MonitorState, why: str) -> MonitorState:
+    return replace(state, closing=CloseReason.ENTRY_REFUSED, phase=Phase.CLOSED, refusal=why)
+
+
+def _place_limits(state: MonitorState, snapshot_id: int) -> tuple[MonitorState, list[Command], Decimal]:
+    """A planned trade's limit legs, once its position exists (never after TP1 or a close).
+    Returns the quantity being placed: the stop covers it from the start."""
+    if not state.plan.limits or state.tp1_done or state.close_requested:
+        return state, [], Decimal(0)
+    commands, placing = [], Decimal(0)
+    for level, (qty, price) in enumerate(zip(state.plan.legs[1:], state.plan.limits), 2):
+        key = Intent(Role.ENTRY, level)
+        if key in state.generations:
+            continue
+        state, link_id = _next_link(state, key)
+        state = _with_pending(state, key, Pending(Action.PLACE, link_id, qty, None, snapshot_id))
+        commands.append(Command(Action.PLACE, key, link_id, Priority.RESIZE, side=state.plan.side,
+                                order_type="Limit", qty=qty, price=price, reduce_only=False))
+        placing += qty
+    return state, commands, placing
+
+
+def _close_at_market(state: MonitorState, size: Decimal, snapshot_id: int) -> tuple[MonitorState, list[Command]]:
+    """The trader's close: what is left, at market, reduce-only (again if a close left some)."""
+    if EMERGENCY_KEY in state.pending or size <= 0:
+        return state, []
+    state, link_id = _next_link(state, EMERGENCY_KEY)
+    state = _with_pending(state, EMERGENCY_KEY, Pending(Action.PLACE, link_id, size, None, snapshot_id, size))
+    return state, [Command(Action.PLACE, EMERGENCY_KEY, link_id, Priority.PROTECT, side=closing_side(state.plan.side),
+                           order_type="Market", qty=size, reduce_only=True, close_on_trigger=True)]
 
 
 def settle_pending(state: MonitorState, view: PositionView) -> Decision:
@@ -502,7 +652,8 @@ def _settle_pending(state: MonitorState, ours: dict[Intent, list[Order]], closed
             done = order is not None or pending.link_id in closed_links
         elif pending.action is Action.AMEND:
             done = order is None or ((pending.qty is None or order.qty == pending.qty) and
-                                     (pending.trigger_price is None or order.trigger_price == pending.trigger_price))
+                                     (pending.trigger_price is None or order.trigger_price == pending.trigger_price) and
+                                     (pending.price is None or order.price == pending.price))
         else:
             done = order is None
         if done:
@@ -577,13 +728,14 @@ def _close(state: MonitorState, view: PositionView, ours: dict[str, list[Order]]
                 gone = gone + (view.snapshot_id,)
             state = replace(state, gone_snapshots=gone)
             # A flat row pushed by the stream is the exchange saying so, not a row missing from a
-            # read: it confirms on its own, like a filled stop.
-            if not (stop_hit or last_tp or view.flat_pushed or len(gone) >= CONFIRMING_SNAPSHOTS):
+            # read: it confirms on its own, like a filled stop or our own market close filled.
+            closed_at_market = any(o.status == OrderStatus.FILLED for o in closed.get(EMERGENCY_KEY, []))
+            if not (stop_hit or last_tp or closed_at_market or view.flat_pushed or len(gone) >= CONFIRMING_SNAPSHOTS):
                 return state, [], []  # wait for a second snapshot; change nothing meanwhile
             liquidated = any(o.cancel_type in LIQUIDATION_CANCELS for orders in closed.values() for o in orders) or \
                 (view.position is not None and view.position.status in (PositionStatus.LIQ, PositionStatus.ADL))
             reason = CloseReason.LIQUIDATION if liquidated else CloseReason.STOP_LOSS if stop_hit else \
-                CloseReason.TAKE_PROFITS if last_tp else \
+                CloseReason.TAKE_PROFITS if last_tp else CloseReason.MANUAL if state.close_requested else \
                 CloseReason.EMERGENCY_CLOSE if EMERGENCY_KEY in state.generations else CloseReason.MANUAL
             if stop_hit:
                 events.append(_event(EventKind.STOP_HIT, f"STOP HIT {state.monitor}: position closed by its stop",
@@ -649,6 +801,9 @@ def _protect(state: MonitorState, view: PositionView, ours: dict[str, list[Order
             trigger = be
         else:
             state = replace(state, breakeven_done=True)  # already at or beyond breakeven
+    if state.retarget:   # the trader's stop; after TP1 never less protective than breakeven
+        wanted = state.plan.stop_price if be is None or more_protective(side, state.plan.stop_price, be) else be
+        trigger = wanted if stop.trigger_price != wanted else None
     qty = desired_qty if stop.qty != desired_qty else None
     if trigger is None and qty is None:
         return state, [], []
@@ -689,6 +844,7 @@ def _take_profits(state: MonitorState, view: PositionView, ours: dict[str, list[
     if not state.plan.tp_prices:
         return state, []
     levels = range(1, len(state.plan.percents) + 1)
+    prices = {level: state.plan.tp_prices[level - 1] for level in levels if level - 1 < len(state.plan.tp_prices)}
     split = instrument.split_qty(state.ladder_size, state.plan.percents)
     orders = {level: (ours.get(Intent(Role.TAKE_PROFIT, level)) or [None])[0] for level in levels}
     wanted = {level: split[level - 1] for level in levels if level not in state.filled_tps}
@@ -699,6 +855,10 @@ def _take_profits(state: MonitorState, view: PositionView, ours: dict[str, list[
         leaves = {level: instrument.round_qty(q * size / total) for level, q in leaves.items()}
         leaves = {level: (q if q >= instrument.min_qty else Decimal(0)) for level, q in leaves.items()}
     shrinking, growing = [], []  # sent in this order: room is freed before it is used
+    for key, beyond in ours.items():   # levels a new plan no longer has
+        if key.role is Role.TAKE_PROFIT and key.level > len(state.plan.percents) and key not in state.pending:
+            state = _with_pending(state, key, Pending(Action.CANCEL, beyond[0].link_id, sent_snapshot=view.snapshot_id))
+            shrinking.append(Command(Action.CANCEL, key, beyond[0].link_id, Priority.CLEANUP))
     for level in wanted:
         key = Intent(Role.TAKE_PROFIT, level)
         if key in state.pending:
@@ -709,10 +869,13 @@ def _take_profits(state: MonitorState, view: PositionView, ours: dict[str, list[
             if leaves[level] <= 0 and order.cum_exec_qty == 0:
                 state = _with_pending(state, key, Pending(Action.CANCEL, order.link_id, sent_snapshot=view.snapshot_id))
                 shrinking.append(Command(Action.CANCEL, key, order.link_id, Priority.CLEANUP))
-            elif leaves[level] > 0 and order.qty != qty:
-                state = _with_pending(state, key, Pending(Action.AMEND, order.link_id, qty, None, view.snapshot_id, size))
+            elif leaves[level] > 0 and (order.qty != qty or (state.retarget and order.price != prices.get(level))):
+                price = prices.get(level) if state.retarget and order.price != prices.get(level) else None
+                new_qty = qty if order.qty != qty else None
+                state = _with_pending(state, key, Pending(Action.AMEND, order.link_id, new_qty, None, view.snapshot_id,
+                                                          size, price=price))
                 (shrinking if qty < order.qty else growing).append(
-                    Command(Action.AMEND, key, order.link_id, Priority.RESIZE, qty=qty))
+                    Command(Action.AMEND, key, order.link_id, Priority.RESIZE, qty=new_qty, price=price))
         elif leaves[level] > 0 and level - 1 < len(state.plan.tp_prices):
             state, link_id = _next_link(state, key)
             state = _with_pending(state, key, Pending(Action.PLACE, link_id, leaves[level], None, view.snapshot_id, size))
@@ -754,6 +917,11 @@ def settle(state: MonitorState, command: Command, outcome: Outcome, view: Positi
         return Decision(state, (), tuple(events))  # the id exists already: settled from snapshots
     state = _settled(state, command)
     position, size = _size_of(state, view)
+    if command.key == FIRST_ENTRY and _opening(state) and size == 0:
+        state = _refused(state, f"{code} {outcome.message}")
+        events.append(_event(EventKind.ENTRY_REFUSED, f"ENTRY REFUSED {state.monitor}: {command.link_id}: {code} "
+                             f"{outcome.message}; nothing was opened", level=logging.WARNING, code=code))
+        return Decision(state, (), tuple(events))
     if command.key == STOP_KEY and reason is Meaning.TRIGGER_CROSSED and size > 0:          # R9
         state, link_id = _next_link(state, EMERGENCY_KEY)
         state = _with_pending(state, EMERGENCY_KEY, Pending(Action.PLACE, link_id, size, None, view.snapshot_id, size))
@@ -824,12 +992,18 @@ def summary(state: MonitorState, view: PositionView | None) -> dict[str, Any]:
     """What `main.py status` shows."""
     triggers = _triggers(state, view)
     next_tp = triggers[1] if len(triggers) > 1 else None
-    return {"side": state.plan.side, "phase": state.phase, "size": state.last_size, "avg_price": state.avg_price,
+    return {"approach": state.plan.approach, "side": state.plan.side, "phase": state.phase, "size": state.last_size,
+            "avg_price": state.avg_price, "tps": [str(p) for p in state.plan.tp_prices],
             "next_tp": next_tp, "stop": triggers[0] if triggers else None, "urgency": state.urgency,
             "last_check_ms": state.last_check_ms}
 
 
 # --- persistence form ----------------------------------------------------------------------
+
+def stored(state: MonitorState) -> dict[str, Any]:
+    """What Persistence keeps for a monitor: its state and the summary `status` reads."""
+    return {**state_to_dict(state), "summary": summary(state, None)}
+
 
 def state_to_dict(state: MonitorState) -> dict[str, Any]:
     plan = state.plan
@@ -837,7 +1011,8 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
         "monitor": str(state.monitor), "position_id": state.position_id, "phase": state.phase,
         "created_ms": state.created_ms,
         "plan": {"approach": plan.approach, "side": plan.side, "percents": [str(p) for p in plan.percents],
-                 "tp_prices": [str(p) for p in plan.tp_prices], "stop_price": str(plan.stop_price)},
+                 "tp_prices": [str(p) for p in plan.tp_prices], "stop_price": str(plan.stop_price),
+                 "legs": [str(q) for q in plan.legs], "limits": [str(p) for p in plan.limits]},
         "generations": {str(k): v for k, v in state.generations.items()},
         "pending": {str(k): _pending_to_dict(p) for k, p in state.pending.items()},
         "cleanup": {k: _pending_to_dict(p) for k, p in state.cleanup.items()},
@@ -849,20 +1024,21 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
         "last_change_ms": state.last_change_ms, "last_check_ms": state.last_check_ms, "urgency": state.urgency,
         "tp1_fill_ms": state.tp1_fill_ms, "opened_ms": state.opened_ms,
         "realised_start": _text(state.realised_start), "realised_seen": _text(state.realised_seen),
-        "closing": state.closing,
+        "closing": state.closing, "orphan": state.orphan, "retarget": state.retarget,
+        "close_requested": state.close_requested, "refusal": state.refusal,
     }
 
 
 def _pending_to_dict(p: Pending) -> dict[str, Any]:
     return {"action": p.action, "link_id": p.link_id, "qty": _text(p.qty), "trigger_price": _text(p.trigger_price),
             "sent_snapshot": p.sent_snapshot, "sent_size": str(p.sent_size), "absent": p.absent,
-            "seen_snapshot": p.seen_snapshot}
+            "seen_snapshot": p.seen_snapshot, "price": _text(p.price)}
 
 
 def _pending_from_dict(p: dict[str, Any]) -> Pending:
     return Pending(Action(p["action"]), str(p["link_id"]), _dec(p.get("qty")), _dec(p.get("trigger_price")),
                    int(p.get("sent_snapshot", 0)), Decimal(str(p.get("sent_size", "0"))), int(p.get("absent", 0)),
-                   int(p.get("seen_snapshot", 0)))
+                   int(p.get("seen_snapshot", 0)), _dec(p.get("price")))
 
 
 def _text(value: Decimal | None) -> str | None:
@@ -891,7 +1067,8 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
             monitor=MonitorId.parse(data["monitor"]), position_id=str(data["position_id"]), phase=Phase(data["phase"]),
             created_ms=int(data["created_ms"]),
             plan=Plan(Approach(plan["approach"]), str(plan["side"]), tuple(Decimal(p) for p in plan["percents"]),
-                      tuple(Decimal(p) for p in plan["tp_prices"]), Decimal(plan["stop_price"])),
+                      tuple(Decimal(p) for p in plan["tp_prices"]), Decimal(plan["stop_price"]),
+                      tuple(Decimal(q) for q in plan.get("legs", ())), tuple(Decimal(p) for p in plan.get("limits", ()))),
             generations={Intent.parse(str(k)): int(v) for k, v in data.get("generations", {}).items()},
             pending=pending, cleanup=cleanup,
             filled_tps=frozenset(int(x) for x in data.get("filled_tps", [])), tp1_done=bool(data.get("tp1_done")),
@@ -905,6 +1082,8 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
             last_snapshot=int(data.get("last_snapshot", 0)),
             last_change_ms=int(data.get("last_change_ms", 0)), last_check_ms=int(data.get("last_check_ms", 0)),
             tp1_fill_ms=int(data.get("tp1_fill_ms", 0)),
-            urgency=Urgency(data.get("urgency", "critical")), closing=CloseReason(closing) if closing else None)
+            urgency=Urgency(data.get("urgency", "critical")), closing=CloseReason(closing) if closing else None,
+            orphan=bool(data.get("orphan", False)), retarget=bool(data.get("retarget", False)),
+            close_requested=bool(data.get("close_requested", False)), refusal=str(data.get("refusal", "")))
     except (KeyError, TypeError, ArithmeticError) as exc:
         raise ValueError(f"malformed monitor state: {exc!r}") from None

@@ -23,6 +23,8 @@ ENDPOINTS = {
     "get_order_history": "/v5/order/history",
     "get_instruments_info": "/v5/market/instruments-info",
     "get_wallet_balance": "/v5/account/wallet-balance",
+    "get_tickers": "/v5/market/tickers",
+    "set_leverage": "/v5/position/set-leverage",
     "get_api_key_information": "/v5/user/query-api",
     "place_order": "/v5/order/create",
     "amend_order": "/v5/order/amend",
@@ -218,6 +220,38 @@ def ticker_mark(topic: str, data: Any) -> tuple[str, Decimal | None]:
     if not mark.is_finite() or mark <= 0:
         raise ModelError(f"{topic} push: markPrice {raw!r} is not a price")
     return symbol, mark
+
+
+def _positive(what: str, raw: Any) -> Decimal:
+    try:
+        value = Decimal(str(raw))
+    except ArithmeticError:
+        raise ModelError(f"{what} {str(raw)[:40]!r} is not a number") from None
+    if not value.is_finite() or value < 0:
+        raise ModelError(f"{what} {str(raw)[:40]!r} is not a positive number")
+    return value
+
+
+def last_price(body: Mapping[str, Any], symbol: str) -> Decimal:
+    """The last price in a `/v5/market/tickers` answer for one symbol; ModelError when absent."""
+    rows = (body.get("result") or {}).get("list") or []
+    row = next((r for r in rows if isinstance(r, dict) and r.get("symbol") == symbol), None)
+    if row is None:
+        raise ModelError(f"tickers: no row for {symbol}")
+    return _positive("tickers: lastPrice", row.get("lastPrice"))
+
+
+def available_balance(body: Mapping[str, Any]) -> Decimal:
+    """totalAvailableBalance of a unified account's `/v5/account/wallet-balance` answer."""
+    rows = (body.get("result") or {}).get("list") or []
+    if not rows or not isinstance(rows[0], dict):
+        raise ModelError("wallet-balance: no account row")
+    return _positive("wallet-balance: totalAvailableBalance", rows[0].get("totalAvailableBalance"))
+
+
+def leverage_params(symbol: str, leverage: Decimal) -> dict[str, str]:
+    text = format(leverage.normalize(), "f")
+    return {"category": "linear", "symbol": symbol, "buyLeverage": text, "sellLeverage": text}
 
 
 def ticker_topics(symbols: list[str], limit: int = ARGS_LIMIT) -> list[tuple[str, ...]]:

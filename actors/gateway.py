@@ -8,7 +8,8 @@ back as a message. Requesters pass a future (`reply`) that is set when the answe
 
 Freshness comes from two sources:
 - Pushes. Each account's private stream (position, order, execution) and the public ticker
-  stream (mark prices of the guarded symbols) are told to this mailbox and merged into the cache
+  stream (mark prices of the guarded symbols) are run by actors/_streams.py (connections, health,
+  resyncs, missed pushes); private pushes are told to this mailbox and merged into the cache
   (actors/_cache.py). While an account's stream is healthy (actors/_freshness.py) every view is
   answered from the cache at once, whatever `max_age` asks; a REST snapshot resyncs it after each
   (re)connect and every `resync_every` seconds. A push that changes a position or its orders
@@ -19,6 +20,9 @@ Freshness comes from two sources:
   when that costs more pages than the urgent requests justify, a read of the requested symbols
   (actors/_paging.py). A failed read keeps the last good data (served marked stale, up to
   `stale_limit`).
+
+Rare one-off requests (the key check, what opening a trade needs, setting leverage) go through the
+same jobs; actors/_account.py builds them and answers from their results.
 """
 
 from __future__ import annotations
@@ -26,27 +30,25 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import threading
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Callable
 
 import pykka
 
-from actors import _wire
+from actors import _account, _wire
 from actors._asks import has_reply, journal, tell_upward
 from actors._cache import AccountCache, Difference, is_market
-from actors._freshness import StreamHealth
 from actors._paging import Read, ReadFailed
 from actors._rate_limit import IP_BAN_SECONDS, WRITE_ENDPOINTS, RateLimiter
-from actors._stream import Kind, StreamEvent
+from actors._stream import StreamEvent
+from actors._streams import Streams
 from actors._wire import HttpFail, HttpOk
 from messages.codes import Meaning, RetCode, meaning
-from messages.gateway import (Accepted, Access, AmendOrder, AttachScheduler, Batch, CancelAll, CancelOrder,
-                              CheckAccess, GatewayStats, GatewayTick, GetAccountSnapshot, GetGatewayStats,
-                              GetPositionView, Outcome, PlaceOrder, Rejected, ReportStats, Unavailable, Unresolved)
+from messages.gateway import (Accepted, AmendOrder, AttachScheduler, Batch, CancelAll, CancelOrder, CheckAccess,
+                              GatewayStats, GatewayTick, GetAccountSnapshot, GetGatewayStats, GetMarket, GetPositionView,
+                              Outcome, PlaceOrder, Rejected, ReportStats, SetLeverage, Unavailable, Unresolved)
 from messages.models import Instrument, ModelError, MonitorId
 from messages.persistence import Record, account_subject
 from messages.scheduler import AccountStale, Wake
@@ -57,7 +59,8 @@ from runtime.stats import percentile
 
 log = logging.getLogger(__name__)
 
-REQUESTS = (GetPositionView, GetAccountSnapshot, PlaceOrder, AmendOrder, CancelOrder, CancelAll, Batch, CheckAccess)
+REQUESTS = (GetPositionView, GetAccountSnapshot, PlaceOrder, AmendOrder, CancelOrder, CancelAll, Batch, CheckAccess,
+            GetMarket, SetLeverage)
 READ_PRIORITY = 0.5            # between protecting a position and cleaning up
 BACKOFF_START, BACKOFF_MAX = 1.0, 15.0
 INSTRUMENTS_EVERY = 3600.0
@@ -66,9 +69,7 @@ REFRESH_KEPT = 1000
 HISTORY_EVERY_S = 5.0          # while fresh, a symbol's order history is read at most this often
 WRITE_QUEUE_S = 8.0            # a write not sent within this (Bybit's 10/s per account) is answered "not sent"
 SETTLE_WAIT_S = 1.0            # a fill's position push not here by then: read the symbol by REST
-MISSED_GRACE_S = 2.0           # a resync's difference is a missed push only if no push told it by then
 RESYNC = ("resync",)           # the key of an account's resync read, beside its full (None) and symbol reads
-TICKER_SYNC_S = 1.0            # how often the ticker subscriptions follow the open positions
 
 
 @dataclass
@@ -101,16 +102,6 @@ class _Failing:
 class _Done:
     job_id: int
     result: HttpOk | HttpFail
-
-
-@dataclass(frozen=True, slots=True)
-class _Judge:
-    """A periodic resync's differences, judged after a grace (pushes on their way are not missed)."""
-    due: float
-    account: str
-    connection: int
-    since: float
-    differences: tuple[Difference, ...]
 
 
 class ExchangeGateway(pykka.ThreadingActor):
@@ -146,21 +137,13 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._instruments: dict[str, Instrument] = {}
         self._instruments_at = -INSTRUMENTS_EVERY
         self._instruments_loading = False
-        # Streams.
-        self._heartbeat = heartbeat
-        self._resync_every = resync_every
-        self._private: dict[str, Any] = {}
-        self._health: dict[str, StreamHealth] = {}
-        self._tickers: list[Any] = []
-        self._judging: list[_Judge] = []
+        # Streams (the clients, their health, tickers: actors/_streams.py); pushes merge here.
+        self._streams = Streams(transport, self._caches, clock, self._metrics, heartbeat=heartbeat,
+                                resync_every=resync_every, deliver=self._deliver, resync=self._start_resync,
+                                stale=lambda account: tell_upward(self._scheduler, AccountStale(account)))
         self._parked: dict[tuple[str, str], list[GetPositionView]] = {}   # views waiting for a fill to settle
         self._history_at: dict[tuple[str, str], float] = {}                # last order-history read per symbol
         self._queued_links: set[str] = set()                               # commands not sent or not answered yet
-        self._marks_lock = threading.Lock()
-        self._marks_inbox: dict[str, Decimal] = {}                         # latest ticker marks, not yet taken
-        self._ticker_synced_at = -math.inf
-        self._auth_refused: set[str] = set()
-        self._connects: Counter[str] = Counter()
         # Stats.
         self._calls: Counter[tuple[str, str]] = Counter()
         self._errors: Counter[tuple[str, str]] = Counter()
@@ -170,22 +153,16 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._refresh_seconds: deque[float] = deque(maxlen=REFRESH_KEPT)
         self._refreshes = 0
         self._rate_limited = self._banned = 0
-        self._pushes = self._rejected_pushes = self._missed = self._wakes = 0
+        self._pushes = self._rejected_pushes = self._wakes = 0
 
     # --- life cycle -----------------------------------------------------------------------
 
     def on_start(self) -> None:
         self._load_instruments()
-        if getattr(self._transport, "streams", False):
-            for account in self._caches:
-                self._private[account] = self._transport.private_stream(
-                    account, self._deliver, heartbeat=self._heartbeat, clock=self._clock.monotonic)
-                self._health[account] = StreamHealth(account, self._heartbeat, self._resync_every)
-            self._tick_streams(self._clock.monotonic())
+        self._streams.start()
 
     def on_stop(self) -> None:
-        for client in [*self._private.values(), *self._tickers]:
-            client.stop()
+        self._streams.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
         waiting = [r for read in self._reads.values() for r in read.waiters] + \
             [r for requests in self._parked.values() for r in requests]
@@ -202,24 +179,6 @@ class ExchangeGateway(pykka.ThreadingActor):
         except pykka.ActorDeadError:
             pass
 
-    def _deliver_ticker(self, event: StreamEvent) -> None:
-        """On a ticker stream's thread: keep only each symbol's latest mark (taken at the next
-        tick). Tickers come many times a second per symbol; one message each would flood the
-        mailbox for nothing but urgency."""
-        if event.kind is not Kind.PUSH:
-            self._deliver(event)
-            return
-        try:
-            symbol, mark = _wire.ticker_mark(event.topic, event.data)
-        except ModelError as exc:
-            self._metrics.stream_rejected.labels("public").inc()
-            log.debug("Stream %s: malformed ticker push rejected: %s", event.stream, exc)
-            return
-        self._metrics.stream_pushes.labels("public", "tickers").inc()
-        if mark is not None:
-            with self._marks_lock:
-                self._marks_inbox[symbol] = mark
-
     # --- messages -------------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
@@ -231,20 +190,28 @@ class ExchangeGateway(pykka.ThreadingActor):
             case _Done():
                 self._on_done(message)
             case StreamEvent():
-                self._on_stream(message)
+                if self._streams.on_event(message):
+                    self._on_private_push(message.stream, message)
             case GetPositionView() | GetAccountSnapshot():
                 self._on_query(message)
             case PlaceOrder() | AmendOrder() | CancelOrder() | CancelAll():
                 self._on_command(message)
             case Batch():
                 self._on_batch(message)
+            case CheckAccess() | GetMarket() | SetLeverage() if message.account not in self._caches:
+                _account.unknown_account(message)
             case CheckAccess():
-                self._on_check_access(message)
+                _account.check_access(message, self._enqueue, READ_PRIORITY)
+            case GetMarket():
+                _account.market(message, self._instruments.get(message.symbol), self._enqueue, READ_PRIORITY)
+            case SetLeverage():
+                _account.set_leverage(message, self._enqueue)
             case GatewayTick():
                 now = self._clock.monotonic()
                 if now - self._instruments_at >= INSTRUMENTS_EVERY:
                     self._load_instruments()
-                self._tick_streams(now)
+                self._streams.tick(now)
+                self._unpark(now)
             case AttachScheduler(scheduler=scheduler):
                 self._scheduler = scheduler
             case ReportStats():
@@ -266,7 +233,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         now = self._clock.monotonic()
         symbol = getattr(request, "symbol", None)
         wants_closed = getattr(request, "include_closed", False)
-        heard = self._fresh_by_stream(request.account, now)
+        heard = self._streams.fresh_since(request.account, now)
         if heard is not None and not getattr(request, "fresh", False) and not (symbol and cache.doubtful(symbol)):
             if symbol and cache.unsettled_since(symbol) is not None:
                 self._parked.setdefault((request.account, symbol), []).append(request)  # its position push is due
@@ -324,13 +291,6 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._lookup(hit=key in self._reads)
         read = self._reads.get(key) or self._start_read(request.account, request.symbol, True, closed_only=True)
         read.waiters.append(request)
-
-    def _fresh_by_stream(self, account: str, now: float) -> float | None:
-        """When the account's stream is healthy: when it was last heard from; else None."""
-        health, client = self._health.get(account), self._private.get(account)
-        if health is None or not health.healthy(now, client.last_heard):
-            return None
-        return client.last_heard
 
     def _lookup(self, *, hit: bool) -> None:
         """Count a view: a hit costs no request of its own."""
@@ -427,17 +387,16 @@ class ExchangeGateway(pykka.ThreadingActor):
         if read.account in self._unreadable:
             self._unreadable.discard(read.account)
             self._journal(read.account, "account_readable")
-        if read.account in self._health:
-            self._after_read(read, differences, now)
+        if self._streams.watches(read.account):
+            self._wake_many(read.account, {d.position for d in differences})
+            self._streams.after_read(read, differences, now)
         for request in read.waiters:
             self._answer(request, cache, throttled=read.throttled, closed=closed)
 
     def _read_failed(self, read: Read, reason: str) -> None:
         self._reads.pop(self._key(read), None)
-        health = self._health.get(read.account)
-        if read.resync and health is not None:
-            health.resyncing = False
-            log.warning("Stream %s: resync failed (%s); trying again at the next tick", read.account, reason)
+        if read.resync:
+            self._streams.resync_failed(read.account, reason)
         if read.closed_only:  # only the finished orders are missing: no reason to back off the account
             for request in read.waiters:
                 self._answer(request, self._caches[read.account], stale=True)
@@ -495,139 +454,14 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._instruments_loading = False
         self._instruments_at = self._clock.monotonic()
 
-    def _on_check_access(self, request: CheckAccess) -> None:
-        if request.account not in self._caches:
-            request.reply.set(Access(request.account, False, False, "unknown account"))
-            return
-
-        def done(result: HttpOk | HttpFail) -> None:
-            if isinstance(result, HttpFail):
-                request.reply.set(Access(request.account, False, False, f"{result.code or result.kind}: {result.message}",
-                                         transient=result.uncertain or result.kind == "not_sent"))
-                return
-            info = result.body.get("result") or {}
-            trade = (info.get("permissions") or {}).get("ContractTrade") or []
-            can_trade = str(info.get("readOnly")) == "0" and "Order" in trade
-            request.reply.set(Access(request.account, True, can_trade,
-                                     "can trade" if can_trade else "the key is read-only or lacks Contract - Orders"))
-        self._enqueue(request.account, "get_api_key_information", {}, READ_PRIORITY, done)
-
     # --- streams --------------------------------------------------------------------------
 
-    def _tick_streams(self, now: float) -> None:
-        for account, client in self._private.items():
-            client.tick(now)
-            health = self._health[account]
-            healthy = health.healthy(now, client.last_heard)
-            if healthy != health.was_healthy:
-                health.was_healthy = healthy
-                self._metrics.stream_healthy.labels(account).set(1 if healthy else 0)
-                if not healthy:
-                    tell_upward(self._scheduler, AccountStale(account))
-                if not healthy and health.subscribed:
-                    log.warning("Stream %s: stale (nothing heard for %.0fs); REST polling serves until it is back",
-                                account, now - client.last_heard)
-            if healthy:
-                self._metrics.account_read(account)
-                if health.resync_due(now):
-                    self._resync(account, health)
-        self._unpark(now)
-        for judge in [j for j in self._judging if now >= j.due]:
-            self._judging.remove(judge)
-            self._judge(judge)
-        with self._marks_lock:
-            marks, self._marks_inbox = self._marks_inbox, {}
-        for symbol, mark in marks.items():
-            for cache in self._caches.values():
-                cache.set_mark(symbol, mark)
-        for client in self._tickers:
-            client.tick(now)
-        if now - self._ticker_synced_at >= TICKER_SYNC_S:
-            self._ticker_synced_at = now
-            self._sync_tickers()
-        for client in [*self._private.values(), *self._tickers]:
-            if client.connects > self._connects[client.name]:
-                self._metrics.stream_connects.labels(client.name).inc(client.connects - self._connects[client.name])
-                self._connects[client.name] = client.connects
-
-    def _resync(self, account: str, health: StreamHealth) -> None:
+    def _start_resync(self, account: str, connection: int) -> bool:
+        """A resync read of the account (for the streams), unless one is in flight."""
         if (account, RESYNC) in self._reads:
-            return
-        health.resyncing = True
-        self._metrics.stream_resyncs.labels(account).inc()
-        self._start_read(account, None, False, resync=health.connection)
-
-    def _after_read(self, read: Read, differences: list[Difference], now: float) -> None:
-        health = self._health[read.account]
-        self._wake_many(read.account, {d.position for d in differences})
-        if not read.resync:
-            return
-        connection = read.connection
-        periodic = health.resynced
-        if health.on_resynced(connection, now):
-            log.info("Stream %s: resynced by REST (%d changes while it was not subscribed); fresh by push",
-                     read.account, len(differences))
-        elif periodic and differences and connection == health.connection:
-            self._judging.append(_Judge(now + MISSED_GRACE_S, read.account, connection, read.started,
-                                        tuple(differences)))
-        elif periodic:
-            health.on_checked(0)
-        self._caches[read.account].forget_pushes(read.started - 10 * self._resync_every)
-
-    def _judge(self, judge: _Judge) -> None:
-        health, client = self._health[judge.account], self._private[judge.account]
-        if judge.connection != health.connection:
-            return
-        missed = self._caches[judge.account].missed(list(judge.differences), judge.since)
-        if missed:
-            self._missed += len(missed)
-            self._metrics.stream_missed.labels(judge.account).inc(len(missed))
-            log.warning("Stream %s: resync found %d change(s) no push told (the snapshot wins): %s", judge.account,
-                        len(missed), "; ".join(missed[:5]) + (" ..." if len(missed) > 5 else ""))
-        if health.on_checked(len(missed)):
-            log.warning("Stream %s: two resyncs in a row found missed pushes; the stream is suspect: reconnecting",
-                        judge.account)
-            health.on_down()
-            client.restart("suspect: missed pushes")
-
-    def _on_stream(self, event: StreamEvent) -> None:
-        name = event.stream
-        health = self._health.get(name)
-        client = self._private.get(name)
-        match event.kind:
-            case Kind.CONNECTED:
-                log.info("Stream %s: connected", name)
-            case Kind.AUTHENTICATED:
-                self._auth_refused.discard(name)
-                log.info("Stream %s: authenticated", name)
-            case Kind.AUTH_REFUSED:
-                if name not in self._auth_refused:
-                    self._auth_refused.add(name)
-                    log.error("Stream %s: the exchange refused the key (%s); REST polling guards this account, "
-                              "the stream retries with backoff", name, event.reason)
-            case Kind.SUBSCRIBED if health is not None and client is not None:
-                if health.on_subscribed(client.connects):
-                    log.info("Stream %s: subscribed (%s); resyncing by REST", name, ", ".join(event.data or ()))
-                    self._resync(name, health)
-            case Kind.SUBSCRIBED:
-                log.debug("Stream %s: subscribed to %d topics", name, len(event.data or ()))
-            case Kind.REFUSED:
-                log.error("Stream %s: a subscription was refused: %s", name, event.reason)
-            case Kind.DOWN:
-                if health is not None:
-                    if health.subscribed:
-                        log.warning("Stream %s: down (%s); REST polling serves until it is back", name, event.reason)
-                    else:
-                        log.info("Stream %s: reconnecting (%s)", name, event.reason)
-                    if health.was_healthy:
-                        tell_upward(self._scheduler, AccountStale(name))
-                    health.on_down()
-                    health.was_healthy = False
-                    self._metrics.stream_healthy.labels(name).set(0)
-                else:
-                    log.info("Stream %s: down (%s)", name, event.reason)
-            case Kind.PUSH if health is not None:
-                self._on_private_push(name, event)
+            return False
+        self._start_read(account, None, False, resync=connection)
+        return True
 
     def _on_private_push(self, account: str, event: StreamEvent) -> None:
         kind = event.topic.split(".", 1)[0] or "unknown"
@@ -656,7 +490,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         for (account, symbol), requests in list(self._parked.items()):
             since = self._caches[account].unsettled_since(symbol)
             late = since is not None and now - since > SETTLE_WAIT_S
-            if since is not None and not late and self._fresh_by_stream(account, now) is not None:
+            if since is not None and not late and self._streams.fresh_since(account, now) is not None:
                 continue
             del self._parked[(account, symbol)]
             if late:
@@ -672,27 +506,6 @@ class ExchangeGateway(pykka.ThreadingActor):
             self._wakes += 1
             self._metrics.wakes.labels(account).inc()
             tell_upward(self._scheduler, Wake(MonitorId(account, key[0], key[1])))
-
-    def _sync_tickers(self) -> None:
-        """One ticker topic per guarded symbol, split over connections past Bybit's args limit."""
-        if not self._private:
-            return
-        symbols = sorted(set().union(*(c.symbols() for c in self._caches.values())))
-        groups = _wire.ticker_topics(symbols)
-        for index, topics in enumerate(groups):
-            if index < len(self._tickers):
-                if set(self._tickers[index].topics) != set(topics):
-                    self._tickers[index].set_topics(topics)
-                continue
-            client = self._transport.public_stream(f"tickers-{index}", topics, self._deliver_ticker,
-                                                   heartbeat=self._heartbeat, clock=self._clock.monotonic)
-            if client is None:
-                return
-            self._tickers.append(client)
-            client.tick(self._clock.monotonic())
-        for client in self._tickers[len(groups):]:
-            if client.topics:
-                client.set_topics(())
 
     # --- commands -------------------------------------------------------------------------
 
@@ -851,9 +664,9 @@ class ExchangeGateway(pykka.ThreadingActor):
             pool_in_use=sum(self._busy.values()), pool_size=self._pool_size, limiter_waits=self._limiter.waits,
             rate_limited_10006=self._rate_limited, banned_403=self._banned,
             stale_accounts=tuple(sorted(self._failing)),
-            streams_healthy=tuple(sorted(a for a in self._health if self._fresh_by_stream(a, now) is not None)),
-            pushes=self._pushes, rejected_pushes=self._rejected_pushes, missed_pushes=self._missed,
-            wakes=self._wakes, stream_connects={c.name: c.connects for c in [*self._private.values(), *self._tickers]})
+            streams_healthy=self._streams.healthy_accounts(now),
+            pushes=self._pushes, rejected_pushes=self._rejected_pushes, missed_pushes=self._streams.missed,
+            wakes=self._wakes, stream_connects=self._streams.connects())
 
     def _log_stats(self) -> None:
         hits, misses = self._hits - self._reported_hits, self._misses - self._reported_misses
@@ -864,8 +677,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         p50 = percentile(list(self._refresh_seconds)[-100:], 0.5)
         total = hits + misses
         now = self._clock.monotonic()
-        streams = ", ".join(f"{a} {'fresh' if self._fresh_by_stream(a, now) is not None else 'not fresh'}"
-                            for a in self._health) or "off"
+        streams = self._streams.describe(now)
         log.info("Gateway: hit rate %.1f%% (%d/%d), API calls %d in 60s (%s), refresh p50 %.2fs, pool %d/%d, "
                  "stale %s, streams %s, pushes %d",
                  100.0 * hits / total if total else 100.0, hits, total, sum(recent.values()),

@@ -2,8 +2,10 @@
 
 The actor shell around the check cycle (actors/_cycle.py): on `Check` it runs one cycle with the
 real gateway and persistence behind it, then tells the Scheduler `Checked`, or, once the position
-is closed and cleaned up, tells the Supervisor `MonitorRetired` and stops. It never talks to the
-exchange itself, and every wait has a timeout.
+is closed and cleaned up, tells the Supervisor `MonitorRetired` and stops. The trader's
+instructions (`ChangePlan`, `ClosePosition`, through the Supervisor) are recorded into its state
+and make it ask for a check at once. It never talks to the exchange itself, and every wait has a
+timeout.
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from typing import Any
 
 import pykka
 
+from actors import _rules
 from actors._asks import ask_with_reply, record, tell_upward
 from actors._cycle import CheckCycle, CheckResult, command_message
 from actors._rules import Command, EventKind, MonitorState, RulesConfig
 from messages.gateway import Batch, GetPositionView, Outcome, PositionView, Unavailable, Unresolved
 from messages.models import MonitorId, Urgency
-from messages.monitor import Check, GetMonitorState
+from messages.monitor import ChangePlan, Check, ClosePosition, GetMonitorState
 from messages.persistence import JournalEntry, Record
-from messages.scheduler import Checked
+from messages.scheduler import Checked, Wake
 from messages.supervisor import MonitorFailed, MonitorRetired
 from runtime.clock import Clock
 from runtime.hooks import NO_HOOKS, Hooks
@@ -41,6 +44,7 @@ class Monitor(pykka.ThreadingActor):
         self._scheduler, self._supervisor = scheduler, supervisor
         self._clock = clock
         self._timeout = ask_timeout
+        self._config = config
         self._extra = {"account": monitor.account, "symbol": monitor.symbol, "monitor": str(monitor)}
         self._cycle = CheckCycle(monitor, self, clock, {Urgency(name): s for name, s in intervals.items()}, config,
                                  state=state, dry_run=dry_run, hooks=hooks)
@@ -56,16 +60,28 @@ class Monitor(pykka.ThreadingActor):
                 self._check(message)
             case GetMonitorState():
                 return self._cycle.state
+            case ChangePlan(tp_prices=tps, stop_price=stop):
+                self._instruct(message.reply, lambda state, now_ms: _rules.retarget(state, tps, stop, now_ms, self._config))
+            case ClosePosition():
+                self._instruct(message.reply, _rules.request_close)
             case _:
                 log.error("Monitor %s: unknown message %r", self._id, message, extra=self._extra)
         return None
+
+    def _instruct(self, reply: Any, change: Any) -> None:
+        """The trader's instruction: recorded, then checked at once (the Scheduler dispatches on
+        Wake); the reply says "" or why not."""
+        why_not = self._cycle.instruct(change)
+        reply.set(why_not)
+        if not why_not:
+            tell_upward(self._scheduler, Wake(self._id))
 
     def _check(self, check: Check) -> None:
         started = self._clock.monotonic()
         result = self._cycle.run()
         self._publish(result)
         if result.retired:
-            tell_upward(self._supervisor, MonitorRetired(self._id, result.retired))
+            tell_upward(self._supervisor, MonitorRetired(self._id, result.retired, self._cycle.state.refusal))
             self.stop()
             return
         tell_upward(self._scheduler, Checked(self._id, check.seq, result.urgency, self._clock.monotonic() - started,

@@ -5,14 +5,16 @@ wins on conflict): a state whose position is open on the same side is resumed; a
 without one gets a new monitor (which adopts it); a state whose position is gone is resumed too,
 so its monitor confirms the closure by two fresh snapshots, cancels leftovers and retires.
 Later it discovers new positions from account snapshots every 15 s (at the next tick when a push
-told of a position nobody guards) and restarts failed monitors from their last persisted state,
-with backoff.
+told of a position nobody guards) and the daemon's orders left on a flat position nobody guards (a
+monitor's life ended in a crash before its clean-up: a new monitor confirms and cancels them). It
+restarts failed monitors from their last persisted state, with backoff.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 from collections import Counter
 from typing import Any
@@ -21,14 +23,16 @@ import pykka
 
 from actors import _rules
 from actors._rules import CloseReason, MonitorState, RulesConfig
-from actors._asks import ask_with_reply, tell_upward
+from actors._asks import ask_with_reply, journal, record, tell_upward
+from actors._trade import describe
 from actors.monitor import Monitor
 from messages.gateway import AccountSnapshot, GetAccountSnapshot
 from messages.models import MonitorId, Urgency
-from messages.persistence import LoadState
+from messages.persistence import LoadState, Record
 from messages.scheduler import RegisterMonitor, UnregisterMonitor
-from messages.supervisor import (GetSupervisorReport, MonitorFailed, MonitorRetired, MonitorUnresponsive,
-                                 PositionSeen, StartSupervision, StopMonitors, SupervisorReport, SupervisorTick)
+from messages.supervisor import (GetMonitors, GetSupervisorReport, Instruct, MonitorFailed, MonitorRetired, Monitors,
+                                 MonitorUnresponsive, OpenTrade, PositionSeen, StartSupervision, StopMonitors,
+                                 SupervisorReport, SupervisorTick, TradeStarted)
 from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.hooks import NO_HOOKS, Hooks
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 MONITORS_STOP_S = 20.0   # at shutdown: each monitor finishes its check (a write may wait on the rate limiter)
 
 RESTART_BACKOFF_START, RESTART_BACKOFF_MAX = 1.0, 60.0
+RETIRED_KEPT = 200      # how recent closures are remembered for the trader's channel
 UNRESPONSIVE_LIMIT = 2  # consecutive unanswered checks before a monitor is restarted
 
 
@@ -67,6 +72,7 @@ class Supervisor(pykka.ThreadingActor):
         self._last_discovery = clock.monotonic()
         self._peak = self._started = self._retired = self._restarts = 0
         self._reasons: Counter[str] = Counter()
+        self._retired_recently: dict[MonitorId, tuple[str, str]] = {}
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -81,8 +87,11 @@ class Supervisor(pykka.ThreadingActor):
                 if now - self._last_discovery >= self._discovery_interval:
                     self._last_discovery = now
                     self._discover()
-            case MonitorRetired(monitor=monitor, reason=reason):
+            case MonitorRetired(monitor=monitor, reason=reason, detail=detail):
                 self._monitors.pop(monitor, None)
+                self._retired_recently[monitor] = (str(reason), detail)
+                while len(self._retired_recently) > RETIRED_KEPT:
+                    del self._retired_recently[next(iter(self._retired_recently))]
                 tell_upward(self._scheduler, UnregisterMonitor(monitor))  # the supervisor registered it
                 self._retired += 1
                 self._reasons[str(reason)] += 1
@@ -94,6 +103,12 @@ class Supervisor(pykka.ThreadingActor):
                 self._unresponsive[monitor] += 1
                 if self._unresponsive[monitor] >= UNRESPONSIVE_LIMIT:
                     self._schedule_restart(monitor, f"did not answer {UNRESPONSIVE_LIMIT} checks in a row")
+            case OpenTrade(monitor=monitor, plan=plan):
+                return self._open_trade(monitor, plan)
+            case Instruct(monitor=monitor, instruction=instruction):
+                self._instruct(monitor, instruction)
+            case GetMonitors():
+                return Monitors(dict(self._monitors), dict(self._retired_recently))
             case StopMonitors():
                 self._stop_monitors()
             case GetSupervisorReport():
@@ -150,6 +165,40 @@ class Supervisor(pykka.ThreadingActor):
                  "are gone (to confirm and clean up), %d stored states dropped", resumed, adopted, gone, dropped)
         return len(self._monitors)
 
+    def _open_trade(self, monitor: MonitorId, plan: Any) -> TradeStarted | str:
+        """The plan is durable before its monitor sends anything: a crash in between resumes it
+        (the monitor reserves each order's id before sending it), and the position it opens is
+        never adopted with the default ladder meanwhile (its monitor already guards it)."""
+        if not self._unguarded(monitor):
+            return f"{monitor} already has a monitor"
+        if self._scheduler is None:
+            return "the daemon is still starting"
+        position_id = "t" + secrets.token_hex(5)
+        state = _rules.planned(monitor, position_id, plan, self._clock.wall_ms())
+        line = f"TRADE PLANNED {monitor}: position {position_id}, {describe(plan)}"
+        try:
+            record(self._persistence, Record(monitor, _rules.stored(state), (journal(
+                self._clock.wall_ms(), monitor, _rules.EventKind.TRADE_PLANNED, line=line, side=plan.side),),
+                critical=True), timeout=self._timeout)
+        except Exception as exc:  # noqa: BLE001 - not durable: nothing is sent
+            log.error("Supervisor: the plan for %s was not recorded (%s); nothing sent", monitor, exc)
+            return f"the plan could not be recorded ({type(exc).__name__}); nothing was sent"
+        log.info(line, extra={"account": monitor.account, "symbol": monitor.symbol, "monitor": str(monitor),
+                              "event": "trade_planned"})
+        self._hooks.reached("plan_recorded")
+        self._start_monitor(monitor, state)
+        return TradeStarted(monitor, position_id, self._monitors[monitor])
+
+    def _instruct(self, monitor: MonitorId, instruction: Any) -> None:
+        """Handed on: the monitor answers on the instruction's reply (this mailbox never waits)."""
+        ref = self._monitors.get(monitor)
+        try:
+            if ref is None:
+                raise pykka.ActorDeadError(str(monitor))
+            ref.tell(instruction)
+        except pykka.ActorDeadError:
+            instruction.reply.set("no monitor guards it")
+
     def _decode(self, monitor: MonitorId, data: dict) -> MonitorState | None:
         try:
             return _rules.state_from_dict(data)
@@ -184,10 +233,19 @@ class Supervisor(pykka.ThreadingActor):
                 continue  # a failed snapshot proves nothing: never start or stop anything on it
             for position in snapshot.positions:
                 monitor = MonitorId(account, position.symbol, position.position_idx)
-                if position.is_open and monitor not in self._monitors and monitor not in self._restart_at:
+                if position.is_open and self._unguarded(monitor):
                     log.info("Supervisor: new position %s %s %s; starting its monitor", monitor, position.side,
                              position.size)
                     self._start_monitor(monitor, None)
+            flat = {MonitorId(account, o.symbol, o.position_idx) for o in snapshot.orders if o.link is not None} - \
+                {MonitorId(account, p.symbol, p.position_idx) for p in snapshot.positions if p.is_open}
+            for monitor in sorted(m for m in flat if self._unguarded(m)):
+                log.warning("Supervisor: the daemon's orders on %s outlived its position; starting a monitor to "
+                            "confirm it is gone and cancel them", monitor)
+                self._start_monitor(monitor, None)
+
+    def _unguarded(self, monitor: MonitorId) -> bool:
+        return monitor not in self._monitors and monitor not in self._restart_at
 
     def _schedule_restart(self, monitor: MonitorId, why: str) -> None:
         ref = self._monitors.pop(monitor, None)

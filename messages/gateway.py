@@ -26,6 +26,35 @@ class Priority(IntEnum):
 # --- queries -------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
+class GetMarket:
+    """What opening a trade needs to size and check it: the symbol's instrument rules (from the
+    gateway's instrument list), its last price (a tickers read) and the account's available
+    balance (a wallet read). Answered with `Market`, or `Unavailable` when a read failed."""
+    account: str
+    symbol: str
+    reply: Any = field(kw_only=True)   # required: the future the answer is set on
+
+
+@dataclass(frozen=True, slots=True)
+class Market:
+    account: str
+    symbol: str
+    instrument: Instrument | None      # None: the exchange lists no such symbol
+    last_price: Decimal | None
+    available_balance: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class SetLeverage:
+    """A write: the symbol's leverage on this account (both sides, one-way mode). Answered with an
+    Outcome; Bybit's "not modified" (110043) is `Accepted`."""
+    account: str
+    symbol: str
+    leverage: Decimal
+    reply: Any = field(kw_only=True)   # required: the future the answer is set on
+
+
+@dataclass(frozen=True, slots=True)
 class GetPositionView:
     """One position and this account's open orders for its symbol, no older than `max_age` s.
     `include_closed` adds the symbol's recent finished orders (one extra read) for a monitor

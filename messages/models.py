@@ -97,6 +97,13 @@ def _decimal(kind: str, row: Mapping[str, Any], name: str) -> Decimal:
     return _to_decimal(kind, name, _field(kind, row, name))
 
 
+def _optional_leverage(leverage_filter: Any) -> Decimal | None:
+    """The instrument's maxLeverage when its leverageFilter gives one."""
+    if not isinstance(leverage_filter, Mapping):
+        return None
+    return _price("Instrument", leverage_filter, "maxLeverage")
+
+
 def _price(kind: str, row: Mapping[str, Any], name: str) -> Decimal | None:
     """An optional price: absent, "", "0" or "0.00" mean unset."""
     raw = row.get(name)
@@ -224,6 +231,7 @@ class Instrument:
     min_qty: Decimal
     max_qty: Decimal
     status: str = "Trading"
+    max_leverage: Decimal | None = None
 
     @classmethod
     def from_v5(cls, row: Mapping[str, Any]) -> "Instrument":
@@ -239,6 +247,7 @@ class Instrument:
             min_qty=_decimal(kind, lot, "minOrderQty"),
             max_qty=_decimal(kind, lot, "maxOrderQty"),
             status=str(row.get("status", "Trading")),
+            max_leverage=_optional_leverage(row.get("leverageFilter")),
         )
         if instrument.tick_size <= 0 or instrument.qty_step <= 0:
             raise ModelError(f"{kind}: tickSize and qtyStep must be positive")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,3 +17,18 @@ class Check:
 @dataclass(frozen=True, slots=True)
 class GetMonitorState:
     """Ask: the monitor's current `MonitorState` (None before its first check)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePlan:
+    """The trader's new targets (`trade plan`), through the Supervisor: recorded, then the
+    monitor is checked at once. Answered on `reply` with "" when recorded, else why not."""
+    tp_prices: tuple[Decimal, ...]
+    stop_price: Decimal
+    reply: Any = field(kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ClosePosition:
+    """The trader's close (`trade close`), through the Supervisor; answered like ChangePlan."""
+    reply: Any = field(kw_only=True)

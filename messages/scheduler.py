@@ -29,8 +29,8 @@ class UnregisterMonitor:
 
 @dataclass(frozen=True, slots=True)
 class Wake:
-    """From the gateway: a push changed this monitor's position or orders; check it at once (or
-    right after the check in flight)."""
+    """From the gateway (a push changed this monitor's position or orders) or from the monitor
+    itself (the trader's instruction): check it at once (or right after the check in flight)."""
     monitor: MonitorId
 
 

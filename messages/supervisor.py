@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from messages.models import MonitorId
@@ -24,9 +24,11 @@ class MonitorUnresponsive:
 
 @dataclass(frozen=True, slots=True)
 class MonitorRetired:
-    """The monitor's position is closed and cleaned up; it has stopped itself."""
+    """The monitor's position is closed and cleaned up; it has stopped itself. `detail`: why the
+    exchange refused a planned trade's entry."""
     monitor: MonitorId
     reason: str
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,3 +71,37 @@ class SupervisorReport:
     retired: int
     restarts: int
     retired_reasons: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTrade:
+    """Ask (from the trader's channel): record a planned trade's state (critical) and start its
+    monitor, which sends the entry. `TradeStarted`, or a string saying why not."""
+    monitor: MonitorId
+    plan: Any                           # actors._rules.Plan
+
+
+@dataclass(frozen=True, slots=True)
+class TradeStarted:
+    monitor: MonitorId
+    position_id: str
+    ref: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Instruct:
+    """From the trader's channel: hand a `ChangePlan` or `ClosePosition` to the position's
+    monitor (it answers on the instruction's reply), or answer that nobody guards it."""
+    monitor: MonitorId
+    instruction: Any
+
+
+@dataclass(frozen=True, slots=True)
+class GetMonitors:
+    """Ask: `Monitors`, the running monitors' refs and how recently retired ones ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class Monitors:
+    running: dict[MonitorId, Any]
+    retired: dict[MonitorId, tuple[str, str]] = field(default_factory=dict)   # (reason, detail)

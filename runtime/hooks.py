@@ -6,7 +6,8 @@ The daemon calls `hooks.reached(point)` at each point; by default that is a no-o
 (default the first). Points: `after_send` (a command was sent, its outcome not yet recorded),
 `mid_flush` (inside a batched state write, before its commit), `between_closure_snapshots`
 (a flat position was seen once, the confirming snapshot not yet), `alert_queued` (an alert was
-committed to the outbox, not yet handed to the Notifier).
+committed to the outbox, not yet handed to the Notifier), `plan_recorded` (a trader's plan is
+durable, its monitor not started: nothing sent for it yet).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import signal
 import threading
 from typing import Mapping, Protocol
 
-POINTS = ("after_send", "mid_flush", "between_closure_snapshots", "alert_queued")
+POINTS = ("after_send", "mid_flush", "between_closure_snapshots", "alert_queued", "plan_recorded")
 ENVIRONMENT_NAME = "GUARDIAN_KILL_AT"
 
 

@@ -39,11 +39,13 @@ from messages.scheduler import GetSchedule, StopDispatching, Tick
 from messages.supervisor import GetSupervisorReport, StartSupervision, StopMonitors, SupervisorTick
 from runtime.backoff import Backoff
 from runtime.clock import Clock, SystemClock
+from runtime.control import ControlServer, SocketInUse, socket_path
 from runtime.hooks import Hooks
 from runtime.hooks import from_environment as hooks_from_environment
 from runtime.metrics import Metrics
 from runtime.stats import percentile
 from runtime.ticker import Every, Ticker
+from runtime.trade_desk import TradeDesk, answer
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ class System:
         self.scheduler: Any = None
         self.notifier: Any = None
         self.ticker: Ticker | None = None
+        self.control: ControlServer | None = None
+        self.desk: TradeDesk | None = None
         self.notifier_ticker: Ticker | None = None
         self.started_at = time.monotonic()
         self.first_snapshots_s: float | None = None   # start to every account read once
@@ -88,6 +92,10 @@ class System:
     def start(self, stop: threading.Event) -> bool:
         """Start everything; False when a stop was asked for before the first snapshots came."""
         s = self.settings
+        try:   # first: a second daemon on the same state must not start at all
+            self.control = ControlServer(socket_path(s.state_path), self._trade).start()
+        except SocketInUse as exc:
+            raise StartupError(str(exc)) from None
         store, states, moved = open_store(s.state_path)  # StateError: refuse to start
         channels = list(self.channels)
         unsent = store.unsent_alerts()
@@ -126,6 +134,8 @@ class System:
                                              "quiet_interval": float(s.resync_seconds) / 2} if self.streams else {}))
         self.gateway.tell(AttachScheduler(self.scheduler))
         monitors = self.supervisor.ask(StartSupervision(self.scheduler, snapshots), timeout=60)
+        self.desk = TradeDesk(self.gateway, self.supervisor, tuple(self.accounts), RulesConfig.from_settings(s),
+                              float(s.http_timeout_seconds) + 5)
         self._journal("daemon_started", monitors=monitors, accounts=list(self.accounts))
         self.ticker.add(Every(0.25, self.scheduler, Tick))
         self.ticker.add(Every(float(s.flush_interval_seconds), self.persistence, FlushDue))
@@ -133,6 +143,11 @@ class System:
         self.ticker.add(Every(60.0, self.gateway, ReportStats))
         log.info("Guarding %s%s", ", ".join(self.accounts), " (DRY-RUN: no order is sent)" if self.dry_run else "")
         return True
+
+    def _trade(self, request: Any) -> dict[str, Any]:
+        """The trader's channel: served once every monitor has been started."""
+        desk = self.desk
+        return desk.handle(request) if desk is not None else answer(1, ["the daemon is still starting; try again"])
 
     def _check_access(self, stop: threading.Event) -> bool:
         """Refuse to start on a definite no (a wrong or read-only key); wait out transient
@@ -190,6 +205,9 @@ class System:
         scheduler told to dispatch nothing more (ticks, pushes' wakes); the monitors stopped,
         each after its check, while the scheduler they report to still listens; then the
         supervisor, the scheduler, the gateway and persistence (its final flush last)."""
+        if self.control is not None:
+            self.control.stop()                 # no new trades while stopping
+        self.desk = None
         if self.ticker is not None:
             self.ticker.stop()
         for ref, message in ((self.scheduler, StopDispatching()), (self.supervisor, StopMonitors())):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from messages.models import Instrument, OrderLink, Role
-from simulator.exchange import Exchange, SimAccount
+from simulator.exchange import DEFAULT_LEVERAGE, Exchange, SimAccount
 
 LADDER = (Decimal(85), Decimal(5), Decimal(5), Decimal(5))
 TP_DISTANCES = (Decimal("0.01"), Decimal("0.02"), Decimal("0.03"), Decimal("0.04"))
@@ -134,6 +134,8 @@ def load_demo_book(exchange: Exchange, positions: int, seed: int,
             scale = Decimal(1) if name == accounts[0] else MIRROR_SCALE
             target = instrument.round_qty(instrument.qty_step * steps * scale * 3) or instrument.qty_step * 3
             placer = _Placer(exchange, exchange.accounts[name], instrument, side, _position_id(rng, taken))
+            # The book is funded on top of the account's balance: what stays free is the trader's.
+            exchange.accounts[name].balance += target * exchange.last_price(symbol) * 2 / DEFAULT_LEVERAGE
             _open(placer, kind, target)
             placers.append(placer)
             book.append(DemoPosition(name, symbol, side, kind, placer.pid))

@@ -31,6 +31,7 @@ from simulator.market import InstrumentSpec, Market
 TAKER_FEE = Decimal("0.00055")
 MAKER_FEE = Decimal("0.0002")
 MAX_CONDITIONAL_PER_SYMBOL = 10
+DEFAULT_LEVERAGE = Decimal(10)
 RECENT_CLOSED_KEPT = 500
 _LINK_ID_RE = re.compile(r"[0-9A-Za-z_-]{1,36}")
 
@@ -133,7 +134,7 @@ class SimPosition:
     updated_ms: int = 0
     seq: int = -1
 
-    def to_v5(self, mark: Decimal, tick: Decimal) -> dict[str, Any]:
+    def to_v5(self, mark: Decimal, tick: Decimal, leverage: Decimal = Decimal(10)) -> dict[str, Any]:
         direction = {"Buy": 1, "Sell": -1}.get(self.side, 0)
         unrealised = (mark - self.avg_price) * self.size * direction
         value = self.avg_price * self.size
@@ -141,8 +142,8 @@ class SimPosition:
             "positionIdx": 0, "riskId": 1, "riskLimitValue": "2000000", "symbol": self.symbol,
             "side": self.side, "size": _fmt(self.size) if self.size else "0", "avgPrice": _fmt(self.avg_price.quantize(tick / 1000)),
             "positionValue": _fmt(value), "tradeMode": 0, "autoAddMargin": 0,
-            "positionStatus": self.status, "leverage": "10", "markPrice": _fmt(mark), "liqPrice": "",
-            "bustPrice": "", "positionIM": _fmt((value / 10).quantize(Decimal("0.00000001"))),
+            "positionStatus": self.status, "leverage": _fmt(leverage), "markPrice": _fmt(mark), "liqPrice": "",
+            "bustPrice": "", "positionIM": _fmt((value / leverage).quantize(Decimal("0.00000001"))),
             "positionMM": _fmt((value / 200).quantize(Decimal("0.00000001"))),
             "positionBalance": "", "takeProfit": "", "stopLoss": "", "trailingStop": "0",
             "sessionAvgPrice": "", "delta": "", "gamma": "", "vega": "", "theta": "",
@@ -168,6 +169,7 @@ class SimAccount:
     recent_closed: deque = field(default_factory=lambda: deque(maxlen=RECENT_CLOSED_KEPT))
     executions: list[dict[str, Any]] = field(default_factory=list)
     read_only: bool = False  # a key without trade permission (orders answer 10005)
+    leverage: dict[str, Decimal] = field(default_factory=dict)          # by symbol; DEFAULT_LEVERAGE
 
     def open_orders(self, symbol: str) -> list[SimOrder]:
         return sorted(self.open_by_symbol.get(symbol, {}).values(), key=lambda o: o.seq)
@@ -425,6 +427,9 @@ class Exchange:
             if reduce_only:
                 qty = self._reduce_only_qty(account, spec.symbol, side, qty, conditional=trigger is not None,
                                             close_on_trigger=close_on_trigger)
+            elif trigger is None and qty * (price or last) / account.leverage.get(spec.symbol, DEFAULT_LEVERAGE) \
+                    > self.available_balance(account):
+                raise BybitError(110007, "ab not enough for new order")
             now = self._clock_ms()
             order = SimOrder(
                 order_id=str(uuid.uuid4()), link_id=link_id, symbol=spec.symbol, side=side,
@@ -443,6 +448,24 @@ class Exchange:
                 elif self._crosses(order, last):  # marketable limit: takes at the last price
                     self._execute(account, order, order.qty, last, maker=False)
             return {"orderId": order.order_id, "orderLinkId": order.link_id}
+
+    def set_leverage(self, account: SimAccount, params: dict) -> dict[str, Any]:
+        """Bybit's answers: one-way mode needs buyLeverage == sellLeverage; a leverage outside the
+        instrument's filter is 10001; the same leverage again is 110043 "not modified"."""
+        with self.lock:
+            _check_category(params)
+            spec = self._spec(params)
+            buy, sell = _decimal_param(params, "buyLeverage", True), _decimal_param(params, "sellLeverage", True)
+            if buy != sell:
+                raise BybitError(10001, "Param error: buyLeverage must equal sellLeverage in one-way mode")
+            if not Decimal(1) <= buy <= spec.max_leverage:
+                raise BybitError(10001, f"Param error: leverage must be 1-{_fmt(spec.max_leverage)}")
+            if account.leverage.get(spec.symbol, DEFAULT_LEVERAGE) == buy:
+                raise BybitError(110043, "Set leverage not modified")
+            account.leverage[spec.symbol] = buy
+            if spec.symbol in account.positions:
+                self._position_changed(account, spec.symbol)
+            return {}
 
     def amend_order(self, account: SimAccount, params: dict) -> dict[str, str]:
         with self.lock:
@@ -584,7 +607,7 @@ class Exchange:
         if not self.listeners:
             return
         position = account.positions.get(symbol) or SimPosition(symbol)
-        row = position.to_v5(self.market.last[symbol], self.specs[symbol].tick_size)
+        row = self._position_row(account, position)
         row["entryPrice"] = row.pop("avgPrice")  # the push names it so
         self.changes.append(Change(account.name, "position", {**row, "category": "linear"}))
 
@@ -749,10 +772,10 @@ class Exchange:
             if symbol:
                 spec = self._spec(params)
                 position = account.positions.get(symbol) or SimPosition(symbol)
-                rows = [position.to_v5(self.market.last[symbol], spec.tick_size)]
+                rows = [self._position_row(account, position)]
             elif settle:
-                rows = [p.to_v5(self.market.last[p.symbol], self.specs[p.symbol].tick_size)
-                        for p in account.positions.values() if p.size > 0 and settle == "USDT"]
+                rows = [self._position_row(account, p) for p in account.positions.values()
+                        if p.size > 0 and settle == "USDT"]
                 rows.sort(key=lambda r: r["symbol"])
             else:
                 raise BybitError(10001, "Param error: symbol or settleCoin is required")
@@ -813,17 +836,36 @@ class Exchange:
                 raise BybitError(10001, "Param error: accountType must be UNIFIED")
             return {"list": [self._wallet_row(account)]}
 
-    def _wallet_row(self, account: SimAccount) -> dict[str, Any]:
+    def _position_row(self, account: SimAccount, position: SimPosition) -> dict[str, Any]:
+        symbol = position.symbol
+        return position.to_v5(self.market.last[symbol], self.specs[symbol].tick_size,
+                              account.leverage.get(symbol, DEFAULT_LEVERAGE))
+
+    def _margins(self, account: SimAccount) -> tuple[Decimal, Decimal, Decimal]:
+        """(unrealised P&L, positions' initial margin, resting entry orders' initial margin)."""
         upl = sum(((self.market.last[p.symbol] - p.avg_price) * p.size * (1 if p.side == "Buy" else -1)
                    for p in account.positions.values() if p.size), Decimal(0))
-        im = sum((p.avg_price * p.size / 10 for p in account.positions.values() if p.size), Decimal(0))
+        lev = lambda symbol: account.leverage.get(symbol, DEFAULT_LEVERAGE)
+        position_im = sum((p.avg_price * p.size / lev(p.symbol) for p in account.positions.values() if p.size),
+                          Decimal(0))
+        order_im = sum((o.leaves * (o.price or self.market.last[o.symbol]) / lev(o.symbol)
+                        for orders in account.open_by_symbol.values() for o in orders.values()
+                        if not o.reduce_only and o.trigger_price is None), Decimal(0))
+        return upl, position_im, order_im
+
+    def available_balance(self, account: SimAccount) -> Decimal:
+        upl, position_im, order_im = self._margins(account)
+        return account.balance + upl - position_im - order_im
+
+    def _wallet_row(self, account: SimAccount) -> dict[str, Any]:
+        upl, im, order_im = self._margins(account)
         cum = sum((p.cum_realised for p in account.positions.values()), Decimal(0))
         equity = account.balance + upl
         q = Decimal("0.00000001")
         coin = {
             "coin": "USDT", "equity": _fmt(equity.quantize(q)), "usdValue": _fmt(equity.quantize(q)),
             "walletBalance": _fmt(account.balance.quantize(q)), "locked": "0", "spotHedgingQty": "0",
-            "borrowAmount": "0", "accruedInterest": "0", "totalOrderIM": "0",
+            "borrowAmount": "0", "accruedInterest": "0", "totalOrderIM": _fmt(order_im.quantize(q)),
             "totalPositionIM": _fmt(im.quantize(q)), "totalPositionMM": _fmt((im / 20).quantize(q)),
             "unrealisedPnl": _fmt(upl.quantize(q)), "cumRealisedPnl": _fmt(cum.quantize(q)),
             "bonus": "0", "marginCollateral": True, "collateralSwitch": True, "spotBorrow": "0",
@@ -832,7 +874,7 @@ class Exchange:
         return {
             "accountType": "UNIFIED", "accountIMRate": "0", "accountMMRate": "0",
             "totalEquity": coin["equity"], "totalWalletBalance": coin["walletBalance"],
-            "totalMarginBalance": coin["equity"], "totalAvailableBalance": _fmt((equity - im).quantize(q)),
+            "totalMarginBalance": coin["equity"], "totalAvailableBalance": _fmt((equity - im - order_im).quantize(q)),
             "totalPerpUPL": coin["unrealisedPnl"], "totalInitialMargin": coin["totalPositionIM"],
             "totalMaintenanceMargin": coin["totalPositionMM"], "accountLTV": "", "coin": [coin],
         }
@@ -887,8 +929,7 @@ class Exchange:
                 "accounts": {
                     name: {
                         "balance": _fmt(a.balance),
-                        "positions": [p.to_v5(self.market.last[p.symbol], self.specs[p.symbol].tick_size)
-                                      for p in a.positions.values() if p.size > 0],
+                        "positions": [self._position_row(a, p) for p in a.positions.values() if p.size > 0],
                         "orders": [o.to_v5() for sym in a.open_by_symbol for o in a.open_orders(sym)],
                     }
                     for name, a in self.accounts.items()

@@ -37,6 +37,7 @@ class InstrumentSpec:
     qty_step: Decimal
     min_qty: Decimal
     max_qty: Decimal
+    max_leverage: Decimal = Decimal(50)
 
     def instrument(self) -> Instrument:
         return Instrument(self.symbol, self.tick_size, self.qty_step, self.min_qty, self.max_qty)
@@ -51,7 +52,7 @@ class InstrumentSpec:
             "baseCoin": self.base_coin, "quoteCoin": "USDT", "settleCoin": "USDT",
             "launchTime": "1585526400000", "deliveryTime": "0", "deliveryFeeRate": "",
             "priceScale": str(-self.tick_size.as_tuple().exponent),
-            "leverageFilter": {"minLeverage": "1", "maxLeverage": "50.00", "leverageStep": "0.01"},
+            "leverageFilter": {"minLeverage": "1", "maxLeverage": format(self.max_leverage, ".2f"), "leverageStep": "0.01"},
             "priceFilter": {"minPrice": format(self.tick_size, "f"),
                             "maxPrice": format(self.base_price * 100, "f"),
                             "tickSize": format(self.tick_size, "f")},

@@ -54,6 +54,7 @@ PRIVATE: dict[tuple[str, str], PrivateHandler] = {
     ("POST", "/v5/order/amend"): lambda ex, a, p, pg: ex.amend_order(a, p),
     ("POST", "/v5/order/cancel"): lambda ex, a, p, pg: ex.cancel_order(a, p),
     ("POST", "/v5/order/cancel-all"): lambda ex, a, p, pg: ex.cancel_all(a, p),
+    ("POST", "/v5/position/set-leverage"): lambda ex, a, p, pg: ex.set_leverage(a, p),
 }
 
 # Batch endpoint -> the single-order operation each item goes through.

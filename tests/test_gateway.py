@@ -15,8 +15,8 @@ from actors._asks import ask_with_reply
 from actors._bybit import BybitTransport
 from actors.gateway import ExchangeGateway
 from messages.gateway import (Accepted, AmendOrder, Batch, CancelOrder, GatewayTick, GetAccountSnapshot,
-                              GetGatewayStats, GetPositionView, PlaceOrder, Priority, Rejected, Unavailable,
-                              Unresolved)
+                              GetGatewayStats, GetMarket, GetPositionView, PlaceOrder, Priority, Rejected, SetLeverage,
+                              Unavailable, Unresolved)
 from messages.models import OrderLink, Role
 from messages.persistence import account_subject
 from runtime.clock import SystemClock
@@ -384,3 +384,19 @@ def test_an_account_unreadable_past_the_stale_limit_is_journaled_once_and_its_re
     assert events() == ["account_unreadable", "account_readable"]
     assert all(m.critical and m.monitor == account_subject("mirror") for m in records)
     journal.stop()
+
+
+def test_market_reads_the_price_and_balance_and_leverage_not_modified_is_accepted(rig):
+    rig = rig()
+    wait_until(lambda: rig.view("BTCUSDT").instrument is not None, 10, "instruments loaded")
+    market = rig.send(lambda f: GetMarket("main", "BTCUSDT", reply=f))
+    assert market.instrument.symbol == "BTCUSDT" and market.instrument.max_leverage == Decimal(50)
+    assert market.last_price == rig.sim.exchange.last_price("BTCUSDT")
+    assert market.available_balance == rig.sim.exchange.available_balance(rig.sim.account("main"))
+    unknown = rig.send(lambda f: GetMarket("main", "FOOUSDT", reply=f))
+    assert unknown.instrument is None and unknown.last_price is None
+    assert isinstance(rig.send(lambda f: SetLeverage("main", "BTCUSDT", Decimal(10), reply=f)), Accepted)   # 110043
+    assert isinstance(rig.send(lambda f: SetLeverage("main", "BTCUSDT", Decimal(3), reply=f)), Accepted)
+    refused = rig.send(lambda f: SetLeverage("main", "BTCUSDT", Decimal(80), reply=f))
+    assert isinstance(refused, Rejected) and refused.code == 10001
+    assert rig.sim.account("main").leverage["BTCUSDT"] == Decimal(3)

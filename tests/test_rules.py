@@ -159,6 +159,28 @@ def test_r6_a_flat_position_needs_two_fresh_snapshots_before_closing():
     assert not world.account.by_link[link("S", 0)].is_open
 
 
+def test_r6_orders_that_outlived_a_monitor_are_confirmed_gone_then_cancelled_by_a_new_one():
+    world = World(entries_filled=3)
+    world.check()
+    world.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.300")  # closed by hand ...
+    orphan = Driver(world.ex, BTC)                       # ... while the daemon was down, its state lost
+    commands, events = orphan.check()
+    assert commands == [] and orphan.state.orphan and orphan.state.position_id == "pos1"
+    assert "orphaned orders" in events[0].line and orphan.state.gone_snapshots
+    commands, events = orphan.check()
+    assert [c.link_id for c in commands] == [link("S", 0)] and orphan.state.retired == "manual"
+    assert not world.account.by_link[link("S", 0)].is_open
+
+
+def test_an_orphan_state_whose_position_is_open_after_all_retires_without_a_command():
+    world = World(entries_filled=3)
+    state = replace(_rules.adopt(BTC, view_of(world.ex, "main", "BTCUSDT", 1), 0, RulesConfig()), orphan=True)
+    driver = Driver(world.ex, BTC, state=state)
+    commands, _ = driver.check()
+    assert commands == [] and driver.state.retired == "no_position"
+    assert _rules.state_from_dict(_rules.state_to_dict(state)).orphan
+
+
 def test_r6_a_filled_stop_closes_at_once_with_reason_stop_loss():
     world = World(entries_filled=3)
     world.check()
@@ -384,3 +406,66 @@ def test_urgency_tiers(calm, name, change, price, expected):
     if name == "quiet for 10 minutes and far from triggers":
         view = replace(view, orders=())  # no live stop trigger nearer than the plan's
     assert _rules.classify_urgency(state, view, 10_000_000) is expected
+
+
+# --- a trade the daemon opens (the trader's plan) ------------------------------------------------
+
+def planned_world(approach="conservative", side="Buy"):
+    world = World(open_plan=False)
+    legs, limits = ((D("0.100"),) * 3, (D("64500"), D("64000"))) if approach == "conservative" else ((D("0.300"),), ())
+    tps = (D("66000"), D("67000"), D("68000"), D("69000")) if approach == "conservative" else (D("66000"),)
+    plan = _rules.Plan(_rules.Approach(approach), side, _rules.ladder_for(len(tps), RulesConfig()), tps, D("63000"),
+                       legs, limits)
+    world.driver.state = _rules.planned(BTC, "pos1", plan, 0)
+    return world
+
+
+def test_a_planned_trade_opens_at_market_then_places_its_limits_stop_and_ladder():
+    world = planned_world()
+    commands, events = world.check()
+    assert [(c.link_id, c.order_type, c.reduce_only) for c in commands] == [(link("E", 1), "Market", False)]
+    assert world.size() == D("0.100") and "entry_sent" in kinds(events)
+    commands, _ = world.check()
+    placed = {c.link_id: c for c in commands}
+    assert placed[link("S", 0)].qty == D("0.300") and placed[link("S", 0)].trigger_price == D("63000")  # the full target
+    assert (placed[link("E", 2)].price, placed[link("E", 3)].price) == (D("64500"), D("64000"))
+    assert [placed[link("T", n)].qty for n in (1, 2, 3, 4)] == [D("0.085"), D("0.005"), D("0.005"), D("0.005")]
+    assert world.driver.state.phase == "BUILDING"
+    world.ex.fill_order(world.account, link("E", 2))
+    world.check()
+    assert world.order(link("T", 1)).qty == D("0.170")          # R1: the ladder follows the filled size
+
+
+def test_a_refused_first_entry_opens_nothing_and_retires_with_the_exchanges_answer():
+    world = planned_world(approach="fast")
+    world.driver.override = lambda c: Rejected(110007, "ab not enough for new order") if c.link_id == link("E", 1) else None
+    commands, events = world.check()
+    assert [c.link_id for c in commands] == [link("E", 1)] and "entry_refused" in kinds(events)
+    assert world.driver.state.retired == "entry_refused"
+    assert world.driver.state.refusal == "110007 ab not enough for new order"
+    assert world.account.open_orders("BTCUSDT") == []
+
+
+def test_new_targets_amend_the_stop_and_take_profits_and_cancel_levels_beyond_the_ladder():
+    world = World(entries_filled=3)
+    world.check()
+    state, event = _rules.retarget(world.driver.state, (D("66500"), D("67500")), D("63500"), 0, RulesConfig())
+    world.driver.state = state
+    assert event.line.startswith("PLAN main:BTCUSDT:0: take-profits 66500, 67500, stop 63500")
+    commands, _ = world.check()
+    assert world.order(link("S", 0)).trigger_price == D("63500") and world.order(link("S", 0)).is_open
+    assert (world.order(link("T", 1)).price, world.order(link("T", 2)).price) == (D("66500"), D("67500"))
+    assert not world.order(link("T", 3)).is_open and not world.order(link("T", 4)).is_open
+    assert all(c.action != "cancel" or c.key.role is Role.TAKE_PROFIT for c in commands)  # the stop is amended only
+    world.check()
+    assert world.driver.state.retarget is False and world.driver.state.plan.approach == "conservative"
+
+
+def test_the_traders_close_cancels_entries_closes_at_market_and_retires_manual():
+    world = World(entries_filled=1)
+    world.check()
+    world.driver.state, _ = _rules.request_close(world.driver.state, 0)
+    world.check()
+    world.check()
+    assert world.size() == 0 and world.driver.state.retired == "manual"
+    assert not [o for o in world.account.open_orders("BTCUSDT") if OrderLink.parse(o.link_id)]

@@ -18,26 +18,13 @@ from messages.gateway import Rejected, Unresolved
 from messages.models import MonitorId, OrderLink, Role
 from simulator import Simulator
 from tests.e2e.harness import ROOT
-from tests.reliability.harness import CRITICAL_S, Rig, assert_invariants
+from tests.reliability.harness import CRITICAL_S, Rig, assert_invariants, rig  # noqa: F401 - rig: a fixture
 from actors._cycle import command_message
 from actors._rules import STOP_KEY
 from tests.rules_driver import Driver
 from tests.stubs.book import apply, open_conservative
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def rig(tmp_path, request):
-    made: list[Rig] = []
-
-    def make(seed: int, **kw) -> Rig:
-        made.append(Rig(tmp_path, seed, **kw))
-        request.node._rig = made[-1]  # its oracle figures are collected (conftest.py)
-        return made[-1]
-    yield make
-    for r in made:
-        r.close()
 
 
 def cancel_by_hand(r: Rig, entry, link_id: str) -> None:
@@ -178,6 +165,27 @@ def test_s07_manual_close_is_cleaned_up_and_nothing_new_is_placed(rig):
     assert placed_after == []  # nothing re-created for the closed position
     r.stop()
     assert_invariants(r.oracle())
+
+
+def test_s07b_orders_that_outlived_a_lost_state_are_found_and_cancelled(rig):
+    """The daemon is down when a position is closed by hand, and its state is lost: the stop it
+    left is found by discovery on a flat position nobody guards, confirmed and cancelled."""
+    r = rig(seed=116)
+    first = r.process().start()
+    entry = r.entry("monitoring")
+    r.wait(lambda: r.protected(entry), 15, "protection")
+    assert first.stop() == 0
+    for path in r.tmp_path.glob("state.db*"):
+        path.unlink()
+    r.sim.place("main", symbol=entry.symbol, side="Sell" if entry.side == "Buy" else "Buy", orderType="Market",
+                qty=str(r.size(entry)))
+    assert r.ours(entry), "the stop outlives the position on the exchange"
+    second = r.process().start()
+    r.wait(lambda: not r.ours(entry), 40, "the orphaned stop cancelled")
+    assert second.stop() == 0
+    assert any("outlived its position" in m for m in second.messages())
+    # The daemon was down at the closure: clean-up time is not the point.
+    assert_invariants(r.oracle(), unprotected_limit=30, cleanup_limit=60)
 
 
 def test_s08_manual_partial_reduce_shrinks_the_stop(rig):

@@ -165,3 +165,27 @@ def test_batch_amend_and_cancel(sim, main_client):
         {"symbol": "BTCUSDT", "orderLinkId": "tg-ba-E1-0"}, {"symbol": "BTCUSDT", "orderLinkId": "tg-ba-E2-0"}])
     assert [c["code"] for c in cancelled["retExtInfo"]["list"]] == [0, 0]
     assert not sim.account("main").open_by_symbol
+
+
+def test_set_leverage_answers_as_bybit_and_sets_the_positions_leverage(sim, main_client):
+    set_leverage = main_client.set_leverage
+    assert error_code(set_leverage, symbol="BTCUSDT", buyLeverage="5", sellLeverage="6") == 10001  # one-way mode
+    assert error_code(set_leverage, symbol="BTCUSDT", buyLeverage="51", sellLeverage="51") == 10001  # above maxLeverage
+    assert error_code(set_leverage, symbol="BTCUSDT", buyLeverage="10", sellLeverage="10") == 110043  # not modified
+    assert set_leverage(category="linear", symbol="BTCUSDT", buyLeverage="5", sellLeverage="5")["retCode"] == 0
+    open_long(sim, main_client)
+    row = main_client.get_positions(category="linear", symbol="BTCUSDT")["result"]["list"][0]
+    assert row["leverage"] == "5" and Decimal(row["positionIM"]) == Decimal("130")      # 0.010 x 65000 / 5
+
+
+def test_an_entry_beyond_the_available_balance_is_110007_and_resting_entries_reserve_margin(sim, main_client):
+    sim.set_price("BTCUSDT", "65000")
+    wallet = lambda: Decimal(main_client.get_wallet_balance(accountType="UNIFIED")["result"]["list"][0]
+                             ["totalAvailableBalance"])
+    assert wallet() == Decimal(100_000)
+    main_client.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="10",
+                            price="60000")                                      # reserves 60,000 at 10x
+    assert wallet() == Decimal(40_000)
+    assert error_code(main_client.place_order, symbol="BTCUSDT", side="Buy", orderType="Market", qty="7") == 110007
+    main_client.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Market", qty="6")
+    assert wallet() < Decimal(1_000)

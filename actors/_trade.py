@@ -1,0 +1,219 @@
+"""The trader's commands (`main.py trade ...`) as pure functions: a request read from its JSON
+form with one line per problem, and a trade sized and checked against the market into the plan
+its monitor carries out (tpsl-rules.md "Plans").
+
+    read_request(data) -> (TradeRequest | None, problems)
+    size_open(request, account, market, config) -> (Plan | None, problems)
+    check_targets(request, position, instrument) -> (tps, stop, problems)
+
+A problem line names what is wrong, e.g. `--stop 66000 is above the entry 65000 (a long's stop
+must be below it)`; with problems nothing is sent.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from actors._rules import Approach, Plan, RulesConfig, ladder_for
+from messages.gateway import Market
+from messages.models import Instrument, Position, Side
+
+COMMANDS = ("open", "plan", "close", "list")
+ACCOUNT_CHOICES = {"open": ("main", "mirror", "both"), "plan": ("main", "mirror"), "close": ("main", "mirror", "both")}
+SYMBOL = re.compile(r"[A-Z0-9]{2,30}")
+CONSERVATIVE_LEGS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class TradeRequest:
+    command: str
+    symbol: str = ""
+    side: str = ""                          # Buy | Sell (open)
+    approach: str = ""                      # conservative | fast (open)
+    qty: Decimal | None = None
+    margin: Decimal | None = None
+    margin_percent: Decimal | None = None
+    leverage: Decimal | None = None
+    tps: tuple[Decimal, ...] = ()
+    stop: Decimal | None = None
+    limits: tuple[Decimal, ...] = ()
+    account: str = "main"
+    dry_run: bool = False
+
+    def accounts(self, configured: tuple[str, ...]) -> tuple[str, ...]:
+        wanted = ("main", "mirror") if self.account == "both" else (self.account,)
+        return tuple(a for a in wanted if a in configured)
+
+
+def _number(problems: list[str], name: str, raw: Any, *, percent: bool = False) -> Decimal | None:
+    if raw is None:
+        return None
+    try:
+        value = Decimal(str(raw).strip())
+    except InvalidOperation:
+        problems.append(f"{name} {str(raw)[:30]!r} is not a number")
+        return None
+    if not value.is_finite() or value <= 0:
+        problems.append(f"{name} {raw} must be greater than 0")
+        return None
+    if percent and value > 100:
+        problems.append(f"{name} {raw} must be at most 100")
+        return None
+    return value
+
+
+def _numbers(problems: list[str], name: str, raw: Any) -> tuple[Decimal, ...]:
+    if raw is None:
+        return ()
+    items = raw.split(",") if isinstance(raw, str) else raw if isinstance(raw, list) else None
+    if items is None or not items:
+        problems.append(f"{name} must be a comma-separated list of prices")
+        return ()
+    values = tuple(_number(problems, name, item) for item in items)
+    return () if None in values else values  # type: ignore[return-value]
+
+
+def read_request(data: Any, ladder_levels: int = 4) -> tuple[TradeRequest | None, list[str]]:
+    """A request from its JSON form (the CLI's, or anything else on the socket): every problem
+    in it, one line each, before anything is looked up or sent."""
+    if not isinstance(data, dict) or data.get("command") not in COMMANDS:
+        return None, [f"command must be one of {', '.join(COMMANDS)}"]
+    command = data["command"]
+    if command == "list":
+        return TradeRequest("list"), []
+    problems: list[str] = []
+    symbol = str(data.get("symbol") or "").upper()
+    if not SYMBOL.fullmatch(symbol):
+        problems.append(f"SYMBOL {data.get('symbol')!r} is not a contract name like BTCUSDT")
+    account = str(data.get("account") or "main")
+    if account not in ACCOUNT_CHOICES[command]:
+        problems.append(f"--account {account} must be one of {'|'.join(ACCOUNT_CHOICES[command])}")
+    if command == "close":
+        return (TradeRequest("close", symbol, account=account), []) if not problems else (None, problems)
+    tps = _numbers(problems, "--tps", data.get("tps"))
+    stop = _number(problems, "--stop", data.get("stop"))
+    if data.get("tps") is None:
+        problems.append("--tps is required")
+    if data.get("stop") is None:
+        problems.append("--stop is required")
+    if len(tps) > ladder_levels:
+        problems.append(f"--tps gives {len(tps)} prices; the ladder has at most {ladder_levels}")
+    if command == "plan":
+        request = TradeRequest("plan", symbol, tps=tps, stop=stop, account=account)
+        return (request, []) if not problems else (None, problems)
+    side = {"long": Side.BUY.value, "short": Side.SELL.value}.get(str(data.get("side")))
+    if side is None:
+        problems.append(f"side {data.get('side')!r} must be long or short")
+    approach = str(data.get("approach") or "")
+    if approach not in (Approach.CONSERVATIVE, Approach.FAST):
+        problems.append(f"--approach {approach or '(missing)'} must be conservative or fast")
+    qty = _number(problems, "--qty", data.get("qty"))
+    margin = _number(problems, "--margin", data.get("margin"))
+    margin_percent = _number(problems, "--margin-percent", data.get("margin_percent"), percent=True)
+    leverage = _number(problems, "--leverage", data.get("leverage"))
+    sizing = [name for name, key in (("--qty", "qty"), ("--margin", "margin"), ("--margin-percent", "margin_percent"))
+              if data.get(key) is not None]
+    if len(sizing) != 1:
+        problems.append("give exactly one of --qty, --margin, --margin-percent" +
+                        (f" (got {', '.join(sizing)})" if sizing else ""))
+    elif sizing[0] != "--qty" and data.get("leverage") is None:
+        problems.append(f"{sizing[0]} needs --leverage")
+    limits = _numbers(problems, "--limits", data.get("limits"))
+    if approach == Approach.CONSERVATIVE and data.get("limits") is None:
+        problems.append("--limits P2,P3 is required for the conservative approach")
+    elif approach == Approach.CONSERVATIVE and limits and len(limits) != CONSERVATIVE_LEGS - 1:
+        problems.append(f"--limits gives {len(limits)} prices; the conservative approach needs {CONSERVATIVE_LEGS - 1}")
+    if approach == Approach.FAST and data.get("limits") is not None:
+        problems.append("--limits is only for the conservative approach")
+    if approach == Approach.FAST and len(tps) > 1:
+        problems.append("--tps: the fast approach has one take-profit")
+    if problems:
+        return None, problems
+    return TradeRequest("open", symbol, side or "", approach, qty, margin, margin_percent, leverage, tps, stop, limits,
+                        account, bool(data.get("dry_run"))), []
+
+
+def _side_problems(side: str, entry: Decimal, tps: tuple[Decimal, ...], stop: Decimal, what: str) -> list[str]:
+    """A long's take-profits above its entry and its stop below; the reverse for a short."""
+    long = side == Side.BUY
+    name, above, below = ("a long", "above", "below") if long else ("a short", "below", "above")
+    problems = [f"--tps {tp} is not {above} the {what} {entry} ({name}'s take-profits must be {above} it)"
+                for tp in tps if (tp <= entry if long else tp >= entry)]
+    if stop >= entry if long else stop <= entry:
+        problems.append(f"--stop {stop} is not {below} the {what} {entry} ({name}'s stop must be {below} it)")
+    return problems
+
+
+def _snapped(side: str, tps: tuple[Decimal, ...], stop: Decimal,
+             instrument: Instrument) -> tuple[tuple[Decimal, ...], Decimal]:
+    """Prices to tickSize, as adopted plans are: towards the long's side of the book."""
+    up = side == Side.BUY
+    return tuple(instrument.snap_price(tp, up=up) for tp in tps), instrument.snap_price(stop, up=up)
+
+
+def size_open(request: TradeRequest, account: str, market: Market,
+              config: RulesConfig) -> tuple[Plan | None, list[str]]:
+    """The plan for `open` on one account: the target from --qty, or margin x leverage over the
+    average entry (the mean of the market and the limits for the conservative approach); legs of a
+    third each (rounded down to qtyStep), leg 1 at market. On the mirror, --qty is the same qty
+    and --margin-percent the same share of its own balance."""
+    instrument, last = market.instrument, market.last_price
+    if instrument is None or last is None:
+        return None, [f"SYMBOL {request.symbol}: Bybit lists no such linear contract"]
+    assert request.stop is not None
+    problems = _side_problems(request.side, last, request.tps, request.stop, "market price")
+    long = request.side == Side.BUY
+    for limit in request.limits:
+        if not (request.stop < limit < last if long else last < limit < request.stop):
+            problems.append(f"--limits {limit} is not between the stop {request.stop} and the market price {last}")
+    if request.leverage is not None and instrument.max_leverage is not None and request.leverage > instrument.max_leverage:
+        problems.append(f"--leverage {request.leverage} is above {request.symbol}'s maximum {instrument.max_leverage}")
+    if problems:
+        return None, problems
+    average = (last + sum(request.limits, Decimal(0))) / (1 + len(request.limits))
+    if request.qty is not None:
+        target = request.qty
+    else:
+        margin = request.margin if request.margin is not None else \
+            market.available_balance * request.margin_percent / 100  # type: ignore[operator]
+        target = margin * request.leverage / average                  # type: ignore[operator]
+    legs_count = CONSERVATIVE_LEGS if request.approach == Approach.CONSERVATIVE else 1
+    leg = instrument.round_qty(target / legs_count)  # type: ignore[operator]
+    legs = (leg,) * legs_count
+    if leg < instrument.min_qty:
+        problems.append(f"{account}: each of {legs_count} legs would be {leg}, below {request.symbol}'s minOrderQty "
+                        f"{instrument.min_qty}")
+    elif leg * legs_count > instrument.max_qty:
+        problems.append(f"{account}: {leg * legs_count} is above {request.symbol}'s maxOrderQty {instrument.max_qty}")
+    # Take-profit levels cannot fall below minOrderQty once the legs reach it: a smaller level is
+    # folded into the one before it, down to TP1, which then holds the whole leg.
+    if problems:
+        return None, problems
+    tps, stop = _snapped(request.side, request.tps, request.stop, instrument)
+    limits = tuple(instrument.snap_price(p, up=not long) for p in request.limits)
+    approach = Approach(request.approach)
+    return Plan(approach, request.side, ladder_for(len(tps), config), tps, stop, legs, limits), []
+
+
+def check_targets(request: TradeRequest, position: Position,
+                  instrument: Instrument) -> tuple[tuple[Decimal, ...], Decimal, list[str]]:
+    """`plan` on an open position: its entry decides the sides; a stop the market has already
+    crossed would fire at once, so it is refused too."""
+    assert request.stop is not None
+    side = str(position.side)
+    problems = _side_problems(side, position.avg_price, request.tps, request.stop, "entry")
+    mark = position.mark_price
+    if mark and not problems and (request.stop >= mark if side == Side.BUY else request.stop <= mark):
+        problems.append(f"--stop {request.stop} is already crossed by the mark price {mark}; it would fire at once")
+    tps, stop = _snapped(side, request.tps, request.stop, instrument)
+    return tps, stop, problems
+
+
+def describe(plan: Plan) -> str:
+    """One line for the trader: what the plan places."""
+    legs = f"{plan.legs[0]} at market" + "".join(f", {q} at {p}" for q, p in zip(plan.legs[1:], plan.limits))
+    return (f"{plan.approach} {'long' if plan.side == Side.BUY else 'short'} {sum(plan.legs, Decimal(0))}: "
+            f"{legs}; take-profits {', '.join(map(str, plan.tp_prices))}; stop {plan.stop_price}")

@@ -1,0 +1,211 @@
+"""The trader's commands inside the daemon: each request read and checked (actors/_trade.py),
+the market asked through the gateway, the plan handed to the Supervisor, and the outcome awaited
+for the answer. Runs on the control socket's connection thread, never in an actor: it may wait
+(for the first entry's fate, for a close) without holding any mailbox.
+
+Answers are `{"exit": 0|1|2, "lines": [...]}`: 2 for a request that cannot be carried out as
+given (nothing sent), 1 for a refusal by the exchange or the daemon, 0 when done.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import pykka
+
+from actors import _trade
+from actors._asks import ask_with_reply
+from actors._rules import Approach, MonitorState, Plan, RulesConfig
+from actors._trade import TradeRequest, describe
+from messages.gateway import GetMarket, GetPositionView, Market, PositionView, Rejected, SetLeverage, Unresolved
+from messages.models import MonitorId
+from messages.monitor import ChangePlan, ClosePosition, GetMonitorState
+from messages.supervisor import GetMonitors, Instruct, Monitors, OpenTrade, TradeStarted
+
+ENTRY_WAIT_S = 20.0       # for the first entry's fate before answering
+CLOSE_WAIT_S = 20.0       # for a close to be cleaned up before answering
+POLL_S = 0.2
+
+
+def answer(code: int, lines: list[str], **extra: Any) -> dict[str, Any]:
+    return {"exit": code, "lines": lines, **extra}
+
+
+class TradeDesk:
+    def __init__(self, gateway: Any, supervisor: Any, accounts: tuple[str, ...], config: RulesConfig, timeout: float):
+        self._gateway, self._supervisor = gateway, supervisor
+        self._accounts = accounts
+        self._config = config
+        self._timeout = timeout
+
+    def handle(self, data: Any) -> dict[str, Any]:
+        request, problems = _trade.read_request(data, len(self._config.ladder_percents))
+        if request is None:
+            return answer(2, problems)
+        if request.command == "list":
+            return self._list()
+        accounts = request.accounts(self._accounts)
+        if not accounts:
+            return answer(2, [f"--account {request.account}: the mirror account is not configured"])
+        try:
+            if request.command == "open":
+                return self._open(request, accounts)
+            if request.command == "plan":
+                return self._plan(request, accounts[0])
+            return self._close(request, accounts)
+        except pykka.Timeout:
+            return answer(1, ["the daemon did not answer in time; check `trade list` before trying again"])
+        except pykka.ActorDeadError:
+            return answer(1, ["the daemon is stopping; check `trade list` once it runs again"])
+
+    # --- asks -----------------------------------------------------------------------------
+
+    def _ask(self, make: Any) -> Any:
+        return ask_with_reply(self._gateway, make, self._timeout)
+
+    def _view(self, account: str, symbol: str) -> PositionView | str:
+        view = self._ask(lambda reply: GetPositionView(account, symbol, 0, 0.0, fresh=True, reply=reply))
+        if not isinstance(view, PositionView) or view.stale:
+            return f"{account}: cannot read {symbol} now ({getattr(view, 'reason', 'stale data')}); nothing was sent"
+        return view
+
+    def _monitors(self) -> Monitors:
+        return self._supervisor.ask(GetMonitors(), timeout=self._timeout)
+
+    def _state(self, ref: Any) -> MonitorState | None:
+        try:
+            return ref.ask(GetMonitorState(), timeout=self._timeout)
+        except pykka.ActorDeadError:
+            return None
+
+    # --- open -----------------------------------------------------------------------------
+
+    def _open(self, request: TradeRequest, accounts: tuple[str, ...]) -> dict[str, Any]:
+        plans: dict[str, Plan] = {}
+        problems: list[str] = []
+        running = self._monitors().running
+        for account in accounts:
+            monitor = MonitorId(account, request.symbol)
+            market = self._ask(lambda reply, a=account: GetMarket(a, request.symbol, reply=reply))
+            if not isinstance(market, Market):
+                return answer(1, [f"{account}: cannot read the market now ({market.reason}); nothing was sent"])
+            if market.instrument is not None:
+                view = self._view(account, request.symbol)
+                if isinstance(view, str):
+                    return answer(1, [view])
+                if view.position is not None:
+                    problems.append(f"{account}: {request.symbol} already has a position ({view.position.side} "
+                                    f"{view.position.size}); `trade plan` gives it targets")
+                    continue
+                if monitor in running:
+                    problems.append(f"{account}: {request.symbol} is being opened or closed by the daemon")
+                    continue
+            plan, found = _trade.size_open(request, account, market, self._config)
+            problems += found
+            if plan is not None:
+                plans[account] = plan
+        if problems:
+            return answer(2, list(dict.fromkeys(problems)))
+        if request.dry_run:
+            return answer(0, [f"{a}: would open {request.symbol}: {describe(p)}" for a, p in plans.items()] +
+                          ["dry run: nothing was sent"])
+        lines, code = [], 0
+        for account, plan in plans.items():
+            if account != accounts[0] and code:
+                lines.append(f"{account}: not opened, because {accounts[0]} was not")
+                continue
+            line, failed = self._open_one(request, account, plan)
+            lines.append(line)
+            code = code or failed
+        return answer(code, lines)
+
+    def _open_one(self, request: TradeRequest, account: str, plan: Plan) -> tuple[str, int]:
+        if request.leverage is not None:
+            outcome = self._ask(lambda reply: SetLeverage(account, request.symbol, request.leverage, reply=reply))
+            if isinstance(outcome, (Rejected, Unresolved)):
+                detail = f"{outcome.code} {outcome.message}" if isinstance(outcome, Rejected) else outcome.reason
+                return f"{account}: Bybit refused leverage {request.leverage}: {detail}; nothing was opened", 1
+        started = self._supervisor.ask(OpenTrade(MonitorId(account, request.symbol), plan), timeout=self._timeout)
+        if not isinstance(started, TradeStarted):
+            return f"{account}: {started}", 1
+        deadline = time.monotonic() + ENTRY_WAIT_S
+        while time.monotonic() < deadline:
+            monitors = self._monitors()
+            if started.monitor in monitors.retired and started.monitor not in monitors.running:
+                reason, detail = monitors.retired[started.monitor]
+                if reason == "entry_refused":
+                    return f"{account}: Bybit refused the entry: {detail}; nothing was opened", 1
+                return f"{account}: {request.symbol} closed at once ({reason})", 1
+            state = self._state(started.ref)
+            if state is not None and state.peak_size > 0:
+                return (f"{account}: opened {request.symbol} {state.plan.side} {state.last_size} "
+                        f"(position {started.position_id}), guarded: {describe(plan)}"), 0
+            time.sleep(POLL_S)
+        return (f"{account}: the entry was sent and is not confirmed yet (position {started.position_id}); "
+                "the daemon keeps at it: see `trade list`"), 0
+
+    # --- plan, close, list ----------------------------------------------------------------
+
+    def _plan(self, request: TradeRequest, account: str) -> dict[str, Any]:
+        view = self._view(account, request.symbol)
+        if isinstance(view, str):
+            return answer(1, [view])
+        if view.instrument is None:
+            return answer(2, [f"SYMBOL {request.symbol}: Bybit lists no such linear contract"])
+        if view.position is None:
+            return answer(2, [f"{account}: {request.symbol} has no open position (`trade open` opens one)"])
+        tps, stop, problems = _trade.check_targets(request, view.position, view.instrument)
+        if problems:
+            return answer(2, problems)
+        why_not = ask_with_reply(self._supervisor, lambda reply: Instruct(
+            MonitorId(account, request.symbol), ChangePlan(tps, stop, reply=reply)), self._timeout)
+        if why_not:
+            return answer(1, [f"{account}: {request.symbol}: {why_not}"])
+        return answer(0, [f"{account}: {request.symbol} now targets take-profits {', '.join(map(str, tps))} "
+                          f"and stop {stop}; its monitor moves its orders now"])
+
+    def _close(self, request: TradeRequest, accounts: tuple[str, ...]) -> dict[str, Any]:
+        lines, code, closing = [], 0, []
+        for account in accounts:
+            monitor = MonitorId(account, request.symbol)
+            view = self._view(account, request.symbol)
+            if isinstance(view, str):
+                lines.append(view)
+                code = 1
+                continue
+            if view.position is None and monitor not in self._monitors().running:
+                lines.append(f"{account}: {request.symbol} has no open position")
+                code = code or 2
+                continue
+            why_not = ask_with_reply(self._supervisor, lambda reply: Instruct(monitor, ClosePosition(reply=reply)),
+                                     self._timeout)
+            if why_not:
+                lines.append(f"{account}: {request.symbol}: {why_not}")
+                code = 1
+            else:
+                closing.append(monitor)
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        while closing and time.monotonic() < deadline:
+            retired = self._monitors().retired
+            for monitor in [m for m in closing if m in retired]:
+                closing.remove(monitor)
+                lines.append(f"{monitor.account}: {request.symbol} closed ({retired[monitor][0]}); no order left")
+            time.sleep(POLL_S)
+        lines += [f"{m.account}: {request.symbol} is closing; the daemon finishes it" for m in closing]
+        return answer(code, lines)
+
+    def _list(self) -> dict[str, Any]:
+        plans = []
+        for monitor, ref in sorted(self._monitors().running.items()):
+            state = self._state(ref)
+            if state is None or state.plan.approach is Approach.ADOPTED:
+                continue
+            plans.append({"account": monitor.account, "symbol": monitor.symbol, "position_id": state.position_id,
+                          "approach": state.plan.approach, "side": state.plan.side, "phase": state.phase,
+                          "size": str(state.last_size), "tps": [str(p) for p in state.plan.tp_prices],
+                          "stop": str(state.plan.stop_price), "target": str(sum(state.plan.legs, Decimal(0)))})
+        lines = [f"{p['account']:7} {p['symbol']:12} {p['approach']:12} {p['side']:4} {p['phase']:13} size {p['size']:>10}"
+                 f"  TPs {', '.join(p['tps'])}  stop {p['stop']}" for p in plans]
+        return answer(0, lines or ["no plans: every guarded position is adopted"], plans=plans)
