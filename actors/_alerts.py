@@ -56,6 +56,10 @@ def _closed(p: dict) -> tuple[str, str]:
             f"Open for {_duration(p.get('duration_s'))}. Take-profits hit: {p.get('tps_hit')}/{p.get('tps')}.")
 
 
+def _entry_refused(p: dict) -> tuple[str, str]:
+    return "ENTRY REFUSED", f"Bybit refused the trade's first entry ({p.get('code')}): nothing was opened."
+
+
 def _emergency(p: dict) -> tuple[str, str]:
     return "EMERGENCY CLOSE", f"The stop's trigger was already crossed: closing {p.get('qty')} at market."
 
@@ -85,6 +89,7 @@ def _stopped(p: dict) -> tuple[str, str]:
 RENDERERS: dict[str, Callable[[dict], tuple[str, str]]] = {
     "entry_filled": _entry_filled, "tp_filled": _tp_filled, "breakeven": _breakeven, "stop_hit": _stop_hit,
     "position_closed": _closed, "emergency_close": _emergency, "unprotected": _unprotected,
+    "entry_refused": _entry_refused,
     "account_unreadable": _unreadable, "account_readable": _readable,
     "daemon_started": _started, "daemon_stopped": _stopped,
 }
@@ -97,7 +102,8 @@ class AlertRules:
     def alert_for(self, entry: JournalEntry) -> AlertText | None:
         render = RENDERERS.get(entry.event)
         account = entry.monitor.account
-        if render is None or (account == "mirror" and not self.mirror_alerts) or entry.payload.get("before_watch"):
+        if render is None or (account == "mirror" and not self.mirror_alerts) or entry.payload.get("before_watch") \
+                or entry.payload.get("reason") == "entry_refused":   # told as ENTRY REFUSED: nothing was open
             return None
         title, body = render(entry.payload)
         if entry.monitor == DAEMON:

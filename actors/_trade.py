@@ -43,9 +43,9 @@ class TradeRequest:
     account: str = "main"
     dry_run: bool = False
 
-    def accounts(self, configured: tuple[str, ...]) -> tuple[str, ...]:
-        wanted = ("main", "mirror") if self.account == "both" else (self.account,)
-        return tuple(a for a in wanted if a in configured)
+    @property
+    def accounts(self) -> tuple[str, ...]:
+        return ("main", "mirror") if self.account == "both" else (self.account,)
 
 
 def _number(problems: list[str], name: str, raw: Any, *, percent: bool = False) -> Decimal | None:

@@ -163,14 +163,16 @@ def ask(path: Path, request: dict[str, Any], timeout: float = 120.0) -> dict[str
     except PermissionError:
         client.close()
         return {"exit": 1, "lines": [f"cannot use {path}: permission denied (the daemon runs as another user)"]}
+    data = b""
     try:
         client.sendall(orjson.dumps(request) + b"\n")
-        data = b""
         while not data.endswith(b"\n"):
             chunk = client.recv(65536)
             if not chunk:
                 break
             data += chunk
+    except OSError as exc:   # a timeout included
+        return {"exit": 1, "lines": [f"no answer from the daemon ({type(exc).__name__}); check `trade list`"]}
     finally:
         client.close()
     try:

@@ -46,9 +46,10 @@ class TradeDesk:
             return answer(2, problems)
         if request.command == "list":
             return self._list()
-        accounts = request.accounts(self._accounts)
-        if not accounts:
-            return answer(2, [f"--account {request.account}: the mirror account is not configured"])
+        accounts = request.accounts
+        missing = [a for a in accounts if a not in self._accounts]
+        if missing:
+            return answer(2, [f"--account {request.account}: the {a} account is not configured" for a in missing])
         try:
             if request.command == "open":
                 return self._open(request, accounts)

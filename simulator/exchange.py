@@ -770,7 +770,7 @@ class Exchange:
             limit = _limit(params, 20, 200)
             symbol, settle = params.get("symbol"), params.get("settleCoin")
             if symbol:
-                spec = self._spec(params)
+                self._spec(params)     # an unknown symbol is 10001
                 position = account.positions.get(symbol) or SimPosition(symbol)
                 rows = [self._position_row(account, position)]
             elif settle:

@@ -43,6 +43,7 @@ def entry(monitor, event, **payload):
      ["+70.00 USDT", "2h 1m", "4/4"]),
     ("emergency_close", {"side": "Sell", "qty": "0.1"}, "MAIN BTCUSDT Sell: EMERGENCY CLOSE", ["0.1", "market"]),
     ("unprotected", {"side": "Buy", "size": "0.1", "seconds": 3}, "MAIN BTCUSDT Buy: UNPROTECTED", ["0.1", "3s"]),
+    ("entry_refused", {"side": "Buy", "code": 110007}, "MAIN BTCUSDT Buy: ENTRY REFUSED", ["110007", "nothing"]),
 ])
 def test_each_trade_event_names_account_symbol_and_side(event, payload, title, words):
     alert = AlertRules().alert_for(entry(BTC, event, **payload))
@@ -59,6 +60,7 @@ def test_account_and_daemon_events_and_what_is_not_an_alert():
     assert started.title == "GUARDIAN STARTED" and "64 positions on main, mirror" in started.body
     assert rules.alert_for(entry(BTC, "command_settled", action="place")) is None
     assert rules.alert_for(entry(BTC, "tp_filled", side="Buy", level_filled=2, before_watch=True)) is None
+    assert rules.alert_for(entry(BTC, "position_closed", side="Buy", reason="entry_refused")) is None
 
 
 def test_mirror_alerts_can_be_silenced():

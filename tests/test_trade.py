@@ -11,6 +11,7 @@ from actors._rules import RulesConfig
 from actors._trade import check_targets, describe, read_request, size_open
 from messages.gateway import Market
 from messages.models import Instrument, Position
+from runtime.trade_desk import TradeDesk
 
 D = Decimal
 BTC = Instrument("BTCUSDT", D("0.1"), D("0.001"), D("0.001"), D("100"), max_leverage=D("50"))
@@ -97,3 +98,10 @@ def test_plan_targets_are_checked_against_the_entry_and_the_mark():
     request = read_request({"command": "plan", "symbol": "BTCUSDT", "tps": "66000.04", "stop": "63000.01"})[0]
     tps, stop, problems = check_targets(request, position, BTC)
     assert problems == [] and tps == (D("66000.1"),) and stop == D("63000.1")    # snapped towards the long's side
+
+
+def test_an_account_that_is_not_configured_is_refused_before_anything_is_asked():
+    desk = TradeDesk(gateway=None, supervisor=None, accounts=("main",), config=CONFIG, timeout=1.0)
+    assert desk.handle({**OPEN, "account": "both"}) == {
+        "exit": 2, "lines": ["--account both: the mirror account is not configured"]}
+    assert desk.handle({**OPEN, "stop": "x"})["exit"] == 2      # a malformed request asks nothing either
