@@ -123,8 +123,19 @@ def load_demo_book(exchange: Exchange, positions: int, seed: int,
     if positions > len(symbols):
         raise ValueError(f"the simulator lists {len(symbols)} symbols; {positions} positions need as many")
     taken: set[str] = set()
-    book = []
-    for index, symbol in enumerate(symbols[:positions]):
+    book: list[DemoPosition] = []
+    exchange.margin_checks = False        # each position is funded as it is opened (below)
+    try:
+        _load(exchange, symbols[:positions], rng, taken, accounts, book)
+    finally:
+        exchange.margin_checks = True
+    _backdate(exchange, BOOK_AGE_MS)
+    return book
+
+
+def _load(exchange: Exchange, symbols: list[str], rng: random.Random, taken: set[str], accounts: tuple[str, ...],
+          book: list[DemoPosition]) -> None:
+    for index, symbol in enumerate(symbols):
         kind = KIND_CYCLE[index % len(KIND_CYCLE)]
         side = rng.choice(("Buy", "Sell"))
         instrument = exchange.specs[symbol].instrument()
@@ -146,8 +157,6 @@ def load_demo_book(exchange: Exchange, positions: int, seed: int,
             exchange.set_price(symbol, tp1.price * (1 + first.sign * Decimal("0.002")))
             for placer in placers:
                 placer.move_stop_to_breakeven()
-    _backdate(exchange, BOOK_AGE_MS)
-    return book
 
 
 BOOK_AGE_MS = 15 * 60 * 1000

@@ -170,6 +170,7 @@ class SimAccount:
     executions: list[dict[str, Any]] = field(default_factory=list)
     read_only: bool = False  # a key without trade permission (orders answer 10005)
     leverage: dict[str, Decimal] = field(default_factory=dict)          # by symbol; DEFAULT_LEVERAGE
+    entries: dict[str, SimOrder] = field(default_factory=dict)          # resting entry limits (they hold margin)
 
     def open_orders(self, symbol: str) -> list[SimOrder]:
         return sorted(self.open_by_symbol.get(symbol, {}).values(), key=lambda o: o.seq)
@@ -318,6 +319,7 @@ class Exchange:
         self._by_key: dict[str, SimAccount] = {}
         self._clock_ms = clock_ms
         self._seq = 0
+        self.margin_checks = True     # off while the demo book (funded for itself) is loaded: it is O(positions)
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -427,8 +429,8 @@ class Exchange:
             if reduce_only:
                 qty = self._reduce_only_qty(account, spec.symbol, side, qty, conditional=trigger is not None,
                                             close_on_trigger=close_on_trigger)
-            elif trigger is None and qty * (price or last) / account.leverage.get(spec.symbol, DEFAULT_LEVERAGE) \
-                    > self.available_balance(account):
+            elif trigger is None and self.margin_checks and \
+                    qty * (price or last) / account.leverage.get(spec.symbol, DEFAULT_LEVERAGE) > self.available_balance(account):
                 raise BybitError(110007, "ab not enough for new order")
             now = self._clock_ms()
             order = SimOrder(
@@ -593,6 +595,8 @@ class Exchange:
         if order.link_id:
             account.by_link[order.link_id] = order
         account.open_by_symbol.setdefault(order.symbol, {})[order.order_id] = order
+        if not order.reduce_only and order.trigger_price is None:
+            account.entries[order.order_id] = order
         self._order_changed(account, order)
         self._position_changed(account, order.symbol)  # Bybit pushes the position on every create
 
@@ -623,6 +627,7 @@ class Exchange:
         order.updated_ms = self._clock_ms()
         open_orders = account.open_by_symbol.get(order.symbol, {})
         open_orders.pop(order.order_id, None)
+        account.entries.pop(order.order_id, None)
         if not open_orders:
             account.open_by_symbol.pop(order.symbol, None)
         account.recent_closed.append(order)
@@ -849,8 +854,7 @@ class Exchange:
         position_im = sum((p.avg_price * p.size / lev(p.symbol) for p in account.positions.values() if p.size),
                           Decimal(0))
         order_im = sum((o.leaves * (o.price or self.market.last[o.symbol]) / lev(o.symbol)
-                        for orders in account.open_by_symbol.values() for o in orders.values()
-                        if not o.reduce_only and o.trigger_price is None), Decimal(0))
+                        for o in account.entries.values()), Decimal(0))
         return upl, position_im, order_im
 
     def available_balance(self, account: SimAccount) -> Decimal:
