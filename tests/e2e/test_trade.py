@@ -103,6 +103,7 @@ def test_plan_gives_an_adopted_position_its_targets_without_an_unprotected_momen
     tps = ("1.02", "1.04") if long else ("0.98", "0.96")
     stop_factor = "0.97" if long else "1.03"
     instrument = r.sim.exchange.specs[entry.symbol].instrument()
+    stop_before = r.stop_of(entry).order_id
     done = trade(r, "plan", entry.symbol, "--tps", ",".join(str(position.avg_price * Decimal(f)) for f in tps),
                  "--stop", str(position.avg_price * Decimal(stop_factor)))
     assert done.returncode == 0, done.stderr
@@ -111,6 +112,7 @@ def test_plan_gives_an_adopted_position_its_targets_without_an_unprotected_momen
     r.wait(lambda: r.stop_of(entry) is not None and r.stop_of(entry).trigger_price == wanted_stop, 15, "the stop moved")
     r.wait(lambda: sorted(o.price for link, o in ours(r, entry.symbol).items() if role_of(link)[0] == "T") ==
            sorted(wanted_tps), 15, "the take-profits moved")
+    assert r.stop_of(entry).order_id == stop_before      # amended in place: never a moment without it
     assert daemon.stop() == 0
     assert_invariants(r.oracle())
 
