@@ -492,7 +492,7 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     events += fill_events
     commands: list[Command] = []
     entry_filled = any(o.cum_exec_qty > 0 for o in closed.get(FIRST_ENTRY, []))
-    if _opening(state) and size == 0 and not entry_filled:   # once filled, a flat position is R6's
+    if opening(state) and size == 0 and not entry_filled:   # once filled, a flat position is R6's
         state, open_commands, open_events = _open(state, closed, view.snapshot_id)
         return Decision(replace(state, last_snapshot=view.snapshot_id), tuple(open_commands), tuple(events + open_events))
 
@@ -564,7 +564,7 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
 
 # --- a trade the daemon opens, and the trader's close ----------------------------------------
 
-def _opening(state: MonitorState) -> bool:
+def opening(state: MonitorState) -> bool:
     """A planned trade whose position has not been seen yet."""
     return bool(state.plan.legs) and state.peak_size == 0 and not state.closing
 
@@ -917,7 +917,7 @@ def settle(state: MonitorState, command: Command, outcome: Outcome, view: Positi
         return Decision(state, (), tuple(events))  # the id exists already: settled from snapshots
     state = _settled(state, command)
     position, size = _size_of(state, view)
-    if command.key == FIRST_ENTRY and _opening(state) and size == 0:
+    if command.key == FIRST_ENTRY and opening(state) and size == 0:
         state = _refused(state, f"{code} {outcome.message}")
         events.append(_event(EventKind.ENTRY_REFUSED, f"ENTRY REFUSED {state.monitor}: {command.link_id}: {code} "
                              f"{outcome.message}; nothing was opened", level=logging.WARNING, code=code))
@@ -992,8 +992,7 @@ def summary(state: MonitorState, view: PositionView | None) -> dict[str, Any]:
     """What `main.py status` shows."""
     triggers = _triggers(state, view)
     next_tp = triggers[1] if len(triggers) > 1 else None
-    return {"approach": state.plan.approach, "side": state.plan.side, "phase": state.phase, "size": state.last_size,
-            "avg_price": state.avg_price, "tps": [str(p) for p in state.plan.tp_prices],
+    return {"side": state.plan.side, "phase": state.phase, "size": state.last_size, "avg_price": state.avg_price,
             "next_tp": next_tp, "stop": triggers[0] if triggers else None, "urgency": state.urgency,
             "last_check_ms": state.last_check_ms}
 

@@ -24,7 +24,7 @@ from messages.models import MonitorId, Urgency
 from messages.monitor import ChangePlan, Check, ClosePosition, GetMonitorState
 from messages.persistence import JournalEntry, Record
 from messages.scheduler import Checked, Wake
-from messages.supervisor import MonitorFailed, MonitorRetired
+from messages.supervisor import MonitorFailed, MonitorRetired, TradeOpened
 from runtime.clock import Clock
 from runtime.hooks import NO_HOOKS, Hooks
 from runtime.metrics import Metrics
@@ -78,8 +78,11 @@ class Monitor(pykka.ThreadingActor):
 
     def _check(self, check: Check) -> None:
         started = self._clock.monotonic()
+        opening = self._cycle.state is not None and _rules.opening(self._cycle.state)
         result = self._cycle.run()
         self._publish(result)
+        if opening and self._cycle.state.peak_size > 0:   # the trade it opened exists now
+            tell_upward(self._supervisor, TradeOpened(self._id, self._cycle.state.last_size))
         if result.retired:
             tell_upward(self._supervisor, MonitorRetired(self._id, result.retired, self._cycle.state.refusal))
             self.stop()

@@ -30,9 +30,9 @@ from messages.gateway import AccountSnapshot, GetAccountSnapshot
 from messages.models import MonitorId, Urgency
 from messages.persistence import LoadState, Record
 from messages.scheduler import RegisterMonitor, UnregisterMonitor
-from messages.supervisor import (GetMonitors, GetSupervisorReport, Instruct, MonitorFailed, MonitorRetired, Monitors,
-                                 MonitorUnresponsive, OpenTrade, PositionSeen, StartSupervision, StopMonitors,
-                                 SupervisorReport, SupervisorTick, TradeStarted)
+from messages.supervisor import (GetMonitors, GetSupervisorReport, Instruct, MonitorFailed, MonitorRetired,
+                                 MonitorUnresponsive, OpenTrade, Outcome, PositionSeen, StartSupervision, StopMonitors,
+                                 SupervisorReport, SupervisorTick, TradeOpened, TradeStarted)
 from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.hooks import NO_HOOKS, Hooks
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 MONITORS_STOP_S = 20.0   # at shutdown: each monitor finishes its check (a write may wait on the rate limiter)
 
 RESTART_BACKOFF_START, RESTART_BACKOFF_MAX = 1.0, 60.0
-RETIRED_KEPT = 200      # how recent closures are remembered for the trader's channel
 UNRESPONSIVE_LIMIT = 2  # consecutive unanswered checks before a monitor is restarted
 
 
@@ -72,7 +71,7 @@ class Supervisor(pykka.ThreadingActor):
         self._last_discovery = clock.monotonic()
         self._peak = self._started = self._retired = self._restarts = 0
         self._reasons: Counter[str] = Counter()
-        self._retired_recently: dict[MonitorId, tuple[str, str]] = {}
+        self._outcomes: dict[MonitorId, list[Any]] = {}   # the trader's futures, set by the next outcome
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -89,9 +88,7 @@ class Supervisor(pykka.ThreadingActor):
                     self._discover()
             case MonitorRetired(monitor=monitor, reason=reason, detail=detail):
                 self._monitors.pop(monitor, None)
-                self._retired_recently[monitor] = (str(reason), detail)
-                while len(self._retired_recently) > RETIRED_KEPT:
-                    del self._retired_recently[next(iter(self._retired_recently))]
+                self._settle(monitor, Outcome(str(reason), detail=detail))
                 tell_upward(self._scheduler, UnregisterMonitor(monitor))  # the supervisor registered it
                 self._retired += 1
                 self._reasons[str(reason)] += 1
@@ -103,12 +100,14 @@ class Supervisor(pykka.ThreadingActor):
                 self._unresponsive[monitor] += 1
                 if self._unresponsive[monitor] >= UNRESPONSIVE_LIMIT:
                     self._schedule_restart(monitor, f"did not answer {UNRESPONSIVE_LIMIT} checks in a row")
-            case OpenTrade(monitor=monitor, plan=plan):
-                return self._open_trade(monitor, plan)
-            case Instruct(monitor=monitor, instruction=instruction):
-                self._instruct(monitor, instruction)
+            case OpenTrade(monitor=monitor, plan=plan, outcome=outcome):
+                return self._open_trade(monitor, plan, outcome)
+            case TradeOpened(monitor=monitor, size=size):
+                self._settle(monitor, Outcome("opened", size))
+            case Instruct(monitor=monitor, instruction=instruction, outcome=outcome):
+                self._instruct(monitor, instruction, outcome)
             case GetMonitors():
-                return Monitors(dict(self._monitors), dict(self._retired_recently))
+                return dict(self._monitors)
             case StopMonitors():
                 self._stop_monitors()
             case GetSupervisorReport():
@@ -165,7 +164,11 @@ class Supervisor(pykka.ThreadingActor):
                  "are gone (to confirm and clean up), %d stored states dropped", resumed, adopted, gone, dropped)
         return len(self._monitors)
 
-    def _open_trade(self, monitor: MonitorId, plan: Any) -> TradeStarted | str:
+    def _settle(self, monitor: MonitorId, outcome: Outcome) -> None:
+        for future in self._outcomes.pop(monitor, []):
+            future.set(outcome)
+
+    def _open_trade(self, monitor: MonitorId, plan: Any, outcome: Any) -> TradeStarted | str:
         """The plan is durable before its monitor sends anything: a crash in between resumes it
         (the monitor reserves each order's id before sending it), and the position it opens is
         never adopted with the default ladder meanwhile (its monitor already guards it)."""
@@ -186,15 +189,18 @@ class Supervisor(pykka.ThreadingActor):
         log.info(line, extra={"account": monitor.account, "symbol": monitor.symbol, "monitor": str(monitor),
                               "event": "trade_planned"})
         self._hooks.reached("plan_recorded")
+        self._outcomes.setdefault(monitor, []).append(outcome)
         self._start_monitor(monitor, state)
-        return TradeStarted(monitor, position_id, self._monitors[monitor])
+        return TradeStarted(monitor, position_id)
 
-    def _instruct(self, monitor: MonitorId, instruction: Any) -> None:
+    def _instruct(self, monitor: MonitorId, instruction: Any, outcome: Any) -> None:
         """Handed on: the monitor answers on the instruction's reply (this mailbox never waits)."""
         ref = self._monitors.get(monitor)
         try:
             if ref is None:
                 raise pykka.ActorDeadError(str(monitor))
+            if outcome is not None:
+                self._outcomes.setdefault(monitor, []).append(outcome)
             ref.tell(instruction)
         except pykka.ActorDeadError:
             instruction.reply.set("no monitor guards it")

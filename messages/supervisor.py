@@ -74,34 +74,47 @@ class SupervisorReport:
 
 
 @dataclass(frozen=True, slots=True)
+class TradeOpened:
+    """From a monitor: the position of the trade it opened exists now (its first sight)."""
+    monitor: MonitorId
+    size: Any                           # Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Set on a trader's `outcome` future: the trade opened (`reason` "opened", with its size), or
+    its monitor retired (`reason` the closure reason, `detail` why an entry was refused)."""
+    reason: str
+    size: Any = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class OpenTrade:
     """Ask (from the trader's channel): record a planned trade's state (critical) and start its
-    monitor, which sends the entry. `TradeStarted`, or a string saying why not."""
+    monitor, which sends the entry. `TradeStarted`, or a string saying why not. `outcome` (a
+    future) is set once the trade opened or its monitor retired."""
     monitor: MonitorId
     plan: Any                           # actors._rules.Plan
+    outcome: Any = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
 class TradeStarted:
     monitor: MonitorId
     position_id: str
-    ref: Any
 
 
 @dataclass(frozen=True, slots=True)
 class Instruct:
     """From the trader's channel: hand a `ChangePlan` or `ClosePosition` to the position's
-    monitor (it answers on the instruction's reply), or answer that nobody guards it."""
+    monitor (it answers on the instruction's reply), or answer that nobody guards it. `outcome`
+    (a future, optional) is set when that monitor retires."""
     monitor: MonitorId
     instruction: Any
+    outcome: Any = None
 
 
 @dataclass(frozen=True, slots=True)
 class GetMonitors:
-    """Ask: `Monitors`, the running monitors' refs and how recently retired ones ended."""
-
-
-@dataclass(frozen=True, slots=True)
-class Monitors:
-    running: dict[MonitorId, Any]
-    retired: dict[MonitorId, tuple[str, str]] = field(default_factory=dict)   # (reason, detail)
+    """Ask: the running monitors' refs, by MonitorId."""

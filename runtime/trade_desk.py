@@ -1,7 +1,7 @@
 """The trader's commands inside the daemon: each request read and checked (actors/_trade.py),
 the market asked through the gateway, the plan handed to the Supervisor, and the outcome awaited
-for the answer. Runs on the control socket's connection thread, never in an actor: it may wait
-(for the first entry's fate, for a close) without holding any mailbox.
+for the answer on a future the Supervisor sets (the trade opened, or its monitor retired). Runs on
+the control socket's connection thread, never in an actor: it may wait without holding a mailbox.
 
 Answers are `{"exit": 0|1|2, "lines": [...]}`: 2 for a request that cannot be carried out as
 given (nothing sent), 1 for a refusal by the exchange or the daemon, 0 when done.
@@ -22,11 +22,10 @@ from actors._trade import TradeRequest, describe
 from messages.gateway import GetMarket, GetPositionView, Market, PositionView, Rejected, SetLeverage, Unresolved
 from messages.models import MonitorId
 from messages.monitor import ChangePlan, ClosePosition, GetMonitorState
-from messages.supervisor import GetMonitors, Instruct, Monitors, OpenTrade, TradeStarted
+from messages.supervisor import GetMonitors, Instruct, OpenTrade, Outcome, TradeStarted
 
 ENTRY_WAIT_S = 20.0       # for the first entry's fate before answering
 CLOSE_WAIT_S = 20.0       # for a close to be cleaned up before answering
-POLL_S = 0.2
 
 
 def answer(code: int, lines: list[str], **extra: Any) -> dict[str, Any]:
@@ -72,7 +71,8 @@ class TradeDesk:
             return f"{account}: cannot read {symbol} now ({getattr(view, 'reason', 'stale data')}); nothing was sent"
         return view
 
-    def _monitors(self) -> Monitors:
+    def _monitors(self) -> dict[MonitorId, Any]:
+        """The running monitors' refs."""
         return self._supervisor.ask(GetMonitors(), timeout=self._timeout)
 
     def _state(self, ref: Any) -> MonitorState | None:
@@ -86,7 +86,7 @@ class TradeDesk:
     def _open(self, request: TradeRequest, accounts: tuple[str, ...]) -> dict[str, Any]:
         plans: dict[str, Plan] = {}
         problems: list[str] = []
-        running = self._monitors().running
+        running = self._monitors()
         for account in accounts:
             monitor = MonitorId(account, request.symbol)
             market = self._ask(lambda reply, a=account: GetMarket(a, request.symbol, reply=reply))
@@ -128,24 +128,22 @@ class TradeDesk:
             if isinstance(outcome, (Rejected, Unresolved)):
                 detail = f"{outcome.code} {outcome.message}" if isinstance(outcome, Rejected) else outcome.reason
                 return f"{account}: Bybit refused leverage {request.leverage}: {detail}; nothing was opened", 1
-        started = self._supervisor.ask(OpenTrade(MonitorId(account, request.symbol), plan), timeout=self._timeout)
+        future = pykka.ThreadingFuture()
+        started = self._supervisor.ask(OpenTrade(MonitorId(account, request.symbol), plan, outcome=future),
+                                       timeout=self._timeout)
         if not isinstance(started, TradeStarted):
             return f"{account}: {started}", 1
-        deadline = time.monotonic() + ENTRY_WAIT_S
-        while time.monotonic() < deadline:
-            monitors = self._monitors()
-            if started.monitor in monitors.retired and started.monitor not in monitors.running:
-                reason, detail = monitors.retired[started.monitor]
-                if reason == "entry_refused":
-                    return f"{account}: Bybit refused the entry: {detail}; nothing was opened", 1
-                return f"{account}: {request.symbol} closed at once ({reason})", 1
-            state = self._state(started.ref)
-            if state is not None and state.peak_size > 0:
-                return (f"{account}: opened {request.symbol} {state.plan.side} {state.last_size} "
-                        f"(position {started.position_id}), guarded: {describe(plan)}"), 0
-            time.sleep(POLL_S)
-        return (f"{account}: the entry was sent and is not confirmed yet (position {started.position_id}); "
-                "the daemon keeps at it: see `trade list`"), 0
+        try:
+            outcome: Outcome = future.get(timeout=ENTRY_WAIT_S)
+        except pykka.Timeout:
+            return (f"{account}: the entry was sent and is not confirmed yet (position {started.position_id}); "
+                    "the daemon keeps at it: see `trade list`"), 0
+        if outcome.reason == "opened":
+            return (f"{account}: opened {request.symbol} {plan.side} {outcome.size} "
+                    f"(position {started.position_id}), guarded: {describe(plan)}"), 0
+        if outcome.reason == "entry_refused":
+            return f"{account}: Bybit refused the entry: {outcome.detail}; nothing was opened", 1
+        return f"{account}: {request.symbol} closed at once ({outcome.reason})", 1
 
     # --- plan, close, list ----------------------------------------------------------------
 
@@ -168,7 +166,7 @@ class TradeDesk:
                           f"and stop {stop}; its monitor moves its orders now"])
 
     def _close(self, request: TradeRequest, accounts: tuple[str, ...]) -> dict[str, Any]:
-        lines, code, closing = [], 0, []
+        lines, code, closing = [], 0, {}
         for account in accounts:
             monitor = MonitorId(account, request.symbol)
             view = self._view(account, request.symbol)
@@ -176,30 +174,30 @@ class TradeDesk:
                 lines.append(view)
                 code = 1
                 continue
-            if view.position is None and monitor not in self._monitors().running:
+            if view.position is None and monitor not in self._monitors():
                 lines.append(f"{account}: {request.symbol} has no open position")
                 code = code or 2
                 continue
-            why_not = ask_with_reply(self._supervisor, lambda reply: Instruct(monitor, ClosePosition(reply=reply)),
-                                     self._timeout)
+            future = pykka.ThreadingFuture()
+            why_not = ask_with_reply(self._supervisor, lambda reply: Instruct(
+                monitor, ClosePosition(reply=reply), outcome=future), self._timeout)
             if why_not:
                 lines.append(f"{account}: {request.symbol}: {why_not}")
                 code = 1
             else:
-                closing.append(monitor)
+                closing[account] = future
         deadline = time.monotonic() + CLOSE_WAIT_S
-        while closing and time.monotonic() < deadline:
-            retired = self._monitors().retired
-            for monitor in [m for m in closing if m in retired]:
-                closing.remove(monitor)
-                lines.append(f"{monitor.account}: {request.symbol} closed ({retired[monitor][0]}); no order left")
-            time.sleep(POLL_S)
-        lines += [f"{m.account}: {request.symbol} is closing; the daemon finishes it" for m in closing]
+        for account, future in closing.items():
+            try:
+                outcome: Outcome = future.get(timeout=max(0.0, deadline - time.monotonic()))
+                lines.append(f"{account}: {request.symbol} closed ({outcome.reason}); no order left")
+            except pykka.Timeout:
+                lines.append(f"{account}: {request.symbol} is closing; the daemon finishes it")
         return answer(code, lines)
 
     def _list(self) -> dict[str, Any]:
         plans = []
-        for monitor, ref in sorted(self._monitors().running.items()):
+        for monitor, ref in sorted(self._monitors().items()):
             state = self._state(ref)
             if state is None or state.plan.approach is Approach.ADOPTED:
                 continue
