@@ -101,7 +101,7 @@ def trade(argv: list[str]) -> int:
 def alert_channels(settings: Settings) -> list | None:
     """One Channel per ALERT_URLS entry; None (after one line per bad URL) when Apprise knows one
     not. A URL is never printed: it carries a token."""
-    from actors.notifier import Channel
+    from actors.alerts import Channel
     channels, bad = [], []
     for number, url in enumerate(settings.alert_urls, 1):
         try:
@@ -130,7 +130,7 @@ def test_alerts(channels: list) -> int:
 def print_status(settings: Settings, args: argparse.Namespace) -> int:
     """The running daemon's live figures when it answers on METRICS_ADDRESS, else the state
     database (the demo's when no keys are set). No exchange call either way."""
-    from actors._store import StateError
+    from actors.storage import StateError
     from runtime import status
     path = _state_path(settings, args.config)
     try:
@@ -145,7 +145,7 @@ def print_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run(settings: Settings, args: argparse.Namespace, channels: list) -> int:
-    from actors._store import StateError
+    from actors.storage import StateError
     from runtime.system import StartupError, System
 
     if _state_path(settings, args.config) == DEMO_STATE_PATH:

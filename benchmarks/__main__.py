@@ -28,10 +28,11 @@ import orjson
 from settings import PARSERS
 from runtime.stats import percentile
 from simulator import Simulator
+from messages.endpoints import Api
 
 ROOT = Path(__file__).resolve().parents[1]
-WRITES = ("/v5/order/create", "/v5/order/amend", "/v5/order/cancel", "/v5/order/cancel-all",
-          "/v5/order/create-batch", "/v5/order/amend-batch", "/v5/order/cancel-batch")
+WRITES = (Api.PLACE_ORDER, Api.AMEND_ORDER, Api.CANCEL_ORDER, Api.CANCEL_ALL,
+          Api.PLACE_BATCH, Api.AMEND_BATCH, Api.CANCEL_BATCH)
 
 
 def run(design: str, positions: int, latency_ms: float, duration: float, seed: int = 1) -> dict:

@@ -12,9 +12,9 @@ import time
 
 import pykka
 
-from actors._asks import ask_with_reply
-from actors._bybit import BybitTransport
-from actors.gateway import ExchangeGateway
+from actors.asks import ask_with_reply
+from actors.exchange import BybitTransport
+from actors.exchange import ExchangeGateway
 from messages.gateway import GatewayTick, GetAccountSnapshot, GetGatewayStats, GetPositionView
 from runtime.clock import SystemClock
 from runtime.ticker import Every, Ticker

@@ -1,6 +1,6 @@
 """Bybit V5 retCodes we act on, and what each means to us (../shared/reference/bybit-v5.md §6).
 
-The one table of named codes: the wire (actors/_wire.py), the gateway and the rules read it
+The one table of named codes: the wire (actors/exchange/_formats.py), the gateway and the rules read it
 instead of bare numbers. A code not listed here is a plain definite no (`Meaning.REFUSED`).
 """
 

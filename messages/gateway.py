@@ -2,7 +2,7 @@
 
 Requests carry a `reply` future (a `pykka.ThreadingFuture`) that the gateway sets when the answer
 is ready, possibly much later: its mailbox never waits on the network. `ask_with_reply()` in
-actors/_asks.py is the helper that makes one and waits with a timeout. `reply` is required; a
+actors/asks.py is the helper that makes one and waits with a timeout. `reply` is required; a
 command inside a `Batch` passes `reply=None` (the batch is answered as a whole).
 """
 

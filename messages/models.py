@@ -454,3 +454,23 @@ class Urgency(StrEnum):
 
 
 _URGENCY_ORDER = list(Urgency)
+
+
+class Approach(StrEnum):
+    CONSERVATIVE = "conservative"
+    FAST = "fast"
+    ADOPTED = "adopted"
+    PLANNED = "planned"                 # a position the daemon did not open, given its targets by the trader
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A position's targets: take-profit shares and prices, the stop, and for a trade the daemon opens,
+    its legs. Carried by `OpenTrade` and kept in every monitor's state."""
+    approach: Approach
+    side: str                           # Buy | Sell
+    percents: tuple[Decimal, ...]       # take-profit shares (add up to 100)
+    tp_prices: tuple[Decimal, ...]
+    stop_price: Decimal
+    legs: tuple[Decimal, ...] = ()      # a trade the daemon opens: leg 1 at market, the others limits
+    limits: tuple[Decimal, ...] = ()    # the limit prices of legs 2, 3, ...

@@ -8,7 +8,7 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class AlertText:
-    """One alert as the trader reads it (actors/_alerts.py renders it from a journal entry)."""
+    """One alert as the trader reads it (actors/alerts/_alert_rules.py renders it from a journal entry)."""
     account: str                        # main | mirror | daemon
     kind: str                           # the journal event it reports
     title: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from messages.models import MonitorId
+from messages.models import MonitorId, Plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +95,7 @@ class OpenTrade:
     monitor, which sends the entry. `TradeStarted`, or a string saying why not. `outcome` (a
     future) is set once the trade opened or its monitor retired."""
     monitor: MonitorId
-    plan: Any                           # actors._rules.Plan
+    plan: Plan
     outcome: Any = field(kw_only=True)
 
 

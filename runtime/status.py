@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from actors._store import open_read_only
+from actors.storage import open_read_only
 
 LIVE_TIMEOUT_S = 2.0
 STORED_KEYS = ("side", "phase", "size", "avg_price", "next_tp", "stop", "urgency")

@@ -19,18 +19,18 @@ from typing import Any
 import orjson
 import pykka
 
-from actors._rules import RulesConfig
-from actors._schedule import STREAM_CONCURRENCY
-from actors._store import open_read_only, open_store
-from actors._alerts import AlertRules
-from actors._asks import ask_with_reply, journal, record
-from actors._bybit import BybitTransport
-from actors.gateway import ExchangeGateway
-from actors.monitor import Monitor
-from actors.notifier import Channel, Notifier
-from actors.persistence import Persistence
-from actors.scheduler import Scheduler
-from actors.supervisor import Supervisor
+from actors.position import RulesConfig
+from actors.scheduling import STREAM_CONCURRENCY
+from actors.storage import open_read_only, open_store
+from actors.alerts import AlertRules
+from actors.asks import ask_with_reply, journal, record
+from actors.exchange import BybitTransport
+from actors.exchange import ExchangeGateway
+from actors.position import Monitor
+from actors.alerts import Channel, Notifier
+from actors.storage import Persistence
+from actors.scheduling import Scheduler
+from actors.supervision import Supervisor
 from messages.gateway import (Access, AccountSnapshot, AttachScheduler, CheckAccess, GatewayTick, GetAccountSnapshot,
                               GetGatewayStats, ReportStats)
 from messages.notifier import Drain, NotifierTick

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 
-from actors._trade import read_request
+from actors.supervision import read_request
 from runtime.control import ask
 
 USAGE = """python main.py trade open SYMBOL long|short --approach conservative|fast

@@ -1,4 +1,4 @@
-"""The trader's commands inside the daemon: each request read and checked (actors/_trade.py),
+"""The trader's commands inside the daemon: each request read and checked (actors/supervision/_trade_requests.py),
 the market asked through the gateway, the plan handed to the Supervisor, and the outcome awaited
 for the answer on a future the Supervisor sets (the trade opened, or its monitor retired). Runs on
 the control socket's connection thread, never in an actor: it may wait without holding a mailbox.
@@ -15,10 +15,11 @@ from typing import Any
 
 import pykka
 
-from actors import _trade
-from actors._asks import ask_with_reply
-from actors._rules import Approach, MonitorState, Plan, RulesConfig
-from actors._trade import TradeRequest, describe
+
+from actors.asks import ask_with_reply
+from actors.position import MonitorState, RulesConfig
+from messages.models import Approach, Plan
+from actors.supervision import TradeRequest, check_targets, describe, read_request, size_open
 from messages.gateway import GetMarket, GetPositionView, Market, PositionView, Rejected, SetLeverage, Unresolved
 from messages.models import MonitorId
 from messages.monitor import ChangePlan, ClosePosition, GetMonitorState
@@ -40,7 +41,7 @@ class TradeDesk:
         self._timeout = timeout
 
     def handle(self, data: Any) -> dict[str, Any]:
-        request, problems = _trade.read_request(data, len(self._config.ladder_percents))
+        request, problems = read_request(data, len(self._config.ladder_percents))
         if request is None:
             return answer(2, problems)
         if request.command == "list":
@@ -103,7 +104,7 @@ class TradeDesk:
                 if monitor in running:
                     problems.append(f"{account}: {request.symbol} is being opened or closed by the daemon")
                     continue
-            plan, found = _trade.size_open(request, account, market, self._config)
+            plan, found = size_open(request, account, market, self._config)
             problems += found
             if plan is not None:
                 plans[account] = plan
@@ -155,7 +156,7 @@ class TradeDesk:
             return answer(2, [f"SYMBOL {request.symbol}: Bybit lists no such linear contract"])
         if view.position is None:
             return answer(2, [f"{account}: {request.symbol} has no open position (`trade open` opens one)"])
-        tps, stop, problems = _trade.check_targets(request, view.position, view.instrument)
+        tps, stop, problems = check_targets(request, view.position, view.instrument)
         if problems:
             return answer(2, problems)
         why_not = ask_with_reply(self._supervisor, lambda reply: Instruct(

@@ -1,6 +1,7 @@
 """Bybit's request limits as the simulator enforces them.
 
-Per account and endpoint: a rolling 1 s window (writes 10/s, reads 50/s), answered with retCode
+Per account and endpoint: a rolling 1 s window (messages/endpoints.py: writes 10/s,
+reads 50/s), answered with retCode
 10006 and a reset time in the future. Per client IP (all loopback traffic is one client): more
 than 600 requests in 5 s bans every request with HTTP 403 for `ip_ban_seconds`.
 """
@@ -12,26 +13,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-WRITE_LIMIT = 10
-READ_LIMIT = 50
-WRITE_ENDPOINTS = frozenset({
-    "/v5/order/create", "/v5/order/amend", "/v5/order/cancel", "/v5/order/cancel-all",
-    "/v5/order/create-batch", "/v5/order/amend-batch", "/v5/order/cancel-batch",
-    "/v5/position/trading-stop",
-})
-READ_ENDPOINTS = frozenset({
-    "/v5/position/list", "/v5/order/realtime", "/v5/order/history", "/v5/execution/list",
-    "/v5/account/wallet-balance", "/v5/user/query-api",
-})
-
-
-def limit_for(endpoint: str) -> int | None:
-    if endpoint in WRITE_ENDPOINTS:
-        return WRITE_LIMIT
-    if endpoint in READ_ENDPOINTS:
-        return READ_LIMIT
-    return None
-
+from messages.endpoints import endpoint as endpoint_of
 
 @dataclass(frozen=True, slots=True)
 class Quota:
@@ -79,7 +61,7 @@ class RateLimits:
     def take(self, account: str, endpoint: str, units: int = 1) -> Quota | None:
         """Take up to `units` from the (account, endpoint) window. None for unmetered endpoints.
         A batch gets as many units as remain (its later orders fail); 0 means 10006."""
-        limit = self.limits.get(endpoint) or limit_for(endpoint)
+        limit = self.limits.get(endpoint) or endpoint_of(endpoint).per_second
         if limit is None:
             return None
         with self._lock:

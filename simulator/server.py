@@ -24,6 +24,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
+from messages.endpoints import ENDPOINTS, Api
+
 from simulator.exchange import BybitError, Exchange, SimAccount
 from simulator.ws import PRIVATE_PATH, PUBLIC_PATH, WsHub
 from simulator.faults import Fault, FaultBook
@@ -36,32 +38,32 @@ BATCH_MAX = 10
 Paging = dict[str, bool]
 PrivateHandler = Callable[[Exchange, SimAccount, dict, Paging], Any]
 
-PUBLIC: dict[tuple[str, str], Callable[[Exchange, dict, Paging], Any]] = {
-    ("GET", "/v5/market/time"): lambda ex, p, pg: {"timeSecond": str(int(time.time())),
+PUBLIC: dict[Api, Callable[[Exchange, dict, Paging], Any]] = {
+    Api.SERVER_TIME: lambda ex, p, pg: {"timeSecond": str(int(time.time())),
                                                    "timeNano": str(time.time_ns())},
-    ("GET", "/v5/market/tickers"): lambda ex, p, pg: ex.tickers(p),
-    ("GET", "/v5/market/instruments-info"): lambda ex, p, pg: ex.instruments(p, **pg),
+    Api.TICKERS: lambda ex, p, pg: ex.tickers(p),
+    Api.INSTRUMENTS: lambda ex, p, pg: ex.instruments(p, **pg),
 }
 
-PRIVATE: dict[tuple[str, str], PrivateHandler] = {
-    ("GET", "/v5/position/list"): lambda ex, a, p, pg: ex.position_rows(a, p, **pg),
-    ("GET", "/v5/order/realtime"): lambda ex, a, p, pg: ex.order_rows(a, p, **pg),
-    ("GET", "/v5/order/history"): lambda ex, a, p, pg: ex.order_rows(a, p, history=True, **pg),
-    ("GET", "/v5/execution/list"): lambda ex, a, p, pg: ex.execution_rows(a, p, **pg),
-    ("GET", "/v5/account/wallet-balance"): lambda ex, a, p, pg: ex.wallet(a, p),
-    ("GET", "/v5/user/query-api"): lambda ex, a, p, pg: ex.api_key_info(a),
-    ("POST", "/v5/order/create"): lambda ex, a, p, pg: ex.create_order(a, p),
-    ("POST", "/v5/order/amend"): lambda ex, a, p, pg: ex.amend_order(a, p),
-    ("POST", "/v5/order/cancel"): lambda ex, a, p, pg: ex.cancel_order(a, p),
-    ("POST", "/v5/order/cancel-all"): lambda ex, a, p, pg: ex.cancel_all(a, p),
-    ("POST", "/v5/position/set-leverage"): lambda ex, a, p, pg: ex.set_leverage(a, p),
+PRIVATE: dict[Api, PrivateHandler] = {
+    Api.POSITIONS: lambda ex, a, p, pg: ex.position_rows(a, p, **pg),
+    Api.OPEN_ORDERS: lambda ex, a, p, pg: ex.order_rows(a, p, **pg),
+    Api.ORDER_HISTORY: lambda ex, a, p, pg: ex.order_rows(a, p, history=True, **pg),
+    Api.EXECUTIONS: lambda ex, a, p, pg: ex.execution_rows(a, p, **pg),
+    Api.WALLET_BALANCE: lambda ex, a, p, pg: ex.wallet(a, p),
+    Api.API_KEY_INFO: lambda ex, a, p, pg: ex.api_key_info(a),
+    Api.PLACE_ORDER: lambda ex, a, p, pg: ex.create_order(a, p),
+    Api.AMEND_ORDER: lambda ex, a, p, pg: ex.amend_order(a, p),
+    Api.CANCEL_ORDER: lambda ex, a, p, pg: ex.cancel_order(a, p),
+    Api.CANCEL_ALL: lambda ex, a, p, pg: ex.cancel_all(a, p),
+    Api.SET_LEVERAGE: lambda ex, a, p, pg: ex.set_leverage(a, p),
 }
 
 # Batch endpoint -> the single-order operation each item goes through.
-BATCH: dict[str, Callable[[Exchange], Callable[[SimAccount, dict], dict]]] = {
-    "/v5/order/create-batch": lambda ex: ex.create_order,
-    "/v5/order/amend-batch": lambda ex: ex.amend_order,
-    "/v5/order/cancel-batch": lambda ex: ex.cancel_order,
+BATCH: dict[Api, Callable[[Exchange], Callable[[SimAccount, dict], dict]]] = {
+    Api.PLACE_BATCH: lambda ex: ex.create_order,
+    Api.AMEND_BATCH: lambda ex: ex.amend_order,
+    Api.CANCEL_BATCH: lambda ex: ex.cancel_order,
 }
 
 
@@ -216,11 +218,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def _bybit(self, method: str, path: str, raw_query: str, body: str) -> None:
         server = self.server
-        key = (method, path)
-        private = key in PRIVATE or (method == "POST" and path in BATCH)
-        if not private and key not in PUBLIC:
+        served = path in PRIVATE or path in PUBLIC or path in BATCH
+        if not served or ENDPOINTS[Api(path)].http != method:
             self._send(404, b"404 page not found", "text/plain")
             return
+        key = Api(path)
+        private = key not in PUBLIC
         account = server.exchange.account_for_key(self.headers.get("X-BAPI-API-KEY", "")) if private else None
         account_name = account.name if account else ("public" if not private else "unknown")
         server.stats.count(account_name, path)

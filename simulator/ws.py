@@ -45,7 +45,7 @@ from simulator.faults import FaultBook
 
 log = logging.getLogger(__name__)
 
-PRIVATE_PATH, PUBLIC_PATH = "/v5/private", "/v5/public/linear"
+PRIVATE_PATH, PUBLIC_PATH = "/v5/private", "/v5/public/linear"   # WebSocket paths (not REST endpoints)
 PRIVATE_TOPICS = ("order", "execution", "position", "wallet")
 ACK_DELAY_S = 0.005          # pybit records a subscription only after sending it (bybit-ws.md 4.4)
 WRITER_WAKE_S = 0.05         # how often an idle writer looks at the fault book

@@ -6,9 +6,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors._store import open_store  # noqa: E402
-from actors._asks import journal, record  # noqa: E402
-from actors.persistence import Persistence  # noqa: E402
+from actors.storage._store import open_store  # noqa: E402
+from actors.asks import journal, record  # noqa: E402
+from actors.storage.persistence import Persistence  # noqa: E402
 from messages.models import MonitorId  # noqa: E402
 from messages.persistence import Record  # noqa: E402
 from runtime.clock import SystemClock  # noqa: E402

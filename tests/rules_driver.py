@@ -1,4 +1,4 @@
-"""The daemon's own check cycle (actors/_cycle.py) driven synchronously over the simulator's
+"""The daemon's own check cycle (actors/position/_check_cycle.py) driven synchronously over the simulator's
 exchange engine in-process: used by the rule scenarios and the property tests, so they prove the
 code the Monitor actor runs, batching, follow-ups and the immediate re-read included."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from actors._cycle import CheckCycle, command_message
-from actors._rules import Command, Event, MonitorState, RulesConfig
+from actors.position._check_cycle import CheckCycle, command_message
+from actors.position.rules import Command, Event, MonitorState, RulesConfig
 from messages.models import MonitorId, Urgency
 from messages.persistence import JournalEntry
 from runtime.clock import FakeClock

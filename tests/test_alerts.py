@@ -8,11 +8,11 @@ from decimal import Decimal
 
 import pytest
 
-from actors._alerts import AlertRules, compose
-from actors._asks import ask_with_reply, journal, record
-from actors._store import open_store
-from actors.notifier import Channel, Notifier
-from actors.persistence import Persistence
+from actors.alerts._alert_rules import AlertRules, compose
+from actors.asks import ask_with_reply, journal, record
+from actors.storage._store import open_store
+from actors.alerts.notifier import Channel, Notifier
+from actors.storage.persistence import Persistence
 from messages.models import MonitorId
 from messages.notifier import AlertsQueued, Drain, NotifierTick, QueuedAlert
 from messages.persistence import DAEMON, AlertsSent, AttachNotifier, Record, account_subject

@@ -1,4 +1,4 @@
-"""The gateway's cache merge (actors/_cache.py): REST rows and pushes, one set of rules, no I/O."""
+"""The gateway's cache merge (actors/exchange/_cache.py): REST rows and pushes, one set of rules, no I/O."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from actors._cache import AccountCache
-from actors._freshness import StreamHealth
-from actors._paging import Read, ReadFailed
-from actors._wire import private_push, ticker_mark, ticker_topics
+from actors.exchange._cache import AccountCache
+from actors.exchange._stream_health import StreamHealth
+from actors.exchange._reads import Read, ReadFailed
+from actors.exchange._formats import private_push, ticker_mark, ticker_topics
 from messages.gateway import PlaceOrder
 from messages.models import Execution, ModelError, Order, Position
 

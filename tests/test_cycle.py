@@ -1,4 +1,4 @@
-"""The check cycle (actors/_cycle.py) and its typed vocabulary: the one order of a check that the
+"""The check cycle (actors/position/_check_cycle.py) and its typed vocabulary: the one order of a check that the
 Monitor actor and the rule tests share."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from decimal import Decimal
 
 import pytest
 
-from actors import _rules
-from actors._cycle import CheckCycle
-from actors._rules import EMERGENCY_KEY, STOP_KEY, Action, Approach, CloseReason, EventKind, Phase, RulesConfig
+from actors.position import rules
+from actors.position._check_cycle import CheckCycle
+from actors.position.rules import EMERGENCY_KEY, STOP_KEY, Action, CloseReason, EventKind, Phase, RulesConfig
 from messages.codes import Meaning, RetCode, meaning, outcome_unknown
 from messages.gateway import Rejected, Unresolved
-from messages.models import Intent, MonitorId, OrderLink, Role, Urgency
+from messages.models import Approach, Intent, MonitorId, OrderLink, Role, Urgency
 from runtime.backoff import Backoff
 from simulator import Simulator
 from tests.rules_driver import INTERVALS, Driver
@@ -69,7 +69,7 @@ def test_a_state_round_trips_with_its_types():
     _, driver = world()
     driver.check()
     state = driver.state
-    again = _rules.state_from_dict(_rules.state_to_dict(state))
+    again = rules.state_from_dict(rules.state_to_dict(state))
     assert again == state
     assert again.phase is Phase.MONITORING and again.plan.approach is Approach.CONSERVATIVE
     assert again.urgency is Urgency.CRITICAL and all(isinstance(k, Intent) for k in again.generations)
@@ -78,12 +78,12 @@ def test_a_state_round_trips_with_its_types():
 def test_an_older_state_with_cleanup_keys_in_pending_is_read_into_cleanup():
     _, driver = world()
     driver.check()
-    data = _rules.state_to_dict(driver.state)
+    data = rules.state_to_dict(driver.state)
     pending = {"action": "cancel", "link_id": "tg-pos1-T2-0", "qty": None, "trigger_price": None}
     data["pending"] = {"close:tg-pos1-T2-0": pending, "S0": {**pending, "action": "place", "link_id": "tg-pos1-S0-1"}}
     data.pop("cleanup")
     data["closing"] = "manual"
-    state = _rules.state_from_dict(data)
+    state = rules.state_from_dict(data)
     assert set(state.cleanup) == {"tg-pos1-T2-0"} and set(state.pending) == {STOP_KEY}
     assert state.closing is CloseReason.MANUAL and state.awaiting
 

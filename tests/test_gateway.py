@@ -10,10 +10,10 @@ from decimal import Decimal
 import pykka
 import pytest
 
-from actors._rate_limit import RateLimiter
-from actors._asks import ask_with_reply
-from actors._bybit import BybitTransport
-from actors.gateway import ExchangeGateway
+from actors.exchange._rate_limiter import RateLimiter
+from actors.asks import ask_with_reply
+from actors.exchange._transport import BybitTransport
+from actors.exchange.gateway import ExchangeGateway
 from messages.gateway import (Accepted, AmendOrder, Batch, CancelOrder, GatewayTick, GetAccountSnapshot,
                               GetGatewayStats, GetMarket, GetPositionView, PlaceOrder, Priority, Rejected, SetLeverage,
                               Unavailable, Unresolved)
@@ -25,6 +25,7 @@ from simulator import Simulator
 from tests.e2e.harness import wait_until
 from tests.factory import closing_factory
 from tests.stubs.recorder import Recorder, recorded
+from messages.endpoints import Api
 
 
 class Rig:
@@ -80,7 +81,7 @@ def test_200_requests_on_a_cold_cache_cost_exactly_the_pages_needed(rig):
     stats = r.sim.stats.snapshot()["requests"]
     for account in ("main", "mirror"):
         assert stats[account] == {"/v5/position/list": 1,
-                                  "/v5/order/realtime": math.ceil(orders_on(r.sim, account) / 50)}
+                                  Api.OPEN_ORDERS: math.ceil(orders_on(r.sim, account) / 50)}
         ids = {v.snapshot_id for a, v in views if a == account}
         assert len(ids) == 1  # everyone got the same snapshot
     assert all(v.position is not None and not v.stale for _, v in views)
@@ -171,7 +172,7 @@ def test_thirty_amends_at_once_meet_no_10006_and_stops_go_first(rig):
 
 def test_10006_makes_the_command_unresolved_and_blocks_the_key_until_reset(rig):
     r = rig()
-    r.sim.add_fault(kind="retcode", endpoint="/v5/order/create", code=10006, message="Too many visits!", count=1)
+    r.sim.add_fault(kind="retcode", endpoint=Api.PLACE_ORDER, code=10006, message="Too many visits!", count=1)
     place = lambda f, n: PlaceOrder("main", "BTCUSDT", "Buy", "Limit", Decimal("0.001"), f"tg-rl{n}-E2-0",
                                     price=Decimal("50000"), reduce_only=False, reply=f)
     assert isinstance(r.send(lambda f: place(f, 1)), Unresolved)
@@ -184,7 +185,7 @@ def test_10006_makes_the_command_unresolved_and_blocks_the_key_until_reset(rig):
 def test_http_403_stops_every_request_to_the_host(rig):
     r = rig()
     r.view("BTCUSDT")
-    r.sim.add_fault(kind="http_5xx", endpoint="/v5/order/create", status=403, count=1)
+    r.sim.add_fault(kind="http_5xx", endpoint=Api.PLACE_ORDER, status=403, count=1)
     place = lambda f, n: PlaceOrder("main", "BTCUSDT", "Buy", "Limit", Decimal("0.001"), f"tg-ban{n}-E2-0",
                                     price=Decimal("50000"), reduce_only=False, reply=f)
     assert isinstance(r.send(lambda f: place(f, 1)), Unresolved)
@@ -205,7 +206,7 @@ def test_a_failed_refresh_keeps_the_last_good_snapshot_marked_stale(rig, fault):
     r = rig(positions=60, timeout=1.0)
     good = r.snapshot()
     assert len(good.positions) == 60
-    r.sim.add_fault(endpoint="/v5/order/realtime", **fault)
+    r.sim.add_fault(endpoint=Api.OPEN_ORDERS, **fault)
     stale = r.snapshot(max_age=0.01)
     assert stale.stale and len(stale.positions) == 60 and stale.snapshot_id == good.snapshot_id
     view = r.view("BTCUSDT", max_age=0.01)
@@ -223,7 +224,7 @@ def test_a_failed_refresh_keeps_the_last_good_snapshot_marked_stale(rig, fault):
 def test_after_the_stale_limit_requests_get_unavailable(rig):
     r = rig(stale_limit=0.2)
     r.snapshot()
-    r.sim.add_fault(kind="http_5xx", endpoint="/v5/order/realtime")
+    r.sim.add_fault(kind="http_5xx", endpoint=Api.OPEN_ORDERS)
     deadline = time.monotonic() + 5
     answer = None
     while time.monotonic() < deadline:
@@ -235,7 +236,7 @@ def test_after_the_stale_limit_requests_get_unavailable(rig):
 
 def test_no_data_at_all_is_unavailable_not_an_empty_book(rig):
     r = rig()
-    r.sim.add_fault(kind="retcode", code=10016, endpoint="/v5/position/list")
+    r.sim.add_fault(kind="retcode", code=10016, endpoint=Api.POSITIONS)
     answer = r.snapshot()
     assert isinstance(answer, Unavailable)
 
@@ -243,13 +244,13 @@ def test_no_data_at_all_is_unavailable_not_an_empty_book(rig):
 def test_lost_response_is_unresolved_and_the_next_snapshot_shows_the_order(rig):
     r = rig()
     r.view("BTCUSDT")
-    r.sim.add_fault(kind="lost_response", endpoint="/v5/order/create", count=1)
+    r.sim.add_fault(kind="lost_response", endpoint=Api.PLACE_ORDER, count=1)
     outcome = r.send(lambda f: PlaceOrder("main", "BTCUSDT", "Buy", "Limit", Decimal("0.001"), "tg-lost-E2-0",
                                           price=Decimal("50000"), reduce_only=False, priority=Priority.PROTECT, reply=f))
     assert isinstance(outcome, Unresolved)
     view = r.view("BTCUSDT", max_age=60)  # marked dirty: read again despite the generous max_age
     assert "tg-lost-E2-0" in {o.link_id for o in view.orders}
-    assert r.sim.stats.snapshot()["requests"]["main"]["/v5/order/create"] == 1  # never re-sent
+    assert r.sim.stats.snapshot()["requests"]["main"][Api.PLACE_ORDER] == 1  # never re-sent
 
 
 def test_accepted_commands_are_reflected_before_the_next_answer(rig):
@@ -288,7 +289,7 @@ def test_include_closed_reports_a_filled_take_profit_for_one_request_when_the_da
     view = r.view(entry.symbol, include_closed=True)
     tp1 = OrderLink(entry.position_id, Role.TAKE_PROFIT, 1, 0).build()
     assert any(o.link_id == tp1 and o.status == "Filled" for o in view.closed)
-    assert r.sim.stats.requests() == before + 1 and r.sim.stats.requests(endpoint="/v5/order/history") == 1
+    assert r.sim.stats.requests() == before + 1 and r.sim.stats.requests(endpoint=Api.ORDER_HISTORY) == 1
     stale_first = r.view(entry.symbol, include_closed=True, max_age=0.0)  # not fresh: the symbol is read too
     assert stale_first.closed and r.sim.stats.requests() == before + 4
 
@@ -301,7 +302,7 @@ def test_urgent_requests_on_a_big_book_use_symbol_reads(rig):
     for symbol in symbols:
         assert r.view(symbol, max_age=0.001).position is not None
     requests = r.sim.stats.snapshot()["requests"]["main"]
-    assert requests == {"/v5/order/realtime": 3, "/v5/position/list": 3}
+    assert requests == {"/v5/order/realtime": 3, Api.POSITIONS: 3}
 
 
 def test_no_pool_full_warning_with_50_concurrent_requests(rig, caplog):
@@ -321,7 +322,7 @@ def test_no_pool_full_warning_with_50_concurrent_requests(rig, caplog):
 def test_secrets_never_reach_a_log_line(rig, caplog):
     caplog.set_level(logging.DEBUG)
     r = rig()
-    r.sim.add_fault(kind="retcode", endpoint="/v5/order/create", code=10016, count=1)
+    r.sim.add_fault(kind="retcode", endpoint=Api.PLACE_ORDER, code=10016, count=1)
     r.view("BTCUSDT")
     r.send(lambda f: PlaceOrder("main", "BTCUSDT", "Buy", "Limit", Decimal("0.001"), "tg-sec-E2-0",
                                 price=Decimal("50000"), reduce_only=False, reply=f))
@@ -340,22 +341,22 @@ def test_unknown_account_is_unavailable(rig):
 
 def test_limiter_paces_to_the_published_limit_with_a_guard():
     limiter = RateLimiter(guard=0.1)
-    assert all(limiter.take("main", "/v5/order/amend", 0.0) for _ in range(10))
-    assert not limiter.take("main", "/v5/order/amend", 0.5)
-    assert limiter.delay("main", "/v5/order/amend", 0.5) == pytest.approx(0.6)
-    assert limiter.take("main", "/v5/order/amend", 1.1)
-    assert limiter.take("mirror", "/v5/order/amend", 0.5)       # per account
-    assert limiter.take("main", "/v5/position/list", 0.5)       # per endpoint
+    assert all(limiter.take("main", Api.AMEND_ORDER, 0.0) for _ in range(10))
+    assert not limiter.take("main", Api.AMEND_ORDER, 0.5)
+    assert limiter.delay("main", Api.AMEND_ORDER, 0.5) == pytest.approx(0.6)
+    assert limiter.take("main", Api.AMEND_ORDER, 1.1)
+    assert limiter.take("mirror", Api.AMEND_ORDER, 0.5)       # per account
+    assert limiter.take("main", Api.POSITIONS, 0.5)       # per endpoint
 
 
 def test_limiter_is_corrected_by_headers_and_blocks_on_10006_and_403():
     limiter = RateLimiter()
-    limiter.observe("main", "/v5/order/create", 0.0, "10", "2")  # 8 spent elsewhere
-    assert [limiter.take("main", "/v5/order/create", 0.0) for _ in range(3)] == [True, True, False]
-    limiter.block("main", "/v5/order/cancel", until=5.0)
-    assert limiter.delay("main", "/v5/order/cancel", 1.0) == 4.0
+    limiter.observe("main", Api.PLACE_ORDER, 0.0, "10", "2")  # 8 spent elsewhere
+    assert [limiter.take("main", Api.PLACE_ORDER, 0.0) for _ in range(3)] == [True, True, False]
+    limiter.block("main", Api.CANCEL_ORDER, until=5.0)
+    assert limiter.delay("main", Api.CANCEL_ORDER, 1.0) == 4.0
     limiter.ban(until=100.0)
-    assert limiter.delay("mirror", "/v5/market/tickers", 1.0) == 99.0
+    assert limiter.delay("mirror", Api.TICKERS, 1.0) == 99.0
 
 
 def test_a_request_without_a_reply_future_is_logged_and_dropped_not_fatal(rig, caplog):

@@ -9,9 +9,9 @@ from decimal import Decimal
 
 import pytest
 
-from actors._asks import ask_with_reply
-from actors._bybit import BybitTransport
-from actors.gateway import ExchangeGateway
+from actors.asks import ask_with_reply
+from actors.exchange._transport import BybitTransport
+from actors.exchange.gateway import ExchangeGateway
 from messages.gateway import GatewayTick, GetGatewayStats, GetPositionView, AttachScheduler, PositionView
 from messages.models import MonitorId, OrderLink, Role
 from messages.scheduler import Wake
@@ -22,6 +22,7 @@ from tests.e2e.harness import wait_until
 from tests.factory import closing_factory
 from tests.stubs.recorder import Recorder, recorded
 from tests.stubs.transport import InProcessTransport
+from messages.endpoints import Api
 
 HEARTBEAT_S = 0.5
 
@@ -52,7 +53,7 @@ class StreamRig:
 
     def reads(self, account: str = "main") -> int:
         return sum(self.sim.stats.requests(account=account, endpoint=e)
-                   for e in ("/v5/order/realtime", "/v5/position/list", "/v5/order/history"))
+                   for e in (Api.OPEN_ORDERS, Api.POSITIONS, Api.ORDER_HISTORY))
 
     def wakes(self) -> list[MonitorId]:
         return [m.monitor for m in recorded(self.scheduler) if isinstance(m, Wake)]
@@ -189,7 +190,7 @@ class OnFakeTime:
         return ask_with_reply(self.gateway, lambda f: GetPositionView("main", symbol, 0, max_age, reply=f), 5)
 
     def reads(self) -> int:
-        return sum(self.transport.calls[e] for e in ("/v5/order/realtime", "/v5/position/list", "/v5/order/history"))
+        return sum(self.transport.calls[e] for e in (Api.OPEN_ORDERS, Api.POSITIONS, Api.ORDER_HISTORY))
 
     def close(self):
         self.gateway.stop()

@@ -10,8 +10,8 @@ from decimal import Decimal
 import pykka
 import pytest
 
-from actors._rules import RulesConfig
-from actors.monitor import Monitor
+from actors.position.rules import RulesConfig
+from actors.position.monitor import Monitor
 from messages.gateway import AmendOrder, CancelOrder, PlaceOrder, Rejected, Unavailable, Unresolved
 from messages.models import MonitorId, OrderLink, Role, Urgency
 from messages.monitor import Check, GetMonitorState
@@ -106,7 +106,7 @@ def test_a_whole_conservative_life(rig, caplog):
     # Retirement is announced once, to the supervisor, which owns the scheduler's registration.
     assert not [m for m in recorded(r.scheduler) if isinstance(m, UnregisterMonitor)]
     assert not r.ex.accounts["main"].open_by_symbol   # nothing left behind
-    lines = [rec.getMessage() for rec in caplog.records if rec.name == "actors._cycle"]
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "actors.position._check_cycle"]
     for prefix in ("MONITOR STARTED", "PHASE", "TP1 FILLED", "BREAKEVEN", "TP2 FILLED", "CLOSED", "MONITOR RETIRED"):
         assert any(line.startswith(prefix) for line in lines), prefix
     assert records(r.persistence)[-1].retire
@@ -230,7 +230,7 @@ def test_importing_the_monitor_does_not_import_the_exchange_client():
     import subprocess
     import sys
     from pathlib import Path
-    code = "import sys, actors.monitor, actors.supervisor; print(sorted(m for m in sys.modules if m.startswith('pybit')))"
+    code = "import sys, actors.position, actors.supervision, actors.scheduling, actors.storage; print(sorted(m for m in sys.modules if m.startswith('pybit')))"
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

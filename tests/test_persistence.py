@@ -14,9 +14,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from actors._store import SCHEMA_VERSION, StateError, open_store
-from actors._asks import journal, record
-from actors.persistence import Persistence
+from actors.storage._store import SCHEMA_VERSION, StateError, open_store
+from actors.asks import journal, record
+from actors.storage.persistence import Persistence
 from messages.models import MonitorId
 from messages.persistence import FlushDue, GetPersistenceStats, LoadState, Record
 from runtime.clock import FakeClock
@@ -204,13 +204,13 @@ def test_an_unusable_database_is_moved_aside_and_reported(tmp_path, caplog, spoi
 
 
 def test_flush_line_reports_the_batch(tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="actors.persistence")
+    caplog.set_level(logging.INFO, logger="actors.storage.persistence")
     ref, clock = start(tmp_path / "state.db")
     record(ref, Record(MonitorId("main", "AUSDT"), {"x": 1}))
     record(ref, Record(MonitorId("main", "BUSDT"), {"x": 1}, critical=True))
     ref.tell(FlushDue(clock.advance(30)))
     stats(ref)
-    lines = [r.getMessage() for r in caplog.records if r.name == "actors.persistence"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "actors.storage.persistence"]
     assert len(lines) == 1
     assert lines[0].startswith("Persistence: flushed 1 monitors (batched), 1 critical commits in the last 30s, commit p99 ")
 

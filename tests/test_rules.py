@@ -9,10 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from actors import _rules
-from actors._rules import EMERGENCY_KEY, STOP_KEY, Phase, RulesConfig
+from actors.position import rules
+from actors.position.rules import EMERGENCY_KEY, STOP_KEY, Phase, RulesConfig
 from messages.gateway import Rejected, Unresolved
-from messages.models import MonitorId, OrderLink, Role, Urgency
+from messages.models import Approach, MonitorId, OrderLink, Plan, Role, Urgency
 from simulator import Simulator
 from tests.rules_driver import Driver
 from tests.stubs.book import open_conservative, view_of
@@ -174,11 +174,11 @@ def test_r6_orders_that_outlived_a_monitor_are_confirmed_gone_then_cancelled_by_
 
 def test_an_orphan_state_whose_position_is_open_after_all_retires_without_a_command():
     world = World(entries_filled=3)
-    state = replace(_rules.adopt(BTC, view_of(world.ex, "main", "BTCUSDT", 1), 0, RulesConfig()), orphan=True)
+    state = replace(rules.adopt(BTC, view_of(world.ex, "main", "BTCUSDT", 1), 0, RulesConfig()), orphan=True)
     driver = Driver(world.ex, BTC, state=state)
     commands, _ = driver.check()
     assert commands == [] and driver.state.retired == "no_position"
-    assert _rules.state_from_dict(_rules.state_to_dict(state)).orphan
+    assert rules.state_from_dict(rules.state_to_dict(state)).orphan
 
 
 def test_r6_a_filled_stop_closes_at_once_with_reason_stop_loss():
@@ -267,7 +267,7 @@ def test_r10_an_unresolved_place_is_found_by_its_link_id_and_not_sent_twice():
     world.check()
     world.ex.cancel_order(world.account, {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": link("S", 0)})
     from tests.stubs.book import apply
-    from actors._cycle import command_message
+    from actors.position._check_cycle import command_message
 
     def lost(command):
         if command.key != STOP_KEY:
@@ -349,13 +349,13 @@ def test_rebuilt_state_recognises_phase_tp1_and_breakeven_from_the_exchange():
         if entry.kind in ("unguarded", "external"):
             continue
         view = view_of(sim.exchange, entry.account, entry.symbol, 1)
-        state = _rules.adopt(MonitorId(entry.account, entry.symbol), view, 1, RulesConfig())
+        state = rules.adopt(MonitorId(entry.account, entry.symbol), view, 1, RulesConfig())
         assert state.position_id == entry.position_id
         expected_phase = {"building": "BUILDING", "after_tp1": "PROFIT_TAKING"}.get(entry.kind, "MONITORING")
         assert state.phase == expected_phase, entry
         assert state.tp1_done == state.breakeven_done == (entry.kind == "after_tp1")
         assert state.plan.approach == ("fast" if entry.kind == "fast" else "conservative")
-        decision = _rules.reconcile(state, view, 2, RulesConfig())
+        decision = rules.reconcile(state, view, 2, RulesConfig())
         assert decision.commands == (), (entry, decision.commands)
 
 
@@ -367,9 +367,9 @@ def test_state_survives_a_round_trip_through_its_stored_form():
     world.check()
     state = world.driver.state
     assert state.pending
-    assert _rules.state_from_dict(_rules.state_to_dict(state)) == state
+    assert rules.state_from_dict(rules.state_to_dict(state)) == state
     with pytest.raises(ValueError):
-        _rules.state_from_dict({"monitor": "main:BTCUSDT:0"})
+        rules.state_from_dict({"monitor": "main:BTCUSDT:0"})
 
 
 # --- urgency ---------------------------------------------------------------------------------
@@ -388,7 +388,7 @@ def view_at(world, price: str):
 
 # Stop 62545.6 and TP1 65650: at 64100 the mark is 2.4 % from both (neither near nor far).
 @pytest.mark.parametrize("name, change, price, expected", [
-    ("pending command", lambda s: replace(s, pending={STOP_KEY: _rules.Pending(_rules.Action.PLACE, "x")}), "64100", Urgency.CRITICAL),
+    ("pending command", lambda s: replace(s, pending={STOP_KEY: rules.Pending(rules.Action.PLACE, "x")}), "64100", Urgency.CRITICAL),
     ("tp1 filled, stop not at breakeven", lambda s: replace(s, tp1_done=True), "64100", Urgency.CRITICAL),
     ("mark within 0.5% of the next TP", lambda s: s, "65400", Urgency.CRITICAL),
     ("mark within 0.5% of the stop", lambda s: s, "62800", Urgency.CRITICAL),
@@ -405,7 +405,7 @@ def test_urgency_tiers(calm, name, change, price, expected):
     view = view_at(world, price)
     if name == "quiet for 10 minutes and far from triggers":
         view = replace(view, orders=())  # no live stop trigger nearer than the plan's
-    assert _rules.classify_urgency(state, view, 10_000_000) is expected
+    assert rules.classify_urgency(state, view, 10_000_000) is expected
 
 
 # --- a trade the daemon opens (the trader's plan) ------------------------------------------------
@@ -414,9 +414,9 @@ def planned_world(approach="conservative", side="Buy"):
     world = World(open_plan=False)
     legs, limits = ((D("0.100"),) * 3, (D("64500"), D("64000"))) if approach == "conservative" else ((D("0.300"),), ())
     tps = (D("66000"), D("67000"), D("68000"), D("69000")) if approach == "conservative" else (D("66000"),)
-    plan = _rules.Plan(_rules.Approach(approach), side, _rules.ladder_for(len(tps), RulesConfig()), tps, D("63000"),
+    plan = Plan(Approach(approach), side, rules.ladder_for(len(tps), RulesConfig()), tps, D("63000"),
                        legs, limits)
-    world.driver.state = _rules.planned(BTC, "pos1", plan, 0)
+    world.driver.state = rules.planned(BTC, "pos1", plan, 0)
     return world
 
 
@@ -449,7 +449,7 @@ def test_a_refused_first_entry_opens_nothing_and_retires_with_the_exchanges_answ
 def test_new_targets_amend_the_stop_and_take_profits_and_cancel_levels_beyond_the_ladder():
     world = World(entries_filled=3)
     world.check()
-    state, event = _rules.retarget(world.driver.state, (D("66500"), D("67500")), D("63500"), 0, RulesConfig())
+    state, event = rules.retarget(world.driver.state, (D("66500"), D("67500")), D("63500"), 0, RulesConfig())
     world.driver.state = state
     assert event.line.startswith("PLAN main:BTCUSDT:0: take-profits 66500, 67500, stop 63500")
     commands, _ = world.check()
@@ -464,7 +464,7 @@ def test_new_targets_amend_the_stop_and_take_profits_and_cancel_levels_beyond_th
 def test_the_traders_close_cancels_entries_closes_at_market_and_retires_manual():
     world = World(entries_filled=1)
     world.check()
-    world.driver.state, _ = _rules.request_close(world.driver.state, 0)
+    world.driver.state, _ = rules.request_close(world.driver.state, 0)
     world.check()
     world.check()
     assert world.size() == 0 and world.driver.state.retired == "manual"

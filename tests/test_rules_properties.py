@@ -8,8 +8,8 @@ from decimal import Decimal
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from actors._cycle import command_message
-from actors._rules import EMERGENCY_KEY, STOP_KEY
+from actors.position._check_cycle import command_message
+from actors.position.rules import EMERGENCY_KEY, STOP_KEY
 from messages.gateway import Rejected, Unresolved
 from messages.models import MonitorId, OrderLink, Role
 from simulator import Simulator

@@ -8,8 +8,8 @@ from collections import defaultdict
 
 import pytest
 
-from actors._schedule import Candidate, adapt_concurrency, dispatch_order, next_due
-from actors.scheduler import Scheduler
+from actors.scheduling._schedule import Candidate, adapt_concurrency, dispatch_order, next_due
+from actors.scheduling.scheduler import Scheduler
 from messages.models import MonitorId, Urgency
 from messages.scheduler import AccountStale, Checked, GetSchedule, RegisterMonitor, Tick, UnregisterMonitor, Wake
 from messages.supervisor import MonitorUnresponsive, PositionSeen
@@ -95,7 +95,7 @@ def test_concurrency_adapts(current, throttled, waiting, expected):
 # --- the actor ---------------------------------------------------------------------------
 
 def test_a_new_monitor_is_checked_by_the_next_tick_with_the_others_registered_meanwhile(harness, caplog):
-    caplog.set_level(logging.INFO, logger="actors.scheduler")
+    caplog.set_level(logging.INFO, logger="actors.scheduling.scheduler")
     monitors = [MonitorId("main", f"S{n}USDT") for n in range(3)]
     for monitor in monitors:
         harness.scheduler.tell(RegisterMonitor(monitor, harness.monitors.ref_for(monitor)))
@@ -204,7 +204,7 @@ def test_no_starvation_over_ten_minutes_with_20_critical_and_200_standard():
 
 
 def test_unregistering_during_a_wave_completes_the_wave(harness, caplog):
-    caplog.set_level(logging.INFO, logger="actors.scheduler")
+    caplog.set_level(logging.INFO, logger="actors.scheduling.scheduler")
     a = harness.add("AUSDT", urgency=Urgency.CRITICAL, mode="held")
     b = harness.add("BUSDT", urgency=Urgency.CRITICAL, mode="held")
     harness.run(2.0)
@@ -219,12 +219,12 @@ def test_unregistering_during_a_wave_completes_the_wave(harness, caplog):
 
 
 def test_one_info_line_per_wave(harness, caplog):
-    caplog.set_level(logging.INFO, logger="actors.scheduler")
+    caplog.set_level(logging.INFO, logger="actors.scheduling.scheduler")
     for n in range(3):
         harness.add(f"C{n}USDT", urgency=Urgency.CRITICAL)
     caplog.clear()
     harness.run(2.0)
-    lines = [r.getMessage() for r in caplog.records if r.name == "actors.scheduler"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "actors.scheduling.scheduler"]
     assert lines == ["Processed 3 monitors in 0.00s - urgency {'critical': 3} - next in 2.0s"]
 
 

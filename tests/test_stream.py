@@ -1,4 +1,4 @@
-"""The stream client (actors/_stream.py) against the simulator's WebSockets: its own clock is a fake
+"""The stream client (actors/exchange/_websocket.py) against the simulator's WebSockets: its own clock is a fake
 one the test moves (heartbeats, liveness, backoff), the sockets are real (loopback)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from actors._stream import Kind, StreamClient, StreamEvent, StreamState
+from actors.exchange._websocket import Kind, StreamClient, StreamEvent, StreamState
 from messages.models import Order
 from runtime.clock import FakeClock
 from simulator import Simulator

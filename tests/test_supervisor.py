@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from actors._rules import RulesConfig
-from actors.supervisor import Supervisor
+from actors.position.rules import RulesConfig
+from actors.supervision.supervisor import Supervisor
 from messages.models import MonitorId
 from messages.scheduler import UnregisterMonitor
 from messages.supervisor import GetSupervisorReport, MonitorRetired, StartSupervision

@@ -1,4 +1,4 @@
-"""The trader's commands as pure functions (actors/_trade.py): reading a request, sizing an open,
+"""The trader's commands as pure functions (actors/supervision/_trade_requests.py): reading a request, sizing an open,
 checking new targets. One line per problem, nothing decided on a bad request."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from actors._rules import RulesConfig
-from actors._trade import check_targets, describe, read_request, size_open
+from actors.position.rules import RulesConfig
+from actors.supervision._trade_requests import check_targets, describe, read_request, size_open
 from messages.gateway import Market
 from messages.models import Instrument, Position
 from runtime.trade_desk import TradeDesk

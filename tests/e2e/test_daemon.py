@@ -10,6 +10,7 @@ import pytest
 from messages.models import OrderLink, Role
 from tests.e2e.harness import wait_until
 from tests.e2e.harness import world as e2e_world
+from messages.endpoints import Api
 
 pytestmark = pytest.mark.slow
 
@@ -111,7 +112,7 @@ def test_restart_in_the_middle_resumes_every_monitor_once_and_places_nothing_twi
     for account in ("main", "mirror"):  # the mirror holds the same symbol: its TP1 fills too
         first.wait_for(lambda m: m.startswith(f"BREAKEVEN {account}:{near.symbol}"), 20, "breakeven before the restart")
     assert first.stop() == 0
-    creates_before = sim.stats.requests(endpoint="/v5/order/create")
+    creates_before = sim.stats.requests(endpoint=Api.PLACE_ORDER)
     second = daemon().start()
     resumed = second.wait_for(lambda m: m.startswith("Supervisor:"), 10, "the reconciliation line")
     open_positions = sum(1 for e in book if size_of(sim, e) > 0)
@@ -121,7 +122,7 @@ def test_restart_in_the_middle_resumes_every_monitor_once_and_places_nothing_twi
     threading.Event().wait(6)  # three critical intervals of the resumed monitors
     assert second.stop() == 0
     assert not [m for m in second.messages() if m.startswith(("BREAKEVEN", "MONITOR STARTED", "STOP RESTORED"))]
-    assert sim.stats.requests(endpoint="/v5/order/create") == creates_before
+    assert sim.stats.requests(endpoint=Api.PLACE_ORDER) == creates_before
     for account in ("main", "mirror"):
         intents = [(OrderLink.parse(o.link_id).position_id, OrderLink.parse(o.link_id).intent) for sym in sim.account(account).open_by_symbol
                    for o in sim.account(account).open_orders(sym) if OrderLink.parse(o.link_id)]
@@ -177,7 +178,7 @@ def test_a_read_only_key_is_refused_at_start(world):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "refusing to start: the main account's API key cannot trade" in result.stderr
-    assert not sim.stats.requests(endpoint="/v5/order/create")
+    assert not sim.stats.requests(endpoint=Api.PLACE_ORDER)
 
 
 def test_dry_run_sends_no_order(world):
@@ -185,5 +186,5 @@ def test_dry_run_sends_no_order(world):
     d = daemon("--dry-run").start()
     d.wait_for(lambda m: m.startswith("DRY-RUN would"), 15, "a DRY-RUN line")
     assert d.stop() == 0
-    assert sim.stats.requests(endpoint="/v5/order/create") == 0
-    assert sim.stats.requests(endpoint="/v5/order/amend") == 0
+    assert sim.stats.requests(endpoint=Api.PLACE_ORDER) == 0
+    assert sim.stats.requests(endpoint=Api.AMEND_ORDER) == 0

@@ -16,9 +16,10 @@ from runtime.system import System
 from settings import load_settings
 from simulator import Simulator
 from tests.e2e.harness import Daemon, wait_until
+from messages.endpoints import Api
 
-WRITES = ("/v5/order/create", "/v5/order/amend", "/v5/order/cancel", "/v5/order/create-batch",
-          "/v5/order/amend-batch", "/v5/order/cancel-batch")
+WRITES = (Api.PLACE_ORDER, Api.AMEND_ORDER, Api.CANCEL_ORDER, Api.PLACE_BATCH,
+          Api.AMEND_BATCH, Api.CANCEL_BATCH)
 CRITICAL_S = 2.0
 ROUND_TRIP_S = 1.0
 # Invariant targets (docs/reliability.md): protection may lapse at most one critical interval

@@ -22,13 +22,14 @@ from pathlib import Path
 
 from simulator import Simulator
 from tests.e2e.harness import Daemon
+from messages.endpoints import Api
 
 FAULTS = [
     {"kind": "http_5xx", "status": 502}, {"kind": "http_5xx", "status": 503}, {"kind": "retcode", "code": 10016},
     {"kind": "retcode", "code": 10006, "message": "Too many visits!"}, {"kind": "malformed_json"},
-    {"kind": "hang", "seconds": 4}, {"kind": "lost_response", "endpoint": "/v5/order/create"},
-    {"kind": "lost_response", "endpoint": "/v5/order/amend"}, {"kind": "drop_connection"},
-    {"kind": "latency", "ms": 800}, {"kind": "stuck_cursor", "endpoint": "/v5/order/realtime"},
+    {"kind": "hang", "seconds": 4}, {"kind": "lost_response", "endpoint": Api.PLACE_ORDER},
+    {"kind": "lost_response", "endpoint": Api.AMEND_ORDER}, {"kind": "drop_connection"},
+    {"kind": "latency", "ms": 800}, {"kind": "stuck_cursor", "endpoint": Api.OPEN_ORDERS},
     {"kind": "corrupt_rows", "field": "qty", "value": ""}, {"kind": "clock_skew", "ms": -7000},
     # The streams (the daemon runs on pushes).
     {"kind": "ws_drop"}, {"kind": "ws_close", "code": 1011}, {"kind": "ws_lose_push", "topic": "order"},

@@ -19,10 +19,11 @@ from messages.models import MonitorId, OrderLink, Role
 from simulator import Simulator
 from tests.e2e.harness import ROOT
 from tests.reliability.harness import CRITICAL_S, Rig, assert_invariants, rig  # noqa: F401 - rig: a fixture
-from actors._cycle import command_message
-from actors._rules import STOP_KEY
+from actors.position._check_cycle import command_message
+from actors.position.rules import STOP_KEY
 from tests.rules_driver import Driver
 from tests.stubs.book import apply, open_conservative
+from messages.endpoints import Api
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +36,7 @@ def cancel_by_hand(r: Rig, entry, link_id: str) -> None:
 def test_s01_stop_create_applied_but_answer_lost_is_found_not_duplicated(rig):
     r = rig(seed=101).start()
     entry = r.entry("tp1_near")  # critical (near TP1): checked every 2 s
-    r.sim.add_fault(kind="lost_response", endpoint="/v5/order/create", account="main", count=1)
+    r.sim.add_fault(kind="lost_response", endpoint=Api.PLACE_ORDER, account="main", count=1)
     cancel_by_hand(r, entry, r.link(entry, "S", 0))
     r.wait(lambda: r.protected(entry), 15, "the stop back")
     stops = [o for o in r.sim.account("main").orders.values() if (l := OrderLink.parse(o.link_id))
@@ -50,7 +51,7 @@ def test_s01_stop_create_applied_but_answer_lost_is_found_not_duplicated(rig):
 def test_s01b_stop_create_not_applied_10000_is_issued_again_after_two_snapshots(rig):
     r = rig(seed=102).start()
     entry = r.entry("tp1_near")
-    r.sim.add_fault(kind="retcode", code=10000, message="Server Timeout", endpoint="/v5/order/create", account="main", count=1)
+    r.sim.add_fault(kind="retcode", code=10000, message="Server Timeout", endpoint=Api.PLACE_ORDER, account="main", count=1)
     cancel_by_hand(r, entry, r.link(entry, "S", 0))
     r.wait(lambda: r.protected(entry), 20, "a stop of the next generation")
     assert r.stop_of(entry).link_id == r.link(entry, "S", 0, 2)          # gen 1 never landed; gen 2 did
@@ -90,7 +91,7 @@ def test_s02_a_resend_answered_110072_is_settled_by_lookup():
 def test_s03_breakeven_move_failing_once_is_retried_and_never_leaves_the_position_naked(rig, fault, seed):
     r = rig(seed=seed).start()
     entry = r.entry("tp1_near")
-    r.sim.add_fault(endpoint="/v5/order/amend", account="main", count=1, **fault)
+    r.sim.add_fault(endpoint=Api.AMEND_ORDER, account="main", count=1, **fault)
     r.through(entry, "T", 1)
     r.wait(lambda: (s := r.stop_of(entry)) is not None and s.qty == r.size(entry)
            and (s.trigger_price - r.sim.account("main").positions[entry.symbol].avg_price) * (1 if entry.side == "Buy" else -1) > 0,
@@ -108,7 +109,7 @@ def test_s03a_breakeven_already_crossed_closes_at_market(rig):
     r = rig(seed=106).start()
     entry = r.entry("tp1_near")
     r.sim.add_fault(kind="retcode", code=110093 if entry.side == "Buy" else 110092, message="expect crossed",
-                    endpoint="/v5/order/amend", account="main", count=1)
+                    endpoint=Api.AMEND_ORDER, account="main", count=1)
     r.through(entry, "T", 1)
     r.wait(lambda: r.size(entry) == 0 and not r.ours(entry), 20, "an emergency close and clean-up")
     r.stop()
@@ -130,7 +131,7 @@ def test_s04_the_stop_is_amended_in_place_never_missing(rig):
 def test_s05_stop_hit_leftovers_cleaned_even_when_a_cancel_times_out(rig):
     r = rig(seed=108).start()
     entry = r.entry("building")
-    r.sim.add_fault(kind="hang", endpoint="/v5/order/cancel", account="main", seconds=3, count=1)
+    r.sim.add_fault(kind="hang", endpoint=Api.CANCEL_ORDER, account="main", seconds=3, count=1)
     r.through(entry, "S", 0, beyond="0.002")
     r.wait(lambda: r.size(entry) == 0 and not r.ours(entry), 25, "orphans cancelled")
     r.stop()
@@ -259,7 +260,7 @@ def test_s12_malformed_settings_fail_fast_before_any_request(rig, env, expected)
 
 def test_s13_a_rate_limit_storm_is_backed_off_and_protection_holds(rig):
     r = rig(seed=116, positions=12).start()
-    r.sim.limits.limits.update({"/v5/order/amend": 2, "/v5/order/create": 2, "/v5/order/cancel": 2})
+    r.sim.limits.limits.update({"/v5/order/amend": 2, Api.PLACE_ORDER: 2, Api.CANCEL_ORDER: 2})
     for entry in [e for e in r.book if e.kind == "tp1_near"]:
         r.through(entry, "T", 1)
     r.wait(lambda: all(r.stop_of(e) is not None and r.stop_of(e).qty == r.size(e)
@@ -306,13 +307,13 @@ def test_s17_a_hanging_endpoint_does_not_stall_the_other_account(rig, caplog):
 def test_s18_malformed_exchange_data_changes_nothing_while_it_lasts(rig, fault):
     r = rig(seed=119, BYBIT_STREAMS="false").start()   # REST data is the only data here (pushes: test_streams.py)
     entry = r.entry("monitoring")
-    writes_before = sum(r.sim.stats.requests(endpoint=e) for e in ("/v5/order/create", "/v5/order/amend", "/v5/order/cancel"))
+    writes_before = sum(r.sim.stats.requests(endpoint=e) for e in (Api.PLACE_ORDER, Api.AMEND_ORDER, Api.CANCEL_ORDER))
     r.sim.add_fault(account="main", **{k: v for k, v in fault.items()})
     cancel_by_hand(r, entry, r.link(entry, "S", 0))  # a reason to act, if the data were believed
     import threading
     threading.Event().wait(3 * CRITICAL_S)
     main_writes = sum(n for endpoint, n in r.sim.stats.snapshot()["requests"].get("main", {}).items()
-                      if endpoint in ("/v5/order/create", "/v5/order/amend", "/v5/order/cancel"))
+                      if endpoint in (Api.PLACE_ORDER, Api.AMEND_ORDER, Api.CANCEL_ORDER))
     if fault.get("field") != "cumRealisedPnl":  # a 17-digit float is a valid number: that one is believed
         assert main_writes <= writes_before
     r.sim.clear_faults()
@@ -342,10 +343,10 @@ def test_s20_a_key_losing_trade_permission_mid_run_does_not_storm(rig):
     entries = [e for e in r.book if e.account == "main" and e.kind == "monitoring"]
     for e in entries:
         cancel_by_hand(r, e, r.link(e, "S", 0))
-    created = r.sim.stats.requests(endpoint="/v5/order/create", account="main")
+    created = r.sim.stats.requests(endpoint=Api.PLACE_ORDER, account="main")
     import threading
     threading.Event().wait(4 * CRITICAL_S)
-    attempts = r.sim.stats.requests(endpoint="/v5/order/create", account="main") - created
+    attempts = r.sim.stats.requests(endpoint=Api.PLACE_ORDER, account="main") - created
     assert attempts <= len(entries) * 6  # about one try per position per check: no storm
     r.sim.account("main").read_only = False
     r.wait(lambda: all(r.protected(e) for e in entries), 15, "protection once the key may trade")
@@ -392,8 +393,8 @@ def test_s23_decisions_use_data_no_older_than_the_tier_allows():
     rig = MonitorRig()
     rig.gateway.stop()
     recording = Recording.start(rig.ex, rig.ledger)
-    from actors.monitor import Monitor
-    from actors._rules import RulesConfig
+    from actors.position.monitor import Monitor
+    from actors.position.rules import RulesConfig
     monitor = Monitor.start(MonitorId("main", "ETHUSDT"), gateway=recording, persistence=rig.persistence,
                             scheduler=rig.scheduler, supervisor=rig.supervisor, clock=rig.clock, intervals=INTERVALS,
                             config=RulesConfig())

@@ -14,6 +14,7 @@ import pytest
 from messages.gateway import GetGatewayStats
 from tests.reliability.harness import CRITICAL_S, ROUND_TRIP_S, Rig, assert_invariants
 from tests.reliability.test_scenarios import cancel_by_hand
+from messages.endpoints import Api
 
 pytestmark = pytest.mark.slow
 
@@ -113,15 +114,15 @@ def test_s25_duplicated_and_reordered_pushes_do_nothing_twice(rig):
     near, hit = r.entry("tp1_near"), r.entry("monitoring")
     for kind in ("ws_duplicate_push", "ws_reorder_fill", "ws_late_triggered"):
         r.sim.add_fault(kind=kind, account="main", count=50)
-    amends = r.sim.stats.requests(endpoint="/v5/order/amend", account="main")
-    creates = r.sim.stats.requests(endpoint="/v5/order/create", account="main")
+    amends = r.sim.stats.requests(endpoint=Api.AMEND_ORDER, account="main")
+    creates = r.sim.stats.requests(endpoint=Api.PLACE_ORDER, account="main")
     r.through(near, "T", 1)
     r.wait(lambda: at_breakeven(r, near), 10, "breakeven")
     r.through(hit, "S", 0)
     r.wait(lambda: r.size(hit) == 0 and not r.ours(hit), 15, "the stop hit and its leftovers cancelled")
     threading.Event().wait(2 * CRITICAL_S)                           # room for a second amend, if one came
-    assert r.sim.stats.requests(endpoint="/v5/order/amend", account="main") - amends == 1   # one breakeven amend
-    assert r.sim.stats.requests(endpoint="/v5/order/create", account="main") == creates     # nothing re-placed
+    assert r.sim.stats.requests(endpoint=Api.AMEND_ORDER, account="main") - amends == 1   # one breakeven amend
+    assert r.sim.stats.requests(endpoint=Api.PLACE_ORDER, account="main") == creates     # nothing re-placed
     assert gateway(r).rejected_pushes == 0
     r.stop()
     assert_invariants(r.oracle())

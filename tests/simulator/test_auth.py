@@ -9,6 +9,7 @@ from pybit.exceptions import FailedRequestError, InvalidRequestError
 
 from tests.conftest import pybit_client
 from tests.simulator.helpers import compact, raw_request
+from messages.endpoints import Api
 
 
 def test_pybit_signed_get_and_post_are_accepted(sim, main_client):
@@ -33,7 +34,7 @@ def test_unknown_key_gets_10003(sim):
 
 
 def test_10004_message_never_echoes_the_api_key(sim):
-    body = raw_request(sim, "GET", "/v5/position/list", "category=linear&settleCoin=USDT", secret="wrong").json()
+    body = raw_request(sim, "GET", Api.POSITIONS, "category=linear&settleCoin=USDT", secret="wrong").json()
     assert body["retCode"] == 10004
     assert sim.credentials["main"].api_key not in body["retMsg"]
 
@@ -48,7 +49,7 @@ def test_10004_message_never_echoes_the_api_key(sim):
 ])
 def test_timestamp_window(sim, age_ms, recv_window, accepted):
     ts = int(time.time() * 1000) - age_ms
-    body = raw_request(sim, "GET", "/v5/position/list", "category=linear&settleCoin=USDT",
+    body = raw_request(sim, "GET", Api.POSITIONS, "category=linear&settleCoin=USDT",
                        timestamp=ts, recv_window=recv_window).json()
     assert (body["retCode"] == 0) is accepted, body
     if not accepted:
@@ -57,11 +58,11 @@ def test_timestamp_window(sim, age_ms, recv_window, accepted):
 
 def test_unsorted_query_and_compact_json_are_verified_as_sent(sim):
     """Other clients (ccxt) sign unsorted queries and compact JSON: the raw bytes are what count."""
-    got = raw_request(sim, "GET", "/v5/position/list", "settleCoin=USDT&category=linear&limit=5").json()
+    got = raw_request(sim, "GET", Api.POSITIONS, "settleCoin=USDT&category=linear&limit=5").json()
     assert got["retCode"] == 0
     body = compact({"symbol": "ETHUSDT", "category": "linear", "side": "Buy", "orderType": "Limit",
                     "qty": "0.1", "price": "3000", "orderLinkId": "tg-auth2-E1-0"})
-    assert raw_request(sim, "POST", "/v5/order/create", body).json()["retCode"] == 0
+    assert raw_request(sim, "POST", Api.PLACE_ORDER, body).json()["retCode"] == 0
 
 
 def test_signature_over_a_reserialised_payload_is_refused(sim):

@@ -10,9 +10,10 @@ from pybit.exceptions import FailedRequestError, InvalidRequestError
 
 from simulator.faults import Fault
 from tests.conftest import pybit_client
+from messages.endpoints import Api
 
-POSITIONS = "/v5/position/list"
-CREATE = "/v5/order/create"
+POSITIONS = Api.POSITIONS
+CREATE = Api.PLACE_ORDER
 
 
 def place(client, link_id: str):
@@ -75,7 +76,7 @@ def test_malformed_json_is_pybits_decode_failure(sim, main_client):
 
 def test_stuck_cursor_repeats_itself(sim, main_client):
     sim.load_demo_book(10)
-    sim.add_fault(kind="stuck_cursor", endpoint="/v5/order/realtime")
+    sim.add_fault(kind="stuck_cursor", endpoint=Api.OPEN_ORDERS)
     first = main_client.get_open_orders(category="linear", settleCoin="USDT", limit=5)["result"]
     again = main_client.get_open_orders(category="linear", settleCoin="USDT", limit=5,
                                         cursor=first["nextPageCursor"])["result"]

@@ -9,6 +9,7 @@ from pybit.exceptions import FailedRequestError, InvalidRequestError
 
 from simulator.limits import RateLimits
 from tests.conftest import pybit_client
+from messages.endpoints import Api
 
 
 def limit_order(n: int) -> dict:
@@ -83,17 +84,17 @@ class FakeTime:
 def test_window_rolls_after_one_second():
     clock = FakeTime()
     limits = RateLimits(monotonic=clock, wall_ms=lambda: int(clock.now * 1000))
-    assert [limits.take("main", "/v5/order/amend").granted for _ in range(11)] == [1] * 10 + [0]
-    refused = limits.take("main", "/v5/order/amend")
+    assert [limits.take("main", Api.AMEND_ORDER).granted for _ in range(11)] == [1] * 10 + [0]
+    refused = limits.take("main", Api.AMEND_ORDER)
     assert refused.reset_ms == 101_000  # when the first request leaves the window
     clock.now += 0.999
-    assert limits.take("main", "/v5/order/amend").granted == 0
+    assert limits.take("main", Api.AMEND_ORDER).granted == 0
     clock.now += 0.002
-    assert limits.take("main", "/v5/order/amend").granted == 1
+    assert limits.take("main", Api.AMEND_ORDER).granted == 1
 
 
 def test_unmetered_endpoints_have_no_quota():
-    assert RateLimits().take("public", "/v5/market/tickers") is None
+    assert RateLimits().take("public", Api.TICKERS) is None
 
 
 def test_ip_ban_lasts_its_period():

@@ -10,8 +10,9 @@ from typing import Any, Callable
 
 import orjson
 
-from actors._stream import Kind, StreamEvent
-from actors._wire import ENDPOINTS, PRIVATE_TOPICS, HttpFail, HttpOk
+from actors.exchange._websocket import Kind, StreamEvent
+from actors.exchange._formats import PRIVATE_TOPICS, HttpFail, HttpOk
+from messages.endpoints import for_pybit
 from simulator.exchange import BybitError, Change, Exchange
 from simulator.server import BATCH, PRIVATE, PUBLIC
 
@@ -28,7 +29,7 @@ class InProcessTransport:
         self._lock = threading.Lock()
 
     def call(self, account: str, method: str, params: dict[str, Any]) -> HttpOk | HttpFail:
-        path = ENDPOINTS[method]
+        path = for_pybit(method).path
         with self._lock:
             self.calls[path] += 1
         params = orjson.loads(orjson.dumps(params))       # what the wire would carry
@@ -45,11 +46,10 @@ class InProcessTransport:
                         rows.append({})
                         codes.append({"code": exc.code, "msg": exc.message})
                 result, ext = {"list": rows}, {"list": codes}
-            elif ("GET", path) in PUBLIC:
-                result, ext = PUBLIC[("GET", path)](self.exchange, params, {}), {}
+            elif path in PUBLIC:
+                result, ext = PUBLIC[path](self.exchange, params, {}), {}
             else:
-                handler = PRIVATE.get(("GET", path)) or PRIVATE[("POST", path)]
-                result, ext = handler(self.exchange, sim_account, params, {}), {}
+                result, ext = PRIVATE[path](self.exchange, sim_account, params, {}), {}
         except BybitError as exc:
             return HttpFail("business", exc.message, exc.code)
         if isinstance(result, tuple):

@@ -13,8 +13,8 @@ from typing import Any
 
 import pykka
 
-from actors._asks import tell_upward
-from actors._schedule import (MAX_CONCURRENCY, MIN_CONCURRENCY, SLOW_CHECK_S, START_CONCURRENCY, WAVE_GRID_S,
+from actors.asks import tell_upward
+from actors.scheduling._schedule import (MAX_CONCURRENCY, MIN_CONCURRENCY, SLOW_CHECK_S, START_CONCURRENCY, WAVE_GRID_S,
                               Candidate, adapt_concurrency, dispatch_order, next_due)
 from messages.models import MonitorId, Urgency
 from messages.monitor import Check

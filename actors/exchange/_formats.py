@@ -16,25 +16,6 @@ from messages.gateway import (Accepted, AmendOrder, CancelAll, CancelOrder, Outc
                               Unresolved)
 from messages.models import Execution, ModelError, Order, Position
 
-# Path of each pybit method we use (for rate limiting and stats).
-ENDPOINTS = {
-    "get_positions": "/v5/position/list",
-    "get_open_orders": "/v5/order/realtime",
-    "get_order_history": "/v5/order/history",
-    "get_instruments_info": "/v5/market/instruments-info",
-    "get_wallet_balance": "/v5/account/wallet-balance",
-    "get_tickers": "/v5/market/tickers",
-    "set_leverage": "/v5/position/set-leverage",
-    "get_api_key_information": "/v5/user/query-api",
-    "place_order": "/v5/order/create",
-    "amend_order": "/v5/order/amend",
-    "cancel_order": "/v5/order/cancel",
-    "cancel_all_orders": "/v5/order/cancel-all",
-    "place_batch_order": "/v5/order/create-batch",
-    "amend_batch_order": "/v5/order/amend-batch",
-    "cancel_batch_order": "/v5/order/cancel-batch",
-}
-
 PRIVATE_TOPICS = ("position", "order", "execution")
 ARGS_LIMIT = 21_000          # Bybit refuses a subscribe whose args exceed this many characters
 

@@ -1,7 +1,7 @@
 """The gateway's rate limiter: pure bookkeeping, time passed in by the caller.
 
-Keyed like Bybit meters: (account, endpoint), rolling windows with the published limits (writes
-10/s, reads 50/s). The window is kept a little longer than Bybit's second (`guard`), because the
+Keyed like Bybit meters: (account, endpoint), rolling windows with the published limits (messages/endpoints.py:
+writes 10/s, reads 50/s). The window is kept a little longer than Bybit's second (`guard`), because the
 exchange counts arrivals and network jitter can bunch them. Corrected by the answers' headers:
 `X-Bapi-Limit-Status` lower than our own count means someone else spent budget; 10006 blocks the
 key until `X-Bapi-Limit-Reset-Timestamp`; HTTP 403 bans every request to the host.
@@ -11,21 +11,14 @@ from __future__ import annotations
 
 from collections import deque
 
-WRITE_LIMIT = 10
-READ_LIMIT = 50
-WRITE_ENDPOINTS = frozenset({
-    "/v5/order/create", "/v5/order/amend", "/v5/order/cancel", "/v5/order/cancel-all",
-    "/v5/order/create-batch", "/v5/order/amend-batch", "/v5/order/cancel-batch", "/v5/position/set-leverage",
-})
+from messages.endpoints import endpoint
+
 IP_BAN_SECONDS = 600.0
 
 
-def published_limit(endpoint: str) -> int | None:
-    if endpoint in WRITE_ENDPOINTS:
-        return WRITE_LIMIT
-    if endpoint.startswith("/v5/market/"):
-        return None  # only the IP limit applies
-    return READ_LIMIT
+def published_limit(path: str) -> int | None:
+    """Bybit's per-UID limit of a path (None: only the IP limit); an unknown path is an error."""
+    return endpoint(path).per_second
 
 
 class RateLimiter:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors._wire import page_of, page_request
+from actors.exchange._formats import page_of, page_request
 from messages.models import ModelError, Order, Position
 
 MAX_PAGES = 1000               # a cursor walk longer than this is a broken cursor

@@ -21,11 +21,11 @@ from typing import Any
 
 import pykka
 
-from actors import _rules
-from actors._rules import CloseReason, MonitorState, RulesConfig
-from actors._asks import ask_with_reply, journal, record, tell_upward
-from actors._trade import describe
-from actors.monitor import Monitor
+
+from actors.position import CloseReason, EventKind, MonitorState, RulesConfig, planned, resumed, state_from_dict, stored
+from actors.asks import ask_with_reply, journal, record, tell_upward
+from actors.supervision._trade_requests import describe
+from actors.position import Monitor
 from messages.gateway import AccountSnapshot, GetAccountSnapshot
 from messages.models import MonitorId, Urgency
 from messages.persistence import LoadState, Record
@@ -152,7 +152,7 @@ class Supervisor(pykka.ThreadingActor):
                             monitor, position.side, state.plan.side)
                 dropped += 1
                 continue
-            self._start_monitor(monitor, _rules.resumed(state))
+            self._start_monitor(monitor, resumed(state))
             if position is None:
                 gone += 1
             else:
@@ -177,11 +177,11 @@ class Supervisor(pykka.ThreadingActor):
         if self._scheduler is None:
             return "the daemon is still starting"
         position_id = "t" + secrets.token_hex(5)
-        state = _rules.planned(monitor, position_id, plan, self._clock.wall_ms())
+        state = planned(monitor, position_id, plan, self._clock.wall_ms())
         line = f"TRADE PLANNED {monitor}: position {position_id}, {describe(plan)}"
         try:
-            record(self._persistence, Record(monitor, _rules.stored(state), (journal(
-                self._clock.wall_ms(), monitor, _rules.EventKind.TRADE_PLANNED, line=line, side=plan.side),),
+            record(self._persistence, Record(monitor, stored(state), (journal(
+                self._clock.wall_ms(), monitor, EventKind.TRADE_PLANNED, line=line, side=plan.side),),
                 critical=True), timeout=self._timeout)
         except Exception as exc:  # noqa: BLE001 - not durable: nothing is sent
             log.error("Supervisor: the plan for %s was not recorded (%s); nothing sent", monitor, exc)
@@ -207,7 +207,7 @@ class Supervisor(pykka.ThreadingActor):
 
     def _decode(self, monitor: MonitorId, data: dict) -> MonitorState | None:
         try:
-            return _rules.state_from_dict(data)
+            return state_from_dict(data)
         except ValueError as exc:
             log.error("Supervisor: the stored state of %s is unreadable (%s); it will be adopted afresh", monitor, exc)
             return None
@@ -275,4 +275,4 @@ class Supervisor(pykka.ThreadingActor):
             data = loaded.states.get(monitor)
             state = self._decode(monitor, data) if data is not None else None
             self._restarts += 1
-            self._start_monitor(monitor, _rules.resumed(state) if state else None)
+            self._start_monitor(monitor, resumed(state) if state else None)

@@ -6,7 +6,7 @@ discarding extra ones, so "Connection pool is full" cannot happen). pybit's own 
 are off (`retry_codes={-1}`, one attempt, no `force_retry`): the gateway decides retries.
 A call never raises: it returns `HttpOk` or `HttpFail` with a kind the gateway can act on.
 
-Streams are `StreamClient`s on websocket-client (actors/_stream.py), not pybit's stream manager.
+Streams are `StreamClient`s on websocket-client (actors/exchange/_websocket.py), not pybit's stream manager.
 The gateway is given a transport (this one, or an in-process one in tests) and never builds
 clients itself.
 """
@@ -22,8 +22,8 @@ from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP
 from requests.adapters import HTTPAdapter
 
-from actors._stream import StreamClient, StreamEvent
-from actors._wire import PRIVATE_TOPICS, HttpFail, HttpOk
+from actors.exchange._websocket import StreamClient, StreamEvent
+from actors.exchange._formats import PRIVATE_TOPICS, HttpFail, HttpOk
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import pykka
 
-from actors._alerts import Message, compose
-from actors._asks import tell_upward
+from actors.alerts._alert_rules import Message, compose
+from actors.asks import tell_upward
 from messages.notifier import AlertsQueued, Drain, NotifierTick, QueuedAlert
 from messages.persistence import AlertsSent
 from runtime.backoff import Backoff

@@ -5,7 +5,7 @@
 
 It is pure given its answers: every view and every command outcome comes through `CycleIO`, and
 every record goes out through it. The Monitor actor drives it with the real gateway and
-persistence (actors/monitor.py); the rule scenarios and property tests drive the same object
+persistence (actors/position/monitor.py); the rule scenarios and property tests drive the same object
 with the simulator's exchange engine in-process (tests/rules_driver.py).
 """
 
@@ -15,9 +15,10 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Protocol
 
-from actors import _rules
-from actors._asks import journal
-from actors._rules import Action, CloseReason, Command, Event, EventKind, MonitorState, RulesConfig
+from actors.position import rules
+from actors.asks import journal
+from actors.position.rules import Action, CloseReason, Command, Event, EventKind, MonitorState, RulesConfig
+from messages.endpoints import BATCH_LIMIT
 from messages.gateway import (AmendOrder, CancelOrder, Outcome, PlaceOrder, PositionView, Priority, Rejected,
                               Unavailable, Unresolved)
 from messages.models import MonitorId, Urgency
@@ -28,7 +29,6 @@ from runtime.hooks import NO_HOOKS, Hooks
 log = logging.getLogger(__name__)
 
 MAX_FOLLOW_UPS = 5      # follow-ups (R8, R9) sent within one check; the rest go first next check
-BATCH_LIMIT = 10        # Bybit's batch endpoints take up to 10 orders
 UNPROTECTED_REPEAT_S = 300.0  # an UNPROTECTED alert repeats at most this often while it lasts
 
 
@@ -112,16 +112,16 @@ class CheckCycle:
         if not isinstance(view, PositionView):
             return self._result(urgency)                                    # R0: nothing to act on
         if self.state is None:
-            self.state = _rules.adopt(self.monitor, view, self._clock.wall_ms(), self._config)
+            self.state = rules.adopt(self.monitor, view, self._clock.wall_ms(), self._config)
             if self.state is None:  # no position: nothing to guard; no instrument yet: next check
                 return self._retire(CloseReason.NO_POSITION) if view.position is None else self._result(urgency)
             self._emit((self._created_event(),))
-        if _rules.needs_closed(self.state, view):
-            with_closed = self._io.view(self._intervals[urgency], _rules.links_to_explain(self.state))
+        if rules.needs_closed(self.state, view):
+            with_closed = self._io.view(self._intervals[urgency], rules.links_to_explain(self.state))
             view = with_closed if isinstance(with_closed, PositionView) else view
         now_ms = self._clock.wall_ms()
         seen_before = self.state.last_snapshot
-        decision = _rules.reconcile(self.state, view, now_ms, self._config)
+        decision = rules.reconcile(self.state, view, now_ms, self._config)
         self.state = decision.state
         if len(self.state.gone_snapshots) == 1 and not self.state.closing:
             self._save(critical=True)
@@ -133,8 +133,8 @@ class CheckCycle:
         if unresolved or (self.state.awaiting and not decision.commands and view.snapshot_id == seen_before):
             view = self._settle_now(view)
         self._last_view = view
-        self.state, closing_events = _rules.finish(self.state, now_ms)
-        urgency = _rules.classify_urgency(self.state, view, now_ms)
+        self.state, closing_events = rules.finish(self.state, now_ms)
+        urgency = rules.classify_urgency(self.state, view, now_ms)
         self.state = replace(self.state, urgency=urgency)
         self._emit(closing_events)
         if self.state.retired:
@@ -164,13 +164,13 @@ class CheckCycle:
             new: list[Command] = []
             for command, outcome in zip(group, outcomes):
                 unresolved = unresolved or isinstance(outcome, Unresolved)
-                decision = _rules.settle(self.state, command, outcome, view, now_ms, self._config)
+                decision = rules.settle(self.state, command, outcome, view, now_ms, self._config)
                 self.state = decision.state
                 events += decision.events
                 new += decision.commands
             if new and follow_ups >= self._max_follow_ups:
                 self._deferred += new
-                events.append(_rules.Event(
+                events.append(rules.Event(
                     EventKind.FOLLOW_UP_DEFERRED, f"FOLLOW-UP DEFERRED {self.monitor}: {len(new)} follow-up commands "
                     f"over the limit of {self._max_follow_ups} per check go first at the next check "
                     f"({', '.join(c.link_id for c in new)})", critical=False, level=logging.WARNING))
@@ -195,10 +195,10 @@ class CheckCycle:
     def _settle_now(self, view: PositionView) -> PositionView:
         """After an unresolved command, read again at once: the first of the two fresh snapshots
         R10 needs comes now instead of a whole check later. Only settles; sends nothing."""
-        fresh = self._io.view(0.0, _rules.links_to_explain(self.state), fresh=True)
+        fresh = self._io.view(0.0, rules.links_to_explain(self.state), fresh=True)
         if not isinstance(fresh, PositionView):
             return view
-        decision = _rules.settle_pending(self.state, fresh)
+        decision = rules.settle_pending(self.state, fresh)
         self.state = decision.state
         self._emit(decision.events)
         return fresh
@@ -218,7 +218,7 @@ class CheckCycle:
             self._save(critical=True, entries=entries)
 
     def _save(self, *, critical: bool, entries: tuple[JournalEntry, ...] = (), retire: bool = False) -> None:
-        data = _rules.stored(self.state) if self.state is not None else None
+        data = rules.stored(self.state) if self.state is not None else None
         self._io.save(data, entries, critical=critical, retire=retire)
 
     def instruct(self, change: Callable[[MonitorState, int], tuple[MonitorState, Event]]) -> str:
@@ -251,9 +251,9 @@ class CheckCycle:
         this check (a stop placed, or an emergency close sent)."""
         if view.stale or view.position is None or not view.position.is_open:
             return None if view.stale else False
-        placed = any(c.key in (_rules.STOP_KEY, _rules.EMERGENCY_KEY) and c.action is Action.PLACE
+        placed = any(c.key in (rules.STOP_KEY, rules.EMERGENCY_KEY) and c.action is Action.PLACE
                      and c.link_id in self.state.open_links for c in self._sent)
-        return not (placed or _rules.has_live_stop(self.state, view))
+        return not (placed or rules.has_live_stop(self.state, view))
 
     def _unprotected_alert(self, unprotected: bool | None) -> tuple[Event, ...]:
         """A critical UNPROTECTED event (journaled, so alerted) once a position has had no live stop

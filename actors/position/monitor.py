@@ -1,6 +1,6 @@
 """A Monitor: one position (account, symbol, positionIdx), its plan and state.
 
-The actor shell around the check cycle (actors/_cycle.py): on `Check` it runs one cycle with the
+The actor shell around the check cycle (actors/position/_check_cycle.py): on `Check` it runs one cycle with the
 real gateway and persistence behind it, then tells the Scheduler `Checked`, or, once the position
 is closed and cleaned up, tells the Supervisor `MonitorRetired` and stops. The trader's
 instructions (`ChangePlan`, `ClosePosition`, through the Supervisor) are recorded into its state
@@ -15,10 +15,10 @@ from typing import Any
 
 import pykka
 
-from actors import _rules
-from actors._asks import ask_with_reply, record, tell_upward
-from actors._cycle import CheckCycle, CheckResult, command_message
-from actors._rules import Command, EventKind, MonitorState, RulesConfig
+from actors.position import rules
+from actors.asks import ask_with_reply, record, tell_upward
+from actors.position._check_cycle import CheckCycle, CheckResult, command_message
+from actors.position.rules import Command, EventKind, MonitorState, RulesConfig
 from messages.gateway import Batch, GetPositionView, Outcome, PositionView, Unavailable, Unresolved
 from messages.models import MonitorId, Urgency
 from messages.monitor import ChangePlan, Check, ClosePosition, GetMonitorState
@@ -61,9 +61,9 @@ class Monitor(pykka.ThreadingActor):
             case GetMonitorState():
                 return self._cycle.state
             case ChangePlan(tp_prices=tps, stop_price=stop):
-                self._instruct(message.reply, lambda state, now_ms: _rules.retarget(state, tps, stop, now_ms, self._config))
+                self._instruct(message.reply, lambda state, now_ms: rules.retarget(state, tps, stop, now_ms, self._config))
             case ClosePosition():
-                self._instruct(message.reply, _rules.request_close)
+                self._instruct(message.reply, rules.request_close)
             case _:
                 log.error("Monitor %s: unknown message %r", self._id, message, extra=self._extra)
         return None
@@ -78,7 +78,7 @@ class Monitor(pykka.ThreadingActor):
 
     def _check(self, check: Check) -> None:
         started = self._clock.monotonic()
-        opening = self._cycle.state is not None and _rules.opening(self._cycle.state)
+        opening = self._cycle.state is not None and rules.opening(self._cycle.state)
         result = self._cycle.run()
         self._publish(result)
         if opening and self._cycle.state.peak_size > 0:   # the trade it opened exists now

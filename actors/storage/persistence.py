@@ -1,4 +1,4 @@
-"""Persistence: the single writer of state (SQLite via actors/_store.py).
+"""Persistence: the single writer of state (SQLite via actors/storage/_store.py).
 
 Critical records are committed before their sender is answered. Critical records arriving close
 together share one transaction (group commit): a commit happens when the mailbox is empty, when
@@ -14,10 +14,10 @@ from typing import Any
 
 import pykka
 
-from actors._store import Store
+from actors.storage._store import Store
 from messages.models import MonitorId
-from actors._alerts import AlertRules
-from actors._asks import tell_upward
+from actors.alerts import AlertRules
+from actors.asks import tell_upward
 from messages.notifier import AlertsQueued
 from messages.persistence import (AlertsSent, AttachNotifier, FlushDue, GetPersistenceStats, LoadedState, LoadState,
                                   PersistenceStats, Record)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from actors._rules import Approach, Plan, RulesConfig, ladder_for
+from actors.position import RulesConfig, ladder_for
+from messages.models import Approach, Plan
 from messages.gateway import Market
 from messages.models import Instrument, Position, Side
 

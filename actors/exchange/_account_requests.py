@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from actors import _wire
-from actors._wire import HttpFail, HttpOk
+from actors.exchange import _formats
+from actors.exchange._formats import HttpFail, HttpOk
 from messages.codes import RetCode
 from messages.gateway import (Accepted, Access, CheckAccess, GetMarket, Market, Priority, Rejected, SetLeverage,
                               Unavailable)
@@ -56,17 +56,17 @@ def market(request: GetMarket, instrument: Instrument | None, enqueue: Enqueue, 
         got["last_price"] = None
     else:
         enqueue(request.account, "get_tickers", {"category": "linear", "symbol": request.symbol}, priority,
-                lambda r: done("last_price", lambda body: _wire.last_price(body, request.symbol), r))
+                lambda r: done("last_price", lambda body: _formats.last_price(body, request.symbol), r))
     enqueue(request.account, "get_wallet_balance", {"accountType": "UNIFIED"}, priority,
-            lambda r: done("available_balance", _wire.available_balance, r))
+            lambda r: done("available_balance", _formats.available_balance, r))
 
 
 def set_leverage(request: SetLeverage, enqueue: Enqueue) -> None:
     """Bybit's "not modified" (110043) is success: the leverage is what was asked."""
     def done(result: HttpOk | HttpFail) -> None:
         not_modified = isinstance(result, HttpFail) and result.code == RetCode.LEVERAGE_NOT_MODIFIED
-        request.reply.set(Accepted("", "") if not_modified else _wire.outcome_of(result))
-    enqueue(request.account, "set_leverage", _wire.leverage_params(request.symbol, request.leverage),
+        request.reply.set(Accepted("", "") if not_modified else _formats.outcome_of(result))
+    enqueue(request.account, "set_leverage", _formats.leverage_params(request.symbol, request.leverage),
             Priority.PROTECT, done)
 
 

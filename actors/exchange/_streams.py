@@ -1,4 +1,4 @@
-"""The gateway's streams: each account's private stream and its health (actors/_freshness.py),
+"""The gateway's streams: each account's private stream and its health (actors/exchange/_stream_health.py),
 the ticker streams of the guarded symbols, and what their events mean (log lines, metrics,
 resyncs, missed pushes).
 
@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable
 
-from actors import _wire
-from actors._cache import AccountCache, Difference
-from actors._freshness import StreamHealth
-from actors._paging import Read
-from actors._stream import Kind, StreamEvent
+from actors.exchange import _formats
+from actors.exchange._cache import AccountCache, Difference
+from actors.exchange._stream_health import StreamHealth
+from actors.exchange._reads import Read
+from actors.exchange._websocket import Kind, StreamEvent
 from messages.models import ModelError
 from runtime.clock import Clock
 from runtime.metrics import Metrics
 
-log = logging.getLogger("actors.gateway")   # the operators' lines keep their logger
+log = logging.getLogger(__name__)
 
 MISSED_GRACE_S = 2.0           # a resync's difference is a missed push only if no push told it by then
 TICKER_SYNC_S = 1.0            # how often the ticker subscriptions follow the open positions
@@ -109,7 +109,7 @@ class Streams:
             self._deliver(event)
             return
         try:
-            symbol, mark = _wire.ticker_mark(event.topic, event.data)
+            symbol, mark = _formats.ticker_mark(event.topic, event.data)
         except ModelError as exc:
             self._metrics.stream_rejected.labels("public").inc()
             log.debug("Stream %s: malformed ticker push rejected: %s", event.stream, exc)
@@ -201,7 +201,7 @@ class Streams:
         if not self._private:
             return
         symbols = sorted(set().union(*(c.symbols() for c in self._caches.values())))
-        groups = _wire.ticker_topics(symbols)
+        groups = _formats.ticker_topics(symbols)
         for index, topics in enumerate(groups):
             if index < len(self._tickers):
                 if set(self._tickers[index].topics) != set(topics):

@@ -1,6 +1,6 @@
 """The ExchangeGateway: the only code that talks to the exchange, and the only cache.
 
-Its mailbox never waits on the network. It is given a transport (actors/_bybit.py: pybit and
+Its mailbox never waits on the network. It is given a transport (actors/exchange/_transport.py: pybit and
 websocket-client; an in-process one in tests). Every HTTP request is a job: queued per account by
 priority, released by the rate limiter, run on a worker thread (as many as pooled connections, at
 most an equal share per account, so a hung account cannot starve the other), and its result comes
@@ -8,9 +8,9 @@ back as a message. Requesters pass a future (`reply`) that is set when the answe
 
 Freshness comes from two sources:
 - Pushes. Each account's private stream (position, order, execution) and the public ticker
-  stream (mark prices of the guarded symbols) are run by actors/_streams.py (connections, health,
+  stream (mark prices of the guarded symbols) are run by actors/exchange/_streams.py (connections, health,
   resyncs, missed pushes); private pushes are told to this mailbox and merged into the cache
-  (actors/_cache.py). While an account's stream is healthy (actors/_freshness.py) every view is
+  (actors/exchange/_cache.py). While an account's stream is healthy (actors/exchange/_stream_health.py) every view is
   answered from the cache at once, whatever `max_age` asks; a REST snapshot resyncs it after each
   (re)connect and every `resync_every` seconds. A push that changes a position or its orders
   wakes that position's monitor (`Wake` to the Scheduler).
@@ -18,11 +18,11 @@ Freshness comes from two sources:
   cache when it is fresh enough (`max_age`); else one read is started and every request arriving
   meanwhile waits for that same read (single flight). A read is a full refresh of the account or,
   when that costs more pages than the urgent requests justify, a read of the requested symbols
-  (actors/_paging.py). A failed read keeps the last good data (served marked stale, up to
+  (actors/exchange/_reads.py). A failed read keeps the last good data (served marked stale, up to
   `stale_limit`).
 
 Rare one-off requests (the key check, what opening a trade needs, setting leverage) go through the
-same jobs; actors/_account.py builds them and answers from their results.
+same jobs; actors/_account_requests.py builds them and answers from their results.
 """
 
 from __future__ import annotations
@@ -37,15 +37,18 @@ from typing import Any, Callable
 
 import pykka
 
-from actors import _account, _wire
-from actors._asks import has_reply, journal, tell_upward
-from actors._cache import AccountCache, Difference, is_market
-from actors._paging import Read, ReadFailed
-from actors._rate_limit import IP_BAN_SECONDS, WRITE_ENDPOINTS, RateLimiter
-from actors._stream import StreamEvent
-from actors._streams import Streams
-from actors._wire import HttpFail, HttpOk
+from actors.exchange import _account_requests
+
+from actors.exchange import _formats
+from actors.asks import has_reply, journal, tell_upward
+from actors.exchange._cache import AccountCache, Difference, is_market
+from actors.exchange._reads import Read, ReadFailed
+from actors.exchange._rate_limiter import IP_BAN_SECONDS, RateLimiter
+from actors.exchange._websocket import StreamEvent
+from actors.exchange._streams import Streams
+from actors.exchange._formats import HttpFail, HttpOk
 from messages.codes import Meaning, RetCode, meaning
+from messages.endpoints import BATCH_LIMIT, WRITE_PATHS, for_pybit
 from messages.gateway import (Accepted, AmendOrder, AttachScheduler, Batch, CancelAll, CancelOrder, CheckAccess,
                               GatewayStats, GatewayTick, GetAccountSnapshot, GetGatewayStats, GetMarket, GetPositionView,
                               Outcome, PlaceOrder, Rejected, ReportStats, SetLeverage, Unavailable, Unresolved)
@@ -86,7 +89,7 @@ class _Job:
 
     @property
     def endpoint(self) -> str:
-        return _wire.ENDPOINTS[self.method]
+        return for_pybit(self.method).path
 
 
 @dataclass
@@ -137,7 +140,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._instruments: dict[str, Instrument] = {}
         self._instruments_at = -INSTRUMENTS_EVERY
         self._instruments_loading = False
-        # Streams (the clients, their health, tickers: actors/_streams.py); pushes merge here.
+        # Streams (the clients, their health, tickers: actors/exchange/_streams.py); pushes merge here.
         self._streams = Streams(transport, self._caches, clock, self._metrics, heartbeat=heartbeat,
                                 resync_every=resync_every, deliver=self._deliver, resync=self._start_resync,
                                 stale=lambda account: tell_upward(self._scheduler, AccountStale(account)))
@@ -199,13 +202,13 @@ class ExchangeGateway(pykka.ThreadingActor):
             case Batch():
                 self._on_batch(message)
             case CheckAccess() | GetMarket() | SetLeverage() if message.account not in self._caches:
-                _account.unknown_account(message)
+                _account_requests.unknown_account(message)
             case CheckAccess():
-                _account.check_access(message, self._enqueue, READ_PRIORITY)
+                _account_requests.check_access(message, self._enqueue, READ_PRIORITY)
             case GetMarket():
-                _account.market(message, self._instruments.get(message.symbol), self._enqueue, READ_PRIORITY)
+                _account_requests.market(message, self._instruments.get(message.symbol), self._enqueue, READ_PRIORITY)
             case SetLeverage():
-                _account.set_leverage(message, self._enqueue)
+                _account_requests.set_leverage(message, self._enqueue)
             case GatewayTick():
                 now = self._clock.monotonic()
                 if now - self._instruments_at >= INSTRUMENTS_EVERY:
@@ -466,11 +469,11 @@ class ExchangeGateway(pykka.ThreadingActor):
     def _on_private_push(self, account: str, event: StreamEvent) -> None:
         kind = event.topic.split(".", 1)[0] or "unknown"
         self._pushes += 1
-        self._metrics.stream_pushes.labels(account, kind if kind in _wire.PRIVATE_TOPICS else "other").inc()
+        self._metrics.stream_pushes.labels(account, kind if kind in _formats.PRIVATE_TOPICS else "other").inc()
         try:
             if event.reason:
                 raise ModelError(event.reason)
-            push = _wire.private_push(event.topic, event.data)
+            push = _formats.private_push(event.topic, event.data)
         except ModelError as exc:
             self._rejected_pushes += 1
             self._metrics.stream_rejected.labels(account).inc()
@@ -513,19 +516,19 @@ class ExchangeGateway(pykka.ThreadingActor):
         if command.account not in self._caches:
             command.reply.set(Rejected(0, f"unknown account {command.account}"))
             return
-        method, params = _wire.command_request(command)
+        method, params = _formats.command_request(command)
         self._queue_links((command,))
         self._enqueue(command.account, method, params, command.priority,
-                      lambda result: self._command_done(command, _wire.outcome_of(result)))
+                      lambda result: self._command_done(command, _formats.outcome_of(result)))
 
     def _on_batch(self, batch: Batch) -> None:
         kinds = {type(c) for c in batch.commands}
-        if not batch.commands or len(batch.commands) > 10 or len(kinds) != 1 or \
-                kinds - set(_wire.BATCHES) or {c.account for c in batch.commands} != {batch.account}:
+        if not batch.commands or len(batch.commands) > BATCH_LIMIT or len(kinds) != 1 or \
+                kinds - set(_formats.BATCHES) or {c.account for c in batch.commands} != {batch.account}:
             batch.reply.set(tuple(Rejected(0, "a batch holds 1-10 commands of one kind for its account")
                                   for _ in batch.commands))
             return
-        method, params = _wire.batch_request(batch.commands)
+        method, params = _formats.batch_request(batch.commands)
         self._queue_links(batch.commands)
         self._enqueue(batch.account, method, params, batch.priority,
                       lambda result: self._batch_done(batch, result), units=len(batch.commands))
@@ -534,7 +537,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._queued_links |= {c.link_id for c in commands if getattr(c, "link_id", None)}
 
     def _batch_done(self, batch: Batch, result: HttpOk | HttpFail) -> None:
-        outcomes = _wire.batch_outcomes(result, len(batch.commands))
+        outcomes = _formats.batch_outcomes(result, len(batch.commands))
         for command, outcome in zip(batch.commands, outcomes):
             self._patch_cache(command, outcome)
         batch.reply.set(tuple(outcomes))
@@ -588,7 +591,7 @@ class ExchangeGateway(pykka.ThreadingActor):
                 if now < self._limiter.banned_until:
                     job.on_done(HttpFail("not_sent", "not sent: the exchange banned this IP (HTTP 403)", 403))
                     continue
-                if job.endpoint in WRITE_ENDPOINTS and now - job.queued_at > WRITE_QUEUE_S:
+                if job.endpoint in WRITE_PATHS and now - job.queued_at > WRITE_QUEUE_S:
                     # A definite "not sent" the monitor can act on next check, rather than its ask
                     # timing out (an unresolved write that would cost snapshots to settle).
                     job.on_done(HttpFail("not_sent", f"not sent: waited {WRITE_QUEUE_S:.0f} s for the write budget"))

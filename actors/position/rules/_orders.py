@@ -1,0 +1,61 @@
+"""The daemon's own orders of one position in a view: by intent, finished, the size, clean-up cancels.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from actors.position.rules._state import (
+    Action,
+    Command,
+    MonitorState,
+    Pending,
+    with_cleanup,
+)
+from messages.gateway import (
+    PositionView,
+    Priority,
+)
+from messages.models import (
+    Order,
+    Position,
+)
+
+
+def own_orders(state: MonitorState, orders: tuple[Order, ...]) -> dict[str, list[Order]]:
+    """The daemon's open orders for this position, by intent, newest generation first."""
+    mine: dict[str, list[Order]] = {}
+    for order in orders:
+        link = order.link
+        if link is None or link.position_id != state.position_id or order.position_idx != state.monitor.position_idx:
+            continue
+        if order.is_open:
+            mine.setdefault(link.intent, []).append(order)
+    for key in mine:
+        mine[key].sort(key=lambda o: o.link.generation, reverse=True)
+    return mine
+
+
+def own_finished(state: MonitorState, closed: tuple[Order, ...]) -> dict[str, list[Order]]:
+    done: dict[str, list[Order]] = {}
+    for order in closed:
+        link = order.link
+        if link is not None and link.position_id == state.position_id:
+            done.setdefault(link.intent, []).append(order)
+    return done
+
+
+def size_of(state: MonitorState, view: PositionView) -> tuple[Position | None, Decimal]:
+    position = view.position
+    if position is None or not position.is_open or position.position_idx != state.monitor.position_idx:
+        return None, Decimal(0)
+    return position, position.size
+
+
+def cleanup_cancel(state: MonitorState, order: Order, snapshot_id: int) -> tuple[MonitorState, Command | None]:
+    """Cancel one of the daemon's orders outside its intent's normal life (an older duplicate, a
+    leftover of a closed position); nothing when that cancellation is already pending."""
+    if order.link_id in state.cleanup:
+        return state, None
+    state = with_cleanup(state, order.link_id, Pending(Action.CANCEL, order.link_id, sent_snapshot=snapshot_id))
+    return state, Command(Action.CANCEL, None, order.link_id, Priority.CLEANUP)

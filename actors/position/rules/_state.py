@@ -1,0 +1,219 @@
+"""The rules' vocabulary and values: phases, actions, close reasons, event kinds, a monitor's state, commands,
+events, and the small helpers that reserve ids and track pending commands.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from messages.gateway import (
+    Priority,
+)
+from messages.models import (
+    Intent,
+    MonitorId,
+    OrderLink,
+    Plan,
+    Role,
+    Urgency,
+)
+
+
+class Phase(StrEnum):
+    BUILDING = "BUILDING"               # entry limits resting
+    MONITORING = "MONITORING"           # no entry limit resting
+    PROFIT_TAKING = "PROFIT_TAKING"     # TP1 filled
+    CLOSED = "CLOSED"                   # position gone; leftovers being cancelled
+
+
+class Action(StrEnum):
+    PLACE = "place"
+    AMEND = "amend"
+    CANCEL = "cancel"
+
+
+class CloseReason(StrEnum):
+    STOP_LOSS = "stop_loss"
+    TAKE_PROFITS = "take_profits"
+    MANUAL = "manual"
+    LIQUIDATION = "liquidation"
+    EMERGENCY_CLOSE = "emergency_close"
+    FLIPPED = "flipped"                 # R11: the side changed; the new position is adopted anew
+    NO_POSITION = "no_position"         # nothing to guard was found (never created)
+    ENTRY_REFUSED = "entry_refused"     # the exchange refused a planned trade's first entry: nothing opened
+
+
+class EventKind(StrEnum):
+    """Journal event kinds (critical unless noted) and the log lines they go with."""
+    MONITOR_CREATED = "monitor_created"
+    MONITOR_RETIRED = "monitor_retired"
+    ENTRY_FILLED = "entry_filled"
+    COMMAND_SETTLED = "command_settled"
+    STOP_PLACED = "stop_placed"
+    STOP_RESTORED = "stop_restored"
+    BREAKEVEN = "breakeven"
+    TP_FILLED = "tp_filled"
+    STOP_HIT = "stop_hit"
+    PHASE_CHANGED = "phase_changed"
+    EMERGENCY_CLOSE = "emergency_close"
+    POSITION_CLOSED = "position_closed"
+    UNPROTECTED = "unprotected"                  # critical when it lasts (alerted), else logged every check
+    TRADE_PLANNED = "trade_planned"
+    ENTRY_SENT = "entry_sent"
+    ENTRY_REFUSED = "entry_refused"
+    CLOSE_REQUESTED = "close_requested"
+    PLAN_CHANGED = "plan_changed"
+    UNKNOWN_STATUS = "unknown_status"            # not critical
+    FOLLOW_UP_DEFERRED = "follow_up_deferred"    # not critical
+
+
+STOP_KEY, EMERGENCY_KEY = Intent(Role.STOP, 0), Intent(Role.EMERGENCY_CLOSE, 0)
+
+
+FIRST_ENTRY = Intent(Role.ENTRY, 1)
+
+
+CONFIRMING_SNAPSHOTS = 2          # R6 and R10: fresh snapshots needed to believe an absence
+
+
+RECENT_CHANGE_MS = 60_000
+
+
+IDLE_AFTER_MS = 600_000
+
+
+LIQUIDATION_CANCELS = {"CancelByPrepareLiq", "CancelAllBeforeLiq", "CancelByPrepareAdl", "CancelAllBeforeAdl"}
+
+
+@dataclass(frozen=True, slots=True)
+class RulesConfig:
+    ladder_percents: tuple[Decimal, ...] = (Decimal(85), Decimal(5), Decimal(5), Decimal(5))
+    tp_distance_percents: tuple[Decimal, ...] = (Decimal(1), Decimal(2), Decimal(3), Decimal(4))
+    stop_distance_percent: Decimal = Decimal(3)
+    breakeven_offset: Decimal = Decimal("0.0012")
+    adoption_policy: str = "protect"
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "RulesConfig":
+        return cls(settings.tp_ladder_percents, settings.default_tp_distance_percents,
+                   settings.default_stop_distance_percent, settings.breakeven_offset, settings.adoption_policy)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A command whose outcome is not known yet (R10), or not yet confirmed by a snapshot."""
+    action: Action
+    link_id: str
+    qty: Decimal | None = None
+    trigger_price: Decimal | None = None
+    sent_snapshot: int = 0
+    sent_size: Decimal = Decimal(0)
+    absent: int = 0                     # fresh snapshots since sending that did not show it done
+    seen_snapshot: int = 0
+    price: Decimal | None = None        # an amend's new limit price
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorState:
+    monitor: MonitorId
+    position_id: str
+    plan: Plan
+    phase: Phase
+    created_ms: int
+    generations: dict[Intent, int] = field(default_factory=dict)   # latest generation reserved
+    pending: dict[Intent, Pending] = field(default_factory=dict)   # one command per intent at a time
+    cleanup: dict[str, Pending] = field(default_factory=dict)      # cancellations of duplicates and
+                                                                   # leftovers, by orderLinkId
+    filled_tps: frozenset[int] = frozenset()
+    filled_entries: frozenset[int] = frozenset()    # entry limit levels seen Filled
+    tp1_done: bool = False
+    breakeven_done: bool = False
+    ladder_size: Decimal = Decimal(0)
+    last_size: Decimal = Decimal(0)
+    peak_size: Decimal = Decimal(0)
+    avg_price: Decimal = Decimal(0)
+    open_links: frozenset[str] = frozenset()
+    gone_snapshots: tuple[int, ...] = ()
+    last_snapshot: int = 0
+    last_change_ms: int = 0
+    last_check_ms: int = 0
+    tp1_fill_ms: int = 0                # the exchange's time of the TP1 fill (for reaction times)
+    opened_ms: int = 0                  # the exchange's creation time of the position
+    realised_start: Decimal | None = None   # the position row's cumRealisedPnl when first seen
+    realised_seen: Decimal | None = None    # ... and when last seen (the difference: this position's)
+    urgency: Urgency = Urgency.CRITICAL
+    closing: CloseReason | None = None  # closure reason while leftovers are cancelled
+    retired: CloseReason | None = None  # closure reason once done
+    orphan: bool = False                # built from orders that outlived their position (no plan)
+    retarget: bool = False              # the trader changed the plan's prices: move the stop and TPs to them
+    close_requested: bool = False       # the trader asked to close at market
+    refusal: str = ""                   # why the exchange refused the first entry (for the trader)
+
+    def link(self, intent: Intent, generation: int | None = None) -> str:
+        gen = self.generations.get(intent, 0) if generation is None else generation
+        return OrderLink.of(self.position_id, intent, gen).build()
+
+    @property
+    def awaiting(self) -> bool:
+        """Is any command still waiting for its outcome to be seen?"""
+        return bool(self.pending or self.cleanup)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    action: Action
+    key: Intent | None                  # the intent; None for a cleanup cancellation (by link_id)
+    link_id: str
+    priority: Priority
+    side: str = ""
+    order_type: str = ""
+    qty: Decimal | None = None
+    price: Decimal | None = None
+    trigger_price: Decimal | None = None
+    trigger_direction: int | None = None
+    reduce_only: bool = True
+    close_on_trigger: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: EventKind
+    line: str                           # the operational log line (stable prefix)
+    critical: bool = True
+    level: int = logging.INFO
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    state: MonitorState
+    commands: tuple[Command, ...] = ()
+    events: tuple[Event, ...] = ()
+
+
+def new_event(kind: EventKind, line: str, *, level: int = logging.INFO, critical: bool = True, **payload: Any) -> Event:
+    return Event(kind, line, critical, level, payload)
+
+
+def next_link(state: MonitorState, intent: Intent) -> tuple[MonitorState, str]:
+    """Reserve the next generation of an intent (never reuse an id)."""
+    generation = state.generations.get(intent, -1) + 1
+    return replace(state, generations={**state.generations, intent: generation}), state.link(intent, generation)
+
+
+def _updated(mapping: dict[Any, Pending], key: Any, pending: Pending | None) -> dict[Any, Pending]:
+    """A copy with `key` set to `pending`, or removed when it is None."""
+    updated = {k: v for k, v in mapping.items() if k != key}
+    return updated if pending is None else {**updated, key: pending}
+
+
+def with_pending(state: MonitorState, intent: Intent, pending: Pending | None) -> MonitorState:
+    return replace(state, pending=_updated(state.pending, intent, pending))
+
+
+def with_cleanup(state: MonitorState, link_id: str, pending: Pending | None) -> MonitorState:
+    return replace(state, cleanup=_updated(state.cleanup, link_id, pending))

@@ -1,0 +1,73 @@
+"""The take-profit ladder: R1/R5 quantities from the ladder size, R4 scaled down to the position.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from actors.position.rules._prices import closing_side
+from actors.position.rules._state import (
+    Action,
+    Command,
+    MonitorState,
+    Pending,
+    next_link,
+    with_pending,
+)
+from messages.gateway import (
+    PositionView,
+    Priority,
+)
+from messages.models import (
+    Instrument,
+    Intent,
+    Order,
+    Role,
+)
+
+
+def take_profits(state: MonitorState, view: PositionView, ours: dict[str, list[Order]], size: Decimal,
+                  instrument: Instrument) -> tuple[MonitorState, list[Command]]:
+    """R1/R5: TP quantities = share x the ladder size (the filled size before TP1); R4: scaled
+    down so the active reduce-only orders together never exceed the position (no 110017)."""
+    if not state.plan.tp_prices:
+        return state, []
+    levels = range(1, len(state.plan.percents) + 1)
+    prices = {level: state.plan.tp_prices[level - 1] for level in levels if level - 1 < len(state.plan.tp_prices)}
+    split = instrument.split_qty(state.ladder_size, state.plan.percents)
+    orders = {level: (ours.get(Intent(Role.TAKE_PROFIT, level)) or [None])[0] for level in levels}
+    wanted = {level: split[level - 1] for level in levels if level not in state.filled_tps}
+    filled_part = {level: (orders[level].cum_exec_qty if orders[level] is not None else Decimal(0)) for level in wanted}
+    leaves = {level: max(Decimal(0), wanted[level] - filled_part[level]) for level in wanted}
+    total = sum(leaves.values(), Decimal(0))
+    if total > size:
+        leaves = {level: instrument.round_qty(q * size / total) for level, q in leaves.items()}
+        leaves = {level: (q if q >= instrument.min_qty else Decimal(0)) for level, q in leaves.items()}
+    shrinking, growing = [], []  # sent in this order: room is freed before it is used
+    for key, beyond in ours.items():   # levels a new plan no longer has
+        if key.role is Role.TAKE_PROFIT and key.level > len(state.plan.percents) and key not in state.pending:
+            state = with_pending(state, key, Pending(Action.CANCEL, beyond[0].link_id, sent_snapshot=view.snapshot_id))
+            shrinking.append(Command(Action.CANCEL, key, beyond[0].link_id, Priority.CLEANUP))
+    for level in wanted:
+        key = Intent(Role.TAKE_PROFIT, level)
+        if key in state.pending:
+            continue
+        order = orders[level]
+        qty = filled_part[level] + leaves[level]
+        if order is not None:
+            if leaves[level] <= 0 and order.cum_exec_qty == 0:
+                state = with_pending(state, key, Pending(Action.CANCEL, order.link_id, sent_snapshot=view.snapshot_id))
+                shrinking.append(Command(Action.CANCEL, key, order.link_id, Priority.CLEANUP))
+            elif leaves[level] > 0 and (order.qty != qty or (state.retarget and order.price != prices.get(level))):
+                price = prices.get(level) if state.retarget and order.price != prices.get(level) else None
+                new_qty = qty if order.qty != qty else None
+                state = with_pending(state, key, Pending(Action.AMEND, order.link_id, new_qty, None, view.snapshot_id,
+                                                          size, price=price))
+                (shrinking if qty < order.qty else growing).append(
+                    Command(Action.AMEND, key, order.link_id, Priority.RESIZE, qty=new_qty, price=price))
+        elif leaves[level] > 0 and level - 1 < len(state.plan.tp_prices):
+            state, link_id = next_link(state, key)
+            state = with_pending(state, key, Pending(Action.PLACE, link_id, leaves[level], None, view.snapshot_id, size))
+            growing.append(Command(Action.PLACE, key, link_id, Priority.RESIZE, side=closing_side(state.plan.side),
+                                   order_type="Limit", qty=leaves[level], price=state.plan.tp_prices[level - 1]))
+    return state, shrinking + growing

@@ -1,0 +1,8 @@
+"""The Supervisor: one monitor per position, start-up reconciliation, discovery, restarts, and the
+trader's requests (read, sized and checked here).
+"""
+
+from actors.supervision.supervisor import Supervisor
+from actors.supervision._trade_requests import TradeRequest, check_targets, describe, read_request, size_open
+
+__all__ = ["Supervisor", "TradeRequest", "check_targets", "describe", "read_request", "size_open"]
