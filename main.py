@@ -35,10 +35,17 @@ DEMO_STATE_PATH = "state/demo.db"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python main.py", description="Guards TP/SL orders of open Bybit positions.")
-    parser.add_argument("command", nargs="?", choices=("run", "status", "alerts"), default="run",
-                        help="run the daemon (default); print the monitors; `alerts test`: send a test alert")
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=("run", "status", "alerts"),
+        default="run",
+        help="run the daemon (default); print the monitors; `alerts test`: send a test alert",
+    )
     parser.add_argument("action", nargs="?", choices=("test",), help="alerts: test sends one message to every URL")
-    parser.add_argument("--events", type=int, default=0, metavar="N", help="status: also print the last N journal entries")
+    parser.add_argument(
+        "--events", type=int, default=0, metavar="N", help="status: also print the last N journal entries"
+    )
     parser.add_argument("--json", action="store_true", help="status: print one JSON object (for scripts)")
     parser.add_argument("--config", help="KEY=value settings file (the environment overrides it)")
     parser.add_argument("--duration", type=float, help="stop cleanly after this many seconds")
@@ -66,9 +73,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "status":
         return print_status(settings, args)
-    secrets = [s.reveal() for s in (settings.bybit_api_key, settings.bybit_api_secret,
-                                    settings.bybit_api_key_2, settings.bybit_api_secret_2, *settings.alert_urls)]
-    secrets += [part for url in settings.alert_urls for part in re.split(r"[/:@?&=,]+", url.reveal()) if len(part) >= 12]
+    secrets = [
+        s.reveal()
+        for s in (
+            settings.bybit_api_key,
+            settings.bybit_api_secret,
+            settings.bybit_api_key_2,
+            settings.bybit_api_secret_2,
+            *settings.alert_urls,
+        )
+    ]
+    secrets += [
+        part for url in settings.alert_urls for part in re.split(r"[/:@?&=,]+", url.reveal()) if len(part) >= 12
+    ]
     setup_logging(settings.log_level, args.log_format or settings.log_format, secrets)
     channels = alert_channels(settings)
     if channels is None:
@@ -91,6 +108,7 @@ def _settings(config: str | None) -> Settings | None:
 def trade(argv: list[str]) -> int:
     from runtime import trade_cli
     from runtime.control import socket_path
+
     args = trade_cli.parse(argv)
     settings = _settings(args.config)
     if settings is None:
@@ -102,13 +120,16 @@ def alert_channels(settings: Settings) -> list | None:
     """One Channel per ALERT_URLS entry; None (after one line per bad URL) when Apprise knows one
     not. A URL is never printed: it carries a token."""
     from actors.alerts import Channel
+
     channels, bad = [], []
     for number, url in enumerate(settings.alert_urls, 1):
         try:
             channels.append(Channel(url.reveal()))
         except ValueError:
-            bad.append(f"invalid setting: ALERT_URLS: URL {number} ({url.reveal().split('://')[0]}://...) is not "
-                       "a URL Apprise knows")
+            bad.append(
+                f"invalid setting: ALERT_URLS: URL {number} ({url.reveal().split('://')[0]}://...) is not "
+                "a URL Apprise knows"
+            )
     for line in bad:
         print(line, file=sys.stderr)
     return None if bad else channels
@@ -132,6 +153,7 @@ def print_status(settings: Settings, args: argparse.Namespace) -> int:
     database (the demo's when no keys are set). No exchange call either way."""
     from actors.storage import StateError
     from runtime import status
+
     path = _state_path(settings, args.config)
     try:
         report = status.live(settings.metrics_bind) or status.from_database(path, args.events)
@@ -140,7 +162,9 @@ def print_status(settings: Settings, args: argparse.Namespace) -> int:
     except StateError as exc:
         print(f"status: {exc}", file=sys.stderr)
         return 1
-    print(orjson.dumps(report, default=str, option=orjson.OPT_INDENT_2).decode() if args.json else status.render(report))
+    print(
+        orjson.dumps(report, default=str, option=orjson.OPT_INDENT_2).decode() if args.json else status.render(report)
+    )
     return 0
 
 
@@ -164,8 +188,11 @@ def run(settings: Settings, args: argparse.Namespace, channels: list) -> int:
         try:
             server = OpsServer(settings.metrics_bind, metrics)
         except OSError as exc:
-            print(f"invalid setting: METRICS_ADDRESS: cannot listen on {settings.metrics_address} "
-                  f"({exc.strerror or exc})", file=sys.stderr)
+            print(
+                f"invalid setting: METRICS_ADDRESS: cannot listen on {settings.metrics_address} "
+                f"({exc.strerror or exc})",
+                file=sys.stderr,
+            )
             return 2
     stop = threading.Event()
     signals.install(stop.set)
@@ -174,25 +201,43 @@ def run(settings: Settings, args: argparse.Namespace, channels: list) -> int:
         accounts = {a.name: (a.api_key.reveal(), a.api_secret.reveal()) for a in settings.accounts()}
         base_url = settings.base_url
         streams = settings.stream_urls(base_url)
-        log.info("Running against %s (%s)%s", base_url, ", ".join(accounts),
-                 f", streams {streams[0]} and {streams[1] or '(no public stream)'}" if streams else ", REST polling only")
+        log.info(
+            "Running against %s (%s)%s",
+            base_url,
+            ", ".join(accounts),
+            f", streams {streams[0]} and {streams[1] or '(no public stream)'}" if streams else ", REST polling only",
+        )
         if settings.bybit_streams and streams is None:
             log.warning("Streams are off: BYBIT_BASE_URL is not a Bybit host and BYBIT_WS_PRIVATE_URL is not set")
     else:
         from simulator import Simulator
+
         sim = Simulator(seed=args.seed, symbols=max(64, args.positions + 8), latency_ms=args.latency_ms)
         sim.load_demo_book(args.positions)
         sim.start(step_interval=0.25, oracle_interval=0.2)
         accounts = {name: (c.api_key, c.api_secret) for name, c in sim.credentials.items()}
         base_url = sim.url
         streams = (sim.ws_private, sim.ws_public) if settings.bybit_streams else None
-        log.info("Running against the embedded Bybit simulator at %s (%s): %d demo positions per account "
-                 "(main, mirror), seed %d, state in %s%s", sim.url, "pushes on its streams" if streams else
-                 "REST polling only", args.positions, args.seed, settings.state_path,
-                 " (recreated at every start)" if settings.state_path == DEMO_STATE_PATH else "")
+        log.info(
+            "Running against the embedded Bybit simulator at %s (%s): %d demo positions per account "
+            "(main, mirror), seed %d, state in %s%s",
+            sim.url,
+            "pushes on its streams" if streams else "REST polling only",
+            args.positions,
+            args.seed,
+            settings.state_path,
+            " (recreated at every start)" if settings.state_path == DEMO_STATE_PATH else "",
+        )
     try:
-        system = System(settings, accounts, base_url, streams=streams, dry_run=args.dry_run, metrics=metrics,
-                        channels=tuple(channels))
+        system = System(
+            settings,
+            accounts,
+            base_url,
+            streams=streams,
+            dry_run=args.dry_run,
+            metrics=metrics,
+            channels=tuple(channels),
+        )
     except ValueError as exc:  # a malformed GUARDIAN_KILL_AT (tests only)
         print(f"invalid environment: {exc}", file=sys.stderr)
         for part in (sim, server):
@@ -224,7 +269,9 @@ def run(settings: Settings, args: argparse.Namespace, channels: list) -> int:
         if server is not None:
             server.stop()
         if args.summary_json and code == 0:
-            Path(args.summary_json).write_bytes(orjson.dumps(system.summary(figures, sim_stats), option=orjson.OPT_INDENT_2))
+            Path(args.summary_json).write_bytes(
+                orjson.dumps(system.summary(figures, sim_stats), option=orjson.OPT_INDENT_2)
+            )
         log.info("Stopped cleanly" if code == 0 else "Stopped")
     return code
 

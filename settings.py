@@ -22,10 +22,12 @@ DEMO_URL = "https://api-demo.bybit.com"
 DEMO_TESTNET_URL = "https://api-demo-testnet.bybit.com"
 # Stream hosts by REST host (bybit-v5.md section 5); demo accounts have private streams only, their
 # public data is mainnet's (testnet's for demo on testnet).
-STREAM_HOSTS = {MAINNET_URL: ("stream.bybit.com", "stream.bybit.com"),
-                TESTNET_URL: ("stream-testnet.bybit.com", "stream-testnet.bybit.com"),
-                DEMO_URL: ("stream-demo.bybit.com", "stream.bybit.com"),
-                DEMO_TESTNET_URL: ("stream-demo-testnet.bybit.com", "stream-testnet.bybit.com")}
+STREAM_HOSTS = {
+    MAINNET_URL: ("stream.bybit.com", "stream.bybit.com"),
+    TESTNET_URL: ("stream-testnet.bybit.com", "stream-testnet.bybit.com"),
+    DEMO_URL: ("stream-demo.bybit.com", "stream.bybit.com"),
+    DEMO_TESTNET_URL: ("stream-demo-testnet.bybit.com", "stream-testnet.bybit.com"),
+}
 
 
 class SettingsError(Exception):
@@ -133,6 +135,7 @@ def _parse_choice(*choices: str) -> Callable[[str], str]:
         if value not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}")
         return value
+
     return parse
 
 
@@ -260,9 +263,13 @@ class Settings:
 
     def intervals(self) -> dict[str, float]:
         """Check interval in seconds per urgency tier name."""
-        return {"critical": float(self.urgency_critical_seconds), "active": float(self.urgency_active_seconds),
-                "standard": float(self.urgency_standard_seconds), "inactive": float(self.urgency_inactive_seconds),
-                "idle": float(self.urgency_idle_seconds)}
+        return {
+            "critical": float(self.urgency_critical_seconds),
+            "active": float(self.urgency_active_seconds),
+            "standard": float(self.urgency_standard_seconds),
+            "inactive": float(self.urgency_inactive_seconds),
+            "idle": float(self.urgency_idle_seconds),
+        }
 
     def accounts(self) -> tuple[Account, ...]:
         main = Account("main", self.bybit_api_key, self.bybit_api_secret)
@@ -349,7 +356,7 @@ def _read_config(path: str | Path) -> tuple[dict[str, str], list[str]]:
         name, sep, value = stripped.partition("=")
         name = name.strip()
         if stripped.startswith("export "):
-            name = name[len("export "):].strip()
+            name = name[len("export ") :].strip()
         if not sep:
             problems.append(f"--config {path} line {number}: expected KEY=value")
             continue
@@ -409,29 +416,39 @@ def state_path_problem(path: str) -> str | None:
 def _cross_checks(s: Settings) -> list[str]:
     problems = []
     if bool(s.bybit_api_key) != bool(s.bybit_api_secret):
-        problems.append("BYBIT_API_SECRET: must be set together with BYBIT_API_KEY"
-                        if s.bybit_api_key else
-                        "BYBIT_API_KEY: must be set together with BYBIT_API_SECRET")
+        problems.append(
+            "BYBIT_API_SECRET: must be set together with BYBIT_API_KEY"
+            if s.bybit_api_key
+            else "BYBIT_API_KEY: must be set together with BYBIT_API_SECRET"
+        )
     if bool(s.bybit_api_key_2) != bool(s.bybit_api_secret_2):
-        problems.append("BYBIT_API_SECRET_2: must be set together with BYBIT_API_KEY_2"
-                        if s.bybit_api_key_2 else
-                        "BYBIT_API_KEY_2: must be set together with BYBIT_API_SECRET_2")
+        problems.append(
+            "BYBIT_API_SECRET_2: must be set together with BYBIT_API_KEY_2"
+            if s.bybit_api_key_2
+            else "BYBIT_API_KEY_2: must be set together with BYBIT_API_SECRET_2"
+        )
     if s.enable_mirror_trading and s.live and not s.bybit_api_key_2:
-        problems.append("ENABLE_MIRROR_TRADING: mirror enabled but BYBIT_API_KEY_2 and "
-                        "BYBIT_API_SECRET_2 are not set")
+        problems.append("ENABLE_MIRROR_TRADING: mirror enabled but BYBIT_API_KEY_2 and BYBIT_API_SECRET_2 are not set")
     if s.bybit_api_key_2 and not s.live:
         problems.append("BYBIT_API_KEY_2: mirror keys are set but the main BYBIT_API_KEY is not")
     if s.bybit_api_key and s.bybit_api_key == s.bybit_api_key_2:
-        problems.append("BYBIT_API_KEY_2: the mirror key is the same as the main key; "
-                        "the mirror must be a separate account")
-    intervals = [s.urgency_critical_seconds, s.urgency_active_seconds, s.urgency_standard_seconds,
-                 s.urgency_inactive_seconds, s.urgency_idle_seconds]
+        problems.append(
+            "BYBIT_API_KEY_2: the mirror key is the same as the main key; the mirror must be a separate account"
+        )
+    intervals = [
+        s.urgency_critical_seconds,
+        s.urgency_active_seconds,
+        s.urgency_standard_seconds,
+        s.urgency_inactive_seconds,
+        s.urgency_idle_seconds,
+    ]
     if intervals != sorted(intervals):
-        problems.append("URGENCY_*_SECONDS: intervals must grow from critical to active, "
-                        "standard, inactive and idle")
+        problems.append("URGENCY_*_SECONDS: intervals must grow from critical to active, standard, inactive and idle")
     if s.bybit_streams and s.resync_seconds < 2 * s.stream_heartbeat_seconds:
-        problems.append("RESYNC_SECONDS: must be at least two STREAM_HEARTBEAT_SECONDS (a resync per heartbeat "
-                        "would be REST polling)")
+        problems.append(
+            "RESYNC_SECONDS: must be at least two STREAM_HEARTBEAT_SECONDS (a resync per heartbeat "
+            "would be REST polling)"
+        )
     total = sum(s.tp_ladder_percents)
     if total != 100:
         problems.append(f"TP_LADDER_PERCENTS: shares must add up to 100 (they add up to {total})")

@@ -29,8 +29,9 @@ def record(persistence: Any, message: Record, timeout: float = 10.0) -> None:
         persistence.tell(message)
         return
     future = pykka.ThreadingFuture()
-    persistence.tell(Record(message.monitor, message.state, message.events, message.critical,
-                            message.retire, reply=future))
+    persistence.tell(
+        Record(message.monitor, message.state, message.events, message.critical, message.retire, reply=future)
+    )
     future.get(timeout=timeout)
 
 

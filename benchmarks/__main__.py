@@ -31,8 +31,15 @@ from simulator import Simulator
 from messages.endpoints import Api
 
 ROOT = Path(__file__).resolve().parents[1]
-WRITES = (Api.PLACE_ORDER, Api.AMEND_ORDER, Api.CANCEL_ORDER, Api.CANCEL_ALL,
-          Api.PLACE_BATCH, Api.AMEND_BATCH, Api.CANCEL_BATCH)
+WRITES = (
+    Api.PLACE_ORDER,
+    Api.AMEND_ORDER,
+    Api.CANCEL_ORDER,
+    Api.CANCEL_ALL,
+    Api.PLACE_BATCH,
+    Api.AMEND_BATCH,
+    Api.CANCEL_BATCH,
+)
 
 
 def run(design: str, positions: int, latency_ms: float, duration: float, seed: int = 1) -> dict:
@@ -47,23 +54,46 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
         sim.stats.reset()
         if design == "baseline":
             env["BENCH_KEYS"] = ",".join(f"{n}:{c.api_key}:{c.api_secret}" for n, c in creds.items())
-            command = [sys.executable, "-m", "benchmarks.baseline", "--url", sim.url, "--duration", str(duration),
-                       "--out", str(out)]
+            command = [
+                sys.executable,
+                "-m",
+                "benchmarks.baseline",
+                "--url",
+                sim.url,
+                "--duration",
+                str(duration),
+                "--out",
+                str(out),
+            ]
         else:
-            env.update({"BYBIT_API_KEY": creds["main"].api_key, "BYBIT_API_SECRET": creds["main"].api_secret,
-                        "ENABLE_MIRROR_TRADING": "true", "BYBIT_API_KEY_2": creds["mirror"].api_key,
-                        "BYBIT_API_SECRET_2": creds["mirror"].api_secret, "BYBIT_BASE_URL": sim.url,
-                        "STATE_PATH": str(workdir / "state.db"), "METRICS_ADDRESS": "127.0.0.1:0",
-                        **({"BYBIT_STREAMS": "false"} if design == "actors-rest" else
-                           {"BYBIT_WS_PRIVATE_URL": sim.ws_private, "BYBIT_WS_PUBLIC_URL": sim.ws_public})})
+            env.update(
+                {
+                    "BYBIT_API_KEY": creds["main"].api_key,
+                    "BYBIT_API_SECRET": creds["main"].api_secret,
+                    "ENABLE_MIRROR_TRADING": "true",
+                    "BYBIT_API_KEY_2": creds["mirror"].api_key,
+                    "BYBIT_API_SECRET_2": creds["mirror"].api_secret,
+                    "BYBIT_BASE_URL": sim.url,
+                    "STATE_PATH": str(workdir / "state.db"),
+                    "METRICS_ADDRESS": "127.0.0.1:0",
+                    **(
+                        {"BYBIT_STREAMS": "false"}
+                        if design == "actors-rest"
+                        else {"BYBIT_WS_PRIVATE_URL": sim.ws_private, "BYBIT_WS_PUBLIC_URL": sim.ws_public}
+                    ),
+                }
+            )
             command = [sys.executable, "main.py", "--duration", str(duration), "--summary-json", str(out)]
         with open(workdir / "log.txt", "w") as log:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
             # The second half of the run is the steady state (start-up reads and adoptions done).
             time.sleep(duration / 2)
             warm, warm_at = sim.stats.snapshot(), time.monotonic()
-            pages = sum(math.ceil(sum(len(o) for o in sim.account(a).open_by_symbol.values()) / 50)
-                        + math.ceil(len(sim.account(a).positions) / 200) for a in creds)
+            pages = sum(
+                math.ceil(sum(len(o) for o in sim.account(a).open_by_symbol.values()) / 50)
+                + math.ceil(len(sim.account(a).positions) / 200)
+                for a in creds
+            )
             ended = process.wait(timeout=duration * 3 + 300)
             steady_minutes = (time.monotonic() - warm_at) / 60
             if ended != 0:
@@ -77,35 +107,66 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
     for account, endpoints in stats["requests"].items():
         for endpoint, n in endpoints.items():
             by_endpoint[endpoint] = by_endpoint.get(endpoint, 0) + n / minutes
-    steady_writes = sum(n - warm["requests"].get(account, {}).get(endpoint, 0)
-                        for account, endpoints in stats["requests"].items() for endpoint, n in endpoints.items()
-                        if endpoint in WRITES)
-    row = {"design": design, "positions": positions, "monitors": 2 * positions,
-           "api_calls_per_min": stats["total"] / minutes, "by_endpoint_per_min": by_endpoint,
-           "steady_calls_per_min": (stats["total"] - warm["total"]) / steady_minutes,
-           "steady_commands_per_min": steady_writes / steady_minutes, "snapshot_pages": pages,
-           "rate_limited_10006": stats["rate_limited_10006"], "ip_banned_403": stats["ip_banned_403"]}
+    steady_writes = sum(
+        n - warm["requests"].get(account, {}).get(endpoint, 0)
+        for account, endpoints in stats["requests"].items()
+        for endpoint, n in endpoints.items()
+        if endpoint in WRITES
+    )
+    row = {
+        "design": design,
+        "positions": positions,
+        "monitors": 2 * positions,
+        "api_calls_per_min": stats["total"] / minutes,
+        "by_endpoint_per_min": by_endpoint,
+        "steady_calls_per_min": (stats["total"] - warm["total"]) / steady_minutes,
+        "steady_commands_per_min": steady_writes / steady_minutes,
+        "snapshot_pages": pages,
+        "rate_limited_10006": stats["rate_limited_10006"],
+        "ip_banned_403": stats["ip_banned_403"],
+    }
     if design == "baseline":
         cycles, reactions = result["cycles"], result["reactions_ms"]
-        row.update(cycle_p50=percentile(cycles, 0.5, None), cycle_p95=percentile(cycles, 0.95, None), cycles=len(cycles),
-                   hit_rate=0.0, reaction_p50=percentile(reactions, 0.5, None), reaction_p95=percentile(reactions, 0.95, None),
-                   reaction_max=max(reactions, default=None), reactions=len(reactions),
-                   cpu_s_per_min=result["cpu_s"] / minutes, peak_rss_mb=result["peak_rss_mb"],
-                   persistence_writes_per_hour=None, pool_full_warnings=result["pool_full_warnings"],
-                   errors=result["errors"], late_checks=None)
+        row.update(
+            cycle_p50=percentile(cycles, 0.5, None),
+            cycle_p95=percentile(cycles, 0.95, None),
+            cycles=len(cycles),
+            hit_rate=0.0,
+            reaction_p50=percentile(reactions, 0.5, None),
+            reaction_p95=percentile(reactions, 0.95, None),
+            reaction_max=max(reactions, default=None),
+            reactions=len(reactions),
+            cpu_s_per_min=result["cpu_s"] / minutes,
+            peak_rss_mb=result["peak_rss_mb"],
+            persistence_writes_per_hour=None,
+            pool_full_warnings=result["pool_full_warnings"],
+            errors=result["errors"],
+            late_checks=None,
+        )
     else:
         waves, reaction = result.get("waves", {}), result.get("tp1_to_breakeven_ms", {})
         persistence = result.get("persistence", {})
-        row.update(cycle_p50=waves.get("seconds_p50"), cycle_p95=waves.get("seconds_p95"), cycles=waves.get("count"),
-                   hit_rate=result.get("cache", {}).get("hit_rate"),
-                   reaction_p50=reaction.get("p50") if reaction.get("count") else None,
-                   reaction_p95=reaction.get("p95") if reaction.get("count") else None,
-                   reaction_max=reaction.get("max") if reaction.get("count") else None, reactions=reaction.get("count"),
-                   cpu_s_per_min=result["process"]["cpu_s"] / minutes, peak_rss_mb=result["process"]["peak_rss_mb"],
-                   persistence_writes_per_hour=(persistence.get("critical_commits", 0) + persistence.get("batched_flushes", 0))
-                   * 60 / minutes, pool_full_warnings=0, errors=sum(sum(e.values()) for e in result.get("errors", {}).values()),
-                   late_checks=result.get("late_checks"), checks=result.get("checks"),
-                   first_snapshots_s=result.get("first_snapshots_s"), pushes=result.get("streams", {}).get("pushes"))
+        row.update(
+            cycle_p50=waves.get("seconds_p50"),
+            cycle_p95=waves.get("seconds_p95"),
+            cycles=waves.get("count"),
+            hit_rate=result.get("cache", {}).get("hit_rate"),
+            reaction_p50=reaction.get("p50") if reaction.get("count") else None,
+            reaction_p95=reaction.get("p95") if reaction.get("count") else None,
+            reaction_max=reaction.get("max") if reaction.get("count") else None,
+            reactions=reaction.get("count"),
+            cpu_s_per_min=result["process"]["cpu_s"] / minutes,
+            peak_rss_mb=result["process"]["peak_rss_mb"],
+            persistence_writes_per_hour=(persistence.get("critical_commits", 0) + persistence.get("batched_flushes", 0))
+            * 60
+            / minutes,
+            pool_full_warnings=0,
+            errors=sum(sum(e.values()) for e in result.get("errors", {}).values()),
+            late_checks=result.get("late_checks"),
+            checks=result.get("checks"),
+            first_snapshots_s=result.get("first_snapshots_s"),
+            pushes=result.get("streams", {}).get("pushes"),
+        )
     return row
 
 
@@ -114,17 +175,22 @@ def _fmt(value, spec: str = ".2f") -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    header = (f"{'design':11} {'pos/acct':>8} {'cycle p50':>9} {'cycle p95':>9} {'calls/min':>9} {'10006':>5} {'403':>4} "
-              f"{'hit rate':>8} {'react p50':>9} {'react p95':>9} {'react max':>9} {'cpu s/min':>9} {'rss MB':>7} "
-              f"{'writes/h':>8} {'late':>5} {'steady/min':>10} {'floor/min':>9} {'1st snap':>8}")
+    header = (
+        f"{'design':11} {'pos/acct':>8} {'cycle p50':>9} {'cycle p95':>9} {'calls/min':>9} {'10006':>5} {'403':>4} "
+        f"{'hit rate':>8} {'react p50':>9} {'react p95':>9} {'react max':>9} {'cpu s/min':>9} {'rss MB':>7} "
+        f"{'writes/h':>8} {'late':>5} {'steady/min':>10} {'floor/min':>9} {'1st snap':>8}"
+    )
     print(header)
     for r in rows:
-        print(f"{r['design']:11} {r['positions']:>8} {_fmt(r['cycle_p50']):>9} {_fmt(r['cycle_p95']):>9} "
-              f"{_fmt(r['api_calls_per_min'], '.0f'):>9} {r['rate_limited_10006']:>5} {r['ip_banned_403']:>4} "
-              f"{_fmt(r['hit_rate'], '.1%'):>8} {_fmt(r['reaction_p50'], '.0f'):>9} {_fmt(r['reaction_p95'], '.0f'):>9} "
-              f"{_fmt(r['reaction_max'], '.0f'):>9} {_fmt(r['cpu_s_per_min']):>9} {_fmt(r['peak_rss_mb'], '.0f'):>7} "
-              f"{_fmt(r['persistence_writes_per_hour'], '.0f'):>8} {_fmt(r.get('late_checks'), 'd'):>5} "
-              f"{_fmt(r['steady_calls_per_min'], '.1f'):>10} {_fmt(floor(r), '.1f'):>9} {_fmt(r.get('first_snapshots_s'), '.1f'):>8}", flush=True)
+        print(
+            f"{r['design']:11} {r['positions']:>8} {_fmt(r['cycle_p50']):>9} {_fmt(r['cycle_p95']):>9} "
+            f"{_fmt(r['api_calls_per_min'], '.0f'):>9} {r['rate_limited_10006']:>5} {r['ip_banned_403']:>4} "
+            f"{_fmt(r['hit_rate'], '.1%'):>8} {_fmt(r['reaction_p50'], '.0f'):>9} {_fmt(r['reaction_p95'], '.0f'):>9} "
+            f"{_fmt(r['reaction_max'], '.0f'):>9} {_fmt(r['cpu_s_per_min']):>9} {_fmt(r['peak_rss_mb'], '.0f'):>7} "
+            f"{_fmt(r['persistence_writes_per_hour'], '.0f'):>8} {_fmt(r.get('late_checks'), 'd'):>5} "
+            f"{_fmt(r['steady_calls_per_min'], '.1f'):>10} {_fmt(floor(r), '.1f'):>9} {_fmt(r.get('first_snapshots_s'), '.1f'):>8}",
+            flush=True,
+        )
 
 
 def floor(row: dict) -> float | None:
@@ -143,15 +209,24 @@ def ratios(rows: list[dict]) -> list[dict]:
             if {design, "baseline"} <= set(pair):
                 a, b = pair[design], pair["baseline"]
                 ratio = lambda k: (a[k] / b[k]) if a.get(k) is not None and b.get(k) else None
-                out.append({"design": design, "positions": size, "api_calls": ratio("api_calls_per_min"),
-                            "cycle_p95": ratio("cycle_p95"), "cpu": ratio("cpu_s_per_min"), "rss": ratio("peak_rss_mb"),
-                            "reaction_p95": ratio("reaction_p95")})
+                out.append(
+                    {
+                        "design": design,
+                        "positions": size,
+                        "api_calls": ratio("api_calls_per_min"),
+                        "cycle_p95": ratio("cycle_p95"),
+                        "cpu": ratio("cpu_s_per_min"),
+                        "rss": ratio("peak_rss_mb"),
+                        "reaction_p95": ratio("reaction_p95"),
+                    }
+                )
     return out
 
 
 def chart(rows: list[dict], path: str) -> bool:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -165,7 +240,10 @@ def chart(rows: list[dict], path: str) -> bool:
         sizes = [r["positions"] for r in mine]
         calls.plot(sizes, [r["api_calls_per_min"] for r in mine], marker=marker, label=design)
         cycle.plot(sizes, [r["cycle_p95"] or 0 for r in mine], marker=marker, label=design)
-    for axis, title, unit in ((calls, "API calls per minute", "calls/min"), (cycle, "cycle / wave time p95", "seconds")):
+    for axis, title, unit in (
+        (calls, "API calls per minute", "calls/min"),
+        (cycle, "cycle / wave time p95", "seconds"),
+    ):
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel("positions per account (2 accounts)")
@@ -196,14 +274,21 @@ def main() -> None:
     print()
     print_table(rows)
     for r in ratios(rows):
-        print(f"{r['design']}/baseline at {r['positions']} positions/account: API calls x{_fmt(r['api_calls'], '.4f')}, "
-              f"cycle p95 x{_fmt(r['cycle_p95'], '.3f')}, CPU x{_fmt(r['cpu'], '.2f')}, RSS x{_fmt(r['rss'], '.2f')}, "
-              f"reaction p95 x{_fmt(r['reaction_p95'], '.2f')}")
-    print(f"({time.monotonic() - started:.0f} s in all; latency {args.latency_ms:.0f} ms, {args.duration:.0f} s per run)")
+        print(
+            f"{r['design']}/baseline at {r['positions']} positions/account: API calls x{_fmt(r['api_calls'], '.4f')}, "
+            f"cycle p95 x{_fmt(r['cycle_p95'], '.3f')}, CPU x{_fmt(r['cpu'], '.2f')}, RSS x{_fmt(r['rss'], '.2f')}, "
+            f"reaction p95 x{_fmt(r['reaction_p95'], '.2f')}"
+        )
+    print(
+        f"({time.monotonic() - started:.0f} s in all; latency {args.latency_ms:.0f} ms, {args.duration:.0f} s per run)"
+    )
     if args.json:
-        Path(args.json).write_bytes(orjson.dumps({"rows": rows, "ratios": ratios(rows),
-                                                  "latency_ms": args.latency_ms, "duration_s": args.duration},
-                                                 option=orjson.OPT_INDENT_2))
+        Path(args.json).write_bytes(
+            orjson.dumps(
+                {"rows": rows, "ratios": ratios(rows), "latency_ms": args.latency_ms, "duration_s": args.duration},
+                option=orjson.OPT_INDENT_2,
+            )
+        )
     if args.chart:
         chart(rows, args.chart)
 

@@ -67,8 +67,9 @@ class Baseline:
             position = session.get_positions(category="linear", symbol=symbol)["result"]["list"][0]
             orders, cursor = [], None
             while True:
-                result = session.get_open_orders(category="linear", settleCoin="USDT", limit=50,
-                                                 **({"cursor": cursor} if cursor else {}))["result"]
+                result = session.get_open_orders(
+                    category="linear", settleCoin="USDT", limit=50, **({"cursor": cursor} if cursor else {})
+                )["result"]
                 orders += result["list"]
                 cursor = result.get("nextPageCursor")
                 if not result["list"] or not cursor:
@@ -85,14 +86,31 @@ class Baseline:
             avg, side = Decimal(position["avgPrice"]), position["side"]
             trigger = Decimal(stop["triggerPrice"])
             tick = Decimal(10) ** Decimal(stop["triggerPrice"]).as_tuple().exponent
-            be = (avg * (1 + BREAKEVEN)).quantize(tick, ROUND_CEILING) if side == "Buy" else \
-                (avg * (1 - BREAKEVEN)).quantize(tick, ROUND_FLOOR)
+            be = (
+                (avg * (1 + BREAKEVEN)).quantize(tick, ROUND_CEILING)
+                if side == "Buy"
+                else (avg * (1 - BREAKEVEN)).quantize(tick, ROUND_FLOOR)
+            )
             if (be > trigger) if side == "Buy" else (be < trigger):
                 history = session.get_order_history(category="linear", symbol=symbol, limit=50)["result"]["list"]
-                tp1 = next((o for o in history if (l := OrderLink.parse(o["orderLinkId"])) and l.role is Role.TAKE_PROFIT
-                            and l.level == 1 and o["orderStatus"] == "Filled"), None)
-                session.amend_order(category="linear", symbol=symbol, orderLinkId=stop["orderLinkId"],
-                                    triggerPrice=str(be), qty=position["size"])
+                tp1 = next(
+                    (
+                        o
+                        for o in history
+                        if (l := OrderLink.parse(o["orderLinkId"]))
+                        and l.role is Role.TAKE_PROFIT
+                        and l.level == 1
+                        and o["orderStatus"] == "Filled"
+                    ),
+                    None,
+                )
+                session.amend_order(
+                    category="linear",
+                    symbol=symbol,
+                    orderLinkId=stop["orderLinkId"],
+                    triggerPrice=str(be),
+                    qty=position["size"],
+                )
                 with self.lock:
                     self.moved.add((account, symbol))
                     if tp1 is not None:
@@ -121,9 +139,15 @@ class Baseline:
         if not cycles and unfinished is not None:
             cycles.append(unfinished)  # not one whole cycle in the run: at least this long
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        return {"cycles": cycles, "reactions_ms": self.reactions, "errors": self.errors,
-                "pool_full_warnings": counter.count, "monitors": len(self.monitors),
-                "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
+        return {
+            "cycles": cycles,
+            "reactions_ms": self.reactions,
+            "errors": self.errors,
+            "pool_full_warnings": counter.count,
+            "monitors": len(self.monitors),
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mb": usage.ru_maxrss / 1024,
+        }
 
 
 def main() -> None:
@@ -132,7 +156,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    keys = {name: (key, secret) for name, key, secret in (part.split(":") for part in os.environ["BENCH_KEYS"].split(","))}
+    keys = {
+        name: (key, secret) for name, key, secret in (part.split(":") for part in os.environ["BENCH_KEYS"].split(","))
+    }
     logging.basicConfig(level=logging.ERROR)
     result = Baseline(args.url, keys).run(args.duration)
     with open(args.out, "wb") as handle:

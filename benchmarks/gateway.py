@@ -55,9 +55,16 @@ def run(positions: int, latency_ms: float, duration: float) -> dict:
         after = gateway.ask(GetGatewayStats())
         hits, misses = after.cache_hits - before.cache_hits, after.cache_misses - before.cache_misses
         calls = sim.stats.snapshot()
-        return {"positions": positions, "refresh_calls": refresh_calls, "refresh_s": refresh_s,
-                "hit_rate": hits / max(1, hits + misses), "requests": hits + misses, "rounds": rounds,
-                "api_calls_per_min": calls["total"] * 60 / duration, "rate_limited_10006": calls["rate_limited_10006"]}
+        return {
+            "positions": positions,
+            "refresh_calls": refresh_calls,
+            "refresh_s": refresh_s,
+            "hit_rate": hits / max(1, hits + misses),
+            "requests": hits + misses,
+            "rounds": rounds,
+            "api_calls_per_min": calls["total"] * 60 / duration,
+            "rate_limited_10006": calls["rate_limited_10006"],
+        }
     finally:
         ticker.stop()
         pykka.ActorRegistry.stop_all()
@@ -70,13 +77,17 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--duration", type=float, default=60.0)
     args = parser.parse_args()
-    print(f"{'positions/account':>17} {'calls/refresh':>13} {'refresh s':>9} {'hit rate':>8} "
-          f"{'views':>7} {'rounds':>6} {'API calls/min':>13} {'10006':>5}")
+    print(
+        f"{'positions/account':>17} {'calls/refresh':>13} {'refresh s':>9} {'hit rate':>8} "
+        f"{'views':>7} {'rounds':>6} {'API calls/min':>13} {'10006':>5}"
+    )
     for positions in (int(p) for p in args.positions.split(",")):
         r = run(positions, args.latency_ms, args.duration)
-        print(f"{r['positions']:>17} {r['refresh_calls']:>13} {r['refresh_s']:>9.2f} {r['hit_rate']:>8.1%} "
-              f"{r['requests']:>7} {r['rounds']:>6} {r['api_calls_per_min']:>13.0f} {r['rate_limited_10006']:>5}",
-              flush=True)
+        print(
+            f"{r['positions']:>17} {r['refresh_calls']:>13} {r['refresh_s']:>9.2f} {r['hit_rate']:>8.1%} "
+            f"{r['requests']:>7} {r['rounds']:>6} {r['api_calls_per_min']:>13.0f} {r['rate_limited_10006']:>5}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

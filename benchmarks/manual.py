@@ -38,7 +38,9 @@ def _ours(sim: Simulator, symbol: str) -> list:
 
 
 def _stop(sim: Simulator, symbol: str):
-    stops = [o for o in _ours(sim, symbol) if OrderLink.parse(o.link_id).role is Role.STOP and o.status == "Untriggered"]
+    stops = [
+        o for o in _ours(sim, symbol) if OrderLink.parse(o.link_id).role is Role.STOP and o.status == "Untriggered"
+    ]
     return stops[0] if len(stops) == 1 else None
 
 
@@ -59,16 +61,27 @@ def _until(predicate, timeout: float = 30.0) -> float:
 def run(design: str, positions: int, latency_ms: float, tries: int, seed: int = 3) -> dict:
     sim = Simulator(seed=seed, symbols=positions + 8, latency_ms=latency_ms, jitter_ms=latency_ms / 10)
     book = sim.load_demo_book(positions)
-    sim.start()                                   # no price steps: only the trader acts
+    sim.start()  # no price steps: only the trader acts
     creds = sim.credentials
     workdir = Path(tempfile.mkdtemp(prefix=f"manual-{design}-"))
     env = {k: v for k, v in os.environ.items() if k not in PARSERS}
-    env.update({"BYBIT_API_KEY": creds["main"].api_key, "BYBIT_API_SECRET": creds["main"].api_secret,
-                "ENABLE_MIRROR_TRADING": "true", "BYBIT_API_KEY_2": creds["mirror"].api_key,
-                "BYBIT_API_SECRET_2": creds["mirror"].api_secret, "BYBIT_BASE_URL": sim.url,
-                "STATE_PATH": str(workdir / "state.db"), "METRICS_ADDRESS": "127.0.0.1:0",
-                **({"BYBIT_STREAMS": "false"} if design == "actors-rest" else
-                   {"BYBIT_WS_PRIVATE_URL": sim.ws_private, "BYBIT_WS_PUBLIC_URL": sim.ws_public})})
+    env.update(
+        {
+            "BYBIT_API_KEY": creds["main"].api_key,
+            "BYBIT_API_SECRET": creds["main"].api_secret,
+            "ENABLE_MIRROR_TRADING": "true",
+            "BYBIT_API_KEY_2": creds["mirror"].api_key,
+            "BYBIT_API_SECRET_2": creds["mirror"].api_secret,
+            "BYBIT_BASE_URL": sim.url,
+            "STATE_PATH": str(workdir / "state.db"),
+            "METRICS_ADDRESS": "127.0.0.1:0",
+            **(
+                {"BYBIT_STREAMS": "false"}
+                if design == "actors-rest"
+                else {"BYBIT_WS_PRIVATE_URL": sim.ws_private, "BYBIT_WS_PUBLIC_URL": sim.ws_public}
+            ),
+        }
+    )
     # Positions with no resting entry (the stop then equals the size) and no TP resting on all of it.
     guarded = [e for e in book if e.account == "main" and e.kind in ("monitoring", "fast")]
     needed = 3 * tries
@@ -80,33 +93,49 @@ def run(design: str, positions: int, latency_ms: float, tries: int, seed: int = 
         try:
             if _until(lambda: all(_stop(sim, e.symbol) for e in guarded), 120) == float("inf"):
                 raise SystemExit(f"the daemon did not protect the book in time (see {workdir / 'log.txt'})")
-            time.sleep(3.0)                       # start-up work done
+            time.sleep(3.0)  # start-up work done
             targets = iter(guarded)
             for _ in range(tries):
                 entry = next(targets)
                 stop = _stop(sim, entry.symbol)
-                sim.exchange.cancel_order(sim.account("main"), {"category": "linear", "symbol": entry.symbol,
-                                                                "orderLinkId": stop.link_id})
+                sim.exchange.cancel_order(
+                    sim.account("main"), {"category": "linear", "symbol": entry.symbol, "orderLinkId": stop.link_id}
+                )
                 figures["stop_replaced"].append(_until(lambda: _stop(sim, entry.symbol) is not None))
                 entry = next(targets)
                 spec = sim.exchange.specs[entry.symbol].instrument()
                 size = _size(sim, entry.symbol)
-                sim.place("main", symbol=entry.symbol, side="Sell" if entry.side == "Buy" else "Buy", orderType="Market",
-                          qty=str(spec.round_qty(size * Decimal("0.4"))))
-                figures["reduce_followed"].append(_until(
-                    lambda: (s := _stop(sim, entry.symbol)) is not None and s.qty == _size(sim, entry.symbol)))
+                sim.place(
+                    "main",
+                    symbol=entry.symbol,
+                    side="Sell" if entry.side == "Buy" else "Buy",
+                    orderType="Market",
+                    qty=str(spec.round_qty(size * Decimal("0.4"))),
+                )
+                figures["reduce_followed"].append(
+                    _until(lambda: (s := _stop(sim, entry.symbol)) is not None and s.qty == _size(sim, entry.symbol))
+                )
                 entry = next(targets)
-                sim.place("main", symbol=entry.symbol, side="Sell" if entry.side == "Buy" else "Buy", orderType="Market",
-                          qty=str(_size(sim, entry.symbol)))
+                sim.place(
+                    "main",
+                    symbol=entry.symbol,
+                    side="Sell" if entry.side == "Buy" else "Buy",
+                    orderType="Market",
+                    qty=str(_size(sim, entry.symbol)),
+                )
                 figures["close_cleaned"].append(_until(lambda: not _ours(sim, entry.symbol)))
                 time.sleep(1.0)
         finally:
             daemon.terminate()
             daemon.wait(timeout=30)
             sim.stop()
-    return {"design": design, "positions": positions, "latency_ms": latency_ms,
-            **{f"{name}_p50": percentile(values, 0.5, None) for name, values in figures.items()},
-            **{f"{name}_max": max(values) for name, values in figures.items()}}
+    return {
+        "design": design,
+        "positions": positions,
+        "latency_ms": latency_ms,
+        **{f"{name}_p50": percentile(values, 0.5, None) for name, values in figures.items()},
+        **{f"{name}_max": max(values) for name, values in figures.items()},
+    }
 
 
 def main() -> None:
@@ -118,10 +147,14 @@ def main() -> None:
     parser.add_argument("--json", help="write the rows as JSON")
     args = parser.parse_args()
     rows = [run(design, args.positions, args.latency_ms, args.tries) for design in args.designs.split(",")]
-    print(f"{'design':11} {'stop replaced p50/max (s)':>26} {'reduce followed p50/max (s)':>28} "
-          f"{'close cleaned p50/max (s)':>26}")
+    print(
+        f"{'design':11} {'stop replaced p50/max (s)':>26} {'reduce followed p50/max (s)':>28} "
+        f"{'close cleaned p50/max (s)':>26}"
+    )
     for r in rows:
-        cells = [f"{r[f'{k}_p50']:.2f} / {r[f'{k}_max']:.2f}" for k in ("stop_replaced", "reduce_followed", "close_cleaned")]
+        cells = [
+            f"{r[f'{k}_p50']:.2f} / {r[f'{k}_max']:.2f}" for k in ("stop_replaced", "reduce_followed", "close_cleaned")
+        ]
         print(f"{r['design']:11} {cells[0]:>26} {cells[1]:>28} {cells[2]:>26}")
     print(f"({args.positions} positions per account, {args.latency_ms:.0f} ms latency, {args.tries} tries each)")
     if args.json:

@@ -10,13 +10,13 @@ from enum import IntEnum, StrEnum
 
 
 class Meaning(StrEnum):
-    REFUSED = "refused"                  # a definite no: the exchange did not act
+    REFUSED = "refused"  # a definite no: the exchange did not act
     UNKNOWN_OUTCOME = "unknown_outcome"  # it may or may not have acted: settle from a snapshot (R10)
-    ALREADY_EXISTS = "already_exists"    # the orderLinkId was used: the order is there (or was)
-    GONE = "gone"                        # the order no longer exists (filled, cancelled)
+    ALREADY_EXISTS = "already_exists"  # the orderLinkId was used: the order is there (or was)
+    GONE = "gone"  # the order no longer exists (filled, cancelled)
     TRIGGER_CROSSED = "trigger_crossed"  # a stop's trigger is already on the wrong side (R9)
-    TOO_LARGE = "too_large"              # a reduce-only order finds nothing left to reduce
-    RATE_LIMITED = "rate_limited"        # per-UID limit: nothing until the reset time
+    TOO_LARGE = "too_large"  # a reduce-only order finds nothing left to reduce
+    RATE_LIMITED = "rate_limited"  # per-UID limit: nothing until the reset time
 
 
 class RetCode(IntEnum):

@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 class Api(StrEnum):
     """Every path we call or serve. A member compares equal to its path string."""
+
     SERVER_TIME = "/v5/market/time"
     TICKERS = "/v5/market/tickers"
     INSTRUMENTS = "/v5/market/instruments-info"
@@ -34,24 +35,24 @@ class Api(StrEnum):
 
 
 class Access(StrEnum):
-    PUBLIC = "public"       # market data: only the per-IP limit applies
+    PUBLIC = "public"  # market data: only the per-IP limit applies
     READ = "read"
     WRITE = "write"
 
 
-WRITES_PER_SECOND = 10      # Bybit's per-UID limit of every write endpoint we use (linear)
-READS_PER_SECOND = 50       # ... and of every private read
-BATCH_LIMIT = 10            # orders in one batch request; each counts as one unit of the batch's budget
+WRITES_PER_SECOND = 10  # Bybit's per-UID limit of every write endpoint we use (linear)
+READS_PER_SECOND = 50  # ... and of every private read
+BATCH_LIMIT = 10  # orders in one batch request; each counts as one unit of the batch's budget
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     path: Api
-    http: str                       # GET | POST
+    http: str  # GET | POST
     access: Access
-    per_second: int | None          # Bybit's per-UID, per-endpoint limit (None: only the IP limit)
-    pybit: str | None = None        # the pybit HTTP method that calls it (None: we never call it)
-    batch: int = 1                  # orders one request may carry
+    per_second: int | None  # Bybit's per-UID, per-endpoint limit (None: only the IP limit)
+    pybit: str | None = None  # the pybit HTTP method that calls it (None: we never call it)
+    batch: int = 1  # orders one request may carry
 
     @property
     def is_write(self) -> bool:
@@ -70,26 +71,31 @@ def _public(path: Api, pybit: str | None) -> Endpoint:
     return Endpoint(path, "GET", Access.PUBLIC, None, pybit)
 
 
-ENDPOINTS = MappingProxyType({e.path: e for e in (
-    _public(Api.SERVER_TIME, None),
-    _public(Api.TICKERS, "get_tickers"),
-    _public(Api.INSTRUMENTS, "get_instruments_info"),
-    _read(Api.POSITIONS, "get_positions"),
-    _read(Api.OPEN_ORDERS, "get_open_orders"),
-    _read(Api.ORDER_HISTORY, "get_order_history"),
-    _read(Api.EXECUTIONS, None),
-    _read(Api.WALLET_BALANCE, "get_wallet_balance"),
-    _read(Api.API_KEY_INFO, "get_api_key_information"),
-    _write(Api.PLACE_ORDER, "place_order"),
-    _write(Api.AMEND_ORDER, "amend_order"),
-    _write(Api.CANCEL_ORDER, "cancel_order"),
-    _write(Api.CANCEL_ALL, "cancel_all_orders"),
-    _write(Api.PLACE_BATCH, "place_batch_order", BATCH_LIMIT),
-    _write(Api.AMEND_BATCH, "amend_batch_order", BATCH_LIMIT),
-    _write(Api.CANCEL_BATCH, "cancel_batch_order", BATCH_LIMIT),
-    _write(Api.SET_LEVERAGE, "set_leverage"),
-    _write(Api.TRADING_STOP, None),
-)})
+ENDPOINTS = MappingProxyType(
+    {
+        e.path: e
+        for e in (
+            _public(Api.SERVER_TIME, None),
+            _public(Api.TICKERS, "get_tickers"),
+            _public(Api.INSTRUMENTS, "get_instruments_info"),
+            _read(Api.POSITIONS, "get_positions"),
+            _read(Api.OPEN_ORDERS, "get_open_orders"),
+            _read(Api.ORDER_HISTORY, "get_order_history"),
+            _read(Api.EXECUTIONS, None),
+            _read(Api.WALLET_BALANCE, "get_wallet_balance"),
+            _read(Api.API_KEY_INFO, "get_api_key_information"),
+            _write(Api.PLACE_ORDER, "place_order"),
+            _write(Api.AMEND_ORDER, "amend_order"),
+            _write(Api.CANCEL_ORDER, "cancel_order"),
+            _write(Api.CANCEL_ALL, "cancel_all_orders"),
+            _write(Api.PLACE_BATCH, "place_batch_order", BATCH_LIMIT),
+            _write(Api.AMEND_BATCH, "amend_batch_order", BATCH_LIMIT),
+            _write(Api.CANCEL_BATCH, "cancel_batch_order", BATCH_LIMIT),
+            _write(Api.SET_LEVERAGE, "set_leverage"),
+            _write(Api.TRADING_STOP, None),
+        )
+    }
+)
 BY_PYBIT = MappingProxyType({e.pybit: e for e in ENDPOINTS.values() if e.pybit})
 WRITE_PATHS = frozenset(p for p, e in ENDPOINTS.items() if e.is_write)
 

@@ -18,28 +18,31 @@ from messages.models import Instrument, Order, Position
 
 class Priority(IntEnum):
     """Queued writes go out in this order."""
-    PROTECT = 0   # place or move a stop, emergency close
-    CLEANUP = 1   # cancellations
-    RESIZE = 2    # take-profit placement and resizing
+
+    PROTECT = 0  # place or move a stop, emergency close
+    CLEANUP = 1  # cancellations
+    RESIZE = 2  # take-profit placement and resizing
 
 
 # --- queries -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class GetMarket:
     """What opening a trade needs to size and check it: the symbol's instrument rules (from the
     gateway's instrument list), its last price (a tickers read) and the account's available
     balance (a wallet read). Answered with `Market`, or `Unavailable` when a read failed."""
+
     account: str
     symbol: str
-    reply: Any = field(kw_only=True)   # required: the future the answer is set on
+    reply: Any = field(kw_only=True)  # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
 class Market:
     account: str
     symbol: str
-    instrument: Instrument | None      # None: the exchange lists no such symbol
+    instrument: Instrument | None  # None: the exchange lists no such symbol
     last_price: Decimal | None
     available_balance: Decimal
 
@@ -48,10 +51,11 @@ class Market:
 class SetLeverage:
     """A write: the symbol's leverage on this account (both sides, one-way mode). Answered with an
     Outcome; Bybit's "not modified" (110043) is `Accepted`."""
+
     account: str
     symbol: str
     leverage: Decimal
-    reply: Any = field(kw_only=True)   # required: the future the answer is set on
+    reply: Any = field(kw_only=True)  # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,22 +65,24 @@ class GetPositionView:
     that saw a known order vanish and must learn whether it filled. While the account's stream is
     healthy a view comes from the pushed state whatever `max_age` says, and the finished orders
     too when they explain every link in `explain` (else the order history is read)."""
+
     account: str
     symbol: str
     position_idx: int = 0
     max_age: float = 2.0
     include_closed: bool = False
-    explain: frozenset[str] = frozenset()   # with include_closed: the link ids whose fate is asked
-    fresh: bool = False                # a snapshot read now, even while the stream keeps the cache fresh
-    reply: Any = field(kw_only=True)   # required: the future the answer is set on
+    explain: frozenset[str] = frozenset()  # with include_closed: the link ids whose fate is asked
+    fresh: bool = False  # a snapshot read now, even while the stream keeps the cache fresh
+    reply: Any = field(kw_only=True)  # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
 class GetAccountSnapshot:
     """Every open position and open order of an account, no older than `max_age` s."""
+
     account: str
     max_age: float = 15.0
-    reply: Any = field(kw_only=True)   # required: the future the answer is set on
+    reply: Any = field(kw_only=True)  # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,17 +90,17 @@ class PositionView:
     account: str
     symbol: str
     position_idx: int
-    position: Position | None          # None: no open position (flat or no row)
-    orders: tuple[Order, ...]          # open orders of this symbol (every positionIdx)
+    position: Position | None  # None: no open position (flat or no row)
+    orders: tuple[Order, ...]  # open orders of this symbol (every positionIdx)
     instrument: Instrument | None
-    taken_ms: int                      # exchange-clock-ish wall time the data was read
-    age: float                         # seconds, when answered
-    snapshot_id: int                   # grows with every read that covered this symbol
-    stale: bool = False                # the last refreshes failed; this is the last good data
-    throttled: bool = False            # the answer waited on the rate limiter
-    closed: tuple[Order, ...] = ()     # with include_closed: recent finished orders
-    flat_pushed: bool = False          # the private stream said this position is flat (size 0)
-    pushed: bool = False               # answered from the pushed state (the account's stream is healthy)
+    taken_ms: int  # exchange-clock-ish wall time the data was read
+    age: float  # seconds, when answered
+    snapshot_id: int  # grows with every read that covered this symbol
+    stale: bool = False  # the last refreshes failed; this is the last good data
+    throttled: bool = False  # the answer waited on the rate limiter
+    closed: tuple[Order, ...] = ()  # with include_closed: recent finished orders
+    flat_pushed: bool = False  # the private stream said this position is flat (size 0)
+    pushed: bool = False  # answered from the pushed state (the account's stream is healthy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,18 +118,20 @@ class AccountSnapshot:
 class Unavailable:
     """No answer can be given: the account is unknown, or every refresh failed for longer than
     the stale limit."""
+
     account: str
     reason: str
 
 
 # --- commands ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class PlaceOrder:
     account: str
     symbol: str
     side: str
-    order_type: str                    # "Market" or "Limit"
+    order_type: str  # "Market" or "Limit"
     qty: Decimal
     link_id: str
     price: Decimal | None = None
@@ -134,7 +142,7 @@ class PlaceOrder:
     time_in_force: str = "GTC"
     position_idx: int = 0
     priority: Priority = Priority.RESIZE
-    reply: Any = field(kw_only=True)   # required: the future the answer is set on
+    reply: Any = field(kw_only=True)  # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +154,7 @@ class AmendOrder:
     price: Decimal | None = None
     trigger_price: Decimal | None = None
     priority: Priority = Priority.RESIZE
-    reply: Any = field(kw_only=True)   # required: the future the answer is set on
+    reply: Any = field(kw_only=True)  # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,26 +163,28 @@ class CancelOrder:
     symbol: str
     link_id: str
     priority: Priority = Priority.CLEANUP
-    reply: Any = field(kw_only=True)   # required: the future the answer is set on
+    reply: Any = field(kw_only=True)  # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
 class CancelAll:
     """Cancel every open order of a symbol, external ones included: use with care."""
+
     account: str
     symbol: str
     priority: Priority = Priority.CLEANUP
-    reply: Any = field(kw_only=True)   # required: the future the answer is set on
+    reply: Any = field(kw_only=True)  # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
     """Up to 10 commands of one kind (all PlaceOrder, all AmendOrder or all CancelOrder) for one
     account, sent as one batch request. Answered with a tuple of outcomes in the same order."""
+
     account: str
     commands: tuple[Any, ...]
     priority: Priority = Priority.RESIZE
-    reply: Any = field(kw_only=True)   # required: the future the answer is set on
+    reply: Any = field(kw_only=True)  # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +196,7 @@ class Accepted:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A definite no: the exchange did not act."""
+
     code: int
     message: str
 
@@ -194,6 +205,7 @@ class Rejected:
 class Unresolved:
     """The exchange may or may not have acted (timeout, 5xx, 10006, dropped connection, lost
     answer). Settle by looking the orderLinkId up in a fresh snapshot; never resend blindly."""
+
     reason: str
 
 
@@ -203,8 +215,9 @@ Outcome = Accepted | Rejected | Unresolved
 @dataclass(frozen=True, slots=True)
 class CheckAccess:
     """Do this account's keys work, and may they trade? Answered with `Access`."""
+
     account: str
-    reply: Any = field(kw_only=True)   # required: the future the answer is set on
+    reply: Any = field(kw_only=True)  # required: the future the answer is set on
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +231,7 @@ class Access:
 
 # --- operations ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class GetGatewayStats:
     """Ask (answered at once): `GatewayStats`."""
@@ -226,25 +240,28 @@ class GetGatewayStats:
 @dataclass(frozen=True, slots=True)
 class AttachScheduler:
     """Tell (once the Scheduler runs): where `Wake`s for pushed changes go."""
+
     scheduler: Any
 
 
 @dataclass(frozen=True, slots=True)
 class GatewayTick:
     """From the ticker (every 50 ms): send queued requests the rate limiter now allows."""
+
     now: float
 
 
 @dataclass(frozen=True, slots=True)
 class ReportStats:
     """From the ticker (every 60 s): log the stats line."""
+
     now: float
 
 
 @dataclass(frozen=True, slots=True)
 class GatewayStats:
-    calls: dict[str, dict[str, int]]             # account -> endpoint -> calls
-    errors: dict[str, dict[str, int]]            # account -> error kind -> count
+    calls: dict[str, dict[str, int]]  # account -> endpoint -> calls
+    errors: dict[str, dict[str, int]]  # account -> error kind -> count
     cache_hits: int
     cache_misses: int
     refreshes: int
@@ -255,9 +272,9 @@ class GatewayStats:
     rate_limited_10006: int
     banned_403: int
     stale_accounts: tuple[str, ...] = ()
-    streams_healthy: tuple[str, ...] = ()        # accounts whose cache is fresh by push
+    streams_healthy: tuple[str, ...] = ()  # accounts whose cache is fresh by push
     pushes: int = 0
     rejected_pushes: int = 0
-    missed_pushes: int = 0                       # differences resyncs found that no push told
+    missed_pushes: int = 0  # differences resyncs found that no push told
     wakes: int = 0
-    stream_connects: dict[str, int] = field(default_factory=dict)   # stream -> connection attempts
+    stream_connects: dict[str, int] = field(default_factory=dict)  # stream -> connection attempts

@@ -41,8 +41,9 @@ class OrderStatus(StrEnum):
     PARTIALLY_FILLED_CANCELED = "PartiallyFilledCanceled"
 
 
-OPEN_STATUSES = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.UNTRIGGERED,
-                           OrderStatus.TRIGGERED})
+OPEN_STATUSES = frozenset(
+    {OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED, OrderStatus.UNTRIGGERED, OrderStatus.TRIGGERED}
+)
 
 
 class OrderType(StrEnum):
@@ -223,6 +224,7 @@ class OrderLink:
 
 # --- exchange rows -------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class Instrument:
     symbol: str
@@ -292,7 +294,7 @@ class Position:
     cum_realised_pnl: Decimal
     created_ms: int
     updated_ms: int
-    seq: int = -1       # grows with every fill on the symbol (REST and push alike)
+    seq: int = -1  # grows with every fill on the symbol (REST and push alike)
 
     @classmethod
     def from_v5(cls, row: Mapping[str, Any]) -> "Position":
@@ -394,6 +396,7 @@ class Order:
 @dataclass(frozen=True, slots=True)
 class Execution:
     """One fill (an `execution` push row, or a `/v5/execution/list` row)."""
+
     exec_id: str
     symbol: str
     order_id: str
@@ -402,7 +405,7 @@ class Execution:
     price: Decimal
     leaves_qty: Decimal
     exec_ms: int
-    seq: int = -1       # the seq of the position push this fill leads to
+    seq: int = -1  # the seq of the position push this fill leads to
 
     @classmethod
     def from_v5(cls, row: Mapping[str, Any]) -> "Execution":
@@ -421,6 +424,7 @@ class Execution:
 
 
 # --- monitor identity and urgency ------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class MonitorId:
@@ -460,17 +464,18 @@ class Approach(StrEnum):
     CONSERVATIVE = "conservative"
     FAST = "fast"
     ADOPTED = "adopted"
-    PLANNED = "planned"                 # a position the daemon did not open, given its targets by the trader
+    PLANNED = "planned"  # a position the daemon did not open, given its targets by the trader
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     """A position's targets: take-profit shares and prices, the stop, and for a trade the daemon opens,
     its legs. Carried by `OpenTrade` and kept in every monitor's state."""
+
     approach: Approach
-    side: str                           # Buy | Sell
-    percents: tuple[Decimal, ...]       # take-profit shares (add up to 100)
+    side: str  # Buy | Sell
+    percents: tuple[Decimal, ...]  # take-profit shares (add up to 100)
     tp_prices: tuple[Decimal, ...]
     stop_price: Decimal
-    legs: tuple[Decimal, ...] = ()      # a trade the daemon opens: leg 1 at market, the others limits
-    limits: tuple[Decimal, ...] = ()    # the limit prices of legs 2, 3, ...
+    legs: tuple[Decimal, ...] = ()  # a trade the daemon opens: leg 1 at market, the others limits
+    limits: tuple[Decimal, ...] = ()  # the limit prices of legs 2, 3, ...

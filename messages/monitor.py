@@ -10,6 +10,7 @@ from typing import Any
 @dataclass(frozen=True, slots=True)
 class Check:
     """From the Scheduler: run one check now; answer with `Checked(seq=seq)`."""
+
     now: float
     seq: int
 
@@ -23,6 +24,7 @@ class GetMonitorState:
 class ChangePlan:
     """The trader's new targets (`trade plan`), through the Supervisor: recorded, then the
     monitor is checked at once. Answered on `reply` with "" when recorded, else why not."""
+
     tp_prices: tuple[Decimal, ...]
     stop_price: Decimal
     reply: Any = field(kw_only=True)
@@ -31,4 +33,5 @@ class ChangePlan:
 @dataclass(frozen=True, slots=True)
 class ClosePosition:
     """The trader's close (`trade close`), through the Supervisor; answered like ChangePlan."""
+
     reply: Any = field(kw_only=True)

@@ -9,8 +9,9 @@ from typing import Any
 @dataclass(frozen=True, slots=True)
 class AlertText:
     """One alert as the trader reads it (actors/alerts/_alert_rules.py renders it from a journal entry)."""
-    account: str                        # main | mirror | daemon
-    kind: str                           # the journal event it reports
+
+    account: str  # main | mirror | daemon
+    kind: str  # the journal event it reports
     title: str
     body: str
 
@@ -18,6 +19,7 @@ class AlertText:
 @dataclass(frozen=True, slots=True)
 class QueuedAlert:
     """An alert in the outbox (the state database), in order of `id`."""
+
     id: int
     time_ms: int
     account: str
@@ -29,12 +31,14 @@ class QueuedAlert:
 @dataclass(frozen=True, slots=True)
 class AlertsQueued:
     """From Persistence, after the commit that queued them: deliver these."""
+
     alerts: tuple[QueuedAlert, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class NotifierTick:
     """From the ticker: send what is due (at most one message per second per service)."""
+
     now: float
 
 
@@ -42,5 +46,6 @@ class NotifierTick:
 class Drain:
     """Ask (when stopping): answered with the number still waiting once nothing is waiting, or
     when `deadline` (monotonic) passes."""
+
     deadline: float
     reply: Any = field(kw_only=True)

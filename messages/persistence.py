@@ -19,6 +19,7 @@ def account_subject(account: str) -> MonitorId:
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
     """One critical event in the append-only journal (payload: JSON-able, money as Decimal)."""
+
     time_ms: int
     monitor: MonitorId
     event: str
@@ -30,29 +31,33 @@ class Record:
     """A monitor's state and events. Critical records are committed (with any others arriving
     close together) before `reply` is set to True; non-critical ones only replace the monitor's
     pending state, written at the next flush (their events are not journaled)."""
+
     monitor: MonitorId
     state: dict[str, Any] | None = None
     events: tuple[JournalEntry, ...] = ()
     critical: bool = False
     retire: bool = False  # the monitor is gone: delete its state (always critical)
-    reply: Any = None     # a pykka.ThreadingFuture the sender waits on
+    reply: Any = None  # a pykka.ThreadingFuture the sender waits on
 
 
 @dataclass(frozen=True, slots=True)
 class AlertsSent:
     """From the Notifier: these outbox rows were delivered to every alert URL."""
+
     ids: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class AttachNotifier:
     """From the system at start-up: hand queued alerts to this Notifier after each commit."""
+
     notifier: Any
 
 
 @dataclass(frozen=True, slots=True)
 class FlushDue:
     """From the ticker: write the coalesced non-critical states now."""
+
     now: float
 
 

@@ -11,12 +11,14 @@ from messages.models import MonitorId, Urgency
 @dataclass(frozen=True, slots=True)
 class Tick:
     """From the ticker: time to dispatch the checks that are due."""
+
     now: float
 
 
 @dataclass(frozen=True, slots=True)
 class RegisterMonitor:
     """A new monitor to schedule (checked at once). `ref` is its Pykka ActorRef."""
+
     monitor: MonitorId
     ref: Any
     urgency: Urgency = Urgency.CRITICAL
@@ -31,6 +33,7 @@ class UnregisterMonitor:
 class Wake:
     """From the gateway (a push changed this monitor's position or orders) or from the monitor
     itself (the trader's instruction): check it at once (or right after the check in flight)."""
+
     monitor: MonitorId
 
 
@@ -38,19 +41,21 @@ class Wake:
 class Checked:
     """From a monitor: its check `seq` finished. `throttled` says the gateway's rate limiter made
     it wait; `data_age` is how old the view it acted on was (seconds)."""
+
     monitor: MonitorId
     seq: int
     urgency: Urgency
     duration: float
     data_age: float = 0.0
     throttled: bool = False
-    quiet: bool = False    # its view was pushed and nothing awaits: the next check may wait (see Scheduler)
+    quiet: bool = False  # its view was pushed and nothing awaits: the next check may wait (see Scheduler)
 
 
 @dataclass(frozen=True, slots=True)
 class AccountStale:
     """From the gateway: this account's stream no longer keeps its cache fresh; its monitors go
     back to their tiers' pace at once (REST polling serves them)."""
+
     account: str
 
 
@@ -76,4 +81,4 @@ class ScheduleReport:
     checks: int
     late_checks: int
     check_seconds: tuple[float, ...] = ()
-    woken: int = 0                     # Wakes from pushes for guarded monitors
+    woken: int = 0  # Wakes from pushes for guarded monitors

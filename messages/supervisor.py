@@ -12,12 +12,14 @@ from messages.models import MonitorId, Plan
 class PositionSeen:
     """From the Scheduler: a push concerned a position no monitor guards (opened by hand, say):
     discover at the next tick instead of waiting for the discovery interval."""
+
     monitor: MonitorId
 
 
 @dataclass(frozen=True, slots=True)
 class MonitorUnresponsive:
     """The Scheduler's check of this monitor did not finish within its timeout."""
+
     monitor: MonitorId
     seconds: float
 
@@ -26,6 +28,7 @@ class MonitorUnresponsive:
 class MonitorRetired:
     """The monitor's position is closed and cleaned up; it has stopped itself. `detail`: why the
     exchange refused a planned trade's entry."""
+
     monitor: MonitorId
     reason: str
     detail: str = ""
@@ -34,6 +37,7 @@ class MonitorRetired:
 @dataclass(frozen=True, slots=True)
 class MonitorFailed:
     """A monitor stopped on an unexpected exception; restart it from its persisted state."""
+
     monitor: MonitorId
     error: str
 
@@ -42,6 +46,7 @@ class MonitorFailed:
 class StartSupervision:
     """Ask (from the system at start-up): reconcile persisted monitors with the first snapshots
     of every account and start the monitors. `scheduler` is the Scheduler's ref."""
+
     scheduler: Any
     snapshots: dict[str, Any]
 
@@ -49,6 +54,7 @@ class StartSupervision:
 @dataclass(frozen=True, slots=True)
 class SupervisorTick:
     """From the ticker (every second): restarts that are due, and discovery every 15 s."""
+
     now: float
 
 
@@ -76,14 +82,16 @@ class SupervisorReport:
 @dataclass(frozen=True, slots=True)
 class TradeOpened:
     """From a monitor: the position of the trade it opened exists now (its first sight)."""
+
     monitor: MonitorId
-    size: Any                           # Decimal
+    size: Any  # Decimal
 
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """Set on a trader's `outcome` future: the trade opened (`reason` "opened", with its size), or
     its monitor retired (`reason` the closure reason, `detail` why an entry was refused)."""
+
     reason: str
     size: Any = None
     detail: str = ""
@@ -94,6 +102,7 @@ class OpenTrade:
     """Ask (from the trader's channel): record a planned trade's state (critical) and start its
     monitor, which sends the entry. `TradeStarted`, or a string saying why not. `outcome` (a
     future) is set once the trade opened or its monitor retired."""
+
     monitor: MonitorId
     plan: Plan
     outcome: Any = field(kw_only=True)
@@ -110,6 +119,7 @@ class Instruct:
     """From the trader's channel: hand a `ChangePlan` or `ClosePosition` to the position's
     monitor (it answers on the instruction's reply), or answer that nobody guards it. `outcome`
     (a future, optional) is set when that monitor retires."""
+
     monitor: MonitorId
     instruction: Any
     outcome: Any = None

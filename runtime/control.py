@@ -22,7 +22,7 @@ import orjson
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 64 * 1024
-CLIENT_TIMEOUT_S = 5.0        # to send its request line
+CLIENT_TIMEOUT_S = 5.0  # to send its request line
 MAX_CLIENTS = 8
 
 
@@ -37,8 +37,9 @@ class SocketInUse(Exception):
 
 def peer_uid(connection: socket.socket) -> int:
     """The connecting process's uid, as the kernel says (SO_PEERCRED: pid, uid, gid)."""
-    _pid, uid, _gid = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
-                                                                struct.calcsize("3i")))
+    _pid, uid, _gid = struct.unpack(
+        "3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    )
     return uid
 
 
@@ -66,11 +67,11 @@ class ControlServer:
                 probe.connect(str(self.path))
                 raise SocketInUse(f"another daemon answers on {self.path}")
             except (ConnectionRefusedError, FileNotFoundError):
-                self.path.unlink(missing_ok=True)     # left by a daemon that was killed
+                self.path.unlink(missing_ok=True)  # left by a daemon that was killed
             finally:
                 probe.close()
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)                   # created 0600: never a moment more open
+        old_umask = os.umask(0o177)  # created 0600: never a moment more open
         try:
             listener.bind(str(self.path))
         finally:
@@ -111,7 +112,9 @@ class ControlServer:
         try:
             uid = peer_uid(connection)
             if uid != self._owner:
-                log.warning("Trader's channel: refused a connection from uid %d (only uid %d may trade)", uid, self._owner)
+                log.warning(
+                    "Trader's channel: refused a connection from uid %d (only uid %d may trade)", uid, self._owner
+                )
                 _send(connection, {"exit": 1, "lines": [f"refused: only uid {self._owner} may use this daemon"]})
                 return
             request = _read_line(connection)
@@ -171,7 +174,7 @@ def ask(path: Path, request: dict[str, Any], timeout: float = 120.0) -> dict[str
             if not chunk:
                 break
             data += chunk
-    except OSError as exc:   # a timeout included
+    except OSError as exc:  # a timeout included
         return {"exit": 1, "lines": [f"no answer from the daemon ({type(exc).__name__}); check `trade list`"]}
     finally:
         client.close()

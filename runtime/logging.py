@@ -58,8 +58,7 @@ class JsonFormatter(logging.Formatter):
         return scrub(orjson.dumps(entry, default=str).decode())
 
 
-def setup_logging(level: str = "INFO", fmt: str = "human", secrets: Iterable[str] = (),
-                  stream=None) -> None:
+def setup_logging(level: str = "INFO", fmt: str = "human", secrets: Iterable[str] = (), stream=None) -> None:
     """Configure the root logger once for the process (also quiets chatty libraries)."""
     scrub.secrets = tuple(s for s in secrets if s)
     handler = logging.StreamHandler(stream or sys.stderr)

@@ -30,6 +30,7 @@ COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 @dataclass
 class _Row:
     """One monitor as the status shows it."""
+
     tier: str = Urgency.CRITICAL.value
     phase: str = "-"
     side: str = "-"
@@ -47,43 +48,74 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.checks = Counter("guardian_checks", "Monitor checks finished", ["account"], registry=r)
-        self.check_seconds = Histogram("guardian_check_duration_seconds", "Time of one monitor check",
-                                       buckets=QUICK_BUCKETS, registry=r)
-        self.late_checks = Counter("guardian_late_checks", "Checks dispatched a whole wave after their due time",
-                                   registry=r)
-        self.wave_seconds = Histogram("guardian_wave_duration_seconds", "Time from a wave's dispatch to its last answer",
-                                      buckets=QUICK_BUCKETS, registry=r)
-        self.requests = Counter("guardian_exchange_requests", "Exchange requests sent", ["account", "endpoint"],
-                                registry=r)
-        self.errors = Counter("guardian_exchange_errors", "Failed exchange requests by kind", ["account", "kind"],
-                              registry=r)
-        self.retcodes = Counter("guardian_exchange_retcodes", "Non-zero Bybit retCodes answered", ["account", "code"],
-                                registry=r)
-        self.rate_limited = Counter("guardian_rate_limited", "10006 answers (per-UID rate limit)", ["account"],
-                                    registry=r)
+        self.check_seconds = Histogram(
+            "guardian_check_duration_seconds", "Time of one monitor check", buckets=QUICK_BUCKETS, registry=r
+        )
+        self.late_checks = Counter(
+            "guardian_late_checks", "Checks dispatched a whole wave after their due time", registry=r
+        )
+        self.wave_seconds = Histogram(
+            "guardian_wave_duration_seconds",
+            "Time from a wave's dispatch to its last answer",
+            buckets=QUICK_BUCKETS,
+            registry=r,
+        )
+        self.requests = Counter(
+            "guardian_exchange_requests", "Exchange requests sent", ["account", "endpoint"], registry=r
+        )
+        self.errors = Counter(
+            "guardian_exchange_errors", "Failed exchange requests by kind", ["account", "kind"], registry=r
+        )
+        self.retcodes = Counter(
+            "guardian_exchange_retcodes", "Non-zero Bybit retCodes answered", ["account", "code"], registry=r
+        )
+        self.rate_limited = Counter(
+            "guardian_rate_limited", "10006 answers (per-UID rate limit)", ["account"], registry=r
+        )
         self.banned = Counter("guardian_ip_banned", "HTTP 403 answers (IP rate limit)", registry=r)
-        self.cache = Counter("guardian_cache_lookups", "Gateway views answered without (hit) or with (miss) a read "
-                             "of their own", ["result"], registry=r)
-        self.tp1_to_breakeven = Histogram("guardian_tp1_to_breakeven_seconds", "From a TP1 fill (exchange time) to "
-                                          "the stop accepted at breakeven", buckets=REACTION_BUCKETS, registry=r)
+        self.cache = Counter(
+            "guardian_cache_lookups",
+            "Gateway views answered without (hit) or with (miss) a read of their own",
+            ["result"],
+            registry=r,
+        )
+        self.tp1_to_breakeven = Histogram(
+            "guardian_tp1_to_breakeven_seconds",
+            "From a TP1 fill (exchange time) to the stop accepted at breakeven",
+            buckets=REACTION_BUCKETS,
+            registry=r,
+        )
         self.commits = Counter("guardian_persistence_commits", "Critical commits (fsync'd transactions)", registry=r)
         self.flushes = Counter("guardian_persistence_flushes", "Batched flushes of non-critical states", registry=r)
-        self.commit_seconds = Histogram("guardian_persistence_commit_seconds", "Time of one critical commit",
-                                        buckets=COMMIT_BUCKETS, registry=r)
+        self.commit_seconds = Histogram(
+            "guardian_persistence_commit_seconds", "Time of one critical commit", buckets=COMMIT_BUCKETS, registry=r
+        )
         self.alert_outbox = Gauge("guardian_alert_outbox_depth", "Alerts waiting to be delivered", registry=r)
         self.alerts_sent = Counter("guardian_alerts_sent", "Alerts delivered to every alert URL", registry=r)
-        self.alert_failures = Counter("guardian_alert_send_failures", "Alert messages that failed on at least one "
-                                      "URL (retried with backoff)", registry=r)
-        self.stream_healthy = Gauge("guardian_stream_healthy", "1 while an account's private stream keeps its cache "
-                                    "fresh (connected, authenticated, subscribed, resynced, heard from)", ["account"],
-                                    registry=r)
-        self.stream_pushes = Counter("guardian_stream_pushes", "Push messages received", ["account", "topic"], registry=r)
-        self.stream_rejected = Counter("guardian_stream_rejected", "Malformed push messages rejected whole", ["account"],
-                                       registry=r)
-        self.stream_missed = Counter("guardian_stream_missed_pushes", "Differences a resync found that no push told",
-                                     ["account"], registry=r)
-        self.stream_resyncs = Counter("guardian_stream_resyncs", "REST resyncs of a streamed account", ["account"],
-                                      registry=r)
+        self.alert_failures = Counter(
+            "guardian_alert_send_failures",
+            "Alert messages that failed on at least one URL (retried with backoff)",
+            registry=r,
+        )
+        self.stream_healthy = Gauge(
+            "guardian_stream_healthy",
+            "1 while an account's private stream keeps its cache "
+            "fresh (connected, authenticated, subscribed, resynced, heard from)",
+            ["account"],
+            registry=r,
+        )
+        self.stream_pushes = Counter(
+            "guardian_stream_pushes", "Push messages received", ["account", "topic"], registry=r
+        )
+        self.stream_rejected = Counter(
+            "guardian_stream_rejected", "Malformed push messages rejected whole", ["account"], registry=r
+        )
+        self.stream_missed = Counter(
+            "guardian_stream_missed_pushes", "Differences a resync found that no push told", ["account"], registry=r
+        )
+        self.stream_resyncs = Counter(
+            "guardian_stream_resyncs", "REST resyncs of a streamed account", ["account"], registry=r
+        )
         self.stream_connects = Counter("guardian_stream_connects", "Stream connection attempts", ["stream"], registry=r)
         self.wakes = Counter("guardian_wakes", "Monitors woken by a push", ["account"], registry=r)
         Gauge("guardian_threads", "Threads of the process", registry=r).set_function(threading.active_count)
@@ -154,7 +186,10 @@ class Metrics:
             if account not in last_read:
                 return False, f"{account} has not been read yet"
             if now - last_read[account] > self.stale_limit:
-                return False, f"{account} was last read {now - last_read[account]:.0f}s ago (limit {self.stale_limit:.0f}s)"
+                return (
+                    False,
+                    f"{account} was last read {now - last_read[account]:.0f}s ago (limit {self.stale_limit:.0f}s)",
+                )
         return True, "ok"
 
     def status(self) -> dict[str, Any]:
@@ -164,14 +199,25 @@ class Metrics:
         with self._lock:
             self._trim_calls(now)
             calls = {a: sum(1 for _, account in self._calls if account == a) for a in self.accounts}
-            accounts = {a: {"last_read_age_s": _age(self._last_read.get(a), now),
-                            "api_calls_last_minute": calls[a]} for a in self.accounts}
-            monitors = [{"account": m.account, "symbol": m.symbol, "position_idx": m.position_idx, "side": row.side,
-                         "phase": row.phase, "size": row.size, "tier": row.tier,
-                         "due_in_s": None if row.due is None else round(max(0.0, row.due - now), 1),
-                         "last_check_age_s": _age(row.last_check, now),
-                         "unprotected_s": _age(row.unprotected_since, now)}
-                        for m, row in sorted(self._rows.items())]
+            accounts = {
+                a: {"last_read_age_s": _age(self._last_read.get(a), now), "api_calls_last_minute": calls[a]}
+                for a in self.accounts
+            }
+            monitors = [
+                {
+                    "account": m.account,
+                    "symbol": m.symbol,
+                    "position_idx": m.position_idx,
+                    "side": row.side,
+                    "phase": row.phase,
+                    "size": row.size,
+                    "tier": row.tier,
+                    "due_in_s": None if row.due is None else round(max(0.0, row.due - now), 1),
+                    "last_check_age_s": _age(row.last_check, now),
+                    "unprotected_s": _age(row.unprotected_since, now),
+                }
+                for m, row in sorted(self._rows.items())
+            ]
         return {"healthy": healthy, "health": reason, "accounts": accounts, "monitors": monitors}
 
     def _trim_calls(self, now: float) -> None:
@@ -182,7 +228,9 @@ class Metrics:
         now = self.clock.monotonic()
         with self._lock:
             by_label: dict[tuple[str, str, str], int] = {}
-            unprotected = [now - row.unprotected_since for row in self._rows.values() if row.unprotected_since is not None]
+            unprotected = [
+                now - row.unprotected_since for row in self._rows.values() if row.unprotected_since is not None
+            ]
             for monitor, row in self._rows.items():
                 key = (monitor.account, row.tier, row.phase)
                 by_label[key] = by_label.get(key, 0) + 1
@@ -202,17 +250,23 @@ class _Derived:
 
     def collect(self):
         by_label, unprotected, longest, read_ages = self._metrics._derived()
-        monitors = GaugeMetricFamily("guardian_monitors", "Monitors by account, urgency tier and phase",
-                                     labels=["account", "tier", "phase"])
+        monitors = GaugeMetricFamily(
+            "guardian_monitors", "Monitors by account, urgency tier and phase", labels=["account", "tier", "phase"]
+        )
         for (account, tier, phase), count in sorted(by_label.items()):
             monitors.add_metric([account, tier, phase], count)
         yield monitors
-        yield GaugeMetricFamily("guardian_unprotected_positions", "Open positions whose last check saw no live stop",
-                                value=unprotected)
-        yield GaugeMetricFamily("guardian_unprotected_longest_seconds", "How long the longest-unprotected open "
-                                "position has been so", value=longest)
-        ages = GaugeMetricFamily("guardian_account_read_age_seconds", "Seconds since an account was last read",
-                                 labels=["account"])
+        yield GaugeMetricFamily(
+            "guardian_unprotected_positions", "Open positions whose last check saw no live stop", value=unprotected
+        )
+        yield GaugeMetricFamily(
+            "guardian_unprotected_longest_seconds",
+            "How long the longest-unprotected open position has been so",
+            value=longest,
+        )
+        ages = GaugeMetricFamily(
+            "guardian_account_read_age_seconds", "Seconds since an account was last read", labels=["account"]
+        )
         for account, age in sorted(read_ages.items()):
             ages.add_metric([account], age)
         yield ages

@@ -46,11 +46,21 @@ def from_database(path: str, events: int = 0, now_ms: int | None = None) -> dict
         for monitor, state in sorted(store.load_states().items()):
             summary = state.get("summary") or {}
             last = summary.get("last_check_ms")
-            monitors.append({"account": monitor.account, "symbol": monitor.symbol, "position_idx": monitor.position_idx,
-                             **{k: summary.get(k) for k in STORED_KEYS},
-                             "last_check_age_s": (now_ms - last) / 1000 if isinstance(last, int) and last > 0 else None})
-        return {"source": "database", "path": path, "monitors": monitors,
-                "events": _entries(store, events) if events else []}
+            monitors.append(
+                {
+                    "account": monitor.account,
+                    "symbol": monitor.symbol,
+                    "position_idx": monitor.position_idx,
+                    **{k: summary.get(k) for k in STORED_KEYS},
+                    "last_check_age_s": (now_ms - last) / 1000 if isinstance(last, int) and last > 0 else None,
+                }
+            )
+        return {
+            "source": "database",
+            "path": path,
+            "monitors": monitors,
+            "events": _entries(store, events) if events else [],
+        }
     finally:
         store.close()
 
@@ -68,23 +78,42 @@ def journal(path: str, count: int) -> list[dict[str, Any]]:
 
 
 def _entries(store: Any, count: int) -> list[dict[str, Any]]:
-    return [{"time_ms": e.time_ms, "monitor": str(e.monitor), "event": e.event, **e.payload}
-            for e in store.recent_events(count)]
+    return [
+        {"time_ms": e.time_ms, "monitor": str(e.monitor), "event": e.event, **e.payload}
+        for e in store.recent_events(count)
+    ]
 
 
 def render(report: dict[str, Any]) -> str:
     monitors = report["monitors"]
     if report["source"] == "live":
-        rows = [LIVE_COLUMNS] + [(m["account"], m["symbol"], m["side"], m["phase"], m["size"], m["tier"],
-                                  _seconds(m["due_in_s"]), _ago(m["last_check_age_s"]), _seconds(m["unprotected_s"]))
-                                 for m in monitors]
-        out = [f"{len(monitors)} monitors, live from {report['url']} ({'healthy' if report['healthy'] else 'UNHEALTHY'}: "
-               f"{report['health']})"]
-        out += [f"{name}: last read {_ago(a['last_read_age_s'])}, {a['api_calls_last_minute']} API calls in the last minute"
-                for name, a in report["accounts"].items()]
+        rows = [LIVE_COLUMNS] + [
+            (
+                m["account"],
+                m["symbol"],
+                m["side"],
+                m["phase"],
+                m["size"],
+                m["tier"],
+                _seconds(m["due_in_s"]),
+                _ago(m["last_check_age_s"]),
+                _seconds(m["unprotected_s"]),
+            )
+            for m in monitors
+        ]
+        out = [
+            f"{len(monitors)} monitors, live from {report['url']} ({'healthy' if report['healthy'] else 'UNHEALTHY'}: "
+            f"{report['health']})"
+        ]
+        out += [
+            f"{name}: last read {_ago(a['last_read_age_s'])}, {a['api_calls_last_minute']} API calls in the last minute"
+            for name, a in report["accounts"].items()
+        ]
     else:
-        rows = [STORED_COLUMNS] + [(m["account"], m["symbol"], *(_text(m[k]) for k in STORED_KEYS),
-                                    _ago(m["last_check_age_s"])) for m in monitors]
+        rows = [STORED_COLUMNS] + [
+            (m["account"], m["symbol"], *(_text(m[k]) for k in STORED_KEYS), _ago(m["last_check_age_s"]))
+            for m in monitors
+        ]
         out = [f"{len(monitors)} monitors in {report['path']}"]
     out.append(_table(rows))
     if report.get("events"):

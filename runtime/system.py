@@ -31,8 +31,16 @@ from actors.alerts import Channel, Notifier
 from actors.storage import Persistence
 from actors.scheduling import Scheduler
 from actors.supervision import Supervisor
-from messages.gateway import (Access, AccountSnapshot, AttachScheduler, CheckAccess, GatewayTick, GetAccountSnapshot,
-                              GetGatewayStats, ReportStats)
+from messages.gateway import (
+    Access,
+    AccountSnapshot,
+    AttachScheduler,
+    CheckAccess,
+    GatewayTick,
+    GetAccountSnapshot,
+    GetGatewayStats,
+    ReportStats,
+)
 from messages.notifier import Drain, NotifierTick
 from messages.persistence import DAEMON, AttachNotifier, FlushDue, GetPersistenceStats, Record
 from messages.scheduler import GetSchedule, StopDispatching, Tick
@@ -59,10 +67,20 @@ class StartupError(Exception):
 
 
 class System:
-    def __init__(self, settings: Settings, accounts: dict[str, tuple[str, str]], base_url: str, *,
-                 streams: tuple[str, str] | None = None, clock: Clock | None = None, dry_run: bool = False,
-                 check_access: bool = True, hooks: Hooks | None = None, metrics: Metrics | None = None,
-                 channels: tuple[Channel, ...] = ()):
+    def __init__(
+        self,
+        settings: Settings,
+        accounts: dict[str, tuple[str, str]],
+        base_url: str,
+        *,
+        streams: tuple[str, str] | None = None,
+        clock: Clock | None = None,
+        dry_run: bool = False,
+        check_access: bool = True,
+        hooks: Hooks | None = None,
+        metrics: Metrics | None = None,
+        channels: tuple[Channel, ...] = (),
+    ):
         """`streams`: the private and public stream URLs (None: REST polling only); `channels`: one
         per alert URL (main.py builds them from ALERT_URLS); none: no alerts."""
         self.streams = streams
@@ -85,37 +103,60 @@ class System:
         self.desk: TradeDesk | None = None
         self.notifier_ticker: Ticker | None = None
         self.started_at = time.monotonic()
-        self.first_snapshots_s: float | None = None   # start to every account read once
+        self.first_snapshots_s: float | None = None  # start to every account read once
 
     # --- start ----------------------------------------------------------------------------
 
     def start(self, stop: threading.Event) -> bool:
         """Start everything; False when a stop was asked for before the first snapshots came."""
         s = self.settings
-        try:   # first: a second daemon on the same state must not start at all
+        try:  # first: a second daemon on the same state must not start at all
             self.control = ControlServer(socket_path(s.state_path), self._trade).start()
         except SocketInUse as exc:
             raise StartupError(str(exc)) from None
         store, states, moved = open_store(s.state_path)  # StateError: refuse to start
         channels = list(self.channels)
         unsent = store.unsent_alerts()
-        self.persistence = Persistence.start(store, states, self.clock, flush_interval=float(s.flush_interval_seconds),
-                                             moved_aside=str(moved) if moved else None, hooks=self.hooks,
-                                             metrics=self.metrics,
-                                             alerts=AlertRules(s.enable_mirror_alerts) if channels else None)
+        self.persistence = Persistence.start(
+            store,
+            states,
+            self.clock,
+            flush_interval=float(s.flush_interval_seconds),
+            moved_aside=str(moved) if moved else None,
+            hooks=self.hooks,
+            metrics=self.metrics,
+            alerts=AlertRules(s.enable_mirror_alerts) if channels else None,
+        )
         if channels:
-            self.notifier = Notifier.start(channels, self.persistence, self.clock, unsent=unsent,
-                                           max_age_s=float(s.alert_max_age_seconds), metrics=self.metrics)
+            self.notifier = Notifier.start(
+                channels,
+                self.persistence,
+                self.clock,
+                unsent=unsent,
+                max_age_s=float(s.alert_max_age_seconds),
+                metrics=self.metrics,
+            )
             self.persistence.tell(AttachNotifier(self.notifier))
             self.notifier_ticker = Ticker(self.clock, [Every(0.25, self.notifier, NotifierTick)]).start()
         private_url, public_url = self.streams or (None, None)
-        transport = BybitTransport(self.accounts, self.base_url, pool_size=s.http_pool_size,
-                                   timeout=float(s.http_timeout_seconds), recv_window=s.recv_window_ms,
-                                   ws_private=private_url, ws_public=public_url)
-        self.gateway = ExchangeGateway.start(transport, self.clock, stale_limit=float(s.stale_limit_seconds),
-                                             metrics=self.metrics, persistence=self.persistence,
-                                             heartbeat=float(s.stream_heartbeat_seconds),
-                                             resync_every=float(s.resync_seconds))
+        transport = BybitTransport(
+            self.accounts,
+            self.base_url,
+            pool_size=s.http_pool_size,
+            timeout=float(s.http_timeout_seconds),
+            recv_window=s.recv_window_ms,
+            ws_private=private_url,
+            ws_public=public_url,
+        )
+        self.gateway = ExchangeGateway.start(
+            transport,
+            self.clock,
+            stale_limit=float(s.stale_limit_seconds),
+            metrics=self.metrics,
+            persistence=self.persistence,
+            heartbeat=float(s.stream_heartbeat_seconds),
+            resync_every=float(s.resync_seconds),
+        )
         self.ticker = Ticker(self.clock, [Every(0.05, self.gateway, GatewayTick)]).start()
         if self.check_access and not self._check_access(stop):
             return False
@@ -123,19 +164,39 @@ class System:
         if snapshots is None:
             return False
         intervals = s.intervals()
-        self.supervisor = Supervisor.start(gateway=self.gateway, persistence=self.persistence, clock=self.clock,
-                                           accounts=tuple(self.accounts), intervals=intervals,
-                                           config=RulesConfig.from_settings(s), dry_run=self.dry_run,
-                                           snapshot_max_age=float(s.cache_ttl_seconds),
-                                           ask_timeout=float(s.http_timeout_seconds) + 5, hooks=self.hooks,
-                                           metrics=self.metrics)
-        self.scheduler = Scheduler.start(self.clock, intervals, self.supervisor, metrics=self.metrics,
-                                         **({"concurrency": STREAM_CONCURRENCY,
-                                             "quiet_interval": float(s.resync_seconds) / 2} if self.streams else {}))
+        self.supervisor = Supervisor.start(
+            gateway=self.gateway,
+            persistence=self.persistence,
+            clock=self.clock,
+            accounts=tuple(self.accounts),
+            intervals=intervals,
+            config=RulesConfig.from_settings(s),
+            dry_run=self.dry_run,
+            snapshot_max_age=float(s.cache_ttl_seconds),
+            ask_timeout=float(s.http_timeout_seconds) + 5,
+            hooks=self.hooks,
+            metrics=self.metrics,
+        )
+        self.scheduler = Scheduler.start(
+            self.clock,
+            intervals,
+            self.supervisor,
+            metrics=self.metrics,
+            **(
+                {"concurrency": STREAM_CONCURRENCY, "quiet_interval": float(s.resync_seconds) / 2}
+                if self.streams
+                else {}
+            ),
+        )
         self.gateway.tell(AttachScheduler(self.scheduler))
         monitors = self.supervisor.ask(StartSupervision(self.scheduler, snapshots), timeout=60)
-        self.desk = TradeDesk(self.gateway, self.supervisor, tuple(self.accounts), RulesConfig.from_settings(s),
-                              float(s.http_timeout_seconds) + 5)
+        self.desk = TradeDesk(
+            self.gateway,
+            self.supervisor,
+            tuple(self.accounts),
+            RulesConfig.from_settings(s),
+            float(s.http_timeout_seconds) + 5,
+        )
         self._journal("daemon_started", monitors=monitors, accounts=list(self.accounts))
         self.ticker.add(Every(0.25, self.scheduler, Tick))
         self.ticker.add(Every(float(s.flush_interval_seconds), self.persistence, FlushDue))
@@ -162,14 +223,18 @@ class System:
                 if access.ok or not access.transient:
                     break
                 delay = backoff.next()
-                log.warning("Start-up: cannot check the %s key yet (%s); retrying in %.0fs", account, access.message, delay)
+                log.warning(
+                    "Start-up: cannot check the %s key yet (%s); retrying in %.0fs", account, access.message, delay
+                )
                 if stop.wait(delay):
                     return False
             if not access.ok:
                 raise StartupError(f"the {account} account's API key does not work: {access.message}")
             if not access.can_trade and not self.dry_run:
-                raise StartupError(f"the {account} account's API key cannot trade ({access.message}); "
-                                   "give it Contract - Orders and Positions permission, or run with --dry-run")
+                raise StartupError(
+                    f"the {account} account's API key cannot trade ({access.message}); "
+                    "give it Contract - Orders and Positions permission, or run with --dry-run"
+                )
         return True
 
     def _first_snapshots(self, stop: threading.Event) -> dict[str, AccountSnapshot] | None:
@@ -181,17 +246,29 @@ class System:
                 if account in snapshots:
                     continue
                 try:
-                    answer = ask_with_reply(self.gateway, lambda reply, a=account: GetAccountSnapshot(a, 0.0, reply=reply),
-                                         float(self.settings.http_timeout_seconds) * 4)
+                    answer = ask_with_reply(
+                        self.gateway,
+                        lambda reply, a=account: GetAccountSnapshot(a, 0.0, reply=reply),
+                        float(self.settings.http_timeout_seconds) * 4,
+                    )
                 except pykka.Timeout:
                     answer = "no answer in time"
                 if isinstance(answer, AccountSnapshot) and not answer.stale:
                     snapshots[account] = answer
-                    log.info("Start-up: %s has %d open positions and %d open orders", account,
-                             len(answer.positions), len(answer.orders))
+                    log.info(
+                        "Start-up: %s has %d open positions and %d open orders",
+                        account,
+                        len(answer.positions),
+                        len(answer.orders),
+                    )
                 else:
-                    log.warning("Start-up: cannot read %s yet (%s); retrying in %.0fs; nothing is traded until "
-                                "every account has been read", account, getattr(answer, "reason", answer), delay)
+                    log.warning(
+                        "Start-up: cannot read %s yet (%s); retrying in %.0fs; nothing is traded until "
+                        "every account has been read",
+                        account,
+                        getattr(answer, "reason", answer),
+                        delay,
+                    )
             if len(snapshots) == len(self.accounts):
                 self.first_snapshots_s = time.monotonic() - self.started_at
                 return snapshots
@@ -206,7 +283,7 @@ class System:
         each after its check, while the scheduler they report to still listens; then the
         supervisor, the scheduler, the gateway and persistence (its final flush last)."""
         if self.control is not None:
-            self.control.stop()                 # no new trades while stopping
+            self.control.stop()  # no new trades while stopping
         self.desk = None
         if self.ticker is not None:
             self.ticker.stop()
@@ -221,7 +298,7 @@ class System:
         self._drain_alerts()
         for name in ("supervisor", "scheduler", "gateway", "notifier", "persistence"):
             if name == "persistence":
-                self._wait_for_monitors()       # a monitor still finishing a check records with it
+                self._wait_for_monitors()  # a monitor still finishing a check records with it
             ref = getattr(self, name)
             if ref is not None:
                 try:
@@ -252,8 +329,11 @@ class System:
         if self.notifier is None:
             return
         try:
-            ask_with_reply(self.notifier, lambda reply: Drain(self.clock.monotonic() + ALERT_DRAIN_S, reply=reply),
-                        ALERT_DRAIN_S + 5)
+            ask_with_reply(
+                self.notifier,
+                lambda reply: Drain(self.clock.monotonic() + ALERT_DRAIN_S, reply=reply),
+                ALERT_DRAIN_S + 5,
+            )
         except (pykka.Timeout, pykka.ActorDeadError):
             pass
         if self.notifier_ticker is not None:
@@ -264,10 +344,12 @@ class System:
     def collect(self) -> dict[str, Any]:
         """Live figures; call before stop()."""
         figures: dict[str, Any] = {}
-        for key, ref, message in (("gateway", self.gateway, GetGatewayStats()),
-                                  ("schedule", self.scheduler, GetSchedule()),
-                                  ("supervisor", self.supervisor, GetSupervisorReport()),
-                                  ("persistence", self.persistence, GetPersistenceStats())):
+        for key, ref, message in (
+            ("gateway", self.gateway, GetGatewayStats()),
+            ("schedule", self.scheduler, GetSchedule()),
+            ("supervisor", self.supervisor, GetSupervisorReport()),
+            ("persistence", self.persistence, GetPersistenceStats()),
+        ):
             if ref is not None:
                 try:
                     figures[key] = ref.ask(message, timeout=10)
@@ -277,24 +359,38 @@ class System:
 
     def summary(self, figures: dict[str, Any], simulator_stats: dict | None = None) -> dict[str, Any]:
         duration = time.monotonic() - self.started_at
-        out: dict[str, Any] = {"duration_s": round(duration, 3), "dry_run": self.dry_run,
-                               "first_snapshots_s": None if self.first_snapshots_s is None else
-                               round(self.first_snapshots_s, 2)}
+        out: dict[str, Any] = {
+            "duration_s": round(duration, 3),
+            "dry_run": self.dry_run,
+            "first_snapshots_s": None if self.first_snapshots_s is None else round(self.first_snapshots_s, 2),
+        }
         gateway, schedule = figures.get("gateway"), figures.get("schedule")
         supervisor, persistence = figures.get("supervisor"), figures.get("persistence")
         if supervisor:
-            out["monitors"] = {"peak": supervisor.peak, "started": supervisor.started, "retired": supervisor.retired,
-                               "restarts": supervisor.restarts, "open_at_exit": supervisor.monitors,
-                               "retired_reasons": supervisor.retired_reasons}
+            out["monitors"] = {
+                "peak": supervisor.peak,
+                "started": supervisor.started,
+                "retired": supervisor.retired,
+                "restarts": supervisor.restarts,
+                "open_at_exit": supervisor.monitors,
+                "retired_reasons": supervisor.retired_reasons,
+            }
         if schedule:
             waves = list(schedule.wave_seconds)
             out["checks"] = schedule.checks
             out["late_checks"] = schedule.late_checks
             durations = list(schedule.check_seconds)
-            out["check_seconds"] = {"p50": percentile(durations, 0.5), "p95": percentile(durations, 0.95),
-                                    "max": max(durations, default=0.0)}
-            out["waves"] = {"count": schedule.waves, "seconds_p50": percentile(waves, 0.5),
-                            "seconds_p95": percentile(waves, 0.95), "seconds_max": max(waves, default=0.0)}
+            out["check_seconds"] = {
+                "p50": percentile(durations, 0.5),
+                "p95": percentile(durations, 0.95),
+                "max": max(durations, default=0.0),
+            }
+            out["waves"] = {
+                "count": schedule.waves,
+                "seconds_p50": percentile(waves, 0.5),
+                "seconds_p95": percentile(waves, 0.95),
+                "seconds_max": max(waves, default=0.0),
+            }
         if gateway:
             by_endpoint: dict[str, int] = {}
             for calls in gateway.calls.values():
@@ -302,22 +398,40 @@ class System:
                     by_endpoint[endpoint] = by_endpoint.get(endpoint, 0) + n
             total = sum(by_endpoint.values())
             lookups = gateway.cache_hits + gateway.cache_misses
-            out["api_calls"] = {"total": total, "by_endpoint": by_endpoint, "by_account": gateway.calls,
-                                "per_minute": round(total * 60 / duration, 1) if duration else 0.0}
-            out["cache"] = {"hits": gateway.cache_hits, "misses": gateway.cache_misses,
-                            "hit_rate": round(gateway.cache_hits / lookups, 4) if lookups else 1.0}
+            out["api_calls"] = {
+                "total": total,
+                "by_endpoint": by_endpoint,
+                "by_account": gateway.calls,
+                "per_minute": round(total * 60 / duration, 1) if duration else 0.0,
+            }
+            out["cache"] = {
+                "hits": gateway.cache_hits,
+                "misses": gateway.cache_misses,
+                "hit_rate": round(gateway.cache_hits / lookups, 4) if lookups else 1.0,
+            }
             out["rate_limit_answers"] = {"10006": gateway.rate_limited_10006, "403": gateway.banned_403}
             out["errors"] = gateway.errors
-            out["streams"] = {"healthy_at_exit": list(gateway.streams_healthy), "pushes": gateway.pushes,
-                              "rejected": gateway.rejected_pushes, "missed": gateway.missed_pushes,
-                              "wakes": gateway.wakes, "connects": gateway.stream_connects}
+            out["streams"] = {
+                "healthy_at_exit": list(gateway.streams_healthy),
+                "pushes": gateway.pushes,
+                "rejected": gateway.rejected_pushes,
+                "missed": gateway.missed_pushes,
+                "wakes": gateway.wakes,
+                "connects": gateway.stream_connects,
+            }
         if persistence:
-            out["persistence"] = {"critical_commits": persistence.critical_commits,
-                                  "batched_flushes": persistence.batched_flushes,
-                                  "rows_written": persistence.rows_written, "commit_ms_p99": persistence.commit_ms_p99}
+            out["persistence"] = {
+                "critical_commits": persistence.critical_commits,
+                "batched_flushes": persistence.batched_flushes,
+                "rows_written": persistence.rows_written,
+                "commit_ms_p99": persistence.commit_ms_p99,
+            }
         out.update(self._journal_figures())
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        out["process"] = {"cpu_s": round(usage.ru_utime + usage.ru_stime, 3), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
+        out["process"] = {
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        }
         if simulator_stats is not None:
             out["simulator"] = simulator_stats
         return out
@@ -339,6 +453,12 @@ class System:
                 value = orjson.loads(payload).get("reaction_ms")
                 if isinstance(value, (int, float)):
                     reactions.append(float(value))
-        return {"events": events, "tp1_to_breakeven_ms": {
-            "count": len(reactions), "p50": percentile(reactions, 0.5), "p95": percentile(reactions, 0.95),
-            "max": max(reactions, default=0.0)}}
+        return {
+            "events": events,
+            "tp1_to_breakeven_ms": {
+                "count": len(reactions),
+                "p50": percentile(reactions, 0.5),
+                "p95": percentile(reactions, 0.95),
+                "max": max(reactions, default=0.0),
+            },
+        }

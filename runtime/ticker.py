@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Every:
     """Tell `target` the message `make(now)` every `seconds`."""
+
     seconds: float
     target: Any  # a Pykka ActorRef
     make: Callable[[float], Any]

@@ -50,8 +50,20 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def request_of(args: argparse.Namespace) -> dict:
-    fields = ("symbol", "side", "approach", "qty", "margin", "margin_percent", "leverage", "tps", "stop", "limits",
-              "account", "dry_run")
+    fields = (
+        "symbol",
+        "side",
+        "approach",
+        "qty",
+        "margin",
+        "margin_percent",
+        "leverage",
+        "tps",
+        "stop",
+        "limits",
+        "account",
+        "dry_run",
+    )
     return {"command": args.command, **{f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}}
 
 
@@ -64,8 +76,10 @@ def run(args: argparse.Namespace, socket: Path, ladder_levels: int) -> int:
         return 2
     reply = ask(socket, request)
     if reply is None:
-        print(f"trade {args.command}: the daemon is not running (nothing listens on {socket}); nothing was sent",
-              file=sys.stderr)
+        print(
+            f"trade {args.command}: the daemon is not running (nothing listens on {socket}); nothing was sent",
+            file=sys.stderr,
+        )
         return 1
     code = int(reply.get("exit", 1))
     if args.command == "list" and getattr(args, "json", False) and code == 0:

@@ -25,8 +25,8 @@ from messages.models import MonitorId
 from messages.monitor import ChangePlan, ClosePosition, GetMonitorState
 from messages.supervisor import GetMonitors, Instruct, OpenTrade, Outcome, TradeStarted
 
-ENTRY_WAIT_S = 20.0       # for the first entry's fate before answering
-CLOSE_WAIT_S = 20.0       # for a close to be cleaned up before answering
+ENTRY_WAIT_S = 20.0  # for the first entry's fate before answering
+CLOSE_WAIT_S = 20.0  # for a close to be cleaned up before answering
 
 
 def answer(code: int, lines: list[str], **extra: Any) -> dict[str, Any]:
@@ -98,8 +98,10 @@ class TradeDesk:
                 if isinstance(view, str):
                     return answer(1, [view])
                 if view.position is not None:
-                    problems.append(f"{account}: {request.symbol} already has a position ({view.position.side} "
-                                    f"{view.position.size}); `trade plan` gives it targets")
+                    problems.append(
+                        f"{account}: {request.symbol} already has a position ({view.position.side} "
+                        f"{view.position.size}); `trade plan` gives it targets"
+                    )
                     continue
                 if monitor in running:
                     problems.append(f"{account}: {request.symbol} is being opened or closed by the daemon")
@@ -111,8 +113,11 @@ class TradeDesk:
         if problems:
             return answer(2, list(dict.fromkeys(problems)))
         if request.dry_run:
-            return answer(0, [f"{a}: would open {request.symbol}: {describe(p)}" for a, p in plans.items()] +
-                          ["dry run: nothing was sent"])
+            return answer(
+                0,
+                [f"{a}: would open {request.symbol}: {describe(p)}" for a, p in plans.items()]
+                + ["dry run: nothing was sent"],
+            )
         lines, code = [], 0
         for account, plan in plans.items():
             if account != accounts[0] and code:
@@ -130,18 +135,23 @@ class TradeDesk:
                 detail = f"{outcome.code} {outcome.message}" if isinstance(outcome, Rejected) else outcome.reason
                 return f"{account}: Bybit refused leverage {request.leverage}: {detail}; nothing was opened", 1
         future = pykka.ThreadingFuture()
-        started = self._supervisor.ask(OpenTrade(MonitorId(account, request.symbol), plan, outcome=future),
-                                       timeout=self._timeout)
+        started = self._supervisor.ask(
+            OpenTrade(MonitorId(account, request.symbol), plan, outcome=future), timeout=self._timeout
+        )
         if not isinstance(started, TradeStarted):
             return f"{account}: {started}", 1
         try:
             outcome: Outcome = future.get(timeout=ENTRY_WAIT_S)
         except pykka.Timeout:
-            return (f"{account}: the entry was sent and is not confirmed yet (position {started.position_id}); "
-                    "the daemon keeps at it: see `trade list`"), 0
+            return (
+                f"{account}: the entry was sent and is not confirmed yet (position {started.position_id}); "
+                "the daemon keeps at it: see `trade list`"
+            ), 0
         if outcome.reason == "opened":
-            return (f"{account}: opened {request.symbol} {plan.side} {outcome.size} "
-                    f"(position {started.position_id}), guarded: {describe(plan)}"), 0
+            return (
+                f"{account}: opened {request.symbol} {plan.side} {outcome.size} "
+                f"(position {started.position_id}), guarded: {describe(plan)}"
+            ), 0
         if outcome.reason == "entry_refused":
             return f"{account}: Bybit refused the entry: {outcome.detail}; nothing was opened", 1
         return f"{account}: {request.symbol} closed at once ({outcome.reason})", 1
@@ -159,12 +169,20 @@ class TradeDesk:
         tps, stop, problems = check_targets(request, view.position, view.instrument)
         if problems:
             return answer(2, problems)
-        why_not = ask_with_reply(self._supervisor, lambda reply: Instruct(
-            MonitorId(account, request.symbol), ChangePlan(tps, stop, reply=reply)), self._timeout)
+        why_not = ask_with_reply(
+            self._supervisor,
+            lambda reply: Instruct(MonitorId(account, request.symbol), ChangePlan(tps, stop, reply=reply)),
+            self._timeout,
+        )
         if why_not:
             return answer(1, [f"{account}: {request.symbol}: {why_not}"])
-        return answer(0, [f"{account}: {request.symbol} now targets take-profits {', '.join(map(str, tps))} "
-                          f"and stop {stop}; its monitor moves its orders now"])
+        return answer(
+            0,
+            [
+                f"{account}: {request.symbol} now targets take-profits {', '.join(map(str, tps))} "
+                f"and stop {stop}; its monitor moves its orders now"
+            ],
+        )
 
     def _close(self, request: TradeRequest, accounts: tuple[str, ...]) -> dict[str, Any]:
         lines, code, closing = [], 0, {}
@@ -180,8 +198,11 @@ class TradeDesk:
                 code = code or 2
                 continue
             future = pykka.ThreadingFuture()
-            why_not = ask_with_reply(self._supervisor, lambda reply: Instruct(
-                monitor, ClosePosition(reply=reply), outcome=future), self._timeout)
+            why_not = ask_with_reply(
+                self._supervisor,
+                lambda reply: Instruct(monitor, ClosePosition(reply=reply), outcome=future),
+                self._timeout,
+            )
             if why_not:
                 lines.append(f"{account}: {request.symbol}: {why_not}")
                 code = 1
@@ -202,10 +223,23 @@ class TradeDesk:
             state = self._state(ref)
             if state is None or state.plan.approach is Approach.ADOPTED:
                 continue
-            plans.append({"account": monitor.account, "symbol": monitor.symbol, "position_id": state.position_id,
-                          "approach": state.plan.approach, "side": state.plan.side, "phase": state.phase,
-                          "size": str(state.last_size), "tps": [str(p) for p in state.plan.tp_prices],
-                          "stop": str(state.plan.stop_price), "target": str(sum(state.plan.legs, Decimal(0)))})
-        lines = [f"{p['account']:7} {p['symbol']:12} {p['approach']:12} {p['side']:4} {p['phase']:13} size {p['size']:>10}"
-                 f"  TPs {', '.join(p['tps'])}  stop {p['stop']}" for p in plans]
+            plans.append(
+                {
+                    "account": monitor.account,
+                    "symbol": monitor.symbol,
+                    "position_id": state.position_id,
+                    "approach": state.plan.approach,
+                    "side": state.plan.side,
+                    "phase": state.phase,
+                    "size": str(state.last_size),
+                    "tps": [str(p) for p in state.plan.tp_prices],
+                    "stop": str(state.plan.stop_price),
+                    "target": str(sum(state.plan.legs, Decimal(0))),
+                }
+            )
+        lines = [
+            f"{p['account']:7} {p['symbol']:12} {p['approach']:12} {p['side']:4} {p['phase']:13} size {p['size']:>10}"
+            f"  TPs {', '.join(p['tps'])}  stop {p['stop']}"
+            for p in plans
+        ]
         return answer(0, lines or ["no plans: every guarded position is adopted"], plans=plans)

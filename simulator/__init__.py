@@ -41,11 +41,20 @@ class Credentials:
 
 
 class Simulator:
-    def __init__(self, *, seed: int = 0, accounts: tuple[str, ...] = ("main", "mirror"),
-                 symbols: int = 64, latency_ms: float = 0.0, jitter_ms: float = 0.0,
-                 volatility: float = 0.001, ip_ban_seconds: float = 600.0,
-                 balance: Decimal = Decimal(100_000), ws_idle_seconds: float = 600.0,
-                 ws_handshakes_per_5min: int = 500):
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        accounts: tuple[str, ...] = ("main", "mirror"),
+        symbols: int = 64,
+        latency_ms: float = 0.0,
+        jitter_ms: float = 0.0,
+        volatility: float = 0.001,
+        ip_ban_seconds: float = 600.0,
+        balance: Decimal = Decimal(100_000),
+        ws_idle_seconds: float = 600.0,
+        ws_handshakes_per_5min: int = 500,
+    ):
         """`ws_idle_seconds`: a private stream silent this long is cut (Bybit: 10 minutes, or the
         URL's max_active_time); `ws_handshakes_per_5min`: WebSocket connections allowed per 5 min."""
         self.seed = seed
@@ -68,21 +77,34 @@ class Simulator:
 
     # --- life cycle -----------------------------------------------------------------------
 
-    def start(self, port: int = 0, step_interval: float | None = None,
-              oracle_interval: float | None = None) -> "Simulator":
+    def start(
+        self, port: int = 0, step_interval: float | None = None, oracle_interval: float | None = None
+    ) -> "Simulator":
         """Serve on 127.0.0.1; optionally step prices in real time and run the oracle's checks."""
-        self._server = SimHTTPServer(("127.0.0.1", port), self.exchange, self.limits, self.faults,
-                                     self.stats, self.latency_ms, self.jitter_ms, self.seed, **self.ws_options)
+        self._server = SimHTTPServer(
+            ("127.0.0.1", port),
+            self.exchange,
+            self.limits,
+            self.faults,
+            self.stats,
+            self.latency_ms,
+            self.jitter_ms,
+            self.seed,
+            **self.ws_options,
+        )
         self._server.oracle = self.oracle
-        serve = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                 name="sim-http", daemon=True)
+        serve = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="sim-http", daemon=True
+        )
         self._threads = [serve]
         if step_interval:
-            self._threads.append(threading.Thread(target=self._step_loop, args=(step_interval,),
-                                                  name="sim-market", daemon=True))
+            self._threads.append(
+                threading.Thread(target=self._step_loop, args=(step_interval,), name="sim-market", daemon=True)
+            )
         if oracle_interval:
-            self._threads.append(threading.Thread(target=self._oracle_loop, args=(oracle_interval,),
-                                                  name="sim-oracle", daemon=True))
+            self._threads.append(
+                threading.Thread(target=self._oracle_loop, args=(oracle_interval,), name="sim-oracle", daemon=True)
+            )
         for thread in self._threads:
             thread.start()
         return self

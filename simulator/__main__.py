@@ -23,21 +23,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo-positions", type=int, default=0, help="demo positions per account")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="fixed latency per request")
     parser.add_argument("--jitter-ms", type=float, default=0.0, help="random extra latency per request")
-    parser.add_argument("--step-interval", type=float, default=0.25,
-                        help="seconds between price steps (0: prices move only by /sim/ endpoints)")
+    parser.add_argument(
+        "--step-interval",
+        type=float,
+        default=0.25,
+        help="seconds between price steps (0: prices move only by /sim/ endpoints)",
+    )
     args = parser.parse_args(argv)
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    sim = Simulator(seed=args.seed, symbols=max(64, args.demo_positions + 8),
-                    latency_ms=args.latency_ms, jitter_ms=args.jitter_ms)
+    sim = Simulator(
+        seed=args.seed, symbols=max(64, args.demo_positions + 8), latency_ms=args.latency_ms, jitter_ms=args.jitter_ms
+    )
     if args.demo_positions:
         sim.load_demo_book(args.demo_positions)
     sim.start(port=args.port, step_interval=args.step_interval or None, oracle_interval=0.2)
     accounts = {name: {"api_key": c.api_key, "api_secret": c.api_secret} for name, c in sim.credentials.items()}
-    sys.stdout.write(orjson.dumps({"url": sim.url, "ws_private": sim.ws_private, "ws_public": sim.ws_public,
-                                   "accounts": accounts}).decode() + "\n")
+    sys.stdout.write(
+        orjson.dumps(
+            {"url": sim.url, "ws_private": sim.ws_private, "ws_public": sim.ws_public, "accounts": accounts}
+        ).decode()
+        + "\n"
+    )
     sys.stdout.flush()
     while not stop.wait(1.0):
         pass

@@ -26,9 +26,24 @@ TP_DISTANCES = (Decimal("0.01"), Decimal("0.02"), Decimal("0.03"), Decimal("0.04
 ENTRY_STEPS = (Decimal(0), Decimal("0.008"), Decimal("0.016"))
 STOP_DISTANCE = Decimal("0.03")
 BREAKEVEN_OFFSET = Decimal("0.0012")
-KIND_CYCLE = ("building", "monitoring", "after_tp1", "fast", "tp1_near", "building", "monitoring",
-              "after_tp1", "fast", "unguarded", "monitoring", "building", "after_tp1", "tp1_near",
-              "fast", "external")
+KIND_CYCLE = (
+    "building",
+    "monitoring",
+    "after_tp1",
+    "fast",
+    "tp1_near",
+    "building",
+    "monitoring",
+    "after_tp1",
+    "fast",
+    "unguarded",
+    "monitoring",
+    "building",
+    "after_tp1",
+    "tp1_near",
+    "fast",
+    "external",
+)
 MIRROR_SCALE = Decimal("0.5")
 
 
@@ -76,8 +91,14 @@ class _Placer:
         self.create(side=self.side, orderType="Market", qty=str(leg), orderLinkId=self.link(Role.ENTRY, 1))
         for level in (2, 3):
             price = self.price(last, -ENTRY_STEPS[level - 1])
-            order_id = self.create(side=self.side, orderType="Limit", qty=str(leg), price=str(price),
-                                   timeInForce="GTC", orderLinkId=self.link(Role.ENTRY, level))
+            order_id = self.create(
+                side=self.side,
+                orderType="Limit",
+                qty=str(leg),
+                price=str(price),
+                timeInForce="GTC",
+                orderLinkId=self.link(Role.ENTRY, level),
+            )
             if fill_limits:
                 self.exchange.fill_order(self.account, order_id)
 
@@ -94,29 +115,50 @@ class _Placer:
             price = self.price(base, distance)
             first_price = first_price or price
             if qty > 0:
-                self.create(side="Sell" if self.side == "Buy" else "Buy", orderType="Limit", qty=str(qty),
-                            price=str(price), reduceOnly=True, timeInForce="GTC",
-                            orderLinkId=self.link(Role.TAKE_PROFIT, level))
+                self.create(
+                    side="Sell" if self.side == "Buy" else "Buy",
+                    orderType="Limit",
+                    qty=str(qty),
+                    price=str(price),
+                    reduceOnly=True,
+                    timeInForce="GTC",
+                    orderLinkId=self.link(Role.TAKE_PROFIT, level),
+                )
         return first_price
 
     def stop(self, qty: Decimal, link_id: str | None = None) -> None:
         position = self.account.positions[self.symbol]
         trigger = self.price(position.avg_price, -STOP_DISTANCE)
-        self.create(side="Sell" if self.side == "Buy" else "Buy", orderType="Market", qty=str(qty),
-                    triggerPrice=str(trigger), triggerDirection=2 if self.side == "Buy" else 1,
-                    triggerBy="LastPrice", reduceOnly=True, closeOnTrigger=True,
-                    orderLinkId=link_id if link_id is not None else self.link(Role.STOP, 0))
+        self.create(
+            side="Sell" if self.side == "Buy" else "Buy",
+            orderType="Market",
+            qty=str(qty),
+            triggerPrice=str(trigger),
+            triggerDirection=2 if self.side == "Buy" else 1,
+            triggerBy="LastPrice",
+            reduceOnly=True,
+            closeOnTrigger=True,
+            orderLinkId=link_id if link_id is not None else self.link(Role.STOP, 0),
+        )
 
     def move_stop_to_breakeven(self) -> None:
         position = self.account.positions[self.symbol]
         trigger = self.price(position.avg_price, BREAKEVEN_OFFSET)
-        self.exchange.amend_order(self.account, {
-            "category": "linear", "symbol": self.symbol, "orderLinkId": self.link(Role.STOP, 0),
-            "triggerPrice": str(trigger), "qty": str(position.size)})
+        self.exchange.amend_order(
+            self.account,
+            {
+                "category": "linear",
+                "symbol": self.symbol,
+                "orderLinkId": self.link(Role.STOP, 0),
+                "triggerPrice": str(trigger),
+                "qty": str(position.size),
+            },
+        )
 
 
-def load_demo_book(exchange: Exchange, positions: int, seed: int,
-                   accounts: tuple[str, ...] = ("main", "mirror")) -> list[DemoPosition]:
+def load_demo_book(
+    exchange: Exchange, positions: int, seed: int, accounts: tuple[str, ...] = ("main", "mirror")
+) -> list[DemoPosition]:
     """Open `positions` positions on each of `accounts`; returns what was opened."""
     rng = random.Random(f"demo:{seed}")
     symbols = list(exchange.specs)  # real names first, then SIM0040USDT ...
@@ -124,7 +166,7 @@ def load_demo_book(exchange: Exchange, positions: int, seed: int,
         raise ValueError(f"the simulator lists {len(symbols)} symbols; {positions} positions need as many")
     taken: set[str] = set()
     book: list[DemoPosition] = []
-    exchange.margin_checks = False        # each position is funded as it is opened (below)
+    exchange.margin_checks = False  # each position is funded as it is opened (below)
     try:
         _load(exchange, symbols[:positions], rng, taken, accounts, book)
     finally:
@@ -133,8 +175,14 @@ def load_demo_book(exchange: Exchange, positions: int, seed: int,
     return book
 
 
-def _load(exchange: Exchange, symbols: list[str], rng: random.Random, taken: set[str], accounts: tuple[str, ...],
-          book: list[DemoPosition]) -> None:
+def _load(
+    exchange: Exchange,
+    symbols: list[str],
+    rng: random.Random,
+    taken: set[str],
+    accounts: tuple[str, ...],
+    book: list[DemoPosition],
+) -> None:
     for index, symbol in enumerate(symbols):
         kind = KIND_CYCLE[index % len(KIND_CYCLE)]
         side = rng.choice(("Buy", "Sell"))
@@ -179,8 +227,7 @@ def _backdate(exchange: Exchange, age_ms: int) -> None:
 
 def _open(placer: _Placer, kind: str, target: Decimal) -> None:
     if kind == "fast":
-        placer.create(side=placer.side, orderType="Market", qty=str(target),
-                      orderLinkId=placer.link(Role.ENTRY, 1))
+        placer.create(side=placer.side, orderType="Market", qty=str(target), orderLinkId=placer.link(Role.ENTRY, 1))
         placer.take_profits((Decimal(100),), first_distance=Decimal("0.015"))
         placer.stop(target)
     elif kind in ("unguarded", "external"):

@@ -99,24 +99,51 @@ class SimOrder:
     def to_v5(self) -> dict[str, Any]:
         avg = self.cum_value / self.cum_qty if self.cum_qty else None
         return {
-            "orderId": self.order_id, "orderLinkId": self.link_id, "blockTradeId": "",
-            "parentOrderLinkId": "", "symbol": self.symbol, "price": _fmt(self.price or Decimal(0)),
-            "qty": _fmt(self.qty), "side": self.side, "isLeverage": "", "positionIdx": 0,
-            "orderStatus": self.status, "createType": "CreateByUser", "cancelType": self.cancel_type,
-            "rejectReason": self.reject_reason, "avgPrice": _fmt(avg.normalize()) if avg else "",
-            "leavesQty": _fmt(self.leaves), "leavesValue": _fmt(self.leaves * (self.price or Decimal(0))),
-            "cumExecQty": _fmt(self.cum_qty), "cumExecValue": _fmt(self.cum_value),
-            "cumExecFee": _fmt(self.cum_fee), "timeInForce": self.time_in_force,
-            "orderType": self.order_type, "stopOrderType": "Stop" if self.is_conditional else "",
-            "orderIv": "", "marketUnit": "", "triggerPrice": _fmt(self.trigger_price),
-            "takeProfit": "", "stopLoss": "", "tpslMode": "", "ocoTriggerBy": "",
-            "tpLimitPrice": "", "slLimitPrice": "", "tpTriggerBy": "", "slTriggerBy": "",
+            "orderId": self.order_id,
+            "orderLinkId": self.link_id,
+            "blockTradeId": "",
+            "parentOrderLinkId": "",
+            "symbol": self.symbol,
+            "price": _fmt(self.price or Decimal(0)),
+            "qty": _fmt(self.qty),
+            "side": self.side,
+            "isLeverage": "",
+            "positionIdx": 0,
+            "orderStatus": self.status,
+            "createType": "CreateByUser",
+            "cancelType": self.cancel_type,
+            "rejectReason": self.reject_reason,
+            "avgPrice": _fmt(avg.normalize()) if avg else "",
+            "leavesQty": _fmt(self.leaves),
+            "leavesValue": _fmt(self.leaves * (self.price or Decimal(0))),
+            "cumExecQty": _fmt(self.cum_qty),
+            "cumExecValue": _fmt(self.cum_value),
+            "cumExecFee": _fmt(self.cum_fee),
+            "timeInForce": self.time_in_force,
+            "orderType": self.order_type,
+            "stopOrderType": "Stop" if self.is_conditional else "",
+            "orderIv": "",
+            "marketUnit": "",
+            "triggerPrice": _fmt(self.trigger_price),
+            "takeProfit": "",
+            "stopLoss": "",
+            "tpslMode": "",
+            "ocoTriggerBy": "",
+            "tpLimitPrice": "",
+            "slLimitPrice": "",
+            "tpTriggerBy": "",
+            "slTriggerBy": "",
             "triggerDirection": self.trigger_direction,
             "triggerBy": self.trigger_by if self.is_conditional else "",
             "lastPriceOnCreated": _fmt(self.last_price_on_created),
-            "reduceOnly": self.reduce_only, "closeOnTrigger": self.close_on_trigger,
-            "placeType": "", "smpType": "None", "smpGroup": 0, "smpOrderId": "",
-            "createdTime": str(self.created_ms), "updatedTime": str(self.updated_ms or self.created_ms),
+            "reduceOnly": self.reduce_only,
+            "closeOnTrigger": self.close_on_trigger,
+            "placeType": "",
+            "smpType": "None",
+            "smpGroup": 0,
+            "smpOrderId": "",
+            "createdTime": str(self.created_ms),
+            "updatedTime": str(self.updated_ms or self.created_ms),
             "cumFeeDetail": {"USDT": _fmt(self.cum_fee)} if self.cum_fee else {},
         }
 
@@ -139,20 +166,43 @@ class SimPosition:
         unrealised = (mark - self.avg_price) * self.size * direction
         value = self.avg_price * self.size
         return {
-            "positionIdx": 0, "riskId": 1, "riskLimitValue": "2000000", "symbol": self.symbol,
-            "side": self.side, "size": _fmt(self.size) if self.size else "0", "avgPrice": _fmt(self.avg_price.quantize(tick / 1000)),
-            "positionValue": _fmt(value), "tradeMode": 0, "autoAddMargin": 0,
-            "positionStatus": self.status, "leverage": _fmt(leverage), "markPrice": _fmt(mark), "liqPrice": "",
-            "bustPrice": "", "positionIM": _fmt((value / leverage).quantize(Decimal("0.00000001"))),
+            "positionIdx": 0,
+            "riskId": 1,
+            "riskLimitValue": "2000000",
+            "symbol": self.symbol,
+            "side": self.side,
+            "size": _fmt(self.size) if self.size else "0",
+            "avgPrice": _fmt(self.avg_price.quantize(tick / 1000)),
+            "positionValue": _fmt(value),
+            "tradeMode": 0,
+            "autoAddMargin": 0,
+            "positionStatus": self.status,
+            "leverage": _fmt(leverage),
+            "markPrice": _fmt(mark),
+            "liqPrice": "",
+            "bustPrice": "",
+            "positionIM": _fmt((value / leverage).quantize(Decimal("0.00000001"))),
             "positionMM": _fmt((value / 200).quantize(Decimal("0.00000001"))),
-            "positionBalance": "", "takeProfit": "", "stopLoss": "", "trailingStop": "0",
-            "sessionAvgPrice": "", "delta": "", "gamma": "", "vega": "", "theta": "",
+            "positionBalance": "",
+            "takeProfit": "",
+            "stopLoss": "",
+            "trailingStop": "0",
+            "sessionAvgPrice": "",
+            "delta": "",
+            "gamma": "",
+            "vega": "",
+            "theta": "",
             "unrealisedPnl": _fmt(unrealised.quantize(Decimal("0.00000001"))),
             "curRealisedPnl": _fmt(self.cur_realised.quantize(Decimal("0.00000001"))),
             "cumRealisedPnl": _fmt(self.cum_realised.quantize(Decimal("0.00000001"))),
-            "adlRankIndicator": 2 if self.size else 0, "createdTime": str(self.created_ms),
-            "updatedTime": str(self.updated_ms), "seq": self.seq, "isReduceOnly": False,
-            "mmrSysUpdatedTime": "", "leverageSysUpdatedTime": "", "breakEvenPrice": _fmt(self.avg_price),
+            "adlRankIndicator": 2 if self.size else 0,
+            "createdTime": str(self.created_ms),
+            "updatedTime": str(self.updated_ms),
+            "seq": self.seq,
+            "isReduceOnly": False,
+            "mmrSysUpdatedTime": "",
+            "leverageSysUpdatedTime": "",
+            "breakEvenPrice": _fmt(self.avg_price),
         }
 
 
@@ -163,14 +213,14 @@ class SimAccount:
     api_secret: str
     balance: Decimal
     positions: dict[str, SimPosition] = field(default_factory=dict)
-    orders: dict[str, SimOrder] = field(default_factory=dict)           # every order, by id
+    orders: dict[str, SimOrder] = field(default_factory=dict)  # every order, by id
     open_by_symbol: dict[str, dict[str, SimOrder]] = field(default_factory=dict)
     by_link: dict[str, SimOrder] = field(default_factory=dict)
     recent_closed: deque = field(default_factory=lambda: deque(maxlen=RECENT_CLOSED_KEPT))
     executions: list[dict[str, Any]] = field(default_factory=list)
     read_only: bool = False  # a key without trade permission (orders answer 10005)
-    leverage: dict[str, Decimal] = field(default_factory=dict)          # by symbol; DEFAULT_LEVERAGE
-    entries: dict[str, SimOrder] = field(default_factory=dict)          # resting entry limits (they hold margin)
+    leverage: dict[str, Decimal] = field(default_factory=dict)  # by symbol; DEFAULT_LEVERAGE
+    entries: dict[str, SimOrder] = field(default_factory=dict)  # resting entry limits (they hold margin)
 
     def open_orders(self, symbol: str) -> list[SimOrder]:
         return sorted(self.open_by_symbol.get(symbol, {}).values(), key=lambda o: o.seq)
@@ -180,6 +230,7 @@ class SimAccount:
 
 
 # --- request parameter readers --------------------------------------------------------------
+
 
 def _require(params: dict, name: str) -> Any:
     value = params.get(name)
@@ -220,8 +271,9 @@ def _check_position_idx(params: dict) -> None:
         raise BybitError(10001, "position idx not match position mode")
 
 
-def page_by_seq(items: list, limit: int, cursor: str | None, *, stuck: bool = False,
-                cursor_on_last_page: bool = False) -> tuple[list, str]:
+def page_by_seq(
+    items: list, limit: int, cursor: str | None, *, stuck: bool = False, cursor_on_last_page: bool = False
+) -> tuple[list, str]:
     """A page of `items` (sorted newest first by their `seq`) after `cursor`. Cursors look like
     Bybit's (percent-encoded `page_args=...&`), are opaque to clients and stable under inserts."""
     if stuck:  # fault: the cursor never advances
@@ -239,8 +291,9 @@ def page_by_seq(items: list, limit: int, cursor: str | None, *, stuck: bool = Fa
     return page, ""
 
 
-def page_by_symbol(rows: list, limit: int, cursor: str | None, *, stuck: bool = False,
-                   cursor_on_last_page: bool = False) -> tuple[list, str]:
+def page_by_symbol(
+    rows: list, limit: int, cursor: str | None, *, stuck: bool = False, cursor_on_last_page: bool = False
+) -> tuple[list, str]:
     """Like `page_by_seq` for lists sorted by symbol (positions, instruments)."""
     if stuck:
         return rows[:limit], "STUCK%2C0%2C0"
@@ -300,6 +353,7 @@ class _FeedLock:
 class Change:
     """One push-worthy change: `topic` order, execution, position, wallet (private, for
     `account`) or tickers (public: `account` is None, `row` the symbol's changed ticker)."""
+
     account: str | None
     topic: str
     row: dict[str, Any]
@@ -308,10 +362,9 @@ class Change:
 class Exchange:
     """All state of the simulated exchange. Thread-safe: every public method takes the lock."""
 
-    def __init__(self, specs: list[InstrumentSpec], seed: int, volatility: float,
-                 clock_ms: Callable[[], int]):
+    def __init__(self, specs: list[InstrumentSpec], seed: int, volatility: float, clock_ms: Callable[[], int]):
         self.lock = _FeedLock(self)
-        self.changes: list[Change] = []                          # collected under the lock
+        self.changes: list[Change] = []  # collected under the lock
         self.listeners: list[Callable[[list[Change]], None]] = []  # e.g. the WebSocket hub
         self.specs = {s.symbol: s for s in specs}
         self.market = Market(specs, seed, volatility)
@@ -319,7 +372,7 @@ class Exchange:
         self._by_key: dict[str, SimAccount] = {}
         self._clock_ms = clock_ms
         self._seq = 0
-        self.margin_checks = True     # off while the demo book (funded for itself) is loaded: it is O(positions)
+        self.margin_checks = True  # off while the demo book (funded for itself) is loaded: it is O(positions)
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -427,21 +480,36 @@ class Exchange:
                 if len(untriggered) >= MAX_CONDITIONAL_PER_SYMBOL:
                     raise BybitError(110009, "The number of stop orders exceeds maximum limit allowed")
             if reduce_only:
-                qty = self._reduce_only_qty(account, spec.symbol, side, qty, conditional=trigger is not None,
-                                            close_on_trigger=close_on_trigger)
-            elif trigger is None and self.margin_checks and \
-                    qty * (price or last) / account.leverage.get(spec.symbol, DEFAULT_LEVERAGE) > self.available_balance(account):
+                qty = self._reduce_only_qty(
+                    account, spec.symbol, side, qty, conditional=trigger is not None, close_on_trigger=close_on_trigger
+                )
+            elif (
+                trigger is None
+                and self.margin_checks
+                and qty * (price or last) / account.leverage.get(spec.symbol, DEFAULT_LEVERAGE)
+                > self.available_balance(account)
+            ):
                 raise BybitError(110007, "ab not enough for new order")
             now = self._clock_ms()
             order = SimOrder(
-                order_id=str(uuid.uuid4()), link_id=link_id, symbol=spec.symbol, side=side,
-                order_type=order_type, qty=qty, price=price if order_type == "Limit" else None,
-                trigger_price=trigger, trigger_direction=direction,
-                trigger_by=str(params.get("triggerBy") or "LastPrice"), reduce_only=reduce_only,
+                order_id=str(uuid.uuid4()),
+                link_id=link_id,
+                symbol=spec.symbol,
+                side=side,
+                order_type=order_type,
+                qty=qty,
+                price=price if order_type == "Limit" else None,
+                trigger_price=trigger,
+                trigger_direction=direction,
+                trigger_by=str(params.get("triggerBy") or "LastPrice"),
+                reduce_only=reduce_only,
                 close_on_trigger=close_on_trigger,
                 time_in_force="IOC" if order_type == "Market" else str(params.get("timeInForce") or "GTC"),
-                status="Untriggered" if trigger is not None else "New", created_ms=now, updated_ms=now,
-                seq=self._next_seq(), last_price_on_created=last,
+                status="Untriggered" if trigger is not None else "New",
+                created_ms=now,
+                updated_ms=now,
+                seq=self._next_seq(),
+                last_price_on_created=last,
             )
             self._add(account, order)
             if trigger is None:
@@ -485,8 +553,11 @@ class Exchange:
                     position = account.positions.get(spec.symbol)
                     if position is None or position.size == 0 or position.side != _opposite(order.side):
                         raise BybitError(110017, "Reduce-only rule not satisfied")
-                    others = sum(o.leaves for o in account.open_orders(spec.symbol)
-                                 if o.is_active_reduce_only and o.side == order.side and o is not order)
+                    others = sum(
+                        o.leaves
+                        for o in account.open_orders(spec.symbol)
+                        if o.is_active_reduce_only and o.side == order.side and o is not order
+                    )
                     if qty - order.cum_qty > position.size - others:
                         raise BybitError(110017, "Reduce-only rule not satisfied")
             if price is not None:
@@ -504,8 +575,11 @@ class Exchange:
             order.updated_ms = self._clock_ms()
             self._order_changed(account, order)
             self._position_changed(account, spec.symbol)
-            if order.status in ("New", "PartiallyFilled") and order.order_type == "Limit" \
-                    and self._crosses(order, self.market.last[spec.symbol]):
+            if (
+                order.status in ("New", "PartiallyFilled")
+                and order.order_type == "Limit"
+                and self._crosses(order, self.market.last[spec.symbol])
+            ):
                 self._execute(account, order, order.leaves, self.market.last[spec.symbol], maker=False)
             return {"orderId": order.order_id, "orderLinkId": order.link_id}
 
@@ -528,12 +602,22 @@ class Exchange:
             order_filter = params.get("orderFilter") or ""
             cancelled = []
             for sym in list(account.open_by_symbol):
-                if symbol and sym != symbol or base and self.specs[sym].base_coin != base \
-                        or settle and settle != "USDT":
+                if (
+                    symbol
+                    and sym != symbol
+                    or base
+                    and self.specs[sym].base_coin != base
+                    or settle
+                    and settle != "USDT"
+                ):
                     continue
                 for order in account.open_orders(sym):
-                    if order_filter == "Order" and order.is_conditional \
-                            or order_filter == "StopOrder" and not order.is_conditional:
+                    if (
+                        order_filter == "Order"
+                        and order.is_conditional
+                        or order_filter == "StopOrder"
+                        and not order.is_conditional
+                    ):
                         continue
                     self._close(account, order, "CancelByUser")
                     cancelled.append({"orderId": order.order_id, "orderLinkId": order.link_id})
@@ -560,7 +644,9 @@ class Exchange:
     @staticmethod
     def _check_tick(spec: InstrumentSpec, price: Decimal, name: str) -> None:
         if price <= 0 or price % spec.tick_size != 0:
-            raise BybitError(10001, f"Param error: {name} must be a positive multiple of tickSize {_fmt(spec.tick_size)}")
+            raise BybitError(
+                10001, f"Param error: {name} must be a positive multiple of tickSize {_fmt(spec.tick_size)}"
+            )
 
     @staticmethod
     def _check_trigger(direction: int, trigger: Decimal, last: Decimal) -> None:
@@ -571,8 +657,9 @@ class Exchange:
         if direction not in (1, 2):
             raise BybitError(10001, "Param error: triggerDirection must be 1 or 2")
 
-    def _reduce_only_qty(self, account: SimAccount, symbol: str, side: str, qty: Decimal,
-                         conditional: bool, close_on_trigger: bool) -> Decimal:
+    def _reduce_only_qty(
+        self, account: SimAccount, symbol: str, side: str, qty: Decimal, conditional: bool, close_on_trigger: bool
+    ) -> Decimal:
         position = account.positions.get(symbol)
         if position is None or position.size == 0 or position.side != _opposite(side):
             raise BybitError(110017, "Reduce-only rule not satisfied")
@@ -604,8 +691,13 @@ class Exchange:
 
     def _order_changed(self, account: SimAccount, order: SimOrder) -> None:
         if self.listeners:  # nobody listening: build nothing
-            self.changes.append(Change(account.name, "order", {**order.to_v5(), "category": "linear",
-                                                               "closedPnl": "0", "feeCurrency": "USDT"}))
+            self.changes.append(
+                Change(
+                    account.name,
+                    "order",
+                    {**order.to_v5(), "category": "linear", "closedPnl": "0", "feeCurrency": "USDT"},
+                )
+            )
 
     def _position_changed(self, account: SimAccount, symbol: str) -> None:
         if not self.listeners:
@@ -665,16 +757,35 @@ class Exchange:
         order.cum_fee += fee
         order.updated_ms = now
         execution = {
-            "symbol": order.symbol, "orderId": order.order_id, "orderLinkId": order.link_id,
-            "side": order.side, "orderPrice": _fmt(order.price or price), "orderQty": _fmt(order.qty),
-            "leavesQty": _fmt(order.qty - order.cum_qty), "createType": "CreateByUser",
-            "orderType": order.order_type, "stopOrderType": "Stop" if order.is_conditional else "UNKNOWN",
-            "execFee": _fmt(fee), "execId": str(uuid.uuid4()), "execPrice": _fmt(price),
-            "execQty": _fmt(qty), "execType": "Trade", "execValue": _fmt(qty * price),
-            "execTime": str(now), "feeCurrency": "USDT", "isMaker": maker,
-            "feeRate": _fmt(MAKER_FEE if maker else TAKER_FEE), "tradeIv": "", "markIv": "",
-            "markPrice": _fmt(self.market.last[order.symbol]), "indexPrice": "", "underlyingPrice": "",
-            "blockTradeId": "", "closedSize": _fmt(closed_size), "seq": position.seq, "extraFees": "",
+            "symbol": order.symbol,
+            "orderId": order.order_id,
+            "orderLinkId": order.link_id,
+            "side": order.side,
+            "orderPrice": _fmt(order.price or price),
+            "orderQty": _fmt(order.qty),
+            "leavesQty": _fmt(order.qty - order.cum_qty),
+            "createType": "CreateByUser",
+            "orderType": order.order_type,
+            "stopOrderType": "Stop" if order.is_conditional else "UNKNOWN",
+            "execFee": _fmt(fee),
+            "execId": str(uuid.uuid4()),
+            "execPrice": _fmt(price),
+            "execQty": _fmt(qty),
+            "execType": "Trade",
+            "execValue": _fmt(qty * price),
+            "execTime": str(now),
+            "feeCurrency": "USDT",
+            "isMaker": maker,
+            "feeRate": _fmt(MAKER_FEE if maker else TAKER_FEE),
+            "tradeIv": "",
+            "markIv": "",
+            "markPrice": _fmt(self.market.last[order.symbol]),
+            "indexPrice": "",
+            "underlyingPrice": "",
+            "blockTradeId": "",
+            "closedSize": _fmt(closed_size),
+            "seq": position.seq,
+            "extraFees": "",
         }
         account.executions.append(execution)
         # A market order (or a triggered stop clipped to the position) is done after one fill.
@@ -685,15 +796,21 @@ class Exchange:
             order.status = "PartiallyFilled"
             self._order_changed(account, order)
         if self.listeners:  # pushed after the order's row (the ws_reorder_fill fault swaps them)
-            self.changes.append(Change(account.name, "execution", {**execution, "category": "linear", "isLeverage": "0",
-                                                                   "execPnl": _fmt(realised), "marketUnit": ""}))
+            self.changes.append(
+                Change(
+                    account.name,
+                    "execution",
+                    {**execution, "category": "linear", "isLeverage": "0", "execPnl": _fmt(realised), "marketUnit": ""},
+                )
+            )
         self._position_changed(account, order.symbol)  # the fill's position push: same seq as its execution
         if self.listeners:
             self.changes.append(Change(account.name, "wallet", self._wallet_row(account)))
         self._enforce_reduce_only(account, order.symbol)
 
-    def _apply_fill(self, account: SimAccount, position: SimPosition, side: str, qty: Decimal,
-                    price: Decimal, fee: Decimal) -> Decimal:
+    def _apply_fill(
+        self, account: SimAccount, position: SimPosition, side: str, qty: Decimal, price: Decimal, fee: Decimal
+    ) -> Decimal:
         """Update size, average price and realised PnL; returns the size this fill closed."""
         now = self._clock_ms()
         signed = qty if side == "Buy" else -qty
@@ -742,16 +859,16 @@ class Exchange:
 
     # --- out-of-band actions (a person on the exchange's web page, or the exchange itself) --
 
-    def fill_order(self, account: SimAccount, order_ref: str, qty: Decimal | None = None,
-                   price: Decimal | None = None) -> None:
+    def fill_order(
+        self, account: SimAccount, order_ref: str, qty: Decimal | None = None, price: Decimal | None = None
+    ) -> None:
         """Fill a resting order (fully, or `qty` of it), e.g. to make a partial fill happen."""
         with self.lock:
             order = account.orders.get(order_ref) or account.by_link.get(order_ref)
             if order is None or not order.is_open or order.status == "Untriggered":
                 raise BybitError(110001, "Order does not exist.")
             fill_qty = min(qty if qty is not None else order.leaves, order.leaves)
-            self._execute(account, order, fill_qty, price or order.price or self.market.last[order.symbol],
-                          maker=True)
+            self._execute(account, order, fill_qty, price or order.price or self.market.last[order.symbol], maker=True)
 
     def liquidate(self, account: SimAccount, symbol: str, status: str = "Liq") -> None:
         """Close a position the way a liquidation (Liq) or auto-deleverage (Adl) does."""
@@ -762,8 +879,9 @@ class Exchange:
             for order in account.open_orders(symbol):
                 if not order.is_conditional:
                     self._close(account, order, "CancelAllBeforeLiq")
-            self._apply_fill(account, position, _opposite(position.side), position.size,
-                             self.market.last[symbol], Decimal(0))
+            self._apply_fill(
+                account, position, _opposite(position.side), position.size, self.market.last[symbol], Decimal(0)
+            )
             position.status = status
             self._position_changed(account, symbol)
 
@@ -775,12 +893,15 @@ class Exchange:
             limit = _limit(params, 20, 200)
             symbol, settle = params.get("symbol"), params.get("settleCoin")
             if symbol:
-                self._spec(params)     # an unknown symbol is 10001
+                self._spec(params)  # an unknown symbol is 10001
                 position = account.positions.get(symbol) or SimPosition(symbol)
                 rows = [self._position_row(account, position)]
             elif settle:
-                rows = [self._position_row(account, p) for p in account.positions.values()
-                        if p.size > 0 and settle == "USDT"]
+                rows = [
+                    self._position_row(account, p)
+                    for p in account.positions.values()
+                    if p.size > 0 and settle == "USDT"
+                ]
                 rows.sort(key=lambda r: r["symbol"])
             else:
                 raise BybitError(10001, "Param error: symbol or settleCoin is required")
@@ -805,12 +926,16 @@ class Exchange:
             elif str(params.get("openOnly", "0")) == "1":
                 orders = list(account.recent_closed)
             else:
-                orders = [o for sym in ([symbol] if symbol else account.open_by_symbol)
-                          for o in account.open_by_symbol.get(sym, {}).values()]
+                orders = [
+                    o
+                    for sym in ([symbol] if symbol else account.open_by_symbol)
+                    for o in account.open_by_symbol.get(sym, {}).values()
+                ]
             order_filter = params.get("orderFilter") or ""
             status = params.get("orderStatus")
             selected = [
-                o for o in orders
+                o
+                for o in orders
                 if (not symbol or o.symbol == symbol)
                 and (not base or self.specs[o.symbol].base_coin == base)
                 and (not settle or settle == "USDT")
@@ -828,10 +953,13 @@ class Exchange:
             limit = _limit(params, 50, 100)
             filters = {k: params[k] for k in ("symbol", "orderId", "orderLinkId") if params.get(k)}
             start, end = params.get("startTime"), params.get("endTime")
-            rows = [e for e in reversed(account.executions)
-                    if all(e[k] == v for k, v in filters.items())
-                    and (not start or int(e["execTime"]) >= int(start))
-                    and (not end or int(e["execTime"]) <= int(end))]
+            rows = [
+                e
+                for e in reversed(account.executions)
+                if all(e[k] == v for k, v in filters.items())
+                and (not start or int(e["execTime"]) >= int(start))
+                and (not end or int(e["execTime"]) <= int(end))
+            ]
             page, cursor = page_by_seq(rows, limit, params.get("cursor"), **paging)
             return {"category": "linear", "list": page, "nextPageCursor": cursor}
 
@@ -843,18 +971,28 @@ class Exchange:
 
     def _position_row(self, account: SimAccount, position: SimPosition) -> dict[str, Any]:
         symbol = position.symbol
-        return position.to_v5(self.market.last[symbol], self.specs[symbol].tick_size,
-                              account.leverage.get(symbol, DEFAULT_LEVERAGE))
+        return position.to_v5(
+            self.market.last[symbol], self.specs[symbol].tick_size, account.leverage.get(symbol, DEFAULT_LEVERAGE)
+        )
 
     def _margins(self, account: SimAccount) -> tuple[Decimal, Decimal, Decimal]:
         """(unrealised P&L, positions' initial margin, resting entry orders' initial margin)."""
-        upl = sum(((self.market.last[p.symbol] - p.avg_price) * p.size * (1 if p.side == "Buy" else -1)
-                   for p in account.positions.values() if p.size), Decimal(0))
+        upl = sum(
+            (
+                (self.market.last[p.symbol] - p.avg_price) * p.size * (1 if p.side == "Buy" else -1)
+                for p in account.positions.values()
+                if p.size
+            ),
+            Decimal(0),
+        )
         lev = lambda symbol: account.leverage.get(symbol, DEFAULT_LEVERAGE)
-        position_im = sum((p.avg_price * p.size / lev(p.symbol) for p in account.positions.values() if p.size),
-                          Decimal(0))
-        order_im = sum((o.leaves * (o.price or self.market.last[o.symbol]) / lev(o.symbol)
-                        for o in account.entries.values()), Decimal(0))
+        position_im = sum(
+            (p.avg_price * p.size / lev(p.symbol) for p in account.positions.values() if p.size), Decimal(0)
+        )
+        order_im = sum(
+            (o.leaves * (o.price or self.market.last[o.symbol]) / lev(o.symbol) for o in account.entries.values()),
+            Decimal(0),
+        )
         return upl, position_im, order_im
 
     def available_balance(self, account: SimAccount) -> Decimal:
@@ -867,20 +1005,40 @@ class Exchange:
         equity = account.balance + upl
         q = Decimal("0.00000001")
         coin = {
-            "coin": "USDT", "equity": _fmt(equity.quantize(q)), "usdValue": _fmt(equity.quantize(q)),
-            "walletBalance": _fmt(account.balance.quantize(q)), "locked": "0", "spotHedgingQty": "0",
-            "borrowAmount": "0", "accruedInterest": "0", "totalOrderIM": _fmt(order_im.quantize(q)),
-            "totalPositionIM": _fmt(im.quantize(q)), "totalPositionMM": _fmt((im / 20).quantize(q)),
-            "unrealisedPnl": _fmt(upl.quantize(q)), "cumRealisedPnl": _fmt(cum.quantize(q)),
-            "bonus": "0", "marginCollateral": True, "collateralSwitch": True, "spotBorrow": "0",
-            "free": "", "availableToWithdraw": "", "availableToBorrow": "",
+            "coin": "USDT",
+            "equity": _fmt(equity.quantize(q)),
+            "usdValue": _fmt(equity.quantize(q)),
+            "walletBalance": _fmt(account.balance.quantize(q)),
+            "locked": "0",
+            "spotHedgingQty": "0",
+            "borrowAmount": "0",
+            "accruedInterest": "0",
+            "totalOrderIM": _fmt(order_im.quantize(q)),
+            "totalPositionIM": _fmt(im.quantize(q)),
+            "totalPositionMM": _fmt((im / 20).quantize(q)),
+            "unrealisedPnl": _fmt(upl.quantize(q)),
+            "cumRealisedPnl": _fmt(cum.quantize(q)),
+            "bonus": "0",
+            "marginCollateral": True,
+            "collateralSwitch": True,
+            "spotBorrow": "0",
+            "free": "",
+            "availableToWithdraw": "",
+            "availableToBorrow": "",
         }
         return {
-            "accountType": "UNIFIED", "accountIMRate": "0", "accountMMRate": "0",
-            "totalEquity": coin["equity"], "totalWalletBalance": coin["walletBalance"],
-            "totalMarginBalance": coin["equity"], "totalAvailableBalance": _fmt((equity - im - order_im).quantize(q)),
-            "totalPerpUPL": coin["unrealisedPnl"], "totalInitialMargin": coin["totalPositionIM"],
-            "totalMaintenanceMargin": coin["totalPositionMM"], "accountLTV": "", "coin": [coin],
+            "accountType": "UNIFIED",
+            "accountIMRate": "0",
+            "accountMMRate": "0",
+            "totalEquity": coin["equity"],
+            "totalWalletBalance": coin["walletBalance"],
+            "totalMarginBalance": coin["equity"],
+            "totalAvailableBalance": _fmt((equity - im - order_im).quantize(q)),
+            "totalPerpUPL": coin["unrealisedPnl"],
+            "totalInitialMargin": coin["totalPositionIM"],
+            "totalMaintenanceMargin": coin["totalPositionMM"],
+            "accountLTV": "",
+            "coin": [coin],
         }
 
     def tickers(self, params: dict) -> dict[str, Any]:
@@ -893,13 +1051,33 @@ class Exchange:
         last = _fmt(self.market.last[symbol])
         base = self.specs[symbol].base_price
         return {
-            "symbol": symbol, "lastPrice": last, "indexPrice": last, "markPrice": last,
-            "prevPrice24h": _fmt(base), "price24hPcnt": _fmt(((self.market.last[symbol] - base) / base).quantize(Decimal("0.000001"))),
-            "highPrice24h": last, "lowPrice24h": last, "prevPrice1h": last, "openInterest": "0",
-            "openInterestValue": "0", "turnover24h": "0", "volume24h": "0", "fundingRate": "0.0001",
-            "nextFundingTime": "0", "predictedDeliveryPrice": "", "basisRate": "", "deliveryFeeRate": "",
-            "deliveryTime": "0", "ask1Size": "1", "bid1Price": last, "ask1Price": last, "bid1Size": "1",
-            "basis": "", "preOpenPrice": "", "preQty": "", "curPreListingPhase": "",
+            "symbol": symbol,
+            "lastPrice": last,
+            "indexPrice": last,
+            "markPrice": last,
+            "prevPrice24h": _fmt(base),
+            "price24hPcnt": _fmt(((self.market.last[symbol] - base) / base).quantize(Decimal("0.000001"))),
+            "highPrice24h": last,
+            "lowPrice24h": last,
+            "prevPrice1h": last,
+            "openInterest": "0",
+            "openInterestValue": "0",
+            "turnover24h": "0",
+            "volume24h": "0",
+            "fundingRate": "0.0001",
+            "nextFundingTime": "0",
+            "predictedDeliveryPrice": "",
+            "basisRate": "",
+            "deliveryFeeRate": "",
+            "deliveryTime": "0",
+            "ask1Size": "1",
+            "bid1Price": last,
+            "ask1Price": last,
+            "bid1Size": "1",
+            "basis": "",
+            "preOpenPrice": "",
+            "preQty": "",
+            "curPreListingPhase": "",
         }
 
     def instruments(self, params: dict, **paging) -> dict[str, Any]:
@@ -916,13 +1094,36 @@ class Exchange:
     def api_key_info(self, account: SimAccount) -> dict[str, Any]:
         """GET /v5/user/query-api: the key's permissions."""
         trade = [] if account.read_only else ["Order", "Position"]
-        return {"id": "1", "note": f"simulator {account.name}", "apiKey": account.api_key, "readOnly": int(account.read_only),
-                "secret": "", "permissions": {"ContractTrade": trade, "Spot": [], "Wallet": [], "Options": [],
-                                              "Derivatives": [], "CopyTrading": [], "BlockTrade": [], "Exchange": [],
-                                              "NFT": []},
-                "ips": ["*"], "type": 1, "deadlineDay": -2, "expiredAt": "", "createdAt": "2024-01-01T00:00:00Z",
-                "unified": 0, "uta": 1, "userID": 1, "inviterID": 0, "vipLevel": "No VIP", "mktMakerLevel": "0",
-                "affiliateID": 0}
+        return {
+            "id": "1",
+            "note": f"simulator {account.name}",
+            "apiKey": account.api_key,
+            "readOnly": int(account.read_only),
+            "secret": "",
+            "permissions": {
+                "ContractTrade": trade,
+                "Spot": [],
+                "Wallet": [],
+                "Options": [],
+                "Derivatives": [],
+                "CopyTrading": [],
+                "BlockTrade": [],
+                "Exchange": [],
+                "NFT": [],
+            },
+            "ips": ["*"],
+            "type": 1,
+            "deadlineDay": -2,
+            "expiredAt": "",
+            "createdAt": "2024-01-01T00:00:00Z",
+            "unified": 0,
+            "uta": 1,
+            "userID": 1,
+            "inviterID": 0,
+            "vipLevel": "No VIP",
+            "mktMakerLevel": "0",
+            "affiliateID": 0,
+        }
 
     # --- inspection (GET /sim/state, tests) ------------------------------------------------
 

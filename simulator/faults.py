@@ -79,9 +79,11 @@ class Fault:
         return cls(**data)
 
     def matches(self, endpoint: str, account: str | None, topic: str = "") -> bool:
-        return (self.endpoint is None or self.endpoint == endpoint) and \
-               (self.account is None or self.account == account) and \
-               (not self.topic or self.topic == topic)
+        return (
+            (self.endpoint is None or self.endpoint == endpoint)
+            and (self.account is None or self.account == account)
+            and (not self.topic or self.topic == topic)
+        )
 
 
 class FaultBook:
@@ -109,8 +111,9 @@ class FaultBook:
         with self._lock:
             return [asdict(f) for f in self._faults]
 
-    def take(self, endpoint: str, account: str | None, *, kinds: tuple[str, ...] | None = None,
-             topic: str = "") -> list[Fault]:
+    def take(
+        self, endpoint: str, account: str | None, *, kinds: tuple[str, ...] | None = None, topic: str = ""
+    ) -> list[Fault]:
         """The faults that apply to this request, consuming their counts. At most one of the
         answer-replacing kinds is returned. HTTP requests see no WebSocket kinds, and the other
         way round (a WebSocket connection names the `kinds` it asks about)."""

@@ -15,9 +15,11 @@ from dataclasses import dataclass
 
 from messages.endpoints import endpoint as endpoint_of
 
+
 @dataclass(frozen=True, slots=True)
 class Quota:
     """What one request got: `granted` units (0 means 10006), and the header values."""
+
     granted: int
     limit: int
     remaining: int
@@ -25,8 +27,14 @@ class Quota:
 
 
 class RateLimits:
-    def __init__(self, ip_limit: int = 600, ip_window_s: float = 5.0, ip_ban_seconds: float = 600.0,
-                 monotonic=time.monotonic, wall_ms=lambda: int(time.time() * 1000)):
+    def __init__(
+        self,
+        ip_limit: int = 600,
+        ip_window_s: float = 5.0,
+        ip_ban_seconds: float = 600.0,
+        monotonic=time.monotonic,
+        wall_ms=lambda: int(time.time() * 1000),
+    ):
         self._lock = threading.Lock()
         self._windows: dict[tuple[str, str], deque[float]] = {}
         self._ip_window: deque[float] = deque()

@@ -75,8 +75,11 @@ class Oracle:
         closing = {"Buy": "Sell", "Sell": "Buy"}.get(position.side if position else "", "")
         if size > 0:
             tracked.closed_at = None
-            stops = [o for o in orders if o.is_conditional and o.reduce_only and o.side == closing
-                     and o.status == "Untriggered"]
+            stops = [
+                o
+                for o in orders
+                if o.is_conditional and o.reduce_only and o.side == closing and o.status == "Untriggered"
+            ]
             if any(o.qty >= size for o in stops):
                 self._end_unprotected(key, tracked, now)
             elif tracked.unprotected_since is None:
@@ -121,7 +124,9 @@ class Oracle:
         self.observe()
         with self._lock, self.exchange.lock:
             orphans = sum(1 for (name, symbol), t in self._tracked.items() if t.closed_at is not None)
-            creates = Counter(o.link_id for a in self.exchange.accounts.values() for o in a.orders.values() if o.link_id)
+            creates = Counter(
+                o.link_id for a in self.exchange.accounts.values() for o in a.orders.values() if o.link_id
+            )
             stats = self.stats()
             unprotected = sorted(self.longest_unprotected.items(), key=lambda kv: -kv[1])
             return {

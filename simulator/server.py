@@ -39,8 +39,7 @@ Paging = dict[str, bool]
 PrivateHandler = Callable[[Exchange, SimAccount, dict, Paging], Any]
 
 PUBLIC: dict[Api, Callable[[Exchange, dict, Paging], Any]] = {
-    Api.SERVER_TIME: lambda ex, p, pg: {"timeSecond": str(int(time.time())),
-                                                   "timeNano": str(time.time_ns())},
+    Api.SERVER_TIME: lambda ex, p, pg: {"timeSecond": str(int(time.time())), "timeNano": str(time.time_ns())},
     Api.TICKERS: lambda ex, p, pg: ex.tickers(p),
     Api.INSTRUMENTS: lambda ex, p, pg: ex.instruments(p, **pg),
 }
@@ -92,8 +91,11 @@ class Stats:
 
     def requests(self, account: str | None = None, endpoint: str | None = None) -> int:
         with self._lock:
-            return sum(n for (a, e), n in self._requests.items()
-                       if (account is None or a == account) and (endpoint is None or e == endpoint))
+            return sum(
+                n
+                for (a, e), n in self._requests.items()
+                if (account is None or a == account) and (endpoint is None or e == endpoint)
+            )
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -122,9 +124,20 @@ class SimHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
-    def __init__(self, address, exchange: Exchange, limits: RateLimits, faults: FaultBook,
-                 stats: Stats, latency_ms: float, jitter_ms: float, seed: int, *, ws_idle_seconds: float = 600.0,
-                 ws_handshakes_per_5min: int = 500):
+    def __init__(
+        self,
+        address,
+        exchange: Exchange,
+        limits: RateLimits,
+        faults: FaultBook,
+        stats: Stats,
+        latency_ms: float,
+        jitter_ms: float,
+        seed: int,
+        *,
+        ws_idle_seconds: float = 600.0,
+        ws_handshakes_per_5min: int = 500,
+    ):
         super().__init__(address, Handler)
         self.exchange = exchange
         self.limits = limits
@@ -134,8 +147,9 @@ class SimHTTPServer(ThreadingHTTPServer):
         self.jitter_ms = jitter_ms
         self.stopping = threading.Event()
         self.oracle: Any = None
-        self.ws = WsHub(exchange, faults, latency_ms, idle_seconds=ws_idle_seconds,
-                        handshakes_per_5min=ws_handshakes_per_5min)
+        self.ws = WsHub(
+            exchange, faults, latency_ms, idle_seconds=ws_idle_seconds, handshakes_per_5min=ws_handshakes_per_5min
+        )
         self._rng = random.Random(seed)
         self._rng_lock = threading.Lock()
 
@@ -193,8 +207,9 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -203,15 +218,26 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _envelope(self, ret_code: int, ret_msg: str, result: Any = None, ext: Any = None,
-                  quota: Quota | None = None) -> None:
+    def _envelope(
+        self, ret_code: int, ret_msg: str, result: Any = None, ext: Any = None, quota: Quota | None = None
+    ) -> None:
         self.server.stats.answered(ret_code=ret_code)
         headers = {}
         if quota is not None:
-            headers = {"X-Bapi-Limit": str(quota.limit), "X-Bapi-Limit-Status": str(quota.remaining),
-                       "X-Bapi-Limit-Reset-Timestamp": str(quota.reset_ms)}
-        body = orjson.dumps({"retCode": ret_code, "retMsg": ret_msg, "result": result if result is not None else {},
-                             "retExtInfo": ext if ext is not None else {}, "time": int(time.time() * 1000)})
+            headers = {
+                "X-Bapi-Limit": str(quota.limit),
+                "X-Bapi-Limit-Status": str(quota.remaining),
+                "X-Bapi-Limit-Reset-Timestamp": str(quota.reset_ms),
+            }
+        body = orjson.dumps(
+            {
+                "retCode": ret_code,
+                "retMsg": ret_msg,
+                "result": result if result is not None else {},
+                "retExtInfo": ext if ext is not None else {},
+                "time": int(time.time() * 1000),
+            }
+        )
         self._send(200, body, headers=headers)
 
     # --- Bybit endpoints ------------------------------------------------------------------
@@ -236,8 +262,10 @@ class Handler(BaseHTTPRequestHandler):
         if delay > 0:
             server.stopping.wait(delay)
         answer = next((f for f in faults if f.kind != "latency" and f.kind in _ANSWERS), None)
-        paging = {"stuck": any(f.kind == "stuck_cursor" for f in faults),
-                  "cursor_on_last_page": any(f.kind == "last_page_cursor" for f in faults)}
+        paging = {
+            "stuck": any(f.kind == "stuck_cursor" for f in faults),
+            "cursor_on_last_page": any(f.kind == "last_page_cursor" for f in faults),
+        }
         if answer is not None and answer.kind != "lost_response":
             _ANSWERS[answer.kind](self, answer)
             return
@@ -265,7 +293,9 @@ class Handler(BaseHTTPRequestHandler):
         if path in BATCH:
             self._run(lambda: self._batch(path, account, params, quota.granted if quota else units), quota, answer)
         else:
-            self._run(lambda: _corrupted(PRIVATE[key](server.exchange, account, params, paging), corrupt), quota, answer)
+            self._run(
+                lambda: _corrupted(PRIVATE[key](server.exchange, account, params, paging), corrupt), quota, answer
+            )
 
     def _run(self, call: Callable[[], Any], quota: Quota | None, answer: Fault | None) -> None:
         try:
@@ -310,14 +340,20 @@ class Handler(BaseHTTPRequestHandler):
             self._envelope(10002, "invalid request, please check your server timestamp or recv_window param")
             return False
         if not (now - window <= ts < now + 1000):
-            self._envelope(10002, "invalid request, please check your server timestamp or recv_window param. "
-                                  f"req_timestamp[{ts}],server_timestamp[{now}],recv_window[{window}]")
+            self._envelope(
+                10002,
+                "invalid request, please check your server timestamp or recv_window param. "
+                f"req_timestamp[{ts}],server_timestamp[{now}],recv_window[{window}]",
+            )
             return False
         expected = sign(account.api_secret, timestamp, api_key, recv_window, payload)
         if not hmac.compare_digest(signature.lower(), expected):
             # Bybit echoes the string it signed; the key is masked so it cannot reach a log.
-            self._envelope(10004, "Error sign, please check your signature generation algorithm: "
-                                  f"origin_string[{timestamp}***{recv_window}{payload[:200]}]")
+            self._envelope(
+                10004,
+                "Error sign, please check your signature generation algorithm: "
+                f"origin_string[{timestamp}***{recv_window}{payload[:200]}]",
+            )
             return False
         return True
 
@@ -331,8 +367,12 @@ class Handler(BaseHTTPRequestHandler):
         results, codes = [], []
         for index, item in enumerate(requests):
             item = dict(item) if isinstance(item, dict) else {}
-            row = {"category": "linear", "symbol": item.get("symbol", ""), "orderId": "",
-                   "orderLinkId": item.get("orderLinkId", "")}
+            row = {
+                "category": "linear",
+                "symbol": item.get("symbol", ""),
+                "orderId": "",
+                "orderLinkId": item.get("orderLinkId", ""),
+            }
             try:
                 if index >= granted:
                     raise BybitError(10006, "Too many visits!")
@@ -392,8 +432,9 @@ class Handler(BaseHTTPRequestHandler):
                 return {"faults": server.faults.list()}
             case "POST", "/sim/fill":
                 qty = data.get("qty")
-                exchange.fill_order(exchange.accounts[data["account"]], data["order"],
-                                    Decimal(str(qty)) if qty is not None else None)
+                exchange.fill_order(
+                    exchange.accounts[data["account"]], data["order"], Decimal(str(qty)) if qty is not None else None
+                )
                 return {"filled": data["order"]}
             case "POST", "/sim/order":
                 params = {"category": "linear", **{k: v for k, v in data.items() if k != "account"}}
@@ -420,9 +461,12 @@ def _corrupted(result: Any, faults: list[Fault]) -> Any:
 
 # --- answer-replacing faults --------------------------------------------------------------
 
+
 def _http_5xx(handler: Handler, fault: Fault) -> None:
-    page = (f"<html><head><title>{fault.status} Bad Gateway</title></head><body><center>"
-            f"<h1>{fault.status} Bad Gateway</h1></center><hr><center>cloudfront</center></body></html>")
+    page = (
+        f"<html><head><title>{fault.status} Bad Gateway</title></head><body><center>"
+        f"<h1>{fault.status} Bad Gateway</h1></center><hr><center>cloudfront</center></body></html>"
+    )
     handler._send(fault.status, page.encode(), "text/html")
 
 
@@ -448,6 +492,10 @@ def _malformed(handler: Handler, fault: Fault) -> None:
 
 
 _ANSWERS: dict[str, Callable[[Handler, Fault], None]] = {
-    "http_5xx": _http_5xx, "retcode": _retcode, "hang": _hang, "drop_connection": _drop,
-    "malformed_json": _malformed, "lost_response": lambda h, f: None,
+    "http_5xx": _http_5xx,
+    "retcode": _retcode,
+    "hang": _hang,
+    "drop_connection": _drop,
+    "malformed_json": _malformed,
+    "lost_response": lambda h, f: None,
 }

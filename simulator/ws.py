@@ -45,10 +45,10 @@ from simulator.faults import FaultBook
 
 log = logging.getLogger(__name__)
 
-PRIVATE_PATH, PUBLIC_PATH = "/v5/private", "/v5/public/linear"   # WebSocket paths (not REST endpoints)
+PRIVATE_PATH, PUBLIC_PATH = "/v5/private", "/v5/public/linear"  # WebSocket paths (not REST endpoints)
 PRIVATE_TOPICS = ("order", "execution", "position", "wallet")
-ACK_DELAY_S = 0.005          # pybit records a subscription only after sending it (bybit-ws.md 4.4)
-WRITER_WAKE_S = 0.05         # how often an idle writer looks at the fault book
+ACK_DELAY_S = 0.005  # pybit records a subscription only after sending it (bybit-ws.md 4.4)
+WRITER_WAKE_S = 0.05  # how often an idle writer looks at the fault book
 
 
 class WsStats:
@@ -71,12 +71,19 @@ class WsStats:
 class WsHub:
     """Every open connection, and the fan-out of the exchange's changes to them."""
 
-    def __init__(self, exchange: Exchange, faults: FaultBook, latency_ms: float, *, idle_seconds: float = 600.0,
-                 handshakes_per_5min: int = 500):
+    def __init__(
+        self,
+        exchange: Exchange,
+        faults: FaultBook,
+        latency_ms: float,
+        *,
+        idle_seconds: float = 600.0,
+        handshakes_per_5min: int = 500,
+    ):
         self.exchange = exchange
         self.faults = faults
         self.delay = latency_ms / 2000.0
-        self.idle_seconds = idle_seconds              # Bybit cuts a private stream silent this long
+        self.idle_seconds = idle_seconds  # Bybit cuts a private stream silent this long
         self.handshakes_per_5min = handshakes_per_5min
         self._handshakes: deque[float] = deque()
         self.stats = WsStats()
@@ -105,8 +112,13 @@ class WsHub:
         handler.send_header("Sec-WebSocket-Accept", generate_accept_token(key.encode()).decode())
         handler.end_headers()
         handler.wfile.flush()
-        connection = Connection(self, handler.connection, path, next(self._ids),
-                                idle if idle else self.idle_seconds if path == PRIVATE_PATH else None)
+        connection = Connection(
+            self,
+            handler.connection,
+            path,
+            next(self._ids),
+            idle if idle else self.idle_seconds if path == PRIVATE_PATH else None,
+        )
         with self._lock:
             if not self._connections:  # the engine builds push rows only while someone listens
                 self.exchange.listeners.append(self.publish)
@@ -149,17 +161,17 @@ class Connection:
     def __init__(self, hub: WsHub, sock: socket.socket, path: str, number: int, idle_seconds: float | None):
         self.hub = hub
         self.idle_seconds = idle_seconds
-        self._heard = time.monotonic()                          # the client's last frame
+        self._heard = time.monotonic()  # the client's last frame
         self.sock = sock
         self.path = path
         self.private = path == PRIVATE_PATH
         self.conn_id = f"sim-{number}-{uuid.uuid4().hex[:8]}"
         self.account: str | None = None
         self.topics: set[str] = set()
-        self._tickers: dict[str, dict[str, Any]] = {}        # last ticker state sent, per symbol
+        self._tickers: dict[str, dict[str, Any]] = {}  # last ticker state sent, per symbol
         self._ws = Framing(ConnectionType.SERVER)  # framing only: the 101 was written by hand
-        self._outbox: queue.Queue = queue.Queue()               # (due, text, is_push), in order
-        self._held: list[str] = []                              # pushes withheld by a stall
+        self._outbox: queue.Queue = queue.Queue()  # (due, text, is_push), in order
+        self._held: list[str] = []  # pushes withheld by a stall
         self._send_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._closed = threading.Event()
@@ -210,8 +222,11 @@ class Connection:
             reply["req_id"] = str(req_id)
         match op:
             case "ping":
-                reply = ({"op": "pong", "args": [str(int(time.time() * 1000))], "conn_id": self.conn_id}
-                         if self.private else {"success": True, "ret_msg": "pong", "conn_id": self.conn_id, "op": "ping"})
+                reply = (
+                    {"op": "pong", "args": [str(int(time.time() * 1000))], "conn_id": self.conn_id}
+                    if self.private
+                    else {"success": True, "ret_msg": "pong", "conn_id": self.conn_id, "op": "ping"}
+                )
                 if req_id is not None:
                     reply["req_id"] = str(req_id)
                 self._queue(reply, 0.0)
@@ -239,7 +254,9 @@ class Connection:
         if account is None or expires_ms <= time.time() * 1000 or self._fault("ws_auth_fail", account.name, take=True):
             self.hub.stats.count("auth_failures")
             return failure
-        expected = hmac.new(account.api_secret.encode(), f"GET/realtime{expires_ms}".encode(), hashlib.sha256).hexdigest()
+        expected = hmac.new(
+            account.api_secret.encode(), f"GET/realtime{expires_ms}".encode(), hashlib.sha256
+        ).hexdigest()
         if not hmac.compare_digest(expected, str(signature)):
             self.hub.stats.count("auth_failures")
             return failure
@@ -255,7 +272,7 @@ class Connection:
                 base, _, category = topic.partition(".")
                 if base not in PRIVATE_TOPICS or category not in ("", "linear"):
                     return False, f"error:handler not found,topic:{topic}"
-            elif not topic.startswith("tickers.") or topic[len("tickers."):] not in self.hub.exchange.specs:
+            elif not topic.startswith("tickers.") or topic[len("tickers.") :] not in self.hub.exchange.specs:
                 return False, f"error:handler not found,topic:{topic}"
         if self.private:
             if self.account is None:
@@ -266,7 +283,7 @@ class Connection:
             (self.topics.update if subscribe else self.topics.difference_update)(args)
             if not subscribe:
                 for topic in args:
-                    self._tickers.pop(topic[len("tickers."):], None)
+                    self._tickers.pop(topic[len("tickers.") :], None)
         self.hub.stats.count("subscriptions", self.account or "public", n=len(args))
         return True, ""
 
@@ -274,7 +291,7 @@ class Connection:
         """A ticker subscription starts with the full state (pybit needs it before any delta)."""
         for topic in topics:
             if topic.startswith("tickers."):
-                symbol = topic[len("tickers."):]
+                symbol = topic[len("tickers.") :]
                 with self.hub.exchange.lock:
                     row = self.hub.exchange.ticker_row(symbol)
                 with self._state_lock:
@@ -297,9 +314,13 @@ class Connection:
                 if message is None:
                     continue
                 last = messages[-1] if messages else None
-                if last is not None and last.get("topic") == message["topic"] and "data" in last \
-                        and isinstance(last["data"], list):
-                    last["data"].extend(message["data"])   # several rows of one topic in one message
+                if (
+                    last is not None
+                    and last.get("topic") == message["topic"]
+                    and "data" in last
+                    and isinstance(last["data"], list)
+                ):
+                    last["data"].extend(message["data"])  # several rows of one topic in one message
                 else:
                     messages.append(message)
         for message in messages:
@@ -307,7 +328,9 @@ class Connection:
             if self._fault("ws_lose_push", topic=topic, take=True):
                 self.hub.stats.count("pushes_lost", self.account or "public", topic)
                 continue
-            if (corrupt := self._fault("ws_corrupt_push", topic=topic, take=True)) and isinstance(message["data"], list):
+            if (corrupt := self._fault("ws_corrupt_push", topic=topic, take=True)) and isinstance(
+                message["data"], list
+            ):
                 message = {**message, "data": [{**row, corrupt.field: corrupt.value} for row in message["data"]]}
             copies = 2 if self._fault("ws_duplicate_push", topic=topic, take=True) else 1
             for _ in range(copies):
@@ -320,13 +343,23 @@ class Connection:
             return changes
         changes = list(changes)
         for index, change in enumerate(changes):
-            if change.topic == "execution" and index > 0 and changes[index - 1].topic == "order" \
-                    and changes[index - 1].row["orderId"] == change.row["orderId"] \
-                    and self._fault("ws_reorder_fill", take=True):
+            if (
+                change.topic == "execution"
+                and index > 0
+                and changes[index - 1].topic == "order"
+                and changes[index - 1].row["orderId"] == change.row["orderId"]
+                and self._fault("ws_reorder_fill", take=True)
+            ):
                 changes[index - 1], changes[index] = change, changes[index - 1]
             elif change.topic == "order" and change.row["orderStatus"] == "Triggered":
-                filled = next((i for i in range(index + 1, len(changes)) if changes[i].topic == "order"
-                               and changes[i].row["orderId"] == change.row["orderId"]), None)
+                filled = next(
+                    (
+                        i
+                        for i in range(index + 1, len(changes))
+                        if changes[i].topic == "order" and changes[i].row["orderId"] == change.row["orderId"]
+                    ),
+                    None,
+                )
                 if filled is not None and self._fault("ws_late_triggered", take=True):
                     changes.insert(filled, changes.pop(index))
         return changes
@@ -337,8 +370,12 @@ class Connection:
         name = next((t for t in (change.topic, f"{change.topic}.linear") if t in self.topics), None)
         if name is None:
             return None
-        return {"id": f"{self.conn_id}-{uuid.uuid4().hex[:12]}", "topic": name,
-                "creationTime": int(time.time() * 1000), "data": [change.row]}
+        return {
+            "id": f"{self.conn_id}-{uuid.uuid4().hex[:12]}",
+            "topic": name,
+            "creationTime": int(time.time() * 1000),
+            "data": [change.row],
+        }
 
     def _ticker_delta(self, row: dict[str, Any]) -> dict[str, Any] | None:
         symbol = row["symbol"]
@@ -381,7 +418,7 @@ class Connection:
 
     def _apply_connection_faults(self) -> None:
         if self.idle_seconds is not None and time.monotonic() - self._heard > self.idle_seconds:
-            self.hub.stats.count("idle_cuts")                   # no ping and no request for too long
+            self.hub.stats.count("idle_cuts")  # no ping and no request for too long
             self._abort()
         elif self._fault("ws_drop", take=True):
             self.hub.stats.count("dropped")
@@ -433,4 +470,3 @@ def _max_active_time(query: str) -> float | bool | None:
 
 def _ticker_message(topic: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"topic": topic, "type": kind, "data": data, "cs": int(time.time() * 1000), "ts": int(time.time() * 1000)}
-

@@ -14,9 +14,14 @@ def pybit_client(sim: Simulator, account: str = "main", *, timeout: float = 5, *
     """A pybit session for one simulator account, with pybit's own retries off (as the gateway
     uses it), pointed at the simulator."""
     creds = sim.credentials[account]
-    session = HTTP(api_key=overrides.pop("api_key", creds.api_key),
-                   api_secret=overrides.pop("api_secret", creds.api_secret),
-                   retry_codes={-1}, max_retries=1, timeout=timeout, **overrides)
+    session = HTTP(
+        api_key=overrides.pop("api_key", creds.api_key),
+        api_secret=overrides.pop("api_secret", creds.api_secret),
+        retry_codes={-1},
+        max_retries=1,
+        timeout=timeout,
+        **overrides,
+    )
     session.endpoint = sim.url
     return session
 

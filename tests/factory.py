@@ -16,6 +16,7 @@ def closing_factory(build: Callable[..., T]) -> Iterator[Callable[..., T]]:
     def make(**kw) -> T:
         made.append(build(**kw))
         return made[-1]
+
     try:
         yield make
     finally:

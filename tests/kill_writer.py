@@ -21,8 +21,10 @@ def main() -> None:
     number = first
     while True:
         monitor = MonitorId("main", f"S{number % 40}USDT")
-        record(persistence, Record(monitor, {"n": number}, (journal(number, monitor, "tp_filled", n=number),),
-                                   critical=True))
+        record(
+            persistence,
+            Record(monitor, {"n": number}, (journal(number, monitor, "tp_filled", n=number),), critical=True),
+        )
         print(number, flush=True)
         number += 1
 

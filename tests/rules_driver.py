@@ -22,8 +22,13 @@ class Driver:
     `check(stale=True)` answers the views of that check stale. Keeps every command sent, every
     event and every record (`records`: (critical, retire, journal entries))."""
 
-    def __init__(self, exchange: Exchange, monitor: MonitorId, config: RulesConfig | None = None,
-                 state: MonitorState | None = None):
+    def __init__(
+        self,
+        exchange: Exchange,
+        monitor: MonitorId,
+        config: RulesConfig | None = None,
+        state: MonitorState | None = None,
+    ):
         self.exchange, self.monitor = exchange, monitor
         self.config = config or RulesConfig()
         self.clock = FakeClock()
@@ -60,8 +65,15 @@ class Driver:
 
     def view(self, max_age: float, closed_for: frozenset[str] | None = None, fresh: bool = False):
         self.snapshot += 1
-        return view_of(self.exchange, self.monitor.account, self.monitor.symbol, self.snapshot,
-                       include_closed=closed_for is not None, stale=self._stale, taken_ms=self.now_ms)
+        return view_of(
+            self.exchange,
+            self.monitor.account,
+            self.monitor.symbol,
+            self.snapshot,
+            include_closed=closed_for is not None,
+            stale=self._stale,
+            taken_ms=self.now_ms,
+        )
 
     def send(self, group: list[Command]) -> list[Any]:
         self.requests += 1
@@ -71,8 +83,9 @@ class Driver:
         """The override's answer, else the exchange's."""
         outcome = self.override(command) if self.override else None
         if outcome is None:
-            outcome = apply(self.exchange, self.monitor.account, self.monitor.symbol,
-                            command_message(self.monitor, command))
+            outcome = apply(
+                self.exchange, self.monitor.account, self.monitor.symbol, command_message(self.monitor, command)
+            )
         return outcome
 
     def save(self, state: dict | None, entries: tuple[JournalEntry, ...], *, critical: bool, retire: bool) -> None:

@@ -30,21 +30,46 @@ def entry(monitor, event, **payload):
     return journal(1_700_000_000_000, monitor, event, **payload)
 
 
-@pytest.mark.parametrize("event, payload, title, words", [
-    ("entry_filled", {"side": "Buy", "level_filled": 2, "qty": "0.033", "price": "64000", "size": "0.066"},
-     "MAIN BTCUSDT Buy: ENTRY FILLED", ["0.033", "64000", "0.066"]),
-    ("tp_filled", {"side": "Buy", "level_filled": 1, "qty": "0.085", "price": "65650", "remaining": "0.015",
-                   "realised_pnl": Decimal("55.125")}, "MAIN BTCUSDT Buy: TP1 FILLED", ["0.085", "65650", "+55.13 USDT"]),
-    ("breakeven", {"side": "Buy", "trigger": "64557.4", "qty": "0.015"}, "MAIN BTCUSDT Buy: STOP AT BREAKEVEN",
-     ["64557.4", "0.015"]),
-    ("stop_hit", {"side": "Buy", "realised_pnl": "-20.5"}, "MAIN BTCUSDT Buy: STOP HIT", ["-20.50 USDT"]),
-    ("position_closed", {"side": "Buy", "reason": "take_profits", "realised_pnl": "70", "duration_s": 7260,
-                         "tps_hit": 4, "tps": 4}, "MAIN BTCUSDT Buy: POSITION CLOSED (take_profits)",
-     ["+70.00 USDT", "2h 1m", "4/4"]),
-    ("emergency_close", {"side": "Sell", "qty": "0.1"}, "MAIN BTCUSDT Sell: EMERGENCY CLOSE", ["0.1", "market"]),
-    ("unprotected", {"side": "Buy", "size": "0.1", "seconds": 3}, "MAIN BTCUSDT Buy: UNPROTECTED", ["0.1", "3s"]),
-    ("entry_refused", {"side": "Buy", "code": 110007}, "MAIN BTCUSDT Buy: ENTRY REFUSED", ["110007", "nothing"]),
-])
+@pytest.mark.parametrize(
+    "event, payload, title, words",
+    [
+        (
+            "entry_filled",
+            {"side": "Buy", "level_filled": 2, "qty": "0.033", "price": "64000", "size": "0.066"},
+            "MAIN BTCUSDT Buy: ENTRY FILLED",
+            ["0.033", "64000", "0.066"],
+        ),
+        (
+            "tp_filled",
+            {
+                "side": "Buy",
+                "level_filled": 1,
+                "qty": "0.085",
+                "price": "65650",
+                "remaining": "0.015",
+                "realised_pnl": Decimal("55.125"),
+            },
+            "MAIN BTCUSDT Buy: TP1 FILLED",
+            ["0.085", "65650", "+55.13 USDT"],
+        ),
+        (
+            "breakeven",
+            {"side": "Buy", "trigger": "64557.4", "qty": "0.015"},
+            "MAIN BTCUSDT Buy: STOP AT BREAKEVEN",
+            ["64557.4", "0.015"],
+        ),
+        ("stop_hit", {"side": "Buy", "realised_pnl": "-20.5"}, "MAIN BTCUSDT Buy: STOP HIT", ["-20.50 USDT"]),
+        (
+            "position_closed",
+            {"side": "Buy", "reason": "take_profits", "realised_pnl": "70", "duration_s": 7260, "tps_hit": 4, "tps": 4},
+            "MAIN BTCUSDT Buy: POSITION CLOSED (take_profits)",
+            ["+70.00 USDT", "2h 1m", "4/4"],
+        ),
+        ("emergency_close", {"side": "Sell", "qty": "0.1"}, "MAIN BTCUSDT Sell: EMERGENCY CLOSE", ["0.1", "market"]),
+        ("unprotected", {"side": "Buy", "size": "0.1", "seconds": 3}, "MAIN BTCUSDT Buy: UNPROTECTED", ["0.1", "3s"]),
+        ("entry_refused", {"side": "Buy", "code": 110007}, "MAIN BTCUSDT Buy: ENTRY REFUSED", ["110007", "nothing"]),
+    ],
+)
 def test_each_trade_event_names_account_symbol_and_side(event, payload, title, words):
     alert = AlertRules().alert_for(entry(BTC, event, **payload))
     assert alert.title == title and alert.account == "main" and alert.kind == event
@@ -53,8 +78,10 @@ def test_each_trade_event_names_account_symbol_and_side(event, payload, title, w
 
 def test_account_and_daemon_events_and_what_is_not_an_alert():
     rules = AlertRules()
-    assert rules.alert_for(entry(account_subject("mirror"), "account_unreadable", seconds=95, reason="http 503")).title \
+    assert (
+        rules.alert_for(entry(account_subject("mirror"), "account_unreadable", seconds=95, reason="http 503")).title
         == "MIRROR: ACCOUNT UNREADABLE"
+    )
     assert rules.alert_for(entry(account_subject("main"), "account_readable")).title == "MAIN: ACCOUNT READABLE AGAIN"
     started = rules.alert_for(entry(DAEMON, "daemon_started", monitors=64, accounts=["main", "mirror"]))
     assert started.title == "GUARDIAN STARTED" and "64 positions on main, mirror" in started.body
@@ -71,8 +98,10 @@ def test_mirror_alerts_can_be_silenced():
 
 
 def queued(n: int, time_ms: int = 1_700_000_000_000, start: int = 1) -> list[QueuedAlert]:
-    return [QueuedAlert(i, time_ms, "main", "tp_filled", f"MAIN S{i}USDT Buy: TP1 FILLED", f"fill {i}")
-            for i in range(start, start + n)]
+    return [
+        QueuedAlert(i, time_ms, "main", "tp_filled", f"MAIN S{i}USDT Buy: TP1 FILLED", f"fill {i}")
+        for i in range(start, start + n)
+    ]
 
 
 def test_a_burst_becomes_a_few_listing_messages_and_old_alerts_one_digest():
@@ -100,8 +129,9 @@ class Rig:
         self.receivers = [Receiver() for _ in range(receivers)]
         self.clock = FakeClock()
         self.persistence = Recorder.start()
-        self.notifier = Notifier.start([Channel(r.url) for r in self.receivers], self.persistence, self.clock,
-                                       max_age_s=3600)
+        self.notifier = Notifier.start(
+            [Channel(r.url) for r in self.receivers], self.persistence, self.clock, max_age_s=3600
+        )
 
     def queue(self, alerts: list[QueuedAlert]) -> None:
         self.notifier.tell(AlertsQueued(tuple(alerts)))
@@ -114,9 +144,11 @@ class Rig:
 
     def until_sent(self, count: int, what: str, timeout: float = 15) -> None:
         """Tick (fake time) until `count` alerts were marked sent."""
+
         def done():
             self.tick()
             return len(self.sent_ids()) >= count
+
         wait_until(done, timeout, what, interval=0.05)
 
     def close(self) -> None:
@@ -147,7 +179,7 @@ def test_a_burst_stays_within_one_message_a_second(rig):
     started = r.clock.monotonic()
     r.until_sent(30, "the burst")
     assert r.receivers[0].titles() == ["20 alerts", "10 alerts"]
-    assert r.clock.monotonic() - started >= 1.0          # the second message waited its turn
+    assert r.clock.monotonic() - started >= 1.0  # the second message waited its turn
 
 
 def test_a_failing_service_is_retried_with_backoff_and_nothing_is_lost(rig, caplog):
@@ -160,7 +192,7 @@ def test_a_failing_service_is_retried_with_backoff_and_nothing_is_lost(rig, capl
     r.receivers[0].mode = "ok"
     r.until_sent(2, "delivery after the outage", timeout=30)
     assert [m["title"] for m in r.receivers[0].received()] == ["2 alerts"]
-    assert len(r.receivers[1].received()) == 1                         # not sent twice to the healthy URL
+    assert len(r.receivers[1].received()) == 1  # not sent twice to the healthy URL
     assert not any(TOKEN in x.getMessage() for x in caplog.records)
 
 
@@ -184,13 +216,22 @@ def test_persistence_queues_an_alert_in_the_same_commit_as_its_event(tmp_path):
     notifier = Recorder.start()
     persistence = Persistence.start(store, states, FakeClock(), alerts=AlertRules())
     persistence.tell(AttachNotifier(notifier))
-    record(persistence, Record(BTC, {"n": 1}, (journal(1, BTC, "tp_filled", side="Buy", level_filled=1, qty="0.1",
-                                                       price="65000", remaining="0.2"),
-                                               journal(1, BTC, "command_settled", action="place")), critical=True))
+    record(
+        persistence,
+        Record(
+            BTC,
+            {"n": 1},
+            (
+                journal(1, BTC, "tp_filled", side="Buy", level_filled=1, qty="0.1", price="65000", remaining="0.2"),
+                journal(1, BTC, "command_settled", action="place"),
+            ),
+            critical=True,
+        ),
+    )
     connection = sqlite3.connect(path)
     rows = connection.execute("SELECT title, sent_ms FROM alerts").fetchall()
     connection.close()
-    assert rows == [("MAIN BTCUSDT Buy: TP1 FILLED", None)]       # committed when record() returned
+    assert rows == [("MAIN BTCUSDT Buy: TP1 FILLED", None)]  # committed when record() returned
     handed = wait_until(lambda: [m for m in recorded(notifier) if isinstance(m, AlertsQueued)], 5, "the hand-off")
     persistence.tell(AlertsSent(tuple(a.id for a in handed[0].alerts)))
     persistence.stop()
@@ -215,10 +256,20 @@ def test_alert_urls_never_reach_a_log_line(tmp_path):
     import subprocess
     import sys
     from tests.test_processes import MAIN, clean_env
-    env = clean_env(ALERT_URLS=f"tgram://{TOKEN}/987654321,json://127.0.0.1:9/{TOKEN}x", STATE_PATH=str(tmp_path / "s.db"),
-                    LOG_LEVEL="DEBUG")
-    result = subprocess.run([sys.executable, MAIN, "--duration", "2", "--positions", "2"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=60)
+
+    env = clean_env(
+        ALERT_URLS=f"tgram://{TOKEN}/987654321,json://127.0.0.1:9/{TOKEN}x",
+        STATE_PATH=str(tmp_path / "s.db"),
+        LOG_LEVEL="DEBUG",
+    )
+    result = subprocess.run(
+        [sys.executable, MAIN, "--duration", "2", "--positions", "2"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert TOKEN not in result.stderr + result.stdout
     assert os.path.exists(tmp_path / "s.db")
@@ -233,11 +284,18 @@ def test_alerts_test_sends_one_message_per_url_and_says_how_each_went(tmp_path):
     import subprocess
     import sys
     from tests.test_processes import MAIN, clean_env
+
     good, bad = Receiver(), Receiver()
     bad.mode = "fail"
     try:
-        run = lambda urls: subprocess.run([sys.executable, MAIN, "alerts", "test"], cwd=tmp_path,
-                                          env=clean_env(ALERT_URLS=urls), capture_output=True, text=True, timeout=60)
+        run = lambda urls: subprocess.run(
+            [sys.executable, MAIN, "alerts", "test"],
+            cwd=tmp_path,
+            env=clean_env(ALERT_URLS=urls),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         ok = run(good.url)
         both = run(f"{good.url},{bad.url}")
         unset = run("")
@@ -248,5 +306,7 @@ def test_alerts_test_sends_one_message_per_url_and_says_how_each_went(tmp_path):
     assert [m["title"] for m in good.received()] == ["TP/SL guardian: test alert"] * 2
     assert both.returncode == 1
     assert [line.rsplit(": ", 1)[1] for line in both.stdout.splitlines()] == [
-        "sent", "failed (the service refused it or did not answer)"]
+        "sent",
+        "failed (the service refused it or did not answer)",
+    ]
     assert unset.returncode == 1 and "ALERT_URLS is not set" in unset.stderr

@@ -19,6 +19,7 @@ def served(tmp_path):
     def make(owner_uid=None, handle=lambda request: {"exit": 0, "lines": [f"got {request['command']}"]}):
         servers.append(ControlServer(tmp_path / "guardian.sock", handle, owner_uid=owner_uid).start())
         return servers[-1]
+
     yield make
     for server in servers:
         server.stop()
@@ -54,7 +55,7 @@ def test_a_second_daemon_on_the_same_socket_is_refused_and_a_stale_file_replaced
     stale = tmp_path / "stale" / "guardian.sock"
     stale.parent.mkdir()
     leftover = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    leftover.bind(str(stale))      # bound, never listening: what a killed daemon leaves
+    leftover.bind(str(stale))  # bound, never listening: what a killed daemon leaves
     leftover.close()
     server = ControlServer(stale, lambda r: {"exit": 0, "lines": []}).start()
     try:

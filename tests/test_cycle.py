@@ -43,14 +43,16 @@ def test_follow_ups_over_the_limit_are_kept_and_sent_first_at_the_next_check(cap
     sim, driver = world()
     driver.cycle = CheckCycle(BTC, driver, driver.clock, INTERVALS, driver.config, max_follow_ups=1)
     driver.check()
-    sim.exchange.set_price("BTCUSDT", D("65700"))                           # TP1: the stop moves to breakeven
-    answers = {Action.AMEND: Rejected(RetCode.ORDER_DOES_NOT_EXIST, "Order does not exist."),
-               Action.PLACE: Rejected(RetCode.EXPECT_FALLING, "expect Falling")}
+    sim.exchange.set_price("BTCUSDT", D("65700"))  # TP1: the stop moves to breakeven
+    answers = {
+        Action.AMEND: Rejected(RetCode.ORDER_DOES_NOT_EXIST, "Order does not exist."),
+        Action.PLACE: Rejected(RetCode.EXPECT_FALLING, "expect Falling"),
+    }
     driver.override = lambda c: answers.get(c.action) if c.key == STOP_KEY else None
     sent, events = driver.check()
     assert [c.key for c in sent if c.key in (STOP_KEY, EMERGENCY_KEY)] == [STOP_KEY, STOP_KEY]
     assert EventKind.FOLLOW_UP_DEFERRED in [e.kind for e in events]
-    assert EMERGENCY_KEY in driver.state.pending                            # its id stays reserved
+    assert EMERGENCY_KEY in driver.state.pending  # its id stays reserved
     assert any(r.getMessage().startswith("FOLLOW-UP DEFERRED") for r in caplog.records)
     driver.override = None
     sent, _ = driver.check()
@@ -108,16 +110,17 @@ def test_backoff_doubles_up_to_its_cap_and_starts_over():
 def test_a_position_left_without_a_stop_is_alerted_after_one_critical_interval_then_every_5_minutes():
     sim, driver = world()
     driver.cycle = CheckCycle(BTC, driver, driver.clock, INTERVALS, RulesConfig(adoption_policy="observe"))
-    for order in list(sim.account("main").open_orders("BTCUSDT")):     # an adopted position, nothing on it
-        sim.exchange.cancel_order(sim.account("main"), {"category": "linear", "symbol": "BTCUSDT",
-                                                        "orderId": order.order_id})
+    for order in list(sim.account("main").open_orders("BTCUSDT")):  # an adopted position, nothing on it
+        sim.exchange.cancel_order(
+            sim.account("main"), {"category": "linear", "symbol": "BTCUSDT", "orderId": order.order_id}
+        )
     alerts = lambda events: [e for e in events if e.kind is EventKind.UNPROTECTED and e.critical]
-    assert alerts(driver.check(advance_ms=1_000)[1]) == []              # just seen: not yet
-    assert alerts(driver.check(advance_ms=1_000)[1]) == []              # 1 s: within the critical interval
+    assert alerts(driver.check(advance_ms=1_000)[1]) == []  # just seen: not yet
+    assert alerts(driver.check(advance_ms=1_000)[1]) == []  # 1 s: within the critical interval
     first = alerts(driver.check(advance_ms=2_000)[1])
     assert len(first) == 1 and first[0].line.startswith("UNPROTECTED main:BTCUSDT:0: no live stop")
-    assert all(not alerts(driver.check(advance_ms=60_000)[1]) for _ in range(4))   # 4 minutes on: quiet
-    assert len(alerts(driver.check(advance_ms=60_000)[1])) == 1                    # 5 minutes: again
+    assert all(not alerts(driver.check(advance_ms=60_000)[1]) for _ in range(4))  # 4 minutes on: quiet
+    assert len(alerts(driver.check(advance_ms=60_000)[1])) == 1  # 5 minutes: again
     assert any(c for c, _, entries in driver.records if any(e.event == "unprotected" for e in entries))  # journaled
 
 
@@ -131,7 +134,7 @@ class PushedViews(Driver):
     def view(self, max_age: float, closed_for: frozenset[str] | None = None, fresh: bool = False):
         self.fresh_reads += fresh
         self.snapshot += 1 if fresh or self.snapshot == 0 else 0
-        self.snapshot -= 1                                  # Driver.view counts one more
+        self.snapshot -= 1  # Driver.view counts one more
         view = super().view(max_age, closed_for)
         return replace(view, pushed=not fresh)
 
@@ -142,8 +145,10 @@ def test_on_pushed_views_an_uncertain_command_is_settled_by_snapshots_read_for_i
     sim, _ = world()
     driver = PushedViews(sim.exchange, BTC)
     driver.check()
-    sim.exchange.cancel_order(sim.account("main"), {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "tg-pos1-S0-0"})
-    driver.override = lambda c: Unresolved("timeout") if c.key == STOP_KEY else None   # it never lands
+    sim.exchange.cancel_order(
+        sim.account("main"), {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "tg-pos1-S0-0"}
+    )
+    driver.override = lambda c: Unresolved("timeout") if c.key == STOP_KEY else None  # it never lands
     driver.check()
     driver.override = None
     for _ in range(3):
@@ -155,14 +160,16 @@ def test_on_pushed_views_an_uncertain_command_is_settled_by_snapshots_read_for_i
 def test_a_check_is_quiet_only_when_pushed_protected_and_nothing_was_sent_or_awaits():
     sim, _ = world()
     driver = PushedViews(sim.exchange, BTC)
-    driver.check()                                          # adoption: nothing to send, stop in place
+    driver.check()  # adoption: nothing to send, stop in place
     assert driver.last_result.quiet
-    sim.exchange.cancel_order(sim.account("main"), {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "tg-pos1-S0-0"})
+    sim.exchange.cancel_order(
+        sim.account("main"), {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "tg-pos1-S0-0"}
+    )
     driver.override = lambda c: Rejected(10005, "Permission denied") if c.key == STOP_KEY else None
-    driver.check()                                          # the stop refused: retried at the tier's pace
+    driver.check()  # the stop refused: retried at the tier's pace
     assert not driver.last_result.quiet and driver.last_result.unprotected
     driver.override = None
-    driver.check()                                          # placed: sent something, so not yet quiet
+    driver.check()  # placed: sent something, so not yet quiet
     assert not driver.last_result.quiet
     driver.check()
     assert driver.last_result.quiet
@@ -175,8 +182,8 @@ def test_on_pushed_views_a_flat_position_seen_once_is_confirmed_by_a_snapshot_re
     driver = PushedViews(sim.exchange, BTC)
     driver.check()
     size = sim.account("main").positions["BTCUSDT"].size
-    sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty=str(size))   # closed by hand
-    driver.snapshot += 1                                    # a resync read it: one fresh snapshot
+    sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty=str(size))  # closed by hand
+    driver.snapshot += 1  # a resync read it: one fresh snapshot
     driver.check()
     assert driver.state.gone_snapshots and not driver.last_result.quiet
     reads = driver.fresh_reads

@@ -14,9 +14,23 @@ from actors.exchange._rate_limiter import RateLimiter
 from actors.asks import ask_with_reply
 from actors.exchange._transport import BybitTransport
 from actors.exchange.gateway import ExchangeGateway
-from messages.gateway import (Accepted, AmendOrder, Batch, CancelOrder, GatewayTick, GetAccountSnapshot,
-                              GetGatewayStats, GetMarket, GetPositionView, PlaceOrder, Priority, Rejected, SetLeverage,
-                              Unavailable, Unresolved)
+from messages.gateway import (
+    Accepted,
+    AmendOrder,
+    Batch,
+    CancelOrder,
+    GatewayTick,
+    GetAccountSnapshot,
+    GetGatewayStats,
+    GetMarket,
+    GetPositionView,
+    PlaceOrder,
+    Priority,
+    Rejected,
+    SetLeverage,
+    Unavailable,
+    Unresolved,
+)
 from messages.models import OrderLink, Role
 from messages.persistence import account_subject
 from runtime.clock import SystemClock
@@ -34,8 +48,9 @@ class Rig:
         self.book = self.sim.load_demo_book(positions) if positions else []
         self.sim.start()
         accounts = {name: (c.api_key, c.api_secret) for name, c in self.sim.credentials.items()}
-        self.gateway = ExchangeGateway.start(BybitTransport(accounts, self.sim.url, timeout=timeout), SystemClock(),
-                                             **gateway_options)
+        self.gateway = ExchangeGateway.start(
+            BybitTransport(accounts, self.sim.url, timeout=timeout), SystemClock(), **gateway_options
+        )
         self.ticker = Ticker(SystemClock(), [Every(0.02, self.gateway, GatewayTick)]).start()
         self.stats()  # instruments requested at start
 
@@ -80,8 +95,7 @@ def test_200_requests_on_a_cold_cache_cost_exactly_the_pages_needed(rig):
     views = [(account, f.get(timeout=15)) for account, f in futures]
     stats = r.sim.stats.snapshot()["requests"]
     for account in ("main", "mirror"):
-        assert stats[account] == {"/v5/position/list": 1,
-                                  Api.OPEN_ORDERS: math.ceil(orders_on(r.sim, account) / 50)}
+        assert stats[account] == {"/v5/position/list": 1, Api.OPEN_ORDERS: math.ceil(orders_on(r.sim, account) / 50)}
         ids = {v.snapshot_id for a, v in views if a == account}
         assert len(ids) == 1  # everyone got the same snapshot
     assert all(v.position is not None and not v.stale for _, v in views)
@@ -145,10 +159,26 @@ def test_thirty_amends_at_once_meet_no_10006_and_stops_go_first(rig):
         account = r.sim.account("main")
         stop = account.by_link[OrderLink(entry.position_id, Role.STOP, 0, 0).build()]
         tp1 = account.by_link[OrderLink(entry.position_id, Role.TAKE_PROFIT, 1, 0).build()]
-        commands.append(lambda f, e=entry, q=stop.qty: AmendOrder("main", e.symbol, OrderLink(e.position_id, Role.STOP, 0, 0).build(),
-                                                                  qty=q, priority=Priority.PROTECT, reply=f))
-        commands.append(lambda f, e=entry, q=tp1.qty: AmendOrder("main", e.symbol, OrderLink(e.position_id, Role.TAKE_PROFIT, 1, 0).build(),
-                                                                 qty=q, priority=Priority.RESIZE, reply=f))
+        commands.append(
+            lambda f, e=entry, q=stop.qty: AmendOrder(
+                "main",
+                e.symbol,
+                OrderLink(e.position_id, Role.STOP, 0, 0).build(),
+                qty=q,
+                priority=Priority.PROTECT,
+                reply=f,
+            )
+        )
+        commands.append(
+            lambda f, e=entry, q=tp1.qty: AmendOrder(
+                "main",
+                e.symbol,
+                OrderLink(e.position_id, Role.TAKE_PROFIT, 1, 0).build(),
+                qty=q,
+                priority=Priority.RESIZE,
+                reply=f,
+            )
+        )
     r.sim.stats.reset()
     started = time.monotonic()
     futures = []
@@ -161,8 +191,11 @@ def test_thirty_amends_at_once_meet_no_10006_and_stops_go_first(rig):
     assert all(isinstance(o, Accepted) for o in outcomes), outcomes
     assert r.sim.stats.snapshot()["rate_limited_10006"] == 0
     account = r.sim.account("main")
-    targets = {OrderLink(e.position_id, role, level, 0).build()
-               for e in guarded[:15] for role, level in ((Role.STOP, 0), (Role.TAKE_PROFIT, 1))}
+    targets = {
+        OrderLink(e.position_id, role, level, 0).build()
+        for e in guarded[:15]
+        for role, level in ((Role.STOP, 0), (Role.TAKE_PROFIT, 1))
+    }
     amended = sorted((account.by_link[link] for link in targets), key=lambda o: (o.updated_ms, o.seq))
     roles = [OrderLink.parse(o.link_id).role for o in amended]
     assert max(i for i, role in enumerate(roles) if role is Role.STOP) < 20  # stops in the first two windows
@@ -173,8 +206,17 @@ def test_thirty_amends_at_once_meet_no_10006_and_stops_go_first(rig):
 def test_10006_makes_the_command_unresolved_and_blocks_the_key_until_reset(rig):
     r = rig()
     r.sim.add_fault(kind="retcode", endpoint=Api.PLACE_ORDER, code=10006, message="Too many visits!", count=1)
-    place = lambda f, n: PlaceOrder("main", "BTCUSDT", "Buy", "Limit", Decimal("0.001"), f"tg-rl{n}-E2-0",
-                                    price=Decimal("50000"), reduce_only=False, reply=f)
+    place = lambda f, n: PlaceOrder(
+        "main",
+        "BTCUSDT",
+        "Buy",
+        "Limit",
+        Decimal("0.001"),
+        f"tg-rl{n}-E2-0",
+        price=Decimal("50000"),
+        reduce_only=False,
+        reply=f,
+    )
     assert isinstance(r.send(lambda f: place(f, 1)), Unresolved)
     started = time.monotonic()
     assert isinstance(r.send(lambda f: place(f, 2)), Accepted)
@@ -186,22 +228,39 @@ def test_http_403_stops_every_request_to_the_host(rig):
     r = rig()
     r.view("BTCUSDT")
     r.sim.add_fault(kind="http_5xx", endpoint=Api.PLACE_ORDER, status=403, count=1)
-    place = lambda f, n: PlaceOrder("main", "BTCUSDT", "Buy", "Limit", Decimal("0.001"), f"tg-ban{n}-E2-0",
-                                    price=Decimal("50000"), reduce_only=False, reply=f)
+    place = lambda f, n: PlaceOrder(
+        "main",
+        "BTCUSDT",
+        "Buy",
+        "Limit",
+        Decimal("0.001"),
+        f"tg-ban{n}-E2-0",
+        price=Decimal("50000"),
+        reduce_only=False,
+        reply=f,
+    )
     assert isinstance(r.send(lambda f: place(f, 1)), Unresolved)
     before = r.sim.stats.requests()
     second = r.send(lambda f: place(f, 2))
     assert isinstance(second, Rejected) and "403" in second.message  # never sent
     view = r.view("BTCUSDT", max_age=0.01)
-    assert view.stale and view.position is not None                  # the last good data, marked stale
+    assert view.stale and view.position is not None  # the last good data, marked stale
     assert r.sim.stats.requests() == before
     assert r.stats().banned_403 == 1
 
 
-@pytest.mark.parametrize("fault", [
-    {"kind": "http_5xx", "status": 502}, {"kind": "retcode", "code": 10016}, {"kind": "malformed_json"},
-    {"kind": "hang", "seconds": 3}, {"kind": "stuck_cursor"}, {"kind": "drop_connection"}],
-    ids=["5xx", "10016", "malformed", "timeout", "stuck-cursor", "dropped"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "http_5xx", "status": 502},
+        {"kind": "retcode", "code": 10016},
+        {"kind": "malformed_json"},
+        {"kind": "hang", "seconds": 3},
+        {"kind": "stuck_cursor"},
+        {"kind": "drop_connection"},
+    ],
+    ids=["5xx", "10016", "malformed", "timeout", "stuck-cursor", "dropped"],
+)
 def test_a_failed_refresh_keeps_the_last_good_snapshot_marked_stale(rig, fault):
     r = rig(positions=60, timeout=1.0)
     good = r.snapshot()
@@ -245,8 +304,20 @@ def test_lost_response_is_unresolved_and_the_next_snapshot_shows_the_order(rig):
     r = rig()
     r.view("BTCUSDT")
     r.sim.add_fault(kind="lost_response", endpoint=Api.PLACE_ORDER, count=1)
-    outcome = r.send(lambda f: PlaceOrder("main", "BTCUSDT", "Buy", "Limit", Decimal("0.001"), "tg-lost-E2-0",
-                                          price=Decimal("50000"), reduce_only=False, priority=Priority.PROTECT, reply=f))
+    outcome = r.send(
+        lambda f: PlaceOrder(
+            "main",
+            "BTCUSDT",
+            "Buy",
+            "Limit",
+            Decimal("0.001"),
+            "tg-lost-E2-0",
+            price=Decimal("50000"),
+            reduce_only=False,
+            priority=Priority.PROTECT,
+            reply=f,
+        )
+    )
     assert isinstance(outcome, Unresolved)
     view = r.view("BTCUSDT", max_age=60)  # marked dirty: read again despite the generous max_age
     assert "tg-lost-E2-0" in {o.link_id for o in view.orders}
@@ -263,8 +334,14 @@ def test_accepted_commands_are_reflected_before_the_next_answer(rig):
     stop = next(o for o in r.view(entry.symbol, max_age=60).orders if o.link_id == stop_link)
     moved = stop.trigger_price + (1 if entry.side == "Sell" else -1) * stop.trigger_price / 100
     moved = r.view(entry.symbol).instrument.snap_price(moved, up=entry.side == "Sell")
-    assert isinstance(r.send(lambda f: AmendOrder("main", entry.symbol, stop_link, trigger_price=moved,
-                                                  priority=Priority.PROTECT, reply=f)), Accepted)
+    assert isinstance(
+        r.send(
+            lambda f: AmendOrder(
+                "main", entry.symbol, stop_link, trigger_price=moved, priority=Priority.PROTECT, reply=f
+            )
+        ),
+        Accepted,
+    )
     assert isinstance(r.send(lambda f: CancelOrder("main", entry.symbol, tp4_link, reply=f)), Accepted)
     view = r.view(entry.symbol, max_age=60)
     assert next(o for o in view.orders if o.link_id == stop_link).trigger_price == moved
@@ -274,8 +351,17 @@ def test_accepted_commands_are_reflected_before_the_next_answer(rig):
 
 def test_batch_commands_answer_per_item(rig):
     r = rig()
-    make = lambda n: PlaceOrder("main", "BTCUSDT", "Buy", "Limit", Decimal("0.001"), f"tg-bat{n}-E2-0",
-                                price=Decimal("50000"), reduce_only=False, reply=None)
+    make = lambda n: PlaceOrder(
+        "main",
+        "BTCUSDT",
+        "Buy",
+        "Limit",
+        Decimal("0.001"),
+        f"tg-bat{n}-E2-0",
+        price=Decimal("50000"),
+        reduce_only=False,
+        reply=None,
+    )
     outcomes = r.send(lambda f: Batch("main", (make(1), make(1), make(2)), reply=f))
     assert [type(o) for o in outcomes] == [Accepted, Rejected, Accepted]
     assert outcomes[1].code == 110072
@@ -324,8 +410,19 @@ def test_secrets_never_reach_a_log_line(rig, caplog):
     r = rig()
     r.sim.add_fault(kind="retcode", endpoint=Api.PLACE_ORDER, code=10016, count=1)
     r.view("BTCUSDT")
-    r.send(lambda f: PlaceOrder("main", "BTCUSDT", "Buy", "Limit", Decimal("0.001"), "tg-sec-E2-0",
-                                price=Decimal("50000"), reduce_only=False, reply=f))
+    r.send(
+        lambda f: PlaceOrder(
+            "main",
+            "BTCUSDT",
+            "Buy",
+            "Limit",
+            Decimal("0.001"),
+            "tg-sec-E2-0",
+            price=Decimal("50000"),
+            reduce_only=False,
+            reply=f,
+        )
+    )
     r.stats()
     text = caplog.text + repr(r.gateway) + repr(r.stats())
     for creds in r.sim.credentials.values():
@@ -339,14 +436,15 @@ def test_unknown_account_is_unavailable(rig):
 
 # --- pure parts ----------------------------------------------------------------------------
 
+
 def test_limiter_paces_to_the_published_limit_with_a_guard():
     limiter = RateLimiter(guard=0.1)
     assert all(limiter.take("main", Api.AMEND_ORDER, 0.0) for _ in range(10))
     assert not limiter.take("main", Api.AMEND_ORDER, 0.5)
     assert limiter.delay("main", Api.AMEND_ORDER, 0.5) == pytest.approx(0.6)
     assert limiter.take("main", Api.AMEND_ORDER, 1.1)
-    assert limiter.take("mirror", Api.AMEND_ORDER, 0.5)       # per account
-    assert limiter.take("main", Api.POSITIONS, 0.5)       # per endpoint
+    assert limiter.take("mirror", Api.AMEND_ORDER, 0.5)  # per account
+    assert limiter.take("main", Api.POSITIONS, 0.5)  # per endpoint
 
 
 def test_limiter_is_corrected_by_headers_and_blocks_on_10006_and_403():
@@ -364,7 +462,7 @@ def test_a_request_without_a_reply_future_is_logged_and_dropped_not_fatal(rig, c
     entry = r.book[0]
     r.gateway.tell(GetPositionView("main", entry.symbol, 0, 2.0, reply=None))
     r.gateway.tell(CancelOrder("main", entry.symbol, "tg-x-T1-0", reply=None))
-    view = r.view(entry.symbol)                       # the only gateway is still alive and answers
+    view = r.view(entry.symbol)  # the only gateway is still alive and answers
     assert view.symbol == entry.symbol
     errors = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.ERROR]
     assert len(errors) == 2 and all("without a reply future" in line for line in errors)
@@ -376,11 +474,19 @@ def test_an_account_unreadable_past_the_stale_limit_is_journaled_once_and_its_re
     r.view(r.book[0].symbol, account="mirror", max_age=0.0)
     r.sim.add_fault(kind="http_5xx", account="mirror", status=503)
     events = lambda: [e.event for m in recorded(journal) for e in m.events]
-    wait_until(lambda: r.view(r.book[0].symbol, account="mirror", max_age=0.0) and "account_unreadable" in events(),
-               30, "the account journaled unreadable", interval=0.3)
+    wait_until(
+        lambda: r.view(r.book[0].symbol, account="mirror", max_age=0.0) and "account_unreadable" in events(),
+        30,
+        "the account journaled unreadable",
+        interval=0.3,
+    )
     r.sim.clear_faults()
-    wait_until(lambda: r.view(r.book[0].symbol, account="mirror", max_age=0.0) and "account_readable" in events(),
-               30, "the account journaled readable again", interval=0.3)
+    wait_until(
+        lambda: r.view(r.book[0].symbol, account="mirror", max_age=0.0) and "account_readable" in events(),
+        30,
+        "the account journaled readable again",
+        interval=0.3,
+    )
     records = recorded(journal)
     assert events() == ["account_unreadable", "account_readable"]
     assert all(m.critical and m.monitor == account_subject("mirror") for m in records)
@@ -396,7 +502,7 @@ def test_market_reads_the_price_and_balance_and_leverage_not_modified_is_accepte
     assert market.available_balance == rig.sim.exchange.available_balance(rig.sim.account("main"))
     unknown = rig.send(lambda f: GetMarket("main", "FOOUSDT", reply=f))
     assert unknown.instrument is None and unknown.last_price is None
-    assert isinstance(rig.send(lambda f: SetLeverage("main", "BTCUSDT", Decimal(10), reply=f)), Accepted)   # 110043
+    assert isinstance(rig.send(lambda f: SetLeverage("main", "BTCUSDT", Decimal(10), reply=f)), Accepted)  # 110043
     assert isinstance(rig.send(lambda f: SetLeverage("main", "BTCUSDT", Decimal(3), reply=f)), Accepted)
     refused = rig.send(lambda f: SetLeverage("main", "BTCUSDT", Decimal(80), reply=f))
     assert isinstance(refused, Rejected) and refused.code == 10001

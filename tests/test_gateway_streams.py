@@ -33,8 +33,9 @@ class StreamRig:
         self.book = self.sim.load_demo_book(positions)
         self.sim.start()
         accounts = {name: (c.api_key, c.api_secret) for name, c in self.sim.credentials.items()}
-        transport = BybitTransport(accounts, self.sim.url, timeout=3.0, ws_private=self.sim.ws_private,
-                                   ws_public=self.sim.ws_public)
+        transport = BybitTransport(
+            accounts, self.sim.url, timeout=3.0, ws_private=self.sim.ws_private, ws_public=self.sim.ws_public
+        )
         self.scheduler = Recorder.start()
         self.gateway = ExchangeGateway.start(transport, SystemClock(), heartbeat=HEARTBEAT_S, resync_every=resync_every)
         self.gateway.tell(AttachScheduler(self.scheduler))
@@ -44,16 +45,24 @@ class StreamRig:
         return self.gateway.ask(GetGatewayStats(), timeout=5)
 
     def fresh(self, *accounts: str) -> None:
-        wait_until(lambda: set(accounts or ("main", "mirror")) <= set(self.stats().streams_healthy), 15,
-                   "the streams fresh")
+        wait_until(
+            lambda: set(accounts or ("main", "mirror")) <= set(self.stats().streams_healthy), 15, "the streams fresh"
+        )
 
     def view(self, symbol: str, account: str = "main", max_age: float = 0.0, closed_for=None):
-        return ask_with_reply(self.gateway, lambda f: GetPositionView(
-            account, symbol, 0, max_age, closed_for is not None, closed_for or frozenset(), reply=f), 15)
+        return ask_with_reply(
+            self.gateway,
+            lambda f: GetPositionView(
+                account, symbol, 0, max_age, closed_for is not None, closed_for or frozenset(), reply=f
+            ),
+            15,
+        )
 
     def reads(self, account: str = "main") -> int:
-        return sum(self.sim.stats.requests(account=account, endpoint=e)
-                   for e in (Api.OPEN_ORDERS, Api.POSITIONS, Api.ORDER_HISTORY))
+        return sum(
+            self.sim.stats.requests(account=account, endpoint=e)
+            for e in (Api.OPEN_ORDERS, Api.POSITIONS, Api.ORDER_HISTORY)
+        )
 
     def wakes(self) -> list[MonitorId]:
         return [m.monitor for m in recorded(self.scheduler) if isinstance(m, Wake)]
@@ -103,7 +112,7 @@ def test_a_fill_wakes_its_monitor_and_is_known_without_the_order_history(rig):
     wait_until(lambda: r.woken_after(woken, MonitorId("main", entry.symbol)), 5, "a Wake for the monitor")
     view = r.view(entry.symbol, closed_for=frozenset({tp1}))
     assert [o.status for o in view.closed if o.link_id == tp1] == ["Filled"]
-    assert view.position.size < before                           # never the filled order with the old size
+    assert view.position.size < before  # never the filled order with the old size
     assert r.reads() == 0
 
 
@@ -115,18 +124,21 @@ def test_a_data_stall_hands_over_to_rest_within_two_heartbeats_and_comes_back(ri
     wait_until(lambda: "main" not in r.stats().streams_healthy, 4 * HEARTBEAT_S + 2, "main no longer fresh")
     assert "mirror" in r.stats().streams_healthy
     r.sim.stats.reset()
-    assert isinstance(r.view(entry.symbol, max_age=0.0), PositionView) and r.reads() > 0   # REST serves
+    assert isinstance(r.view(entry.symbol, max_age=0.0), PositionView) and r.reads() > 0  # REST serves
     r.sim.clear_faults()
     r.fresh("main")
-    assert any("Stream main: stale" in rec.getMessage() or "Stream main: down" in rec.getMessage()
-               for rec in caplog.records if rec.levelno == logging.WARNING)
+    assert any(
+        "Stream main: stale" in rec.getMessage() or "Stream main: down" in rec.getMessage()
+        for rec in caplog.records
+        if rec.levelno == logging.WARNING
+    )
 
 
 def test_a_lost_push_is_found_by_the_resync_the_snapshot_wins(rig, caplog):
     r = rig(resync_every=2.0)
     r.fresh()
     entry = r.entry("tp1_near")
-    r.sim.add_fault(kind="ws_lose_push", account="main", count=100)   # every push of this fill
+    r.sim.add_fault(kind="ws_lose_push", account="main", count=100)  # every push of this fill
     r.through_tp1(entry)
     size = r.sim.account("main").positions[entry.symbol].size
     wait_until(lambda: r.stats().missed_pushes > 0, 10, "the resync finding the missed pushes")
@@ -143,8 +155,11 @@ def test_duplicated_pushes_are_applied_once(rig):
     woken = len(r.wakes())
     r.through_tp1(entry)
     wait_until(lambda: r.woken_after(woken, MonitorId("main", entry.symbol)), 5, "a Wake for the monitor")
-    wait_until(lambda: r.view(entry.symbol).position.size == r.sim.account("main").positions[entry.symbol].size,
-               5, "the pushed size")
+    wait_until(
+        lambda: r.view(entry.symbol).position.size == r.sim.account("main").positions[entry.symbol].size,
+        5,
+        "the pushed size",
+    )
     stats = r.stats()
     assert stats.pushes > 0 and stats.rejected_pushes == 0
 
@@ -168,9 +183,10 @@ def test_a_refused_key_is_one_error_rest_goes_on_and_reconnects_back_off(rig, ca
 
 # --- deterministic: the in-process transport and the fake clock -------------------------------
 
+
 class OnFakeTime:
     def __init__(self):
-        self.sim = Simulator(seed=7, symbols=16)              # its engine only: no server, no threads
+        self.sim = Simulator(seed=7, symbols=16)  # its engine only: no server, no threads
         self.book = self.sim.load_demo_book(6)
         self.clock = FakeClock(start=1000.0)
         self.transport = InProcessTransport(self.sim.exchange)
@@ -178,8 +194,9 @@ class OnFakeTime:
         self.settle()
 
     def settle(self):
-        wait_until(lambda: self.gateway.ask(GetGatewayStats(), timeout=5).pool_in_use == 0, 5, "jobs done",
-                   interval=0.01)
+        wait_until(
+            lambda: self.gateway.ask(GetGatewayStats(), timeout=5).pool_in_use == 0, 5, "jobs done", interval=0.01
+        )
         return self.gateway.ask(GetGatewayStats(), timeout=5)
 
     def tick(self, seconds: float = 0.0):
@@ -204,26 +221,27 @@ def fake():
 
 
 def test_on_fake_time_fresh_until_two_heartbeats_pass_in_silence(fake):
-    assert fake.tick().streams_healthy == ("main", "mirror")   # connected, subscribed, resynced
+    assert fake.tick().streams_healthy == ("main", "mirror")  # connected, subscribed, resynced
     symbol = fake.book[0].symbol
     before = fake.reads()
     assert fake.view(symbol).position is not None and fake.reads() == before
-    fake.transport.private["main"].silent = True               # a black hole: no pong any more
+    fake.transport.private["main"].silent = True  # a black hole: no pong any more
     assert fake.tick(15.0).streams_healthy == ("main", "mirror")
-    assert fake.tick(6.0).streams_healthy == ("mirror",)       # 21 s > two heartbeats
+    assert fake.tick(6.0).streams_healthy == ("mirror",)  # 21 s > two heartbeats
     fake.view(symbol)
-    assert fake.reads() > before                               # REST serves main now
+    assert fake.reads() > before  # REST serves main now
 
 
 def test_on_fake_time_the_resync_finds_a_lost_push_after_its_grace(fake):
     fake.tick()
     entry = next(e for e in fake.book if e.account == "main" and e.kind == "monitoring")
     stop = next(o for o in fake.sim.account("main").open_orders(entry.symbol) if o.is_conditional)
-    fake.transport.private["main"].lose = 2                    # the cancel's order and position pushes
-    fake.sim.exchange.cancel_order(fake.sim.account("main"), {"category": "linear", "symbol": entry.symbol,
-                                                              "orderLinkId": stop.link_id})
-    assert any(o.link_id == stop.link_id for o in fake.view(entry.symbol).orders)   # the cache never heard
+    fake.transport.private["main"].lose = 2  # the cancel's order and position pushes
+    fake.sim.exchange.cancel_order(
+        fake.sim.account("main"), {"category": "linear", "symbol": entry.symbol, "orderLinkId": stop.link_id}
+    )
+    assert any(o.link_id == stop.link_id for o in fake.view(entry.symbol).orders)  # the cache never heard
     fake.tick(59.0)
-    assert fake.tick(1.5).missed_pushes == 0                   # resync done (the snapshot wins) ...
+    assert fake.tick(1.5).missed_pushes == 0  # resync done (the snapshot wins) ...
     assert not any(o.link_id == stop.link_id for o in fake.view(entry.symbol).orders)
-    assert fake.tick(2.5).missed_pushes == 1                   # ... judged a missed push after the grace
+    assert fake.tick(2.5).missed_pushes == 1  # ... judged a missed push after the grace

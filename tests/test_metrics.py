@@ -39,11 +39,11 @@ def test_health_needs_a_recent_tick_and_every_account_read_within_its_stale_limi
     clock.advance(6)
     assert metrics.health() == (False, "the scheduler last ticked 6s ago")
     metrics.ticked(clock.monotonic())
-    assert metrics.health()[0]                             # reads 6 s old: within the stale limit
+    assert metrics.health()[0]  # reads 6 s old: within the stale limit
     clock.advance(80)
     metrics.ticked(clock.monotonic())
     metrics.account_read("main")
-    assert metrics.health()[0]                             # mirror's read is 86 s old
+    assert metrics.health()[0]  # mirror's read is 86 s old
     clock.advance(9)
     metrics.ticked(clock.monotonic())
     assert metrics.health() == (False, "mirror was last read 95s ago (limit 90s)")
@@ -60,8 +60,10 @@ def test_monitors_and_unprotected_gauges_come_from_the_published_rows():
     metrics.monitor_seen(BTC, phase="MONITORING", side="Buy", size="0.1", unprotected=True)  # still: since stays
     found = families(metrics)
     monitors = {tuple(sorted(s.labels.items())): s.value for s in found["guardian_monitors"]}
-    assert monitors == {(("account", "main"), ("phase", "MONITORING"), ("tier", "critical")): 1.0,
-                        (("account", "mirror"), ("phase", "PROFIT_TAKING"), ("tier", "idle")): 1.0}
+    assert monitors == {
+        (("account", "main"), ("phase", "MONITORING"), ("tier", "critical")): 1.0,
+        (("account", "mirror"), ("phase", "PROFIT_TAKING"), ("tier", "idle")): 1.0,
+    }
     assert found["guardian_unprotected_positions"][0].value == 1
     assert found["guardian_unprotected_longest_seconds"][0].value == 4.0
     status = metrics.status()
@@ -75,8 +77,12 @@ def test_the_dashboard_uses_only_metrics_that_exist():
     metrics.tp1_to_breakeven.observe(0.3)
     known = guardian_names(metrics) | {"process_cpu_seconds", "process_resident_memory_bytes"}
     dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
-    used = {re.sub(r"_(bucket|total)$", "", name) for panel in dashboard["panels"] for target in panel["targets"]
-            for name in re.findall(r"\b(?:guardian|process)_[a-z0-9_]+", target["expr"])}
+    used = {
+        re.sub(r"_(bucket|total)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(?:guardian|process)_[a-z0-9_]+", target["expr"])
+    }
     assert used and used <= known, used - known
 
 

@@ -10,8 +10,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from messages.models import (Instrument, ModelError, Order, OrderLink, OrderStatus, OrderType,
-                             Position, PositionStatus, Role, Side)
+from messages.models import (
+    Instrument,
+    ModelError,
+    Order,
+    OrderLink,
+    OrderStatus,
+    OrderType,
+    Position,
+    PositionStatus,
+    Role,
+    Side,
+)
 
 RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
 
@@ -21,20 +31,48 @@ def recorded_rows(name: str) -> list[dict]:
 
 
 def position_row(**changes) -> dict:
-    row = {"positionIdx": 0, "symbol": "BTCUSDT", "side": "Buy", "size": "0.010", "avgPrice": "65000.5",
-           "positionStatus": "Normal", "markPrice": "65010", "takeProfit": "", "stopLoss": "0.00",
-           "cumRealisedPnl": "-1.5", "createdTime": "1700000000000", "updatedTime": "1700000001000"}
+    row = {
+        "positionIdx": 0,
+        "symbol": "BTCUSDT",
+        "side": "Buy",
+        "size": "0.010",
+        "avgPrice": "65000.5",
+        "positionStatus": "Normal",
+        "markPrice": "65010",
+        "takeProfit": "",
+        "stopLoss": "0.00",
+        "cumRealisedPnl": "-1.5",
+        "createdTime": "1700000000000",
+        "updatedTime": "1700000001000",
+    }
     row.update(changes)
     return row
 
 
 def order_row(**changes) -> dict:
-    row = {"orderId": "abc", "orderLinkId": "tg-k3j9x2-T1-0", "symbol": "BTCUSDT", "side": "Sell",
-           "orderType": "Limit", "orderStatus": "New", "qty": "0.008", "price": "66000",
-           "triggerPrice": "", "triggerDirection": 0, "reduceOnly": True, "closeOnTrigger": False,
-           "cumExecQty": "0", "leavesQty": "0.008", "avgPrice": "", "positionIdx": 0,
-           "stopOrderType": "", "cancelType": "UNKNOWN", "timeInForce": "GTC",
-           "createdTime": "1700000000000", "updatedTime": "1700000000000"}
+    row = {
+        "orderId": "abc",
+        "orderLinkId": "tg-k3j9x2-T1-0",
+        "symbol": "BTCUSDT",
+        "side": "Sell",
+        "orderType": "Limit",
+        "orderStatus": "New",
+        "qty": "0.008",
+        "price": "66000",
+        "triggerPrice": "",
+        "triggerDirection": 0,
+        "reduceOnly": True,
+        "closeOnTrigger": False,
+        "cumExecQty": "0",
+        "leavesQty": "0.008",
+        "avgPrice": "",
+        "positionIdx": 0,
+        "stopOrderType": "",
+        "cancelType": "UNKNOWN",
+        "timeInForce": "GTC",
+        "createdTime": "1700000000000",
+        "updatedTime": "1700000000000",
+    }
     row.update(changes)
     return row
 
@@ -143,8 +181,11 @@ class TestOrder:
 
 class TestInstrument:
     def test_parses_filters(self):
-        row = {"symbol": "BTCUSDT", "priceFilter": {"tickSize": "0.10"},
-               "lotSizeFilter": {"qtyStep": "0.001", "minOrderQty": "0.001", "maxOrderQty": "100"}}
+        row = {
+            "symbol": "BTCUSDT",
+            "priceFilter": {"tickSize": "0.10"},
+            "lotSizeFilter": {"qtyStep": "0.001", "minOrderQty": "0.001", "maxOrderQty": "100"},
+        }
         instrument = Instrument.from_v5(row)
         assert instrument.tick_size == Decimal("0.10") and instrument.qty_step == Decimal("0.001")
 
@@ -177,27 +218,48 @@ class TestOrderLink:
         assert OrderLink.parse("tg-k3j9x2-S0-3") == link
         assert link.next_generation().build() == "tg-k3j9x2-S0-4"
 
-    @pytest.mark.parametrize("text", [
-        "", "tg-", "tg-abc-T1", "tg-abc-Q1-0", "xtg-abc-T1-0", "tg-abc-T1-0-extra", "TG-abc-T1-0",
-        "tg-abc-T01-0", "tg-abc-T1-00", "tg-ab_c-T1-0", "tg-" + "a" * 17 + "-T1-0", "BOT_CONS_TP1_SL",
-    ])
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "",
+            "tg-",
+            "tg-abc-T1",
+            "tg-abc-Q1-0",
+            "xtg-abc-T1-0",
+            "tg-abc-T1-0-extra",
+            "TG-abc-T1-0",
+            "tg-abc-T01-0",
+            "tg-abc-T1-00",
+            "tg-ab_c-T1-0",
+            "tg-" + "a" * 17 + "-T1-0",
+            "BOT_CONS_TP1_SL",
+        ],
+    )
     def test_anything_else_is_external(self, text):
         assert OrderLink.parse(text) is None
 
-    @pytest.mark.parametrize("kwargs", [
-        {"position_id": "", "role": Role.ENTRY, "level": 1, "generation": 0},
-        {"position_id": "a-b", "role": Role.ENTRY, "level": 1, "generation": 0},
-        {"position_id": "a" * 17, "role": Role.ENTRY, "level": 1, "generation": 0},
-        {"position_id": "abc", "role": Role.ENTRY, "level": 100, "generation": 0},
-        {"position_id": "abc", "role": Role.ENTRY, "level": 1, "generation": -1},
-    ])
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {"position_id": "", "role": Role.ENTRY, "level": 1, "generation": 0},
+            {"position_id": "a-b", "role": Role.ENTRY, "level": 1, "generation": 0},
+            {"position_id": "a" * 17, "role": Role.ENTRY, "level": 1, "generation": 0},
+            {"position_id": "abc", "role": Role.ENTRY, "level": 100, "generation": 0},
+            {"position_id": "abc", "role": Role.ENTRY, "level": 1, "generation": -1},
+        ],
+    )
     def test_out_of_range_parts_are_refused(self, kwargs):
         with pytest.raises(ValueError):
             OrderLink(**kwargs)
 
-    @given(position_id=st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
-                               min_size=1, max_size=16),
-           role=st.sampled_from(list(Role)), level=st.integers(0, 99), generation=st.integers(0, 9_999_999))
+    @given(
+        position_id=st.text(
+            alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=16
+        ),
+        role=st.sampled_from(list(Role)),
+        level=st.integers(0, 99),
+        generation=st.integers(0, 9_999_999),
+    )
     def test_every_link_round_trips_within_bybit_limits(self, position_id, role, level, generation):
         link = OrderLink(position_id, role, level, generation)
         text = link.build()

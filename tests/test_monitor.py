@@ -34,18 +34,36 @@ class Rig:
         self.ex = self.sim.exchange
         self.ex.set_price("BTCUSDT", D("65000"))
         for account in accounts:
-            open_conservative(self.ex, account, "BTCUSDT", "Buy", D("0.100") if account == "main" else D("0.050"),
-                              position_id=f"p{account}", entries_filled=entries_filled)
+            open_conservative(
+                self.ex,
+                account,
+                "BTCUSDT",
+                "Buy",
+                D("0.100") if account == "main" else D("0.050"),
+                position_id=f"p{account}",
+                entries_filled=entries_filled,
+            )
         self.ledger: list = []
         self.gateway = StubGateway.start(self.ex, self.ledger)
         self.persistence = StubPersistence.start(self.ledger)
         self.scheduler = Recorder.start()
         self.supervisor = Recorder.start()
         self.clock = FakeClock()
-        self.monitors = {account: Monitor.start(
-            MonitorId(account, "BTCUSDT"), gateway=self.gateway, persistence=self.persistence,
-            scheduler=self.scheduler, supervisor=self.supervisor, clock=self.clock, intervals=INTERVALS,
-            config=RulesConfig(), dry_run=dry_run, ask_timeout=ask_timeout) for account in accounts}
+        self.monitors = {
+            account: Monitor.start(
+                MonitorId(account, "BTCUSDT"),
+                gateway=self.gateway,
+                persistence=self.persistence,
+                scheduler=self.scheduler,
+                supervisor=self.supervisor,
+                clock=self.clock,
+                intervals=INTERVALS,
+                config=RulesConfig(),
+                dry_run=dry_run,
+                ask_timeout=ask_timeout,
+            )
+            for account in accounts
+        }
         self.seq = 0
 
     def check(self, account="main") -> Checked | None:
@@ -78,6 +96,7 @@ def rig():
     def make(**kw) -> Rig:
         made.append(Rig(**kw))
         return made[-1]
+
     return make
 
 
@@ -92,20 +111,20 @@ def test_a_whole_conservative_life(rig, caplog):
     r.ex.fill_order(r.ex.accounts["main"], r.link("E", 3))
     r.check()
     assert r.order(r.link("T", 1)).qty == D("0.255")
-    r.price("65700")                                   # TP1
+    r.price("65700")  # TP1
     r.check()
     stop = r.order(r.link("S", 0))
     assert stop.trigger_price == D("64557.4") and stop.qty == D("0.045")
-    for price in ("66350", "67000"):                   # TP2, TP3
+    for price in ("66350", "67000"):  # TP2, TP3
         r.price(price)
         r.check()
         assert r.order(r.link("S", 0)).qty == r.ex.accounts["main"].positions["BTCUSDT"].size
-    r.price("67650")                                   # TP4: closed
-    assert r.check() is None                           # retired instead of answering
+    r.price("67650")  # TP4: closed
+    assert r.check() is None  # retired instead of answering
     assert MonitorRetired(MonitorId("main", "BTCUSDT"), "take_profits") in recorded(r.supervisor)
     # Retirement is announced once, to the supervisor, which owns the scheduler's registration.
     assert not [m for m in recorded(r.scheduler) if isinstance(m, UnregisterMonitor)]
-    assert not r.ex.accounts["main"].open_by_symbol   # nothing left behind
+    assert not r.ex.accounts["main"].open_by_symbol  # nothing left behind
     lines = [rec.getMessage() for rec in caplog.records if rec.name == "actors.position._check_cycle"]
     for prefix in ("MONITOR STARTED", "PHASE", "TP1 FILLED", "BREAKEVEN", "TP2 FILLED", "CLOSED", "MONITOR RETIRED"):
         assert any(line.startswith(prefix) for line in lines), prefix
@@ -122,7 +141,7 @@ def test_a_reserved_order_link_id_is_durable_before_its_command_is_sent(rig):
     assert ledger[place][1].link_id == r.link("S", 0, 1)
     before = [m for kind, m in ledger[:place] if kind == "record" and m.critical]
     assert before and before[-1].state["generations"]["S0"] == 1
-    assert before[-1].reply is not None               # and it was acknowledged, not just sent
+    assert before[-1].reply is not None  # and it was acknowledged, not just sent
 
 
 def test_stop_moves_are_sent_before_take_profit_changes(rig):
@@ -152,11 +171,13 @@ def test_a_mirror_failure_leaves_the_main_monitor_unchanged(rig):
     r.gateway.tell(Script("outcome", link_prefix="tg-pmirror", outcome=Rejected(10016, "System error"), count=100))
     for account in ("main", "mirror"):
         r.check(account)
-    r.price("65700")                                   # TP1 fills on both accounts
+    r.price("65700")  # TP1 fills on both accounts
     main_answer = r.check("main")
     mirror_answer = r.check("mirror")
     assert r.order(r.link("S", 0)).trigger_price == D("64557.4")
-    assert mirror_answer is not None and r.order(r.link("S", 0, account="mirror"), "mirror").trigger_price != D("64557.4")
+    assert mirror_answer is not None and r.order(r.link("S", 0, account="mirror"), "mirror").trigger_price != D(
+        "64557.4"
+    )
     assert all(m.account == "main" for m in recorded_commands(r.gateway))
     assert main_answer.urgency in (Urgency.CRITICAL, Urgency.ACTIVE)
 
@@ -177,10 +198,19 @@ def test_a_silent_gateway_costs_one_timeout_and_changes_nothing(rig):
     class Silent(pykka.ThreadingActor):
         def on_receive(self, message):
             return None
+
     silent = Silent.start()
-    monitor = Monitor.start(MonitorId("mirror", "ETHUSDT"), gateway=silent, persistence=r.persistence,
-                            scheduler=r.scheduler, supervisor=r.supervisor, clock=r.clock, intervals=INTERVALS,
-                            config=RulesConfig(), ask_timeout=0.3)
+    monitor = Monitor.start(
+        MonitorId("mirror", "ETHUSDT"),
+        gateway=silent,
+        persistence=r.persistence,
+        scheduler=r.scheduler,
+        supervisor=r.supervisor,
+        clock=r.clock,
+        intervals=INTERVALS,
+        config=RulesConfig(),
+        ask_timeout=0.3,
+    )
     monitor.tell(Check(0.0, 999))
     monitor.ask(GetMonitorState(), timeout=5)
     answers = [m for m in recorded(r.scheduler) if isinstance(m, Checked) and m.seq == 999]
@@ -200,13 +230,12 @@ def test_a_group_of_outcomes_is_one_critical_record_not_one_per_outcome(rig):
     r.check()
     position = r.ex.accounts["main"].positions["BTCUSDT"]
     r.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty=str(position.size))  # closed by hand
-    r.check()                                          # flat once: wait for a second snapshot
+    r.check()  # flat once: wait for a second snapshot
     before = len(records(r.persistence))
-    assert r.check() is None                           # confirmed: leftovers cancelled, retired
+    assert r.check() is None  # confirmed: leftovers cancelled, retired
     batches = [m for m in recorded_commands(r.gateway) if isinstance(m, CancelOrder)]
-    settled = [rec for rec in records(r.persistence)[before:]
-               if any(e.event == "command_settled" for e in rec.events)]
-    assert len(batches) >= 3                           # two entry limits and the stop (the exchange cancelled the TPs)
+    settled = [rec for rec in records(r.persistence)[before:] if any(e.event == "command_settled" for e in rec.events)]
+    assert len(batches) >= 3  # two entry limits and the stop (the exchange cancelled the TPs)
     assert len(settled) == 1 and len([e for e in settled[0].events if e.event == "command_settled"]) == len(batches)
 
 
@@ -217,9 +246,18 @@ def test_hooks_are_injected_and_the_monitor_reaches_after_send(rig):
     class Recording:
         def reached(self, point: str) -> None:
             reached.append(point)
-    monitor = Monitor.start(MonitorId("main", "BTCUSDT"), gateway=r.gateway, persistence=r.persistence,
-                            scheduler=r.scheduler, supervisor=r.supervisor, clock=r.clock, intervals=INTERVALS,
-                            config=RulesConfig(), hooks=Recording())
+
+    monitor = Monitor.start(
+        MonitorId("main", "BTCUSDT"),
+        gateway=r.gateway,
+        persistence=r.persistence,
+        scheduler=r.scheduler,
+        supervisor=r.supervisor,
+        clock=r.clock,
+        intervals=INTERVALS,
+        config=RulesConfig(),
+        hooks=Recording(),
+    )
     r.ex.cancel_order(r.ex.accounts["main"], {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": r.link("S", 0)})
     monitor.tell(Check(0.0, 1))
     monitor.ask(GetMonitorState(), timeout=10)
@@ -230,8 +268,14 @@ def test_importing_the_monitor_does_not_import_the_exchange_client():
     import subprocess
     import sys
     from pathlib import Path
+
     code = "import sys, actors.position, actors.supervision, actors.scheduling, actors.storage; print(sorted(m for m in sys.modules if m.startswith('pybit')))"
-    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -28,8 +28,9 @@ BTC = MonitorId("main", "BTCUSDT")
 def start(path: Path, clock: FakeClock | None = None, flush_interval: float = 30.0):
     store, states, moved = open_store(path)
     clock = clock or FakeClock()
-    ref = Persistence.start(store, states, clock, flush_interval=flush_interval,
-                            moved_aside=str(moved) if moved else None)
+    ref = Persistence.start(
+        store, states, clock, flush_interval=flush_interval, moved_aside=str(moved) if moved else None
+    )
     return ref, clock
 
 
@@ -49,8 +50,12 @@ def test_critical_event_is_readable_from_another_connection_when_record_returns(
     path = tmp_path / "state.db"
     ref, clock = start(path)
     state = {"phase": "PROFIT_TAKING", "stop": Decimal("65078.1")}
-    record(ref, Record(BTC, state, (journal(clock.wall_ms(), BTC, "breakeven_moved", trigger=Decimal("65078.1")),),
-                       critical=True))
+    record(
+        ref,
+        Record(
+            BTC, state, (journal(clock.wall_ms(), BTC, "breakeven_moved", trigger=Decimal("65078.1")),), critical=True
+        ),
+    )
     stored = rows(path, "SELECT state FROM monitor_state")
     assert orjson.loads(stored[0][0]) == {"phase": "PROFIT_TAKING", "stop": "65078.1"}
     events = rows(path, "SELECT monitor, event, payload FROM events")
@@ -123,8 +128,10 @@ def test_retire_deletes_the_state_and_journals_the_reason(tmp_path):
 def test_states_and_last_events_load_after_a_restart(tmp_path):
     path = tmp_path / "state.db"
     ref, _ = start(path)
-    record(ref, Record(BTC, {"phase": "MONITORING"}, (journal(1, BTC, "created"), journal(2, BTC, "tp_filled")),
-                       critical=True))
+    record(
+        ref,
+        Record(BTC, {"phase": "MONITORING"}, (journal(1, BTC, "created"), journal(2, BTC, "tp_filled")), critical=True),
+    )
     ref.stop()
     ref, _ = start(path)
     loaded = ref.ask(LoadState(), timeout=5)
@@ -173,8 +180,9 @@ def _bad_page(path: Path) -> None:
 
 def _undecodable_row(path: Path) -> None:
     store, _, _ = open_store(path)
-    store.connection.execute("INSERT INTO monitor_state VALUES ('main:BTCUSDT:0', 'main', 'BTCUSDT', 0, ?, 1, 1)",
-                             (b"\x80\x04pickled?",))
+    store.connection.execute(
+        "INSERT INTO monitor_state VALUES ('main:BTCUSDT:0', 'main', 'BTCUSDT', 0, ?, 1, 1)", (b"\x80\x04pickled?",)
+    )
     store.connection.commit()
     store.close()
 
@@ -186,8 +194,11 @@ def _foreign(path: Path) -> None:
     connection.close()
 
 
-@pytest.mark.parametrize("spoil", [_not_sqlite, _truncated, _bad_page, _undecodable_row, _foreign],
-                         ids=["not-sqlite", "truncated", "bad-page", "undecodable-row", "foreign"])
+@pytest.mark.parametrize(
+    "spoil",
+    [_not_sqlite, _truncated, _bad_page, _undecodable_row, _foreign],
+    ids=["not-sqlite", "truncated", "bad-page", "undecodable-row", "foreign"],
+)
 def test_an_unusable_database_is_moved_aside_and_reported(tmp_path, caplog, spoil):
     path = tmp_path / "state.db"
     spoil(path)
@@ -196,9 +207,9 @@ def test_an_unusable_database_is_moved_aside_and_reported(tmp_path, caplog, spoi
     store, states, moved = open_store(path)
     store.close()
     assert states == {} and moved is not None and moved.name.startswith("state.db.corrupt-")
-    assert moved.read_bytes() == original                    # kept for forensics, never rewritten
+    assert moved.read_bytes() == original  # kept for forensics, never rewritten
     assert any(str(moved) in r.getMessage() and "moved aside" in r.getMessage() for r in caplog.records)
-    reopened, _, again = open_store(path)                    # the fresh database is sound
+    reopened, _, again = open_store(path)  # the fresh database is sound
     reopened.close()
     assert again is None
 
@@ -212,34 +223,80 @@ def test_flush_line_reports_the_batch(tmp_path, caplog):
     stats(ref)
     lines = [r.getMessage() for r in caplog.records if r.name == "actors.storage.persistence"]
     assert len(lines) == 1
-    assert lines[0].startswith("Persistence: flushed 1 monitors (batched), 1 critical commits in the last 30s, commit p99 ")
+    assert lines[0].startswith(
+        "Persistence: flushed 1 monitors (batched), 1 critical commits in the last 30s, commit p99 "
+    )
 
 
 def test_status_prints_monitors_and_events_while_the_daemon_writes(tmp_path):
     path = tmp_path / "state.db"
     ref, clock = start(path)
-    summary = {"side": "Buy", "phase": "PROFIT_TAKING", "size": "0.004", "avg_price": "65000",
-               "next_tp": "67000", "stop": "65078", "urgency": "active", "last_check_ms": clock.wall_ms()}
-    record(ref, Record(BTC, {"summary": summary}, (journal(clock.wall_ms(), BTC, "tp_filled", level=1),), critical=True))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BYBIT")} | {"STATE_PATH": str(path),
-                                                                                   "METRICS_ADDRESS": ""}
-    result = subprocess.run([sys.executable, "main.py", "status", "--events", "5"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=30)
+    summary = {
+        "side": "Buy",
+        "phase": "PROFIT_TAKING",
+        "size": "0.004",
+        "avg_price": "65000",
+        "next_tp": "67000",
+        "stop": "65078",
+        "urgency": "active",
+        "last_check_ms": clock.wall_ms(),
+    }
+    record(
+        ref, Record(BTC, {"summary": summary}, (journal(clock.wall_ms(), BTC, "tp_filled", level=1),), critical=True)
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BYBIT")} | {
+        "STATE_PATH": str(path),
+        "METRICS_ADDRESS": "",
+    }
+    result = subprocess.run(
+        [sys.executable, "main.py", "status", "--events", "5"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"1 monitors in {path}"
-    assert lines[1].split() == ["account", "symbol", "side", "phase", "size", "avg", "price", "next", "TP", "stop",
-                                "urgency", "last", "check"]
-    assert lines[2].split()[:9] == ["main", "BTCUSDT", "Buy", "PROFIT_TAKING", "0.004", "65000", "67000", "65078", "active"]
+    assert lines[1].split() == [
+        "account",
+        "symbol",
+        "side",
+        "phase",
+        "size",
+        "avg",
+        "price",
+        "next",
+        "TP",
+        "stop",
+        "urgency",
+        "last",
+        "check",
+    ]
+    assert lines[2].split()[:9] == [
+        "main",
+        "BTCUSDT",
+        "Buy",
+        "PROFIT_TAKING",
+        "0.004",
+        "65000",
+        "67000",
+        "65078",
+        "active",
+    ]
     assert "main:BTCUSDT:0  tp_filled  level=1" in result.stdout
     record(ref, Record(BTC, {"summary": summary}, critical=True))  # the daemon still writes
 
 
 def test_status_without_a_database_says_so(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BYBIT")} | {"STATE_PATH": str(tmp_path / "none.db"),
-                                                                                   "METRICS_ADDRESS": ""}
-    result = subprocess.run([sys.executable, "main.py", "status"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=30)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BYBIT")} | {
+        "STATE_PATH": str(tmp_path / "none.db"),
+        "METRICS_ADDRESS": "",
+    }
+    result = subprocess.run(
+        [sys.executable, "main.py", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 1 and "no state database" in result.stderr
     assert not (tmp_path / "none.db").exists()
 
@@ -254,13 +311,18 @@ def test_unknown_message_is_logged(tmp_path, caplog):
 def test_sigkill_at_random_moments_loses_no_acknowledged_event(tmp_path):
     import random
     import signal
+
     path = tmp_path / "state.db"
     rng = random.Random(20)
     acknowledged: set[int] = set()
     first = 0
     for _ in range(20):
-        process = subprocess.Popen([sys.executable, str(ROOT / "tests" / "kill_writer.py"), str(path), str(first)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "kill_writer.py"), str(path), str(first)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(rng.randint(1, 60)):
             line = process.stdout.readline()
             assert line, process.stderr.read()
@@ -288,6 +350,7 @@ def test_the_mid_flush_hook_is_reached_inside_the_flush_before_its_commit(tmp_pa
     class Recording:
         def reached(self, point: str) -> None:
             seen.append((point, len(rows(path, "SELECT monitor FROM monitor_state"))))
+
     store, states, _ = open_store(path)
     clock = FakeClock()
     ref = Persistence.start(store, states, clock, flush_interval=30.0, hooks=Recording())

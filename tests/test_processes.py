@@ -29,8 +29,14 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def start(*args: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], cwd=RUN_DIR, env=clean_env(**env), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, *args],
+        cwd=RUN_DIR,
+        env=clean_env(**env),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def wait_for_line(stream, needle: str, limit: int = 200) -> str:
@@ -44,8 +50,14 @@ def wait_for_line(stream, needle: str, limit: int = 200) -> str:
 
 
 def test_daemon_without_keys_runs_the_simulator_and_stops_after_duration():
-    result = subprocess.run([sys.executable, MAIN, "--duration", "1.5", "--positions", "8"], cwd=RUN_DIR,
-                            env=clean_env(), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, MAIN, "--duration", "1.5", "--positions", "8"],
+        cwd=RUN_DIR,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "Running against the embedded Bybit simulator at http://127.0.0.1:" in result.stderr
     assert "8 demo positions per account" in result.stderr
@@ -76,8 +88,14 @@ def test_sigusr1_logs_every_thread_stack_and_keeps_running():
 
 
 def test_json_log_format_is_one_object_per_line():
-    result = subprocess.run([sys.executable, MAIN, "--duration", "0.5", "--positions", "2", "--log-format", "json"],
-                            cwd=RUN_DIR, env=clean_env(), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, MAIN, "--duration", "0.5", "--positions", "2", "--log-format", "json"],
+        cwd=RUN_DIR,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     lines = [orjson.loads(line) for line in result.stderr.splitlines() if line.strip()]
     assert lines and all({"time", "level", "thread", "logger", "message"} <= set(line) for line in lines)
 
@@ -101,10 +119,22 @@ def test_status_shows_the_running_demo_then_its_database(tmp_path):
     """`make run` in one terminal, `main.py status` in another (same folder): live while it runs,
     then from state/demo.db, which the next start recreates."""
     env = {"METRICS_ADDRESS": f"127.0.0.1:{_free_port()}"}
-    run = lambda *args: subprocess.run([sys.executable, MAIN, "status", *args], cwd=tmp_path, env=clean_env(**env),
-                                       capture_output=True, text=True, timeout=30)
-    process = subprocess.Popen([sys.executable, MAIN, "--positions", "3", "--duration", "30"], cwd=tmp_path,
-                               env=clean_env(**env), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run = lambda *args: subprocess.run(
+        [sys.executable, MAIN, "status", *args],
+        cwd=tmp_path,
+        env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    process = subprocess.Popen(
+        [sys.executable, MAIN, "--positions", "3", "--duration", "30"],
+        cwd=tmp_path,
+        env=clean_env(**env),
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         first = wait_for_line(process.stderr, "Running against the embedded")
         assert "state in state/demo.db (recreated at every start)" in first
@@ -121,6 +151,7 @@ def test_status_shows_the_running_demo_then_its_database(tmp_path):
 
 def _free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -78,8 +78,12 @@ def test_r1_entry_fills_resize_take_profits_and_the_stop_keeps_the_full_target()
     world.check()
     world.ex.fill_order(world.account, link("E", 2))
     commands, _ = world.check()
-    assert {(c.link_id, c.qty) for c in commands} == {(link("T", 1), D("0.170")), (link("T", 2), D("0.010")),
-                                                       (link("T", 3), D("0.010")), (link("T", 4), D("0.010"))}
+    assert {(c.link_id, c.qty) for c in commands} == {
+        (link("T", 1), D("0.170")),
+        (link("T", 2), D("0.010")),
+        (link("T", 3), D("0.010")),
+        (link("T", 4), D("0.010")),
+    }
     assert world.order(link("S", 0)).qty == D("0.300")
     world.ex.fill_order(world.account, link("E", 3))
     commands, events = world.check()
@@ -95,24 +99,24 @@ def test_r2_tp1_partially_filled_is_not_a_hit():
     commands, events = world.check()
     assert "tp_filled" not in kinds(events) and not world.driver.state.tp1_done
     stop = world.order(link("S", 0))
-    assert stop.trigger_price == D("62545.6")          # avg 64480 - 3 %: not at breakeven
-    assert stop.qty == D("0.200")                      # R4: the remaining size (no entry rests)
+    assert stop.trigger_price == D("62545.6")  # avg 64480 - 3 %: not at breakeven
+    assert stop.qty == D("0.200")  # R4: the remaining size (no entry rests)
 
 
 def test_r2_tp1_filled_moves_the_stop_to_breakeven_and_remaining_size_in_one_amend_and_cancels_entries():
     world = World(entries_filled=1)
     world.check()
-    world.price("65700")                               # TP1 (65650) fills
+    world.price("65700")  # TP1 (65650) fills
     commands, events = world.check()
     stop_moves = [c for c in commands if c.key == STOP_KEY]
     assert len(stop_moves) == 1 and stop_moves[0].action == "amend"
     assert stop_moves[0].trigger_price == D("65078.0") and stop_moves[0].qty == D("0.015")
     assert sorted(c.link_id for c in commands if c.action == "cancel") == [link("E", 2), link("E", 3)]
-    assert commands[0].key == STOP_KEY                     # protecting first
+    assert commands[0].key == STOP_KEY  # protecting first
     assert kinds(events)[:2] == ["tp_filled", "phase_changed"] and "breakeven" in kinds(events)
     assert world.driver.state.phase == Phase.PROFIT_TAKING and world.driver.state.breakeven_done
     assert not world.account.by_link[link("E", 2)].is_open
-    assert world.check()[0] == []                      # once per position
+    assert world.check()[0] == []  # once per position
 
 
 def test_r3_a_later_tp_shrinks_the_stop_to_what_is_left():
@@ -120,7 +124,7 @@ def test_r3_a_later_tp_shrinks_the_stop_to_what_is_left():
     world.check()
     world.price("65700")
     world.check()
-    world.price("66350")                               # TP2 (66300) fills
+    world.price("66350")  # TP2 (66300) fills
     commands, events = world.check()
     assert [(c.key, c.qty, c.trigger_price) for c in commands] == [(STOP_KEY, D("0.030"), None)]
     assert "tp_filled" in kinds(events)
@@ -141,7 +145,7 @@ def test_r4_manual_partial_reduce_shrinks_stop_and_take_profits_within_the_posit
 def test_r5_size_grown_beyond_the_target_moves_stop_and_take_profits_up():
     world = World(entries_filled=3)
     world.check()
-    world.sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.100")   # manual add
+    world.sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.100")  # manual add
     world.check()
     assert world.order(link("S", 0)).qty == D("0.400")
     assert world.order(link("T", 1)).qty == D("0.340")
@@ -163,7 +167,7 @@ def test_r6_orders_that_outlived_a_monitor_are_confirmed_gone_then_cancelled_by_
     world = World(entries_filled=3)
     world.check()
     world.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.300")  # closed by hand ...
-    orphan = Driver(world.ex, BTC)                       # ... while the daemon was down, its state lost
+    orphan = Driver(world.ex, BTC)  # ... while the daemon was down, its state lost
     commands, events = orphan.check()
     assert commands == [] and orphan.state.orphan and orphan.state.position_id == "pos1"
     assert "orphaned orders" in events[0].line and orphan.state.gone_snapshots
@@ -184,7 +188,7 @@ def test_an_orphan_state_whose_position_is_open_after_all_retires_without_a_comm
 def test_r6_a_filled_stop_closes_at_once_with_reason_stop_loss():
     world = World(entries_filled=3)
     world.check()
-    world.price("62500")                                # below the stop at 62545.6
+    world.price("62500")  # below the stop at 62545.6
     commands, events = world.check()
     assert world.driver.state.retired == "stop_loss"
     assert "stop_hit" in kinds(events)
@@ -204,10 +208,13 @@ def test_r6_the_last_take_profit_closes_with_reason_take_profits():
 def test_r7_a_missing_stop_is_restored_at_the_plan_price_then_at_breakeven():
     world = World(entries_filled=3)
     world.check()
-    world.sim.exchange.cancel_order(world.account, {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": link("S", 0)})
+    world.sim.exchange.cancel_order(
+        world.account, {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": link("S", 0)}
+    )
     commands, events = world.check()
-    assert [(c.action, c.link_id, c.trigger_price, c.qty) for c in commands] == \
-        [("place", link("S", 0, 1), D("62545.6"), D("0.300"))]
+    assert [(c.action, c.link_id, c.trigger_price, c.qty) for c in commands] == [
+        ("place", link("S", 0, 1), D("62545.6"), D("0.300"))
+    ]
     assert "stop_restored" in kinds(events)
     world.price("65700")
     world.check()
@@ -230,14 +237,18 @@ def test_protect_policy_adopts_a_bare_position_with_the_default_ladder_and_stop(
     commands, _ = world.check()
     stop = [c for c in commands if c.key == STOP_KEY][0]
     assert stop.trigger_price == D("66950.0") and stop.qty == D("0.100") and stop.trigger_direction == 1
-    assert sorted(c.qty for c in commands if c.key is not None and c.key.role is Role.TAKE_PROFIT) == [D("0.005")] * 3 + [D("0.085")]
+    assert sorted(c.qty for c in commands if c.key is not None and c.key.role is Role.TAKE_PROFIT) == [
+        D("0.005")
+    ] * 3 + [D("0.085")]
 
 
 def test_r8_stop_amend_answered_110001_places_a_new_stop_with_the_next_generation():
     world = World(entries_filled=3)
     world.check()
     world.price("65700")
-    world.driver.override = lambda c: Rejected(110001, "Order does not exist.") if c.action == "amend" and c.key == STOP_KEY else None
+    world.driver.override = lambda c: (
+        Rejected(110001, "Order does not exist.") if c.action == "amend" and c.key == STOP_KEY else None
+    )
     commands, events = world.check()
     places = [c for c in commands if c.key == STOP_KEY and c.action == "place"]
     assert [(c.link_id, c.trigger_price, c.qty) for c in places] == [(link("S", 0, 1), D("64557.4"), D("0.045"))]
@@ -252,8 +263,12 @@ def test_r9_breakeven_refused_as_already_crossed_closes_at_market():
     commands, events = world.check()
     emergency = [c for c in commands if c.key == EMERGENCY_KEY]
     assert len(emergency) == 1
-    assert (emergency[0].order_type, emergency[0].reduce_only, emergency[0].close_on_trigger, emergency[0].qty) == \
-        ("Market", True, True, D("0.045"))
+    assert (emergency[0].order_type, emergency[0].reduce_only, emergency[0].close_on_trigger, emergency[0].qty) == (
+        "Market",
+        True,
+        True,
+        D("0.045"),
+    )
     assert "emergency_close" in kinds(events)
     assert world.size() == 0
     world.driver.override = None
@@ -274,6 +289,7 @@ def test_r10_an_unresolved_place_is_found_by_its_link_id_and_not_sent_twice():
             return None
         apply(world.ex, "main", "BTCUSDT", command_message(BTC, command))
         return Unresolved("lost answer")
+
     world.driver.override = lost
     commands, events = world.check()
     assert [c.link_id for c in commands] == [link("S", 0, 1)]
@@ -291,22 +307,35 @@ def test_r10_an_unresolved_place_absent_from_two_fresh_snapshots_is_issued_again
     world.check()
     world.ex.cancel_order(world.account, {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": link("S", 0)})
     world.driver.override = lambda c: Unresolved("timeout") if c.key == STOP_KEY else None
-    commands, _ = world.check()                         # absent from the immediate re-read: wait
+    commands, _ = world.check()  # absent from the immediate re-read: wait
     assert [c.link_id for c in commands] == [link("S", 0, 1)] and STOP_KEY in world.driver.state.pending
     world.driver.override = None
-    commands, events = world.check()                    # absent twice: not done, issued again
+    commands, events = world.check()  # absent twice: not done, issued again
     assert [c.link_id for c in commands if c.key == STOP_KEY] == [link("S", 0, 2)]
     assert world.account.by_link[link("S", 0, 2)].is_open
 
 
 def test_external_orders_are_never_touched():
     world = World(entries_filled=1)
-    world.sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.001", price="60000",
-                    orderLinkId="my-own-tp")  # an order of the trader's own (an entry limit)
-    world.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.001", triggerPrice="60000",
-                    triggerDirection=2, reduceOnly=True, orderLinkId="tg-other-S0-0")  # another position's id
-    for action in (lambda: world.ex.fill_order(world.account, link("E", 2)), lambda: world.price("65700"),
-                   lambda: world.price("66350")):
+    world.sim.place(
+        "main", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.001", price="60000", orderLinkId="my-own-tp"
+    )  # an order of the trader's own (an entry limit)
+    world.sim.place(
+        "main",
+        symbol="BTCUSDT",
+        side="Sell",
+        orderType="Market",
+        qty="0.001",
+        triggerPrice="60000",
+        triggerDirection=2,
+        reduceOnly=True,
+        orderLinkId="tg-other-S0-0",
+    )  # another position's id
+    for action in (
+        lambda: world.ex.fill_order(world.account, link("E", 2)),
+        lambda: world.price("65700"),
+        lambda: world.price("66350"),
+    ):
         action()
         world.check()
     touched = {c.link_id for c in world.driver.sent}
@@ -326,8 +355,17 @@ def test_r11_a_flipped_position_retires_after_cancelling_the_old_orders():
 def test_an_older_generation_left_open_is_cancelled_keeping_the_newest():
     world = World(entries_filled=3)
     world.check()
-    world.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.300", triggerPrice="63000",
-                    triggerDirection=2, reduceOnly=True, orderLinkId=link("S", 0, 1))
+    world.sim.place(
+        "main",
+        symbol="BTCUSDT",
+        side="Sell",
+        orderType="Market",
+        qty="0.300",
+        triggerPrice="63000",
+        triggerDirection=2,
+        reduceOnly=True,
+        orderLinkId=link("S", 0, 1),
+    )
     commands, _ = world.check()
     assert [(c.action, c.link_id) for c in commands] == [("cancel", link("S", 0, 0))]
 
@@ -335,10 +373,10 @@ def test_an_older_generation_left_open_is_cancelled_keeping_the_newest():
 def test_short_positions_mirror_the_rules():
     world = World(entries_filled=3, side="Sell")
     world.check()
-    world.price("64300")                                # TP1 of a short (64350) fills
+    world.price("64300")  # TP1 of a short (64350) fills
     commands, _ = world.check()
     stop = [c for c in commands if c.key == STOP_KEY][0]
-    assert stop.trigger_price == D("65441.3")           # avg 65520 x (1 - 0.0012), rounded down
+    assert stop.trigger_price == D("65441.3")  # avg 65520 x (1 - 0.0012), rounded down
     assert world.order(link("S", 0)).trigger_direction == 1
 
 
@@ -374,6 +412,7 @@ def test_state_survives_a_round_trip_through_its_stored_form():
 
 # --- urgency ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def calm():
     world = World(entries_filled=3)
@@ -387,18 +426,46 @@ def view_at(world, price: str):
 
 
 # Stop 62545.6 and TP1 65650: at 64100 the mark is 2.4 % from both (neither near nor far).
-@pytest.mark.parametrize("name, change, price, expected", [
-    ("pending command", lambda s: replace(s, pending={STOP_KEY: rules.Pending(rules.Action.PLACE, "x")}), "64100", Urgency.CRITICAL),
-    ("tp1 filled, stop not at breakeven", lambda s: replace(s, tp1_done=True), "64100", Urgency.CRITICAL),
-    ("mark within 0.5% of the next TP", lambda s: s, "65400", Urgency.CRITICAL),
-    ("mark within 0.5% of the stop", lambda s: s, "62800", Urgency.CRITICAL),
-    ("a fill less than 60 s ago", lambda s: replace(s, last_change_ms=10_000_000 - 30_000), "64100", Urgency.CRITICAL),
-    ("profit taking", lambda s: replace(s, phase=Phase.PROFIT_TAKING, tp1_done=True, breakeven_done=True), "64100", Urgency.ACTIVE),
-    ("mark within 2% of a trigger", lambda s: s, "64900", Urgency.ACTIVE),
-    ("90% of the target closed", lambda s: replace(s, peak_size=D("1.0"), last_size=D("0.09")), "64100", Urgency.INACTIVE),
-    ("quiet for 10 minutes and far from triggers", lambda s: replace(s, plan=replace(s.plan, stop_price=D("60000"), tp_prices=(D("70000"),) * 4)), "64100", Urgency.IDLE),
-    ("otherwise", lambda s: s, "64100", Urgency.STANDARD),
-])
+@pytest.mark.parametrize(
+    "name, change, price, expected",
+    [
+        (
+            "pending command",
+            lambda s: replace(s, pending={STOP_KEY: rules.Pending(rules.Action.PLACE, "x")}),
+            "64100",
+            Urgency.CRITICAL,
+        ),
+        ("tp1 filled, stop not at breakeven", lambda s: replace(s, tp1_done=True), "64100", Urgency.CRITICAL),
+        ("mark within 0.5% of the next TP", lambda s: s, "65400", Urgency.CRITICAL),
+        ("mark within 0.5% of the stop", lambda s: s, "62800", Urgency.CRITICAL),
+        (
+            "a fill less than 60 s ago",
+            lambda s: replace(s, last_change_ms=10_000_000 - 30_000),
+            "64100",
+            Urgency.CRITICAL,
+        ),
+        (
+            "profit taking",
+            lambda s: replace(s, phase=Phase.PROFIT_TAKING, tp1_done=True, breakeven_done=True),
+            "64100",
+            Urgency.ACTIVE,
+        ),
+        ("mark within 2% of a trigger", lambda s: s, "64900", Urgency.ACTIVE),
+        (
+            "90% of the target closed",
+            lambda s: replace(s, peak_size=D("1.0"), last_size=D("0.09")),
+            "64100",
+            Urgency.INACTIVE,
+        ),
+        (
+            "quiet for 10 minutes and far from triggers",
+            lambda s: replace(s, plan=replace(s.plan, stop_price=D("60000"), tp_prices=(D("70000"),) * 4)),
+            "64100",
+            Urgency.IDLE,
+        ),
+        ("otherwise", lambda s: s, "64100", Urgency.STANDARD),
+    ],
+)
 def test_urgency_tiers(calm, name, change, price, expected):
     world, state = calm
     state = change(replace(state, last_change_ms=0))
@@ -410,12 +477,12 @@ def test_urgency_tiers(calm, name, change, price, expected):
 
 # --- a trade the daemon opens (the trader's plan) ------------------------------------------------
 
+
 def planned_world(approach="conservative", side="Buy"):
     world = World(open_plan=False)
     legs, limits = ((D("0.100"),) * 3, (D("64500"), D("64000"))) if approach == "conservative" else ((D("0.300"),), ())
     tps = (D("66000"), D("67000"), D("68000"), D("69000")) if approach == "conservative" else (D("66000"),)
-    plan = Plan(Approach(approach), side, rules.ladder_for(len(tps), RulesConfig()), tps, D("63000"),
-                       legs, limits)
+    plan = Plan(Approach(approach), side, rules.ladder_for(len(tps), RulesConfig()), tps, D("63000"), legs, limits)
     world.driver.state = rules.planned(BTC, "pos1", plan, 0)
     return world
 
@@ -427,18 +494,22 @@ def test_a_planned_trade_opens_at_market_then_places_its_limits_stop_and_ladder(
     assert world.size() == D("0.100") and "entry_sent" in kinds(events)
     commands, _ = world.check()
     placed = {c.link_id: c for c in commands}
-    assert placed[link("S", 0)].qty == D("0.300") and placed[link("S", 0)].trigger_price == D("63000")  # the full target
+    assert placed[link("S", 0)].qty == D("0.300") and placed[link("S", 0)].trigger_price == D(
+        "63000"
+    )  # the full target
     assert (placed[link("E", 2)].price, placed[link("E", 3)].price) == (D("64500"), D("64000"))
     assert [placed[link("T", n)].qty for n in (1, 2, 3, 4)] == [D("0.085"), D("0.005"), D("0.005"), D("0.005")]
     assert world.driver.state.phase == "BUILDING"
     world.ex.fill_order(world.account, link("E", 2))
     world.check()
-    assert world.order(link("T", 1)).qty == D("0.170")          # R1: the ladder follows the filled size
+    assert world.order(link("T", 1)).qty == D("0.170")  # R1: the ladder follows the filled size
 
 
 def test_a_refused_first_entry_opens_nothing_and_retires_with_the_exchanges_answer():
     world = planned_world(approach="fast")
-    world.driver.override = lambda c: Rejected(110007, "ab not enough for new order") if c.link_id == link("E", 1) else None
+    world.driver.override = lambda c: (
+        Rejected(110007, "ab not enough for new order") if c.link_id == link("E", 1) else None
+    )
     commands, events = world.check()
     assert [c.link_id for c in commands] == [link("E", 1)] and "entry_refused" in kinds(events)
     assert world.driver.state.retired == "entry_refused"

@@ -19,10 +19,10 @@ from tests.stubs.book import apply, open_conservative
 BTC = MonitorId("main", "BTCUSDT")
 
 step = st.one_of(
-    st.tuples(st.just("price"), st.integers(-400, 400)),                 # move in basis points
+    st.tuples(st.just("price"), st.integers(-400, 400)),  # move in basis points
     st.tuples(st.just("fill_entry"), st.sampled_from([2, 3])),
     st.tuples(st.just("partial_tp"), st.integers(1, 4), st.integers(1, 99)),
-    st.tuples(st.just("manual_reduce"), st.integers(1, 60)),               # percent of the size
+    st.tuples(st.just("manual_reduce"), st.integers(1, 60)),  # percent of the size
     st.tuples(st.just("manual_add"), st.integers(1, 50)),
     st.tuples(st.just("cancel_stop"), st.just(0)),
     st.tuples(st.just("reject_next"), st.sampled_from([110001, 110093, 10001])),
@@ -39,8 +39,15 @@ def test_invariants_hold_after_every_step(side, entries, steps):
     ex.set_price("BTCUSDT", Decimal("65000"))
     open_conservative(ex, "main", "BTCUSDT", side, Decimal("0.100"), entries_filled=entries)
     account = ex.accounts["main"]
-    external = sim.place("main", symbol="BTCUSDT", side="Buy" if side == "Sell" else "Sell", orderType="Limit",
-                         qty="0.001", price="130000" if side == "Buy" else "30000", orderLinkId="trader-own-1")
+    external = sim.place(
+        "main",
+        symbol="BTCUSDT",
+        side="Buy" if side == "Sell" else "Sell",
+        orderType="Limit",
+        qty="0.001",
+        price="130000" if side == "Buy" else "30000",
+        orderLinkId="trader-own-1",
+    )
     external_id = external["orderId"]
     driver = Driver(ex, BTC)
     sign = 1 if side == "Buy" else -1
@@ -62,9 +69,15 @@ def test_invariants_hold_after_every_step(side, entries, steps):
                     apply(ex, "main", "BTCUSDT", command_message(BTC, command))
                 return Unresolved("injected")
             outcome = apply(ex, "main", "BTCUSDT", command_message(BTC, command))
-            if isinstance(outcome, Rejected) and outcome.code == 110017 and command.key is not None and command.key.role is Role.TAKE_PROFIT:
+            if (
+                isinstance(outcome, Rejected)
+                and outcome.code == 110017
+                and command.key is not None
+                and command.key.role is Role.TAKE_PROFIT
+            ):
                 oversize_rejections += 1
             return outcome
+
         driver.override = override
         sent, _ = driver.check(stale=stale)
         placed_links.extend(c.link_id for c in sent if c.action == "place")
@@ -87,8 +100,14 @@ def test_invariants_hold_after_every_step(side, entries, steps):
             if order is not None and order.is_open:
                 ex.fill_order(account, order.order_id)
         elif kind == "partial_tp":
-            open_tps = [o for o in account.open_orders("BTCUSDT") if (l := OrderLink.parse(o.link_id))
-                        and l.role is Role.TAKE_PROFIT and l.level == args[0] and o.status in ("New", "PartiallyFilled")]
+            open_tps = [
+                o
+                for o in account.open_orders("BTCUSDT")
+                if (l := OrderLink.parse(o.link_id))
+                and l.role is Role.TAKE_PROFIT
+                and l.level == args[0]
+                and o.status in ("New", "PartiallyFilled")
+            ]
             if open_tps:
                 qty = ex.specs["BTCUSDT"].instrument().round_qty(open_tps[0].leaves * args[1] / 100)
                 if qty > 0:
@@ -96,7 +115,9 @@ def test_invariants_hold_after_every_step(side, entries, steps):
         elif kind == "manual_reduce" and size > 0:
             qty = ex.specs["BTCUSDT"].instrument().round_qty(size * args[0] / 100)
             if qty > 0:
-                sim.place("main", symbol="BTCUSDT", side="Sell" if side == "Buy" else "Buy", orderType="Market", qty=str(qty))
+                sim.place(
+                    "main", symbol="BTCUSDT", side="Sell" if side == "Buy" else "Buy", orderType="Market", qty=str(qty)
+                )
         elif kind == "manual_add" and size > 0:
             sim.place("main", symbol="BTCUSDT", side=side, orderType="Market", qty=str(Decimal(args[0]) / 1000))
         elif kind == "cancel_stop":
@@ -116,7 +137,9 @@ def test_invariants_hold_after_every_step(side, entries, steps):
         # --- invariants -----------------------------------------------------------------
         position = account.positions.get("BTCUSDT")
         size = position.size if position and position.side == side else Decimal(0)
-        ours = [o for o in account.open_orders("BTCUSDT") if (l := OrderLink.parse(o.link_id)) and l.position_id == "pos1"]
+        ours = [
+            o for o in account.open_orders("BTCUSDT") if (l := OrderLink.parse(o.link_id)) and l.position_id == "pos1"
+        ]
         stops = [o for o in ours if OrderLink.parse(o.link_id).role is Role.STOP and o.status == "Untriggered"]
         active_ro = [o for o in ours if o.is_active_reduce_only]
         if size > 0 and not driver.state.retired:
@@ -127,15 +150,15 @@ def test_invariants_hold_after_every_step(side, entries, steps):
             elif not failed and not being_placed:
                 unprotected_checks += 1
             assert unprotected_checks <= 1, f"no stop covering {size} for {unprotected_checks} checks"
-        assert sum((o.leaves for o in active_ro), Decimal(0)) <= size            # never oversized
-        assert oversize_rejections == 0                                            # never asked for too much
-        assert len(placed_links) == len(set(placed_links))                        # no id used twice
+        assert sum((o.leaves for o in active_ro), Decimal(0)) <= size  # never oversized
+        assert oversize_rejections == 0  # never asked for too much
+        assert len(placed_links) == len(set(placed_links))  # no id used twice
         if stops:
             trigger = stops[0].trigger_price
             if last_trigger is not None and len(stops) == 1:
                 assert sign * (trigger - last_trigger) >= 0, "the stop moved against the position"
             last_trigger = trigger
-        assert "trader-own-1" not in {c.link_id for c in driver.sent}              # external untouched
+        assert "trader-own-1" not in {c.link_id for c in driver.sent}  # external untouched
         external_order = account.orders[external_id]
         assert external_order.status in ("New", "Filled") and external_order.cancel_type == "UNKNOWN"
     event(f"ended: {driver.state.retired or driver.state.phase}")

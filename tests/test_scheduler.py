@@ -24,8 +24,9 @@ class Harness:
     def __init__(self, concurrency=(4, 20, 64), check_timeout=30.0):
         self.clock = FakeClock(start=1000.0)
         self.supervisor = Recorder.start()
-        self.scheduler = Scheduler.start(self.clock, INTERVALS, self.supervisor,
-                                         check_timeout=check_timeout, concurrency=concurrency)
+        self.scheduler = Scheduler.start(
+            self.clock, INTERVALS, self.supervisor, check_timeout=check_timeout, concurrency=concurrency
+        )
         self.monitors = StubMonitors(self.scheduler)
 
     def add(self, name: str, urgency=Urgency.STANDARD, mode="answer", account="main") -> MonitorId:
@@ -66,13 +67,16 @@ def harness():
 
 # --- pure arithmetic ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("tier, interval", INTERVALS.items())
 def test_next_due_is_dispatch_plus_interval_for_every_tier(tier, interval):
     assert next_due(1000.0, interval) == 1000.0 + interval
 
 
-@pytest.mark.parametrize("dispatched, interval, due", [(1000.25, 5, 1006.0), (1000.0, 5.5, 1006.0),
-                                                      (999.999999999, 12, 1012.0), (1000.25, 2, 1002.25)])
+@pytest.mark.parametrize(
+    "dispatched, interval, due",
+    [(1000.25, 5, 1006.0), (1000.0, 5.5, 1006.0), (999.999999999, 12, 1012.0), (1000.25, 2, 1002.25)],
+)
 def test_next_due_rounds_up_to_the_wave_grid_never_early_except_critical(dispatched, interval, due):
     assert next_due(dispatched, interval) == due
     assert next_due(dispatched, interval) >= dispatched + interval - 1e-6
@@ -80,19 +84,35 @@ def test_next_due_rounds_up_to_the_wave_grid_never_early_except_critical(dispatc
 
 def test_dispatch_order_is_most_urgent_first_but_overdue_goes_first():
     a, b, c, d = (MonitorId("main", s) for s in "ABCD")
-    candidates = [Candidate(a, Urgency.STANDARD, 100.0), Candidate(b, Urgency.CRITICAL, 100.0),
-                  Candidate(c, Urgency.IDLE, 98.0), Candidate(d, Urgency.CRITICAL, 101.0)]
+    candidates = [
+        Candidate(a, Urgency.STANDARD, 100.0),
+        Candidate(b, Urgency.CRITICAL, 100.0),
+        Candidate(c, Urgency.IDLE, 98.0),
+        Candidate(d, Urgency.CRITICAL, 101.0),
+    ]
     assert dispatch_order(candidates, now=100.0) == [c, b, a]  # d is not due; c waited a wave
 
 
-@pytest.mark.parametrize("current, throttled, waiting, expected", [
-    (20, True, 5, 10), (20, False, 5, 40), (20, False, 0, 20), (5, True, 0, 4), (40, False, 5, 64),
-    (64, False, 3000, 3064)])
+@pytest.mark.parametrize(
+    "current, throttled, waiting, expected",
+    [
+        (20, True, 5, 10),
+        (20, False, 5, 40),
+        (20, False, 0, 20),
+        (5, True, 0, 4),
+        (40, False, 5, 64),
+        (64, False, 3000, 3064),
+    ],
+)
 def test_concurrency_adapts(current, throttled, waiting, expected):
-    assert adapt_concurrency(current, throttled=throttled, waiting=waiting, high=8192 if waiting > 1000 else 64) == expected
+    assert (
+        adapt_concurrency(current, throttled=throttled, waiting=waiting, high=8192 if waiting > 1000 else 64)
+        == expected
+    )
 
 
 # --- the actor ---------------------------------------------------------------------------
+
 
 def test_a_new_monitor_is_checked_by_the_next_tick_with_the_others_registered_meanwhile(harness, caplog):
     caplog.set_level(logging.INFO, logger="actors.scheduling.scheduler")
@@ -163,7 +183,7 @@ def test_limit_halves_when_checks_report_throttling_and_grows_when_saturated():
         h.monitors.configure(monitor, Urgency.STANDARD, "held")
         h.scheduler.tell(RegisterMonitor(monitor, h.monitors.ref_for(monitor)))
     report = h.tick()
-    assert report.concurrency_limit == 30 and report.in_flight == 10   # grown at once to serve them all
+    assert report.concurrency_limit == 30 and report.in_flight == 10  # grown at once to serve them all
 
 
 def test_a_dead_monitor_is_reported_and_others_keep_their_schedule():
@@ -199,8 +219,8 @@ def test_no_starvation_over_ten_minutes_with_20_critical_and_200_standard():
         for monitor in group:
             gaps = [b - a for a, b in zip(times[monitor], times[monitor][1:])]
             assert len(gaps) >= 600 / (interval + 1) - 2, monitor
-            assert min(gaps) >= interval - 1e-9, monitor            # never more often
-            assert max(gaps) <= interval + 1.0 + 1e-9, monitor      # late by at most one wave
+            assert min(gaps) >= interval - 1e-9, monitor  # never more often
+            assert max(gaps) <= interval + 1.0 + 1e-9, monitor  # late by at most one wave
 
 
 def test_unregistering_during_a_wave_completes_the_wave(harness, caplog):
@@ -251,13 +271,14 @@ def test_ticks_before_anything_is_due_send_nothing(harness):
 
 # --- wake-ups from pushes ---------------------------------------------------------------------
 
+
 def test_a_wake_checks_the_monitor_at_once_outside_the_waves_and_late_checks(harness):
     idle = harness.add("BTCUSDT", urgency=Urgency.IDLE)
     other = harness.add("ETHUSDT", urgency=Urgency.IDLE)
     harness.tick(1.0)
     before = len(harness.check_times()[idle])
     waves = harness.settle().waves
-    harness.scheduler.tell(Wake(idle))                                # no tick needed
+    harness.scheduler.tell(Wake(idle))  # no tick needed
     report = harness.settle()
     assert len(harness.check_times()[idle]) == before + 1 and len(harness.check_times()[other]) == 1
     assert report.waves == waves and report.late_checks == 0 and report.woken == 1
@@ -265,13 +286,13 @@ def test_a_wake_checks_the_monitor_at_once_outside_the_waves_and_late_checks(har
 
 def test_a_wake_during_a_check_checks_again_right_after_it():
     h = Harness()
-    monitor = h.add("BTCUSDT", urgency=Urgency.IDLE, mode="held")     # its first check is in flight
+    monitor = h.add("BTCUSDT", urgency=Urgency.IDLE, mode="held")  # its first check is in flight
     h.scheduler.tell(Wake(monitor))
     h.settle()
-    assert len(h.check_times()[monitor]) == 1                         # not twice at once
+    assert len(h.check_times()[monitor]) == 1  # not twice at once
     h.monitors.release()
     h.settle()
-    assert len(h.check_times()[monitor]) == 2                         # at once after it, no tick
+    assert len(h.check_times()[monitor]) == 2  # at once after it, no tick
 
 
 def test_a_wake_for_a_position_nobody_guards_is_told_to_the_supervisor(harness):
@@ -286,10 +307,10 @@ def test_a_quiet_check_waits_the_quiet_interval_and_a_stale_account_brings_it_ba
     h.scheduler = Scheduler.start(h.clock, INTERVALS, h.supervisor, quiet_interval=30.0)
     h.monitors = StubMonitors(h.scheduler)
     monitor = h.add("BTCUSDT", urgency=Urgency.CRITICAL, mode="held")
-    h.monitors.release()                                              # answers the first check...
+    h.monitors.release()  # answers the first check...
     h.scheduler.tell(Checked(monitor, seq=1, urgency=Urgency.CRITICAL, duration=0.01, quiet=True))  # ...quietly
     h.run(10.0)
-    assert len(h.check_times()[monitor]) == 1                         # not every 2 s while pushes serve
+    assert len(h.check_times()[monitor]) == 1  # not every 2 s while pushes serve
     h.scheduler.tell(AccountStale("main"))
     h.tick()
-    assert len(h.check_times()[monitor]) == 2                         # back to its tier at once
+    assert len(h.check_times()[monitor]) == 2  # back to its tier at once

@@ -52,45 +52,72 @@ def test_testnet_demo_and_base_url_pick_the_host():
 
 def test_stream_urls_follow_the_host_and_the_overrides_win():
     assert load_settings({}).stream_urls("https://api.bybit.com") == (
-        "wss://stream.bybit.com/v5/private", "wss://stream.bybit.com/v5/public/linear")
+        "wss://stream.bybit.com/v5/private",
+        "wss://stream.bybit.com/v5/public/linear",
+    )
     assert load_settings({"BYBIT_DEMO": "1"}).stream_urls("https://api-demo.bybit.com") == (
-        "wss://stream-demo.bybit.com/v5/private", "wss://stream.bybit.com/v5/public/linear")
-    assert load_settings({}).stream_urls("http://127.0.0.1:9") is None          # not Bybit: no guess
+        "wss://stream-demo.bybit.com/v5/private",
+        "wss://stream.bybit.com/v5/public/linear",
+    )
+    assert load_settings({}).stream_urls("http://127.0.0.1:9") is None  # not Bybit: no guess
     local = load_settings({"BYBIT_WS_PRIVATE_URL": "ws://127.0.0.1:9/v5/private"})
     assert local.stream_urls("http://127.0.0.1:9") == ("ws://127.0.0.1:9/v5/private", "")
     assert load_settings({"BYBIT_STREAMS": "false"}).stream_urls("https://api.bybit.com") is None
 
 
 def test_mirror_accounts_when_enabled():
-    settings = load_settings({"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET, "ENABLE_MIRROR_TRADING": "yes",
-                              "BYBIT_API_KEY_2": "OtherKey", "BYBIT_API_SECRET_2": "OtherSecret"})
+    settings = load_settings(
+        {
+            "BYBIT_API_KEY": KEY,
+            "BYBIT_API_SECRET": SECRET,
+            "ENABLE_MIRROR_TRADING": "yes",
+            "BYBIT_API_KEY_2": "OtherKey",
+            "BYBIT_API_SECRET_2": "OtherSecret",
+        }
+    )
     main, mirror = settings.accounts()
     assert (main.name, mirror.name) == ("main", "mirror")
     assert mirror.api_key.reveal() == "OtherKey"
 
 
-@pytest.mark.parametrize("environ, expected", [
-    ({"BYBIT_API_KEY": KEY}, "BYBIT_API_SECRET: must be set together with BYBIT_API_KEY"),
-    ({"BYBIT_API_SECRET": SECRET}, "BYBIT_API_KEY: must be set together with BYBIT_API_SECRET"),
-    ({"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET, "ENABLE_MIRROR_TRADING": "true"},
-     "ENABLE_MIRROR_TRADING: mirror enabled but BYBIT_API_KEY_2"),
-    ({"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET, "ENABLE_MIRROR_TRADING": "true",
-      "BYBIT_API_KEY_2": KEY, "BYBIT_API_SECRET_2": "x"}, "BYBIT_API_KEY_2: the mirror key is the same"),
-    ({"URGENCY_CRITICAL_SECONDS": "-2"}, "URGENCY_CRITICAL_SECONDS: must be a number greater than 0"),
-    ({"URGENCY_IDLE_SECONDS": "0"}, "URGENCY_IDLE_SECONDS: must be a number greater than 0"),
-    ({"URGENCY_STANDARD_SECONDS": "1"}, "URGENCY_*_SECONDS: intervals must grow"),
-    ({"HTTP_POOL_SIZE": "ten"}, "HTTP_POOL_SIZE: must be a whole number (got 'ten')"),
-    ({"STALE_LIMIT_SECONDS": "soon"}, "STALE_LIMIT_SECONDS: must be a number"),
-    ({"BYBIT_TESTNET": "maybe"}, "BYBIT_TESTNET: must be true or false"),
-    ({"ADOPTION_POLICY": "ignore"}, "ADOPTION_POLICY: must be one of protect, observe"),
-    ({"TP_LADDER_PERCENTS": "50,40,5,4"}, "TP_LADDER_PERCENTS: shares must add up to 100"),
-    ({"TAKER_FEE_RATE": "5"}, "TAKER_FEE_RATE: must be a fraction"),
-    ({"BYBIT_BASE_URL": "ftp://x"}, "BYBIT_BASE_URL: must start with http:// or https://"),
-    ({"LOG_FORMAT": "xml"}, "LOG_FORMAT: must be one of human, json"),
-    ({"BYBIT_WS_PRIVATE_URL": "https://stream.bybit.com/v5/private"}, "BYBIT_WS_PRIVATE_URL: must start with ws://"),
-    ({"STREAM_HEARTBEAT_SECONDS": "0"}, "STREAM_HEARTBEAT_SECONDS: must be a number greater than 0"),
-    ({"RESYNC_SECONDS": "15"}, "RESYNC_SECONDS: must be at least two STREAM_HEARTBEAT_SECONDS"),
-])
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        ({"BYBIT_API_KEY": KEY}, "BYBIT_API_SECRET: must be set together with BYBIT_API_KEY"),
+        ({"BYBIT_API_SECRET": SECRET}, "BYBIT_API_KEY: must be set together with BYBIT_API_SECRET"),
+        (
+            {"BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET, "ENABLE_MIRROR_TRADING": "true"},
+            "ENABLE_MIRROR_TRADING: mirror enabled but BYBIT_API_KEY_2",
+        ),
+        (
+            {
+                "BYBIT_API_KEY": KEY,
+                "BYBIT_API_SECRET": SECRET,
+                "ENABLE_MIRROR_TRADING": "true",
+                "BYBIT_API_KEY_2": KEY,
+                "BYBIT_API_SECRET_2": "x",
+            },
+            "BYBIT_API_KEY_2: the mirror key is the same",
+        ),
+        ({"URGENCY_CRITICAL_SECONDS": "-2"}, "URGENCY_CRITICAL_SECONDS: must be a number greater than 0"),
+        ({"URGENCY_IDLE_SECONDS": "0"}, "URGENCY_IDLE_SECONDS: must be a number greater than 0"),
+        ({"URGENCY_STANDARD_SECONDS": "1"}, "URGENCY_*_SECONDS: intervals must grow"),
+        ({"HTTP_POOL_SIZE": "ten"}, "HTTP_POOL_SIZE: must be a whole number (got 'ten')"),
+        ({"STALE_LIMIT_SECONDS": "soon"}, "STALE_LIMIT_SECONDS: must be a number"),
+        ({"BYBIT_TESTNET": "maybe"}, "BYBIT_TESTNET: must be true or false"),
+        ({"ADOPTION_POLICY": "ignore"}, "ADOPTION_POLICY: must be one of protect, observe"),
+        ({"TP_LADDER_PERCENTS": "50,40,5,4"}, "TP_LADDER_PERCENTS: shares must add up to 100"),
+        ({"TAKER_FEE_RATE": "5"}, "TAKER_FEE_RATE: must be a fraction"),
+        ({"BYBIT_BASE_URL": "ftp://x"}, "BYBIT_BASE_URL: must start with http:// or https://"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT: must be one of human, json"),
+        (
+            {"BYBIT_WS_PRIVATE_URL": "https://stream.bybit.com/v5/private"},
+            "BYBIT_WS_PRIVATE_URL: must start with ws://",
+        ),
+        ({"STREAM_HEARTBEAT_SECONDS": "0"}, "STREAM_HEARTBEAT_SECONDS: must be a number greater than 0"),
+        ({"RESYNC_SECONDS": "15"}, "RESYNC_SECONDS: must be at least two STREAM_HEARTBEAT_SECONDS"),
+    ],
+)
 def test_each_invalid_setting_is_one_line_naming_it(environ, expected):
     found = problems(environ)
     assert len(found) == 1, found
@@ -121,6 +148,7 @@ def test_secrets_never_appear_in_repr_or_errors():
 
 def test_secret_refuses_pickling():
     import pickle
+
     with pytest.raises(TypeError):
         pickle.dumps(Secret(SECRET))
 
@@ -139,8 +167,14 @@ def test_settings_are_frozen():
 def run_main(*args: str, env: dict | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k not in PARSERS}
     environ.update(env or {})
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], env=environ, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        env=environ,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_invalid_settings_exit_2_with_one_line_each_and_no_secret():
@@ -175,11 +209,15 @@ def test_a_config_file_reports_every_problem_at_once(tmp_path):
     assert names == ["NOT_A_SETTING", f"--config {path} line 3", "HTTP_POOL_SIZE", "LOG_LEVEL"]
 
 
-@pytest.mark.parametrize("make_path, expected", [
-    (lambda tmp: "/proc/nowhere/state.db", "cannot write in /proc/nowhere"),
-    (lambda tmp: str(tmp), "is a directory"),
-    (lambda tmp: str((tmp / "file").absolute()) + "/state.db", "cannot write in"),
-], ids=["parent-cannot-be-created", "a-directory", "parent-is-a-file"])
+@pytest.mark.parametrize(
+    "make_path, expected",
+    [
+        (lambda tmp: "/proc/nowhere/state.db", "cannot write in /proc/nowhere"),
+        (lambda tmp: str(tmp), "is a directory"),
+        (lambda tmp: str((tmp / "file").absolute()) + "/state.db", "cannot write in"),
+    ],
+    ids=["parent-cannot-be-created", "a-directory", "parent-is-a-file"],
+)
 def test_an_unusable_state_path_is_one_line_and_exit_2_before_anything_starts(tmp_path, make_path, expected):
     (tmp_path / "file").write_text("not a folder")
     result = run_main("--duration", "5", env={"STATE_PATH": make_path(tmp_path)})

@@ -16,8 +16,14 @@ INTERVALS = {"critical": 2.0, "active": 5.0, "standard": 12.0, "inactive": 30.0,
 
 def test_a_retired_monitor_is_unregistered_by_the_supervisor_that_registered_it():
     scheduler, gateway, persistence = Recorder.start(), Recorder.start(), StubPersistence.start()
-    supervisor = Supervisor.start(gateway=gateway, persistence=persistence, clock=FakeClock(), accounts=("main",),
-                                  intervals=INTERVALS, config=RulesConfig())
+    supervisor = Supervisor.start(
+        gateway=gateway,
+        persistence=persistence,
+        clock=FakeClock(),
+        accounts=("main",),
+        intervals=INTERVALS,
+        config=RulesConfig(),
+    )
     try:
         supervisor.ask(StartSupervision(scheduler, {}), timeout=5)
         monitor = MonitorId("main", "BTCUSDT")

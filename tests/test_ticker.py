@@ -29,8 +29,9 @@ def test_tells_each_target_on_its_own_period_and_stops_within_a_second():
     fast_done, slow_done = threading.Event(), threading.Event()
     fast = Counting.start(20, fast_done)
     slow = Counting.start(2, slow_done)
-    ticker = Ticker(SystemClock(), [Every(0.01, fast, lambda now: ("tick", now)),
-                                    Every(0.1, slow, lambda now: ("flush", now))]).start()
+    ticker = Ticker(
+        SystemClock(), [Every(0.01, fast, lambda now: ("tick", now)), Every(0.1, slow, lambda now: ("flush", now))]
+    ).start()
     assert fast_done.wait(5) and slow_done.wait(5)
     started = time.monotonic()
     assert ticker.stop(timeout=1.0)
@@ -66,5 +67,6 @@ def test_fake_clock_only_moves_when_advanced():
     clock.advance(1.5)
     assert (clock.monotonic(), clock.wall_ms()) == (11.5, 6_500)
     import pytest
+
     with pytest.raises(ValueError):
         clock.advance(-1)

@@ -17,8 +17,16 @@ D = Decimal
 BTC = Instrument("BTCUSDT", D("0.1"), D("0.001"), D("0.001"), D("100"), max_leverage=D("50"))
 MARKET = Market("main", "BTCUSDT", BTC, D("65000"), D("10000"))
 CONFIG = RulesConfig()
-OPEN = {"command": "open", "symbol": "BTCUSDT", "side": "long", "approach": "conservative", "qty": "0.3",
-        "tps": "66000,67000,68000,69000", "stop": "63000", "limits": "64500,64000"}
+OPEN = {
+    "command": "open",
+    "symbol": "BTCUSDT",
+    "side": "long",
+    "approach": "conservative",
+    "qty": "0.3",
+    "tps": "66000,67000,68000,69000",
+    "stop": "63000",
+    "limits": "64500,64000",
+}
 
 
 def opened(**changes):
@@ -27,21 +35,24 @@ def opened(**changes):
     return request
 
 
-@pytest.mark.parametrize("changes, problem", [
-    ({"symbol": "btc-usdt"}, "SYMBOL 'btc-usdt' is not a contract name like BTCUSDT"),
-    ({"side": "up"}, "side 'up' must be long or short"),
-    ({"approach": "yolo"}, "--approach yolo must be conservative or fast"),
-    ({"stop": "-1"}, "--stop -1 must be greater than 0"),
-    ({"tps": "66000,abc"}, "--tps 'abc' is not a number"),
-    ({"tps": "1,2,3,4,5"}, "--tps gives 5 prices; the ladder has at most 4"),
-    ({"margin": "100"}, "give exactly one of --qty, --margin, --margin-percent (got --qty, --margin)"),
-    ({"qty": None, "margin_percent": "5"}, "--margin-percent needs --leverage"),
-    ({"qty": None, "margin_percent": "150", "leverage": "5"}, "--margin-percent 150 must be at most 100"),
-    ({"limits": None}, "--limits P2,P3 is required for the conservative approach"),
-    ({"limits": "64000"}, "--limits gives 1 prices; the conservative approach needs 2"),
-    ({"approach": "fast", "tps": "66000"}, "--limits is only for the conservative approach"),
-    ({"account": "both2"}, "--account both2 must be one of main|mirror|both"),
-])
+@pytest.mark.parametrize(
+    "changes, problem",
+    [
+        ({"symbol": "btc-usdt"}, "SYMBOL 'btc-usdt' is not a contract name like BTCUSDT"),
+        ({"side": "up"}, "side 'up' must be long or short"),
+        ({"approach": "yolo"}, "--approach yolo must be conservative or fast"),
+        ({"stop": "-1"}, "--stop -1 must be greater than 0"),
+        ({"tps": "66000,abc"}, "--tps 'abc' is not a number"),
+        ({"tps": "1,2,3,4,5"}, "--tps gives 5 prices; the ladder has at most 4"),
+        ({"margin": "100"}, "give exactly one of --qty, --margin, --margin-percent (got --qty, --margin)"),
+        ({"qty": None, "margin_percent": "5"}, "--margin-percent needs --leverage"),
+        ({"qty": None, "margin_percent": "150", "leverage": "5"}, "--margin-percent 150 must be at most 100"),
+        ({"limits": None}, "--limits P2,P3 is required for the conservative approach"),
+        ({"limits": "64000"}, "--limits gives 1 prices; the conservative approach needs 2"),
+        ({"approach": "fast", "tps": "66000"}, "--limits is only for the conservative approach"),
+        ({"account": "both2"}, "--account both2 must be one of main|mirror|both"),
+    ],
+)
 def test_each_malformed_open_is_one_line_naming_it(changes, problem):
     request, problems = read_request({k: v for k, v in {**OPEN, **changes}.items() if v is not None})
     assert request is None and problem in problems
@@ -49,7 +60,7 @@ def test_each_malformed_open_is_one_line_naming_it(changes, problem):
 
 def test_every_problem_is_reported_at_once():
     _, problems = read_request({"command": "open", "symbol": "x", "side": "up", "approach": "fast"})
-    assert len(problems) >= 5   # symbol, side, --tps, --stop, sizing
+    assert len(problems) >= 5  # symbol, side, --tps, --stop, sizing
 
 
 def test_conservative_legs_are_a_third_each_and_the_plan_uses_the_ladder():
@@ -61,9 +72,9 @@ def test_conservative_legs_are_a_third_each_and_the_plan_uses_the_ladder():
 
 
 def test_margin_percent_sizes_on_the_available_balance_and_the_average_entry():
-    request = opened(qty=None, margin_percent="10", leverage="5")   # 1000 USDT x 5 over (65000+64500+64000)/3
+    request = opened(qty=None, margin_percent="10", leverage="5")  # 1000 USDT x 5 over (65000+64500+64000)/3
     plan, _ = size_open(request, "main", MARKET, CONFIG)
-    assert plan.legs == (D("0.025"),) * 3                          # 0.0775... / 3 rounded down to 0.001
+    assert plan.legs == (D("0.025"),) * 3  # 0.0775... / 3 rounded down to 0.001
 
 
 def test_a_fast_trade_is_one_market_leg_one_take_profit():
@@ -71,14 +82,17 @@ def test_a_fast_trade_is_one_market_leg_one_take_profit():
     assert plan.legs == (D("0.2"),) and plan.limits == () and plan.percents == (D(100),)
 
 
-@pytest.mark.parametrize("changes, problem", [
-    ({"stop": "65500"}, "--stop 65500 is not below the market price 65000 (a long's stop must be below it)"),
-    ({"tps": "64000,67000,68000,69000"}, "--tps 64000 is not above the market price 65000"),
-    ({"side": "short"}, "--stop 63000 is not above the market price 65000 (a short's stop must be above it)"),
-    ({"limits": "62000,64000"}, "--limits 62000 is not between the stop 63000 and the market price 65000"),
-    ({"qty": "0.002"}, "main: each of 3 legs would be 0.000, below BTCUSDT's minOrderQty 0.001"),
-    ({"qty": None, "margin": "100", "leverage": "60"}, "--leverage 60 is above BTCUSDT's maximum 50"),
-])
+@pytest.mark.parametrize(
+    "changes, problem",
+    [
+        ({"stop": "65500"}, "--stop 65500 is not below the market price 65000 (a long's stop must be below it)"),
+        ({"tps": "64000,67000,68000,69000"}, "--tps 64000 is not above the market price 65000"),
+        ({"side": "short"}, "--stop 63000 is not above the market price 65000 (a short's stop must be above it)"),
+        ({"limits": "62000,64000"}, "--limits 62000 is not between the stop 63000 and the market price 65000"),
+        ({"qty": "0.002"}, "main: each of 3 legs would be 0.000, below BTCUSDT's minOrderQty 0.001"),
+        ({"qty": None, "margin": "100", "leverage": "60"}, "--leverage 60 is above BTCUSDT's maximum 50"),
+    ],
+)
 def test_prices_and_sizes_that_do_not_fit_the_market_are_refused(changes, problem):
     request = read_request({k: v for k, v in {**OPEN, **changes}.items() if v is not None})[0]
     plan, problems = size_open(request, "main", MARKET, CONFIG)
@@ -97,11 +111,13 @@ def test_plan_targets_are_checked_against_the_entry_and_the_mark():
     assert problems == ["--stop 64500 is already crossed by the mark price 64000; it would fire at once"]
     request = read_request({"command": "plan", "symbol": "BTCUSDT", "tps": "66000.04", "stop": "63000.01"})[0]
     tps, stop, problems = check_targets(request, position, BTC)
-    assert problems == [] and tps == (D("66000.1"),) and stop == D("63000.1")    # snapped towards the long's side
+    assert problems == [] and tps == (D("66000.1"),) and stop == D("63000.1")  # snapped towards the long's side
 
 
 def test_an_account_that_is_not_configured_is_refused_before_anything_is_asked():
     desk = TradeDesk(gateway=None, supervisor=None, accounts=("main",), config=CONFIG, timeout=1.0)
     assert desk.handle({**OPEN, "account": "both"}) == {
-        "exit": 2, "lines": ["--account both: the mirror account is not configured"]}
-    assert desk.handle({**OPEN, "stop": "x"})["exit"] == 2      # a malformed request asks nothing either
+        "exit": 2,
+        "lines": ["--account both: the mirror account is not configured"],
+    }
+    assert desk.handle({**OPEN, "stop": "x"})["exit"] == 2  # a malformed request asks nothing either

@@ -16,8 +16,8 @@ from typing import Any, Callable
 from messages.notifier import AlertText, QueuedAlert
 from messages.persistence import DAEMON, JournalEntry
 
-PER_MESSAGE = 20        # alerts listed in one message (a burst becomes a few messages)
-DIGEST_LISTED = 40      # lines of a digest; the rest are counted
+PER_MESSAGE = 20  # alerts listed in one message (a burst becomes a few messages)
+DIGEST_LISTED = 40  # lines of a digest; the rest are counted
 
 
 def _money(value: Any) -> str:
@@ -35,12 +35,18 @@ def _duration(seconds: Any) -> str:
 
 
 def _entry_filled(p: dict) -> tuple[str, str]:
-    return "ENTRY FILLED", f"Limit {p.get('level_filled')} filled: {p.get('qty')} at {p.get('price')}. Size now {p.get('size')}."
+    return (
+        "ENTRY FILLED",
+        f"Limit {p.get('level_filled')} filled: {p.get('qty')} at {p.get('price')}. Size now {p.get('size')}.",
+    )
 
 
 def _tp_filled(p: dict) -> tuple[str, str]:
-    return (f"TP{p.get('level_filled')} FILLED", f"{p.get('qty')} at {p.get('price')}. Realised P&L (exchange): "
-            f"{_money(p.get('realised_pnl'))}. Remaining size {p.get('remaining')}.")
+    return (
+        f"TP{p.get('level_filled')} FILLED",
+        f"{p.get('qty')} at {p.get('price')}. Realised P&L (exchange): "
+        f"{_money(p.get('realised_pnl'))}. Remaining size {p.get('remaining')}.",
+    )
 
 
 def _breakeven(p: dict) -> tuple[str, str]:
@@ -52,8 +58,11 @@ def _stop_hit(p: dict) -> tuple[str, str]:
 
 
 def _closed(p: dict) -> tuple[str, str]:
-    return (f"POSITION CLOSED ({p.get('reason')})", f"Realised P&L (exchange): {_money(p.get('realised_pnl'))}. "
-            f"Open for {_duration(p.get('duration_s'))}. Take-profits hit: {p.get('tps_hit')}/{p.get('tps')}.")
+    return (
+        f"POSITION CLOSED ({p.get('reason')})",
+        f"Realised P&L (exchange): {_money(p.get('realised_pnl'))}. "
+        f"Open for {_duration(p.get('duration_s'))}. Take-profits hit: {p.get('tps_hit')}/{p.get('tps')}.",
+    )
 
 
 def _entry_refused(p: dict) -> tuple[str, str]:
@@ -65,13 +74,17 @@ def _emergency(p: dict) -> tuple[str, str]:
 
 
 def _unprotected(p: dict) -> tuple[str, str]:
-    return "UNPROTECTED", (f"No live stop on an open position of {p.get('size')} for {p.get('seconds')}s, and the "
-                           "guardian cannot or may not place one. Protect it by hand.")
+    return "UNPROTECTED", (
+        f"No live stop on an open position of {p.get('size')} for {p.get('seconds')}s, and the "
+        "guardian cannot or may not place one. Protect it by hand."
+    )
 
 
 def _unreadable(p: dict) -> tuple[str, str]:
-    return "ACCOUNT UNREADABLE", (f"No good data for {p.get('seconds')}s ({p.get('reason')}): positions on this account "
-                                  "are not being adjusted until it can be read again.")
+    return "ACCOUNT UNREADABLE", (
+        f"No good data for {p.get('seconds')}s ({p.get('reason')}): positions on this account "
+        "are not being adjusted until it can be read again."
+    )
 
 
 def _readable(p: dict) -> tuple[str, str]:
@@ -87,29 +100,43 @@ def _stopped(p: dict) -> tuple[str, str]:
 
 
 RENDERERS: dict[str, Callable[[dict], tuple[str, str]]] = {
-    "entry_filled": _entry_filled, "tp_filled": _tp_filled, "breakeven": _breakeven, "stop_hit": _stop_hit,
-    "position_closed": _closed, "emergency_close": _emergency, "unprotected": _unprotected,
+    "entry_filled": _entry_filled,
+    "tp_filled": _tp_filled,
+    "breakeven": _breakeven,
+    "stop_hit": _stop_hit,
+    "position_closed": _closed,
+    "emergency_close": _emergency,
+    "unprotected": _unprotected,
     "entry_refused": _entry_refused,
-    "account_unreadable": _unreadable, "account_readable": _readable,
-    "daemon_started": _started, "daemon_stopped": _stopped,
+    "account_unreadable": _unreadable,
+    "account_readable": _readable,
+    "daemon_started": _started,
+    "daemon_stopped": _stopped,
 }
 
 
 @dataclass(frozen=True, slots=True)
 class AlertRules:
-    mirror_alerts: bool = True          # ENABLE_MIRROR_ALERTS
+    mirror_alerts: bool = True  # ENABLE_MIRROR_ALERTS
 
     def alert_for(self, entry: JournalEntry) -> AlertText | None:
         render = RENDERERS.get(entry.event)
         account = entry.monitor.account
-        if render is None or (account == "mirror" and not self.mirror_alerts) or entry.payload.get("before_watch") \
-                or entry.payload.get("reason") == "entry_refused":   # told as ENTRY REFUSED: nothing was open
+        if (
+            render is None
+            or (account == "mirror" and not self.mirror_alerts)
+            or entry.payload.get("before_watch")
+            or entry.payload.get("reason") == "entry_refused"
+        ):  # told as ENTRY REFUSED: nothing was open
             return None
         title, body = render(entry.payload)
         if entry.monitor == DAEMON:
             return AlertText(account, entry.event, title, body)
-        subject = account.upper() if entry.monitor.symbol == "-" else \
-            f"{account.upper()} {entry.monitor.symbol} {entry.payload.get('side') or ''}".rstrip()
+        subject = (
+            account.upper()
+            if entry.monitor.symbol == "-"
+            else f"{account.upper()} {entry.monitor.symbol} {entry.payload.get('side') or ''}".rstrip()
+        )
         return AlertText(account, entry.event, f"{subject}: {title}", body)
 
 
@@ -130,13 +157,17 @@ def compose(waiting: list[QueuedAlert], now_ms: int, max_age_ms: int) -> Message
         lines = [f"{_stamp(a.time_ms)}  {a.title} — {a.body}" for a in old[:DIGEST_LISTED]]
         if len(old) > DIGEST_LISTED:
             lines.append(f"... and {len(old) - DIGEST_LISTED} more (main.py status --events shows the journal)")
-        return Message(tuple(a.id for a in old), f"Digest: {len(old)} alerts delayed since {_stamp(old[0].time_ms)}",
-                       "\n".join(lines))
+        return Message(
+            tuple(a.id for a in old),
+            f"Digest: {len(old)} alerts delayed since {_stamp(old[0].time_ms)}",
+            "\n".join(lines),
+        )
     batch = waiting[:PER_MESSAGE]
     if len(batch) == 1:
         return Message((batch[0].id,), batch[0].title, batch[0].body)
-    return Message(tuple(a.id for a in batch), f"{len(batch)} alerts",
-                   "\n".join(f"{a.title} — {a.body}" for a in batch))
+    return Message(
+        tuple(a.id for a in batch), f"{len(batch)} alerts", "\n".join(f"{a.title} — {a.body}" for a in batch)
+    )
 
 
 def _stamp(time_ms: int) -> str:

@@ -30,7 +30,7 @@ from runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-SEND_INTERVAL_S = 1.0                      # one message a second: Telegram's per-chat limit
+SEND_INTERVAL_S = 1.0  # one message a second: Telegram's per-chat limit
 BACKOFF_START_S, BACKOFF_MAX_S = 2.0, 300.0
 
 
@@ -39,6 +39,7 @@ class Channel:
 
     def __init__(self, url: str):
         import apprise  # only the Notifier and `main.py alerts test` need it
+
         self._plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
         if self._plugin is None:
             raise ValueError("not a URL Apprise knows")
@@ -51,12 +52,20 @@ class Channel:
 @dataclass(frozen=True, slots=True)
 class _Sent:
     message: Message
-    failed: tuple[int, ...]         # indexes of the channels that did not take it
+    failed: tuple[int, ...]  # indexes of the channels that did not take it
 
 
 class Notifier(pykka.ThreadingActor):
-    def __init__(self, channels: list[Channel], persistence: Any, clock: Clock, *, unsent: tuple[QueuedAlert, ...] = (),
-                 max_age_s: float = 3600.0, metrics: Metrics | None = None):
+    def __init__(
+        self,
+        channels: list[Channel],
+        persistence: Any,
+        clock: Clock,
+        *,
+        unsent: tuple[QueuedAlert, ...] = (),
+        max_age_s: float = 3600.0,
+        metrics: Metrics | None = None,
+    ):
         super().__init__()
         self._channels = channels
         self._persistence = persistence
@@ -66,7 +75,7 @@ class Notifier(pykka.ThreadingActor):
         self._waiting: list[QueuedAlert] = list(unsent)
         self._known = {a.id for a in unsent}
         self._in_flight: Message | None = None
-        self._todo: set[int] = set(range(len(channels)))   # channels the current message still needs
+        self._todo: set[int] = set(range(len(channels)))  # channels the current message still needs
         self._next_at = 0.0
         self._backoff = Backoff(BACKOFF_START_S, BACKOFF_MAX_S)
         self._failing = False
@@ -77,8 +86,9 @@ class Notifier(pykka.ThreadingActor):
     def on_stop(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)
         if self._waiting:
-            log.warning("Alerts: %d alerts not delivered yet; they stay in the outbox for the next start",
-                        len(self._waiting))
+            log.warning(
+                "Alerts: %d alerts not delivered yet; they stay in the outbox for the next start", len(self._waiting)
+            )
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -127,8 +137,12 @@ class Notifier(pykka.ThreadingActor):
             self._next_at = now + delay
             self._failing = True
             self._metrics.alert_failures.inc()
-            log.warning("Alerts: sending to %s failed; retrying in %.0fs (%d alerts waiting)",
-                        ", ".join(self._channels[i].name for i in sent.failed), delay, len(self._waiting))
+            log.warning(
+                "Alerts: sending to %s failed; retrying in %.0fs (%d alerts waiting)",
+                ", ".join(self._channels[i].name for i in sent.failed),
+                delay,
+                len(self._waiting),
+            )
             return
         if self._failing:
             log.info("Alerts: delivery works again")

@@ -12,8 +12,17 @@ from typing import Any, Callable
 from actors.exchange import _formats
 from actors.exchange._formats import HttpFail, HttpOk
 from messages.codes import RetCode
-from messages.gateway import (Accepted, Access, CheckAccess, GetMarket, Market, Priority, Rejected, SetLeverage,
-                              Unavailable)
+from messages.gateway import (
+    Accepted,
+    Access,
+    CheckAccess,
+    GetMarket,
+    Market,
+    Priority,
+    Rejected,
+    SetLeverage,
+    Unavailable,
+)
 from messages.models import Instrument, ModelError
 
 OnDone = Callable[[HttpOk | HttpFail], None]
@@ -23,14 +32,28 @@ Enqueue = Callable[[str, str, dict[str, Any], float, OnDone], None]
 def check_access(request: CheckAccess, enqueue: Enqueue, priority: float) -> None:
     def done(result: HttpOk | HttpFail) -> None:
         if isinstance(result, HttpFail):
-            request.reply.set(Access(request.account, False, False, f"{result.code or result.kind}: {result.message}",
-                                     transient=result.uncertain or result.kind == "not_sent"))
+            request.reply.set(
+                Access(
+                    request.account,
+                    False,
+                    False,
+                    f"{result.code or result.kind}: {result.message}",
+                    transient=result.uncertain or result.kind == "not_sent",
+                )
+            )
             return
         info = result.body.get("result") or {}
         trade = (info.get("permissions") or {}).get("ContractTrade") or []
         can_trade = str(info.get("readOnly")) == "0" and "Order" in trade
-        request.reply.set(Access(request.account, True, can_trade,
-                                 "can trade" if can_trade else "the key is read-only or lacks Contract - Orders"))
+        request.reply.set(
+            Access(
+                request.account,
+                True,
+                can_trade,
+                "can trade" if can_trade else "the key is read-only or lacks Contract - Orders",
+            )
+        )
+
     enqueue(request.account, "get_api_key_information", {}, priority, done)
 
 
@@ -50,24 +73,43 @@ def market(request: GetMarket, instrument: Instrument | None, enqueue: Enqueue, 
             request.reply.set(Unavailable(request.account, f"{name}: {exc}"))
             return
         if len(got) == 2:
-            request.reply.set(Market(request.account, request.symbol, instrument, got["last_price"],
-                                     got["available_balance"]))
-    if instrument is None:   # not listed: no tickers read (Bybit would answer 10001)
+            request.reply.set(
+                Market(request.account, request.symbol, instrument, got["last_price"], got["available_balance"])
+            )
+
+    if instrument is None:  # not listed: no tickers read (Bybit would answer 10001)
         got["last_price"] = None
     else:
-        enqueue(request.account, "get_tickers", {"category": "linear", "symbol": request.symbol}, priority,
-                lambda r: done("last_price", lambda body: _formats.last_price(body, request.symbol), r))
-    enqueue(request.account, "get_wallet_balance", {"accountType": "UNIFIED"}, priority,
-            lambda r: done("available_balance", _formats.available_balance, r))
+        enqueue(
+            request.account,
+            "get_tickers",
+            {"category": "linear", "symbol": request.symbol},
+            priority,
+            lambda r: done("last_price", lambda body: _formats.last_price(body, request.symbol), r),
+        )
+    enqueue(
+        request.account,
+        "get_wallet_balance",
+        {"accountType": "UNIFIED"},
+        priority,
+        lambda r: done("available_balance", _formats.available_balance, r),
+    )
 
 
 def set_leverage(request: SetLeverage, enqueue: Enqueue) -> None:
     """Bybit's "not modified" (110043) is success: the leverage is what was asked."""
+
     def done(result: HttpOk | HttpFail) -> None:
         not_modified = isinstance(result, HttpFail) and result.code == RetCode.LEVERAGE_NOT_MODIFIED
         request.reply.set(Accepted("", "") if not_modified else _formats.outcome_of(result))
-    enqueue(request.account, "set_leverage", _formats.leverage_params(request.symbol, request.leverage),
-            Priority.PROTECT, done)
+
+    enqueue(
+        request.account,
+        "set_leverage",
+        _formats.leverage_params(request.symbol, request.leverage),
+        Priority.PROTECT,
+        done,
+    )
 
 
 def unknown_account(request: CheckAccess | GetMarket | SetLeverage) -> None:

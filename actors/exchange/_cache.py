@@ -30,17 +30,18 @@ from messages.gateway import AccountSnapshot, PlaceOrder, PositionView
 from messages.models import Execution, Instrument, Order, OrderStatus, OrderType, Position
 
 NEVER = -math.inf
-FINISHED_KEPT = 50          # finished orders remembered per symbol (what a view's `closed` can show)
-EXECUTIONS_KEPT = 10_000    # execIds remembered to drop duplicates
+FINISHED_KEPT = 50  # finished orders remembered per symbol (what a view's `closed` can show)
+EXECUTIONS_KEPT = 10_000  # execIds remembered to drop duplicates
 
 
 @dataclass(frozen=True, slots=True)
 class Difference:
     """What a REST read found that the cache did not know: `ref` ("order", orderId) or
     ("position", (symbol, positionIdx))."""
+
     ref: tuple
     text: str
-    position: tuple[str, int]      # whose monitor must look again
+    position: tuple[str, int]  # whose monitor must look again
 
 
 def _finished(order: Order) -> bool:
@@ -59,25 +60,31 @@ def _position_key(position: Position) -> tuple[int, int]:
 
 def _position_facts(position: Position) -> tuple:
     """What a position is, without its mark price (which changes on every read)."""
-    return (position.side, position.size, position.avg_price, position.status, position.cum_realised_pnl,
-            position.is_open)
+    return (
+        position.side,
+        position.size,
+        position.avg_price,
+        position.status,
+        position.cum_realised_pnl,
+        position.is_open,
+    )
 
 
 @dataclass
 class AccountCache:
     account: str
     positions: dict[tuple[str, int], Position] = field(default_factory=dict)
-    orders: dict[str, dict[str, Order]] = field(default_factory=dict)        # symbol -> orderId -> open order
+    orders: dict[str, dict[str, Order]] = field(default_factory=dict)  # symbol -> orderId -> open order
     finished: dict[str, OrderedDict[str, Order]] = field(default_factory=dict)  # symbol -> orderId -> finished
-    learned_at: dict[str, float] = field(default_factory=dict)               # orderId -> when learned (monotonic)
+    learned_at: dict[str, float] = field(default_factory=dict)  # orderId -> when learned (monotonic)
     position_learned_at: dict[tuple[str, int], float] = field(default_factory=dict)
-    provisional: set[str] = field(default_factory=set)                       # orderIds patched in by the gateway
-    flat: dict[tuple[str, int], Position] = field(default_factory=dict)      # positions a push reported flat
-    marks: dict[str, Decimal] = field(default_factory=dict)                  # from the ticker stream
+    provisional: set[str] = field(default_factory=set)  # orderIds patched in by the gateway
+    flat: dict[tuple[str, int], Position] = field(default_factory=dict)  # positions a push reported flat
+    marks: dict[str, Decimal] = field(default_factory=dict)  # from the ticker stream
     executions: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    pushed_at: dict[tuple, float] = field(default_factory=dict)              # ref -> last push about it
-    unsettled: dict[str, tuple[float, int]] = field(default_factory=dict)    # symbol -> (since, position seq due)
-    read_at: dict[str, float] = field(default_factory=dict)   # symbol-scoped reads (monotonic start)
+    pushed_at: dict[tuple, float] = field(default_factory=dict)  # ref -> last push about it
+    unsettled: dict[str, tuple[float, int]] = field(default_factory=dict)  # symbol -> (since, position seq due)
+    read_at: dict[str, float] = field(default_factory=dict)  # symbol-scoped reads (monotonic start)
     read_ms: dict[str, int] = field(default_factory=dict)
     ids: dict[str, int] = field(default_factory=dict)
     dirty_at: dict[str, float] = field(default_factory=dict)  # a command made the symbol's data doubtful
@@ -102,8 +109,9 @@ class AccountCache:
 
     # --- REST reads ------------------------------------------------------------------------
 
-    def apply_full(self, positions: list[Position], orders: list[Order], started: float, started_ms: int,
-                   pages: int) -> list[Difference]:
+    def apply_full(
+        self, positions: list[Position], orders: list[Order], started: float, started_ms: int, pages: int
+    ) -> list[Difference]:
         """Merge a full refresh; the differences it found against the cache."""
         self.next_id += 1
         by_symbol_positions: dict[str, list[Position]] = {}
@@ -116,8 +124,9 @@ class AccountCache:
         for symbol in sorted(self._symbols() | set(by_symbol_positions) | set(by_symbol_orders)):
             if self.read_at.get(symbol, NEVER) > started:
                 continue  # a symbol read that started later is newer
-            differences += self._merge_read(symbol, by_symbol_positions.get(symbol, []),
-                                            by_symbol_orders.get(symbol, []), started)
+            differences += self._merge_read(
+                symbol, by_symbol_positions.get(symbol, []), by_symbol_orders.get(symbol, []), started
+            )
             self.read_at.pop(symbol, None)
             self.read_ms.pop(symbol, None)
             self.ids[symbol] = self.next_id
@@ -125,39 +134,55 @@ class AccountCache:
         self.last_good = max(self.last_good, started)
         return differences
 
-    def apply_symbol(self, symbol: str, positions: list[Position], orders: list[Order], started: float,
-                     started_ms: int) -> list[Difference]:
+    def apply_symbol(
+        self, symbol: str, positions: list[Position], orders: list[Order], started: float, started_ms: int
+    ) -> list[Difference]:
         if max(self.read_at.get(symbol, NEVER), self.full_at) > started:
             return []  # a read that started later was merged already
         self.next_id += 1
-        differences = self._merge_read(symbol, [p for p in positions if p.symbol == symbol],
-                                       [o for o in orders if o.symbol == symbol], started)
+        differences = self._merge_read(
+            symbol, [p for p in positions if p.symbol == symbol], [o for o in orders if o.symbol == symbol], started
+        )
         self.read_at[symbol], self.read_ms[symbol], self.ids[symbol] = started, started_ms, self.next_id
         self.last_good = max(self.last_good, started)
         return differences
 
-    def _merge_read(self, symbol: str, positions: list[Position], orders: list[Order],
-                    started: float) -> list[Difference]:
+    def _merge_read(
+        self, symbol: str, positions: list[Position], orders: list[Order], started: float
+    ) -> list[Difference]:
         differences = []
         listed = {o.order_id for o in orders}
         for order in orders:
             if self._take_order(order, started, from_read=True):
-                differences.append(Difference(("order", order.order_id),
-                                              f"order {order.link_id or order.order_id} of {symbol} is {order.status}",
-                                              (symbol, order.position_idx)))
+                differences.append(
+                    Difference(
+                        ("order", order.order_id),
+                        f"order {order.link_id or order.order_id} of {symbol} is {order.status}",
+                        (symbol, order.position_idx),
+                    )
+                )
         for order_id, order in list(self.orders.get(symbol, {}).items()):
             if order_id not in listed and self.learned_at.get(order_id, NEVER) <= started:
                 if order_id not in self.provisional:
-                    differences.append(Difference(("order", order_id),
-                                                  f"order {order.link_id or order_id} of {symbol} is no longer open",
-                                                  (symbol, order.position_idx)))
+                    differences.append(
+                        Difference(
+                            ("order", order_id),
+                            f"order {order.link_id or order_id} of {symbol} is no longer open",
+                            (symbol, order.position_idx),
+                        )
+                    )
                 self._drop_open(order)
         listed_positions = {(p.symbol, p.position_idx) for p in positions if p.is_open}
         for position in positions:
             key = (position.symbol, position.position_idx)
             if self._take_position(position, started, from_read=True):
-                differences.append(Difference(("position", key), f"position {symbol} is {position.side or 'flat'} "
-                                              f"{position.size} (seq {position.seq})", key))
+                differences.append(
+                    Difference(
+                        ("position", key),
+                        f"position {symbol} is {position.side or 'flat'} {position.size} (seq {position.seq})",
+                        key,
+                    )
+                )
         for key in [k for k in self.positions if k[0] == symbol and k not in listed_positions]:
             if self.position_learned_at.get(key, NEVER) <= started:
                 differences.append(Difference(("position", key), f"position {symbol} is gone", key))
@@ -166,7 +191,7 @@ class AccountCache:
             if self.position_learned_at.get(key, NEVER) <= started:
                 del self.flat[key]  # a read after the flat push: it no longer needs telling
         if self.unsettled.get(symbol, (math.inf, 0))[0] <= started:
-            del self.unsettled[symbol]            # the read saw the position after the fill
+            del self.unsettled[symbol]  # the read saw the position after the fill
         if self.dirty_at.get(symbol, NEVER) < started:
             self.dirty_at.pop(symbol, None)
             owed = self.doubt_reads.pop(symbol, 0) - 1
@@ -188,8 +213,9 @@ class AccountCache:
         touched = set()
         for order in orders:
             self.pushed_at[("order", order.order_id)] = now
-            known = self.orders.get(order.symbol, {}).get(order.order_id) or \
-                self.finished.get(order.symbol, {}).get(order.order_id)
+            known = self.orders.get(order.symbol, {}).get(order.order_id) or self.finished.get(order.symbol, {}).get(
+                order.order_id
+            )
             filled_more = order.cum_exec_qty > (known.cum_exec_qty if known is not None else 0)
             if self._take_order(order, now):
                 touched.add((order.symbol, order.position_idx))
@@ -216,8 +242,9 @@ class AccountCache:
         return None if due is None else due[0]
 
     def _position_seq(self, symbol: str) -> int:
-        rows = [p for k, p in self.positions.items() if k[0] == symbol] + \
-            [p for k, p in self.flat.items() if k[0] == symbol]
+        rows = [p for k, p in self.positions.items() if k[0] == symbol] + [
+            p for k, p in self.flat.items() if k[0] == symbol
+        ]
         return max((p.seq for p in rows), default=-1)
 
     def missed(self, differences: list[Difference], since: float) -> list[str]:
@@ -239,15 +266,23 @@ class AccountCache:
                 self.executions.popitem(last=False)
             order = self.orders.get(execution.symbol, {}).get(execution.order_id)
             touched.add((execution.symbol, order.position_idx if order is not None else 0))
-            if execution.seq > self._position_seq(execution.symbol):      # its position push is due
+            if execution.seq > self._position_seq(execution.symbol):  # its position push is due
                 since = self.unsettled.get(execution.symbol, (now, 0))[0]
                 self.unsettled[execution.symbol] = (since, execution.seq)
             elif execution.seq >= 0:
-                self.unsettled.pop(execution.symbol, None)                 # it came already
+                self.unsettled.pop(execution.symbol, None)  # it came already
             if order is not None and execution.leaves_qty == 0:
-                self._take_order(replace(order, status=OrderStatus.FILLED, cum_exec_qty=order.qty, leaves_qty=Decimal(0),
-                                         avg_price=order.avg_price or execution.price,
-                                         updated_ms=max(order.updated_ms, execution.exec_ms)), now)
+                self._take_order(
+                    replace(
+                        order,
+                        status=OrderStatus.FILLED,
+                        cum_exec_qty=order.qty,
+                        leaves_qty=Decimal(0),
+                        avg_price=order.avg_price or execution.price,
+                        updated_ms=max(order.updated_ms, execution.exec_ms),
+                    ),
+                    now,
+                )
         return touched
 
     def set_mark(self, symbol: str, price: Decimal) -> None:
@@ -262,10 +297,10 @@ class AccountCache:
         known = self.orders.get(symbol, {}).get(order_id) or self.finished.get(symbol, {}).get(order_id)
         if known is not None:
             if _finished(known) and not _finished(order):
-                return False                                   # finished is final
+                return False  # finished is final
             new, old = _order_key(order), _order_key(known)
             superseded = from_read and self.learned_at.get(order_id, NEVER) > at  # learned after the read began
-            if order_id in self.provisional:                   # our patch: only a newer row, or a later read
+            if order_id in self.provisional:  # our patch: only a newer row, or a later read
                 newer = new > old or (from_read and not superseded)
             else:
                 newer = new > old or (new == old and order != known and not superseded)
@@ -327,27 +362,53 @@ class AccountCache:
     def patch_placed(self, command: PlaceOrder, order_id: str, now: float, now_ms: int) -> None:
         conditional = command.trigger_price is not None
         order = Order(
-            order_id=order_id, link_id=command.link_id, symbol=command.symbol, side=command.side,
-            order_type=command.order_type, status=OrderStatus.UNTRIGGERED if conditional else OrderStatus.NEW,
-            qty=command.qty, price=command.price, trigger_price=command.trigger_price,
-            trigger_direction=command.trigger_direction or 0, reduce_only=command.reduce_only,
-            close_on_trigger=command.close_on_trigger, cum_exec_qty=Decimal(0), leaves_qty=command.qty,
-            avg_price=None, position_idx=command.position_idx, stop_order_type="Stop" if conditional else "",
-            cancel_type="UNKNOWN", time_in_force=command.time_in_force, created_ms=now_ms, updated_ms=0)
+            order_id=order_id,
+            link_id=command.link_id,
+            symbol=command.symbol,
+            side=command.side,
+            order_type=command.order_type,
+            status=OrderStatus.UNTRIGGERED if conditional else OrderStatus.NEW,
+            qty=command.qty,
+            price=command.price,
+            trigger_price=command.trigger_price,
+            trigger_direction=command.trigger_direction or 0,
+            reduce_only=command.reduce_only,
+            close_on_trigger=command.close_on_trigger,
+            cum_exec_qty=Decimal(0),
+            leaves_qty=command.qty,
+            avg_price=None,
+            position_idx=command.position_idx,
+            stop_order_type="Stop" if conditional else "",
+            cancel_type="UNKNOWN",
+            time_in_force=command.time_in_force,
+            created_ms=now_ms,
+            updated_ms=0,
+        )
         if order_id in self.orders.get(command.symbol, {}) or order_id in self.finished.get(command.symbol, {}):
             return  # its push came first
         self.orders.setdefault(command.symbol, {})[order_id] = order
         self.learned_at[order_id] = now
         self.provisional.add(order_id)
 
-    def patch_amended(self, symbol: str, link_id: str, qty: Decimal | None, price: Decimal | None,
-                      trigger_price: Decimal | None, now: float) -> None:
+    def patch_amended(
+        self,
+        symbol: str,
+        link_id: str,
+        qty: Decimal | None,
+        price: Decimal | None,
+        trigger_price: Decimal | None,
+        now: float,
+    ) -> None:
         for order in list(self.orders.get(symbol, {}).values()):
             if order.link_id == link_id:
                 new_qty = qty if qty is not None else order.qty
-                amended = replace(order, qty=new_qty, leaves_qty=new_qty - order.cum_exec_qty,
-                                  price=price if price is not None else order.price,
-                                  trigger_price=trigger_price if trigger_price is not None else order.trigger_price)
+                amended = replace(
+                    order,
+                    qty=new_qty,
+                    leaves_qty=new_qty - order.cum_exec_qty,
+                    price=price if price is not None else order.price,
+                    trigger_price=trigger_price if trigger_price is not None else order.trigger_price,
+                )
                 if amended == order:
                     continue  # its push came first
                 self.orders[symbol][order.order_id] = amended
@@ -361,8 +422,9 @@ class AccountCache:
             if link_id is None or order.link_id == link_id:
                 self._drop_open(order)
                 kept = self.finished.setdefault(symbol, OrderedDict())
-                kept[order.order_id] = replace(order, status=OrderStatus.CANCELLED, cancel_type="CancelByUser",
-                                               leaves_qty=Decimal(0))
+                kept[order.order_id] = replace(
+                    order, status=OrderStatus.CANCELLED, cancel_type="CancelByUser", leaves_qty=Decimal(0)
+                )
                 self.provisional.add(order.order_id)
 
     # --- answers --------------------------------------------------------------------------
@@ -374,9 +436,18 @@ class AccountCache:
         known = {o.link_id for o in finished} | {o.link_id for o in self.orders.get(symbol, {}).values()}
         return finished if links <= known else None
 
-    def view(self, symbol: str, position_idx: int, now: float, instrument: Instrument | None, *,
-             stale: bool = False, throttled: bool = False, closed: tuple[Order, ...] = (),
-             heard: float | None = None) -> PositionView:
+    def view(
+        self,
+        symbol: str,
+        position_idx: int,
+        now: float,
+        instrument: Instrument | None,
+        *,
+        stale: bool = False,
+        throttled: bool = False,
+        closed: tuple[Order, ...] = (),
+        heard: float | None = None,
+    ) -> PositionView:
         """`heard`: the stream's last message (monotonic) when the answer comes from a healthy stream."""
         read = max(self.read_at.get(symbol, NEVER), self.full_at)
         taken_ms = self.read_ms.get(symbol, self.full_ms) if symbol in self.read_at else self.full_ms
@@ -385,17 +456,32 @@ class AccountCache:
         if position is not None and mark is not None:
             position = replace(position, mark_price=mark)
         return PositionView(
-            account=self.account, symbol=symbol, position_idx=position_idx, position=position,
-            orders=tuple(self.orders.get(symbol, {}).values()), instrument=instrument, taken_ms=taken_ms,
+            account=self.account,
+            symbol=symbol,
+            position_idx=position_idx,
+            position=position,
+            orders=tuple(self.orders.get(symbol, {}).values()),
+            instrument=instrument,
+            taken_ms=taken_ms,
             age=max(0.0, now - (heard if heard is not None else read)),
-            snapshot_id=self.ids.get(symbol, self.full_id), stale=stale, throttled=throttled, closed=closed,
-            flat_pushed=(symbol, position_idx) in self.flat, pushed=heard is not None)
+            snapshot_id=self.ids.get(symbol, self.full_id),
+            stale=stale,
+            throttled=throttled,
+            closed=closed,
+            flat_pushed=(symbol, position_idx) in self.flat,
+            pushed=heard is not None,
+        )
 
     def snapshot(self, now: float, *, stale: bool = False, heard: float | None = None) -> AccountSnapshot:
         return AccountSnapshot(
-            account=self.account, positions=tuple(self.positions[k] for k in sorted(self.positions)),
-            orders=tuple(o for s in sorted(self.orders) for o in self.orders[s].values()), taken_ms=self.full_ms,
-            age=max(0.0, now - (heard if heard is not None else self.full_at)), snapshot_id=self.full_id, stale=stale)
+            account=self.account,
+            positions=tuple(self.positions[k] for k in sorted(self.positions)),
+            orders=tuple(o for s in sorted(self.orders) for o in self.orders[s].values()),
+            taken_ms=self.full_ms,
+            age=max(0.0, now - (heard if heard is not None else self.full_at)),
+            snapshot_id=self.full_id,
+            stale=stale,
+        )
 
     def symbols(self) -> set[str]:
         """Symbols with an open position (the ticker stream's subscriptions)."""

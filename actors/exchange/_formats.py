@@ -12,12 +12,11 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from messages.codes import outcome_unknown
-from messages.gateway import (Accepted, AmendOrder, CancelAll, CancelOrder, Outcome, PlaceOrder, Rejected,
-                              Unresolved)
+from messages.gateway import Accepted, AmendOrder, CancelAll, CancelOrder, Outcome, PlaceOrder, Rejected, Unresolved
 from messages.models import Execution, ModelError, Order, Position
 
 PRIVATE_TOPICS = ("position", "order", "execution")
-ARGS_LIMIT = 21_000          # Bybit refuses a subscribe whose args exceed this many characters
+ARGS_LIMIT = 21_000  # Bybit refuses a subscribe whose args exceed this many characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +30,7 @@ class HttpOk:
 class HttpFail:
     """kind: "business" (a retCode), "timeout", "connection", "http" (non-200 status),
     "malformed" (not JSON), "unexpected", "not_sent"."""
+
     kind: str
     message: str
     code: int | None = None
@@ -49,27 +49,42 @@ class HttpFail:
 
 # --- writes -----------------------------------------------------------------------------------
 
+
 def _decimal_text(value: Decimal | None) -> str | None:
     return None if value is None else format(value, "f")
 
 
 def place_params(command: PlaceOrder) -> dict[str, Any]:
-    params = {"symbol": command.symbol, "side": command.side, "orderType": command.order_type,
-              "qty": _decimal_text(command.qty), "orderLinkId": command.link_id,
-              "positionIdx": command.position_idx, "reduceOnly": command.reduce_only}
+    params = {
+        "symbol": command.symbol,
+        "side": command.side,
+        "orderType": command.order_type,
+        "qty": _decimal_text(command.qty),
+        "orderLinkId": command.link_id,
+        "positionIdx": command.position_idx,
+        "reduceOnly": command.reduce_only,
+    }
     if command.order_type == "Limit":
         params.update(price=_decimal_text(command.price), timeInForce=command.time_in_force)
     if command.trigger_price is not None:
-        params.update(triggerPrice=_decimal_text(command.trigger_price), triggerDirection=command.trigger_direction,
-                      triggerBy="LastPrice")
+        params.update(
+            triggerPrice=_decimal_text(command.trigger_price),
+            triggerDirection=command.trigger_direction,
+            triggerBy="LastPrice",
+        )
     if command.close_on_trigger:
         params["closeOnTrigger"] = True
     return params
 
 
 def amend_params(command: AmendOrder) -> dict[str, Any]:
-    params = {"symbol": command.symbol, "orderLinkId": command.link_id, "qty": _decimal_text(command.qty),
-              "price": _decimal_text(command.price), "triggerPrice": _decimal_text(command.trigger_price)}
+    params = {
+        "symbol": command.symbol,
+        "orderLinkId": command.link_id,
+        "qty": _decimal_text(command.qty),
+        "price": _decimal_text(command.price),
+        "triggerPrice": _decimal_text(command.trigger_price),
+    }
     return {k: v for k, v in params.items() if v is not None}
 
 
@@ -91,8 +106,11 @@ def command_request(command: PlaceOrder | AmendOrder | CancelOrder | CancelAll) 
     return method, {"category": "linear", **params}
 
 
-BATCHES = {PlaceOrder: ("place_batch_order", place_params), AmendOrder: ("amend_batch_order", amend_params),
-           CancelOrder: ("cancel_batch_order", cancel_params)}
+BATCHES = {
+    PlaceOrder: ("place_batch_order", place_params),
+    AmendOrder: ("amend_batch_order", amend_params),
+    CancelOrder: ("cancel_batch_order", cancel_params),
+}
 
 
 def batch_request(commands: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
@@ -133,6 +151,7 @@ def batch_outcomes(result: HttpOk | HttpFail, count: int) -> list[Outcome]:
 
 # --- reads ------------------------------------------------------------------------------------
 
+
 def page_request(phase: str, symbol: str | None, cursor: str | None) -> tuple[str, dict[str, Any]]:
     """One page of a read: `phase` orders (open), positions or closed (finished orders)."""
     scope = {"symbol": symbol} if symbol else {"settleCoin": "USDT"}
@@ -156,9 +175,11 @@ def page_of(body: Mapping[str, Any]) -> tuple[list[dict], str]:
 
 # --- streams ----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class PrivatePush:
     """One private push, parsed whole: `kind` is position, order or execution."""
+
     kind: str
     positions: tuple[Position, ...] = ()
     orders: tuple[Order, ...] = ()
@@ -242,7 +263,7 @@ def ticker_topics(symbols: list[str], limit: int = ARGS_LIMIT) -> list[tuple[str
     size = 0
     for symbol in sorted(symbols):
         topic = f"tickers.{symbol}"
-        cost = len(topic) + 3    # quotes and a comma in the JSON args
+        cost = len(topic) + 3  # quotes and a comma in the JSON args
         if groups[-1] and size + cost > limit:
             groups.append([])
             size = 0

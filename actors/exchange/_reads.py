@@ -15,7 +15,7 @@ from typing import Any
 from actors.exchange._formats import page_of, page_request
 from messages.models import ModelError, Order, Position
 
-MAX_PAGES = 1000               # a cursor walk longer than this is a broken cursor
+MAX_PAGES = 1000  # a cursor walk longer than this is a broken cursor
 _FOLLOWING = {"orders": "positions", "positions": "closed", "closed": None}
 
 
@@ -26,13 +26,13 @@ class ReadFailed(Exception):
 @dataclass
 class Read:
     account: str
-    symbol: str | None                 # None: the whole account
+    symbol: str | None  # None: the whole account
     with_closed: bool
-    started: float                     # monotonic
+    started: float  # monotonic
     started_ms: int
     closed_only: bool = False
-    resync: bool = False               # taken to check the pushed state of a stream connection
-    connection: int = -1               # ... this one
+    resync: bool = False  # taken to check the pushed state of a stream connection
+    connection: int = -1  # ... this one
     waiters: list[Any] = field(default_factory=list)
     pages: int = 0
     throttled: bool = False

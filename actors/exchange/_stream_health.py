@@ -18,12 +18,12 @@ class StreamHealth:
     account: str
     heartbeat: float
     resync_every: float
-    connection: int = 0            # the subscribed connection's number (grows with each one)
+    connection: int = 0  # the subscribed connection's number (grows with each one)
     subscribed: bool = False
-    resynced: bool = False         # for this connection
+    resynced: bool = False  # for this connection
     resync_at: float = math.inf
     resyncing: bool = False
-    differing: int = 0             # resyncs in a row that found missed pushes
+    differing: int = 0  # resyncs in a row that found missed pushes
     was_healthy: bool = False
 
     def on_subscribed(self, connection: int) -> bool:

@@ -31,13 +31,14 @@ from runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-MISSED_GRACE_S = 2.0           # a resync's difference is a missed push only if no push told it by then
-TICKER_SYNC_S = 1.0            # how often the ticker subscriptions follow the open positions
+MISSED_GRACE_S = 2.0  # a resync's difference is a missed push only if no push told it by then
+TICKER_SYNC_S = 1.0  # how often the ticker subscriptions follow the open positions
 
 
 @dataclass(frozen=True, slots=True)
 class _Judge:
     """A periodic resync's differences, judged after a grace (pushes on their way are not missed)."""
+
     due: float
     account: str
     connection: int
@@ -46,9 +47,19 @@ class _Judge:
 
 
 class Streams:
-    def __init__(self, transport: Any, caches: dict[str, AccountCache], clock: Clock, metrics: Metrics, *,
-                 heartbeat: float, resync_every: float, deliver: Callable[[StreamEvent], None],
-                 resync: Callable[[str, int], bool], stale: Callable[[str], None]):
+    def __init__(
+        self,
+        transport: Any,
+        caches: dict[str, AccountCache],
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        heartbeat: float,
+        resync_every: float,
+        deliver: Callable[[StreamEvent], None],
+        resync: Callable[[str, int], bool],
+        stale: Callable[[str], None],
+    ):
         self._transport, self._caches, self._clock, self._metrics = transport, caches, clock, metrics
         self._heartbeat, self._resync_every = heartbeat, resync_every
         self._deliver, self._resync, self._stale = deliver, resync, stale
@@ -57,18 +68,19 @@ class Streams:
         self._tickers: list[Any] = []
         self._judging: list[_Judge] = []
         self._marks_lock = threading.Lock()
-        self._marks_inbox: dict[str, Decimal] = {}      # latest ticker marks, not yet taken
+        self._marks_inbox: dict[str, Decimal] = {}  # latest ticker marks, not yet taken
         self._ticker_synced_at = -math.inf
         self._auth_refused: set[str] = set()
         self._connects: Counter[str] = Counter()
-        self.missed = 0                                 # differences resyncs found that no push told
+        self.missed = 0  # differences resyncs found that no push told
 
     def start(self) -> None:
         if not getattr(self._transport, "streams", False):
             return
         for account in self._caches:
             self._private[account] = self._transport.private_stream(
-                account, self._deliver, heartbeat=self._heartbeat, clock=self._clock.monotonic)
+                account, self._deliver, heartbeat=self._heartbeat, clock=self._clock.monotonic
+            )
             self._health[account] = StreamHealth(account, self._heartbeat, self._resync_every)
         self.tick(self._clock.monotonic())
 
@@ -96,8 +108,10 @@ class Streams:
         return {c.name: c.connects for c in [*self._private.values(), *self._tickers]}
 
     def describe(self, now: float) -> str:
-        return ", ".join(f"{a} {'fresh' if self.fresh_since(a, now) is not None else 'not fresh'}"
-                         for a in self._health) or "off"
+        return (
+            ", ".join(f"{a} {'fresh' if self.fresh_since(a, now) is not None else 'not fresh'}" for a in self._health)
+            or "off"
+        )
 
     # --- events ---------------------------------------------------------------------------
 
@@ -133,8 +147,12 @@ class Streams:
             case Kind.AUTH_REFUSED:
                 if name not in self._auth_refused:
                     self._auth_refused.add(name)
-                    log.error("Stream %s: the exchange refused the key (%s); REST polling guards this account, "
-                              "the stream retries with backoff", name, event.reason)
+                    log.error(
+                        "Stream %s: the exchange refused the key (%s); REST polling guards this account, "
+                        "the stream retries with backoff",
+                        name,
+                        event.reason,
+                    )
             case Kind.SUBSCRIBED if health is not None and client is not None:
                 if health.on_subscribed(client.connects):
                     log.info("Stream %s: subscribed (%s); resyncing by REST", name, ", ".join(event.data or ()))
@@ -172,8 +190,11 @@ class Streams:
                 if not healthy:
                     self._stale(account)
                 if not healthy and health.subscribed:
-                    log.warning("Stream %s: stale (nothing heard for %.0fs); REST polling serves until it is back",
-                                account, now - client.last_heard)
+                    log.warning(
+                        "Stream %s: stale (nothing heard for %.0fs); REST polling serves until it is back",
+                        account,
+                        now - client.last_heard,
+                    )
             if healthy:
                 self._metrics.account_read(account)
                 if health.resync_due(now):
@@ -207,13 +228,14 @@ class Streams:
                 if set(self._tickers[index].topics) != set(topics):
                     self._tickers[index].set_topics(topics)
                 continue
-            client = self._transport.public_stream(f"tickers-{index}", topics, self.deliver_ticker,
-                                                   heartbeat=self._heartbeat, clock=self._clock.monotonic)
+            client = self._transport.public_stream(
+                f"tickers-{index}", topics, self.deliver_ticker, heartbeat=self._heartbeat, clock=self._clock.monotonic
+            )
             if client is None:
                 return
             self._tickers.append(client)
             client.tick(self._clock.monotonic())
-        for client in self._tickers[len(groups):]:
+        for client in self._tickers[len(groups) :]:
             if client.topics:
                 client.set_topics(())
 
@@ -239,11 +261,15 @@ class Streams:
         connection = read.connection
         periodic = health.resynced
         if health.on_resynced(connection, now):
-            log.info("Stream %s: resynced by REST (%d changes while it was not subscribed); fresh by push",
-                     read.account, len(differences))
+            log.info(
+                "Stream %s: resynced by REST (%d changes while it was not subscribed); fresh by push",
+                read.account,
+                len(differences),
+            )
         elif periodic and differences and connection == health.connection:
-            self._judging.append(_Judge(now + MISSED_GRACE_S, read.account, connection, read.started,
-                                        tuple(differences)))
+            self._judging.append(
+                _Judge(now + MISSED_GRACE_S, read.account, connection, read.started, tuple(differences))
+            )
         elif periodic:
             health.on_checked(0)
         self._caches[read.account].forget_pushes(read.started - 10 * self._resync_every)
@@ -256,10 +282,16 @@ class Streams:
         if missed:
             self.missed += len(missed)
             self._metrics.stream_missed.labels(judge.account).inc(len(missed))
-            log.warning("Stream %s: resync found %d change(s) no push told (the snapshot wins): %s", judge.account,
-                        len(missed), "; ".join(missed[:5]) + (" ..." if len(missed) > 5 else ""))
+            log.warning(
+                "Stream %s: resync found %d change(s) no push told (the snapshot wins): %s",
+                judge.account,
+                len(missed),
+                "; ".join(missed[:5]) + (" ..." if len(missed) > 5 else ""),
+            )
         if health.on_checked(len(missed)):
-            log.warning("Stream %s: two resyncs in a row found missed pushes; the stream is suspect: reconnecting",
-                        judge.account)
+            log.warning(
+                "Stream %s: two resyncs in a row found missed pushes; the stream is suspect: reconnecting",
+                judge.account,
+            )
             health.on_down()
             client.restart("suspect: missed pushes")

@@ -32,16 +32,26 @@ class BybitTransport:
     """HTTP through pybit (one shared pool) and streams through websocket-client.
     `ws_private`/`ws_public`: the stream URLs; None: no streams (REST polling only)."""
 
-    def __init__(self, accounts: dict[str, tuple[str, str]], base_url: str, *, pool_size: int = 10,
-                 timeout: float = 10.0, recv_window: int = 5000, ws_private: str | None = None,
-                 ws_public: str | None = None):
+    def __init__(
+        self,
+        accounts: dict[str, tuple[str, str]],
+        base_url: str,
+        *,
+        pool_size: int = 10,
+        timeout: float = 10.0,
+        recv_window: int = 5000,
+        ws_private: str | None = None,
+        ws_public: str | None = None,
+    ):
         self.accounts = tuple(accounts)
         self.pool_size = pool_size
         self.ws_private, self.ws_public = ws_private, ws_public
         self._credentials = dict(accounts)
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, pool_block=True, max_retries=0)
-        self._clients = {name: _client(key, secret, base_url, adapter, timeout=timeout, recv_window=recv_window)
-                         for name, (key, secret) in accounts.items()}
+        self._clients = {
+            name: _client(key, secret, base_url, adapter, timeout=timeout, recv_window=recv_window)
+            for name, (key, secret) in accounts.items()
+        }
 
     @property
     def streams(self) -> bool:
@@ -51,23 +61,47 @@ class BybitTransport:
         """One request; runs on a gateway worker thread."""
         return call(self._clients[account], method, params)
 
-    def private_stream(self, account: str, deliver: Callable[[StreamEvent], None], *, heartbeat: float,
-                       clock: Callable[[], float]) -> StreamClient:
-        return StreamClient(account, self.ws_private, deliver, topics=PRIVATE_TOPICS,
-                            credentials=self._credentials[account], heartbeat=heartbeat, clock=clock)
+    def private_stream(
+        self, account: str, deliver: Callable[[StreamEvent], None], *, heartbeat: float, clock: Callable[[], float]
+    ) -> StreamClient:
+        return StreamClient(
+            account,
+            self.ws_private,
+            deliver,
+            topics=PRIVATE_TOPICS,
+            credentials=self._credentials[account],
+            heartbeat=heartbeat,
+            clock=clock,
+        )
 
-    def public_stream(self, name: str, topics: tuple[str, ...], deliver: Callable[[StreamEvent], None], *,
-                      heartbeat: float, clock: Callable[[], float]) -> StreamClient | None:
+    def public_stream(
+        self,
+        name: str,
+        topics: tuple[str, ...],
+        deliver: Callable[[StreamEvent], None],
+        *,
+        heartbeat: float,
+        clock: Callable[[], float],
+    ) -> StreamClient | None:
         if not self.ws_public:
             return None
         return StreamClient(name, self.ws_public, deliver, topics=topics, heartbeat=heartbeat, clock=clock)
 
 
-def _client(api_key: str, api_secret: str, base_url: str, adapter: HTTPAdapter, *, timeout: float,
-            recv_window: int) -> HTTP:
-    client = HTTP(api_key=api_key, api_secret=api_secret, timeout=timeout, recv_window=recv_window,
-                  retry_codes={-1}, max_retries=1, force_retry=False, return_response_headers=True,
-                  log_requests=False)
+def _client(
+    api_key: str, api_secret: str, base_url: str, adapter: HTTPAdapter, *, timeout: float, recv_window: int
+) -> HTTP:
+    client = HTTP(
+        api_key=api_key,
+        api_secret=api_secret,
+        timeout=timeout,
+        recv_window=recv_window,
+        retry_codes={-1},
+        max_retries=1,
+        force_retry=False,
+        return_response_headers=True,
+        log_requests=False,
+    )
     client.endpoint = base_url.rstrip("/")
     client.client.mount("http://", adapter)
     client.client.mount("https://", adapter)
@@ -80,8 +114,9 @@ def call(client: HTTP, method: str, params: dict[str, Any]) -> HttpOk | HttpFail
         body, _elapsed, headers = getattr(client, method)(**params)
         return HttpOk(body, headers, time.monotonic() - started)
     except InvalidRequestError as exc:
-        return HttpFail("business", str(exc.message), exc.status_code, exc.resp_headers or {},
-                        time.monotonic() - started)
+        return HttpFail(
+            "business", str(exc.message), exc.status_code, exc.resp_headers or {}, time.monotonic() - started
+        )
     except FailedRequestError as exc:
         kind = "malformed" if exc.status_code == 409 else "http"
         code = None if exc.status_code == 400 else exc.status_code  # 400: pybit's "retries exceeded"

@@ -36,7 +36,7 @@ from runtime.backoff import Backoff
 log = logging.getLogger(__name__)
 
 RECONNECT_START_S, RECONNECT_MAX_S = 1.0, 60.0
-AUTH_EXPIRE_S = 10.0          # pybit's 1 s window fails on a little clock skew (bybit-ws.md 4.2)
+AUTH_EXPIRE_S = 10.0  # pybit's 1 s window fails on a little clock skew (bybit-ws.md 4.2)
 
 
 class StreamState(StrEnum):
@@ -50,11 +50,11 @@ class StreamState(StrEnum):
 class Kind(StrEnum):
     CONNECTED = "connected"
     AUTHENTICATED = "authenticated"
-    AUTH_REFUSED = "auth_refused"          # a definite no: the key is wrong or revoked
+    AUTH_REFUSED = "auth_refused"  # a definite no: the key is wrong or revoked
     SUBSCRIBED = "subscribed"
-    REFUSED = "refused"                    # a subscribe the exchange refused
-    PUSH = "push"                          # `topic`, `data` (a list of rows, or a ticker object), `message`
-    DOWN = "down"                          # the connection ended or was declared dead (`reason`)
+    REFUSED = "refused"  # a subscribe the exchange refused
+    PUSH = "push"  # `topic`, `data` (a list of rows, or a ticker object), `message`
+    DOWN = "down"  # the connection ended or was declared dead (`reason`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +68,18 @@ class StreamEvent:
 
 
 class StreamClient:
-    def __init__(self, name: str, url: str, deliver: Callable[[StreamEvent], None], *, topics: tuple[str, ...] = (),
-                 credentials: tuple[str, str] | None = None, heartbeat: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None):
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        deliver: Callable[[StreamEvent], None],
+        *,
+        topics: tuple[str, ...] = (),
+        credentials: tuple[str, str] | None = None,
+        heartbeat: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ):
         self.name = name
         self.url = url
         self._deliver = deliver
@@ -113,8 +122,11 @@ class StreamClient:
         with self._lock:
             old, self._topics = set(self._topics), tuple(topics)
             app, state = self._app, self.state
-        ready = state is StreamState.SUBSCRIBED or (state is StreamState.CONNECTED and self._credentials is None) \
+        ready = (
+            state is StreamState.SUBSCRIBED
+            or (state is StreamState.CONNECTED and self._credentials is None)
             or state is StreamState.AUTHENTICATED
+        )
         if app is None or not ready:
             return
         if gone := sorted(old - set(topics)):
@@ -144,8 +156,13 @@ class StreamClient:
 
     def _connect(self, now: float) -> None:
         self.connects += 1
-        app = websocket.WebSocketApp(self.url, on_open=self._on_open, on_message=self._on_message,
-                                     on_close=self._on_close, on_error=self._on_error)
+        app = websocket.WebSocketApp(
+            self.url,
+            on_open=self._on_open,
+            on_message=self._on_message,
+            on_close=self._on_close,
+            on_error=self._on_error,
+        )
         with self._lock:
             self._app, self.state = app, StreamState.CONNECTING
         self.last_heard = now
@@ -241,8 +258,11 @@ class StreamClient:
         elif op in ("pong", "ping"):
             pass  # heard: liveness is all a pong is for
         elif "topic" in message:
-            self._deliver(StreamEvent(self.name, Kind.PUSH, topic=str(message["topic"]), data=message.get("data"),
-                                      message=message))
+            self._deliver(
+                StreamEvent(
+                    self.name, Kind.PUSH, topic=str(message["topic"]), data=message.get("data"), message=message
+                )
+            )
 
     def _send(self, app: Any, message: dict[str, Any]) -> None:
         try:

@@ -49,9 +49,28 @@ from actors.exchange._streams import Streams
 from actors.exchange._formats import HttpFail, HttpOk
 from messages.codes import Meaning, RetCode, meaning
 from messages.endpoints import BATCH_LIMIT, WRITE_PATHS, for_pybit
-from messages.gateway import (Accepted, AmendOrder, AttachScheduler, Batch, CancelAll, CancelOrder, CheckAccess,
-                              GatewayStats, GatewayTick, GetAccountSnapshot, GetGatewayStats, GetMarket, GetPositionView,
-                              Outcome, PlaceOrder, Rejected, ReportStats, SetLeverage, Unavailable, Unresolved)
+from messages.gateway import (
+    Accepted,
+    AmendOrder,
+    AttachScheduler,
+    Batch,
+    CancelAll,
+    CancelOrder,
+    CheckAccess,
+    GatewayStats,
+    GatewayTick,
+    GetAccountSnapshot,
+    GetGatewayStats,
+    GetMarket,
+    GetPositionView,
+    Outcome,
+    PlaceOrder,
+    Rejected,
+    ReportStats,
+    SetLeverage,
+    Unavailable,
+    Unresolved,
+)
 from messages.models import Instrument, ModelError, MonitorId
 from messages.persistence import Record, account_subject
 from messages.scheduler import AccountStale, Wake
@@ -62,17 +81,27 @@ from runtime.stats import percentile
 
 log = logging.getLogger(__name__)
 
-REQUESTS = (GetPositionView, GetAccountSnapshot, PlaceOrder, AmendOrder, CancelOrder, CancelAll, Batch, CheckAccess,
-            GetMarket, SetLeverage)
-READ_PRIORITY = 0.5            # between protecting a position and cleaning up
+REQUESTS = (
+    GetPositionView,
+    GetAccountSnapshot,
+    PlaceOrder,
+    AmendOrder,
+    CancelOrder,
+    CancelAll,
+    Batch,
+    CheckAccess,
+    GetMarket,
+    SetLeverage,
+)
+READ_PRIORITY = 0.5  # between protecting a position and cleaning up
 BACKOFF_START, BACKOFF_MAX = 1.0, 15.0
 INSTRUMENTS_EVERY = 3600.0
 INSTRUMENTS_RETRY_S = 2.0
 REFRESH_KEPT = 1000
-HISTORY_EVERY_S = 5.0          # while fresh, a symbol's order history is read at most this often
-WRITE_QUEUE_S = 8.0            # a write not sent within this (Bybit's 10/s per account) is answered "not sent"
-SETTLE_WAIT_S = 1.0            # a fill's position push not here by then: read the symbol by REST
-RESYNC = ("resync",)           # the key of an account's resync read, beside its full (None) and symbol reads
+HISTORY_EVERY_S = 5.0  # while fresh, a symbol's order history is read at most this often
+WRITE_QUEUE_S = 8.0  # a write not sent within this (Bybit's 10/s per account) is answered "not sent"
+SETTLE_WAIT_S = 1.0  # a fill's position push not here by then: read the symbol by REST
+RESYNC = ("resync",)  # the key of an account's resync read, beside its full (None) and symbol reads
 
 
 @dataclass
@@ -95,6 +124,7 @@ class _Job:
 @dataclass
 class _Failing:
     """An account whose reads fail: since when, why, and when to try again."""
+
     since: float
     reason: str
     backoff: Backoff
@@ -108,9 +138,18 @@ class _Done:
 
 
 class ExchangeGateway(pykka.ThreadingActor):
-    def __init__(self, transport: Any, clock: Clock, *, stale_limit: float = 90.0, read_share: float = 20.0,
-                 metrics: Metrics | None = None, persistence: Any = None, heartbeat: float = 10.0,
-                 resync_every: float = 60.0):
+    def __init__(
+        self,
+        transport: Any,
+        clock: Clock,
+        *,
+        stale_limit: float = 90.0,
+        read_share: float = 20.0,
+        metrics: Metrics | None = None,
+        persistence: Any = None,
+        heartbeat: float = 10.0,
+        resync_every: float = 60.0,
+    ):
         """`persistence` journals an account becoming unreadable past the stale limit and readable
         again (a tell: critical, so it is alerted); None journals nothing. Streams run when the
         transport has them (`transport.streams`)."""
@@ -141,12 +180,20 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._instruments_at = -INSTRUMENTS_EVERY
         self._instruments_loading = False
         # Streams (the clients, their health, tickers: actors/exchange/_streams.py); pushes merge here.
-        self._streams = Streams(transport, self._caches, clock, self._metrics, heartbeat=heartbeat,
-                                resync_every=resync_every, deliver=self._deliver, resync=self._start_resync,
-                                stale=lambda account: tell_upward(self._scheduler, AccountStale(account)))
-        self._parked: dict[tuple[str, str], list[GetPositionView]] = {}   # views waiting for a fill to settle
-        self._history_at: dict[tuple[str, str], float] = {}                # last order-history read per symbol
-        self._queued_links: set[str] = set()                               # commands not sent or not answered yet
+        self._streams = Streams(
+            transport,
+            self._caches,
+            clock,
+            self._metrics,
+            heartbeat=heartbeat,
+            resync_every=resync_every,
+            deliver=self._deliver,
+            resync=self._start_resync,
+            stale=lambda account: tell_upward(self._scheduler, AccountStale(account)),
+        )
+        self._parked: dict[tuple[str, str], list[GetPositionView]] = {}  # views waiting for a fill to settle
+        self._history_at: dict[tuple[str, str], float] = {}  # last order-history read per symbol
+        self._queued_links: set[str] = set()  # commands not sent or not answered yet
         # Stats.
         self._calls: Counter[tuple[str, str]] = Counter()
         self._errors: Counter[tuple[str, str]] = Counter()
@@ -167,8 +214,9 @@ class ExchangeGateway(pykka.ThreadingActor):
     def on_stop(self) -> None:
         self._streams.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
-        waiting = [r for read in self._reads.values() for r in read.waiters] + \
-            [r for requests in self._parked.values() for r in requests]
+        waiting = [r for read in self._reads.values() for r in read.waiters] + [
+            r for requests in self._parked.values() for r in requests
+        ]
         for request in waiting:
             request.reply.set(Unavailable(request.account, "the gateway stopped"))
         for queue in self._queues.values():
@@ -247,7 +295,7 @@ class ExchangeGateway(pykka.ThreadingActor):
                 self._answer(request, cache, closed=closed, heard=heard)
                 return
             self._history_at[(request.account, symbol)] = now
-            self._wait_for_closed(request, cache)       # an order the pushes never explained: ask the history
+            self._wait_for_closed(request, cache)  # an order the pushes never explained: ask the history
             return
         fresh_at = cache.symbol_read_at(symbol) if symbol else cache.full_at
         if cache.has_data and now - fresh_at <= request.max_age:
@@ -255,7 +303,7 @@ class ExchangeGateway(pykka.ThreadingActor):
                 self._lookup(hit=True)
                 self._answer(request, cache)
             else:
-                self._wait_for_closed(request, cache)   # fresh data: only the finished orders are missing
+                self._wait_for_closed(request, cache)  # fresh data: only the finished orders are missing
             return
         failing = self._failing.get(request.account)
         if failing and now < failing.retry_at and not self._reads_of(request.account):
@@ -284,7 +332,10 @@ class ExchangeGateway(pykka.ThreadingActor):
         history can, unless it was read for this symbol moments ago (then what is known)."""
         explain = request.explain - self._queued_links
         closed = cache.closed_for(request.symbol, explain)
-        if closed is None and now - self._history_at.get((request.account, request.symbol), -math.inf) < HISTORY_EVERY_S:
+        if (
+            closed is None
+            and now - self._history_at.get((request.account, request.symbol), -math.inf) < HISTORY_EVERY_S
+        ):
             return cache.closed_for(request.symbol, frozenset())
         return closed
 
@@ -312,34 +363,65 @@ class ExchangeGateway(pykka.ThreadingActor):
         if cache.full_pages <= 0:
             return False
         scoped_in_flight = sum(1 for (a, s) in self._reads if a == cache.account and isinstance(s, str))
-        return cache.full_pages / max(max_age, 0.1) > self._read_share and \
-            2 * (scoped_in_flight + 1) < cache.full_pages
+        return cache.full_pages / max(max_age, 0.1) > self._read_share and 2 * (scoped_in_flight + 1) < cache.full_pages
 
-    def _answer(self, request: Any, cache: AccountCache, *, stale: bool = False, throttled: bool = False,
-                closed: tuple = (), heard: float | None = None) -> None:
+    def _answer(
+        self,
+        request: Any,
+        cache: AccountCache,
+        *,
+        stale: bool = False,
+        throttled: bool = False,
+        closed: tuple = (),
+        heard: float | None = None,
+    ) -> None:
         now = self._clock.monotonic()
         if isinstance(request, GetAccountSnapshot):
             request.reply.set(cache.snapshot(now, stale=stale, heard=heard))
         else:
-            request.reply.set(cache.view(request.symbol, request.position_idx, now,
-                                         self._instruments.get(request.symbol), stale=stale,
-                                         throttled=throttled, closed=closed, heard=heard))
+            request.reply.set(
+                cache.view(
+                    request.symbol,
+                    request.position_idx,
+                    now,
+                    self._instruments.get(request.symbol),
+                    stale=stale,
+                    throttled=throttled,
+                    closed=closed,
+                    heard=heard,
+                )
+            )
 
     def _answer_stale(self, request: Any, cache: AccountCache, reason: str) -> None:
         now = self._clock.monotonic()
         if cache.has_data and now - cache.last_good <= self._stale_limit:
             self._answer(request, cache, stale=True)
         else:
-            request.reply.set(Unavailable(request.account, f"no good data for {now - cache.last_good:.0f}s: {reason}"
-                                          if cache.has_data else f"no data yet: {reason}"))
+            request.reply.set(
+                Unavailable(
+                    request.account,
+                    f"no good data for {now - cache.last_good:.0f}s: {reason}"
+                    if cache.has_data
+                    else f"no data yet: {reason}",
+                )
+            )
 
     # --- reads ----------------------------------------------------------------------------
 
-    def _start_read(self, account: str, symbol: str | None, with_closed: bool, closed_only: bool = False,
-                    resync: int | None = None) -> Read:
+    def _start_read(
+        self, account: str, symbol: str | None, with_closed: bool, closed_only: bool = False, resync: int | None = None
+    ) -> Read:
         """`resync`: the stream connection this read checks (None: an ordinary read)."""
-        read = Read(account, symbol, with_closed, self._clock.monotonic(), self._clock.wall_ms(), closed_only,
-                    resync=resync is not None, connection=-1 if resync is None else resync)
+        read = Read(
+            account,
+            symbol,
+            with_closed,
+            self._clock.monotonic(),
+            self._clock.wall_ms(),
+            closed_only,
+            resync=resync is not None,
+            connection=-1 if resync is None else resync,
+        )
         self._reads[self._key(read)] = read
         self._read_page(read)
         return read
@@ -349,7 +431,9 @@ class ExchangeGateway(pykka.ThreadingActor):
 
     def _read_page(self, read: Read) -> None:
         method, params = read.request()
-        self._enqueue(read.account, method, params, READ_PRIORITY, lambda result: self._on_page(read, result), read=read)
+        self._enqueue(
+            read.account, method, params, READ_PRIORITY, lambda result: self._on_page(read, result), read=read
+        )
 
     def _on_page(self, read: Read, result: HttpOk | HttpFail) -> None:
         if isinstance(result, HttpFail):
@@ -413,10 +497,15 @@ class ExchangeGateway(pykka.ThreadingActor):
         failing.retry_at = now + backoff
         cache = self._caches[read.account]
         age = now - cache.last_good if cache.has_data else float("inf")
-        log.warning("Gateway: reading %s%s failed (%s); %s", read.account,
-                    f" {read.symbol}" if read.symbol else "", reason,
-                    f"serving the last good data ({age:.0f}s old), next try in {backoff:.0f}s"
-                    if age <= self._stale_limit else "no good data to serve")
+        log.warning(
+            "Gateway: reading %s%s failed (%s); %s",
+            read.account,
+            f" {read.symbol}" if read.symbol else "",
+            reason,
+            f"serving the last good data ({age:.0f}s old), next try in {backoff:.0f}s"
+            if age <= self._stale_limit
+            else "no good data to serve",
+        )
         for request in read.waiters:
             self._answer_stale(request, cache, reason)
         if now - failing.since > self._stale_limit and read.account not in self._unreadable:
@@ -482,8 +571,11 @@ class ExchangeGateway(pykka.ThreadingActor):
         if push is None:
             return
         cache, now = self._caches[account], self._clock.monotonic()
-        touched = cache.push_positions(list(push.positions), now) | cache.push_orders(list(push.orders), now) | \
-            cache.push_executions(list(push.executions), now)
+        touched = (
+            cache.push_positions(list(push.positions), now)
+            | cache.push_orders(list(push.orders), now)
+            | cache.push_executions(list(push.executions), now)
+        )
         self._wake_many(account, touched)
         self._unpark(now)
 
@@ -518,20 +610,37 @@ class ExchangeGateway(pykka.ThreadingActor):
             return
         method, params = _formats.command_request(command)
         self._queue_links((command,))
-        self._enqueue(command.account, method, params, command.priority,
-                      lambda result: self._command_done(command, _formats.outcome_of(result)))
+        self._enqueue(
+            command.account,
+            method,
+            params,
+            command.priority,
+            lambda result: self._command_done(command, _formats.outcome_of(result)),
+        )
 
     def _on_batch(self, batch: Batch) -> None:
         kinds = {type(c) for c in batch.commands}
-        if not batch.commands or len(batch.commands) > BATCH_LIMIT or len(kinds) != 1 or \
-                kinds - set(_formats.BATCHES) or {c.account for c in batch.commands} != {batch.account}:
-            batch.reply.set(tuple(Rejected(0, "a batch holds 1-10 commands of one kind for its account")
-                                  for _ in batch.commands))
+        if (
+            not batch.commands
+            or len(batch.commands) > BATCH_LIMIT
+            or len(kinds) != 1
+            or kinds - set(_formats.BATCHES)
+            or {c.account for c in batch.commands} != {batch.account}
+        ):
+            batch.reply.set(
+                tuple(Rejected(0, "a batch holds 1-10 commands of one kind for its account") for _ in batch.commands)
+            )
             return
         method, params = _formats.batch_request(batch.commands)
         self._queue_links(batch.commands)
-        self._enqueue(batch.account, method, params, batch.priority,
-                      lambda result: self._batch_done(batch, result), units=len(batch.commands))
+        self._enqueue(
+            batch.account,
+            method,
+            params,
+            batch.priority,
+            lambda result: self._batch_done(batch, result),
+            units=len(batch.commands),
+        )
 
     def _queue_links(self, commands: tuple[Any, ...]) -> None:
         self._queued_links |= {c.link_id for c in commands if getattr(c, "link_id", None)}
@@ -545,9 +654,13 @@ class ExchangeGateway(pykka.ThreadingActor):
     def _command_done(self, command: Any, outcome: Outcome) -> None:
         self._patch_cache(command, outcome)
         if isinstance(outcome, Unresolved):
-            log.warning("Gateway: %s %s %s is unresolved (%s); it will be settled from a fresh snapshot",
-                        command.account, type(command).__name__, getattr(command, "link_id", command.symbol),
-                        outcome.reason)
+            log.warning(
+                "Gateway: %s %s %s is unresolved (%s); it will be settled from a fresh snapshot",
+                command.account,
+                type(command).__name__,
+                getattr(command, "link_id", command.symbol),
+                outcome.reason,
+            )
         command.reply.set(outcome)
 
     def _patch_cache(self, command: Any, outcome: Outcome) -> None:
@@ -555,7 +668,11 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._queued_links.discard(getattr(command, "link_id", None))
         cache, now = self._caches[command.account], self._clock.monotonic()
         if not isinstance(outcome, Accepted):
-            if isinstance(outcome, Rejected) and meaning(outcome.code) is Meaning.GONE and isinstance(command, CancelOrder):
+            if (
+                isinstance(outcome, Rejected)
+                and meaning(outcome.code) is Meaning.GONE
+                and isinstance(command, CancelOrder)
+            ):
                 cache.patch_cancelled(command.symbol, command.link_id)  # it is gone either way
             cache.mark_dirty(command.symbol, now, unresolved=isinstance(outcome, Unresolved))
             return
@@ -565,8 +682,9 @@ class ExchangeGateway(pykka.ThreadingActor):
             case PlaceOrder():
                 cache.patch_placed(command, outcome.order_id, now, self._clock.wall_ms())
             case AmendOrder():
-                cache.patch_amended(command.symbol, command.link_id, command.qty, command.price,
-                                    command.trigger_price, now)
+                cache.patch_amended(
+                    command.symbol, command.link_id, command.qty, command.price, command.trigger_price, now
+                )
             case CancelOrder():
                 cache.patch_cancelled(command.symbol, command.link_id)
             case CancelAll():
@@ -574,10 +692,22 @@ class ExchangeGateway(pykka.ThreadingActor):
 
     # --- the HTTP jobs --------------------------------------------------------------------
 
-    def _enqueue(self, account: str, method: str, params: dict[str, Any], priority: float,
-                 on_done: Callable[[HttpOk | HttpFail], None], *, units: int = 1, read: Read | None = None) -> None:
-        self._queues[account].append(_Job(next(self._ids), account, method, params, float(priority), on_done,
-                                          units, read, self._clock.monotonic()))
+    def _enqueue(
+        self,
+        account: str,
+        method: str,
+        params: dict[str, Any],
+        priority: float,
+        on_done: Callable[[HttpOk | HttpFail], None],
+        *,
+        units: int = 1,
+        read: Read | None = None,
+    ) -> None:
+        self._queues[account].append(
+            _Job(
+                next(self._ids), account, method, params, float(priority), on_done, units, read, self._clock.monotonic()
+            )
+        )
 
     def _pump(self) -> None:
         """Send every queued job the limiter and the worker share allow, by priority."""
@@ -627,8 +757,9 @@ class ExchangeGateway(pykka.ThreadingActor):
         result = done.result
         now = self._clock.monotonic()
         headers = result.headers if result.headers else {}
-        self._limiter.observe(job.account, job.endpoint, now, headers.get("X-Bapi-Limit"),
-                              headers.get("X-Bapi-Limit-Status"))
+        self._limiter.observe(
+            job.account, job.endpoint, now, headers.get("X-Bapi-Limit"), headers.get("X-Bapi-Limit-Status")
+        )
         if isinstance(result, HttpFail):
             self._errors[(job.account, f"{result.kind} {result.code}" if result.code else result.kind)] += 1
             self._metrics.failed(job.account, result.kind, result.code)
@@ -640,8 +771,10 @@ class ExchangeGateway(pykka.ThreadingActor):
                 self._banned += 1
                 self._metrics.banned.inc()
                 self._limiter.ban(now + IP_BAN_SECONDS)
-                log.error("Gateway: the exchange banned this IP (HTTP 403); nothing is sent for %.0f minutes",
-                          IP_BAN_SECONDS / 60)
+                log.error(
+                    "Gateway: the exchange banned this IP (HTTP 403); nothing is sent for %.0f minutes",
+                    IP_BAN_SECONDS / 60,
+                )
         job.on_done(result)
 
     def _reset_in(self, headers: Any) -> float:
@@ -662,14 +795,25 @@ class ExchangeGateway(pykka.ThreadingActor):
             errors.setdefault(account, {})[kind] = n
         now = self._clock.monotonic()
         return GatewayStats(
-            calls=calls, errors=errors, cache_hits=self._hits, cache_misses=self._misses,
-            refreshes=self._refreshes, refresh_seconds=tuple(self._refresh_seconds),
-            pool_in_use=sum(self._busy.values()), pool_size=self._pool_size, limiter_waits=self._limiter.waits,
-            rate_limited_10006=self._rate_limited, banned_403=self._banned,
+            calls=calls,
+            errors=errors,
+            cache_hits=self._hits,
+            cache_misses=self._misses,
+            refreshes=self._refreshes,
+            refresh_seconds=tuple(self._refresh_seconds),
+            pool_in_use=sum(self._busy.values()),
+            pool_size=self._pool_size,
+            limiter_waits=self._limiter.waits,
+            rate_limited_10006=self._rate_limited,
+            banned_403=self._banned,
             stale_accounts=tuple(sorted(self._failing)),
             streams_healthy=self._streams.healthy_accounts(now),
-            pushes=self._pushes, rejected_pushes=self._rejected_pushes, missed_pushes=self._streams.missed,
-            wakes=self._wakes, stream_connects=self._streams.connects())
+            pushes=self._pushes,
+            rejected_pushes=self._rejected_pushes,
+            missed_pushes=self._streams.missed,
+            wakes=self._wakes,
+            stream_connects=self._streams.connects(),
+        )
 
     def _log_stats(self) -> None:
         hits, misses = self._hits - self._reported_hits, self._misses - self._reported_misses
@@ -681,11 +825,20 @@ class ExchangeGateway(pykka.ThreadingActor):
         total = hits + misses
         now = self._clock.monotonic()
         streams = self._streams.describe(now)
-        log.info("Gateway: hit rate %.1f%% (%d/%d), API calls %d in 60s (%s), refresh p50 %.2fs, pool %d/%d, "
-                 "stale %s, streams %s, pushes %d",
-                 100.0 * hits / total if total else 100.0, hits, total, sum(recent.values()),
-                 ", ".join(f"{e} {n}" for e, n in by_endpoint.most_common()) or "none", p50,
-                 sum(self._busy.values()), self._pool_size, ", ".join(sorted(self._failing)) or "none",
-                 streams, self._pushes)
+        log.info(
+            "Gateway: hit rate %.1f%% (%d/%d), API calls %d in 60s (%s), refresh p50 %.2fs, pool %d/%d, "
+            "stale %s, streams %s, pushes %d",
+            100.0 * hits / total if total else 100.0,
+            hits,
+            total,
+            sum(recent.values()),
+            ", ".join(f"{e} {n}" for e, n in by_endpoint.most_common()) or "none",
+            p50,
+            sum(self._busy.values()),
+            self._pool_size,
+            ", ".join(sorted(self._failing)) or "none",
+            streams,
+            self._pushes,
+        )
         self._reported_hits, self._reported_misses = self._hits, self._misses
         self._reported_calls = Counter(self._calls)

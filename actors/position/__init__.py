@@ -1,5 +1,4 @@
-"""The position side: one Monitor per position, its check cycle, and the TP/SL rules (`rules`).
-"""
+"""The position side: one Monitor per position, its check cycle, and the TP/SL rules (`rules`)."""
 
 from actors.position.monitor import Monitor
 from actors.position.rules import (
@@ -14,5 +13,15 @@ from actors.position.rules import (
     stored,
 )
 
-__all__ = ["CloseReason", "EventKind", "Monitor", "MonitorState", "RulesConfig", "ladder_for", "planned", "resumed",
-           "state_from_dict", "stored"]
+__all__ = [
+    "CloseReason",
+    "EventKind",
+    "Monitor",
+    "MonitorState",
+    "RulesConfig",
+    "ladder_for",
+    "planned",
+    "resumed",
+    "state_from_dict",
+    "stored",
+]

@@ -19,8 +19,17 @@ from actors.position import rules
 from actors.asks import journal
 from actors.position.rules import Action, CloseReason, Command, Event, EventKind, MonitorState, RulesConfig
 from messages.endpoints import BATCH_LIMIT
-from messages.gateway import (AmendOrder, CancelOrder, Outcome, PlaceOrder, PositionView, Priority, Rejected,
-                              Unavailable, Unresolved)
+from messages.gateway import (
+    AmendOrder,
+    CancelOrder,
+    Outcome,
+    PlaceOrder,
+    PositionView,
+    Priority,
+    Rejected,
+    Unavailable,
+    Unresolved,
+)
 from messages.models import MonitorId, Urgency
 from messages.persistence import JournalEntry
 from runtime.clock import Clock
@@ -28,15 +37,16 @@ from runtime.hooks import NO_HOOKS, Hooks
 
 log = logging.getLogger(__name__)
 
-MAX_FOLLOW_UPS = 5      # follow-ups (R8, R9) sent within one check; the rest go first next check
+MAX_FOLLOW_UPS = 5  # follow-ups (R8, R9) sent within one check; the rest go first next check
 UNPROTECTED_REPEAT_S = 300.0  # an UNPROTECTED alert repeats at most this often while it lasts
 
 
 class CycleIO(Protocol):
     """What a check needs from the world."""
 
-    def view(self, max_age: float, closed_for: frozenset[str] | None = None,
-             fresh: bool = False) -> PositionView | Unavailable | None:
+    def view(
+        self, max_age: float, closed_for: frozenset[str] | None = None, fresh: bool = False
+    ) -> PositionView | Unavailable | None:
         """The position view no older than `max_age` s; with `closed_for`, also the symbol's
         finished orders that tell the fate of those link ids; `fresh`: from a snapshot read now
         even while pushes keep the cache fresh (R10 counts snapshots). None when no answer came
@@ -58,8 +68,8 @@ class CheckResult:
     retired: CloseReason | None = None
     sent: tuple[Command, ...] = ()
     events: tuple[Event, ...] = ()
-    unprotected: bool | None = None     # an open position without a live stop; None: not known
-    quiet: bool = False                 # the view was pushed and nothing awaits: pushes will wake it
+    unprotected: bool | None = None  # an open position without a live stop; None: not known
+    quiet: bool = False  # the view was pushed and nothing awaits: pushes will wake it
 
 
 def command_message(monitor: MonitorId, command: Command, reply: Any = None) -> PlaceOrder | AmendOrder | CancelOrder:
@@ -67,22 +77,51 @@ def command_message(monitor: MonitorId, command: Command, reply: Any = None) -> 
     account, symbol = monitor.account, monitor.symbol
     match command.action:
         case Action.PLACE:
-            return PlaceOrder(account, symbol, command.side, command.order_type, command.qty, command.link_id,
-                              price=command.price, trigger_price=command.trigger_price,
-                              trigger_direction=command.trigger_direction, reduce_only=command.reduce_only,
-                              close_on_trigger=command.close_on_trigger, position_idx=monitor.position_idx,
-                              priority=command.priority, reply=reply)
+            return PlaceOrder(
+                account,
+                symbol,
+                command.side,
+                command.order_type,
+                command.qty,
+                command.link_id,
+                price=command.price,
+                trigger_price=command.trigger_price,
+                trigger_direction=command.trigger_direction,
+                reduce_only=command.reduce_only,
+                close_on_trigger=command.close_on_trigger,
+                position_idx=monitor.position_idx,
+                priority=command.priority,
+                reply=reply,
+            )
         case Action.AMEND:
-            return AmendOrder(account, symbol, command.link_id, qty=command.qty, price=command.price,
-                              trigger_price=command.trigger_price, priority=command.priority, reply=reply)
+            return AmendOrder(
+                account,
+                symbol,
+                command.link_id,
+                qty=command.qty,
+                price=command.price,
+                trigger_price=command.trigger_price,
+                priority=command.priority,
+                reply=reply,
+            )
         case _:
             return CancelOrder(account, symbol, command.link_id, priority=command.priority, reply=reply)
 
 
 class CheckCycle:
-    def __init__(self, monitor: MonitorId, io: CycleIO, clock: Clock, intervals: dict[Urgency, float],
-                 config: RulesConfig, *, state: MonitorState | None = None, dry_run: bool = False,
-                 hooks: Hooks = NO_HOOKS, max_follow_ups: int = MAX_FOLLOW_UPS):
+    def __init__(
+        self,
+        monitor: MonitorId,
+        io: CycleIO,
+        clock: Clock,
+        intervals: dict[Urgency, float],
+        config: RulesConfig,
+        *,
+        state: MonitorState | None = None,
+        dry_run: bool = False,
+        hooks: Hooks = NO_HOOKS,
+        max_follow_ups: int = MAX_FOLLOW_UPS,
+    ):
         self.monitor = monitor
         self.state = state
         self._io = io
@@ -93,7 +132,7 @@ class CheckCycle:
         self._hooks = hooks
         self._max_follow_ups = max_follow_ups
         self._extra = {"account": monitor.account, "symbol": monitor.symbol, "monitor": str(monitor)}
-        self._deferred: list[Command] = []      # follow-ups over the limit: sent first next check
+        self._deferred: list[Command] = []  # follow-ups over the limit: sent first next check
         self._last_view: PositionView | None = None
         self._unprotected_since: float | None = None
         self._unprotected_alerted: float | None = None
@@ -110,7 +149,7 @@ class CheckCycle:
         # views of a fresh stream are no snapshots.
         view = self._io.view(self._intervals[urgency], fresh=bool(self.state and self.state.gone_snapshots))
         if not isinstance(view, PositionView):
-            return self._result(urgency)                                    # R0: nothing to act on
+            return self._result(urgency)  # R0: nothing to act on
         if self.state is None:
             self.state = rules.adopt(self.monitor, view, self._clock.wall_ms(), self._config)
             if self.state is None:  # no position: nothing to guard; no instrument yet: next check
@@ -144,8 +183,14 @@ class CheckCycle:
         self._save(critical=False)
         # Quiet: the view was pushed, the position has its stop, nothing was sent (a refused command
         # is retried at the tier's pace) and nothing awaits an outcome or waits to be sent.
-        quiet = view.pushed and unprotected is False and not self._sent and not self.state.awaiting \
-            and not self._deferred and not self.state.gone_snapshots
+        quiet = (
+            view.pushed
+            and unprotected is False
+            and not self._sent
+            and not self.state.awaiting
+            and not self._deferred
+            and not self.state.gone_snapshots
+        )
         return replace(self._result(urgency, view.age, view.throttled), unprotected=unprotected, quiet=quiet)
 
     # --- commands -------------------------------------------------------------------------
@@ -170,10 +215,16 @@ class CheckCycle:
                 new += decision.commands
             if new and follow_ups >= self._max_follow_ups:
                 self._deferred += new
-                events.append(rules.Event(
-                    EventKind.FOLLOW_UP_DEFERRED, f"FOLLOW-UP DEFERRED {self.monitor}: {len(new)} follow-up commands "
-                    f"over the limit of {self._max_follow_ups} per check go first at the next check "
-                    f"({', '.join(c.link_id for c in new)})", critical=False, level=logging.WARNING))
+                events.append(
+                    rules.Event(
+                        EventKind.FOLLOW_UP_DEFERRED,
+                        f"FOLLOW-UP DEFERRED {self.monitor}: {len(new)} follow-up commands "
+                        f"over the limit of {self._max_follow_ups} per check go first at the next check "
+                        f"({', '.join(c.link_id for c in new)})",
+                        critical=False,
+                        level=logging.WARNING,
+                    )
+                )
                 new = []
             follow_ups += len(new)
             self._emit(tuple(events), force_state=bool(new))
@@ -183,12 +234,14 @@ class CheckCycle:
     def _send(self, group: list[Command]) -> list[Outcome]:
         self._sent += group
         for command in group:
-            log.info("SENT %s %s %s%s", self.monitor, command.action, command.link_id, _describe(command),
-                     extra=self._extra)
+            log.info(
+                "SENT %s %s %s%s", self.monitor, command.action, command.link_id, _describe(command), extra=self._extra
+            )
         if self._dry_run:
             for command in group:
-                log.info("DRY-RUN would %s %s%s", command.action, command.link_id, _describe(command),
-                         extra=self._extra)
+                log.info(
+                    "DRY-RUN would %s %s%s", command.action, command.link_id, _describe(command), extra=self._extra
+                )
             return [Rejected(0, "dry run: not sent")] * len(group)
         return self._io.send(group)
 
@@ -214,7 +267,9 @@ class CheckCycle:
         if critical or force_state:
             now_ms = self._clock.wall_ms()
             side = self.state.plan.side if self.state else ""
-            entries = tuple(journal(now_ms, self.monitor, e.kind, line=e.line, side=side, **e.payload) for e in critical)
+            entries = tuple(
+                journal(now_ms, self.monitor, e.kind, line=e.line, side=side, **e.payload) for e in critical
+            )
             self._save(critical=True, entries=entries)
 
     def _save(self, *, critical: bool, entries: tuple[JournalEntry, ...] = (), retire: bool = False) -> None:
@@ -235,10 +290,16 @@ class CheckCycle:
     def _created_event(self) -> Event:
         state = self.state
         plan = state.plan
-        what = (f"orphaned orders {', '.join(sorted(state.open_links))} on a flat position; confirming it is gone"
-                if state.orphan else f"{plan.approach} {plan.side} {state.last_size} in {state.phase}")
-        return Event(EventKind.MONITOR_CREATED, f"MONITOR STARTED {self.monitor}: {what} (position {state.position_id})",
-                     payload={"approach": plan.approach, "phase": state.phase})
+        what = (
+            f"orphaned orders {', '.join(sorted(state.open_links))} on a flat position; confirming it is gone"
+            if state.orphan
+            else f"{plan.approach} {plan.side} {state.last_size} in {state.phase}"
+        )
+        return Event(
+            EventKind.MONITOR_CREATED,
+            f"MONITOR STARTED {self.monitor}: {what} (position {state.position_id})",
+            payload={"approach": plan.approach, "phase": state.phase},
+        )
 
     def _retire(self, reason: CloseReason) -> CheckResult:
         log.info("MONITOR RETIRED %s: %s", self.monitor, reason, extra={**self._extra, "event": "monitor_retired"})
@@ -251,8 +312,12 @@ class CheckCycle:
         this check (a stop placed, or an emergency close sent)."""
         if view.stale or view.position is None or not view.position.is_open:
             return None if view.stale else False
-        placed = any(c.key in (rules.STOP_KEY, rules.EMERGENCY_KEY) and c.action is Action.PLACE
-                     and c.link_id in self.state.open_links for c in self._sent)
+        placed = any(
+            c.key in (rules.STOP_KEY, rules.EMERGENCY_KEY)
+            and c.action is Action.PLACE
+            and c.link_id in self.state.open_links
+            for c in self._sent
+        )
         return not (placed or rules.has_live_stop(self.state, view))
 
     def _unprotected_alert(self, unprotected: bool | None) -> tuple[Event, ...]:
@@ -264,16 +329,24 @@ class CheckCycle:
         if not unprotected:
             return ()
         since = self._unprotected_since = now if self._unprotected_since is None else self._unprotected_since
-        if now - since <= self._intervals[Urgency.CRITICAL] or \
-                (self._unprotected_alerted is not None and now - self._unprotected_alerted < UNPROTECTED_REPEAT_S):
+        if now - since <= self._intervals[Urgency.CRITICAL] or (
+            self._unprotected_alerted is not None and now - self._unprotected_alerted < UNPROTECTED_REPEAT_S
+        ):
             return ()
         self._unprotected_alerted = now
-        return (Event(EventKind.UNPROTECTED, f"UNPROTECTED {self.monitor}: no live stop on an open position of "
-                      f"{self.state.last_size} for {now - since:.0f}s", level=logging.WARNING,
-                      payload={"size": self.state.last_size, "seconds": round(now - since)}),)
+        return (
+            Event(
+                EventKind.UNPROTECTED,
+                f"UNPROTECTED {self.monitor}: no live stop on an open position of "
+                f"{self.state.last_size} for {now - since:.0f}s",
+                level=logging.WARNING,
+                payload={"size": self.state.last_size, "seconds": round(now - since)},
+            ),
+        )
 
-    def _result(self, urgency: Urgency, data_age: float = 0.0, throttled: bool = False,
-                retired: CloseReason | None = None) -> CheckResult:
+    def _result(
+        self, urgency: Urgency, data_age: float = 0.0, throttled: bool = False, retired: CloseReason | None = None
+    ) -> CheckResult:
         return CheckResult(urgency, data_age, throttled, retired, tuple(self._sent), tuple(self._events))
 
 
@@ -283,13 +356,24 @@ def _next_group(queue: list[Command]) -> list[Command]:
     group = [queue.pop(0)]
     first = group[0]
     if first.action in (Action.PLACE, Action.CANCEL) and first.priority != Priority.PROTECT:
-        while queue and len(group) < BATCH_LIMIT and (queue[0].action, queue[0].priority) == (first.action, first.priority):
+        while (
+            queue
+            and len(group) < BATCH_LIMIT
+            and (queue[0].action, queue[0].priority) == (first.action, first.priority)
+        ):
             group.append(queue.pop(0))
     return group
 
 
 def _describe(command: Command) -> str:
-    parts = [f"{name} {value}" for name, value in (("side", command.side), ("qty", command.qty),
-                                                   ("price", command.price), ("trigger", command.trigger_price))
-             if value]
+    parts = [
+        f"{name} {value}"
+        for name, value in (
+            ("side", command.side),
+            ("qty", command.qty),
+            ("price", command.price),
+            ("trigger", command.trigger_price),
+        )
+        if value
+    ]
     return f" ({', '.join(parts)})" if parts else ""

@@ -33,10 +33,23 @@ log = logging.getLogger(__name__)
 
 
 class Monitor(pykka.ThreadingActor):
-    def __init__(self, monitor: MonitorId, *, gateway: Any, persistence: Any, scheduler: Any, supervisor: Any,
-                 clock: Clock, intervals: dict[str, float], config: RulesConfig,
-                 state: MonitorState | None = None, dry_run: bool = False, ask_timeout: float = 10.0,
-                 hooks: Hooks = NO_HOOKS, metrics: Metrics | None = None):
+    def __init__(
+        self,
+        monitor: MonitorId,
+        *,
+        gateway: Any,
+        persistence: Any,
+        scheduler: Any,
+        supervisor: Any,
+        clock: Clock,
+        intervals: dict[str, float],
+        config: RulesConfig,
+        state: MonitorState | None = None,
+        dry_run: bool = False,
+        ask_timeout: float = 10.0,
+        hooks: Hooks = NO_HOOKS,
+        metrics: Metrics | None = None,
+    ):
         super().__init__()
         self._metrics = metrics or Metrics(clock)
         self._id = monitor
@@ -46,8 +59,16 @@ class Monitor(pykka.ThreadingActor):
         self._timeout = ask_timeout
         self._config = config
         self._extra = {"account": monitor.account, "symbol": monitor.symbol, "monitor": str(monitor)}
-        self._cycle = CheckCycle(monitor, self, clock, {Urgency(name): s for name, s in intervals.items()}, config,
-                                 state=state, dry_run=dry_run, hooks=hooks)
+        self._cycle = CheckCycle(
+            monitor,
+            self,
+            clock,
+            {Urgency(name): s for name, s in intervals.items()},
+            config,
+            state=state,
+            dry_run=dry_run,
+            hooks=hooks,
+        )
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
         error = f"{getattr(exception_type, '__name__', exception_type)}: {exception_value}"
@@ -61,7 +82,9 @@ class Monitor(pykka.ThreadingActor):
             case GetMonitorState():
                 return self._cycle.state
             case ChangePlan(tp_prices=tps, stop_price=stop):
-                self._instruct(message.reply, lambda state, now_ms: rules.retarget(state, tps, stop, now_ms, self._config))
+                self._instruct(
+                    message.reply, lambda state, now_ms: rules.retarget(state, tps, stop, now_ms, self._config)
+                )
             case ClosePosition():
                 self._instruct(message.reply, rules.request_close)
             case _:
@@ -81,14 +104,24 @@ class Monitor(pykka.ThreadingActor):
         opening = self._cycle.state is not None and rules.opening(self._cycle.state)
         result = self._cycle.run()
         self._publish(result)
-        if opening and self._cycle.state.peak_size > 0:   # the trade it opened exists now
+        if opening and self._cycle.state.peak_size > 0:  # the trade it opened exists now
             tell_upward(self._supervisor, TradeOpened(self._id, self._cycle.state.last_size))
         if result.retired:
             tell_upward(self._supervisor, MonitorRetired(self._id, result.retired, self._cycle.state.refusal))
             self.stop()
             return
-        tell_upward(self._scheduler, Checked(self._id, check.seq, result.urgency, self._clock.monotonic() - started,
-                                             result.data_age, result.throttled, result.quiet))
+        tell_upward(
+            self._scheduler,
+            Checked(
+                self._id,
+                check.seq,
+                result.urgency,
+                self._clock.monotonic() - started,
+                result.data_age,
+                result.throttled,
+                result.quiet,
+            ),
+        )
 
     def _publish(self, result: CheckResult) -> None:
         for event in result.events:
@@ -97,17 +130,34 @@ class Monitor(pykka.ThreadingActor):
                 self._metrics.tp1_to_breakeven.observe(max(0.0, reaction_ms / 1000))
         state = self._cycle.state
         if state is not None and result.unprotected is not None:
-            self._metrics.monitor_seen(self._id, phase=state.phase, side=state.plan.side, size=str(state.last_size),
-                                       unprotected=result.unprotected)
+            self._metrics.monitor_seen(
+                self._id,
+                phase=state.phase,
+                side=state.plan.side,
+                size=str(state.last_size),
+                unprotected=result.unprotected,
+            )
 
     # --- CycleIO: the real gateway and persistence -----------------------------------------
 
-    def view(self, max_age: float, closed_for: frozenset[str] | None = None,
-             fresh: bool = False) -> PositionView | Unavailable | None:
+    def view(
+        self, max_age: float, closed_for: frozenset[str] | None = None, fresh: bool = False
+    ) -> PositionView | Unavailable | None:
         try:
-            return ask_with_reply(self._gateway, lambda reply: GetPositionView(
-                self._id.account, self._id.symbol, self._id.position_idx, max_age, closed_for is not None,
-                closed_for or frozenset(), fresh, reply=reply), self._timeout)
+            return ask_with_reply(
+                self._gateway,
+                lambda reply: GetPositionView(
+                    self._id.account,
+                    self._id.symbol,
+                    self._id.position_idx,
+                    max_age,
+                    closed_for is not None,
+                    closed_for or frozenset(),
+                    fresh,
+                    reply=reply,
+                ),
+                self._timeout,
+            )
         except pykka.Timeout:
             log.warning("Monitor %s: no answer from the gateway in %.0fs", self._id, self._timeout, extra=self._extra)
             return None
@@ -126,8 +176,15 @@ class Monitor(pykka.ThreadingActor):
 
     def save(self, state: dict | None, entries: tuple[JournalEntry, ...], *, critical: bool, retire: bool) -> None:
         try:
-            record(self._persistence, Record(self._id, state, entries, critical=critical, retire=retire),
-                   timeout=self._timeout)
+            record(
+                self._persistence,
+                Record(self._id, state, entries, critical=critical, retire=retire),
+                timeout=self._timeout,
+            )
         except pykka.Timeout:
-            log.error("Monitor %s: state was not acknowledged by persistence in %.0fs", self._id, self._timeout,
-                      extra=self._extra)
+            log.error(
+                "Monitor %s: state was not acknowledged by persistence in %.0fs",
+                self._id,
+                self._timeout,
+                extra=self._extra,
+            )

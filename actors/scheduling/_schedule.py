@@ -53,8 +53,9 @@ def dispatch_order(candidates: Iterable[Candidate], now: float, grid: float = WA
     return [c.monitor for c in due]
 
 
-def adapt_concurrency(current: int, *, throttled: bool, waiting: int,
-                      low: int = MIN_CONCURRENCY, high: int = MAX_CONCURRENCY) -> int:
+def adapt_concurrency(
+    current: int, *, throttled: bool, waiting: int, low: int = MIN_CONCURRENCY, high: int = MAX_CONCURRENCY
+) -> int:
     """Halve when checks were throttled (or slow); while `waiting` due checks found no slot, grow
     at least twofold and at once to what would have served them; else unchanged."""
     if throttled:

@@ -14,12 +14,30 @@ from typing import Any
 import pykka
 
 from actors.asks import tell_upward
-from actors.scheduling._schedule import (MAX_CONCURRENCY, MIN_CONCURRENCY, SLOW_CHECK_S, START_CONCURRENCY, WAVE_GRID_S,
-                              Candidate, adapt_concurrency, dispatch_order, next_due)
+from actors.scheduling._schedule import (
+    MAX_CONCURRENCY,
+    MIN_CONCURRENCY,
+    SLOW_CHECK_S,
+    START_CONCURRENCY,
+    WAVE_GRID_S,
+    Candidate,
+    adapt_concurrency,
+    dispatch_order,
+    next_due,
+)
 from messages.models import MonitorId, Urgency
 from messages.monitor import Check
-from messages.scheduler import (AccountStale, Checked, GetSchedule, RegisterMonitor, ScheduleReport, StopDispatching, Tick,
-                                UnregisterMonitor, Wake)
+from messages.scheduler import (
+    AccountStale,
+    Checked,
+    GetSchedule,
+    RegisterMonitor,
+    ScheduleReport,
+    StopDispatching,
+    Tick,
+    UnregisterMonitor,
+    Wake,
+)
 from messages.supervisor import MonitorUnresponsive, PositionSeen
 from runtime.clock import Clock
 from runtime.metrics import Metrics
@@ -35,12 +53,12 @@ class _Entry:
     ref: Any
     urgency: Urgency
     due: float
-    seq: int = 0                      # of the check in flight (or the last one)
+    seq: int = 0  # of the check in flight (or the last one)
     in_flight: bool = False
     dispatched_at: float = 0.0
     wave: int = 0
-    woken: bool = False               # a push came during the check in flight: check again after it
-    quiet: bool = False               # its last check was quiet (pushed view, nothing awaiting)
+    woken: bool = False  # a push came during the check in flight: check again after it
+    quiet: bool = False  # its last check was quiet (pushed view, nothing awaiting)
 
 
 @dataclass
@@ -52,10 +70,18 @@ class _Wave:
 
 
 class Scheduler(pykka.ThreadingActor):
-    def __init__(self, clock: Clock, intervals: dict[str, float], supervisor: Any = None, *, quiet_interval: float = 0.0,
-                 check_timeout: float = 30.0, grid: float = WAVE_GRID_S,
-                 concurrency: tuple[int, int, int] = (MIN_CONCURRENCY, START_CONCURRENCY, MAX_CONCURRENCY),
-                 metrics: Metrics | None = None):
+    def __init__(
+        self,
+        clock: Clock,
+        intervals: dict[str, float],
+        supervisor: Any = None,
+        *,
+        quiet_interval: float = 0.0,
+        check_timeout: float = 30.0,
+        grid: float = WAVE_GRID_S,
+        concurrency: tuple[int, int, int] = (MIN_CONCURRENCY, START_CONCURRENCY, MAX_CONCURRENCY),
+        metrics: Metrics | None = None,
+    ):
         super().__init__()
         self._metrics = metrics or Metrics(clock)
         self._clock = clock
@@ -77,7 +103,7 @@ class Scheduler(pykka.ThreadingActor):
         self._woken = 0
         self._late = 0
         self._throttled = False
-        self._stopping = False            # shutting down: no check is sent any more
+        self._stopping = False  # shutting down: no check is sent any more
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -123,11 +149,13 @@ class Scheduler(pykka.ThreadingActor):
     def _on_tick(self, now: float) -> None:
         self._metrics.ticked(now)
         self._expire_overdue(now)
-        due = dispatch_order((Candidate(m, e.urgency, e.due) for m, e in self._entries.items()
-                              if not e.in_flight), now, self._grid)
+        due = dispatch_order(
+            (Candidate(m, e.urgency, e.due) for m, e in self._entries.items() if not e.in_flight), now, self._grid
+        )
         slots = self._limit - self._in_flight()
-        self._limit = adapt_concurrency(self._limit, throttled=self._throttled, waiting=max(0, len(due) - slots),
-                                        low=self._low, high=self._high)
+        self._limit = adapt_concurrency(
+            self._limit, throttled=self._throttled, waiting=max(0, len(due) - slots), low=self._low, high=self._high
+        )
         self._throttled = False
         if due and slots > 0:
             self._dispatch(now, only=due[:slots])
@@ -149,8 +177,13 @@ class Scheduler(pykka.ThreadingActor):
         self._metrics.check_seconds.observe(message.duration)
         self._check_seconds.append(message.duration)
         self._metrics.scheduled(message.monitor, message.urgency, entry.due, checked=True)
-        log.debug("Checked %s in %.3fs (data age %.1fs, urgency %s)", message.monitor, message.duration,
-                  message.data_age, message.urgency.value)
+        log.debug(
+            "Checked %s in %.3fs (data age %.1fs, urgency %s)",
+            message.monitor,
+            message.duration,
+            message.data_age,
+            message.urgency.value,
+        )
         self._settle_wave(entry.wave, message.monitor, message.urgency)
         if entry.woken:
             entry.woken = False
@@ -247,6 +280,14 @@ class Scheduler(pykka.ThreadingActor):
     def _report(self) -> ScheduleReport:
         counts = Counter(e.urgency.value for e in self._entries.values())
         return ScheduleReport(
-            monitors=len(self._entries), in_flight=self._in_flight(), concurrency_limit=self._limit,
-            urgency=dict(counts), waves=len(self._wave_seconds), wave_seconds=tuple(self._wave_seconds),
-            checks=self._checks, late_checks=self._late, check_seconds=tuple(self._check_seconds), woken=self._woken)
+            monitors=len(self._entries),
+            in_flight=self._in_flight(),
+            concurrency_limit=self._limit,
+            urgency=dict(counts),
+            waves=len(self._wave_seconds),
+            wave_seconds=tuple(self._wave_seconds),
+            checks=self._checks,
+            late_checks=self._late,
+            check_seconds=tuple(self._check_seconds),
+            woken=self._woken,
+        )

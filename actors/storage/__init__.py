@@ -1,5 +1,4 @@
-"""Persistence: the single writer of state, on SQLite.
-"""
+"""Persistence: the single writer of state, on SQLite."""
 
 from actors.storage.persistence import Persistence
 from actors.storage._store import StateError, open_read_only, open_store

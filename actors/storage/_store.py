@@ -73,8 +73,9 @@ class Store:
         """`with store.transaction(): store.put(...)` commits (fsync) or rolls back as a whole."""
         return self.connection
 
-    def put(self, states: dict[MonitorId, dict], events: Iterable[JournalEntry],
-            retired: Iterable[MonitorId], now_ms: int) -> tuple[int, int]:
+    def put(
+        self, states: dict[MonitorId, dict], events: Iterable[JournalEntry], retired: Iterable[MonitorId], now_ms: int
+    ) -> tuple[int, int]:
         """Upsert states, append events, delete retired monitors' states, inside a transaction the
         caller holds. Returns (rows written, bytes written)."""
         rows = 0
@@ -86,15 +87,16 @@ class Store:
                 " updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(monitor) DO UPDATE SET"
                 " state = excluded.state, schema_version = excluded.schema_version,"
                 " updated_ms = excluded.updated_ms",
-                (str(monitor), monitor.account, monitor.symbol, monitor.position_idx, blob,
-                 SCHEMA_VERSION, now_ms))
+                (str(monitor), monitor.account, monitor.symbol, monitor.position_idx, blob, SCHEMA_VERSION, now_ms),
+            )
             rows += 1
             size += len(blob)
         for entry in events:
             blob = encode(entry.payload)
             self.connection.execute(
                 "INSERT INTO events (time_ms, account, symbol, monitor, event, payload) VALUES (?, ?, ?, ?, ?, ?)",
-                (entry.time_ms, entry.monitor.account, entry.monitor.symbol, str(entry.monitor), entry.event, blob))
+                (entry.time_ms, entry.monitor.account, entry.monitor.symbol, str(entry.monitor), entry.event, blob),
+            )
             rows += 1
             size += len(blob)
         for monitor in retired:
@@ -109,13 +111,17 @@ class Store:
         for alert in alerts:
             cursor = self.connection.execute(
                 "INSERT INTO alerts (time_ms, account, kind, title, body) VALUES (?, ?, ?, ?, ?)",
-                (now_ms, alert.account, alert.kind, alert.title, alert.body))
-            queued.append(QueuedAlert(int(cursor.lastrowid), now_ms, alert.account, alert.kind, alert.title, alert.body))
+                (now_ms, alert.account, alert.kind, alert.title, alert.body),
+            )
+            queued.append(
+                QueuedAlert(int(cursor.lastrowid), now_ms, alert.account, alert.kind, alert.title, alert.body)
+            )
         return tuple(queued)
 
     def unsent_alerts(self) -> tuple[QueuedAlert, ...]:
         rows = self.connection.execute(
-            "SELECT id, time_ms, account, kind, title, body FROM alerts WHERE sent_ms IS NULL ORDER BY id")
+            "SELECT id, time_ms, account, kind, title, body FROM alerts WHERE sent_ms IS NULL ORDER BY id"
+        )
         return tuple(QueuedAlert(*row) for row in rows)
 
     def mark_sent(self, ids: Iterable[int], now_ms: int) -> None:
@@ -141,12 +147,14 @@ class Store:
     def last_events(self) -> dict[MonitorId, JournalEntry]:
         rows = self.connection.execute(
             "SELECT time_ms, monitor, event, payload FROM events WHERE id IN"
-            " (SELECT MAX(id) FROM events GROUP BY monitor)")
+            " (SELECT MAX(id) FROM events GROUP BY monitor)"
+        )
         return {entry.monitor: entry for entry in map(_entry, rows)}
 
     def recent_events(self, count: int) -> list[JournalEntry]:
         rows = self.connection.execute(
-            "SELECT time_ms, monitor, event, payload FROM events ORDER BY id DESC LIMIT ?", (count,))
+            "SELECT time_ms, monitor, event, payload FROM events ORDER BY id DESC LIMIT ?", (count,)
+        )
         return [_entry(row) for row in rows][::-1]
 
 
@@ -171,8 +179,10 @@ def _check(connection: sqlite3.Connection) -> None:
         if version is None:
             raise CorruptState("no schema version")
         if version > SCHEMA_VERSION:
-            raise StateError(f"the state database has schema version {version}; this version of the daemon "
-                             f"understands up to {SCHEMA_VERSION}; refusing to start (use a newer daemon)")
+            raise StateError(
+                f"the state database has schema version {version}; this version of the daemon "
+                f"understands up to {SCHEMA_VERSION}; refusing to start (use a newer daemon)"
+            )
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -194,8 +204,9 @@ def move_aside(path: Path, reason: str, now: float | None = None) -> Path:
         side = path.with_name(path.name + suffix)
         if side.exists():
             os.replace(side, target.with_name(target.name + suffix))
-    log.error("State database %s is unusable (%s); moved aside to %s; starting from the exchange alone",
-              path, reason, target)
+    log.error(
+        "State database %s is unusable (%s); moved aside to %s; starting from the exchange alone", path, reason, target
+    )
     return target
 
 
@@ -206,7 +217,8 @@ def _inspect(path: Path) -> dict[MonitorId, dict]:
     try:
         _check(connection)
         has_states = connection.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'monitor_state'").fetchone()
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'monitor_state'"
+        ).fetchone()
         return Store(connection, path).load_states() if has_states else {}
     finally:
         connection.close()

@@ -19,8 +19,16 @@ from messages.models import MonitorId
 from actors.alerts import AlertRules
 from actors.asks import tell_upward
 from messages.notifier import AlertsQueued
-from messages.persistence import (AlertsSent, AttachNotifier, FlushDue, GetPersistenceStats, LoadedState, LoadState,
-                                  PersistenceStats, Record)
+from messages.persistence import (
+    AlertsSent,
+    AttachNotifier,
+    FlushDue,
+    GetPersistenceStats,
+    LoadedState,
+    LoadState,
+    PersistenceStats,
+    Record,
+)
 from runtime.clock import Clock
 from runtime.hooks import NO_HOOKS, Hooks
 from runtime.metrics import Metrics
@@ -34,9 +42,18 @@ LATENCY_KEPT = 10_000
 
 
 class Persistence(pykka.ThreadingActor):
-    def __init__(self, store: Store, loaded: dict[MonitorId, dict], clock: Clock, *,
-                 flush_interval: float = 30.0, moved_aside: str | None = None, hooks: Hooks = NO_HOOKS,
-                 metrics: Metrics | None = None, alerts: AlertRules | None = None):
+    def __init__(
+        self,
+        store: Store,
+        loaded: dict[MonitorId, dict],
+        clock: Clock,
+        *,
+        flush_interval: float = 30.0,
+        moved_aside: str | None = None,
+        hooks: Hooks = NO_HOOKS,
+        metrics: Metrics | None = None,
+        alerts: AlertRules | None = None,
+    ):
         """`alerts`: which journal entries become alerts in the outbox; None (no ALERT_URLS) queues
         none."""
         super().__init__()
@@ -50,8 +67,8 @@ class Persistence(pykka.ThreadingActor):
         self._clock = clock
         self._flush_interval = flush_interval
         self._last_flush = clock.monotonic()
-        self._pending_states: dict[MonitorId, dict] = {}      # non-critical, coalesced
-        self._group: list[Record] = []                         # critical, waiting for the commit
+        self._pending_states: dict[MonitorId, dict] = {}  # non-critical, coalesced
+        self._group: list[Record] = []  # critical, waiting for the commit
         self._group_since = 0.0
         self._critical_commits = 0
         self._commits_since_flush_line = 0
@@ -91,8 +108,11 @@ class Persistence(pykka.ThreadingActor):
                 answer = self._stats()
             case _:
                 log.error("Persistence: unknown message %r", message)
-        if self._group and (self.actor_inbox.empty() or len(self._group) >= GROUP_MAX
-                            or self._clock.monotonic() - self._group_since >= GROUP_WAIT_S):
+        if self._group and (
+            self.actor_inbox.empty()
+            or len(self._group) >= GROUP_MAX
+            or self._clock.monotonic() - self._group_since >= GROUP_WAIT_S
+        ):
             self._commit_group()
         return answer
 
@@ -152,15 +172,25 @@ class Persistence(pykka.ThreadingActor):
             self._rows += rows
             self._bytes += size
         if states or self._commits_since_flush_line:
-            log.info("Persistence: flushed %d monitors (batched%s), %d critical commits in the last %.0fs, "
-                     "commit p99 %.1fms", len(states), ", final" if final else "", self._commits_since_flush_line,
-                     self._flush_interval, percentile(self._commit_ms, 0.99))
+            log.info(
+                "Persistence: flushed %d monitors (batched%s), %d critical commits in the last %.0fs, "
+                "commit p99 %.1fms",
+                len(states),
+                ", final" if final else "",
+                self._commits_since_flush_line,
+                self._flush_interval,
+                percentile(self._commit_ms, 0.99),
+            )
         self._commits_since_flush_line = 0
 
     def _stats(self) -> PersistenceStats:
         return PersistenceStats(
-            critical_commits=self._critical_commits, batched_flushes=self._flushes, rows_written=self._rows,
-            bytes_written=self._bytes, commit_ms_p50=percentile(self._commit_ms, 0.5),
-            commit_ms_p99=percentile(self._commit_ms, 0.99), pending_states=len(self._pending_states),
-            records_received=self._records)
-
+            critical_commits=self._critical_commits,
+            batched_flushes=self._flushes,
+            rows_written=self._rows,
+            bytes_written=self._bytes,
+            commit_ms_p50=percentile(self._commit_ms, 0.5),
+            commit_ms_p99=percentile(self._commit_ms, 0.99),
+            pending_states=len(self._pending_states),
+            records_received=self._records,
+        )

@@ -32,8 +32,8 @@ CONSERVATIVE_LEGS = 3
 class TradeRequest:
     command: str
     symbol: str = ""
-    side: str = ""                          # Buy | Sell (open)
-    approach: str = ""                      # conservative | fast (open)
+    side: str = ""  # Buy | Sell (open)
+    approach: str = ""  # conservative | fast (open)
     qty: Decimal | None = None
     margin: Decimal | None = None
     margin_percent: Decimal | None = None
@@ -115,11 +115,15 @@ def read_request(data: Any, ladder_levels: int = 4) -> tuple[TradeRequest | None
     margin = _number(problems, "--margin", data.get("margin"))
     margin_percent = _number(problems, "--margin-percent", data.get("margin_percent"), percent=True)
     leverage = _number(problems, "--leverage", data.get("leverage"))
-    sizing = [name for name, key in (("--qty", "qty"), ("--margin", "margin"), ("--margin-percent", "margin_percent"))
-              if data.get(key) is not None]
+    sizing = [
+        name
+        for name, key in (("--qty", "qty"), ("--margin", "margin"), ("--margin-percent", "margin_percent"))
+        if data.get(key) is not None
+    ]
     if len(sizing) != 1:
-        problems.append("give exactly one of --qty, --margin, --margin-percent" +
-                        (f" (got {', '.join(sizing)})" if sizing else ""))
+        problems.append(
+            "give exactly one of --qty, --margin, --margin-percent" + (f" (got {', '.join(sizing)})" if sizing else "")
+        )
     elif sizing[0] != "--qty" and data.get("leverage") is None:
         problems.append(f"{sizing[0]} needs --leverage")
     limits = _numbers(problems, "--limits", data.get("limits"))
@@ -133,30 +137,48 @@ def read_request(data: Any, ladder_levels: int = 4) -> tuple[TradeRequest | None
         problems.append("--tps: the fast approach has one take-profit")
     if problems:
         return None, problems
-    return TradeRequest("open", symbol, side or "", approach, qty, margin, margin_percent, leverage, tps, stop, limits,
-                        account, bool(data.get("dry_run"))), []
+    return TradeRequest(
+        "open",
+        symbol,
+        side or "",
+        approach,
+        qty,
+        margin,
+        margin_percent,
+        leverage,
+        tps,
+        stop,
+        limits,
+        account,
+        bool(data.get("dry_run")),
+    ), []
 
 
 def _side_problems(side: str, entry: Decimal, tps: tuple[Decimal, ...], stop: Decimal, what: str) -> list[str]:
     """A long's take-profits above its entry and its stop below; the reverse for a short."""
     long = side == Side.BUY
     name, above, below = ("a long", "above", "below") if long else ("a short", "below", "above")
-    problems = [f"--tps {tp} is not {above} the {what} {entry} ({name}'s take-profits must be {above} it)"
-                for tp in tps if (tp <= entry if long else tp >= entry)]
+    problems = [
+        f"--tps {tp} is not {above} the {what} {entry} ({name}'s take-profits must be {above} it)"
+        for tp in tps
+        if (tp <= entry if long else tp >= entry)
+    ]
     if stop >= entry if long else stop <= entry:
         problems.append(f"--stop {stop} is not {below} the {what} {entry} ({name}'s stop must be {below} it)")
     return problems
 
 
-def _snapped(side: str, tps: tuple[Decimal, ...], stop: Decimal,
-             instrument: Instrument) -> tuple[tuple[Decimal, ...], Decimal]:
+def _snapped(
+    side: str, tps: tuple[Decimal, ...], stop: Decimal, instrument: Instrument
+) -> tuple[tuple[Decimal, ...], Decimal]:
     """Prices to tickSize, as adopted plans are: towards the long's side of the book."""
     up = side == Side.BUY
     return tuple(instrument.snap_price(tp, up=up) for tp in tps), instrument.snap_price(stop, up=up)
 
 
-def size_open(request: TradeRequest, account: str, market: Market,
-              config: RulesConfig) -> tuple[Plan | None, list[str]]:
+def size_open(
+    request: TradeRequest, account: str, market: Market, config: RulesConfig
+) -> tuple[Plan | None, list[str]]:
     """The plan for `open` on one account: the target from --qty, or margin x leverage over the
     average entry (the mean of the market and the limits for the conservative approach); legs of a
     third each (rounded down to qtyStep), leg 1 at market. On the mirror, --qty is the same qty
@@ -170,7 +192,11 @@ def size_open(request: TradeRequest, account: str, market: Market,
     for limit in request.limits:
         if not (request.stop < limit < last if long else last < limit < request.stop):
             problems.append(f"--limits {limit} is not between the stop {request.stop} and the market price {last}")
-    if request.leverage is not None and instrument.max_leverage is not None and request.leverage > instrument.max_leverage:
+    if (
+        request.leverage is not None
+        and instrument.max_leverage is not None
+        and request.leverage > instrument.max_leverage
+    ):
         problems.append(f"--leverage {request.leverage} is above {request.symbol}'s maximum {instrument.max_leverage}")
     if problems:
         return None, problems
@@ -178,15 +204,18 @@ def size_open(request: TradeRequest, account: str, market: Market,
     if request.qty is not None:
         target = request.qty
     else:
-        margin = request.margin if request.margin is not None else \
-            market.available_balance * request.margin_percent / 100  # type: ignore[operator]
-        target = margin * request.leverage / average                  # type: ignore[operator]
+        margin = (
+            request.margin if request.margin is not None else market.available_balance * request.margin_percent / 100
+        )  # type: ignore[operator]
+        target = margin * request.leverage / average  # type: ignore[operator]
     legs_count = CONSERVATIVE_LEGS if request.approach == Approach.CONSERVATIVE else 1
     leg = instrument.round_qty(target / legs_count)  # type: ignore[operator]
     legs = (leg,) * legs_count
     if leg < instrument.min_qty:
-        problems.append(f"{account}: each of {legs_count} legs would be {leg}, below {request.symbol}'s minOrderQty "
-                        f"{instrument.min_qty}")
+        problems.append(
+            f"{account}: each of {legs_count} legs would be {leg}, below {request.symbol}'s minOrderQty "
+            f"{instrument.min_qty}"
+        )
     elif leg * legs_count > instrument.max_qty:
         problems.append(f"{account}: {leg * legs_count} is above {request.symbol}'s maxOrderQty {instrument.max_qty}")
     # Take-profit levels cannot fall below minOrderQty once the legs reach it: a smaller level is
@@ -199,8 +228,9 @@ def size_open(request: TradeRequest, account: str, market: Market,
     return Plan(approach, request.side, ladder_for(len(tps), config), tps, stop, legs, limits), []
 
 
-def check_targets(request: TradeRequest, position: Position,
-                  instrument: Instrument) -> tuple[tuple[Decimal, ...], Decimal, list[str]]:
+def check_targets(
+    request: TradeRequest, position: Position, instrument: Instrument
+) -> tuple[tuple[Decimal, ...], Decimal, list[str]]:
     """`plan` on an open position: its entry decides the sides; a stop the market has already
     crossed would fire at once, so it is refused too."""
     assert request.stop is not None
@@ -216,5 +246,7 @@ def check_targets(request: TradeRequest, position: Position,
 def describe(plan: Plan) -> str:
     """One line for the trader: what the plan places."""
     legs = f"{plan.legs[0]} at market" + "".join(f", {q} at {p}" for q, p in zip(plan.legs[1:], plan.limits))
-    return (f"{plan.approach} {'long' if plan.side == Side.BUY else 'short'} {sum(plan.legs, Decimal(0))}: "
-            f"{legs}; take-profits {', '.join(map(str, plan.tp_prices))}; stop {plan.stop_price}")
+    return (
+        f"{plan.approach} {'long' if plan.side == Side.BUY else 'short'} {sum(plan.legs, Decimal(0))}: "
+        f"{legs}; take-profits {', '.join(map(str, plan.tp_prices))}; stop {plan.stop_price}"
+    )

@@ -30,9 +30,23 @@ from messages.gateway import AccountSnapshot, GetAccountSnapshot
 from messages.models import MonitorId, Urgency
 from messages.persistence import LoadState, Record
 from messages.scheduler import RegisterMonitor, UnregisterMonitor
-from messages.supervisor import (GetMonitors, GetSupervisorReport, Instruct, MonitorFailed, MonitorRetired,
-                                 MonitorUnresponsive, OpenTrade, Outcome, PositionSeen, StartSupervision, StopMonitors,
-                                 SupervisorReport, SupervisorTick, TradeOpened, TradeStarted)
+from messages.supervisor import (
+    GetMonitors,
+    GetSupervisorReport,
+    Instruct,
+    MonitorFailed,
+    MonitorRetired,
+    MonitorUnresponsive,
+    OpenTrade,
+    Outcome,
+    PositionSeen,
+    StartSupervision,
+    StopMonitors,
+    SupervisorReport,
+    SupervisorTick,
+    TradeOpened,
+    TradeStarted,
+)
 from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.hooks import NO_HOOKS, Hooks
@@ -40,17 +54,29 @@ from runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-MONITORS_STOP_S = 20.0   # at shutdown: each monitor finishes its check (a write may wait on the rate limiter)
+MONITORS_STOP_S = 20.0  # at shutdown: each monitor finishes its check (a write may wait on the rate limiter)
 
 RESTART_BACKOFF_START, RESTART_BACKOFF_MAX = 1.0, 60.0
 UNRESPONSIVE_LIMIT = 2  # consecutive unanswered checks before a monitor is restarted
 
 
 class Supervisor(pykka.ThreadingActor):
-    def __init__(self, *, gateway: Any, persistence: Any, clock: Clock, accounts: tuple[str, ...],
-                 intervals: dict[str, float], config: RulesConfig, dry_run: bool = False,
-                 discovery_interval: float = 15.0, snapshot_max_age: float = 15.0, ask_timeout: float = 10.0,
-                 hooks: Hooks = NO_HOOKS, metrics: Metrics | None = None):
+    def __init__(
+        self,
+        *,
+        gateway: Any,
+        persistence: Any,
+        clock: Clock,
+        accounts: tuple[str, ...],
+        intervals: dict[str, float],
+        config: RulesConfig,
+        dry_run: bool = False,
+        discovery_interval: float = 15.0,
+        snapshot_max_age: float = 15.0,
+        ask_timeout: float = 10.0,
+        hooks: Hooks = NO_HOOKS,
+        metrics: Metrics | None = None,
+    ):
         super().__init__()
         self._hooks = hooks
         self._metrics = metrics or Metrics(clock)
@@ -71,7 +97,7 @@ class Supervisor(pykka.ThreadingActor):
         self._last_discovery = clock.monotonic()
         self._peak = self._started = self._retired = self._restarts = 0
         self._reasons: Counter[str] = Counter()
-        self._outcomes: dict[MonitorId, list[Any]] = {}   # the trader's futures, set by the next outcome
+        self._outcomes: dict[MonitorId, list[Any]] = {}  # the trader's futures, set by the next outcome
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -80,7 +106,7 @@ class Supervisor(pykka.ThreadingActor):
                 return self._reconcile(snapshots)
             case PositionSeen(monitor=monitor):
                 if monitor not in self._monitors and monitor not in self._restart_at:
-                    self._last_discovery = -math.inf      # discover at the next tick (within 1 s)
+                    self._last_discovery = -math.inf  # discover at the next tick (within 1 s)
             case SupervisorTick(now=now):
                 self._restart_due(now)
                 if now - self._last_discovery >= self._discovery_interval:
@@ -93,7 +119,7 @@ class Supervisor(pykka.ThreadingActor):
                 self._retired += 1
                 self._reasons[str(reason)] += 1
                 if reason == CloseReason.FLIPPED:
-                    self._last_discovery = -math.inf      # the new side is a new position: adopt it now
+                    self._last_discovery = -math.inf  # the new side is a new position: adopt it now
             case MonitorFailed(monitor=monitor, error=error):
                 self._schedule_restart(monitor, f"failed ({error})")
             case MonitorUnresponsive(monitor=monitor):
@@ -111,8 +137,9 @@ class Supervisor(pykka.ThreadingActor):
             case StopMonitors():
                 self._stop_monitors()
             case GetSupervisorReport():
-                return SupervisorReport(len(self._monitors), self._peak, self._started, self._retired,
-                                        self._restarts, dict(self._reasons))
+                return SupervisorReport(
+                    len(self._monitors), self._peak, self._started, self._retired, self._restarts, dict(self._reasons)
+                )
             case _:
                 log.error("Supervisor: unknown message %r", message)
         return None
@@ -127,7 +154,7 @@ class Supervisor(pykka.ThreadingActor):
         monitors, self._monitors = list(self._monitors.values()), {}
         for ref in monitors:
             ref.stop(block=False)
-        deadline = time.monotonic() + MONITORS_STOP_S     # one wait for all, not one per monitor
+        deadline = time.monotonic() + MONITORS_STOP_S  # one wait for all, not one per monitor
         late = sum(not ref.actor_stopped.wait(max(0.0, deadline - time.monotonic())) for ref in monitors)
         if late:
             log.error("Supervisor: %d monitors did not stop within %.0f s", late, MONITORS_STOP_S)
@@ -136,8 +163,12 @@ class Supervisor(pykka.ThreadingActor):
 
     def _reconcile(self, snapshots: dict[str, AccountSnapshot]) -> int:
         loaded = self._persistence.ask(LoadState(), timeout=self._timeout)
-        live = {MonitorId(account, p.symbol, p.position_idx): p
-                for account, snapshot in snapshots.items() for p in snapshot.positions if p.is_open}
+        live = {
+            MonitorId(account, p.symbol, p.position_idx): p
+            for account, snapshot in snapshots.items()
+            for p in snapshot.positions
+            if p.is_open
+        }
         resumed = adopted = gone = dropped = 0
         for monitor, data in sorted(loaded.states.items()):
             if monitor.account not in self._accounts:
@@ -148,8 +179,12 @@ class Supervisor(pykka.ThreadingActor):
                 dropped += 1
                 continue
             if position is not None and str(position.side) != state.plan.side:
-                log.warning("Supervisor: %s is %s on the exchange but was %s when stored; the exchange wins",
-                            monitor, position.side, state.plan.side)
+                log.warning(
+                    "Supervisor: %s is %s on the exchange but was %s when stored; the exchange wins",
+                    monitor,
+                    position.side,
+                    state.plan.side,
+                )
                 dropped += 1
                 continue
             self._start_monitor(monitor, resumed(state))
@@ -160,8 +195,14 @@ class Supervisor(pykka.ThreadingActor):
         for monitor in sorted(set(live) - set(self._monitors)):
             self._start_monitor(monitor, None)
             adopted += 1
-        log.info("Supervisor: %d monitors resumed, %d positions adopted, %d stored monitors whose positions "
-                 "are gone (to confirm and clean up), %d stored states dropped", resumed, adopted, gone, dropped)
+        log.info(
+            "Supervisor: %d monitors resumed, %d positions adopted, %d stored monitors whose positions "
+            "are gone (to confirm and clean up), %d stored states dropped",
+            resumed,
+            adopted,
+            gone,
+            dropped,
+        )
         return len(self._monitors)
 
     def _settle(self, monitor: MonitorId, outcome: Outcome) -> None:
@@ -180,14 +221,28 @@ class Supervisor(pykka.ThreadingActor):
         state = planned(monitor, position_id, plan, self._clock.wall_ms())
         line = f"TRADE PLANNED {monitor}: position {position_id}, {describe(plan)}"
         try:
-            record(self._persistence, Record(monitor, stored(state), (journal(
-                self._clock.wall_ms(), monitor, EventKind.TRADE_PLANNED, line=line, side=plan.side),),
-                critical=True), timeout=self._timeout)
+            record(
+                self._persistence,
+                Record(
+                    monitor,
+                    stored(state),
+                    (journal(self._clock.wall_ms(), monitor, EventKind.TRADE_PLANNED, line=line, side=plan.side),),
+                    critical=True,
+                ),
+                timeout=self._timeout,
+            )
         except Exception as exc:  # noqa: BLE001 - not durable: nothing is sent
             log.error("Supervisor: the plan for %s was not recorded (%s); nothing sent", monitor, exc)
             return f"the plan could not be recorded ({type(exc).__name__}); nothing was sent"
-        log.info(line, extra={"account": monitor.account, "symbol": monitor.symbol, "monitor": str(monitor),
-                              "event": "trade_planned"})
+        log.info(
+            line,
+            extra={
+                "account": monitor.account,
+                "symbol": monitor.symbol,
+                "monitor": str(monitor),
+                "event": "trade_planned",
+            },
+        )
         self._hooks.reached("plan_recorded")
         self._outcomes.setdefault(monitor, []).append(outcome)
         self._start_monitor(monitor, state)
@@ -218,10 +273,21 @@ class Supervisor(pykka.ThreadingActor):
         if monitor in self._monitors:
             log.error("Supervisor: %s already has a monitor; not starting a second", monitor)
             return
-        ref = Monitor.start(monitor, gateway=self._gateway, persistence=self._persistence, scheduler=self._scheduler,
-                            supervisor=self.actor_ref, clock=self._clock, intervals=self._intervals,
-                            config=self._config, state=state, dry_run=self._dry_run, ask_timeout=self._timeout,
-                            hooks=self._hooks, metrics=self._metrics)
+        ref = Monitor.start(
+            monitor,
+            gateway=self._gateway,
+            persistence=self._persistence,
+            scheduler=self._scheduler,
+            supervisor=self.actor_ref,
+            clock=self._clock,
+            intervals=self._intervals,
+            config=self._config,
+            state=state,
+            dry_run=self._dry_run,
+            ask_timeout=self._timeout,
+            hooks=self._hooks,
+            metrics=self._metrics,
+        )
         self._monitors[monitor] = ref
         self._started += 1
         self._peak = max(self._peak, len(self._monitors))
@@ -231,8 +297,11 @@ class Supervisor(pykka.ThreadingActor):
     def _discover(self) -> None:
         for account in self._accounts:
             try:
-                snapshot = ask_with_reply(self._gateway, lambda reply, a=account: GetAccountSnapshot(
-                    a, self._snapshot_max_age, reply=reply), self._timeout)
+                snapshot = ask_with_reply(
+                    self._gateway,
+                    lambda reply, a=account: GetAccountSnapshot(a, self._snapshot_max_age, reply=reply),
+                    self._timeout,
+                )
             except pykka.Timeout:
                 continue
             if not isinstance(snapshot, AccountSnapshot) or snapshot.stale:
@@ -240,14 +309,19 @@ class Supervisor(pykka.ThreadingActor):
             for position in snapshot.positions:
                 monitor = MonitorId(account, position.symbol, position.position_idx)
                 if position.is_open and self._unguarded(monitor):
-                    log.info("Supervisor: new position %s %s %s; starting its monitor", monitor, position.side,
-                             position.size)
+                    log.info(
+                        "Supervisor: new position %s %s %s; starting its monitor", monitor, position.side, position.size
+                    )
                     self._start_monitor(monitor, None)
-            flat = {MonitorId(account, o.symbol, o.position_idx) for o in snapshot.orders if o.link is not None} - \
-                {MonitorId(account, p.symbol, p.position_idx) for p in snapshot.positions if p.is_open}
+            flat = {MonitorId(account, o.symbol, o.position_idx) for o in snapshot.orders if o.link is not None} - {
+                MonitorId(account, p.symbol, p.position_idx) for p in snapshot.positions if p.is_open
+            }
             for monitor in sorted(m for m in flat if self._unguarded(m)):
-                log.warning("Supervisor: the daemon's orders on %s outlived its position; starting a monitor to "
-                            "confirm it is gone and cancel them", monitor)
+                log.warning(
+                    "Supervisor: the daemon's orders on %s outlived its position; starting a monitor to "
+                    "confirm it is gone and cancel them",
+                    monitor,
+                )
                 self._start_monitor(monitor, None)
 
     def _unguarded(self, monitor: MonitorId) -> bool:

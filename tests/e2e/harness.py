@@ -41,14 +41,27 @@ class Daemon:
         self.args = args
         creds = sim.credentials
         self.env = {k: v for k, v in os.environ.items() if k not in PARSERS}
-        self.env.update({"BYBIT_API_KEY": creds["main"].api_key, "BYBIT_API_SECRET": creds["main"].api_secret,
-                         "BYBIT_BASE_URL": sim.url, "BYBIT_WS_PRIVATE_URL": sim.ws_private,
-                         "BYBIT_WS_PUBLIC_URL": sim.ws_public, "STATE_PATH": str(state_path), "LOG_FORMAT": "json",
-                         "METRICS_ADDRESS": "127.0.0.1:0",
-                         "HTTP_TIMEOUT_SECONDS": "2"})
+        self.env.update(
+            {
+                "BYBIT_API_KEY": creds["main"].api_key,
+                "BYBIT_API_SECRET": creds["main"].api_secret,
+                "BYBIT_BASE_URL": sim.url,
+                "BYBIT_WS_PRIVATE_URL": sim.ws_private,
+                "BYBIT_WS_PUBLIC_URL": sim.ws_public,
+                "STATE_PATH": str(state_path),
+                "LOG_FORMAT": "json",
+                "METRICS_ADDRESS": "127.0.0.1:0",
+                "HTTP_TIMEOUT_SECONDS": "2",
+            }
+        )
         if mirror:
-            self.env.update({"ENABLE_MIRROR_TRADING": "true", "BYBIT_API_KEY_2": creds["mirror"].api_key,
-                             "BYBIT_API_SECRET_2": creds["mirror"].api_secret})
+            self.env.update(
+                {
+                    "ENABLE_MIRROR_TRADING": "true",
+                    "BYBIT_API_KEY_2": creds["mirror"].api_key,
+                    "BYBIT_API_SECRET_2": creds["mirror"].api_secret,
+                }
+            )
         self.env.update(env)
         self.lines: list[dict] = []
         self._lock = threading.Lock()
@@ -56,13 +69,21 @@ class Daemon:
 
     def start(self) -> "Daemon":
         self.lines = []
-        self.process = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--summary-json", str(self.summary_path),
-                                         *self.args], cwd=ROOT, env=self.env, stderr=subprocess.PIPE,
-                                        stdout=subprocess.DEVNULL, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "main.py"), "--summary-json", str(self.summary_path), *self.args],
+            cwd=ROOT,
+            env=self.env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
         threading.Thread(target=self._read, daemon=True).start()
         # Guarding, or dead already (a kill point armed for the start-up itself).
-        wait_until(lambda: any(m.startswith("Guarding") for m in self.messages()) or self.process.poll() is not None,
-                   30, "the daemon to start guarding")
+        wait_until(
+            lambda: any(m.startswith("Guarding") for m in self.messages()) or self.process.poll() is not None,
+            30,
+            "the daemon to start guarding",
+        )
         return self
 
     def _read(self) -> None:
@@ -98,7 +119,9 @@ class Daemon:
 
 
 @contextmanager
-def world(tmp_path: Path, seed: int, positions: int, **env: str) -> Iterator[tuple[Simulator, list, Callable[..., Daemon]]]:
+def world(
+    tmp_path: Path, seed: int, positions: int, **env: str
+) -> Iterator[tuple[Simulator, list, Callable[..., Daemon]]]:
     """A started simulator with a demo book, and a factory of daemons against it (all killed at the
     end): what the end-to-end fixtures are made of."""
     sim = Simulator(seed=seed, symbols=40)
@@ -109,6 +132,7 @@ def world(tmp_path: Path, seed: int, positions: int, **env: str) -> Iterator[tup
     def daemon(*args: str, **extra: str) -> Daemon:
         daemons.append(Daemon(sim, tmp_path / "state.db", *args, **{**env, **extra}))
         return daemons[-1]
+
     try:
         yield sim, book, daemon
     finally:

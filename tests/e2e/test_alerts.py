@@ -60,7 +60,9 @@ def test_every_alert_of_a_run_arrives_in_order_as_the_journal_calls_for(world, t
     d.wait_for(lambda m: m.startswith(f"MONITOR STARTED main:{near.symbol}"), 10, "the monitor in charge")
     tp1 = sim.account("main").by_link[OrderLink(near.position_id, Role.TAKE_PROFIT, 1, 0).build()]
     push_price(sim, near, str(abs(tp1.price / sim.exchange.last_price(near.symbol) - 1) + Decimal("0.001")))
-    wait_until(lambda: any(t.endswith("STOP AT BREAKEVEN") for t in delivered_titles(receiver)), 30, "the breakeven alert")
+    wait_until(
+        lambda: any(t.endswith("STOP AT BREAKEVEN") for t in delivered_titles(receiver)), 30, "the breakeven alert"
+    )
     assert d.stop() == 0
     expected = journal_titles(tmp_path / "state.db")
     assert expected[0] == "GUARDIAN STARTED" and expected[-1] == "GUARDIAN STOPPED"
@@ -73,7 +75,7 @@ def test_a_sigkill_between_the_commit_and_the_send_delivers_after_the_restart(wo
     first = daemon(GUARDIAN_KILL_AT="alert_queued:1").start()
     first.process.wait(timeout=30)
     assert first.process.returncode == -signal.SIGKILL
-    assert receiver.received() == []                            # killed before anything was sent
+    assert receiver.received() == []  # killed before anything was sent
     connection = sqlite3.connect(tmp_path / "state.db")
     unsent = connection.execute("SELECT title FROM alerts WHERE sent_ms IS NULL").fetchall()
     connection.close()
@@ -86,7 +88,7 @@ def test_a_sigkill_between_the_commit_and_the_send_delivers_after_the_restart(wo
 def test_a_hanging_chat_service_delays_no_check_and_everything_arrives_afterwards(world):
     sim, book, daemon, receiver = world
     receiver.mode, receiver.hang_seconds = "hang", 20
-    d = daemon(BYBIT_STREAMS="false").start()      # tier waves (REST polling) are the visible pulse here
+    d = daemon(BYBIT_STREAMS="false").start()  # tier waves (REST polling) are the visible pulse here
     wait_until(lambda: receiver.attempts >= 1, 10, "the first send to hang")
     waves_before = sum(m.startswith("Processed ") for m in d.messages())
     near = entry_of(book, "tp1_near", account="mirror")
@@ -94,13 +96,19 @@ def test_a_hanging_chat_service_delays_no_check_and_everything_arrives_afterward
     tp1 = sim.account("mirror").by_link[OrderLink(near.position_id, Role.TAKE_PROFIT, 1, 0).build()]
     push_price(sim, near, str(abs(tp1.price / sim.exchange.last_price(near.symbol) - 1) + Decimal("0.001")))
     d.wait_for(lambda m: m.startswith(f"BREAKEVEN mirror:{near.symbol}"), 20, "breakeven while alerts hang")
-    wait_until(lambda: sum(m.startswith("Processed ") for m in d.messages()) > waves_before + 3, 15,
-               "waves of checks going on while the chat service hangs")
+    wait_until(
+        lambda: sum(m.startswith("Processed ") for m in d.messages()) > waves_before + 3,
+        15,
+        "waves of checks going on while the chat service hangs",
+    )
     assert not any(t.endswith("STOP AT BREAKEVEN") for t in delivered_titles(receiver))
     receiver.mode = "ok"
     receiver.release.set()
-    wait_until(lambda: any(t == f"MIRROR {near.symbol} {near.side}: STOP AT BREAKEVEN" for t in delivered_titles(receiver)),
-               60, "the alerts after the service is back")
+    wait_until(
+        lambda: any(t == f"MIRROR {near.symbol} {near.side}: STOP AT BREAKEVEN" for t in delivered_titles(receiver)),
+        60,
+        "the alerts after the service is back",
+    )
     assert delivered_titles(receiver)[0] == "GUARDIAN STARTED"
     assert d.stop() == 0
 
@@ -109,8 +117,15 @@ def test_the_demo_delivers_its_take_profit_and_breakeven_alerts(tmp_path):
     receiver = Receiver()
     try:
         from tests.test_processes import MAIN, clean_env
-        result = subprocess.run([sys.executable, MAIN, "--duration", "25"], cwd=tmp_path,
-                                env=clean_env(ALERT_URLS=receiver.url), capture_output=True, text=True, timeout=90)
+
+        result = subprocess.run(
+            [sys.executable, MAIN, "--duration", "25"],
+            cwd=tmp_path,
+            env=clean_env(ALERT_URLS=receiver.url),
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         titles = delivered_titles(receiver)
     finally:

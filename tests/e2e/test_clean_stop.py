@@ -41,8 +41,12 @@ def test_stopping_mid_wave_twenty_times_logs_no_error(tmp_path):
             settings = Settings(state_path=str(tmp_path / "state.db"), http_timeout_seconds=2)
             system = System(settings, accounts, sim.url, hooks=NO_HOOKS)
             assert system.start(threading.Event())
-            in_flight = wait_until(lambda: system.scheduler.ask(GetSchedule(), timeout=5).in_flight, 10,
-                                   "a wave of checks in flight", interval=0.005)
+            in_flight = wait_until(
+                lambda: system.scheduler.ask(GetSchedule(), timeout=5).in_flight,
+                10,
+                "a wave of checks in flight",
+                interval=0.005,
+            )
             stopped_mid_wave += bool(in_flight)
             system.stop()
             assert pykka.ActorRegistry.get_all() == []

@@ -18,13 +18,29 @@ from tests.e2e.harness import world as e2e_world
 
 pytestmark = pytest.mark.slow
 
-FAMILIES = {"guardian_monitors", "guardian_checks", "guardian_check_duration_seconds", "guardian_wave_duration_seconds",
-            "guardian_exchange_requests", "guardian_exchange_errors", "guardian_exchange_retcodes",
-            "guardian_rate_limited", "guardian_ip_banned", "guardian_cache_lookups",
-            "guardian_tp1_to_breakeven_seconds", "guardian_unprotected_positions",
-            "guardian_unprotected_longest_seconds", "guardian_persistence_commits", "guardian_persistence_flushes",
-            "guardian_persistence_commit_seconds", "guardian_account_read_age_seconds", "guardian_late_checks",
-            "guardian_threads", "process_cpu_seconds", "process_resident_memory_bytes"}
+FAMILIES = {
+    "guardian_monitors",
+    "guardian_checks",
+    "guardian_check_duration_seconds",
+    "guardian_wave_duration_seconds",
+    "guardian_exchange_requests",
+    "guardian_exchange_errors",
+    "guardian_exchange_retcodes",
+    "guardian_rate_limited",
+    "guardian_ip_banned",
+    "guardian_cache_lookups",
+    "guardian_tp1_to_breakeven_seconds",
+    "guardian_unprotected_positions",
+    "guardian_unprotected_longest_seconds",
+    "guardian_persistence_commits",
+    "guardian_persistence_flushes",
+    "guardian_persistence_commit_seconds",
+    "guardian_account_read_age_seconds",
+    "guardian_late_checks",
+    "guardian_threads",
+    "process_cpu_seconds",
+    "process_resident_memory_bytes",
+}
 
 
 @pytest.fixture
@@ -87,7 +103,7 @@ def test_metrics_are_scraped_and_agree_with_the_summary(world):
 
 def test_healthz_turns_503_when_reads_fail_past_the_stale_limit_and_200_after(world):
     sim, book, daemon = world
-    d = daemon(STALE_LIMIT_SECONDS="3", BYBIT_STREAMS="false").start()   # REST reads are the freshness here
+    d = daemon(STALE_LIMIT_SECONDS="3", BYBIT_STREAMS="false").start()  # REST reads are the freshness here
     url = server_url(d)
     wait_until(lambda: get(url + "/healthz")[0] == 200, 10, "healthy")
     sim.add_fault(kind="http_5xx", account="mirror", status=503)
@@ -104,14 +120,16 @@ def test_status_shows_the_running_daemons_monitors_live(world):
     d = daemon(METRICS_ADDRESS=f"127.0.0.1:{port}").start()
     wait_until(lambda: orjson.loads(get(f"http://127.0.0.1:{port}/status")[1])["monitors"], 10, "monitors")
     env = {**d.env, "BYBIT_BASE_URL": "http://127.0.0.1:9"}  # status must not need the exchange
-    table = subprocess.run([sys.executable, "main.py", "status"], cwd=ROOT, env=env, capture_output=True, text=True,
-                           timeout=30)
+    table = subprocess.run(
+        [sys.executable, "main.py", "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].startswith("24 monitors, live from http://127.0.0.1:") and "healthy" in lines[0]
     assert lines[3].split()[:9] == ["account", "symbol", "side", "phase", "size", "tier", "due", "in", "last"]
-    as_json = subprocess.run([sys.executable, "main.py", "status", "--json"], cwd=ROOT, env=env, capture_output=True,
-                             text=True, timeout=30)
+    as_json = subprocess.run(
+        [sys.executable, "main.py", "status", "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
     report = orjson.loads(as_json.stdout)
     assert report["source"] == "live" and len(report["monitors"]) == 24
     assert {m["account"] for m in report["monitors"]} == {"main", "mirror"}
@@ -127,9 +145,11 @@ def test_an_address_already_in_use_is_one_line_and_exit_2(world):
         taken.listen()
         port = taken.getsockname()[1]
         d = daemon(METRICS_ADDRESS=f"127.0.0.1:{port}")
-        result = subprocess.run([sys.executable, "main.py"], cwd=ROOT, env=d.env, capture_output=True, text=True,
-                                timeout=30)
+        result = subprocess.run(
+            [sys.executable, "main.py"], cwd=ROOT, env=d.env, capture_output=True, text=True, timeout=30
+        )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"invalid setting: METRICS_ADDRESS: cannot listen on 127.0.0.1:{port} (Address already in use)"]
-    assert sim.stats.requests() == 0                  # refused before anything started
+        f"invalid setting: METRICS_ADDRESS: cannot listen on 127.0.0.1:{port} (Address already in use)"
+    ]
+    assert sim.stats.requests() == 0  # refused before anything started

@@ -24,8 +24,14 @@ pytestmark = pytest.mark.slow
 
 def trade(r: Rig, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in PARSERS}
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), "trade", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, env={**env, **r.env})
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "trade", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, **r.env},
+    )
 
 
 def free_symbols(r: Rig) -> list[str]:
@@ -55,9 +61,24 @@ def test_open_a_conservative_long_and_a_fast_short_fill_and_watch_breakeven_then
     assert stat.S_IMODE(os.stat(socket_path(r.env["STATE_PATH"])).st_mode) == 0o600
     long_symbol, short_symbol = free_symbols(r)[:2]
     step = r.sim.exchange.specs[long_symbol].instrument().min_qty
-    done = trade(r, "open", long_symbol, "long", "--approach", "conservative", "--qty", str(step * 60),
-                 "--tps", prices(r, long_symbol, "1.01", "1.02", "1.03", "1.04"), "--stop", prices(r, long_symbol, "0.95"),
-                 "--limits", prices(r, long_symbol, "0.99", "0.98"), "--leverage", "5")
+    done = trade(
+        r,
+        "open",
+        long_symbol,
+        "long",
+        "--approach",
+        "conservative",
+        "--qty",
+        str(step * 60),
+        "--tps",
+        prices(r, long_symbol, "1.01", "1.02", "1.03", "1.04"),
+        "--stop",
+        prices(r, long_symbol, "0.95"),
+        "--limits",
+        prices(r, long_symbol, "0.99", "0.98"),
+        "--leverage",
+        "5",
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"main: opened {long_symbol} Buy {step * 20}")
     orders = ours(r, long_symbol)
@@ -65,7 +86,7 @@ def test_open_a_conservative_long_and_a_fast_short_fill_and_watch_breakeven_then
     assert roles == [("E", 2), ("E", 3), ("S", 0), ("T", 1), ("T", 2), ("T", 3), ("T", 4)]
     assert all(OrderLink.parse(link).position_id.startswith("t") for link in orders)
     stop = next(o for link, o in orders.items() if role_of(link) == ("S", 0))
-    assert stop.qty == step * 60                                    # the full target from the start
+    assert stop.qty == step * 60  # the full target from the start
     assert r.sim.account("main").leverage[long_symbol] == Decimal(5)
 
     entry2 = next(link for link in orders if role_of(link) == ("E", 2))
@@ -74,13 +95,30 @@ def test_open_a_conservative_long_and_a_fast_short_fill_and_watch_breakeven_then
     r.wait(lambda: tp1().qty > step * 20 * Decimal("0.85"), 15, "TP1 resized to the filled size")
     position = r.sim.account("main").positions[long_symbol]
     r.sim.set_price(long_symbol, tp1().price * Decimal("1.001"))
-    breakeven = lambda: [o for link, o in ours(r, long_symbol).items() if role_of(link) == ("S", 0)
-                         and o.trigger_price >= position.avg_price]
+    breakeven = lambda: [
+        o
+        for link, o in ours(r, long_symbol).items()
+        if role_of(link) == ("S", 0) and o.trigger_price >= position.avg_price
+    ]
     r.wait(breakeven, 15, "the stop at breakeven after TP1")
-    r.wait(lambda: not [link for link in ours(r, long_symbol) if role_of(link)[0] == "E"], 15, "the last limit cancelled")
+    r.wait(
+        lambda: not [link for link in ours(r, long_symbol) if role_of(link)[0] == "E"], 15, "the last limit cancelled"
+    )
 
-    done = trade(r, "open", short_symbol, "short", "--approach", "fast", "--qty", str(step * 20),
-                 "--tps", prices(r, short_symbol, "0.97"), "--stop", prices(r, short_symbol, "1.05"))
+    done = trade(
+        r,
+        "open",
+        short_symbol,
+        "short",
+        "--approach",
+        "fast",
+        "--qty",
+        str(step * 20),
+        "--tps",
+        prices(r, short_symbol, "0.97"),
+        "--stop",
+        prices(r, short_symbol, "1.05"),
+    )
     assert done.returncode == 0, done.stderr
     assert sorted(role_of(link) for link in ours(r, short_symbol)) == [("S", 0), ("T", 1)]
 
@@ -104,15 +142,28 @@ def test_plan_gives_an_adopted_position_its_targets_without_an_unprotected_momen
     stop_factor = "0.97" if long else "1.03"
     instrument = r.sim.exchange.specs[entry.symbol].instrument()
     stop_before = r.stop_of(entry).order_id
-    done = trade(r, "plan", entry.symbol, "--tps", ",".join(str(position.avg_price * Decimal(f)) for f in tps),
-                 "--stop", str(position.avg_price * Decimal(stop_factor)))
+    done = trade(
+        r,
+        "plan",
+        entry.symbol,
+        "--tps",
+        ",".join(str(position.avg_price * Decimal(f)) for f in tps),
+        "--stop",
+        str(position.avg_price * Decimal(stop_factor)),
+    )
     assert done.returncode == 0, done.stderr
     wanted_stop = instrument.snap_price(position.avg_price * Decimal(stop_factor), up=long)
     wanted_tps = [instrument.snap_price(position.avg_price * Decimal(f), up=long) for f in tps]
     r.wait(lambda: r.stop_of(entry) is not None and r.stop_of(entry).trigger_price == wanted_stop, 15, "the stop moved")
-    r.wait(lambda: sorted(o.price for link, o in ours(r, entry.symbol).items() if role_of(link)[0] == "T") ==
-           sorted(wanted_tps), 15, "the take-profits moved")
-    assert r.stop_of(entry).order_id == stop_before      # amended in place: never a moment without it
+    r.wait(
+        lambda: (
+            sorted(o.price for link, o in ours(r, entry.symbol).items() if role_of(link)[0] == "T")
+            == sorted(wanted_tps)
+        ),
+        15,
+        "the take-profits moved",
+    )
+    assert r.stop_of(entry).order_id == stop_before  # amended in place: never a moment without it
     assert daemon.stop() == 0
     assert_invariants(r.oracle())
 
@@ -129,13 +180,34 @@ def test_bad_requests_exit_2_with_their_line_and_send_nothing_refusals_exit_1(ri
     fast = ("--approach", "fast", "--qty", step)
     cases = [
         (("open", "FOOUSDT", "long", *fast, "--tps", "2", "--stop", "1"), "Bybit lists no such linear contract"),
-        (("open", free, "long", *fast, "--tps", prices(r, free, "1.02"), "--stop", prices(r, free, "1.01")),
-         "is not below the market price"),
-        (("open", free, "long", "--approach", "fast", "--qty", "0.0000001", "--tps", prices(r, free, "1.02"),
-          "--stop", prices(r, free, "0.9")), "minOrderQty"),
-        (("open", free, "long", *fast, "--tps", prices(r, free, "1.02"), "--stop", "0"), "--stop 0 must be greater than 0"),
-        (("open", held, "long", *fast, "--tps", prices(r, held, "1.02"), "--stop", prices(r, held, "0.9")),
-         "already has a position"),
+        (
+            ("open", free, "long", *fast, "--tps", prices(r, free, "1.02"), "--stop", prices(r, free, "1.01")),
+            "is not below the market price",
+        ),
+        (
+            (
+                "open",
+                free,
+                "long",
+                "--approach",
+                "fast",
+                "--qty",
+                "0.0000001",
+                "--tps",
+                prices(r, free, "1.02"),
+                "--stop",
+                prices(r, free, "0.9"),
+            ),
+            "minOrderQty",
+        ),
+        (
+            ("open", free, "long", *fast, "--tps", prices(r, free, "1.02"), "--stop", "0"),
+            "--stop 0 must be greater than 0",
+        ),
+        (
+            ("open", held, "long", *fast, "--tps", prices(r, held, "1.02"), "--stop", prices(r, held, "0.9")),
+            "already has a position",
+        ),
         (("plan", free, "--tps", prices(r, free, "1.02"), "--stop", prices(r, free, "0.9")), "has no open position"),
         (("open", free, "sideways", *fast, "--tps", "2", "--stop", "1"), "side 'sideways' must be long or short"),
     ]
@@ -143,19 +215,51 @@ def test_bad_requests_exit_2_with_their_line_and_send_nothing_refusals_exit_1(ri
         done = trade(r, *args)
         assert done.returncode == 2 and line in done.stderr, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-    dry = trade(r, "open", free, "long", *fast, "--leverage", "3", "--tps", prices(r, free, "1.02"),
-                "--stop", prices(r, free, "0.9"), "--dry-run", "--account", "both")
+    dry = trade(
+        r,
+        "open",
+        free,
+        "long",
+        *fast,
+        "--leverage",
+        "3",
+        "--tps",
+        prices(r, free, "1.02"),
+        "--stop",
+        prices(r, free, "0.9"),
+        "--dry-run",
+        "--account",
+        "both",
+    )
     assert dry.returncode == 0 and dry.stdout.splitlines()[-1] == "dry run: nothing was sent", dry.stderr
     assert ours(r, free, every=True) == {} and free not in r.sim.account("main").leverage
 
-    refused = trade(r, "open", free, "long", "--approach", "fast", "--qty", str(r.sim.exchange.specs[free].max_qty),
-                    "--tps", prices(r, free, "1.02"), "--stop", prices(r, free, "0.9"), "--account", "both")
+    refused = trade(
+        r,
+        "open",
+        free,
+        "long",
+        "--approach",
+        "fast",
+        "--qty",
+        str(r.sim.exchange.specs[free].max_qty),
+        "--tps",
+        prices(r, free, "1.02"),
+        "--stop",
+        prices(r, free, "0.9"),
+        "--account",
+        "both",
+    )
     assert refused.returncode == 1, refused.stderr
-    assert refused.stderr.splitlines() == ["trade open: main: Bybit refused the entry: 110007 ab not enough for new "
-                                           "order; nothing was opened", "trade open: mirror: not opened, because main "
-                                           "was not"]
-    assert ours(r, free) == {} and free not in r.sim.account("main").positions or \
-        r.sim.account("main").positions[free].size == 0
+    assert refused.stderr.splitlines() == [
+        "trade open: main: Bybit refused the entry: 110007 ab not enough for new order; nothing was opened",
+        "trade open: mirror: not opened, because main was not",
+    ]
+    assert (
+        ours(r, free) == {}
+        and free not in r.sim.account("main").positions
+        or r.sim.account("main").positions[free].size == 0
+    )
     assert daemon.stop() == 0
     assert_invariants(r.oracle())
 
@@ -165,12 +269,24 @@ def test_a_kill_between_the_plans_record_and_its_first_order_resumes_it_once(rig
     first = r.process(GUARDIAN_KILL_AT="plan_recorded:1").start()
     symbol = free_symbols(r)[0]
     step = str(r.sim.exchange.specs[symbol].instrument().min_qty * 10)
-    cut = trade(r, "open", symbol, "short", "--approach", "fast", "--qty", step, "--tps", prices(r, symbol, "0.97"),
-                "--stop", prices(r, symbol, "1.05"))
+    cut = trade(
+        r,
+        "open",
+        symbol,
+        "short",
+        "--approach",
+        "fast",
+        "--qty",
+        step,
+        "--tps",
+        prices(r, symbol, "0.97"),
+        "--stop",
+        prices(r, symbol, "1.05"),
+    )
     assert cut.returncode == 1
     first.process.wait(timeout=30)
     assert first.process.returncode == -signal.SIGKILL
-    assert ours(r, symbol, every=True) == {}                       # recorded, nothing sent
+    assert ours(r, symbol, every=True) == {}  # recorded, nothing sent
     second = r.process().start()
     r.wait(lambda: ("S", 0) in [role_of(link) for link in ours(r, symbol)], 20, "the resumed trade guarded")
     entries = [link for link in ours(r, symbol, every=True) if role_of(link) == ("E", 1)]

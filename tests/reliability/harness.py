@@ -18,8 +18,7 @@ from simulator import Simulator
 from tests.e2e.harness import Daemon, wait_until
 from messages.endpoints import Api
 
-WRITES = (Api.PLACE_ORDER, Api.AMEND_ORDER, Api.CANCEL_ORDER, Api.PLACE_BATCH,
-          Api.AMEND_BATCH, Api.CANCEL_BATCH)
+WRITES = (Api.PLACE_ORDER, Api.AMEND_ORDER, Api.CANCEL_ORDER, Api.PLACE_BATCH, Api.AMEND_BATCH, Api.CANCEL_BATCH)
 CRITICAL_S = 2.0
 ROUND_TRIP_S = 1.0
 # Invariant targets (docs/reliability.md): protection may lapse at most one critical interval
@@ -33,11 +32,19 @@ class Rig:
         self.book = self.sim.load_demo_book(positions)
         self.sim.start(oracle_interval=0.05)
         creds = self.sim.credentials
-        self.env = {"BYBIT_API_KEY": creds["main"].api_key, "BYBIT_API_SECRET": creds["main"].api_secret,
-                    "ENABLE_MIRROR_TRADING": "true", "BYBIT_API_KEY_2": creds["mirror"].api_key,
-                    "BYBIT_API_SECRET_2": creds["mirror"].api_secret, "BYBIT_BASE_URL": self.sim.url,
-                    "STATE_PATH": str(tmp_path / "state.db"), "HTTP_TIMEOUT_SECONDS": "2",
-                    "BYBIT_WS_PRIVATE_URL": self.sim.ws_private, "BYBIT_WS_PUBLIC_URL": self.sim.ws_public, **env}
+        self.env = {
+            "BYBIT_API_KEY": creds["main"].api_key,
+            "BYBIT_API_SECRET": creds["main"].api_secret,
+            "ENABLE_MIRROR_TRADING": "true",
+            "BYBIT_API_KEY_2": creds["mirror"].api_key,
+            "BYBIT_API_SECRET_2": creds["mirror"].api_secret,
+            "BYBIT_BASE_URL": self.sim.url,
+            "STATE_PATH": str(tmp_path / "state.db"),
+            "HTTP_TIMEOUT_SECONDS": "2",
+            "BYBIT_WS_PRIVATE_URL": self.sim.ws_private,
+            "BYBIT_WS_PUBLIC_URL": self.sim.ws_public,
+            **env,
+        }
         self.tmp_path = tmp_path
         self.system: System | None = None
         self.stop_event = threading.Event()
@@ -59,6 +66,7 @@ class Rig:
             except BaseException as exc:  # noqa: BLE001 - reported to the test
                 errors.append(exc)
                 started.set()
+
         threading.Thread(target=run, daemon=True).start()
         assert started.wait(timeout), "the daemon did not start"
         if errors:
@@ -78,6 +86,7 @@ class Rig:
             if now_writes != last[0]:
                 last[:] = [now_writes, time.monotonic()]
             return time.monotonic() - last[1] >= quiet
+
         wait_until(quiet_enough, timeout, "the daemon's start-up writes to end")
 
     def stop(self) -> None:
@@ -109,7 +118,9 @@ class Rig:
         return [o for o in self.sim.account(entry.account).open_orders(entry.symbol) if OrderLink.parse(o.link_id)]
 
     def stop_of(self, entry):
-        stops = [o for o in self.ours(entry) if OrderLink.parse(o.link_id).role is Role.STOP and o.status == "Untriggered"]
+        stops = [
+            o for o in self.ours(entry) if OrderLink.parse(o.link_id).role is Role.STOP and o.status == "Untriggered"
+        ]
         return stops[0] if len(stops) == 1 else None
 
     def size(self, entry) -> Decimal:
@@ -147,6 +158,7 @@ def rig(tmp_path: Path, request: Any) -> Iterator[Callable[..., Rig]]:
         made.append(Rig(tmp_path, seed, **kw))
         request.node._rig = made[-1]
         return made[-1]
+
     yield make
     for r in made:
         r.close()
@@ -158,8 +170,9 @@ STANDARD_S = 12.0
 CLEANUP_LIMIT_S = STANDARD_S + CRITICAL_S + 2 * ROUND_TRIP_S
 
 
-def assert_invariants(report: dict[str, Any], *, unprotected_limit: float = UNPROTECTED_LIMIT_S,
-                      cleanup_limit: float = CLEANUP_LIMIT_S) -> None:
+def assert_invariants(
+    report: dict[str, Any], *, unprotected_limit: float = UNPROTECTED_LIMIT_S, cleanup_limit: float = CLEANUP_LIMIT_S
+) -> None:
     assert report["duplicate_live_orders"] == 0, report
     assert report["duplicate_accepted_link_ids"] == 0, report
     assert report["oversized_active_reduce_only"] == 0, report

@@ -25,18 +25,33 @@ from tests.e2e.harness import Daemon
 from messages.endpoints import Api
 
 FAULTS = [
-    {"kind": "http_5xx", "status": 502}, {"kind": "http_5xx", "status": 503}, {"kind": "retcode", "code": 10016},
-    {"kind": "retcode", "code": 10006, "message": "Too many visits!"}, {"kind": "malformed_json"},
-    {"kind": "hang", "seconds": 4}, {"kind": "lost_response", "endpoint": Api.PLACE_ORDER},
-    {"kind": "lost_response", "endpoint": Api.AMEND_ORDER}, {"kind": "drop_connection"},
-    {"kind": "latency", "ms": 800}, {"kind": "stuck_cursor", "endpoint": Api.OPEN_ORDERS},
-    {"kind": "corrupt_rows", "field": "qty", "value": ""}, {"kind": "clock_skew", "ms": -7000},
+    {"kind": "http_5xx", "status": 502},
+    {"kind": "http_5xx", "status": 503},
+    {"kind": "retcode", "code": 10016},
+    {"kind": "retcode", "code": 10006, "message": "Too many visits!"},
+    {"kind": "malformed_json"},
+    {"kind": "hang", "seconds": 4},
+    {"kind": "lost_response", "endpoint": Api.PLACE_ORDER},
+    {"kind": "lost_response", "endpoint": Api.AMEND_ORDER},
+    {"kind": "drop_connection"},
+    {"kind": "latency", "ms": 800},
+    {"kind": "stuck_cursor", "endpoint": Api.OPEN_ORDERS},
+    {"kind": "corrupt_rows", "field": "qty", "value": ""},
+    {"kind": "clock_skew", "ms": -7000},
     # The streams (the daemon runs on pushes).
-    {"kind": "ws_drop"}, {"kind": "ws_close", "code": 1011}, {"kind": "ws_lose_push", "topic": "order"},
-    {"kind": "ws_lose_push", "topic": "execution"}, {"kind": "ws_lose_push", "topic": "position"},
-    {"kind": "ws_duplicate_push"}, {"kind": "ws_reorder_fill"}, {"kind": "ws_late_triggered"}, {"kind": "ws_stall"},
-    {"kind": "ws_black_hole"}, {"kind": "ws_refuse", "endpoint": "/v5/private", "account": None},
-    {"kind": "ws_auth_fail"}, {"kind": "ws_corrupt_push", "topic": "order", "field": "qty", "value": ""},
+    {"kind": "ws_drop"},
+    {"kind": "ws_close", "code": 1011},
+    {"kind": "ws_lose_push", "topic": "order"},
+    {"kind": "ws_lose_push", "topic": "execution"},
+    {"kind": "ws_lose_push", "topic": "position"},
+    {"kind": "ws_duplicate_push"},
+    {"kind": "ws_reorder_fill"},
+    {"kind": "ws_late_triggered"},
+    {"kind": "ws_stall"},
+    {"kind": "ws_black_hole"},
+    {"kind": "ws_refuse", "endpoint": "/v5/private", "account": None},
+    {"kind": "ws_auth_fail"},
+    {"kind": "ws_corrupt_push", "topic": "order", "field": "qty", "value": ""},
 ]
 KILL_POINTS = ["after_send", "mid_flush", "between_closure_snapshots", None]  # None: a random moment
 
@@ -100,9 +115,18 @@ def soak(minutes: float, seed: int, positions: int) -> int:
         print(f"  {n:4d} x {what}")
     for key, value in report.items():
         print(f"  {key}: {value}")
-    broken = [k for k in ("duplicate_live_orders", "duplicate_accepted_link_ids", "oversized_active_reduce_only",
-                          "ip_banned_403", "orphans_at_end") if report[k]]
-    for account, symbol in orphaned:                     # what the daemon said about each orphan
+    broken = [
+        k
+        for k in (
+            "duplicate_live_orders",
+            "duplicate_accepted_link_ids",
+            "oversized_active_reduce_only",
+            "ip_banned_403",
+            "orphans_at_end",
+        )
+        if report[k]
+    ]
+    for account, symbol in orphaned:  # what the daemon said about each orphan
         print(f"  orphaned {account}:{symbol}; the daemon's last lines about it:")
         for line in [m for m in daemon.messages() if f"{account}:{symbol}" in m or f"{symbol}" in m][-12:]:
             print(f"    {line[:200]}")
@@ -118,9 +142,16 @@ def trade(sim: Simulator, rng: random.Random) -> str:
     kind = rng.choice(["close", "reduce", "cancel_stop", "open", "jump"])
     try:
         if kind == "open" or not open_positions:
-            symbol = rng.choice([s for s in sim.exchange.specs if s not in acct.positions or acct.positions[s].size == 0])
-            sim.place(account, symbol=symbol, side=rng.choice(["Buy", "Sell"]), orderType="Market",
-                      qty=str(sim.exchange.specs[symbol].qty_step * rng.randint(20, 80)))
+            symbol = rng.choice(
+                [s for s in sim.exchange.specs if s not in acct.positions or acct.positions[s].size == 0]
+            )
+            sim.place(
+                account,
+                symbol=symbol,
+                side=rng.choice(["Buy", "Sell"]),
+                orderType="Market",
+                qty=str(sim.exchange.specs[symbol].qty_step * rng.randint(20, 80)),
+            )
             return "open a position by hand"
         position = rng.choice(open_positions)
         closing = "Sell" if position.side == "Buy" else "Buy"
@@ -134,8 +165,9 @@ def trade(sim: Simulator, rng: random.Random) -> str:
         elif kind == "cancel_stop":
             for order in acct.open_orders(position.symbol):
                 if order.is_conditional:
-                    sim.exchange.cancel_order(acct, {"category": "linear", "symbol": position.symbol,
-                                                     "orderId": order.order_id})
+                    sim.exchange.cancel_order(
+                        acct, {"category": "linear", "symbol": position.symbol, "orderId": order.order_id}
+                    )
         else:
             last = sim.exchange.last_price(position.symbol)
             sim.set_price(position.symbol, last * (1 + Decimal(rng.uniform(-0.03, 0.03)).quantize(Decimal("0.0001"))))

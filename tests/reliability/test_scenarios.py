@@ -29,8 +29,9 @@ pytestmark = pytest.mark.slow
 
 
 def cancel_by_hand(r: Rig, entry, link_id: str) -> None:
-    r.sim.exchange.cancel_order(r.sim.account(entry.account),
-                                {"category": "linear", "symbol": entry.symbol, "orderLinkId": link_id})
+    r.sim.exchange.cancel_order(
+        r.sim.account(entry.account), {"category": "linear", "symbol": entry.symbol, "orderLinkId": link_id}
+    )
 
 
 def test_s01_stop_create_applied_but_answer_lost_is_found_not_duplicated(rig):
@@ -39,8 +40,11 @@ def test_s01_stop_create_applied_but_answer_lost_is_found_not_duplicated(rig):
     r.sim.add_fault(kind="lost_response", endpoint=Api.PLACE_ORDER, account="main", count=1)
     cancel_by_hand(r, entry, r.link(entry, "S", 0))
     r.wait(lambda: r.protected(entry), 15, "the stop back")
-    stops = [o for o in r.sim.account("main").orders.values() if (l := OrderLink.parse(o.link_id))
-             and l.position_id == entry.position_id and l.role is Role.STOP]
+    stops = [
+        o
+        for o in r.sim.account("main").orders.values()
+        if (l := OrderLink.parse(o.link_id)) and l.position_id == entry.position_id and l.role is Role.STOP
+    ]
     assert len([o for o in stops if o.is_open]) == 1 and len(stops) == 2  # the cancelled one and one new
     r.stop()
     # Detecting the hand-made cancel takes up to one interval; the lost answer is then settled
@@ -51,10 +55,12 @@ def test_s01_stop_create_applied_but_answer_lost_is_found_not_duplicated(rig):
 def test_s01b_stop_create_not_applied_10000_is_issued_again_after_two_snapshots(rig):
     r = rig(seed=102).start()
     entry = r.entry("tp1_near")
-    r.sim.add_fault(kind="retcode", code=10000, message="Server Timeout", endpoint=Api.PLACE_ORDER, account="main", count=1)
+    r.sim.add_fault(
+        kind="retcode", code=10000, message="Server Timeout", endpoint=Api.PLACE_ORDER, account="main", count=1
+    )
     cancel_by_hand(r, entry, r.link(entry, "S", 0))
     r.wait(lambda: r.protected(entry), 20, "a stop of the next generation")
-    assert r.stop_of(entry).link_id == r.link(entry, "S", 0, 2)          # gen 1 never landed; gen 2 did
+    assert r.stop_of(entry).link_id == r.link(entry, "S", 0, 2)  # gen 1 never landed; gen 2 did
     r.stop()
     report = r.oracle()
     assert report["duplicate_live_orders"] == 0
@@ -70,13 +76,16 @@ def test_s02_a_resend_answered_110072_is_settled_by_lookup():
     monitor = MonitorId("main", "BTCUSDT")
     driver = Driver(sim.exchange, monitor)
     driver.check()
-    sim.exchange.cancel_order(sim.account("main"), {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "tg-pos1-S0-0"})
+    sim.exchange.cancel_order(
+        sim.account("main"), {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "tg-pos1-S0-0"}
+    )
 
     def duplicate(command):  # the order landed earlier; this send is told "duplicate"
         if command.key != STOP_KEY:
             return None
         apply(sim.exchange, "main", "BTCUSDT", command_message(monitor, command))
         return Rejected(110072, "OrderLinkedID is duplicate")
+
     driver.override = duplicate
     driver.check()
     assert STOP_KEY in driver.state.pending
@@ -86,16 +95,27 @@ def test_s02_a_resend_answered_110072_is_settled_by_lookup():
     assert [o.link_id for o in sim.account("main").open_orders("BTCUSDT") if o.is_conditional] == ["tg-pos1-S0-1"]
 
 
-@pytest.mark.parametrize("fault, seed", [({"kind": "retcode", "code": 10006, "message": "Too many visits!"}, 104),
-                                         ({"kind": "drop_connection"}, 105)], ids=["10006", "connection-reset"])
+@pytest.mark.parametrize(
+    "fault, seed",
+    [({"kind": "retcode", "code": 10006, "message": "Too many visits!"}, 104), ({"kind": "drop_connection"}, 105)],
+    ids=["10006", "connection-reset"],
+)
 def test_s03_breakeven_move_failing_once_is_retried_and_never_leaves_the_position_naked(rig, fault, seed):
     r = rig(seed=seed).start()
     entry = r.entry("tp1_near")
     r.sim.add_fault(endpoint=Api.AMEND_ORDER, account="main", count=1, **fault)
     r.through(entry, "T", 1)
-    r.wait(lambda: (s := r.stop_of(entry)) is not None and s.qty == r.size(entry)
-           and (s.trigger_price - r.sim.account("main").positions[entry.symbol].avg_price) * (1 if entry.side == "Buy" else -1) > 0,
-           20, "the stop at breakeven")
+    r.wait(
+        lambda: (
+            (s := r.stop_of(entry)) is not None
+            and s.qty == r.size(entry)
+            and (s.trigger_price - r.sim.account("main").positions[entry.symbol].avg_price)
+            * (1 if entry.side == "Buy" else -1)
+            > 0
+        ),
+        20,
+        "the stop at breakeven",
+    )
     r.stop()
     assert f"main:{entry.symbol}" not in r.sim.oracle.longest_unprotected
     report = r.oracle()
@@ -108,8 +128,14 @@ def test_s03_breakeven_move_failing_once_is_retried_and_never_leaves_the_positio
 def test_s03a_breakeven_already_crossed_closes_at_market(rig):
     r = rig(seed=106).start()
     entry = r.entry("tp1_near")
-    r.sim.add_fault(kind="retcode", code=110093 if entry.side == "Buy" else 110092, message="expect crossed",
-                    endpoint=Api.AMEND_ORDER, account="main", count=1)
+    r.sim.add_fault(
+        kind="retcode",
+        code=110093 if entry.side == "Buy" else 110092,
+        message="expect crossed",
+        endpoint=Api.AMEND_ORDER,
+        account="main",
+        count=1,
+    )
     r.through(entry, "T", 1)
     r.wait(lambda: r.size(entry) == 0 and not r.ours(entry), 20, "an emergency close and clean-up")
     r.stop()
@@ -143,10 +169,13 @@ def test_s06_partial_take_profit_fills_shrink_the_stop(rig):
     entry = r.entry("monitoring")
     r.through(entry, "T", 1, beyond="-0.002")  # the price just short of TP1 (where partial fills happen)
     import threading
-    threading.Event().wait(CRITICAL_S + 1)     # one check sees it: the monitor turns critical
+
+    threading.Event().wait(CRITICAL_S + 1)  # one check sees it: the monitor turns critical
     for qty in ("0.25", "0.25"):
         tp1 = r.sim.account("main").by_link[r.link(entry, "T", 1)]
-        r.sim.fill("main", tp1.order_id, str(r.sim.exchange.specs[entry.symbol].instrument().round_qty(tp1.qty * Decimal(qty))))
+        r.sim.fill(
+            "main", tp1.order_id, str(r.sim.exchange.specs[entry.symbol].instrument().round_qty(tp1.qty * Decimal(qty)))
+        )
         r.wait(lambda: r.stop_of(entry) is not None and r.stop_of(entry).qty == r.size(entry), 15, "the stop shrunk")
     r.stop()
     assert_invariants(r.oracle())
@@ -155,14 +184,21 @@ def test_s06_partial_take_profit_fills_shrink_the_stop(rig):
 def test_s07_manual_close_is_cleaned_up_and_nothing_new_is_placed(rig):
     r = rig(seed=110).start()
     entry = r.entry("monitoring")
-    r.sim.place("main", symbol=entry.symbol, side="Sell" if entry.side == "Buy" else "Buy", orderType="Market",
-                qty=str(r.size(entry)))
+    r.sim.place(
+        "main",
+        symbol=entry.symbol,
+        side="Sell" if entry.side == "Buy" else "Buy",
+        orderType="Market",
+        qty=str(r.size(entry)),
+    )
     r.wait(lambda: not r.ours(entry), 20, "leftovers cancelled")
     orders_before = {o.order_id for o in r.sim.account("main").orders.values() if o.symbol == entry.symbol}
     import threading
+
     threading.Event().wait(2 * CRITICAL_S)
-    placed_after = [o for o in r.sim.account("main").orders.values()
-                    if o.symbol == entry.symbol and o.order_id not in orders_before]
+    placed_after = [
+        o for o in r.sim.account("main").orders.values() if o.symbol == entry.symbol and o.order_id not in orders_before
+    ]
     assert placed_after == []  # nothing re-created for the closed position
     r.stop()
     assert_invariants(r.oracle())
@@ -178,8 +214,13 @@ def test_s07b_orders_that_outlived_a_lost_state_are_found_and_cancelled(rig):
     assert first.stop() == 0
     for path in r.tmp_path.glob("state.db*"):
         path.unlink()
-    r.sim.place("main", symbol=entry.symbol, side="Sell" if entry.side == "Buy" else "Buy", orderType="Market",
-                qty=str(r.size(entry)))
+    r.sim.place(
+        "main",
+        symbol=entry.symbol,
+        side="Sell" if entry.side == "Buy" else "Buy",
+        orderType="Market",
+        qty=str(r.size(entry)),
+    )
     assert r.ours(entry), "the stop outlives the position on the exchange"
     second = r.process().start()
     r.wait(lambda: not r.ours(entry), 40, "the orphaned stop cancelled")
@@ -193,7 +234,9 @@ def test_s08_manual_partial_reduce_shrinks_the_stop(rig):
     r = rig(seed=111).start()
     entry = r.entry("monitoring")
     reduce = r.sim.exchange.specs[entry.symbol].instrument().round_qty(r.size(entry) * Decimal("0.4"))
-    r.sim.place("main", symbol=entry.symbol, side="Sell" if entry.side == "Buy" else "Buy", orderType="Market", qty=str(reduce))
+    r.sim.place(
+        "main", symbol=entry.symbol, side="Sell" if entry.side == "Buy" else "Buy", orderType="Market", qty=str(reduce)
+    )
     r.wait(lambda: r.stop_of(entry) is not None and r.stop_of(entry).qty == r.size(entry), 15, "the stop shrunk")
     r.stop()
     assert_invariants(r.oracle())
@@ -226,11 +269,15 @@ def test_s10_sigkill_in_the_middle_of_a_flush_keeps_the_database_sound(rig):
     assert_invariants(r.oracle(), unprotected_limit=30)
 
 
-@pytest.mark.parametrize("content", [b"\x00" * 4096, b"SQLite format 3\x00" + b"\xff" * 100, b"{not a database}"],
-                         ids=["nul-bytes", "torn-header", "json"])
+@pytest.mark.parametrize(
+    "content",
+    [b"\x00" * 4096, b"SQLite format 3\x00" + b"\xff" * 100, b"{not a database}"],
+    ids=["nul-bytes", "torn-header", "json"],
+)
 def test_s11_a_corrupt_state_file_is_moved_aside_and_the_book_rebuilt(rig, content):
     r = rig(seed=114)
     from pathlib import Path
+
     Path(r.env["STATE_PATH"]).write_bytes(content)
     r.start()
     entry = r.entry("monitoring")
@@ -241,12 +288,16 @@ def test_s11_a_corrupt_state_file_is_moved_aside_and_the_book_rebuilt(rig, conte
     assert_invariants(r.oracle())
 
 
-@pytest.mark.parametrize("env, expected", [
-    ({"URGENCY_CRITICAL_SECONDS": "-1"}, "URGENCY_CRITICAL_SECONDS"),
-    ({"HTTP_POOL_SIZE": "many"}, "HTTP_POOL_SIZE"),
-    ({"BYBIT_API_SECRET_2": ""}, "BYBIT_API_SECRET_2"),
-    ({"BYBIT_API_KEY_2": "SAME"}, "BYBIT_API_KEY_2"),
-], ids=["negative-interval", "wrong-type", "mirror-without-keys", "same-key"])
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"URGENCY_CRITICAL_SECONDS": "-1"}, "URGENCY_CRITICAL_SECONDS"),
+        ({"HTTP_POOL_SIZE": "many"}, "HTTP_POOL_SIZE"),
+        ({"BYBIT_API_SECRET_2": ""}, "BYBIT_API_SECRET_2"),
+        ({"BYBIT_API_KEY_2": "SAME"}, "BYBIT_API_KEY_2"),
+    ],
+    ids=["negative-interval", "wrong-type", "mirror-without-keys", "same-key"],
+)
 def test_s12_malformed_settings_fail_fast_before_any_request(rig, env, expected):
     r = rig(seed=115)
     full = dict(r.process().env)
@@ -263,8 +314,15 @@ def test_s13_a_rate_limit_storm_is_backed_off_and_protection_holds(rig):
     r.sim.limits.limits.update({"/v5/order/amend": 2, Api.PLACE_ORDER: 2, Api.CANCEL_ORDER: 2})
     for entry in [e for e in r.book if e.kind == "tp1_near"]:
         r.through(entry, "T", 1)
-    r.wait(lambda: all(r.stop_of(e) is not None and r.stop_of(e).qty == r.size(e)
-                       for e in r.book if e.kind == "tp1_near" and r.size(e) > 0), 40, "every stop moved despite the storm")
+    r.wait(
+        lambda: all(
+            r.stop_of(e) is not None and r.stop_of(e).qty == r.size(e)
+            for e in r.book
+            if e.kind == "tp1_near" and r.size(e) > 0
+        ),
+        40,
+        "every stop moved despite the storm",
+    )
     r.stop()
     report = r.oracle()
     assert report["ip_banned_403"] == 0 and report["duplicate_live_orders"] == 0
@@ -277,6 +335,7 @@ def test_s14_clock_skew_is_survived_and_work_resumes(rig):
     r.sim.add_fault(kind="clock_skew", ms=-7000)  # our timestamps look 7 s in the future
     r.through(entry, "T", 1)
     import threading
+
     threading.Event().wait(3)
     r.sim.clear_faults()
     r.wait(lambda: (s := r.stop_of(entry)) is not None and s.qty == r.size(entry), 30, "breakeven after the skew")
@@ -290,30 +349,41 @@ def test_s17_a_hanging_endpoint_does_not_stall_the_other_account(rig, caplog):
     r.sim.add_fault(kind="hang", account="mirror", seconds=30)
     entry = r.entry("tp1_near")
     r.through(entry, "T", 1)
-    r.wait(lambda: (s := r.stop_of(entry)) is not None and s.qty == r.size(entry), 20, "main breakeven while mirror hangs")
+    r.wait(
+        lambda: (s := r.stop_of(entry)) is not None and s.qty == r.size(entry), 20, "main breakeven while mirror hangs"
+    )
     r.sim.clear_faults()
     r.stop()
     assert not [rec for rec in caplog.records if "Connection pool is full" in rec.getMessage()]
     assert_invariants(r.oracle(), unprotected_limit=60)
 
 
-@pytest.mark.parametrize("fault", [
-    {"kind": "http_5xx", "status": 502}, {"kind": "malformed_json"},
-    {"kind": "corrupt_rows", "field": "qty", "value": ""},
-    {"kind": "corrupt_rows", "field": "side", "value": None},
-    {"kind": "corrupt_rows", "field": "orderStatus", "value": "Frozen"},
-    {"kind": "corrupt_rows", "field": "cumRealisedPnl", "value": 0.30000000000000004},
-], ids=["html-502", "truncated-json", "empty-number", "missing-field", "unknown-enum", "17-digit-float"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "http_5xx", "status": 502},
+        {"kind": "malformed_json"},
+        {"kind": "corrupt_rows", "field": "qty", "value": ""},
+        {"kind": "corrupt_rows", "field": "side", "value": None},
+        {"kind": "corrupt_rows", "field": "orderStatus", "value": "Frozen"},
+        {"kind": "corrupt_rows", "field": "cumRealisedPnl", "value": 0.30000000000000004},
+    ],
+    ids=["html-502", "truncated-json", "empty-number", "missing-field", "unknown-enum", "17-digit-float"],
+)
 def test_s18_malformed_exchange_data_changes_nothing_while_it_lasts(rig, fault):
-    r = rig(seed=119, BYBIT_STREAMS="false").start()   # REST data is the only data here (pushes: test_streams.py)
+    r = rig(seed=119, BYBIT_STREAMS="false").start()  # REST data is the only data here (pushes: test_streams.py)
     entry = r.entry("monitoring")
     writes_before = sum(r.sim.stats.requests(endpoint=e) for e in (Api.PLACE_ORDER, Api.AMEND_ORDER, Api.CANCEL_ORDER))
     r.sim.add_fault(account="main", **{k: v for k, v in fault.items()})
     cancel_by_hand(r, entry, r.link(entry, "S", 0))  # a reason to act, if the data were believed
     import threading
+
     threading.Event().wait(3 * CRITICAL_S)
-    main_writes = sum(n for endpoint, n in r.sim.stats.snapshot()["requests"].get("main", {}).items()
-                      if endpoint in (Api.PLACE_ORDER, Api.AMEND_ORDER, Api.CANCEL_ORDER))
+    main_writes = sum(
+        n
+        for endpoint, n in r.sim.stats.snapshot()["requests"].get("main", {}).items()
+        if endpoint in (Api.PLACE_ORDER, Api.AMEND_ORDER, Api.CANCEL_ORDER)
+    )
     if fault.get("field") != "cumRealisedPnl":  # a 17-digit float is a valid number: that one is believed
         assert main_writes <= writes_before
     r.sim.clear_faults()
@@ -327,6 +397,7 @@ def test_s19_maintenance_at_start_is_waited_out(rig):
     r = rig(seed=120, positions=12)
     r.sim.add_fault(kind="retcode", code=10016)
     import threading
+
     release = threading.Timer(4.0, r.sim.clear_faults)
     release.start()
     r.start(timeout=40)
@@ -345,6 +416,7 @@ def test_s20_a_key_losing_trade_permission_mid_run_does_not_storm(rig):
         cancel_by_hand(r, e, r.link(e, "S", 0))
     created = r.sim.stats.requests(endpoint=Api.PLACE_ORDER, account="main")
     import threading
+
     threading.Event().wait(4 * CRITICAL_S)
     attempts = r.sim.stats.requests(endpoint=Api.PLACE_ORDER, account="main") - created
     assert attempts <= len(entries) * 6  # about one try per position per check: no storm
@@ -368,13 +440,24 @@ def test_s21_the_mirror_failing_leaves_main_whole(rig):
 def test_s22_a_flip_and_a_liquidation(rig):
     r = rig(seed=123).start()
     flipped, liquidated = r.entry("monitoring"), r.entry("fast")
-    r.sim.place("main", symbol=flipped.symbol, side="Sell" if flipped.side == "Buy" else "Buy", orderType="Market",
-                qty=str(r.size(flipped) * 2))
+    r.sim.place(
+        "main",
+        symbol=flipped.symbol,
+        side="Sell" if flipped.side == "Buy" else "Buy",
+        orderType="Market",
+        qty=str(r.size(flipped) * 2),
+    )
     r.sim.exchange.liquidate(r.sim.account("main"), liquidated.symbol)
     r.wait(lambda: not r.ours(flipped) and not r.ours(liquidated), 25, "old orders cancelled")
     new_side = r.sim.account("main").positions[flipped.symbol]
-    r.wait(lambda: any(o.is_conditional and o.side == ("Buy" if new_side.side == "Sell" else "Sell")
-                       for o in r.sim.account("main").open_orders(flipped.symbol)), 25, "the new side adopted and protected")
+    r.wait(
+        lambda: any(
+            o.is_conditional and o.side == ("Buy" if new_side.side == "Sell" else "Sell")
+            for o in r.sim.account("main").open_orders(flipped.symbol)
+        ),
+        25,
+        "the new side adopted and protected",
+    )
     r.stop()
     assert_invariants(r.oracle(), unprotected_limit=20)  # the flipped side waits for discovery (15 s)
 
@@ -390,14 +473,23 @@ def test_s23_decisions_use_data_no_older_than_the_tier_allows():
             if isinstance(message, GetPositionView):
                 self.ledger.append(("view", message.max_age, message.include_closed))
             return super().on_receive(message)
+
     rig = MonitorRig()
     rig.gateway.stop()
     recording = Recording.start(rig.ex, rig.ledger)
     from actors.position.monitor import Monitor
     from actors.position.rules import RulesConfig
-    monitor = Monitor.start(MonitorId("main", "ETHUSDT"), gateway=recording, persistence=rig.persistence,
-                            scheduler=rig.scheduler, supervisor=rig.supervisor, clock=rig.clock, intervals=INTERVALS,
-                            config=RulesConfig())
+
+    monitor = Monitor.start(
+        MonitorId("main", "ETHUSDT"),
+        gateway=recording,
+        persistence=rig.persistence,
+        scheduler=rig.scheduler,
+        supervisor=rig.supervisor,
+        clock=rig.clock,
+        intervals=INTERVALS,
+        config=RulesConfig(),
+    )
     rig.monitors["main"] = monitor
     rig.check()
     asked = [max_age for kind, max_age, closed in (e for e in rig.ledger if e[0] == "view") if not closed]

@@ -35,6 +35,7 @@ def rig(tmp_path, request):
         if kw.get("BYBIT_STREAMS") != "false":
             r.wait(lambda: fresh(r, "main"), 10, "main fresh by push")
         return r
+
     yield make
     for r in made:
         r.close()
@@ -51,8 +52,11 @@ def fresh(r: Rig, account: str) -> bool:
 def at_breakeven(r: Rig, entry) -> bool:
     stop = r.stop_of(entry)
     avg = r.sim.account(entry.account).positions[entry.symbol].avg_price
-    return stop is not None and stop.qty == r.size(entry) and \
-        (stop.trigger_price - avg) * (1 if entry.side == "Buy" else -1) > 0
+    return (
+        stop is not None
+        and stop.qty == r.size(entry)
+        and (stop.trigger_price - avg) * (1 if entry.side == "Buy" else -1) > 0
+    )
 
 
 def rest_replaces_a_cancelled_stop(r: Rig, entry) -> float:
@@ -70,7 +74,7 @@ def timed(r: Rig, predicate, timeout: float, what: str) -> float:
 def test_s15_a_data_stall_with_pongs_flowing_is_repaired_by_the_next_resync(rig):
     r = rig(seed=201)
     entry = r.entry("tp1_near")
-    r.sim.add_fault(kind="ws_stall", account="main")                 # pushes withheld, pongs answered
+    r.sim.add_fault(kind="ws_stall", account="main")  # pushes withheld, pongs answered
     r.through(entry, "T", 1)
     seconds = timed(r, lambda: at_breakeven(r, entry), RESYNC_S + 10, "breakeven found by the resync")
     # Within one resync interval: the fill is found by the next REST resync (at most RESYNC_S
@@ -86,7 +90,7 @@ def test_s15b_a_black_hole_is_found_within_two_heartbeats_rest_takes_over_and_th
     r = rig(seed=202)
     entry = r.entry("monitoring")
     connects = gateway(r).stream_connects["main"]
-    r.sim.add_fault(kind="ws_black_hole", account="main")             # no pongs, acks or pushes
+    r.sim.add_fault(kind="ws_black_hole", account="main")  # no pongs, acks or pushes
     found = timed(r, lambda: not fresh(r, "main"), 4 * HEARTBEAT_S + 2, "main no longer fresh")
     assert found <= 2 * HEARTBEAT_S + 2 * ROUND_TRIP_S
     assert rest_replaces_a_cancelled_stop(r, entry) <= CRITICAL_S * 2 + 2 * ROUND_TRIP_S
@@ -100,7 +104,7 @@ def test_s15b_a_black_hole_is_found_within_two_heartbeats_rest_takes_over_and_th
 def test_s16_a_lost_take_profit_push_is_repaired(rig):
     r = rig(seed=203)
     entry = r.entry("tp1_near")
-    r.sim.add_fault(kind="ws_lose_push", account="main", topic="order", count=1)      # TP1's Filled row
+    r.sim.add_fault(kind="ws_lose_push", account="main", topic="order", count=1)  # TP1's Filled row
     r.sim.add_fault(kind="ws_lose_push", account="main", topic="execution", count=1)  # and its execution
     r.through(entry, "T", 1)
     seconds = timed(r, lambda: at_breakeven(r, entry), RESYNC_S + 10, "breakeven despite the lost pushes")
@@ -120,9 +124,9 @@ def test_s25_duplicated_and_reordered_pushes_do_nothing_twice(rig):
     r.wait(lambda: at_breakeven(r, near), 10, "breakeven")
     r.through(hit, "S", 0)
     r.wait(lambda: r.size(hit) == 0 and not r.ours(hit), 15, "the stop hit and its leftovers cancelled")
-    threading.Event().wait(2 * CRITICAL_S)                           # room for a second amend, if one came
-    assert r.sim.stats.requests(endpoint=Api.AMEND_ORDER, account="main") - amends == 1   # one breakeven amend
-    assert r.sim.stats.requests(endpoint=Api.PLACE_ORDER, account="main") == creates     # nothing re-placed
+    threading.Event().wait(2 * CRITICAL_S)  # room for a second amend, if one came
+    assert r.sim.stats.requests(endpoint=Api.AMEND_ORDER, account="main") - amends == 1  # one breakeven amend
+    assert r.sim.stats.requests(endpoint=Api.PLACE_ORDER, account="main") == creates  # nothing re-placed
     assert gateway(r).rejected_pushes == 0
     r.stop()
     assert_invariants(r.oracle())
@@ -155,17 +159,17 @@ def test_s27_a_revoked_key_on_the_stream_is_one_error_and_rest_goes_on(rig, capl
     rest_replaces_a_cancelled_stop(r, entry)
     threading.Event().wait(8)
     assert sum("refused the key" in rec.getMessage() for rec in caplog.records) == 1
-    assert r.sim.ws_stats.get("auth_failures", 0) <= 5                # 1, 2, 4 s apart: no tight loop
+    assert r.sim.ws_stats.get("auth_failures", 0) <= 5  # 1, 2, 4 s apart: no tight loop
     r.stop()
     assert_invariants(r.oracle(), unprotected_limit=CRITICAL_S * 2 + 2 * ROUND_TRIP_S)
 
 
 def test_s28_the_idle_cut_never_comes_and_a_server_close_is_survived(rig):
-    r = rig(seed=207, sim_options={"ws_idle_seconds": 3.0})   # Bybit: 10 minutes without a ping
-    threading.Event().wait(8)                                         # well past the idle limit
+    r = rig(seed=207, sim_options={"ws_idle_seconds": 3.0})  # Bybit: 10 minutes without a ping
+    threading.Event().wait(8)  # well past the idle limit
     assert r.sim.ws_stats.get("idle_cuts", 0) == 0 and fresh(r, "main")
     connects = gateway(r).stream_connects["main"]
-    r.sim.add_fault(kind="ws_close", account="main", code=1001, count=1)   # "going away", as Bybit does
+    r.sim.add_fault(kind="ws_close", account="main", code=1001, count=1)  # "going away", as Bybit does
     r.wait(lambda: gateway(r).stream_connects["main"] > connects and fresh(r, "main"), 15, "reconnected")
     entry = r.entry("tp1_near")
     r.through(entry, "T", 1)
@@ -178,7 +182,7 @@ def test_s18p_a_malformed_push_is_rejected_whole_and_the_resync_repairs(rig):
     r = rig(seed=209)
     entry = r.entry("monitoring")
     r.sim.add_fault(kind="ws_corrupt_push", account="main", topic="order", field="qty", value="", count=1)
-    cancel_by_hand(r, entry, r.link(entry, "S", 0))                  # its push arrives corrupt
+    cancel_by_hand(r, entry, r.link(entry, "S", 0))  # its push arrives corrupt
     seconds = timed(r, lambda: r.protected(entry), RESYNC_S + 10, "the stop replaced after the resync")
     assert gateway(r).rejected_pushes == 1
     assert seconds <= RESYNC_S + 2 * ROUND_TRIP_S
@@ -200,7 +204,9 @@ def test_rest_only_daemon_still_guards(rig):
 def test_a_position_opened_by_hand_is_guarded_at_once(rig):
     r = rig(seed=210)
     account = r.sim.account("main")
-    symbol = next(s for s in sorted(r.sim.exchange.specs) if s not in account.positions or not account.positions[s].size)
+    symbol = next(
+        s for s in sorted(r.sim.exchange.specs) if s not in account.positions or not account.positions[s].size
+    )
     price = r.sim.exchange.last_price(symbol)
     qty = r.sim.exchange.specs[symbol].instrument().round_qty(Decimal(2000) / price)
     r.sim.place("main", symbol=symbol, side="Buy", orderType="Market", qty=str(qty))

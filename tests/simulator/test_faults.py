@@ -17,8 +17,15 @@ CREATE = Api.PLACE_ORDER
 
 
 def place(client, link_id: str):
-    return client.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit",
-                              qty="0.001", price="60000", orderLinkId=link_id)
+    return client.place_order(
+        category="linear",
+        symbol="BTCUSDT",
+        side="Buy",
+        orderType="Limit",
+        qty="0.001",
+        price="60000",
+        orderLinkId=link_id,
+    )
 
 
 def test_http_5xx_is_a_failed_request_and_nothing_is_applied(sim, main_client):
@@ -78,8 +85,9 @@ def test_stuck_cursor_repeats_itself(sim, main_client):
     sim.load_demo_book(10)
     sim.add_fault(kind="stuck_cursor", endpoint=Api.OPEN_ORDERS)
     first = main_client.get_open_orders(category="linear", settleCoin="USDT", limit=5)["result"]
-    again = main_client.get_open_orders(category="linear", settleCoin="USDT", limit=5,
-                                        cursor=first["nextPageCursor"])["result"]
+    again = main_client.get_open_orders(category="linear", settleCoin="USDT", limit=5, cursor=first["nextPageCursor"])[
+        "result"
+    ]
     assert again["nextPageCursor"] == first["nextPageCursor"]
     assert [o["orderId"] for o in again["list"]] == [o["orderId"] for o in first["list"]]
 
@@ -89,18 +97,21 @@ def test_last_page_cursor_leads_to_an_empty_page(sim, main_client):
     sim.add_fault(kind="last_page_cursor", endpoint=POSITIONS)
     first = main_client.get_positions(category="linear", settleCoin="USDT", limit=200)["result"]
     assert len(first["list"]) == 3 and first["nextPageCursor"]
-    after = main_client.get_positions(category="linear", settleCoin="USDT", limit=200,
-                                      cursor=first["nextPageCursor"])["result"]
+    after = main_client.get_positions(category="linear", settleCoin="USDT", limit=200, cursor=first["nextPageCursor"])[
+        "result"
+    ]
     assert after["list"] == []
 
 
 def test_latency_applies_to_its_account_only(sim):
     import threading
+
     sim.add_fault(kind="latency", account="mirror", ms=400)
     mirror, main = pybit_client(sim, "mirror"), pybit_client(sim, "main")
     done: list[str] = []
-    slow = threading.Thread(target=lambda: (mirror.get_positions(category="linear", settleCoin="USDT"),
-                                            done.append("mirror")))
+    slow = threading.Thread(
+        target=lambda: (mirror.get_positions(category="linear", settleCoin="USDT"), done.append("mirror"))
+    )
     started = time.monotonic()
     slow.start()
     main.get_positions(category="linear", settleCoin="USDT")
@@ -119,11 +130,14 @@ def test_skip_lets_the_first_requests_through(sim, main_client):
     assert main_client.get_positions(category="linear", settleCoin="USDT")["retCode"] == 0
 
 
-@pytest.mark.parametrize("knobs, message", [
-    ({"kind": "meteor"}, "unknown fault kind"),
-    ({"kind": "hang", "count": 0}, "count must be at least 1"),
-    ({"kind": "hang", "endpoint": "order/create"}, "endpoint must be a /v5/ path"),
-])
+@pytest.mark.parametrize(
+    "knobs, message",
+    [
+        ({"kind": "meteor"}, "unknown fault kind"),
+        ({"kind": "hang", "count": 0}, "count must be at least 1"),
+        ({"kind": "hang", "endpoint": "order/create"}, "endpoint must be a /v5/ path"),
+    ],
+)
 def test_invalid_faults_are_refused(knobs, message):
     with pytest.raises(ValueError, match=message):
         Fault(**knobs)
@@ -157,24 +171,48 @@ class TestControlEndpoints:
         pybit_client(sim, "mirror").get_open_orders(category="linear", settleCoin="USDT")
         requests.get(f"{sim.url}/v5/market/tickers?category=linear", timeout=5)
         stats = requests.get(f"{sim.url}/sim/stats", timeout=5).json()
-        assert stats["requests"] == {"main": {POSITIONS: 3}, "mirror": {"/v5/order/realtime": 1},
-                                     "public": {"/v5/market/tickers": 1}}
+        assert stats["requests"] == {
+            "main": {POSITIONS: 3},
+            "mirror": {"/v5/order/realtime": 1},
+            "public": {"/v5/market/tickers": 1},
+        }
         assert stats["total"] == 5
         self.post(sim, "/sim/stats/reset", {})
         assert requests.get(f"{sim.url}/sim/stats", timeout=5).json()["total"] == 0
 
     def test_price_order_fill_and_state(self, sim):
         assert self.post(sim, "/sim/price", {"symbol": "BTCUSDT", "price": "65000"}).json()["price"] == "65000.0"
-        self.post(sim, "/sim/order", {"account": "mirror", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Market", "qty": "0.010"})
-        self.post(sim, "/sim/order", {"account": "mirror", "symbol": "BTCUSDT", "side": "Sell", "orderType": "Limit",
-                                      "qty": "0.004", "price": "66000", "reduceOnly": True, "orderLinkId": "tg-c-T1-0"})
+        self.post(
+            sim,
+            "/sim/order",
+            {"account": "mirror", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Market", "qty": "0.010"},
+        )
+        self.post(
+            sim,
+            "/sim/order",
+            {
+                "account": "mirror",
+                "symbol": "BTCUSDT",
+                "side": "Sell",
+                "orderType": "Limit",
+                "qty": "0.004",
+                "price": "66000",
+                "reduceOnly": True,
+                "orderLinkId": "tg-c-T1-0",
+            },
+        )
         self.post(sim, "/sim/fill", {"account": "mirror", "order": "tg-c-T1-0", "qty": "0.001"})
         state = requests.get(f"{sim.url}/sim/state", timeout=5).json()
         mirror = state["accounts"]["mirror"]
         assert mirror["positions"][0]["size"] == "0.009"
         assert mirror["orders"][0]["orderStatus"] == "PartiallyFilled"
         assert state["accounts"]["main"]["positions"] == []
-        assert self.post(sim, "/sim/cancel", {"account": "mirror", "symbol": "BTCUSDT", "orderLinkId": "tg-c-T1-0"}).status_code == 200
+        assert (
+            self.post(
+                sim, "/sim/cancel", {"account": "mirror", "symbol": "BTCUSDT", "orderLinkId": "tg-c-T1-0"}
+            ).status_code
+            == 200
+        )
         assert self.post(sim, "/sim/step", {"seconds": 2}).status_code == 200
 
     def test_bybit_errors_from_control_actions_are_http_400(self, sim):
@@ -187,5 +225,6 @@ class TestControlEndpoints:
 
 def test_control_endpoints_refuse_non_loopback_clients():
     from simulator.server import _is_loopback
+
     assert _is_loopback("127.0.0.1") and _is_loopback("127.8.0.1") and _is_loopback("::1")
     assert not _is_loopback("10.0.0.5") and not _is_loopback("192.168.1.2") and not _is_loopback("x")

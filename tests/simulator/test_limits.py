@@ -13,8 +13,15 @@ from messages.endpoints import Api
 
 
 def limit_order(n: int) -> dict:
-    return dict(category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.001",
-                price="60000", orderLinkId=f"tg-rl-E{n}-0")
+    return dict(
+        category="linear",
+        symbol="BTCUSDT",
+        side="Buy",
+        orderType="Limit",
+        qty="0.001",
+        price="60000",
+        orderLinkId=f"tg-rl-E{n}-0",
+    )
 
 
 def test_eleventh_create_in_one_second_is_10006_with_a_future_reset(sim):
@@ -39,7 +46,7 @@ def test_limits_are_per_account_and_per_endpoint(sim):
     main, mirror = pybit_client(sim, "main"), pybit_client(sim, "mirror")
     for n in range(10):
         main.place_order(**limit_order(n))
-    assert mirror.place_order(**limit_order(0))["retCode"] == 0                     # other account
+    assert mirror.place_order(**limit_order(0))["retCode"] == 0  # other account
     assert main.get_open_orders(category="linear", settleCoin="USDT")["retCode"] == 0  # other endpoint
 
 
@@ -51,10 +58,12 @@ def test_reads_carry_the_50_per_second_headers(sim):
 def test_batch_past_the_budget_fails_per_order(sim):
     client = pybit_client(sim)
     for n in range(8):
-        client.place_batch_order(category="linear", request=[
-            {k: v for k, v in limit_order(n).items() if k != "category"}])
-    answer = client.place_batch_order(category="linear", request=[
-        {k: v for k, v in limit_order(n).items() if k != "category"} for n in range(20, 25)])
+        client.place_batch_order(
+            category="linear", request=[{k: v for k, v in limit_order(n).items() if k != "category"}]
+        )
+    answer = client.place_batch_order(
+        category="linear", request=[{k: v for k, v in limit_order(n).items() if k != "category"} for n in range(20, 25)]
+    )
     assert [c["code"] for c in answer["retExtInfo"]["list"]] == [0, 0, 10006, 10006, 10006]
 
 

@@ -21,8 +21,15 @@ def test_market_order_fills_at_the_last_price(sim, main_client):
 def test_resting_limit_fills_when_the_price_crosses_and_averages_in(sim, main_client):
     sim.set_price("BTCUSDT", "65000")
     main_client.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.010")
-    main_client.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.010",
-                            price="64000", orderLinkId="tg-m-E2-0")
+    main_client.place_order(
+        category="linear",
+        symbol="BTCUSDT",
+        side="Buy",
+        orderType="Limit",
+        qty="0.010",
+        price="64000",
+        orderLinkId="tg-m-E2-0",
+    )
     sim.set_price("BTCUSDT", "64500")
     assert position(sim).size == Decimal("0.010")
     sim.set_price("BTCUSDT", "63990")
@@ -35,8 +42,16 @@ def test_resting_limit_fills_when_the_price_crosses_and_averages_in(sim, main_cl
 def test_take_profit_fill_realises_pnl_and_produces_an_execution(sim, main_client):
     sim.set_price("BTCUSDT", "65000")
     main_client.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.010")
-    main_client.place_order(category="linear", symbol="BTCUSDT", side="Sell", orderType="Limit", qty="0.004",
-                            price="66000", reduceOnly=True, orderLinkId="tg-m-T1-0")
+    main_client.place_order(
+        category="linear",
+        symbol="BTCUSDT",
+        side="Sell",
+        orderType="Limit",
+        qty="0.004",
+        price="66000",
+        reduceOnly=True,
+        orderLinkId="tg-m-T1-0",
+    )
     sim.set_price("BTCUSDT", "66000")
     assert position(sim).size == Decimal("0.006")
     execution = main_client.get_executions(category="linear", orderLinkId="tg-m-T1-0")["result"]["list"][0]
@@ -49,9 +64,18 @@ def test_take_profit_fill_realises_pnl_and_produces_an_execution(sim, main_clien
 def test_stop_triggers_and_is_clipped_to_the_position(sim, main_client):
     sim.set_price("BTCUSDT", "65000")
     main_client.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.010")
-    main_client.place_order(category="linear", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.030",
-                            triggerPrice="64000", triggerDirection=2, reduceOnly=True, closeOnTrigger=True,
-                            orderLinkId="tg-m-S0-0")
+    main_client.place_order(
+        category="linear",
+        symbol="BTCUSDT",
+        side="Sell",
+        orderType="Market",
+        qty="0.030",
+        triggerPrice="64000",
+        triggerDirection=2,
+        reduceOnly=True,
+        closeOnTrigger=True,
+        orderLinkId="tg-m-S0-0",
+    )
     stop = sim.account("main").by_link["tg-m-S0-0"]
     assert stop.status == "Untriggered"
     sim.set_price("BTCUSDT", "63950")
@@ -63,10 +87,20 @@ def test_stop_survives_the_position_closing_and_is_cancelled_if_it_triggers_flat
     """A reduce-only conditional order is not tied to the position (ccxt#23913)."""
     sim.set_price("BTCUSDT", "65000")
     main_client.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.010")
-    main_client.place_order(category="linear", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.010",
-                            triggerPrice="64000", triggerDirection=2, reduceOnly=True, orderLinkId="tg-o-S0-0")
-    main_client.place_order(category="linear", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.010",
-                            reduceOnly=True)  # closed by hand
+    main_client.place_order(
+        category="linear",
+        symbol="BTCUSDT",
+        side="Sell",
+        orderType="Market",
+        qty="0.010",
+        triggerPrice="64000",
+        triggerDirection=2,
+        reduceOnly=True,
+        orderLinkId="tg-o-S0-0",
+    )
+    main_client.place_order(
+        category="linear", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.010", reduceOnly=True
+    )  # closed by hand
     stop = sim.account("main").by_link["tg-o-S0-0"]
     assert stop.status == "Untriggered"  # an orphan the daemon must clean up
     sim.set_price("BTCUSDT", "63000")
@@ -78,8 +112,16 @@ def test_position_shrinking_cancels_excess_active_reduce_only_orders(sim, main_c
     sim.set_price("BTCUSDT", "65000")
     main_client.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.010")
     for level, (qty, price) in enumerate([("0.006", "66000"), ("0.004", "67000")], 1):
-        main_client.place_order(category="linear", symbol="BTCUSDT", side="Sell", orderType="Limit", qty=qty,
-                                price=price, reduceOnly=True, orderLinkId=f"tg-r-T{level}-0")
+        main_client.place_order(
+            category="linear",
+            symbol="BTCUSDT",
+            side="Sell",
+            orderType="Limit",
+            qty=qty,
+            price=price,
+            reduceOnly=True,
+            orderLinkId=f"tg-r-T{level}-0",
+        )
     # A manual partial close of 0.005 leaves 0.005: neither TP fits any more.
     main_client.place_order(category="linear", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.005")
     account = sim.account("main")
@@ -91,8 +133,16 @@ def test_position_shrinking_cancels_excess_active_reduce_only_orders(sim, main_c
 def test_partial_fill_by_hand_leaves_the_order_partially_filled(sim, main_client):
     sim.set_price("BTCUSDT", "65000")
     main_client.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.010")
-    main_client.place_order(category="linear", symbol="BTCUSDT", side="Sell", orderType="Limit", qty="0.008",
-                            price="66000", reduceOnly=True, orderLinkId="tg-p-T1-0")
+    main_client.place_order(
+        category="linear",
+        symbol="BTCUSDT",
+        side="Sell",
+        orderType="Limit",
+        qty="0.008",
+        price="66000",
+        reduceOnly=True,
+        orderLinkId="tg-p-T1-0",
+    )
     sim.fill("main", "tg-p-T1-0", "0.003")
     row = main_client.get_open_orders(category="linear", symbol="BTCUSDT")["result"]["list"][0]
     assert (row["orderStatus"], row["cumExecQty"], row["leavesQty"]) == ("PartiallyFilled", "0.003", "0.005")
@@ -109,6 +159,7 @@ def test_non_reduce_only_order_larger_than_the_position_flips_it(sim, main_clien
 
 def test_random_walk_is_deterministic_for_a_seed():
     from simulator import Simulator
+
     paths = []
     for _ in range(2):
         sim = Simulator(seed=11, symbols=5)
@@ -125,6 +176,7 @@ def test_random_walk_is_deterministic_for_a_seed():
 
 def test_a_symbols_path_does_not_depend_on_how_many_symbols_exist():
     from simulator import Simulator
+
     small, large = Simulator(seed=5, symbols=3), Simulator(seed=5, symbols=40)
     for sim in (small, large):
         sim.step(2.0)
@@ -142,6 +194,7 @@ def test_liquidation_closes_with_status_liq(sim, main_client):
 @pytest.mark.parametrize("account", ["main", "mirror"])
 def test_wallet_balance_reflects_realised_pnl(sim, account):
     from tests.conftest import pybit_client
+
     client = pybit_client(sim, account)
     before = Decimal(client.get_wallet_balance(accountType="UNIFIED")["result"]["list"][0]["totalWalletBalance"])
     sim.set_price("ETHUSDT", "3000")
@@ -157,10 +210,26 @@ def test_closing_order_cancels_other_reduce_only_orders_to_make_room(sim, main_c
     sim.set_price("BTCUSDT", "65000")
     main_client.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.010")
     for level, price in ((1, "66000"), (2, "67000")):
-        main_client.place_order(category="linear", symbol="BTCUSDT", side="Sell", orderType="Limit", qty="0.005",
-                                price=price, reduceOnly=True, orderLinkId=f"tg-c-T{level}-0")
-    main_client.place_order(category="linear", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.010",
-                            reduceOnly=True, closeOnTrigger=True, orderLinkId="tg-c-X0-0")
+        main_client.place_order(
+            category="linear",
+            symbol="BTCUSDT",
+            side="Sell",
+            orderType="Limit",
+            qty="0.005",
+            price=price,
+            reduceOnly=True,
+            orderLinkId=f"tg-c-T{level}-0",
+        )
+    main_client.place_order(
+        category="linear",
+        symbol="BTCUSDT",
+        side="Sell",
+        orderType="Market",
+        qty="0.010",
+        reduceOnly=True,
+        closeOnTrigger=True,
+        orderLinkId="tg-c-X0-0",
+    )
     account = sim.account("main")
     assert position(sim).size == 0
     assert account.by_link["tg-c-X0-0"].status == "Filled"

@@ -41,8 +41,9 @@ def test_positions_walked_to_the_end(book_sim, limit):
 @pytest.mark.parametrize("limit", [7, 13, 20, 50])  # under 50 reads/s
 def test_open_orders_walked_to_the_end(book_sim, limit):
     client = pybit_client(book_sim)
-    expected = {o.order_id for sym in book_sim.account("main").open_by_symbol
-                for o in book_sim.account("main").open_orders(sym)}
+    expected = {
+        o.order_id for sym in book_sim.account("main").open_by_symbol for o in book_sim.account("main").open_orders(sym)
+    }
     rows, pages = walk(lambda **kw: client.get_open_orders(category="linear", settleCoin="USDT", **kw), limit)
     ids = [r["orderId"] for r in rows]
     assert len(ids) == len(set(ids)) and set(ids) == expected
@@ -55,13 +56,15 @@ def test_cursor_is_stable_when_orders_arrive_between_pages(book_sim):
     client = pybit_client(book_sim, "mirror")
     first = client.get_open_orders(category="linear", settleCoin="USDT", limit=20)["result"]
     book_sim.place("mirror", symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.001", price="50000")
-    second = client.get_open_orders(category="linear", settleCoin="USDT", limit=20,
-                                    cursor=first["nextPageCursor"])["result"]
+    second = client.get_open_orders(category="linear", settleCoin="USDT", limit=20, cursor=first["nextPageCursor"])[
+        "result"
+    ]
     assert not {r["orderId"] for r in first["list"]} & {r["orderId"] for r in second["list"]}
 
 
 def test_limits_out_of_range_are_refused(book_sim):
     from pybit.exceptions import InvalidRequestError
+
     client = pybit_client(book_sim)
     with pytest.raises(InvalidRequestError):
         client.get_positions(category="linear", settleCoin="USDT", limit=201)
@@ -77,6 +80,7 @@ def test_symbol_query_returns_a_flat_row(book_sim):
 
 def test_position_list_needs_symbol_or_settle_coin(book_sim):
     from pybit.exceptions import InvalidRequestError
+
     with pytest.raises(InvalidRequestError) as info:
         pybit_client(book_sim).get_positions(category="linear")
     assert info.value.status_code == 10001

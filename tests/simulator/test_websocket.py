@@ -41,8 +41,14 @@ def sim():
 
 def private(sim: Simulator, account: str = "main", secret: str | None = None) -> LocalWebSocket:
     creds = sim.credentials[account]
-    return LocalWebSocket(sim.ws_private, channel_type="private", testnet=False, api_key=creds.api_key,
-                          api_secret=secret or creds.api_secret, private_auth_expire=5)
+    return LocalWebSocket(
+        sim.ws_private,
+        channel_type="private",
+        testnet=False,
+        api_key=creds.api_key,
+        api_secret=secret or creds.api_secret,
+        private_auth_expire=5,
+    )
 
 
 def auth_message(sim: Simulator, account: str = "main", expires_in_ms: int = 5000, secret: str | None = None) -> dict:
@@ -81,18 +87,22 @@ def test_pybit_authenticates_subscribes_and_receives_every_private_topic(sim):
     got: dict[str, list] = {"order": [], "execution": [], "position": [], "wallet": []}
     ws = private(sim)
     try:
-        for topic, stream in (("order", ws.order_stream), ("execution", ws.execution_stream),
-                              ("position", ws.position_stream), ("wallet", ws.wallet_stream)):
+        for topic, stream in (
+            ("order", ws.order_stream),
+            ("execution", ws.execution_stream),
+            ("position", ws.position_stream),
+            ("wallet", ws.wallet_stream),
+        ):
             stream(lambda message, t=topic: got[t].append(message))
         wait_until(lambda: sim.ws_stats.get("subscriptions:main") == 4, 5, "four subscriptions")
         sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.010", orderLinkId="tg-ws1-E1-0")
         wait_until(lambda: all(got.values()), 5, "a push on every topic")
     finally:
         ws.exit()
-    orders = [Order.from_v5(row) for m in got["order"] for row in m["data"]]   # the daemon's own parsers
+    orders = [Order.from_v5(row) for m in got["order"] for row in m["data"]]  # the daemon's own parsers
     assert [o.status for o in orders] == ["New", "Filled"] and orders[-1].link_id == "tg-ws1-E1-0"
     positions = [Position.from_v5(row) for m in got["position"] for row in m["data"]]
-    assert positions[-1].size == Decimal("0.010") and positions[-1].avg_price > 0   # from `entryPrice`
+    assert positions[-1].size == Decimal("0.010") and positions[-1].avg_price > 0  # from `entryPrice`
     execution = got["execution"][0]["data"][0]
     assert execution["execQty"] == "0.010" and execution["seq"] == got["position"][-1]["data"][0]["seq"]
     assert {m["topic"] for m in got["order"]} == {"order"} and all("creationTime" in m for m in got["order"])
@@ -105,9 +115,14 @@ def test_a_bad_signature_is_refused_and_pybit_shows_it_only_as_exited(sim):
     assert sim.ws_stats.get("auth_failures") == 1
     raw = Raw(sim.ws_private)
     try:
-        raw.send(auth_message(sim, expires_in_ms=-1000))                   # expired
+        raw.send(auth_message(sim, expires_in_ms=-1000))  # expired
         reply = raw.recv()
-        assert (reply["op"], reply["success"], reply["ret_msg"], reply["req_id"]) == ("auth", False, "Params Error", "7")
+        assert (reply["op"], reply["success"], reply["ret_msg"], reply["req_id"]) == (
+            "auth",
+            False,
+            "Params Error",
+            "7",
+        )
     finally:
         raw.close()
 
@@ -122,7 +137,7 @@ def test_acks_echo_req_id_as_a_string_and_refuse_what_bybit_refuses(sim):
         auth = raw.recv()
         assert (auth["op"], auth["success"], auth["req_id"], auth["ret_msg"]) == ("auth", True, "7", "")
         raw.send({"op": "subscribe", "req_id": 2, "args": ["order", "position.linear"]})
-        assert raw.recv()["success"] is False                            # all-in-one and .linear mixed
+        assert raw.recv()["success"] is False  # all-in-one and .linear mixed
         raw.send({"op": "subscribe", "req_id": 3, "args": ["order.linear", "execution.linear"]})
         ack = raw.recv()
         assert (ack["op"], ack["success"], ack["req_id"], ack["ret_msg"]) == ("subscribe", True, "3", "")
@@ -131,7 +146,7 @@ def test_acks_echo_req_id_as_a_string_and_refuse_what_bybit_refuses(sim):
         sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.001")
         first, second = raw.recv(), raw.recv()
         assert first["topic"] == "order.linear" and [r["orderStatus"] for r in first["data"]] == ["New", "Filled"]
-        assert second["topic"] == "execution.linear"                    # and never position: not subscribed
+        assert second["topic"] == "execution.linear"  # and never position: not subscribed
         with pytest.raises(websocket.WebSocketTimeoutException):
             raw.recv(timeout=0.3)
     finally:
@@ -141,7 +156,7 @@ def test_acks_echo_req_id_as_a_string_and_refuse_what_bybit_refuses(sim):
 def test_json_and_protocol_pings_are_answered_in_each_streams_shape(sim):
     raw_private, raw_public = Raw(sim.ws_private), Raw(sim.ws_public)
     try:
-        raw_private.send({"op": "ping", "args": [123]})                 # extra fields tolerated
+        raw_private.send({"op": "ping", "args": [123]})  # extra fields tolerated
         pong = raw_private.recv()
         assert pong["op"] == "pong" and pong["args"][0].isdigit() and "conn_id" in pong
         raw_public.send({"op": "ping", "req_id": "x"})
@@ -166,8 +181,8 @@ def test_a_ticker_subscription_starts_with_a_snapshot_then_changed_fields_only(s
         sim.set_price("BTCUSDT", Decimal("65100"))
         delta = raw.recv()
         assert delta["type"] == "delta" and delta["data"]["symbol"] == "BTCUSDT"
-        assert Decimal(delta["data"]["lastPrice"]) == 65100 and "fundingRate" not in delta["data"]   # unchanged: absent
-        sim.set_price("ETHUSDT", Decimal("3100"))                        # not subscribed: nothing
+        assert Decimal(delta["data"]["lastPrice"]) == 65100 and "fundingRate" not in delta["data"]  # unchanged: absent
+        sim.set_price("ETHUSDT", Decimal("3100"))  # not subscribed: nothing
         sim.set_price("BTCUSDT", Decimal("65200"))
         assert Decimal(raw.recv()["data"]["lastPrice"]) == 65200
     finally:
@@ -240,7 +255,7 @@ def test_fault_lost_and_duplicated_pushes(sim):
         sim.add_fault(kind="ws_lose_push", topic="order", count=1)
         place(sim, "tg-lost-E2-0")
         place(sim, "tg-kept-E2-0")
-        assert raw.recv()["data"][0]["orderLinkId"] == "tg-kept-E2-0"     # the first push never came
+        assert raw.recv()["data"][0]["orderLinkId"] == "tg-kept-E2-0"  # the first push never came
         sim.add_fault(kind="ws_duplicate_push", topic="order", count=1)
         place(sim, "tg-twice-E2-0")
         assert [raw.recv()["data"][0]["orderLinkId"] for _ in range(2)] == ["tg-twice-E2-0"] * 2
@@ -255,9 +270,9 @@ def test_fault_a_data_stall_keeps_answering_pings_and_withholds_pushes_until_cle
         sim.add_fault(kind="ws_stall", endpoint="/v5/private")
         place(sim, "tg-stall-E2-0")
         raw.send({"op": "ping"})
-        assert raw.recv()["op"] == "pong"                                # alive, as far as pings tell
+        assert raw.recv()["op"] == "pong"  # alive, as far as pings tell
         with pytest.raises(websocket.WebSocketTimeoutException):
-            raw.recv(timeout=0.5)                                         # but no push
+            raw.recv(timeout=0.5)  # but no push
         sim.clear_faults()
         assert raw.recv()["data"][0]["orderLinkId"] == "tg-stall-E2-0"
     finally:
@@ -284,8 +299,11 @@ def test_pybit_reconnects_after_a_drop_and_receives_pushes_again(sim):
         ws.order_stream(lambda m: got.extend(row["orderLinkId"] for row in m["data"]))
         wait_until(lambda: sim.ws_stats.get("subscriptions:main") == 1, 5, "the subscription")
         sim.add_fault(kind="ws_drop", count=1)
-        wait_until(lambda: sim.ws_stats.get("connections:private") == 2 and sim.ws_stats.get("subscriptions:main") == 2,
-                   10, "pybit to reconnect, re-auth and resubscribe")
+        wait_until(
+            lambda: sim.ws_stats.get("connections:private") == 2 and sim.ws_stats.get("subscriptions:main") == 2,
+            10,
+            "pybit to reconnect, re-auth and resubscribe",
+        )
         place(sim, "tg-after-E2-0")
         wait_until(lambda: "tg-after-E2-0" in got, 5, "a push on the new connection")
     finally:
@@ -307,8 +325,17 @@ def test_fault_an_execution_before_its_orders_filled_row_and_a_late_triggered(si
         sim.add_fault(kind="ws_reorder_fill", count=1)
         sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.002")
         assert fills(raw, 3) == [("order", "New"), ("execution", "exec"), ("order", "Filled")]
-        sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.001", reduceOnly=True,
-                  triggerPrice="64000", triggerDirection=2, orderLinkId="tg-late-S0-0")
+        sim.place(
+            "main",
+            symbol="BTCUSDT",
+            side="Sell",
+            orderType="Market",
+            qty="0.001",
+            reduceOnly=True,
+            triggerPrice="64000",
+            triggerDirection=2,
+            orderLinkId="tg-late-S0-0",
+        )
         assert fills(raw, 1) == [("order", "Untriggered")]
         sim.add_fault(kind="ws_late_triggered", count=1)
         sim.set_price("BTCUSDT", Decimal("63900"))
@@ -322,11 +349,11 @@ def test_a_silent_private_stream_is_cut_and_max_active_time_is_checked():
     try:
         quiet = authed(sim, "order")
         with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
-            quiet.recv(timeout=3)                                         # nothing sent for 0.5 s: cut
+            quiet.recv(timeout=3)  # nothing sent for 0.5 s: cut
         assert sim.ws_stats["idle_cuts"] == 1
         with pytest.raises(websocket.WebSocketBadStatusException) as refused:
             websocket.create_connection(sim.ws_private + "?max_active_time=10s", timeout=5)
-        assert refused.value.status_code == 400                         # below Bybit's 30 s
+        assert refused.value.status_code == 400  # below Bybit's 30 s
         Raw(sim.ws_private + "?max_active_time=1m").close()
     finally:
         sim.stop()
@@ -347,18 +374,27 @@ def test_past_the_handshake_budget_connections_are_refused():
 def test_a_reader_that_never_reads_stalls_nothing_and_pushes_wait_half_the_latency():
     sim = Simulator(seed=4, symbols=4, latency_ms=200).start()
     try:
-        stuck = authed(sim, "order", "position")                          # subscribed, never reads again
+        stuck = authed(sim, "order", "position")  # subscribed, never reads again
         started = time.monotonic()
-        for n in range(300):                                              # about 1 MB of pushes queued for it
-            sim.exchange.create_order(sim.account("main"), {
-                "category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit", "qty": "0.001",
-                "price": "30000", "orderLinkId": f"tg-q{n}-E2-0"})
-        assert time.monotonic() - started < 10                            # matching never waited on the socket
+        for n in range(300):  # about 1 MB of pushes queued for it
+            sim.exchange.create_order(
+                sim.account("main"),
+                {
+                    "category": "linear",
+                    "symbol": "BTCUSDT",
+                    "side": "Buy",
+                    "orderType": "Limit",
+                    "qty": "0.001",
+                    "price": "30000",
+                    "orderLinkId": f"tg-q{n}-E2-0",
+                },
+            )
+        assert time.monotonic() - started < 10  # matching never waited on the socket
         reader = authed(sim, "order")
         sent = time.monotonic()
         place(sim, "tg-late-E2-0")
         assert reader.until(lambda m: m["data"][0]["orderLinkId"] == "tg-late-E2-0")
-        assert time.monotonic() - sent >= 0.1                             # half of the 200 ms latency
+        assert time.monotonic() - sent >= 0.1  # half of the 200 ms latency
         stuck.close()
         reader.close()
     finally:

@@ -10,8 +10,16 @@ from typing import Any
 
 import pykka
 
-from messages.gateway import (AmendOrder, Batch, CancelOrder, GetPositionView, PlaceOrder, Rejected,
-                              Unavailable, Unresolved)
+from messages.gateway import (
+    AmendOrder,
+    Batch,
+    CancelOrder,
+    GetPositionView,
+    PlaceOrder,
+    Rejected,
+    Unavailable,
+    Unresolved,
+)
 from simulator.exchange import Exchange
 from tests.stubs.book import apply, view_of
 
@@ -19,12 +27,13 @@ from tests.stubs.book import apply, view_of
 @dataclass(frozen=True)
 class Script:
     """Answer the next `count` views or commands matching this script instead of the exchange."""
-    kind: str                  # "stale", "unavailable" (views) or "outcome" (commands)
+
+    kind: str  # "stale", "unavailable" (views) or "outcome" (commands)
     account: str | None = None
     link_prefix: str = ""
     outcome: Any = None
     count: int = 1
-    apply: bool = False        # for Unresolved: apply the command anyway (a lost answer)
+    apply: bool = False  # for Unresolved: apply the command anyway (a lost answer)
 
 
 class GetRecord:
@@ -47,8 +56,9 @@ class StubGateway(pykka.ThreadingActor):
                 if script.count <= 1:
                     del self.scripts[index]
                 else:
-                    self.scripts[index] = Script(script.kind, script.account, script.link_prefix, script.outcome,
-                                                 script.count - 1, script.apply)
+                    self.scripts[index] = Script(
+                        script.kind, script.account, script.link_prefix, script.outcome, script.count - 1, script.apply
+                    )
                 return script
         return None
 
@@ -65,8 +75,16 @@ class StubGateway(pykka.ThreadingActor):
                     message.reply.set(Unavailable(message.account, "scripted"))
                     return None
                 self.snapshot += 1
-                message.reply.set(view_of(self.exchange, message.account, message.symbol, self.snapshot,
-                                          include_closed=message.include_closed, stale=script is not None))
+                message.reply.set(
+                    view_of(
+                        self.exchange,
+                        message.account,
+                        message.symbol,
+                        self.snapshot,
+                        include_closed=message.include_closed,
+                        stale=script is not None,
+                    )
+                )
             case PlaceOrder() | AmendOrder() | CancelOrder():
                 message.reply.set(self._command(message))
             case Batch():

@@ -13,7 +13,7 @@ class Receiver:
     def __init__(self) -> None:
         self.messages: list[dict] = []
         self.attempts = 0
-        self.mode = "ok"                      # ok | fail | hang
+        self.mode = "ok"  # ok | fail | hang
         self.release = threading.Event()
         self.hang_seconds = 30.0
         self._lock = threading.Lock()

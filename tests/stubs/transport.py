@@ -32,7 +32,7 @@ class InProcessTransport:
         path = for_pybit(method).path
         with self._lock:
             self.calls[path] += 1
-        params = orjson.loads(orjson.dumps(params))       # what the wire would carry
+        params = orjson.loads(orjson.dumps(params))  # what the wire would carry
         sim_account = self.exchange.accounts[account]
         try:
             if path in BATCH:
@@ -56,22 +56,31 @@ class InProcessTransport:
             result, ext = result
         return HttpOk({"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": ext}, {}, 0.0)
 
-    def private_stream(self, account: str, deliver: Callable[[StreamEvent], None], *, heartbeat: float,
-                       clock: Callable[[], float]) -> "FakeStream":
+    def private_stream(
+        self, account: str, deliver: Callable[[StreamEvent], None], *, heartbeat: float, clock: Callable[[], float]
+    ) -> "FakeStream":
         self.private[account] = FakeStream(account, self.exchange, deliver, clock)
         return self.private[account]
 
-    def public_stream(self, name: str, topics: tuple[str, ...], deliver: Callable[[StreamEvent], None], *,
-                      heartbeat: float, clock: Callable[[], float]) -> None:
-        return None                                        # no tickers in-process
+    def public_stream(
+        self,
+        name: str,
+        topics: tuple[str, ...],
+        deliver: Callable[[StreamEvent], None],
+        *,
+        heartbeat: float,
+        clock: Callable[[], float],
+    ) -> None:
+        return None  # no tickers in-process
 
 
 class FakeStream:
     """A private stream that connects at its first tick, hears a pong at every tick unless
     `silent`, and pushes each engine change (unless told to lose the next ones)."""
 
-    def __init__(self, name: str, exchange: Exchange, deliver: Callable[[StreamEvent], None],
-                 clock: Callable[[], float]):
+    def __init__(
+        self, name: str, exchange: Exchange, deliver: Callable[[StreamEvent], None], clock: Callable[[], float]
+    ):
         self.name, self._exchange, self._deliver, self._clock = name, exchange, deliver, clock
         self.topics = PRIVATE_TOPICS
         self.connects = 0

@@ -57,18 +57,32 @@ def adopt(monitor: MonitorId, view: PositionView, now_ms: int, config: RulesConf
         if link is not None and order.position_idx == monitor.position_idx:
             ours_by_position.setdefault(link.position_id, []).append(order)
     if ours_by_position:
-        position_id = max(ours_by_position, key=lambda pid: (any(o.link.role is Role.STOP for o in ours_by_position[pid]),
-                                                              len(ours_by_position[pid])))
+        position_id = max(
+            ours_by_position,
+            key=lambda pid: (any(o.link.role is Role.STOP for o in ours_by_position[pid]), len(ours_by_position[pid])),
+        )
         return _rebuild(monitor, position_id, ours_by_position[position_id], position, instrument, now_ms, config)
     sign = side_sign(side)
-    tp_prices = tuple(instrument.snap_price(avg * (1 + sign * d / 100), up=side == Side.BUY)
-                      for d in config.tp_distance_percents)
+    tp_prices = tuple(
+        instrument.snap_price(avg * (1 + sign * d / 100), up=side == Side.BUY) for d in config.tp_distance_percents
+    )
     stop = instrument.snap_price(avg * (1 - sign * config.stop_distance_percent / 100), up=side == Side.BUY)
     plan = Plan(Approach.ADOPTED, side, config.ladder_percents, tp_prices, stop)
-    return MonitorState(monitor, position_id_for(monitor, position.created_ms or now_ms), plan, Phase.MONITORING, now_ms,
-                        ladder_size=position.size, last_size=position.size, peak_size=position.size,
-                        avg_price=avg, last_change_ms=position.updated_ms, opened_ms=position.created_ms,
-                        realised_start=position.cum_realised_pnl, realised_seen=position.cum_realised_pnl)
+    return MonitorState(
+        monitor,
+        position_id_for(monitor, position.created_ms or now_ms),
+        plan,
+        Phase.MONITORING,
+        now_ms,
+        ladder_size=position.size,
+        last_size=position.size,
+        peak_size=position.size,
+        avg_price=avg,
+        last_change_ms=position.updated_ms,
+        opened_ms=position.created_ms,
+        realised_start=position.cum_realised_pnl,
+        realised_seen=position.cum_realised_pnl,
+    )
 
 
 def _orphan(monitor: MonitorId, view: PositionView, now_ms: int) -> MonitorState | None:
@@ -82,17 +96,31 @@ def _orphan(monitor: MonitorId, view: PositionView, now_ms: int) -> MonitorState
             mine.setdefault(order.link.position_id, []).append(order)
     if not mine:
         return None
-    position_id = max(mine, key=lambda pid: len(mine[pid]))   # others: the next discovery's
+    position_id = max(mine, key=lambda pid: len(mine[pid]))  # others: the next discovery's
     order = mine[position_id][0]
     side = str(order.side) if order.link.role is Role.ENTRY else closing_side(str(order.side))
     plan = Plan(Approach.ADOPTED, side, (Decimal(100),), (), Decimal(0))
-    return MonitorState(monitor, position_id, plan, Phase.MONITORING, now_ms, orphan=True,
-                        open_links=frozenset(o.link_id for o in mine[position_id]),
-                        last_change_ms=max(o.updated_ms for o in mine[position_id]))
+    return MonitorState(
+        monitor,
+        position_id,
+        plan,
+        Phase.MONITORING,
+        now_ms,
+        orphan=True,
+        open_links=frozenset(o.link_id for o in mine[position_id]),
+        last_change_ms=max(o.updated_ms for o in mine[position_id]),
+    )
 
 
-def _rebuild(monitor: MonitorId, position_id: str, orders: list[Order], position: Position,
-             instrument: Instrument, now_ms: int, config: RulesConfig) -> MonitorState:
+def _rebuild(
+    monitor: MonitorId,
+    position_id: str,
+    orders: list[Order],
+    position: Position,
+    instrument: Instrument,
+    now_ms: int,
+    config: RulesConfig,
+) -> MonitorState:
     side, avg = str(position.side), position.avg_price
     by_key = {}
     generations: dict[str, int] = {}
@@ -106,18 +134,26 @@ def _rebuild(monitor: MonitorId, position_id: str, orders: list[Order], position
     percents = ladder_for(levels, config)
     sign = side_sign(side)
     tp = {k.level: order for k, order in by_key.items() if k.role is Role.TAKE_PROFIT}
-    tp_prices = tuple(tp[n].price if n in tp and tp[n].price else
-                      instrument.snap_price(avg * (1 + sign * Decimal(n) / 100), up=side == Side.BUY)
-                      for n in range(1, levels + 1))
+    tp_prices = tuple(
+        tp[n].price
+        if n in tp and tp[n].price
+        else instrument.snap_price(avg * (1 + sign * Decimal(n) / 100), up=side == Side.BUY)
+        for n in range(1, levels + 1)
+    )
     stop = by_key.get(STOP_KEY)
-    stop_price = stop.trigger_price if stop is not None and stop.trigger_price else \
-        instrument.snap_price(avg * (1 - sign * config.stop_distance_percent / 100), up=side == Side.BUY)
+    stop_price = (
+        stop.trigger_price
+        if stop is not None and stop.trigger_price
+        else instrument.snap_price(avg * (1 - sign * config.stop_distance_percent / 100), up=side == Side.BUY)
+    )
     entries_resting = any(k.role is Role.ENTRY for k in by_key)
     later_entries = any(k.role is Role.ENTRY and k.level > 1 for k in generations)
     approach = Approach.FAST if levels == 1 and not later_entries else Approach.CONSERVATIVE
     tp1_done = levels > 1 and 1 not in tp and any(n in tp for n in range(2, levels + 1))
     be = breakeven_price(side, avg, config.breakeven_offset, instrument)
-    at_breakeven = stop is not None and stop.trigger_price is not None and not more_protective(side, be, stop.trigger_price)
+    at_breakeven = (
+        stop is not None and stop.trigger_price is not None and not more_protective(side, be, stop.trigger_price)
+    )
     filled = frozenset({1}) if tp1_done else frozenset()
     phase = Phase.PROFIT_TAKING if tp1_done else Phase.BUILDING if entries_resting else Phase.MONITORING
     plan = Plan(approach, side, percents, tp_prices, stop_price)
@@ -126,13 +162,26 @@ def _rebuild(monitor: MonitorId, position_id: str, orders: list[Order], position
         rest = [n for n in range(2, levels + 1) if n in tp]
         share = sum((percents[n - 1] for n in rest), Decimal(0))
         ladder = instrument.round_qty(sum(tp[n].qty for n in rest) * 100 / share)
-    return MonitorState(monitor, position_id, plan, phase, now_ms, generations=generations, filled_tps=filled,
-                        tp1_done=tp1_done, breakeven_done=tp1_done and at_breakeven, ladder_size=ladder,
-                        last_size=position.size, peak_size=ladder, avg_price=avg,
-                        open_links=frozenset(o.link_id for o in by_key.values()),
-                        last_change_ms=max([position.updated_ms] + [o.updated_ms for o in orders]),
-                        opened_ms=position.created_ms, realised_start=position.cum_realised_pnl,
-                        realised_seen=position.cum_realised_pnl)
+    return MonitorState(
+        monitor,
+        position_id,
+        plan,
+        phase,
+        now_ms,
+        generations=generations,
+        filled_tps=filled,
+        tp1_done=tp1_done,
+        breakeven_done=tp1_done and at_breakeven,
+        ladder_size=ladder,
+        last_size=position.size,
+        peak_size=ladder,
+        avg_price=avg,
+        open_links=frozenset(o.link_id for o in by_key.values()),
+        last_change_ms=max([position.updated_ms] + [o.updated_ms for o in orders]),
+        opened_ms=position.created_ms,
+        realised_start=position.cum_realised_pnl,
+        realised_seen=position.cum_realised_pnl,
+    )
 
 
 def resumed(state: MonitorState) -> MonitorState:
@@ -140,5 +189,10 @@ def resumed(state: MonitorState) -> MonitorState:
     counters relative to them start over (a pending command again needs two fresh snapshots to
     be believed absent; a flat position two snapshots to be believed closed)."""
     restart = lambda p: replace(p, sent_snapshot=0, seen_snapshot=0, absent=0)
-    return replace(state, pending={k: restart(p) for k, p in state.pending.items()},
-                   cleanup={k: restart(p) for k, p in state.cleanup.items()}, gone_snapshots=(), last_snapshot=0)
+    return replace(
+        state,
+        pending={k: restart(p) for k, p in state.pending.items()},
+        cleanup={k: restart(p) for k, p in state.cleanup.items()},
+        gone_snapshots=(),
+        last_snapshot=0,
+    )

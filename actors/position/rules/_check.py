@@ -1,5 +1,4 @@
-"""One check (`reconcile`): what the view says, in the order the rules apply.
-"""
+"""One check (`reconcile`): what the view says, in the order the rules apply."""
 
 from __future__ import annotations
 
@@ -70,19 +69,33 @@ def links_to_explain(state: MonitorState) -> frozenset[str]:
 
 def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: RulesConfig) -> Decision:
     state = replace(state, last_check_ms=now_ms)
-    if view.stale:                                                          # R0
+    if view.stale:  # R0
         return Decision(state)
     if state.retired:
         return Decision(state)
-    unknown = [o for o in view.orders if o.link is not None and o.link.position_id == state.position_id
-               and not isinstance(o.status, OrderStatus)]
+    unknown = [
+        o
+        for o in view.orders
+        if o.link is not None and o.link.position_id == state.position_id and not isinstance(o.status, OrderStatus)
+    ]
     if unknown:  # is it alive? Deciding on a guess could duplicate a stop: wait for a clear answer
-        return Decision(state, (), (new_event(EventKind.UNKNOWN_STATUS, f"UNKNOWN STATUS {state.monitor}: {unknown[0].link_id} is "
-                                           f"{unknown[0].status!r}; nothing is decided this check",
-                                           level=logging.WARNING, critical=False, status=str(unknown[0].status)),))
+        return Decision(
+            state,
+            (),
+            (
+                new_event(
+                    EventKind.UNKNOWN_STATUS,
+                    f"UNKNOWN STATUS {state.monitor}: {unknown[0].link_id} is "
+                    f"{unknown[0].status!r}; nothing is decided this check",
+                    level=logging.WARNING,
+                    critical=False,
+                    status=str(unknown[0].status),
+                ),
+            ),
+        )
     events: list[Event] = []
     position, size = size_of(state, view)
-    if state.orphan and size > 0:   # not gone after all: leave it to a monitor that adopts it
+    if state.orphan and size > 0:  # not gone after all: leave it to a monitor that adopts it
         return Decision(replace(state, retired=CloseReason.NO_POSITION))
     ours = own_orders(state, view.orders)
     closed = own_finished(state, view.closed)
@@ -94,16 +107,19 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     events += fill_events
     commands: list[Command] = []
     entry_filled = any(o.cum_exec_qty > 0 for o in closed.get(FIRST_ENTRY, []))
-    if opening(state) and size == 0 and not entry_filled:   # once filled, a flat position is R6's
+    if opening(state) and size == 0 and not entry_filled:  # once filled, a flat position is R6's
         state, open_commands, open_events = open_trade(state, closed, view.snapshot_id)
-        return Decision(replace(state, last_snapshot=view.snapshot_id), tuple(open_commands), tuple(events + open_events))
+        return Decision(
+            replace(state, last_snapshot=view.snapshot_id), tuple(open_commands), tuple(events + open_events)
+        )
 
     # R6, R11: the position is gone, or it is no longer the position this monitor guards.
     flipped = position is not None and str(position.side) != state.plan.side
     if size == 0 or flipped or state.closing:
         state, close_commands, close_events = close_out(state, view, ours, closed, size, flipped, fresh, now_ms)
-        return Decision(replace(state, last_snapshot=view.snapshot_id), tuple(close_commands),
-                        tuple(events + close_events))
+        return Decision(
+            replace(state, last_snapshot=view.snapshot_id), tuple(close_commands), tuple(events + close_events)
+        )
     state = replace(state, gone_snapshots=())
     instrument = view.instrument
     if instrument is None:
@@ -114,11 +130,17 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
         state = replace(state, last_change_ms=now_ms)
     if not state.tp1_done and size > state.ladder_size:
         state = replace(state, ladder_size=size)
-    state = replace(state, last_size=size, peak_size=max(state.peak_size, size, state.ladder_size),
-                    avg_price=position.avg_price)
+    state = replace(
+        state, last_size=size, peak_size=max(state.peak_size, size, state.ladder_size), avg_price=position.avg_price
+    )
 
-    entries = [o for key, orders in ours.items() if key.role is Role.ENTRY for o in orders[:1]
-               if o.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) and o.trigger_price is None]
+    entries = [
+        o
+        for key, orders in ours.items()
+        if key.role is Role.ENTRY
+        for o in orders[:1]
+        if o.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) and o.trigger_price is None
+    ]
     state, commands, placing = place_limits(state, view.snapshot_id)
     # R2: TP1 filled (or the trader's close) -> cancel resting entries, stop to breakeven (below),
     # phase PROFIT_TAKING.
@@ -131,13 +153,29 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
         entries = []
     if state.tp1_done:
         if state.phase != Phase.PROFIT_TAKING:
-            events.append(new_event(EventKind.PHASE_CHANGED, f"PHASE {state.monitor}: {state.phase} -> {Phase.PROFIT_TAKING}",
-                                 old=state.phase, new=Phase.PROFIT_TAKING))
+            events.append(
+                new_event(
+                    EventKind.PHASE_CHANGED,
+                    f"PHASE {state.monitor}: {state.phase} -> {Phase.PROFIT_TAKING}",
+                    old=state.phase,
+                    new=Phase.PROFIT_TAKING,
+                )
+            )
             state = replace(state, phase=Phase.PROFIT_TAKING, last_change_ms=now_ms)
-    elif state.phase == Phase.BUILDING and not entries and not placing and \
-            not any(key.role is Role.ENTRY for key in state.pending):
-        events.append(new_event(EventKind.PHASE_CHANGED, f"PHASE {state.monitor}: {Phase.BUILDING} -> {Phase.MONITORING}",
-                             old=Phase.BUILDING, new=Phase.MONITORING))
+    elif (
+        state.phase == Phase.BUILDING
+        and not entries
+        and not placing
+        and not any(key.role is Role.ENTRY for key in state.pending)
+    ):
+        events.append(
+            new_event(
+                EventKind.PHASE_CHANGED,
+                f"PHASE {state.monitor}: {Phase.BUILDING} -> {Phase.MONITORING}",
+                old=Phase.BUILDING,
+                new=Phase.MONITORING,
+            )
+        )
         state = replace(state, phase=Phase.MONITORING, last_change_ms=now_ms)
 
     # Duplicates of one intent (older generations still open): keep the newest.
@@ -156,11 +194,17 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     elif not observing(state, config):
         state, tp_commands = take_profits(state, view, ours, size, instrument)
         commands += tp_commands
-    if state.retarget and not any(c.key is not None and c.key.role in (Role.STOP, Role.TAKE_PROFIT) for c in commands) \
-            and not any(key.role in (Role.STOP, Role.TAKE_PROFIT) for key in state.pending):
-        state = replace(state, retarget=False)   # the orders are where the plan says
-    state = replace(state, last_snapshot=view.snapshot_id,
-                    open_links=frozenset(o.link_id for orders in ours.values() for o in orders))
+    if (
+        state.retarget
+        and not any(c.key is not None and c.key.role in (Role.STOP, Role.TAKE_PROFIT) for c in commands)
+        and not any(key.role in (Role.STOP, Role.TAKE_PROFIT) for key in state.pending)
+    ):
+        state = replace(state, retarget=False)  # the orders are where the plan says
+    state = replace(
+        state,
+        last_snapshot=view.snapshot_id,
+        open_links=frozenset(o.link_id for orders in ours.values() for o in orders),
+    )
     return Decision(state, tuple(commands), tuple(events))
 
 
@@ -175,8 +219,9 @@ def _track_realised(state: MonitorState, row: Position | None) -> tuple[MonitorS
     return replace(state, realised_start=start, realised_seen=cum), delta
 
 
-def _detect_fills(state: MonitorState, closed: dict[Intent, list[Order]], size: Decimal, realised: Decimal | None,
-                  now_ms: int) -> tuple[MonitorState, list[Event]]:
+def _detect_fills(
+    state: MonitorState, closed: dict[Intent, list[Order]], size: Decimal, realised: Decimal | None, now_ms: int
+) -> tuple[MonitorState, list[Event]]:
     """TP levels and entry limits whose order reached Filled (PartiallyFilled is not a hit)."""
     events = []
     for key, orders in sorted(closed.items()):
@@ -189,14 +234,33 @@ def _detect_fills(state: MonitorState, closed: dict[Intent, list[Order]], size: 
         before = max(o.updated_ms for o in fills) < state.created_ms
         if key.role is Role.ENTRY and key.level > 1 and key.level not in state.filled_entries:
             state = replace(state, filled_entries=state.filled_entries | {key.level}, last_change_ms=now_ms)
-            events.append(new_event(EventKind.ENTRY_FILLED, f"ENTRY FILLED {state.monitor}: limit {key.level} "
-                                 f"{qty} at {price}; size now {size}", level_filled=key.level, qty=qty, price=price,
-                                 size=size, before_watch=before))
-        elif key.role is Role.TAKE_PROFIT and key.level not in state.filled_tps and key.level <= len(state.plan.percents):
+            events.append(
+                new_event(
+                    EventKind.ENTRY_FILLED,
+                    f"ENTRY FILLED {state.monitor}: limit {key.level} {qty} at {price}; size now {size}",
+                    level_filled=key.level,
+                    qty=qty,
+                    price=price,
+                    size=size,
+                    before_watch=before,
+                )
+            )
+        elif (
+            key.role is Role.TAKE_PROFIT and key.level not in state.filled_tps and key.level <= len(state.plan.percents)
+        ):
             state = replace(state, filled_tps=state.filled_tps | {key.level}, last_change_ms=now_ms)
-            events.append(new_event(EventKind.TP_FILLED, f"TP{key.level} FILLED {state.monitor}: {qty} at {price}, "
-                                 f"remaining size {size}", level_filled=key.level, qty=qty, price=price, remaining=size,
-                                 realised_pnl=realised, before_watch=before))
+            events.append(
+                new_event(
+                    EventKind.TP_FILLED,
+                    f"TP{key.level} FILLED {state.monitor}: {qty} at {price}, remaining size {size}",
+                    level_filled=key.level,
+                    qty=qty,
+                    price=price,
+                    remaining=size,
+                    realised_pnl=realised,
+                    before_watch=before,
+                )
+            )
             if key.level == 1:
                 state = replace(state, tp1_done=True, tp1_fill_ms=max(o.updated_ms for o in fills))
     return state, events

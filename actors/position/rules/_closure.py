@@ -1,5 +1,4 @@
-"""R6 (position gone, confirmed) and R11 (side flipped): leftovers cancelled, then the monitor retires.
-"""
+"""R6 (position gone, confirmed) and R11 (side flipped): leftovers cancelled, then the monitor retires."""
 
 from __future__ import annotations
 
@@ -31,8 +30,16 @@ from messages.models import (
 )
 
 
-def close_out(state: MonitorState, view: PositionView, ours: dict[str, list[Order]], closed: dict[str, list[Order]],
-           size: Decimal, flipped: bool, fresh: bool, now_ms: int) -> tuple[MonitorState, list[Command], list[Event]]:
+def close_out(
+    state: MonitorState,
+    view: PositionView,
+    ours: dict[str, list[Order]],
+    closed: dict[str, list[Order]],
+    size: Decimal,
+    flipped: bool,
+    fresh: bool,
+    now_ms: int,
+) -> tuple[MonitorState, list[Command], list[Event]]:
     """R6 (position gone, confirmed) and R11 (side flipped): cancel the daemon's leftovers,
     then retire."""
     events: list[Event] = []
@@ -52,14 +59,31 @@ def close_out(state: MonitorState, view: PositionView, ours: dict[str, list[Orde
             closed_at_market = any(o.status == OrderStatus.FILLED for o in closed.get(EMERGENCY_KEY, []))
             if not (stop_hit or last_tp or closed_at_market or view.flat_pushed or len(gone) >= CONFIRMING_SNAPSHOTS):
                 return state, [], []  # wait for a second snapshot; change nothing meanwhile
-            liquidated = any(o.cancel_type in LIQUIDATION_CANCELS for orders in closed.values() for o in orders) or \
-                (view.position is not None and view.position.status in (PositionStatus.LIQ, PositionStatus.ADL))
-            reason = CloseReason.LIQUIDATION if liquidated else CloseReason.STOP_LOSS if stop_hit else \
-                CloseReason.TAKE_PROFITS if last_tp else CloseReason.MANUAL if state.close_requested else \
-                CloseReason.EMERGENCY_CLOSE if EMERGENCY_KEY in state.generations else CloseReason.MANUAL
+            liquidated = any(o.cancel_type in LIQUIDATION_CANCELS for orders in closed.values() for o in orders) or (
+                view.position is not None and view.position.status in (PositionStatus.LIQ, PositionStatus.ADL)
+            )
+            reason = (
+                CloseReason.LIQUIDATION
+                if liquidated
+                else CloseReason.STOP_LOSS
+                if stop_hit
+                else CloseReason.TAKE_PROFITS
+                if last_tp
+                else CloseReason.MANUAL
+                if state.close_requested
+                else CloseReason.EMERGENCY_CLOSE
+                if EMERGENCY_KEY in state.generations
+                else CloseReason.MANUAL
+            )
             if stop_hit:
-                events.append(new_event(EventKind.STOP_HIT, f"STOP HIT {state.monitor}: position closed by its stop",
-                                     level=logging.WARNING, realised_pnl=_realised_total(state)))
+                events.append(
+                    new_event(
+                        EventKind.STOP_HIT,
+                        f"STOP HIT {state.monitor}: position closed by its stop",
+                        level=logging.WARNING,
+                        realised_pnl=_realised_total(state),
+                    )
+                )
         state = replace(state, closing=reason, phase=Phase.CLOSED, last_change_ms=now_ms)
     commands = []
     for orders in ours.values():
@@ -74,9 +98,17 @@ def finish(state: MonitorState, now_ms: int) -> tuple[MonitorState, tuple[Event,
     if state.closing and not state.retired and not state.awaiting:
         line = f"CLOSED {state.monitor}: {state.closing}"
         duration = (now_ms - state.opened_ms) // 1000 if state.opened_ms else None
-        return replace(state, retired=state.closing), (new_event(
-            EventKind.POSITION_CLOSED, line, reason=state.closing, realised_pnl=_realised_total(state),
-            duration_s=duration, tps_hit=len(state.filled_tps), tps=len(state.plan.percents)),)
+        return replace(state, retired=state.closing), (
+            new_event(
+                EventKind.POSITION_CLOSED,
+                line,
+                reason=state.closing,
+                realised_pnl=_realised_total(state),
+                duration_s=duration,
+                tps_hit=len(state.filled_tps),
+                tps=len(state.plan.percents),
+            ),
+        )
     return state, ()
 
 

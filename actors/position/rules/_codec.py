@@ -1,5 +1,4 @@
-"""The persistence form of a monitor's state (orjson-ready dicts, Decimals as strings) and back.
-"""
+"""The persistence form of a monitor's state (orjson-ready dicts, Decimals as strings) and back."""
 
 from __future__ import annotations
 
@@ -31,37 +30,74 @@ def stored(state: MonitorState) -> dict[str, Any]:
 def state_to_dict(state: MonitorState) -> dict[str, Any]:
     plan = state.plan
     return {
-        "monitor": str(state.monitor), "position_id": state.position_id, "phase": state.phase,
+        "monitor": str(state.monitor),
+        "position_id": state.position_id,
+        "phase": state.phase,
         "created_ms": state.created_ms,
-        "plan": {"approach": plan.approach, "side": plan.side, "percents": [str(p) for p in plan.percents],
-                 "tp_prices": [str(p) for p in plan.tp_prices], "stop_price": str(plan.stop_price),
-                 "legs": [str(q) for q in plan.legs], "limits": [str(p) for p in plan.limits]},
+        "plan": {
+            "approach": plan.approach,
+            "side": plan.side,
+            "percents": [str(p) for p in plan.percents],
+            "tp_prices": [str(p) for p in plan.tp_prices],
+            "stop_price": str(plan.stop_price),
+            "legs": [str(q) for q in plan.legs],
+            "limits": [str(p) for p in plan.limits],
+        },
         "generations": {str(k): v for k, v in state.generations.items()},
         "pending": {str(k): _pending_to_dict(p) for k, p in state.pending.items()},
         "cleanup": {k: _pending_to_dict(p) for k, p in state.cleanup.items()},
-        "filled_tps": sorted(state.filled_tps), "filled_entries": sorted(state.filled_entries),
-        "tp1_done": state.tp1_done, "breakeven_done": state.breakeven_done,
-        "ladder_size": str(state.ladder_size), "last_size": str(state.last_size), "peak_size": str(state.peak_size),
-        "avg_price": str(state.avg_price), "open_links": sorted(state.open_links),
-        "gone_snapshots": list(state.gone_snapshots), "last_snapshot": state.last_snapshot,
-        "last_change_ms": state.last_change_ms, "last_check_ms": state.last_check_ms, "urgency": state.urgency,
-        "tp1_fill_ms": state.tp1_fill_ms, "opened_ms": state.opened_ms,
-        "realised_start": _text(state.realised_start), "realised_seen": _text(state.realised_seen),
-        "closing": state.closing, "orphan": state.orphan, "retarget": state.retarget,
-        "close_requested": state.close_requested, "refusal": state.refusal,
+        "filled_tps": sorted(state.filled_tps),
+        "filled_entries": sorted(state.filled_entries),
+        "tp1_done": state.tp1_done,
+        "breakeven_done": state.breakeven_done,
+        "ladder_size": str(state.ladder_size),
+        "last_size": str(state.last_size),
+        "peak_size": str(state.peak_size),
+        "avg_price": str(state.avg_price),
+        "open_links": sorted(state.open_links),
+        "gone_snapshots": list(state.gone_snapshots),
+        "last_snapshot": state.last_snapshot,
+        "last_change_ms": state.last_change_ms,
+        "last_check_ms": state.last_check_ms,
+        "urgency": state.urgency,
+        "tp1_fill_ms": state.tp1_fill_ms,
+        "opened_ms": state.opened_ms,
+        "realised_start": _text(state.realised_start),
+        "realised_seen": _text(state.realised_seen),
+        "closing": state.closing,
+        "orphan": state.orphan,
+        "retarget": state.retarget,
+        "close_requested": state.close_requested,
+        "refusal": state.refusal,
     }
 
 
 def _pending_to_dict(p: Pending) -> dict[str, Any]:
-    return {"action": p.action, "link_id": p.link_id, "qty": _text(p.qty), "trigger_price": _text(p.trigger_price),
-            "sent_snapshot": p.sent_snapshot, "sent_size": str(p.sent_size), "absent": p.absent,
-            "seen_snapshot": p.seen_snapshot, "price": _text(p.price)}
+    return {
+        "action": p.action,
+        "link_id": p.link_id,
+        "qty": _text(p.qty),
+        "trigger_price": _text(p.trigger_price),
+        "sent_snapshot": p.sent_snapshot,
+        "sent_size": str(p.sent_size),
+        "absent": p.absent,
+        "seen_snapshot": p.seen_snapshot,
+        "price": _text(p.price),
+    }
 
 
 def _pending_from_dict(p: dict[str, Any]) -> Pending:
-    return Pending(Action(p["action"]), str(p["link_id"]), _dec(p.get("qty")), _dec(p.get("trigger_price")),
-                   int(p.get("sent_snapshot", 0)), Decimal(str(p.get("sent_size", "0"))), int(p.get("absent", 0)),
-                   int(p.get("seen_snapshot", 0)), _dec(p.get("price")))
+    return Pending(
+        Action(p["action"]),
+        str(p["link_id"]),
+        _dec(p.get("qty")),
+        _dec(p.get("trigger_price")),
+        int(p.get("sent_snapshot", 0)),
+        Decimal(str(p.get("sent_size", "0"))),
+        int(p.get("absent", 0)),
+        int(p.get("seen_snapshot", 0)),
+        _dec(p.get("price")),
+    )
 
 
 def _text(value: Decimal | None) -> str | None:
@@ -87,26 +123,45 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
                 pending[Intent.parse(str(key))] = _pending_from_dict(p)
         closing = data.get("closing")
         return MonitorState(
-            monitor=MonitorId.parse(data["monitor"]), position_id=str(data["position_id"]), phase=Phase(data["phase"]),
+            monitor=MonitorId.parse(data["monitor"]),
+            position_id=str(data["position_id"]),
+            phase=Phase(data["phase"]),
             created_ms=int(data["created_ms"]),
-            plan=Plan(Approach(plan["approach"]), str(plan["side"]), tuple(Decimal(p) for p in plan["percents"]),
-                      tuple(Decimal(p) for p in plan["tp_prices"]), Decimal(plan["stop_price"]),
-                      tuple(Decimal(q) for q in plan.get("legs", ())), tuple(Decimal(p) for p in plan.get("limits", ()))),
+            plan=Plan(
+                Approach(plan["approach"]),
+                str(plan["side"]),
+                tuple(Decimal(p) for p in plan["percents"]),
+                tuple(Decimal(p) for p in plan["tp_prices"]),
+                Decimal(plan["stop_price"]),
+                tuple(Decimal(q) for q in plan.get("legs", ())),
+                tuple(Decimal(p) for p in plan.get("limits", ())),
+            ),
             generations={Intent.parse(str(k)): int(v) for k, v in data.get("generations", {}).items()},
-            pending=pending, cleanup=cleanup,
-            filled_tps=frozenset(int(x) for x in data.get("filled_tps", [])), tp1_done=bool(data.get("tp1_done")),
+            pending=pending,
+            cleanup=cleanup,
+            filled_tps=frozenset(int(x) for x in data.get("filled_tps", [])),
+            tp1_done=bool(data.get("tp1_done")),
             filled_entries=frozenset(int(x) for x in data.get("filled_entries", [])),
-            opened_ms=int(data.get("opened_ms", 0)), realised_start=_dec(data.get("realised_start")),
+            opened_ms=int(data.get("opened_ms", 0)),
+            realised_start=_dec(data.get("realised_start")),
             realised_seen=_dec(data.get("realised_seen")),
-            breakeven_done=bool(data.get("breakeven_done")), ladder_size=Decimal(str(data.get("ladder_size", "0"))),
-            last_size=Decimal(str(data.get("last_size", "0"))), peak_size=Decimal(str(data.get("peak_size", "0"))),
-            avg_price=Decimal(str(data.get("avg_price", "0"))), open_links=frozenset(data.get("open_links", [])),
+            breakeven_done=bool(data.get("breakeven_done")),
+            ladder_size=Decimal(str(data.get("ladder_size", "0"))),
+            last_size=Decimal(str(data.get("last_size", "0"))),
+            peak_size=Decimal(str(data.get("peak_size", "0"))),
+            avg_price=Decimal(str(data.get("avg_price", "0"))),
+            open_links=frozenset(data.get("open_links", [])),
             gone_snapshots=tuple(int(x) for x in data.get("gone_snapshots", [])),
             last_snapshot=int(data.get("last_snapshot", 0)),
-            last_change_ms=int(data.get("last_change_ms", 0)), last_check_ms=int(data.get("last_check_ms", 0)),
+            last_change_ms=int(data.get("last_change_ms", 0)),
+            last_check_ms=int(data.get("last_check_ms", 0)),
             tp1_fill_ms=int(data.get("tp1_fill_ms", 0)),
-            urgency=Urgency(data.get("urgency", "critical")), closing=CloseReason(closing) if closing else None,
-            orphan=bool(data.get("orphan", False)), retarget=bool(data.get("retarget", False)),
-            close_requested=bool(data.get("close_requested", False)), refusal=str(data.get("refusal", "")))
+            urgency=Urgency(data.get("urgency", "critical")),
+            closing=CloseReason(closing) if closing else None,
+            orphan=bool(data.get("orphan", False)),
+            retarget=bool(data.get("retarget", False)),
+            close_requested=bool(data.get("close_requested", False)),
+            refusal=str(data.get("refusal", "")),
+        )
     except (KeyError, TypeError, ArithmeticError) as exc:
         raise ValueError(f"malformed monitor state: {exc!r}") from None

@@ -1,5 +1,4 @@
-"""The daemon's own orders of one position in a view: by intent, finished, the size, clean-up cancels.
-"""
+"""The daemon's own orders of one position in a view: by intent, finished, the size, clean-up cancels."""
 
 from __future__ import annotations
 

@@ -52,20 +52,28 @@ def settle_pending(state: MonitorState, view: PositionView) -> Decision:
         return Decision(state)
     _, size = size_of(state, view)
     fresh = view.snapshot_id != state.last_snapshot
-    state, events = settle_from_snapshot(state, own_orders(state, view.orders), own_finished(state, view.closed), size,
-                                    view.snapshot_id, fresh)
+    state, events = settle_from_snapshot(
+        state, own_orders(state, view.orders), own_finished(state, view.closed), size, view.snapshot_id, fresh
+    )
     return Decision(replace(state, last_snapshot=view.snapshot_id), (), tuple(events))
 
 
-def settle_from_snapshot(state: MonitorState, ours: dict[Intent, list[Order]], closed: dict[Intent, list[Order]],
-                    size: Decimal, snapshot_id: int, fresh: bool) -> tuple[MonitorState, list[Event]]:
+def settle_from_snapshot(
+    state: MonitorState,
+    ours: dict[Intent, list[Order]],
+    closed: dict[Intent, list[Order]],
+    size: Decimal,
+    snapshot_id: int,
+    fresh: bool,
+) -> tuple[MonitorState, list[Event]]:
     """R10: a pending command is done when a snapshot shows its effect, and not done once
     CONFIRMING_SNAPSHOTS fresh snapshots did not show it (then it may be issued again)."""
     events = []
     open_links = {o.link_id: o for orders in ours.values() for o in orders}
     closed_links = {o.link_id for orders in closed.values() for o in orders}
-    waiting = [(key, pending, with_pending) for key, pending in state.pending.items()] + \
-              [(key, pending, with_cleanup) for key, pending in state.cleanup.items()]
+    waiting = [(key, pending, with_pending) for key, pending in state.pending.items()] + [
+        (key, pending, with_cleanup) for key, pending in state.cleanup.items()
+    ]
     for key, pending, update in waiting:
         order = open_links.get(pending.link_id)
         if pending.action is Action.PLACE and key == EMERGENCY_KEY:
@@ -73,37 +81,61 @@ def settle_from_snapshot(state: MonitorState, ours: dict[Intent, list[Order]], c
         elif pending.action is Action.PLACE:
             done = order is not None or pending.link_id in closed_links
         elif pending.action is Action.AMEND:
-            done = order is None or ((pending.qty is None or order.qty == pending.qty) and
-                                     (pending.trigger_price is None or order.trigger_price == pending.trigger_price) and
-                                     (pending.price is None or order.price == pending.price))
+            done = order is None or (
+                (pending.qty is None or order.qty == pending.qty)
+                and (pending.trigger_price is None or order.trigger_price == pending.trigger_price)
+                and (pending.price is None or order.price == pending.price)
+            )
         else:
             done = order is None
         if done:
             state = update(state, key, None)
-            events.append(new_event(EventKind.COMMAND_SETTLED, f"SETTLED {state.monitor} {pending.action} {pending.link_id}: "
-                                 "seen on the exchange", action=pending.action, link_id=pending.link_id, outcome="found"))
+            events.append(
+                new_event(
+                    EventKind.COMMAND_SETTLED,
+                    f"SETTLED {state.monitor} {pending.action} {pending.link_id}: seen on the exchange",
+                    action=pending.action,
+                    link_id=pending.link_id,
+                    outcome="found",
+                )
+            )
             continue
         if fresh and snapshot_id > pending.sent_snapshot and snapshot_id != pending.seen_snapshot:
             pending = replace(pending, absent=pending.absent + 1, seen_snapshot=snapshot_id)
             if pending.absent >= CONFIRMING_SNAPSHOTS:
                 state = update(state, key, None)
-                events.append(new_event(EventKind.COMMAND_SETTLED,
-                                     f"SETTLED {state.monitor} {pending.action} {pending.link_id}: not done; will be issued again",
-                                     level=logging.WARNING, action=pending.action, link_id=pending.link_id, outcome="absent"))
+                events.append(
+                    new_event(
+                        EventKind.COMMAND_SETTLED,
+                        f"SETTLED {state.monitor} {pending.action} {pending.link_id}: not done; will be issued again",
+                        level=logging.WARNING,
+                        action=pending.action,
+                        link_id=pending.link_id,
+                        outcome="absent",
+                    )
+                )
                 continue
             state = update(state, key, pending)
     return state, events
 
 
-def settle(state: MonitorState, command: Command, outcome: Outcome, view: PositionView, now_ms: int,
-           config: RulesConfig) -> Decision:
+def settle(
+    state: MonitorState, command: Command, outcome: Outcome, view: PositionView, now_ms: int, config: RulesConfig
+) -> Decision:
     """One command's outcome. May return follow-up commands: R8 (stop gone: place a new one),
     R9 (trigger already crossed: close at market)."""
-    events = [new_event(EventKind.COMMAND_SETTLED, f"SETTLED {state.monitor} {command.action} {command.link_id}: "
-                     f"{type(outcome).__name__.lower()}{_detail(outcome)}",
-                     level=logging.INFO if isinstance(outcome, Accepted) else logging.WARNING,
-                     action=command.action, link_id=command.link_id, outcome=type(outcome).__name__,
-                     detail=_detail(outcome).strip(": "))]
+    events = [
+        new_event(
+            EventKind.COMMAND_SETTLED,
+            f"SETTLED {state.monitor} {command.action} {command.link_id}: "
+            f"{type(outcome).__name__.lower()}{_detail(outcome)}",
+            level=logging.INFO if isinstance(outcome, Accepted) else logging.WARNING,
+            action=command.action,
+            link_id=command.link_id,
+            outcome=type(outcome).__name__,
+            detail=_detail(outcome).strip(": "),
+        )
+    ]
     if isinstance(outcome, Unresolved):
         return Decision(state, (), tuple(events))  # R10: stays pending; settled from snapshots
     if isinstance(outcome, Accepted):
@@ -113,9 +145,16 @@ def settle(state: MonitorState, command: Command, outcome: Outcome, view: Positi
         if command.key == STOP_KEY and command.trigger_price is not None and state.tp1_done:
             state = replace(state, breakeven_done=True, last_change_ms=now_ms)
             reaction = now_ms - state.tp1_fill_ms if state.tp1_fill_ms else None
-            events.append(new_event(EventKind.BREAKEVEN, f"BREAKEVEN {state.monitor}: stop {command.link_id} at "
-                                 f"{command.trigger_price}" + (f" ({reaction} ms after the TP1 fill)" if reaction else ""),
-                                 trigger=command.trigger_price, qty=command.qty, reaction_ms=reaction))
+            events.append(
+                new_event(
+                    EventKind.BREAKEVEN,
+                    f"BREAKEVEN {state.monitor}: stop {command.link_id} at "
+                    f"{command.trigger_price}" + (f" ({reaction} ms after the TP1 fill)" if reaction else ""),
+                    trigger=command.trigger_price,
+                    qty=command.qty,
+                    reaction_ms=reaction,
+                )
+            )
         if command.key == EMERGENCY_KEY:
             state = replace(state, last_change_ms=now_ms)
         return Decision(state, (), tuple(events))
@@ -128,26 +167,60 @@ def settle(state: MonitorState, command: Command, outcome: Outcome, view: Positi
     position, size = size_of(state, view)
     if command.key == FIRST_ENTRY and opening(state) and size == 0:
         state = refused(state, f"{code} {outcome.message}")
-        events.append(new_event(EventKind.ENTRY_REFUSED, f"ENTRY REFUSED {state.monitor}: {command.link_id}: {code} "
-                             f"{outcome.message}; nothing was opened", level=logging.WARNING, code=code))
+        events.append(
+            new_event(
+                EventKind.ENTRY_REFUSED,
+                f"ENTRY REFUSED {state.monitor}: {command.link_id}: {code} {outcome.message}; nothing was opened",
+                level=logging.WARNING,
+                code=code,
+            )
+        )
         return Decision(state, (), tuple(events))
-    if command.key == STOP_KEY and reason is Meaning.TRIGGER_CROSSED and size > 0:          # R9
+    if command.key == STOP_KEY and reason is Meaning.TRIGGER_CROSSED and size > 0:  # R9
         state, link_id = next_link(state, EMERGENCY_KEY)
         state = with_pending(state, EMERGENCY_KEY, Pending(Action.PLACE, link_id, size, None, view.snapshot_id, size))
-        events.append(new_event(EventKind.EMERGENCY_CLOSE, f"EMERGENCY CLOSE {state.monitor}: stop trigger already crossed "
-                             f"({code}); closing {size} at market with {link_id}", level=logging.WARNING,
-                             link_id=link_id, qty=size))
-        return Decision(state, (Command(Action.PLACE, EMERGENCY_KEY, link_id, Priority.PROTECT,
-                                        side=closing_side(state.plan.side), order_type="Market", qty=size,
-                                        reduce_only=True, close_on_trigger=True),), tuple(events))
-    if command.key == STOP_KEY and command.action is Action.AMEND and reason is Meaning.GONE and size > 0:   # R8
+        events.append(
+            new_event(
+                EventKind.EMERGENCY_CLOSE,
+                f"EMERGENCY CLOSE {state.monitor}: stop trigger already crossed "
+                f"({code}); closing {size} at market with {link_id}",
+                level=logging.WARNING,
+                link_id=link_id,
+                qty=size,
+            )
+        )
+        return Decision(
+            state,
+            (
+                Command(
+                    Action.PLACE,
+                    EMERGENCY_KEY,
+                    link_id,
+                    Priority.PROTECT,
+                    side=closing_side(state.plan.side),
+                    order_type="Market",
+                    qty=size,
+                    reduce_only=True,
+                    close_on_trigger=True,
+                ),
+            ),
+            tuple(events),
+        )
+    if command.key == STOP_KEY and command.action is Action.AMEND and reason is Meaning.GONE and size > 0:  # R8
         state, link_id = next_link(state, STOP_KEY)
         qty = command.qty or (view.instrument.round_qty(size) if view.instrument else size)
         old = next((o for o in view.orders if o.link_id == command.link_id), None)
         trigger = command.trigger_price or (old.trigger_price if old and old.trigger_price else state.plan.stop_price)
         state = with_pending(state, STOP_KEY, Pending(Action.PLACE, link_id, qty, trigger, view.snapshot_id, size))
-        events.append(new_event(EventKind.STOP_RESTORED, f"STOP RESTORED {state.monitor}: {command.link_id} is gone ({code}); "
-                             f"placing {link_id} at {trigger} for {qty}", level=logging.WARNING, link_id=link_id))
+        events.append(
+            new_event(
+                EventKind.STOP_RESTORED,
+                f"STOP RESTORED {state.monitor}: {command.link_id} is gone ({code}); "
+                f"placing {link_id} at {trigger} for {qty}",
+                level=logging.WARNING,
+                link_id=link_id,
+            )
+        )
         return Decision(state, (stop_place(state, link_id, qty, trigger),), tuple(events))
     return Decision(state, (), tuple(events))
 

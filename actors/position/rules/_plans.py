@@ -51,26 +51,32 @@ def planned(monitor: MonitorId, position_id: str, plan: Plan, now_ms: int) -> Mo
     return MonitorState(monitor, position_id, plan, Phase.BUILDING, now_ms, last_change_ms=now_ms)
 
 
-def retarget(state: MonitorState, tp_prices: tuple[Decimal, ...], stop_price: Decimal, now_ms: int,
-             config: RulesConfig) -> tuple[MonitorState, Event]:
+def retarget(
+    state: MonitorState, tp_prices: tuple[Decimal, ...], stop_price: Decimal, now_ms: int, config: RulesConfig
+) -> tuple[MonitorState, Event]:
     """The trader's new targets for a guarded position: its monitor amends its own stop and
     take-profits to them (never cancelling the stop), places what is missing and cancels the
     take-profits beyond the new ladder."""
     plan = state.plan
     approach = Approach.PLANNED if plan.approach is Approach.ADOPTED else plan.approach
-    plan = replace(plan, approach=approach, percents=ladder_for(len(tp_prices), config), tp_prices=tp_prices,
-                   stop_price=stop_price)
-    line = (f"PLAN {state.monitor}: take-profits {', '.join(map(str, tp_prices))}, stop {stop_price} "
-            f"(was {', '.join(map(str, state.plan.tp_prices))}, stop {state.plan.stop_price})")
+    plan = replace(
+        plan, approach=approach, percents=ladder_for(len(tp_prices), config), tp_prices=tp_prices, stop_price=stop_price
+    )
+    line = (
+        f"PLAN {state.monitor}: take-profits {', '.join(map(str, tp_prices))}, stop {stop_price} "
+        f"(was {', '.join(map(str, state.plan.tp_prices))}, stop {state.plan.stop_price})"
+    )
     return replace(state, plan=plan, retarget=True, last_change_ms=now_ms), new_event(
-        EventKind.PLAN_CHANGED, line, tp_prices=[str(p) for p in tp_prices], stop=str(stop_price))
+        EventKind.PLAN_CHANGED, line, tp_prices=[str(p) for p in tp_prices], stop=str(stop_price)
+    )
 
 
 def request_close(state: MonitorState, now_ms: int) -> tuple[MonitorState, Event]:
     """The trader's close: resting entries cancelled, the rest closed at market (reduce-only),
     then clean-up as R6 with reason manual. The stop stays until the position is gone."""
     return replace(state, close_requested=True, last_change_ms=now_ms), new_event(
-        EventKind.CLOSE_REQUESTED, f"CLOSE REQUESTED {state.monitor}: closing {state.last_size} at market")
+        EventKind.CLOSE_REQUESTED, f"CLOSE REQUESTED {state.monitor}: closing {state.last_size} at market"
+    )
 
 
 def opening(state: MonitorState) -> bool:
@@ -78,8 +84,9 @@ def opening(state: MonitorState) -> bool:
     return bool(state.plan.legs) and state.peak_size == 0 and not state.closing
 
 
-def open_trade(state: MonitorState, closed: dict[Intent, list[Order]],
-          snapshot_id: int) -> tuple[MonitorState, list[Command], list[Event]]:
+def open_trade(
+    state: MonitorState, closed: dict[Intent, list[Order]], snapshot_id: int
+) -> tuple[MonitorState, list[Command], list[Event]]:
     """Leg 1 at market; the limits, the stop and the take-profits follow once the position is
     seen (a reduce-only order needs a position). Until then nothing else is decided."""
     if state.close_requested and FIRST_ENTRY not in state.pending:
@@ -90,14 +97,32 @@ def open_trade(state: MonitorState, closed: dict[Intent, list[Order]],
         qty = state.plan.legs[0]
         state, link_id = next_link(state, FIRST_ENTRY)
         state = with_pending(state, FIRST_ENTRY, Pending(Action.PLACE, link_id, qty, None, snapshot_id))
-        event = new_event(EventKind.ENTRY_SENT, f"ENTRY {state.monitor}: {link_id} {state.plan.side} {qty} at market "
-                       f"({state.plan.approach})", link_id=link_id, qty=qty)
-        return state, [Command(Action.PLACE, FIRST_ENTRY, link_id, Priority.PROTECT, side=state.plan.side,
-                               order_type="Market", qty=qty, reduce_only=False)], [event]
+        event = new_event(
+            EventKind.ENTRY_SENT,
+            f"ENTRY {state.monitor}: {link_id} {state.plan.side} {qty} at market ({state.plan.approach})",
+            link_id=link_id,
+            qty=qty,
+        )
+        return (
+            state,
+            [
+                Command(
+                    Action.PLACE,
+                    FIRST_ENTRY,
+                    link_id,
+                    Priority.PROTECT,
+                    side=state.plan.side,
+                    order_type="Market",
+                    qty=qty,
+                    reduce_only=False,
+                )
+            ],
+            [event],
+        )
     done = closed.get(FIRST_ENTRY, [])
-    if done:    # finished and nothing filled: cancelled by the exchange
+    if done:  # finished and nothing filled: cancelled by the exchange
         return refused(state, f"{done[0].status} {done[0].cancel_type or ''}".strip()), [], []
-    return state, [], []   # not seen finished yet: its fill and the position row are due
+    return state, [], []  # not seen finished yet: its fill and the position row are due
 
 
 def refused(state: MonitorState, why: str) -> MonitorState:
@@ -116,8 +141,19 @@ def place_limits(state: MonitorState, snapshot_id: int) -> tuple[MonitorState, l
             continue
         state, link_id = next_link(state, key)
         state = with_pending(state, key, Pending(Action.PLACE, link_id, qty, None, snapshot_id))
-        commands.append(Command(Action.PLACE, key, link_id, Priority.RESIZE, side=state.plan.side,
-                                order_type="Limit", qty=qty, price=price, reduce_only=False))
+        commands.append(
+            Command(
+                Action.PLACE,
+                key,
+                link_id,
+                Priority.RESIZE,
+                side=state.plan.side,
+                order_type="Limit",
+                qty=qty,
+                price=price,
+                reduce_only=False,
+            )
+        )
         placing += qty
     return state, commands, placing
 
@@ -128,5 +164,16 @@ def close_at_market(state: MonitorState, size: Decimal, snapshot_id: int) -> tup
         return state, []
     state, link_id = next_link(state, EMERGENCY_KEY)
     state = with_pending(state, EMERGENCY_KEY, Pending(Action.PLACE, link_id, size, None, snapshot_id, size))
-    return state, [Command(Action.PLACE, EMERGENCY_KEY, link_id, Priority.PROTECT, side=closing_side(state.plan.side),
-                           order_type="Market", qty=size, reduce_only=True, close_on_trigger=True)]
+    return state, [
+        Command(
+            Action.PLACE,
+            EMERGENCY_KEY,
+            link_id,
+            Priority.PROTECT,
+            side=closing_side(state.plan.side),
+            order_type="Market",
+            qty=size,
+            reduce_only=True,
+            close_on_trigger=True,
+        )
+    ]

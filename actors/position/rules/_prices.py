@@ -1,5 +1,4 @@
-"""Prices by side: closing side, stop direction, which of two stops protects more, breakeven.
-"""
+"""Prices by side: closing side, stop direction, which of two stops protects more, breakeven."""
 
 from __future__ import annotations
 

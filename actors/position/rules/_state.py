@@ -24,10 +24,10 @@ from messages.models import (
 
 
 class Phase(StrEnum):
-    BUILDING = "BUILDING"               # entry limits resting
-    MONITORING = "MONITORING"           # no entry limit resting
-    PROFIT_TAKING = "PROFIT_TAKING"     # TP1 filled
-    CLOSED = "CLOSED"                   # position gone; leftovers being cancelled
+    BUILDING = "BUILDING"  # entry limits resting
+    MONITORING = "MONITORING"  # no entry limit resting
+    PROFIT_TAKING = "PROFIT_TAKING"  # TP1 filled
+    CLOSED = "CLOSED"  # position gone; leftovers being cancelled
 
 
 class Action(StrEnum):
@@ -42,13 +42,14 @@ class CloseReason(StrEnum):
     MANUAL = "manual"
     LIQUIDATION = "liquidation"
     EMERGENCY_CLOSE = "emergency_close"
-    FLIPPED = "flipped"                 # R11: the side changed; the new position is adopted anew
-    NO_POSITION = "no_position"         # nothing to guard was found (never created)
-    ENTRY_REFUSED = "entry_refused"     # the exchange refused a planned trade's first entry: nothing opened
+    FLIPPED = "flipped"  # R11: the side changed; the new position is adopted anew
+    NO_POSITION = "no_position"  # nothing to guard was found (never created)
+    ENTRY_REFUSED = "entry_refused"  # the exchange refused a planned trade's first entry: nothing opened
 
 
 class EventKind(StrEnum):
     """Journal event kinds (critical unless noted) and the log lines they go with."""
+
     MONITOR_CREATED = "monitor_created"
     MONITOR_RETIRED = "monitor_retired"
     ENTRY_FILLED = "entry_filled"
@@ -61,14 +62,14 @@ class EventKind(StrEnum):
     PHASE_CHANGED = "phase_changed"
     EMERGENCY_CLOSE = "emergency_close"
     POSITION_CLOSED = "position_closed"
-    UNPROTECTED = "unprotected"                  # critical when it lasts (alerted), else logged every check
+    UNPROTECTED = "unprotected"  # critical when it lasts (alerted), else logged every check
     TRADE_PLANNED = "trade_planned"
     ENTRY_SENT = "entry_sent"
     ENTRY_REFUSED = "entry_refused"
     CLOSE_REQUESTED = "close_requested"
     PLAN_CHANGED = "plan_changed"
-    UNKNOWN_STATUS = "unknown_status"            # not critical
-    FOLLOW_UP_DEFERRED = "follow_up_deferred"    # not critical
+    UNKNOWN_STATUS = "unknown_status"  # not critical
+    FOLLOW_UP_DEFERRED = "follow_up_deferred"  # not critical
 
 
 STOP_KEY, EMERGENCY_KEY = Intent(Role.STOP, 0), Intent(Role.EMERGENCY_CLOSE, 0)
@@ -77,7 +78,7 @@ STOP_KEY, EMERGENCY_KEY = Intent(Role.STOP, 0), Intent(Role.EMERGENCY_CLOSE, 0)
 FIRST_ENTRY = Intent(Role.ENTRY, 1)
 
 
-CONFIRMING_SNAPSHOTS = 2          # R6 and R10: fresh snapshots needed to believe an absence
+CONFIRMING_SNAPSHOTS = 2  # R6 and R10: fresh snapshots needed to believe an absence
 
 
 RECENT_CHANGE_MS = 60_000
@@ -99,22 +100,28 @@ class RulesConfig:
 
     @classmethod
     def from_settings(cls, settings: Any) -> "RulesConfig":
-        return cls(settings.tp_ladder_percents, settings.default_tp_distance_percents,
-                   settings.default_stop_distance_percent, settings.breakeven_offset, settings.adoption_policy)
+        return cls(
+            settings.tp_ladder_percents,
+            settings.default_tp_distance_percents,
+            settings.default_stop_distance_percent,
+            settings.breakeven_offset,
+            settings.adoption_policy,
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Pending:
     """A command whose outcome is not known yet (R10), or not yet confirmed by a snapshot."""
+
     action: Action
     link_id: str
     qty: Decimal | None = None
     trigger_price: Decimal | None = None
     sent_snapshot: int = 0
     sent_size: Decimal = Decimal(0)
-    absent: int = 0                     # fresh snapshots since sending that did not show it done
+    absent: int = 0  # fresh snapshots since sending that did not show it done
     seen_snapshot: int = 0
-    price: Decimal | None = None        # an amend's new limit price
+    price: Decimal | None = None  # an amend's new limit price
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +131,12 @@ class MonitorState:
     plan: Plan
     phase: Phase
     created_ms: int
-    generations: dict[Intent, int] = field(default_factory=dict)   # latest generation reserved
-    pending: dict[Intent, Pending] = field(default_factory=dict)   # one command per intent at a time
-    cleanup: dict[str, Pending] = field(default_factory=dict)      # cancellations of duplicates and
-                                                                   # leftovers, by orderLinkId
+    generations: dict[Intent, int] = field(default_factory=dict)  # latest generation reserved
+    pending: dict[Intent, Pending] = field(default_factory=dict)  # one command per intent at a time
+    cleanup: dict[str, Pending] = field(default_factory=dict)  # cancellations of duplicates and
+    # leftovers, by orderLinkId
     filled_tps: frozenset[int] = frozenset()
-    filled_entries: frozenset[int] = frozenset()    # entry limit levels seen Filled
+    filled_entries: frozenset[int] = frozenset()  # entry limit levels seen Filled
     tp1_done: bool = False
     breakeven_done: bool = False
     ladder_size: Decimal = Decimal(0)
@@ -141,17 +148,17 @@ class MonitorState:
     last_snapshot: int = 0
     last_change_ms: int = 0
     last_check_ms: int = 0
-    tp1_fill_ms: int = 0                # the exchange's time of the TP1 fill (for reaction times)
-    opened_ms: int = 0                  # the exchange's creation time of the position
-    realised_start: Decimal | None = None   # the position row's cumRealisedPnl when first seen
-    realised_seen: Decimal | None = None    # ... and when last seen (the difference: this position's)
+    tp1_fill_ms: int = 0  # the exchange's time of the TP1 fill (for reaction times)
+    opened_ms: int = 0  # the exchange's creation time of the position
+    realised_start: Decimal | None = None  # the position row's cumRealisedPnl when first seen
+    realised_seen: Decimal | None = None  # ... and when last seen (the difference: this position's)
     urgency: Urgency = Urgency.CRITICAL
     closing: CloseReason | None = None  # closure reason while leftovers are cancelled
     retired: CloseReason | None = None  # closure reason once done
-    orphan: bool = False                # built from orders that outlived their position (no plan)
-    retarget: bool = False              # the trader changed the plan's prices: move the stop and TPs to them
-    close_requested: bool = False       # the trader asked to close at market
-    refusal: str = ""                   # why the exchange refused the first entry (for the trader)
+    orphan: bool = False  # built from orders that outlived their position (no plan)
+    retarget: bool = False  # the trader changed the plan's prices: move the stop and TPs to them
+    close_requested: bool = False  # the trader asked to close at market
+    refusal: str = ""  # why the exchange refused the first entry (for the trader)
 
     def link(self, intent: Intent, generation: int | None = None) -> str:
         gen = self.generations.get(intent, 0) if generation is None else generation
@@ -166,7 +173,7 @@ class MonitorState:
 @dataclass(frozen=True, slots=True)
 class Command:
     action: Action
-    key: Intent | None                  # the intent; None for a cleanup cancellation (by link_id)
+    key: Intent | None  # the intent; None for a cleanup cancellation (by link_id)
     link_id: str
     priority: Priority
     side: str = ""
@@ -182,7 +189,7 @@ class Command:
 @dataclass(frozen=True, slots=True)
 class Event:
     kind: EventKind
-    line: str                           # the operational log line (stable prefix)
+    line: str  # the operational log line (stable prefix)
     critical: bool = True
     level: int = logging.INFO
     payload: dict[str, Any] = field(default_factory=dict)

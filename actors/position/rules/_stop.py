@@ -40,8 +40,15 @@ from messages.models import (
 )
 
 
-def protect(state: MonitorState, view: PositionView, ours: dict[str, list[Order]], size: Decimal,
-             resting: Decimal, instrument: Instrument, config: RulesConfig) -> tuple[MonitorState, list[Command], list[Event]]:
+def protect(
+    state: MonitorState,
+    view: PositionView,
+    ours: dict[str, list[Order]],
+    size: Decimal,
+    resting: Decimal,
+    instrument: Instrument,
+    config: RulesConfig,
+) -> tuple[MonitorState, list[Command], list[Event]]:
     """R1, R3, R4, R5: the stop covers size + resting entries; R2: at breakeven after TP1;
     R7: restored when missing; R8: changed by one amend, never cancelled first."""
     side = state.plan.side
@@ -56,25 +63,48 @@ def protect(state: MonitorState, view: PositionView, ours: dict[str, list[Order]
         if _externally_protected(state, view, size):
             return state, [], []
         if observing(state, config):
-            return state, [], [new_event(EventKind.UNPROTECTED, f"UNPROTECTED {state.monitor}: no stop on an open position of {size} "
-                                      "(adoption policy observe)", level=logging.WARNING, critical=False, size=size)]
+            return (
+                state,
+                [],
+                [
+                    new_event(
+                        EventKind.UNPROTECTED,
+                        f"UNPROTECTED {state.monitor}: no stop on an open position of {size} (adoption policy observe)",
+                        level=logging.WARNING,
+                        critical=False,
+                        size=size,
+                    )
+                ],
+            )
         trigger = be if be is not None else state.plan.stop_price
         restored = STOP_KEY in state.generations
         state, link_id = next_link(state, STOP_KEY)
-        state = with_pending(state, STOP_KEY, Pending(Action.PLACE, link_id, desired_qty, trigger, view.snapshot_id, size))
-        line = (f"STOP RESTORED {state.monitor}: no live stop; placing {link_id} at {trigger} for {desired_qty}"
-                if restored else f"STOP PLACED {state.monitor}: {link_id} at {trigger} for {desired_qty}")
-        event = new_event(EventKind.STOP_RESTORED if restored else EventKind.STOP_PLACED, line, level=logging.WARNING if restored else logging.INFO,
-                       link_id=link_id, trigger=trigger, qty=desired_qty)
+        state = with_pending(
+            state, STOP_KEY, Pending(Action.PLACE, link_id, desired_qty, trigger, view.snapshot_id, size)
+        )
+        line = (
+            f"STOP RESTORED {state.monitor}: no live stop; placing {link_id} at {trigger} for {desired_qty}"
+            if restored
+            else f"STOP PLACED {state.monitor}: {link_id} at {trigger} for {desired_qty}"
+        )
+        event = new_event(
+            EventKind.STOP_RESTORED if restored else EventKind.STOP_PLACED,
+            line,
+            level=logging.WARNING if restored else logging.INFO,
+            link_id=link_id,
+            trigger=trigger,
+            qty=desired_qty,
+        )
         return state, [stop_place(state, link_id, desired_qty, trigger)], [event]
     trigger = None
-    if be is not None and (not state.breakeven_done or stop.trigger_price is None
-                           or more_protective(side, be, stop.trigger_price)):
+    if be is not None and (
+        not state.breakeven_done or stop.trigger_price is None or more_protective(side, be, stop.trigger_price)
+    ):
         if stop.trigger_price is None or more_protective(side, be, stop.trigger_price):
             trigger = be
         else:
             state = replace(state, breakeven_done=True)  # already at or beyond breakeven
-    if state.retarget:   # the trader's stop; after TP1 never less protective than breakeven
+    if state.retarget:  # the trader's stop; after TP1 never less protective than breakeven
         wanted = state.plan.stop_price if be is None or more_protective(side, state.plan.stop_price, be) else be
         trigger = wanted if stop.trigger_price != wanted else None
     qty = desired_qty if stop.qty != desired_qty else None
@@ -88,8 +118,14 @@ def has_live_stop(state: MonitorState, view: PositionView) -> bool:
     """Does a live stop guard the position: the daemon's own, or a trader's (any untriggered or
     triggered conditional reduce-only order on the closing side)?"""
     closing = closing_side(state.plan.side)
-    return any(o.is_open and o.is_conditional and o.reduce_only and o.side == closing
-               and o.position_idx == state.monitor.position_idx for o in view.orders)
+    return any(
+        o.is_open
+        and o.is_conditional
+        and o.reduce_only
+        and o.side == closing
+        and o.position_idx == state.monitor.position_idx
+        for o in view.orders
+    )
 
 
 def observing(state: MonitorState, config: RulesConfig) -> bool:
@@ -100,11 +136,29 @@ def observing(state: MonitorState, config: RulesConfig) -> bool:
 def _externally_protected(state: MonitorState, view: PositionView, size: Decimal) -> bool:
     """An order the daemon did not place already stops the whole position (adopted positions)."""
     closing = closing_side(state.plan.side)
-    return any(o.link is None and o.is_open and o.is_conditional and o.reduce_only and o.side == closing
-               and o.qty >= size and o.position_idx == state.monitor.position_idx for o in view.orders)
+    return any(
+        o.link is None
+        and o.is_open
+        and o.is_conditional
+        and o.reduce_only
+        and o.side == closing
+        and o.qty >= size
+        and o.position_idx == state.monitor.position_idx
+        for o in view.orders
+    )
 
 
 def stop_place(state: MonitorState, link_id: str, qty: Decimal, trigger: Decimal) -> Command:
-    return Command(Action.PLACE, STOP_KEY, link_id, Priority.PROTECT, side=closing_side(state.plan.side), order_type="Market",
-                   qty=qty, trigger_price=trigger, trigger_direction=stop_direction(state.plan.side),
-                   reduce_only=True, close_on_trigger=True)
+    return Command(
+        Action.PLACE,
+        STOP_KEY,
+        link_id,
+        Priority.PROTECT,
+        side=closing_side(state.plan.side),
+        order_type="Market",
+        qty=qty,
+        trigger_price=trigger,
+        trigger_direction=stop_direction(state.plan.side),
+        reduce_only=True,
+        close_on_trigger=True,
+    )

@@ -1,5 +1,4 @@
-"""The take-profit ladder: R1/R5 quantities from the ladder size, R4 scaled down to the position.
-"""
+"""The take-profit ladder: R1/R5 quantities from the ladder size, R4 scaled down to the position."""
 
 from __future__ import annotations
 
@@ -26,8 +25,9 @@ from messages.models import (
 )
 
 
-def take_profits(state: MonitorState, view: PositionView, ours: dict[str, list[Order]], size: Decimal,
-                  instrument: Instrument) -> tuple[MonitorState, list[Command]]:
+def take_profits(
+    state: MonitorState, view: PositionView, ours: dict[str, list[Order]], size: Decimal, instrument: Instrument
+) -> tuple[MonitorState, list[Command]]:
     """R1/R5: TP quantities = share x the ladder size (the filled size before TP1); R4: scaled
     down so the active reduce-only orders together never exceed the position (no 110017)."""
     if not state.plan.tp_prices:
@@ -44,7 +44,7 @@ def take_profits(state: MonitorState, view: PositionView, ours: dict[str, list[O
         leaves = {level: instrument.round_qty(q * size / total) for level, q in leaves.items()}
         leaves = {level: (q if q >= instrument.min_qty else Decimal(0)) for level, q in leaves.items()}
     shrinking, growing = [], []  # sent in this order: room is freed before it is used
-    for key, beyond in ours.items():   # levels a new plan no longer has
+    for key, beyond in ours.items():  # levels a new plan no longer has
         if key.role is Role.TAKE_PROFIT and key.level > len(state.plan.percents) and key not in state.pending:
             state = with_pending(state, key, Pending(Action.CANCEL, beyond[0].link_id, sent_snapshot=view.snapshot_id))
             shrinking.append(Command(Action.CANCEL, key, beyond[0].link_id, Priority.CLEANUP))
@@ -61,13 +61,27 @@ def take_profits(state: MonitorState, view: PositionView, ours: dict[str, list[O
             elif leaves[level] > 0 and (order.qty != qty or (state.retarget and order.price != prices.get(level))):
                 price = prices.get(level) if state.retarget and order.price != prices.get(level) else None
                 new_qty = qty if order.qty != qty else None
-                state = with_pending(state, key, Pending(Action.AMEND, order.link_id, new_qty, None, view.snapshot_id,
-                                                          size, price=price))
+                state = with_pending(
+                    state, key, Pending(Action.AMEND, order.link_id, new_qty, None, view.snapshot_id, size, price=price)
+                )
                 (shrinking if qty < order.qty else growing).append(
-                    Command(Action.AMEND, key, order.link_id, Priority.RESIZE, qty=new_qty, price=price))
+                    Command(Action.AMEND, key, order.link_id, Priority.RESIZE, qty=new_qty, price=price)
+                )
         elif leaves[level] > 0 and level - 1 < len(state.plan.tp_prices):
             state, link_id = next_link(state, key)
-            state = with_pending(state, key, Pending(Action.PLACE, link_id, leaves[level], None, view.snapshot_id, size))
-            growing.append(Command(Action.PLACE, key, link_id, Priority.RESIZE, side=closing_side(state.plan.side),
-                                   order_type="Limit", qty=leaves[level], price=state.plan.tp_prices[level - 1]))
+            state = with_pending(
+                state, key, Pending(Action.PLACE, link_id, leaves[level], None, view.snapshot_id, size)
+            )
+            growing.append(
+                Command(
+                    Action.PLACE,
+                    key,
+                    link_id,
+                    Priority.RESIZE,
+                    side=closing_side(state.plan.side),
+                    order_type="Limit",
+                    qty=leaves[level],
+                    price=state.plan.tp_prices[level - 1],
+                )
+            )
     return state, shrinking + growing

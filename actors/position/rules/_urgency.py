@@ -1,5 +1,4 @@
-"""Urgency (tpsl-rules.md "Urgency") and the summary `status` shows.
-"""
+"""Urgency (tpsl-rules.md "Urgency") and the summary `status` shows."""
 
 from __future__ import annotations
 
@@ -39,8 +38,14 @@ def classify_urgency(state: MonitorState, view: PositionView | None, now_ms: int
     mark = view.position.mark_price if view is not None and view.position is not None else None
     distances = [abs(mark - p) / mark for p in _triggers(state, view)] if mark else []
     nearest = min(distances) if distances else None
-    if state.awaiting or (state.tp1_done and not state.breakeven_done) or state.closing or state.gone_snapshots \
-            or (nearest is not None and nearest <= Decimal("0.005")) or now_ms - state.last_change_ms < RECENT_CHANGE_MS:
+    if (
+        state.awaiting
+        or (state.tp1_done and not state.breakeven_done)
+        or state.closing
+        or state.gone_snapshots
+        or (nearest is not None and nearest <= Decimal("0.005"))
+        or now_ms - state.last_change_ms < RECENT_CHANGE_MS
+    ):
         return Urgency.CRITICAL
     if state.phase == Phase.PROFIT_TAKING or (nearest is not None and nearest <= Decimal("0.02")):
         return Urgency.ACTIVE
@@ -55,6 +60,13 @@ def summary(state: MonitorState, view: PositionView | None) -> dict[str, Any]:
     """What `main.py status` shows."""
     triggers = _triggers(state, view)
     next_tp = triggers[1] if len(triggers) > 1 else None
-    return {"side": state.plan.side, "phase": state.phase, "size": state.last_size, "avg_price": state.avg_price,
-            "next_tp": next_tp, "stop": triggers[0] if triggers else None, "urgency": state.urgency,
-            "last_check_ms": state.last_check_ms}
+    return {
+        "side": state.plan.side,
+        "phase": state.phase,
+        "size": state.last_size,
+        "avg_price": state.avg_price,
+        "next_tp": next_tp,
+        "stop": triggers[0] if triggers else None,
+        "urgency": state.urgency,
+        "last_check_ms": state.last_check_ms,
+    }
