@@ -17,6 +17,7 @@ import re
 import sys
 import threading
 import time
+from typing import Any
 from pathlib import Path
 
 import orjson
@@ -183,51 +184,17 @@ def run(settings: Settings, args: argparse.Namespace, channels: list) -> int:
         return 2
     names = [a.name for a in settings.accounts()] if settings.live else ["main", "mirror"]
     metrics = Metrics(SystemClock(), names, float(settings.stale_limit_seconds))
-    server = None
-    if settings.metrics_bind is not None:
-        try:
-            server = OpsServer(settings.metrics_bind, metrics)
-        except OSError as exc:
-            print(
-                f"invalid setting: METRICS_ADDRESS: cannot listen on {settings.metrics_address} "
-                f"({exc.strerror or exc})",
-                file=sys.stderr,
-            )
-            return 2
+    try:
+        server = OpsServer(settings.metrics_bind, metrics) if settings.metrics_bind is not None else None
+    except OSError as exc:
+        print(
+            f"invalid setting: METRICS_ADDRESS: cannot listen on {settings.metrics_address} ({exc.strerror or exc})",
+            file=sys.stderr,
+        )
+        return 2
     stop = threading.Event()
     signals.install(stop.set)
-    sim = None
-    if settings.live:
-        accounts = {a.name: (a.api_key.reveal(), a.api_secret.reveal()) for a in settings.accounts()}
-        base_url = settings.base_url
-        streams = settings.stream_urls(base_url)
-        log.info(
-            "Running against %s (%s)%s",
-            base_url,
-            ", ".join(accounts),
-            f", streams {streams[0]} and {streams[1] or '(no public stream)'}" if streams else ", REST polling only",
-        )
-        if settings.bybit_streams and streams is None:
-            log.warning("Streams are off: BYBIT_BASE_URL is not a Bybit host and BYBIT_WS_PRIVATE_URL is not set")
-    else:
-        from simulator import Simulator
-
-        sim = Simulator(seed=args.seed, symbols=max(64, args.positions + 8), latency_ms=args.latency_ms)
-        sim.load_demo_book(args.positions)
-        sim.start(step_interval=0.25, oracle_interval=0.2)
-        accounts = {name: (c.api_key, c.api_secret) for name, c in sim.credentials.items()}
-        base_url = sim.url
-        streams = (sim.ws_private, sim.ws_public) if settings.bybit_streams else None
-        log.info(
-            "Running against the embedded Bybit simulator at %s (%s): %d demo positions per account "
-            "(main, mirror), seed %d, state in %s%s",
-            sim.url,
-            "pushes on its streams" if streams else "REST polling only",
-            args.positions,
-            args.seed,
-            settings.state_path,
-            " (recreated at every start)" if settings.state_path == DEMO_STATE_PATH else "",
-        )
+    accounts, base_url, streams, sim = _exchange(settings, args)
     try:
         system = System(
             settings,
@@ -250,10 +217,7 @@ def run(settings: Settings, args: argparse.Namespace, channels: list) -> int:
     figures: dict = {}
     try:
         if system.start(stop):
-            deadline = time.monotonic() + args.duration if args.duration else None
-            while not stop.wait(_remaining(deadline)):
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
+            _wait_for_stop(stop, args.duration)
             figures = system.collect()
     except StateError as exc:
         print(f"state database: {exc}", file=sys.stderr)
@@ -274,6 +238,49 @@ def run(settings: Settings, args: argparse.Namespace, channels: list) -> int:
             )
         log.info("Stopped cleanly" if code == 0 else "Stopped")
     return code
+
+
+def _exchange(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, tuple[str, str]], str, Any, Any]:
+    """The accounts' credentials, the REST base URL and the stream URLs: Bybit's with keys, else
+    those of the embedded simulator, started here with its demo book (returned to be stopped)."""
+    if settings.live:
+        accounts = {a.name: (a.api_key.reveal(), a.api_secret.reveal()) for a in settings.accounts()}
+        base_url = settings.base_url
+        streams = settings.stream_urls(base_url)
+        log.info(
+            "Running against %s (%s)%s",
+            base_url,
+            ", ".join(accounts),
+            f", streams {streams[0]} and {streams[1] or '(no public stream)'}" if streams else ", REST polling only",
+        )
+        if settings.bybit_streams and streams is None:
+            log.warning("Streams are off: BYBIT_BASE_URL is not a Bybit host and BYBIT_WS_PRIVATE_URL is not set")
+        return accounts, base_url, streams, None
+    from simulator import Simulator
+
+    sim = Simulator(seed=args.seed, symbols=max(64, args.positions + 8), latency_ms=args.latency_ms)
+    sim.load_demo_book(args.positions)
+    sim.start(step_interval=0.25, oracle_interval=0.2)
+    sim_streams = (sim.ws_private, sim.ws_public) if settings.bybit_streams else None
+    log.info(
+        "Running against the embedded Bybit simulator at %s (%s): %d demo positions per account "
+        "(main, mirror), seed %d, state in %s%s",
+        sim.url,
+        "pushes on its streams" if sim_streams else "REST polling only",
+        args.positions,
+        args.seed,
+        settings.state_path,
+        " (recreated at every start)" if settings.state_path == DEMO_STATE_PATH else "",
+    )
+    return {name: (c.api_key, c.api_secret) for name, c in sim.credentials.items()}, sim.url, sim_streams, sim
+
+
+def _wait_for_stop(stop: threading.Event, duration: float | None) -> None:
+    """Until a signal (or --duration): the main thread only waits, so signals are handled at once."""
+    deadline = time.monotonic() + duration if duration else None
+    while not stop.wait(_remaining(deadline)):
+        if deadline is not None and time.monotonic() >= deadline:
+            return
 
 
 def _remaining(deadline: float | None) -> float:

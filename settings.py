@@ -11,10 +11,10 @@ import dataclasses
 import os
 import re
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Callable, Mapping
 
 MAINNET_URL = "https://api.bybit.com"
 TESTNET_URL = "https://api-testnet.bybit.com"
@@ -284,7 +284,7 @@ class Settings:
         host, _, port = self.metrics_address.rpartition(":")
         return host.strip("[]"), int(port)
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
 
 

@@ -4,7 +4,8 @@ Persistence, and telling upward during shutdown. Importing this pulls in no exch
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pykka
 

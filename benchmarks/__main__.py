@@ -25,10 +25,10 @@ from pathlib import Path
 
 import orjson
 
-from settings import PARSERS
-from runtime.stats import percentile
-from simulator import Simulator
 from messages.endpoints import Api
+from runtime.stats import percentile
+from settings import PARSERS
+from simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITES = (
@@ -104,7 +104,7 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
     result = orjson.loads(out.read_bytes())
     minutes = duration / 60
     by_endpoint: dict[str, float] = {}
-    for account, endpoints in stats["requests"].items():
+    for endpoints in stats["requests"].values():
         for endpoint, n in endpoints.items():
             by_endpoint[endpoint] = by_endpoint.get(endpoint, 0) + n / minutes
     steady_writes = sum(
@@ -188,7 +188,8 @@ def print_table(rows: list[dict]) -> None:
             f"{_fmt(r['hit_rate'], '.1%'):>8} {_fmt(r['reaction_p50'], '.0f'):>9} {_fmt(r['reaction_p95'], '.0f'):>9} "
             f"{_fmt(r['reaction_max'], '.0f'):>9} {_fmt(r['cpu_s_per_min']):>9} {_fmt(r['peak_rss_mb'], '.0f'):>7} "
             f"{_fmt(r['persistence_writes_per_hour'], '.0f'):>8} {_fmt(r.get('late_checks'), 'd'):>5} "
-            f"{_fmt(r['steady_calls_per_min'], '.1f'):>10} {_fmt(floor(r), '.1f'):>9} {_fmt(r.get('first_snapshots_s'), '.1f'):>8}",
+            f"{_fmt(r['steady_calls_per_min'], '.1f'):>10} {_fmt(floor(r), '.1f'):>9} "
+            f"{_fmt(r.get('first_snapshots_s'), '.1f'):>8}",
             flush=True,
         )
 

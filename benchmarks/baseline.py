@@ -97,9 +97,9 @@ class Baseline:
                     (
                         o
                         for o in history
-                        if (l := OrderLink.parse(o["orderLinkId"]))
-                        and l.role is Role.TAKE_PROFIT
-                        and l.level == 1
+                        if (link := OrderLink.parse(o["orderLinkId"]))
+                        and link.role is Role.TAKE_PROFIT
+                        and link.level == 1
                         and o["orderStatus"] == "Filled"
                     ),
                     None,
@@ -115,7 +115,7 @@ class Baseline:
                     self.moved.add((account, symbol))
                     if tp1 is not None:
                         self.reactions.append(time.time() * 1000 - int(tp1["updatedTime"]))
-        except Exception:  # noqa: BLE001 - the old bot logged and went on
+        except Exception:
             with self.lock:
                 self.errors += 1
 

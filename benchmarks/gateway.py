@@ -13,8 +13,7 @@ import time
 import pykka
 
 from actors.asks import ask_with_reply
-from actors.exchange import BybitTransport
-from actors.exchange import ExchangeGateway
+from actors.exchange import BybitTransport, ExchangeGateway
 from messages.gateway import GatewayTick, GetAccountSnapshot, GetGatewayStats, GetPositionView
 from runtime.clock import SystemClock
 from runtime.ticker import Every, Ticker

@@ -17,11 +17,12 @@ from messages.models import Instrument, Order, Position
 
 
 class Priority(IntEnum):
-    """Queued writes go out in this order."""
+    """Queued requests go out in this order."""
 
     PROTECT = 0  # place or move a stop, emergency close
-    CLEANUP = 1  # cancellations
-    RESIZE = 2  # take-profit placement and resizing
+    READ = 1  # reads: after protecting a position, before cleaning up
+    CLEANUP = 2  # cancellations
+    RESIZE = 3  # take-profit placement and resizing
 
 
 # --- queries -------------------------------------------------------------------------------
@@ -174,6 +175,14 @@ class CancelAll:
     symbol: str
     priority: Priority = Priority.CLEANUP
     reply: Any = field(kw_only=True)  # required: the future the answer is set on
+
+
+OrderCommand = PlaceOrder | AmendOrder | CancelOrder | CancelAll  # one order command (a Batch holds several)
+
+
+def link_of(command: OrderCommand) -> str | None:
+    """The orderLinkId a command acts on (cancel-all has none)."""
+    return None if isinstance(command, CancelAll) else command.link_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,11 @@ naming the field, so a malformed row is rejected whole instead of half-applied.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 
 class ModelError(ValueError):
@@ -25,7 +26,7 @@ class Side(StrEnum):
     NONE = ""  # a flat position row
 
     @property
-    def opposite(self) -> "Side":
+    def opposite(self) -> Side:
         return {Side.BUY: Side.SELL, Side.SELL: Side.BUY}.get(self, Side.NONE)
 
 
@@ -160,7 +161,7 @@ class Intent:
         return f"{Role(self.role).value}{self.level}"
 
     @staticmethod
-    def parse(text: str) -> "Intent":
+    def parse(text: str) -> Intent:
         match = _INTENT_RE.fullmatch(text)
         if match is None:
             raise ValueError(f"not an intent: {text[:20]!r}")
@@ -196,20 +197,20 @@ class OrderLink:
         assert len(text) <= LINK_MAX_LENGTH  # guaranteed by the field limits above
         return text
 
-    def next_generation(self) -> "OrderLink":
+    def next_generation(self) -> OrderLink:
         return OrderLink(self.position_id, self.role, self.level, self.generation + 1)
 
     @staticmethod
-    def of(position_id: str, intent: "Intent", generation: int) -> "OrderLink":
+    def of(position_id: str, intent: Intent, generation: int) -> OrderLink:
         return OrderLink(position_id, intent.role, intent.level, generation)
 
     @property
-    def intent(self) -> "Intent":
+    def intent(self) -> Intent:
         """What the order is for within its position, the same across generations."""
         return Intent(self.role, self.level)
 
     @staticmethod
-    def parse(text: str | None) -> "OrderLink | None":
+    def parse(text: str | None) -> OrderLink | None:
         """The link of one of the daemon's orders, or None for an external order. By parsing the
         whole id, never by substring: `BOT_TPSL_...` or `my-tg-...` are external."""
         match = _LINK_RE.fullmatch(text or "")
@@ -236,7 +237,7 @@ class Instrument:
     max_leverage: Decimal | None = None
 
     @classmethod
-    def from_v5(cls, row: Mapping[str, Any]) -> "Instrument":
+    def from_v5(cls, row: Mapping[str, Any]) -> Instrument:
         kind = "Instrument"
         price_filter = _field(kind, row, "priceFilter")
         lot = _field(kind, row, "lotSizeFilter")
@@ -297,7 +298,7 @@ class Position:
     seq: int = -1  # grows with every fill on the symbol (REST and push alike)
 
     @classmethod
-    def from_v5(cls, row: Mapping[str, Any]) -> "Position":
+    def from_v5(cls, row: Mapping[str, Any]) -> Position:
         kind = "Position"
         size = _decimal(kind, row, "size")
         if size < 0:
@@ -350,7 +351,7 @@ class Order:
     updated_ms: int
 
     @classmethod
-    def from_v5(cls, row: Mapping[str, Any]) -> "Order":
+    def from_v5(cls, row: Mapping[str, Any]) -> Order:
         kind = "Order"
         qty = _decimal(kind, row, "qty")
         cum = _price(kind, row, "cumExecQty") or Decimal(0)
@@ -408,7 +409,7 @@ class Execution:
     seq: int = -1  # the seq of the position push this fill leads to
 
     @classmethod
-    def from_v5(cls, row: Mapping[str, Any]) -> "Execution":
+    def from_v5(cls, row: Mapping[str, Any]) -> Execution:
         kind = "Execution"
         return cls(
             exec_id=str(_field(kind, row, "execId")),
@@ -438,7 +439,7 @@ class MonitorId:
         return f"{self.account}:{self.symbol}:{self.position_idx}"
 
     @staticmethod
-    def parse(text: str) -> "MonitorId":
+    def parse(text: str) -> MonitorId:
         account, symbol, idx = text.split(":")
         return MonitorId(account, symbol, int(idx))
 

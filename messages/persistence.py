@@ -7,7 +7,6 @@ from typing import Any
 
 from messages.models import MonitorId
 
-
 # Journal subjects that are not positions: the daemon itself, and an account as a whole.
 DAEMON = MonitorId("daemon", "-")
 

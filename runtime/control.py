@@ -1,6 +1,6 @@
 """The owner's channel: a Unix domain socket next to the state database (its name with `.sock`,
-e.g. `state/demo.sock`), mode 0600, each peer's uid checked against the daemon's (SO_PEERCRED); no TCP. One JSON object per
-line each way: a request from `main.py trade ...`, then its answer
+e.g. `state/demo.sock`), mode 0600, each peer's uid checked against the daemon's (SO_PEERCRED); no TCP.
+One JSON object per line each way: a request from `main.py trade ...`, then its answer
 `{"exit": 0|1|2, "lines": [...], ...}`.
 
 Connections are served on their own short-lived threads (at most MAX_CLIENTS at once), so a
@@ -14,8 +14,9 @@ import os
 import socket
 import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -56,7 +57,7 @@ class ControlServer:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
 
-    def start(self) -> "ControlServer":
+    def start(self) -> ControlServer:
         """Raises SocketInUse when another daemon listens there; a stale socket file is replaced."""
         if len(str(self.path).encode()) > 100:
             raise SocketInUse(f"{self.path} is too long for a Unix socket; use a shorter STATE_PATH")
@@ -98,7 +99,7 @@ class ControlServer:
         while not self._stopping.is_set():
             try:
                 connection, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -123,7 +124,7 @@ class ControlServer:
                 return
             try:
                 answer = self._handle(request)
-            except Exception as exc:  # noqa: BLE001 - a bug answers the trader instead of killing the channel
+            except Exception as exc:
                 log.exception("Trader's channel: the request failed")
                 answer = {"exit": 1, "lines": [f"the daemon failed on this request ({type(exc).__name__})"]}
             _send(connection, answer)

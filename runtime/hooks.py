@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from typing import Mapping, Protocol
+from collections.abc import Mapping
+from typing import Protocol
 
 POINTS = ("after_send", "mid_flush", "between_closure_snapshots", "alert_queued", "plan_recorded")
 ENVIRONMENT_NAME = "GUARDIAN_KILL_AT"

@@ -33,7 +33,7 @@ class OpsServer:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
 
-    def start(self) -> "OpsServer":
+    def start(self) -> OpsServer:
         self._thread.start()
         host, port = self.address
         log.info("Operations server on http://%s:%d (/metrics, /healthz, /status)", host, port)
@@ -49,7 +49,7 @@ class _Handler(BaseHTTPRequestHandler):
     metrics: Metrics
     server_version = "tpsl-guardian"
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             self._send(200, generate_latest(self.metrics.registry), CONTENT_TYPE_LATEST)
@@ -68,5 +68,5 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - scrapes are not worth a log line each
+    def log_message(self, format: str, *args) -> None:
         pass

@@ -30,7 +30,7 @@ def live(bind: tuple[str, int] | None) -> dict[str, Any] | None:
     host = "127.0.0.1" if bind[0] in ("", "0.0.0.0") else "::1" if bind[0] == "::" else bind[0]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{bind[1]}/status"
     try:
-        with urllib.request.urlopen(url, timeout=LIVE_TIMEOUT_S) as answer:  # noqa: S310 - our own loopback server
+        with urllib.request.urlopen(url, timeout=LIVE_TIMEOUT_S) as answer:
             report = orjson.loads(answer.read())
     except (urllib.error.URLError, OSError, orjson.JSONDecodeError):
         return None
@@ -69,7 +69,7 @@ def journal(path: str, count: int) -> list[dict[str, Any]]:
     """The last `count` journal entries, or none when the database cannot be read."""
     try:
         store = open_read_only(path)
-    except Exception:  # noqa: BLE001 - live status goes on without the journal
+    except Exception:
         return []
     try:
         return _entries(store, count)
@@ -101,10 +101,8 @@ def render(report: dict[str, Any]) -> str:
             )
             for m in monitors
         ]
-        out = [
-            f"{len(monitors)} monitors, live from {report['url']} ({'healthy' if report['healthy'] else 'UNHEALTHY'}: "
-            f"{report['health']})"
-        ]
+        health = "healthy" if report["healthy"] else "UNHEALTHY"
+        out = [f"{len(monitors)} monitors, live from {report['url']} ({health}: {report['health']})"]
         out += [
             f"{name}: last read {_ago(a['last_read_age_s'])}, {a['api_calls_last_minute']} API calls in the last minute"
             for name, a in report["accounts"].items()
@@ -141,4 +139,6 @@ def _ago(seconds: float | None) -> str:
 
 def _table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() for row in rows
+    )

@@ -9,6 +9,7 @@ last; any actor still alive after that is a bug.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import resource
@@ -19,17 +20,12 @@ from typing import Any
 import orjson
 import pykka
 
-from actors.position import RulesConfig
-from actors.scheduling import STREAM_CONCURRENCY
-from actors.storage import open_read_only, open_store
-from actors.alerts import AlertRules
+from actors.alerts import AlertRules, Channel, Notifier
 from actors.asks import ask_with_reply, journal, record
-from actors.exchange import BybitTransport
-from actors.exchange import ExchangeGateway
-from actors.position import Monitor
-from actors.alerts import Channel, Notifier
-from actors.storage import Persistence
-from actors.scheduling import Scheduler
+from actors.exchange import BybitTransport, ExchangeGateway
+from actors.position import Monitor, RulesConfig
+from actors.scheduling import STREAM_CONCURRENCY, Scheduler
+from actors.storage import Persistence, open_read_only, open_store
 from actors.supervision import Supervisor
 from messages.gateway import (
     Access,
@@ -328,14 +324,12 @@ class System:
         in the outbox for the next start."""
         if self.notifier is None:
             return
-        try:
+        with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
             ask_with_reply(
                 self.notifier,
                 lambda reply: Drain(self.clock.monotonic() + ALERT_DRAIN_S, reply=reply),
                 ALERT_DRAIN_S + 5,
             )
-        except (pykka.Timeout, pykka.ActorDeadError):
-            pass
         if self.notifier_ticker is not None:
             self.notifier_ticker.stop()
 
@@ -351,10 +345,8 @@ class System:
             ("persistence", self.persistence, GetPersistenceStats()),
         ):
             if ref is not None:
-                try:
+                with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
                     figures[key] = ref.ask(message, timeout=10)
-                except (pykka.Timeout, pykka.ActorDeadError):
-                    pass
         return figures
 
     def summary(self, figures: dict[str, Any], simulator_stats: dict | None = None) -> dict[str, Any]:
@@ -439,7 +431,7 @@ class System:
     def _journal_figures(self) -> dict[str, Any]:
         try:
             store = open_read_only(self.settings.state_path)
-        except Exception:  # noqa: BLE001 - a summary must not fail the exit
+        except Exception:
             return {}
         try:
             rows = store.connection.execute("SELECT event, payload FROM events").fetchall()

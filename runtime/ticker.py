@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pykka
 
@@ -46,7 +47,7 @@ class Ticker:
             self._next_at.append(self._clock.monotonic())
             self._resolution = min(self._resolution, every.seconds)
 
-    def start(self) -> "Ticker":
+    def start(self) -> Ticker:
         self._thread.start()
         return self
 

@@ -15,13 +15,11 @@ from typing import Any
 
 import pykka
 
-
 from actors.asks import ask_with_reply
 from actors.position import MonitorState, RulesConfig
-from messages.models import Approach, Plan
 from actors.supervision import TradeRequest, check_targets, describe, read_request, size_open
 from messages.gateway import GetMarket, GetPositionView, Market, PositionView, Rejected, SetLeverage, Unresolved
-from messages.models import MonitorId
+from messages.models import Approach, MonitorId, Plan
 from messages.monitor import ChangePlan, ClosePosition, GetMonitorState
 from messages.supervisor import GetMonitors, Instruct, OpenTrade, Outcome, TradeStarted
 
@@ -179,8 +177,10 @@ class TradeDesk:
         return answer(
             0,
             [
-                f"{account}: {request.symbol} now targets take-profits {', '.join(map(str, tps))} "
-                f"and stop {stop}; its monitor moves its orders now"
+                (
+                    f"{account}: {request.symbol} now targets take-profits {', '.join(map(str, tps))} "
+                    f"and stop {stop}; its monitor moves its orders now"
+                )
             ],
         )
 
@@ -200,7 +200,7 @@ class TradeDesk:
             future = pykka.ThreadingFuture()
             why_not = ask_with_reply(
                 self._supervisor,
-                lambda reply: Instruct(monitor, ClosePosition(reply=reply), outcome=future),
+                lambda reply: Instruct(monitor, ClosePosition(reply=reply), outcome=future),  # noqa: B023 (called at once)
                 self._timeout,
             )
             if why_not:

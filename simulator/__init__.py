@@ -26,7 +26,7 @@ from simulator.market import universe
 from simulator.oracle import Oracle
 from simulator.server import SimHTTPServer, Stats
 
-__all__ = ["Simulator", "Credentials", "BybitError", "Fault", "DemoPosition"]
+__all__ = ["BybitError", "Credentials", "DemoPosition", "Fault", "Simulator"]
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Simulator:
 
     def start(
         self, port: int = 0, step_interval: float | None = None, oracle_interval: float | None = None
-    ) -> "Simulator":
+    ) -> Simulator:
         """Serve on 127.0.0.1; optionally step prices in real time and run the oracle's checks."""
         self._server = SimHTTPServer(
             ("127.0.0.1", port),
@@ -119,7 +119,7 @@ class Simulator:
         for thread in self._threads:
             thread.join(timeout=5)
 
-    def __enter__(self) -> "Simulator":
+    def __enter__(self) -> Simulator:
         return self if self._server else self.start()
 
     def __exit__(self, *exc) -> None:

@@ -22,9 +22,10 @@ import re
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from simulator.market import InstrumentSpec, Market
 
@@ -328,12 +329,12 @@ class _FeedLock:
     """The exchange's lock. The changes made while it is held are handed to the listeners when
     its outermost holder releases it: outside the lock, so a slow consumer never stalls matching."""
 
-    def __init__(self, exchange: "Exchange"):
+    def __init__(self, exchange: Exchange):
         self._lock = threading.RLock()
         self._depth = 0
         self._exchange = exchange
 
-    def __enter__(self) -> "_FeedLock":
+    def __enter__(self) -> _FeedLock:
         self._lock.acquire()
         self._depth += 1
         return self
@@ -512,11 +513,8 @@ class Exchange:
                 last_price_on_created=last,
             )
             self._add(account, order)
-            if trigger is None:
-                if order_type == "Market":
-                    self._execute(account, order, order.qty, last, maker=False)
-                elif self._crosses(order, last):  # marketable limit: takes at the last price
-                    self._execute(account, order, order.qty, last, maker=False)
+            if trigger is None and (order_type == "Market" or self._crosses(order, last)):
+                self._execute(account, order, order.qty, last, maker=False)
             return {"orderId": order.order_id, "orderLinkId": order.link_id}
 
     def set_leverage(self, account: SimAccount, params: dict) -> dict[str, Any]:
@@ -603,20 +601,14 @@ class Exchange:
             cancelled = []
             for sym in list(account.open_by_symbol):
                 if (
-                    symbol
-                    and sym != symbol
-                    or base
-                    and self.specs[sym].base_coin != base
-                    or settle
-                    and settle != "USDT"
+                    (symbol and sym != symbol)
+                    or (base and self.specs[sym].base_coin != base)
+                    or (settle and settle != "USDT")
                 ):
                     continue
                 for order in account.open_orders(sym):
-                    if (
-                        order_filter == "Order"
-                        and order.is_conditional
-                        or order_filter == "StopOrder"
-                        and not order.is_conditional
+                    if (order_filter == "Order" and order.is_conditional) or (
+                        order_filter == "StopOrder" and not order.is_conditional
                     ):
                         continue
                     self._close(account, order, "CancelByUser")

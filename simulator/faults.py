@@ -69,7 +69,7 @@ class Fault:
             raise ValueError("corrupt_rows needs a field")
 
     @classmethod
-    def from_json(cls, data: dict) -> "Fault":
+    def from_json(cls, data: dict) -> Fault:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

@@ -8,6 +8,7 @@ Bybit's envelope; every private answer carries the `X-Bapi-Limit*` headers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
@@ -17,19 +18,19 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 
 from messages.endpoints import ENDPOINTS, Api
-
 from simulator.exchange import BybitError, Exchange, SimAccount
-from simulator.ws import PRIVATE_PATH, PUBLIC_PATH, WsHub
 from simulator.faults import Fault, FaultBook
 from simulator.limits import Quota, RateLimits
+from simulator.ws import PRIVATE_PATH, PUBLIC_PATH, WsHub
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms delayed-ACK stall
     server: SimHTTPServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
 
     def do_GET(self) -> None:
@@ -202,10 +203,8 @@ class Handler(BaseHTTPRequestHandler):
                 self._bybit(method, path, raw_query, body)
         except _Drop:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def _send(
         self, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None

@@ -15,12 +15,13 @@ What a connection does, as Bybit (../shared/reference/bybit-ws.md, sections 2-4 
   each connection through its own queue and writer thread, delayed by half the configured latency.
 Faults (the fault book, endpoint = the path): `ws_refuse` (handshake answered 502), `ws_auth_fail`,
 `ws_drop` (abrupt), `ws_close` (close frame with `code`), `ws_lose_push`, `ws_duplicate_push` and
-`ws_corrupt_push` (`topic`, `count`; the last with `field` and `value`), `ws_stall` (no pushes, pongs still answered) and `ws_black_hole` (nothing at
-all: no pongs, acks or pushes), the last two until cleared.
+`ws_corrupt_push` (`topic`, `count`; the last with `field` and `value`), `ws_stall` (no pushes, pongs still
+answered) and `ws_black_hole` (nothing at all: no pongs, acks or pushes), the last two until cleared.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import itertools
@@ -37,8 +38,7 @@ import orjson
 from wsproto.connection import Connection as Framing
 from wsproto.connection import ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
-from wsproto.utilities import LocalProtocolError
-from wsproto.utilities import generate_accept_token
+from wsproto.utilities import LocalProtocolError, generate_accept_token
 
 from simulator.exchange import Change, Exchange
 from simulator.faults import FaultBook
@@ -195,10 +195,8 @@ class Connection:
                     self._on_event(event)
         finally:
             self._closed.set()
-            try:
+            with contextlib.suppress(OSError):
                 self.sock.close()
-            except OSError:
-                pass
 
     def _on_event(self, event: Any) -> None:
         if isinstance(event, Ping):
@@ -442,10 +440,8 @@ class Connection:
 
     def _abort(self) -> None:
         self._closed.set()
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def _fault(self, kind: str, account: str | None = None, *, topic: str = "", take: bool = False) -> Any:
         account = account or self.account

@@ -6,12 +6,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors.storage._store import open_store  # noqa: E402
-from actors.asks import journal, record  # noqa: E402
-from actors.storage.persistence import Persistence  # noqa: E402
-from messages.models import MonitorId  # noqa: E402
-from messages.persistence import Record  # noqa: E402
-from runtime.clock import SystemClock  # noqa: E402
+from actors.asks import journal, record
+from actors.storage._store import open_store
+from actors.storage.persistence import Persistence
+from messages.models import MonitorId
+from messages.persistence import Record
+from runtime.clock import SystemClock
 
 
 def main() -> None:

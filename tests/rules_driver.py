@@ -4,7 +4,8 @@ code the Monitor actor runs, batching, follow-ups and the immediate re-read incl
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from actors.position._check_cycle import CheckCycle, command_message
 from actors.position.rules import Command, Event, MonitorState, RulesConfig
@@ -14,7 +15,7 @@ from runtime.clock import FakeClock
 from simulator.exchange import Exchange
 from tests.stubs.book import apply, view_of
 
-INTERVALS = {u: s for u, s in zip(Urgency, (2.0, 5.0, 12.0, 30.0, 60.0))}
+INTERVALS = dict(zip(Urgency, (2.0, 5.0, 12.0, 30.0, 60.0), strict=False))
 
 
 class Driver:

@@ -9,9 +9,9 @@ from decimal import Decimal
 import pytest
 
 from actors.alerts._alert_rules import AlertRules, compose
+from actors.alerts.notifier import Channel, Notifier
 from actors.asks import ask_with_reply, journal, record
 from actors.storage._store import open_store
-from actors.alerts.notifier import Channel, Notifier
 from actors.storage.persistence import Persistence
 from messages.models import MonitorId
 from messages.notifier import AlertsQueued, Drain, NotifierTick, QueuedAlert
@@ -255,6 +255,7 @@ def test_alert_urls_never_reach_a_log_line(tmp_path):
     import os
     import subprocess
     import sys
+
     from tests.test_processes import MAIN, clean_env
 
     env = clean_env(
@@ -283,6 +284,7 @@ def test_alert_urls_never_reach_a_log_line(tmp_path):
 def test_alerts_test_sends_one_message_per_url_and_says_how_each_went(tmp_path):
     import subprocess
     import sys
+
     from tests.test_processes import MAIN, clean_env
 
     good, bad = Receiver(), Receiver()

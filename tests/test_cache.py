@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from actors.exchange._cache import AccountCache
-from actors.exchange._stream_health import StreamHealth
-from actors.exchange._reads import Read, ReadFailed
 from actors.exchange._formats import private_push, ticker_mark, ticker_topics
+from actors.exchange._reads import Read, ReadFailed, ReadKey, Scope
+from actors.exchange._stream_health import StreamHealth
 from messages.gateway import PlaceOrder
 from messages.models import Execution, ModelError, Order, Position
 
@@ -317,7 +317,7 @@ def test_a_cursor_that_repeats_or_a_page_without_a_list_fails_the_read():
 
 def test_a_closed_only_read_is_one_page_of_the_history():
     read = Read("main", "BTCUSDT", True, started=1.0, started_ms=1, closed_only=True)
-    assert read.request()[0] == "get_order_history" and read.key == ("main", ("closed", "BTCUSDT"))
+    assert read.request()[0] == "get_order_history" and read.key == ReadKey("main", Scope.CLOSED, "BTCUSDT")
     assert read.on_page(page([], "more")) is True
 
 

@@ -10,10 +10,11 @@ from decimal import Decimal
 import pykka
 import pytest
 
-from actors.exchange._rate_limiter import RateLimiter
 from actors.asks import ask_with_reply
+from actors.exchange._rate_limiter import RateLimiter
 from actors.exchange._transport import BybitTransport
 from actors.exchange.gateway import ExchangeGateway
+from messages.endpoints import Api
 from messages.gateway import (
     Accepted,
     AmendOrder,
@@ -39,7 +40,6 @@ from simulator import Simulator
 from tests.e2e.harness import wait_until
 from tests.factory import closing_factory
 from tests.stubs.recorder import Recorder, recorded
-from messages.endpoints import Api
 
 
 class Rig:
@@ -95,7 +95,7 @@ def test_200_requests_on_a_cold_cache_cost_exactly_the_pages_needed(rig):
     views = [(account, f.get(timeout=15)) for account, f in futures]
     stats = r.sim.stats.snapshot()["requests"]
     for account in ("main", "mirror"):
-        assert stats[account] == {"/v5/position/list": 1, Api.OPEN_ORDERS: math.ceil(orders_on(r.sim, account) / 50)}
+        assert stats[account] == {Api.POSITIONS: 1, Api.OPEN_ORDERS: math.ceil(orders_on(r.sim, account) / 50)}
         ids = {v.snapshot_id for a, v in views if a == account}
         assert len(ids) == 1  # everyone got the same snapshot
     assert all(v.position is not None and not v.stale for _, v in views)
@@ -388,7 +388,7 @@ def test_urgent_requests_on_a_big_book_use_symbol_reads(rig):
     for symbol in symbols:
         assert r.view(symbol, max_age=0.001).position is not None
     requests = r.sim.stats.snapshot()["requests"]["main"]
-    assert requests == {"/v5/order/realtime": 3, Api.POSITIONS: 3}
+    assert requests == {Api.OPEN_ORDERS: 3, Api.POSITIONS: 3}
 
 
 def test_no_pool_full_warning_with_50_concurrent_requests(rig, caplog):

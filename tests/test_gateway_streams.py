@@ -12,7 +12,8 @@ import pytest
 from actors.asks import ask_with_reply
 from actors.exchange._transport import BybitTransport
 from actors.exchange.gateway import ExchangeGateway
-from messages.gateway import GatewayTick, GetGatewayStats, GetPositionView, AttachScheduler, PositionView
+from messages.endpoints import Api
+from messages.gateway import AttachScheduler, GatewayTick, GetGatewayStats, GetPositionView, PositionView
 from messages.models import MonitorId, OrderLink, Role
 from messages.scheduler import Wake
 from runtime.clock import FakeClock, SystemClock
@@ -22,7 +23,6 @@ from tests.e2e.harness import wait_until
 from tests.factory import closing_factory
 from tests.stubs.recorder import Recorder, recorded
 from tests.stubs.transport import InProcessTransport
-from messages.endpoints import Api
 
 HEARTBEAT_S = 0.5
 

@@ -4,15 +4,14 @@ persistence and recording scheduler and supervisor."""
 from __future__ import annotations
 
 import logging
-import threading
 from decimal import Decimal
 
 import pykka
 import pytest
 
-from actors.position.rules import RulesConfig
 from actors.position.monitor import Monitor
-from messages.gateway import AmendOrder, CancelOrder, PlaceOrder, Rejected, Unavailable, Unresolved
+from actors.position.rules import RulesConfig
+from messages.gateway import AmendOrder, CancelOrder, PlaceOrder, Rejected, Unresolved
 from messages.models import MonitorId, OrderLink, Role, Urgency
 from messages.monitor import Check, GetMonitorState
 from messages.scheduler import Checked, UnregisterMonitor
@@ -149,7 +148,7 @@ def test_stop_moves_are_sent_before_take_profit_changes(rig):
     r.check()
     r.price("65700")
     r.check()
-    sent = [m for m in recorded_commands(r.gateway)]
+    sent = list(recorded_commands(r.gateway))
     assert isinstance(sent[0], AmendOrder) and sent[0].link_id == r.link("S", 0)
 
 
@@ -269,7 +268,10 @@ def test_importing_the_monitor_does_not_import_the_exchange_client():
     import sys
     from pathlib import Path
 
-    code = "import sys, actors.position, actors.supervision, actors.scheduling, actors.storage; print(sorted(m for m in sys.modules if m.startswith('pybit')))"
+    code = (
+        "import sys, actors.position, actors.supervision, actors.scheduling, actors.storage; "
+        "print(sorted(m for m in sys.modules if m.startswith('pybit')))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=Path(__file__).resolve().parents[1],

@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from actors.storage._store import SCHEMA_VERSION, StateError, open_store
 from actors.asks import journal, record
+from actors.storage._store import SCHEMA_VERSION, StateError, open_store
 from actors.storage.persistence import Persistence
 from messages.models import MonitorId
 from messages.persistence import FlushDue, GetPersistenceStats, LoadState, Record
@@ -90,7 +90,7 @@ def test_fifteen_busy_monitors_for_an_hour_cost_at_most_120_writes(tmp_path):
 
 def test_burst_of_critical_records_is_group_committed(tmp_path):
     path = tmp_path / "state.db"
-    ref, clock = start(path)
+    ref, _clock = start(path)
     barrier = threading.Barrier(100)
 
     def send(n: int) -> None:

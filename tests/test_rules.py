@@ -96,7 +96,7 @@ def test_r2_tp1_partially_filled_is_not_a_hit():
     world = World(entries_filled=3)
     world.check()
     world.ex.fill_order(world.account, link("T", 1), D("0.100"))
-    commands, events = world.check()
+    _commands, events = world.check()
     assert "tp_filled" not in kinds(events) and not world.driver.state.tp1_done
     stop = world.order(link("S", 0))
     assert stop.trigger_price == D("62545.6")  # avg 64480 - 3 %: not at breakeven
@@ -189,7 +189,7 @@ def test_r6_a_filled_stop_closes_at_once_with_reason_stop_loss():
     world = World(entries_filled=3)
     world.check()
     world.price("62500")  # below the stop at 62545.6
-    commands, events = world.check()
+    _commands, events = world.check()
     assert world.driver.state.retired == "stop_loss"
     assert "stop_hit" in kinds(events)
     assert not [o for o in world.account.open_orders("BTCUSDT") if OrderLink.parse(o.link_id)]
@@ -228,14 +228,14 @@ def test_r7_observe_policy_logs_unprotected_and_sends_nothing():
     world.sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.100")
     commands, events = world.check()
     assert commands == [] and "unprotected" in kinds(events)
-    assert [e for e in events if e.kind == "unprotected"][0].line.startswith("UNPROTECTED main:BTCUSDT:0")
+    assert next(e for e in events if e.kind == "unprotected").line.startswith("UNPROTECTED main:BTCUSDT:0")
 
 
 def test_protect_policy_adopts_a_bare_position_with_the_default_ladder_and_stop():
     world = World(open_plan=False)
     world.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.100")
     commands, _ = world.check()
-    stop = [c for c in commands if c.key == STOP_KEY][0]
+    stop = next(c for c in commands if c.key == STOP_KEY)
     assert stop.trigger_price == D("66950.0") and stop.qty == D("0.100") and stop.trigger_direction == 1
     assert sorted(c.qty for c in commands if c.key is not None and c.key.role is Role.TAKE_PROFIT) == [
         D("0.005")
@@ -249,7 +249,7 @@ def test_r8_stop_amend_answered_110001_places_a_new_stop_with_the_next_generatio
     world.driver.override = lambda c: (
         Rejected(110001, "Order does not exist.") if c.action == "amend" and c.key == STOP_KEY else None
     )
-    commands, events = world.check()
+    commands, _events = world.check()
     places = [c for c in commands if c.key == STOP_KEY and c.action == "place"]
     assert [(c.link_id, c.trigger_price, c.qty) for c in places] == [(link("S", 0, 1), D("64557.4"), D("0.045"))]
     assert not [c for c in commands if c.key == STOP_KEY and c.action == "cancel"]  # never naked
@@ -281,8 +281,8 @@ def test_r10_an_unresolved_place_is_found_by_its_link_id_and_not_sent_twice():
     world = World(entries_filled=3)
     world.check()
     world.ex.cancel_order(world.account, {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": link("S", 0)})
-    from tests.stubs.book import apply
     from actors.position._check_cycle import command_message
+    from tests.stubs.book import apply
 
     def lost(command):
         if command.key != STOP_KEY:
@@ -310,7 +310,7 @@ def test_r10_an_unresolved_place_absent_from_two_fresh_snapshots_is_issued_again
     commands, _ = world.check()  # absent from the immediate re-read: wait
     assert [c.link_id for c in commands] == [link("S", 0, 1)] and STOP_KEY in world.driver.state.pending
     world.driver.override = None
-    commands, events = world.check()  # absent twice: not done, issued again
+    commands, _events = world.check()  # absent twice: not done, issued again
     assert [c.link_id for c in commands if c.key == STOP_KEY] == [link("S", 0, 2)]
     assert world.account.by_link[link("S", 0, 2)].is_open
 
@@ -375,7 +375,7 @@ def test_short_positions_mirror_the_rules():
     world.check()
     world.price("64300")  # TP1 of a short (64350) fills
     commands, _ = world.check()
-    stop = [c for c in commands if c.key == STOP_KEY][0]
+    stop = next(c for c in commands if c.key == STOP_KEY)
     assert stop.trigger_price == D("65441.3")  # avg 65520 x (1 - 0.0012), rounded down
     assert world.order(link("S", 0)).trigger_direction == 1
 

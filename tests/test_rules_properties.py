@@ -103,9 +103,9 @@ def test_invariants_hold_after_every_step(side, entries, steps):
             open_tps = [
                 o
                 for o in account.open_orders("BTCUSDT")
-                if (l := OrderLink.parse(o.link_id))
-                and l.role is Role.TAKE_PROFIT
-                and l.level == args[0]
+                if (link := OrderLink.parse(o.link_id))
+                and link.role is Role.TAKE_PROFIT
+                and link.level == args[0]
                 and o.status in ("New", "PartiallyFilled")
             ]
             if open_tps:
@@ -138,7 +138,9 @@ def test_invariants_hold_after_every_step(side, entries, steps):
         position = account.positions.get("BTCUSDT")
         size = position.size if position and position.side == side else Decimal(0)
         ours = [
-            o for o in account.open_orders("BTCUSDT") if (l := OrderLink.parse(o.link_id)) and l.position_id == "pos1"
+            o
+            for o in account.open_orders("BTCUSDT")
+            if (link := OrderLink.parse(o.link_id)) and link.position_id == "pos1"
         ]
         stops = [o for o in ours if OrderLink.parse(o.link_id).role is Role.STOP and o.status == "Untriggered"]
         active_ro = [o for o in ours if o.is_active_reduce_only]

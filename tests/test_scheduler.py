@@ -122,7 +122,7 @@ def test_a_new_monitor_is_checked_by_the_next_tick_with_the_others_registered_me
     harness.settle()
     assert harness.check_times() == {}
     harness.tick(0.0)
-    assert {m: t for m, t in harness.check_times().items()} == {m: [1000.0] for m in monitors}
+    assert dict(harness.check_times().items()) == {m: [1000.0] for m in monitors}
     assert [r.getMessage()[:22] for r in caplog.records] == ["Processed 3 monitors i"]
 
 
@@ -217,7 +217,7 @@ def test_no_starvation_over_ten_minutes_with_20_critical_and_200_standard():
     times = h.check_times()
     for group, interval in ((critical, 2.0), (standard, 12.0)):
         for monitor in group:
-            gaps = [b - a for a, b in zip(times[monitor], times[monitor][1:])]
+            gaps = [b - a for a, b in zip(times[monitor], times[monitor][1:], strict=False)]
             assert len(gaps) >= 600 / (interval + 1) - 2, monitor
             assert min(gaps) >= interval - 1e-9, monitor  # never more often
             assert max(gaps) <= interval + 1.0 + 1e-9, monitor  # late by at most one wave

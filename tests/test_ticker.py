@@ -23,6 +23,7 @@ class Counting(pykka.ThreadingActor):
         self.seen.append(message)
         if len(self.seen) >= self.wanted:
             self.done.set()
+        return None
 
 
 def test_tells_each_target_on_its_own_period_and_stops_within_a_second():

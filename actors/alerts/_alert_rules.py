@@ -9,9 +9,10 @@ exchange's own (the position's cumRealisedPnl, fees included), never estimated f
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Callable
+from typing import Any
 
 from messages.notifier import AlertText, QueuedAlert
 from messages.persistence import DAEMON, JournalEntry
@@ -44,8 +45,10 @@ def _entry_filled(p: dict) -> tuple[str, str]:
 def _tp_filled(p: dict) -> tuple[str, str]:
     return (
         f"TP{p.get('level_filled')} FILLED",
-        f"{p.get('qty')} at {p.get('price')}. Realised P&L (exchange): "
-        f"{_money(p.get('realised_pnl'))}. Remaining size {p.get('remaining')}.",
+        (
+            f"{p.get('qty')} at {p.get('price')}. Realised P&L (exchange): "
+            f"{_money(p.get('realised_pnl'))}. Remaining size {p.get('remaining')}."
+        ),
     )
 
 
@@ -60,8 +63,10 @@ def _stop_hit(p: dict) -> tuple[str, str]:
 def _closed(p: dict) -> tuple[str, str]:
     return (
         f"POSITION CLOSED ({p.get('reason')})",
-        f"Realised P&L (exchange): {_money(p.get('realised_pnl'))}. "
-        f"Open for {_duration(p.get('duration_s'))}. Take-profits hit: {p.get('tps_hit')}/{p.get('tps')}.",
+        (
+            f"Realised P&L (exchange): {_money(p.get('realised_pnl'))}. "
+            f"Open for {_duration(p.get('duration_s'))}. Take-profits hit: {p.get('tps_hit')}/{p.get('tps')}."
+        ),
     )
 
 

@@ -122,7 +122,7 @@ class Notifier(pykka.ThreadingActor):
         for index in todo:
             try:
                 ok = self._channels[index].send(message.title, message.body)
-            except Exception:  # noqa: BLE001 - a plugin must never kill the worker
+            except Exception:
                 ok = False
             if not ok:
                 failed.append(index)

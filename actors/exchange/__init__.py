@@ -3,7 +3,7 @@ transport, one WebSocket, the streams and their health, reads and paging, the ca
 the one-off account requests).
 """
 
-from actors.exchange.gateway import ExchangeGateway
 from actors.exchange._transport import BybitTransport
+from actors.exchange.gateway import ExchangeGateway
 
 __all__ = ["BybitTransport", "ExchangeGateway"]

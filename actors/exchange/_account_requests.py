@@ -7,7 +7,8 @@ the messages here.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from actors.exchange import _formats
 from actors.exchange._formats import HttpFail, HttpOk
@@ -26,10 +27,10 @@ from messages.gateway import (
 from messages.models import Instrument, ModelError
 
 OnDone = Callable[[HttpOk | HttpFail], None]
-Enqueue = Callable[[str, str, dict[str, Any], float, OnDone], None]
+Enqueue = Callable[[str, str, dict[str, Any], Priority, OnDone], None]
 
 
-def check_access(request: CheckAccess, enqueue: Enqueue, priority: float) -> None:
+def check_access(request: CheckAccess, enqueue: Enqueue) -> None:
     def done(result: HttpOk | HttpFail) -> None:
         if isinstance(result, HttpFail):
             request.reply.set(
@@ -54,10 +55,10 @@ def check_access(request: CheckAccess, enqueue: Enqueue, priority: float) -> Non
             )
         )
 
-    enqueue(request.account, "get_api_key_information", {}, priority, done)
+    enqueue(request.account, "get_api_key_information", {}, Priority.READ, done)
 
 
-def market(request: GetMarket, instrument: Instrument | None, enqueue: Enqueue, priority: float) -> None:
+def market(request: GetMarket, instrument: Instrument | None, enqueue: Enqueue) -> None:
     """Two reads (tickers, wallet) answered together, or Unavailable when either failed."""
     got: dict[str, Any] = {}
 
@@ -84,14 +85,14 @@ def market(request: GetMarket, instrument: Instrument | None, enqueue: Enqueue, 
             request.account,
             "get_tickers",
             {"category": "linear", "symbol": request.symbol},
-            priority,
+            Priority.READ,
             lambda r: done("last_price", lambda body: _formats.last_price(body, request.symbol), r),
         )
     enqueue(
         request.account,
         "get_wallet_balance",
         {"accountType": "UNIFIED"},
-        priority,
+        Priority.READ,
         lambda r: done("available_balance", _formats.available_balance, r),
     )
 

@@ -25,8 +25,22 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from typing import assert_never
 
-from messages.gateway import AccountSnapshot, PlaceOrder, PositionView
+from messages.codes import Meaning, meaning
+from messages.gateway import (
+    Accepted,
+    AccountSnapshot,
+    AmendOrder,
+    CancelAll,
+    CancelOrder,
+    OrderCommand,
+    Outcome,
+    PlaceOrder,
+    PositionView,
+    Rejected,
+    Unresolved,
+)
 from messages.models import Execution, Instrument, Order, OrderStatus, OrderType, Position
 
 NEVER = -math.inf
@@ -348,6 +362,34 @@ class AccountCache:
         return _position_facts(position) != _position_facts(known)
 
     # --- after commands -------------------------------------------------------------------
+
+    def apply_outcome(self, command: OrderCommand, outcome: Outcome, now: float, now_ms: int) -> None:
+        """Reflect a command's outcome before the next answer about its symbol: an accepted one
+        patched in; a market order, a refusal or an unknown outcome makes the symbol dirty."""
+        if not isinstance(outcome, Accepted):
+            if (
+                isinstance(outcome, Rejected)
+                and meaning(outcome.code) is Meaning.GONE
+                and isinstance(command, CancelOrder)
+            ):
+                self.patch_cancelled(command.symbol, command.link_id)  # it is gone either way
+            self.mark_dirty(command.symbol, now, unresolved=isinstance(outcome, Unresolved))
+            return
+        match command:
+            case PlaceOrder() if is_market(command):
+                self.mark_dirty(command.symbol, now)  # it filled: the position moved
+            case PlaceOrder():
+                self.patch_placed(command, outcome.order_id, now, now_ms)
+            case AmendOrder():
+                self.patch_amended(
+                    command.symbol, command.link_id, command.qty, command.price, command.trigger_price, now
+                )
+            case CancelOrder():
+                self.patch_cancelled(command.symbol, command.link_id)
+            case CancelAll():
+                self.patch_cancelled(command.symbol, None)
+            case _:
+                assert_never(command)
 
     def mark_dirty(self, symbol: str, now: float, *, unresolved: bool = False) -> None:
         """The next answer about this symbol must come from a read that starts after now; after an

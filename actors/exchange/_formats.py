@@ -7,9 +7,10 @@ and the pushed rows go through the same parsers (`Order.from_v5`, `Position.from
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from messages.codes import outcome_unknown
 from messages.gateway import Accepted, AmendOrder, CancelAll, CancelOrder, Outcome, PlaceOrder, Rejected, Unresolved

@@ -10,13 +10,41 @@ and applying it could turn missing rows into "no position".
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from actors.exchange._formats import page_of, page_request
 from messages.models import ModelError, Order, Position
+from runtime.backoff import Backoff
 
 MAX_PAGES = 1000  # a cursor walk longer than this is a broken cursor
 _FOLLOWING = {"orders": "positions", "positions": "closed", "closed": None}
+
+
+class Scope(Enum):
+    FULL = "full"  # the whole account
+    RESYNC = "resync"  # the whole account, checking a stream connection's pushed state
+    SYMBOL = "symbol"  # one symbol's positions and open orders (and finished orders)
+    CLOSED = "closed"  # one symbol's finished orders only
+
+
+@dataclass(frozen=True, slots=True)
+class ReadKey:
+    """What a read covers: one read of each key is in flight at a time (others join it)."""
+
+    account: str
+    scope: Scope
+    symbol: str | None = None
+
+
+@dataclass
+class Failing:
+    """An account whose reads fail: since when, why, and when to try again."""
+
+    since: float
+    reason: str
+    backoff: Backoff
+    retry_at: float = 0.0
 
 
 class ReadFailed(Exception):
@@ -45,8 +73,12 @@ class Read:
         self.phase = "closed" if self.closed_only else "orders"
 
     @property
-    def key(self) -> tuple[str, Any]:
-        return self.account, ("closed", self.symbol) if self.closed_only else self.symbol
+    def key(self) -> ReadKey:
+        if self.resync:
+            return ReadKey(self.account, Scope.RESYNC)
+        if self.closed_only:
+            return ReadKey(self.account, Scope.CLOSED, self.symbol)
+        return ReadKey(self.account, Scope.SYMBOL, self.symbol) if self.symbol else ReadKey(self.account, Scope.FULL)
 
     def request(self) -> tuple[str, dict[str, Any]]:
         """The pybit method and parameters of the next page."""

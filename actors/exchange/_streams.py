@@ -16,14 +16,15 @@ import logging
 import math
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from actors.exchange import _formats
 from actors.exchange._cache import AccountCache, Difference
-from actors.exchange._stream_health import StreamHealth
 from actors.exchange._reads import Read
+from actors.exchange._stream_health import StreamHealth
 from actors.exchange._websocket import Kind, StreamEvent
 from messages.models import ModelError
 from runtime.clock import Clock

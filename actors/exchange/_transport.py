@@ -15,17 +15,58 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import requests
 from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP
 from requests.adapters import HTTPAdapter
 
-from actors.exchange._websocket import StreamClient, StreamEvent
 from actors.exchange._formats import PRIVATE_TOPICS, HttpFail, HttpOk
+from actors.exchange._websocket import StreamClient, StreamEvent
 
 log = logging.getLogger(__name__)
+
+
+class Stream(Protocol):
+    """One stream connection as the gateway's streams drive it (a `StreamClient`, or a fake)."""
+
+    name: str
+    connects: int
+    last_heard: float
+    topics: tuple[str, ...]
+
+    def tick(self, now: float) -> None: ...
+    def set_topics(self, topics: tuple[str, ...]) -> None: ...
+    def restart(self, reason: str) -> None: ...
+    def stop(self) -> None: ...
+
+
+class Transport(Protocol):
+    """What the gateway is given: HTTP calls per account and, when `streams`, stream clients."""
+
+    accounts: tuple[str, ...]
+    pool_size: int
+
+    @property
+    def streams(self) -> bool: ...
+
+    def call(self, account: str, method: str, params: dict[str, Any]) -> HttpOk | HttpFail: ...
+
+    def private_stream(
+        self, account: str, deliver: Callable[[StreamEvent], None], *, heartbeat: float, clock: Callable[[], float]
+    ) -> Stream: ...
+
+    def public_stream(
+        self,
+        name: str,
+        topics: tuple[str, ...],
+        deliver: Callable[[StreamEvent], None],
+        *,
+        heartbeat: float,
+        clock: Callable[[], float],
+    ) -> Stream | None: ...
 
 
 class BybitTransport:
@@ -125,5 +166,5 @@ def call(client: HTTP, method: str, params: dict[str, Any]) -> HttpOk | HttpFail
         return HttpFail("timeout", type(exc).__name__, seconds=time.monotonic() - started)
     except requests.exceptions.RequestException as exc:
         return HttpFail("connection", type(exc).__name__, seconds=time.monotonic() - started)
-    except Exception as exc:  # noqa: BLE001 - a worker must never die; the gateway logs it
+    except Exception as exc:
         return HttpFail("unexpected", f"{type(exc).__name__}: {exc}"[:200], seconds=time.monotonic() - started)

@@ -17,6 +17,7 @@ Every frame received is decoded (a new object: nothing is shared with the librar
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -24,9 +25,10 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import websocket
@@ -170,10 +172,8 @@ class StreamClient:
 
     @staticmethod
     def _run(app: websocket.WebSocketApp) -> None:
-        try:
+        with contextlib.suppress(Exception):
             app.run_forever(ping_interval=0, skip_utf8_validation=True, reconnect=0)
-        except Exception:  # noqa: BLE001 - the library's thread must end quietly; on_close tells
-            pass
 
     def _lost(self, app: Any, reason: str) -> None:
         """The current connection is over: schedule the next one after the backoff."""
@@ -204,7 +204,7 @@ class StreamClient:
     def _guard(self, app: Any, handler: Callable, *args: Any) -> None:
         try:
             handler(*args)
-        except Exception as exc:  # noqa: BLE001 - a bug here must not kill the library's thread
+        except Exception as exc:
             log.error("Stream %s: %s handling a frame: %s", self.name, type(exc).__name__, exc)
 
     def _opened(self, app: websocket.WebSocketApp) -> None:
@@ -267,5 +267,5 @@ class StreamClient:
     def _send(self, app: Any, message: dict[str, Any]) -> None:
         try:
             app.send(orjson.dumps(message).decode())
-        except Exception as exc:  # noqa: BLE001 - a closed socket: on_close/on_error or liveness tells
+        except Exception as exc:
             log.debug("Stream %s: send failed: %s", self.name, exc)

@@ -22,35 +22,39 @@ Freshness comes from two sources:
   `stale_limit`).
 
 Rare one-off requests (the key check, what opening a trade needs, setting leverage) go through the
-same jobs; actors/_account_requests.py builds them and answers from their results.
+same jobs; actors/exchange/_account_requests.py builds them and answers from their results.
+
+The parts it acts through: the view-answering policy (_view_policy.py, pure), the HTTP job queue
+(_jobs.py), the figures (_counters.py), the reads (_reads.py) and the cache merge (_cache.py).
 """
 
 from __future__ import annotations
 
-import itertools
+import contextlib
 import logging
-import math
-from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pykka
 
-from actors.exchange import _account_requests
-
-from actors.exchange import _formats
 from actors.asks import has_reply, journal, tell_upward
-from actors.exchange._cache import AccountCache, Difference, is_market
-from actors.exchange._reads import Read, ReadFailed
+from actors.exchange import _account_requests, _formats
+from actors.exchange._cache import AccountCache, Difference
+from actors.exchange._counters import GatewayCounters
+from actors.exchange._formats import HttpFail
+from actors.exchange._instruments import InstrumentBook
+from actors.exchange._jobs import Job, JobQueue, Result
 from actors.exchange._rate_limiter import IP_BAN_SECONDS, RateLimiter
-from actors.exchange._websocket import StreamEvent
+from actors.exchange._reads import Failing, Read, ReadFailed, ReadKey, Scope
 from actors.exchange._streams import Streams
-from actors.exchange._formats import HttpFail, HttpOk
-from messages.codes import Meaning, RetCode, meaning
-from messages.endpoints import BATCH_LIMIT, WRITE_PATHS, for_pybit
+from actors.exchange._transport import Transport
+from actors.exchange._views import Views
+from actors.exchange._websocket import StreamEvent
+from messages.codes import RetCode
+from messages.endpoints import BATCH_LIMIT
 from messages.gateway import (
-    Accepted,
     AmendOrder,
     AttachScheduler,
     Batch,
@@ -63,21 +67,23 @@ from messages.gateway import (
     GetGatewayStats,
     GetMarket,
     GetPositionView,
+    OrderCommand,
     Outcome,
     PlaceOrder,
+    Priority,
     Rejected,
     ReportStats,
     SetLeverage,
     Unavailable,
     Unresolved,
+    link_of,
 )
-from messages.models import Instrument, ModelError, MonitorId
+from messages.models import ModelError, MonitorId
 from messages.persistence import Record, account_subject
 from messages.scheduler import AccountStale, Wake
 from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.metrics import Metrics
-from runtime.stats import percentile
 
 log = logging.getLogger(__name__)
 
@@ -93,60 +99,27 @@ REQUESTS = (
     GetMarket,
     SetLeverage,
 )
-READ_PRIORITY = 0.5  # between protecting a position and cleaning up
 BACKOFF_START, BACKOFF_MAX = 1.0, 15.0
-INSTRUMENTS_EVERY = 3600.0
-INSTRUMENTS_RETRY_S = 2.0
-REFRESH_KEPT = 1000
-HISTORY_EVERY_S = 5.0  # while fresh, a symbol's order history is read at most this often
-WRITE_QUEUE_S = 8.0  # a write not sent within this (Bybit's 10/s per account) is answered "not sent"
-SETTLE_WAIT_S = 1.0  # a fill's position push not here by then: read the symbol by REST
-RESYNC = ("resync",)  # the key of an account's resync read, beside its full (None) and symbol reads
 
-
-@dataclass
-class _Job:
-    id: int
-    account: str
-    method: str
-    params: dict[str, Any]
-    priority: float
-    on_done: Callable[[HttpOk | HttpFail], None]
-    units: int = 1
-    read: Read | None = None  # the read this page belongs to
-    queued_at: float = 0.0
-
-    @property
-    def endpoint(self) -> str:
-        return for_pybit(self.method).path
-
-
-@dataclass
-class _Failing:
-    """An account whose reads fail: since when, why, and when to try again."""
-
-    since: float
-    reason: str
-    backoff: Backoff
-    retry_at: float = 0.0
+Query = GetPositionView | GetAccountSnapshot
 
 
 @dataclass(frozen=True, slots=True)
 class _Done:
     job_id: int
-    result: HttpOk | HttpFail
+    result: Result
 
 
 class ExchangeGateway(pykka.ThreadingActor):
     def __init__(
         self,
-        transport: Any,
+        transport: Transport,
         clock: Clock,
         *,
         stale_limit: float = 90.0,
         read_share: float = 20.0,
         metrics: Metrics | None = None,
-        persistence: Any = None,
+        persistence: pykka.ActorRef[Any] | None = None,
         heartbeat: float = 10.0,
         resync_every: float = 60.0,
     ):
@@ -154,31 +127,26 @@ class ExchangeGateway(pykka.ThreadingActor):
         again (a tell: critical, so it is alerted); None journals nothing. Streams run when the
         transport has them (`transport.streams`)."""
         super().__init__()
-        accounts = transport.accounts
+        accounts = tuple(transport.accounts)
         if not accounts:
             raise ValueError("the gateway needs at least one account")
         self._transport = transport
         self._persistence = persistence
-        self._scheduler: Any = None
+        self._scheduler: pykka.ActorRef[Any] | None = None
         self._unreadable: set[str] = set()
         self._metrics = metrics or Metrics(clock, accounts)
+        self._counters = GatewayCounters(self._metrics)
         self._clock = clock
         self._pool_size = transport.pool_size
-        self._cap = max(1, self._pool_size // len(accounts))
         self._executor = ThreadPoolExecutor(max_workers=self._pool_size, thread_name_prefix="gateway-http")
         self._stale_limit = stale_limit
         self._read_share = read_share
         self._limiter = RateLimiter()
+        self._jobs = JobQueue(accounts, self._limiter, max(1, self._pool_size // len(accounts)))
         self._caches = {name: AccountCache(name) for name in accounts}
-        self._queues: dict[str, list[_Job]] = {name: [] for name in accounts}
-        self._busy: Counter[str] = Counter()
-        self._jobs: dict[int, _Job] = {}
-        self._ids = itertools.count(1)
-        self._reads: dict[tuple[str, Any], Read] = {}
-        self._failing: dict[str, _Failing] = {}
-        self._instruments: dict[str, Instrument] = {}
-        self._instruments_at = -INSTRUMENTS_EVERY
-        self._instruments_loading = False
+        self._reads: dict[ReadKey, Read] = {}
+        self._failing: dict[str, Failing] = {}
+        self._instruments = InstrumentBook()
         # Streams (the clients, their health, tickers: actors/exchange/_streams.py); pushes merge here.
         self._streams = Streams(
             transport,
@@ -191,19 +159,20 @@ class ExchangeGateway(pykka.ThreadingActor):
             resync=self._start_resync,
             stale=lambda account: tell_upward(self._scheduler, AccountStale(account)),
         )
-        self._parked: dict[tuple[str, str], list[GetPositionView]] = {}  # views waiting for a fill to settle
-        self._history_at: dict[tuple[str, str], float] = {}  # last order-history read per symbol
         self._queued_links: set[str] = set()  # commands not sent or not answered yet
-        # Stats.
-        self._calls: Counter[tuple[str, str]] = Counter()
-        self._errors: Counter[tuple[str, str]] = Counter()
-        self._reported_calls: Counter[tuple[str, str]] = Counter()
-        self._hits = self._misses = 0
-        self._reported_hits = self._reported_misses = 0
-        self._refresh_seconds: deque[float] = deque(maxlen=REFRESH_KEPT)
-        self._refreshes = 0
-        self._rate_limited = self._banned = 0
-        self._pushes = self._rejected_pushes = self._wakes = 0
+        self._views = Views(
+            self._caches,
+            self._instruments,
+            self._streams,
+            self._reads,
+            self._failing,
+            self._queued_links,
+            self._counters,
+            clock,
+            self._start_read,
+            stale_limit=stale_limit,
+            read_share=read_share,
+        )
 
     # --- life cycle -----------------------------------------------------------------------
 
@@ -214,21 +183,16 @@ class ExchangeGateway(pykka.ThreadingActor):
     def on_stop(self) -> None:
         self._streams.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
-        waiting = [r for read in self._reads.values() for r in read.waiters] + [
-            r for requests in self._parked.values() for r in requests
-        ]
+        waiting = [r for read in self._reads.values() for r in read.waiters] + self._views.parked()
         for request in waiting:
             request.reply.set(Unavailable(request.account, "the gateway stopped"))
-        for queue in self._queues.values():
-            for job in queue:
-                job.on_done(HttpFail("not_sent", "the gateway stopped"))
+        for job in self._jobs.drain():
+            job.on_done(HttpFail("not_sent", "the gateway stopped"))
 
     def _deliver(self, event: StreamEvent) -> None:
         """On a stream's thread: hand the event to the mailbox (never raise into the library)."""
-        try:
+        with contextlib.suppress(pykka.ActorDeadError):
             self.actor_ref.tell(event)
-        except pykka.ActorDeadError:
-            pass
 
     # --- messages -------------------------------------------------------------------------
 
@@ -243,26 +207,18 @@ class ExchangeGateway(pykka.ThreadingActor):
             case StreamEvent():
                 if self._streams.on_event(message):
                     self._on_private_push(message.stream, message)
-            case GetPositionView() | GetAccountSnapshot():
-                self._on_query(message)
+            case GetPositionView():
+                self._views.on_view(message)
+            case GetAccountSnapshot():
+                self._views.on_snapshot(message)
             case PlaceOrder() | AmendOrder() | CancelOrder() | CancelAll():
                 self._on_command(message)
             case Batch():
                 self._on_batch(message)
-            case CheckAccess() | GetMarket() | SetLeverage() if message.account not in self._caches:
-                _account_requests.unknown_account(message)
-            case CheckAccess():
-                _account_requests.check_access(message, self._enqueue, READ_PRIORITY)
-            case GetMarket():
-                _account_requests.market(message, self._instruments.get(message.symbol), self._enqueue, READ_PRIORITY)
-            case SetLeverage():
-                _account_requests.set_leverage(message, self._enqueue)
+            case CheckAccess() | GetMarket() | SetLeverage():
+                self._on_account_request(message)
             case GatewayTick():
-                now = self._clock.monotonic()
-                if now - self._instruments_at >= INSTRUMENTS_EVERY:
-                    self._load_instruments()
-                self._streams.tick(now)
-                self._unpark(now)
+                self._on_tick()
             case AttachScheduler(scheduler=scheduler):
                 self._scheduler = scheduler
             case ReportStats():
@@ -274,142 +230,36 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._pump()
         return answer
 
+    def _on_account_request(self, request: CheckAccess | GetMarket | SetLeverage) -> None:
+        if request.account not in self._caches:
+            _account_requests.unknown_account(request)
+            return
+        match request:
+            case CheckAccess():
+                _account_requests.check_access(request, self._enqueue)
+            case GetMarket():
+                _account_requests.market(request, self._instruments.get(request.symbol), self._enqueue)
+            case SetLeverage():
+                _account_requests.set_leverage(request, self._enqueue)
+
+    def _on_tick(self) -> None:
+        now = self._clock.monotonic()
+        if self._instruments.due(now):
+            self._load_instruments()
+        self._streams.tick(now)
+        self._views.unpark(now)
+
     # --- queries --------------------------------------------------------------------------
-
-    def _on_query(self, request: GetPositionView | GetAccountSnapshot) -> None:
-        cache = self._caches.get(request.account)
-        if cache is None:
-            request.reply.set(Unavailable(request.account, "unknown account"))
-            return
-        now = self._clock.monotonic()
-        symbol = getattr(request, "symbol", None)
-        wants_closed = getattr(request, "include_closed", False)
-        heard = self._streams.fresh_since(request.account, now)
-        if heard is not None and not getattr(request, "fresh", False) and not (symbol and cache.doubtful(symbol)):
-            if symbol and cache.unsettled_since(symbol) is not None:
-                self._parked.setdefault((request.account, symbol), []).append(request)  # its position push is due
-                return
-            closed = self._closed_by_push(request, cache, now) if symbol and wants_closed else ()
-            if closed is not None:
-                self._lookup(hit=True)
-                self._answer(request, cache, closed=closed, heard=heard)
-                return
-            self._history_at[(request.account, symbol)] = now
-            self._wait_for_closed(request, cache)  # an order the pushes never explained: ask the history
-            return
-        fresh_at = cache.symbol_read_at(symbol) if symbol else cache.full_at
-        if cache.has_data and now - fresh_at <= request.max_age:
-            if not wants_closed:
-                self._lookup(hit=True)
-                self._answer(request, cache)
-            else:
-                self._wait_for_closed(request, cache)  # fresh data: only the finished orders are missing
-            return
-        failing = self._failing.get(request.account)
-        if failing and now < failing.retry_at and not self._reads_of(request.account):
-            self._lookup(hit=True)
-            self._answer_stale(request, cache, failing.reason)  # backing off: no new read yet
-            return
-        # A hit costs no request of its own: answered from the cache, or by a read in flight.
-        full = self._reads.get((request.account, None)) or self._reads.get((request.account, RESYNC))
-        scoped = self._reads.get((request.account, symbol)) if symbol else None
-        if full and not wants_closed:
-            self._lookup(hit=True)
-            full.waiters.append(request)
-        elif scoped and (scoped.with_closed or not wants_closed):
-            self._lookup(hit=True)
-            scoped.waiters.append(request)
-        elif symbol and (wants_closed or self._scoped_is_cheaper(cache, request.max_age)):
-            self._lookup(hit=False)
-            self._start_read(request.account, symbol, wants_closed).waiters.append(request)
-        else:
-            self._lookup(hit=False)
-            self._start_read(request.account, None, False).waiters.append(request)
-
-    def _closed_by_push(self, request: GetPositionView, cache: AccountCache, now: float) -> tuple | None:
-        """The symbol's finished orders as pushed, when they tell the fate of every link asked
-        about (a command still in our own queue has no fate yet); None when only the order
-        history can, unless it was read for this symbol moments ago (then what is known)."""
-        explain = request.explain - self._queued_links
-        closed = cache.closed_for(request.symbol, explain)
-        if (
-            closed is None
-            and now - self._history_at.get((request.account, request.symbol), -math.inf) < HISTORY_EVERY_S
-        ):
-            return cache.closed_for(request.symbol, frozenset())
-        return closed
-
-    def _wait_for_closed(self, request: GetPositionView, cache: AccountCache) -> None:
-        """One request for the symbol's finished orders (shared by everyone asking meanwhile)."""
-        key = (request.account, ("closed", request.symbol))
-        self._lookup(hit=key in self._reads)
-        read = self._reads.get(key) or self._start_read(request.account, request.symbol, True, closed_only=True)
-        read.waiters.append(request)
-
-    def _lookup(self, *, hit: bool) -> None:
-        """Count a view: a hit costs no request of its own."""
-        if hit:
-            self._hits += 1
-        else:
-            self._misses += 1
-        self._metrics.cache.labels("hit" if hit else "miss").inc()
-
-    def _reads_of(self, account: str) -> list[Read]:
-        return [r for (a, _), r in self._reads.items() if a == account]
-
-    def _scoped_is_cheaper(self, cache: AccountCache, max_age: float) -> bool:
-        """A full refresh at this request's pace would spend more than our share of the read
-        budget, and the symbol reads in flight (two requests each) still cost less than one."""
-        if cache.full_pages <= 0:
-            return False
-        scoped_in_flight = sum(1 for (a, s) in self._reads if a == cache.account and isinstance(s, str))
-        return cache.full_pages / max(max_age, 0.1) > self._read_share and 2 * (scoped_in_flight + 1) < cache.full_pages
-
-    def _answer(
-        self,
-        request: Any,
-        cache: AccountCache,
-        *,
-        stale: bool = False,
-        throttled: bool = False,
-        closed: tuple = (),
-        heard: float | None = None,
-    ) -> None:
-        now = self._clock.monotonic()
-        if isinstance(request, GetAccountSnapshot):
-            request.reply.set(cache.snapshot(now, stale=stale, heard=heard))
-        else:
-            request.reply.set(
-                cache.view(
-                    request.symbol,
-                    request.position_idx,
-                    now,
-                    self._instruments.get(request.symbol),
-                    stale=stale,
-                    throttled=throttled,
-                    closed=closed,
-                    heard=heard,
-                )
-            )
-
-    def _answer_stale(self, request: Any, cache: AccountCache, reason: str) -> None:
-        now = self._clock.monotonic()
-        if cache.has_data and now - cache.last_good <= self._stale_limit:
-            self._answer(request, cache, stale=True)
-        else:
-            request.reply.set(
-                Unavailable(
-                    request.account,
-                    f"no good data for {now - cache.last_good:.0f}s: {reason}"
-                    if cache.has_data
-                    else f"no data yet: {reason}",
-                )
-            )
 
     # --- reads ----------------------------------------------------------------------------
 
     def _start_read(
-        self, account: str, symbol: str | None, with_closed: bool, closed_only: bool = False, resync: int | None = None
+        self,
+        account: str,
+        symbol: str | None,
+        with_closed: bool,
+        closed_only: bool = False,
+        resync: int | None = None,
     ) -> Read:
         """`resync`: the stream connection this read checks (None: an ordinary read)."""
         read = Read(
@@ -422,20 +272,17 @@ class ExchangeGateway(pykka.ThreadingActor):
             resync=resync is not None,
             connection=-1 if resync is None else resync,
         )
-        self._reads[self._key(read)] = read
+        self._reads[read.key] = read
         self._read_page(read)
         return read
-
-    def _key(self, read: Read) -> tuple[str, Any]:
-        return (read.account, RESYNC) if read.resync else read.key
 
     def _read_page(self, read: Read) -> None:
         method, params = read.request()
         self._enqueue(
-            read.account, method, params, READ_PRIORITY, lambda result: self._on_page(read, result), read=read
+            read.account, method, params, Priority.READ, lambda result: self._on_page(read, result), read=read
         )
 
-    def _on_page(self, read: Read, result: HttpOk | HttpFail) -> None:
+    def _on_page(self, read: Read, result: Result) -> None:
         if isinstance(result, HttpFail):
             self._read_failed(read, f"{result.kind} {result.code or ''} {result.message}".strip())
             return
@@ -455,7 +302,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         except ModelError as exc:
             self._read_failed(read, f"malformed data rejected: {exc}")
             return
-        del self._reads[self._key(read)]
+        del self._reads[read.key]
         cache = self._caches[read.account]
         now = self._clock.monotonic()
         differences: list[Difference] = []
@@ -464,8 +311,7 @@ class ExchangeGateway(pykka.ThreadingActor):
             pass  # nothing but finished orders was read: the rest of the cache is as it was
         elif read.symbol is None:
             differences = cache.apply_full(positions, orders, read.started, read.started_ms, read.pages)
-            self._refreshes += 1
-            self._refresh_seconds.append(now - read.started)
+            self._counters.refreshed(now - read.started)
         else:
             differences = cache.apply_symbol(read.symbol, positions, orders, read.started, read.started_ms)
         self._metrics.account_read(read.account)
@@ -478,20 +324,20 @@ class ExchangeGateway(pykka.ThreadingActor):
             self._wake_many(read.account, {d.position for d in differences})
             self._streams.after_read(read, differences, now)
         for request in read.waiters:
-            self._answer(request, cache, throttled=read.throttled, closed=closed)
+            self._views.answer(request, cache, throttled=read.throttled, closed=closed)
 
     def _read_failed(self, read: Read, reason: str) -> None:
-        self._reads.pop(self._key(read), None)
+        self._reads.pop(read.key, None)
         if read.resync:
             self._streams.resync_failed(read.account, reason)
         if read.closed_only:  # only the finished orders are missing: no reason to back off the account
             for request in read.waiters:
-                self._answer(request, self._caches[read.account], stale=True)
+                self._views.answer(request, self._caches[read.account], stale=True)
             return
         now = self._clock.monotonic()
         failing = self._failing.get(read.account)
         if failing is None:
-            failing = self._failing[read.account] = _Failing(now, reason, Backoff(BACKOFF_START, BACKOFF_MAX))
+            failing = self._failing[read.account] = Failing(now, reason, Backoff(BACKOFF_START, BACKOFF_MAX))
         failing.reason = reason
         backoff = failing.backoff.next()
         failing.retry_at = now + backoff
@@ -507,7 +353,7 @@ class ExchangeGateway(pykka.ThreadingActor):
             else "no good data to serve",
         )
         for request in read.waiters:
-            self._answer_stale(request, cache, reason)
+            self._views.answer_stale(request, cache, reason)
         if now - failing.since > self._stale_limit and read.account not in self._unreadable:
             self._unreadable.add(read.account)
             self._journal(read.account, "account_unreadable", seconds=round(now - failing.since), reason=reason[:120])
@@ -517,55 +363,35 @@ class ExchangeGateway(pykka.ThreadingActor):
         tell_upward(self._persistence, Record(account_subject(account), None, (entry,), critical=True))
 
     def _load_instruments(self, cursor: str | None = None) -> None:
-        if self._instruments_loading and cursor is None:
+        if cursor is None and not self._instruments.begin():
             return
-        self._instruments_loading = True
-        params = {"category": "linear", "limit": 1000, **({"cursor": cursor} if cursor else {})}
         account = next(iter(self._caches))
-        self._enqueue(account, "get_instruments_info", params, READ_PRIORITY, self._on_instruments)
+        params = self._instruments.request(cursor)
+        self._enqueue(account, "get_instruments_info", params, Priority.READ, self._on_instruments)
 
-    def _on_instruments(self, result: HttpOk | HttpFail) -> None:
-        if isinstance(result, HttpFail):
-            log.warning("Gateway: instrument rules could not be read (%s); retrying", result.message)
-            self._instruments_loading = False
-            # Monitors cannot act without tick sizes: try this cheap public read again soon.
-            self._instruments_at = self._clock.monotonic() - INSTRUMENTS_EVERY + INSTRUMENTS_RETRY_S
-            return
-        body = result.body.get("result") or {}
-        for row in body.get("list") or []:
-            try:
-                instrument = Instrument.from_v5(row)
-            except ModelError as exc:
-                log.warning("Gateway: instrument row rejected: %s", exc)
-                continue
-            self._instruments[instrument.symbol] = instrument
-        cursor = body.get("nextPageCursor")
-        if cursor and body.get("list"):
+    def _on_instruments(self, result: Result) -> None:
+        cursor = self._instruments.on_page(result, self._clock.monotonic())
+        if cursor is not None:
             self._load_instruments(cursor)
-            return
-        self._instruments_loading = False
-        self._instruments_at = self._clock.monotonic()
 
     # --- streams --------------------------------------------------------------------------
 
     def _start_resync(self, account: str, connection: int) -> bool:
         """A resync read of the account (for the streams), unless one is in flight."""
-        if (account, RESYNC) in self._reads:
+        if ReadKey(account, Scope.RESYNC) in self._reads:
             return False
         self._start_read(account, None, False, resync=connection)
         return True
 
     def _on_private_push(self, account: str, event: StreamEvent) -> None:
         kind = event.topic.split(".", 1)[0] or "unknown"
-        self._pushes += 1
-        self._metrics.stream_pushes.labels(account, kind if kind in _formats.PRIVATE_TOPICS else "other").inc()
+        self._counters.pushed(account, kind if kind in _formats.PRIVATE_TOPICS else "other")
         try:
             if event.reason:
                 raise ModelError(event.reason)
             push = _formats.private_push(event.topic, event.data)
         except ModelError as exc:
-            self._rejected_pushes += 1
-            self._metrics.stream_rejected.labels(account).inc()
+            self._counters.push_rejected(account)
             log.warning("Stream %s: malformed %s push rejected whole: %s", account, event.topic or "?", exc)
             return
         if push is None:
@@ -577,34 +403,16 @@ class ExchangeGateway(pykka.ThreadingActor):
             | cache.push_executions(list(push.executions), now)
         )
         self._wake_many(account, touched)
-        self._unpark(now)
-
-    def _unpark(self, now: float) -> None:
-        """Answer the views that waited for a fill's position push: from the cache once it came,
-        by a REST read of the symbol when it is late (or the stream is no longer healthy)."""
-        for (account, symbol), requests in list(self._parked.items()):
-            since = self._caches[account].unsettled_since(symbol)
-            late = since is not None and now - since > SETTLE_WAIT_S
-            if since is not None and not late and self._streams.fresh_since(account, now) is not None:
-                continue
-            del self._parked[(account, symbol)]
-            if late:
-                log.info("Stream %s: the position push after a fill of %s is late; reading it by REST", account, symbol)
-                read = self._reads.get((account, symbol)) or self._start_read(account, symbol, True)
-                read.waiters.extend(requests)
-                continue
-            for request in requests:
-                self._on_query(request)
+        self._views.unpark(now)
 
     def _wake_many(self, account: str, keys: set[tuple[str, int]]) -> None:
         for key in sorted(keys):
-            self._wakes += 1
-            self._metrics.wakes.labels(account).inc()
+            self._counters.woke(account)
             tell_upward(self._scheduler, Wake(MonitorId(account, key[0], key[1])))
 
     # --- commands -------------------------------------------------------------------------
 
-    def _on_command(self, command: Any) -> None:
+    def _on_command(self, command: OrderCommand) -> None:
         if command.account not in self._caches:
             command.reply.set(Rejected(0, f"unknown account {command.account}"))
             return
@@ -627,9 +435,8 @@ class ExchangeGateway(pykka.ThreadingActor):
             or kinds - set(_formats.BATCHES)
             or {c.account for c in batch.commands} != {batch.account}
         ):
-            batch.reply.set(
-                tuple(Rejected(0, "a batch holds 1-10 commands of one kind for its account") for _ in batch.commands)
-            )
+            refusal = Rejected(0, f"a batch holds 1-{BATCH_LIMIT} commands of one kind for its account")
+            batch.reply.set(tuple(refusal for _ in batch.commands))
             return
         method, params = _formats.batch_request(batch.commands)
         self._queue_links(batch.commands)
@@ -642,53 +449,30 @@ class ExchangeGateway(pykka.ThreadingActor):
             units=len(batch.commands),
         )
 
-    def _queue_links(self, commands: tuple[Any, ...]) -> None:
-        self._queued_links |= {c.link_id for c in commands if getattr(c, "link_id", None)}
+    def _queue_links(self, commands: tuple[OrderCommand, ...]) -> None:
+        self._queued_links |= {link for c in commands if (link := link_of(c))}
 
-    def _batch_done(self, batch: Batch, result: HttpOk | HttpFail) -> None:
+    def _batch_done(self, batch: Batch, result: Result) -> None:
         outcomes = _formats.batch_outcomes(result, len(batch.commands))
-        for command, outcome in zip(batch.commands, outcomes):
+        for command, outcome in zip(batch.commands, outcomes, strict=False):
             self._patch_cache(command, outcome)
         batch.reply.set(tuple(outcomes))
 
-    def _command_done(self, command: Any, outcome: Outcome) -> None:
+    def _command_done(self, command: OrderCommand, outcome: Outcome) -> None:
         self._patch_cache(command, outcome)
         if isinstance(outcome, Unresolved):
             log.warning(
                 "Gateway: %s %s %s is unresolved (%s); it will be settled from a fresh snapshot",
                 command.account,
                 type(command).__name__,
-                getattr(command, "link_id", command.symbol),
+                link_of(command) or command.symbol,
                 outcome.reason,
             )
         command.reply.set(outcome)
 
-    def _patch_cache(self, command: Any, outcome: Outcome) -> None:
-        """Make the cache reflect an accepted command before the next answer about its symbol."""
-        self._queued_links.discard(getattr(command, "link_id", None))
-        cache, now = self._caches[command.account], self._clock.monotonic()
-        if not isinstance(outcome, Accepted):
-            if (
-                isinstance(outcome, Rejected)
-                and meaning(outcome.code) is Meaning.GONE
-                and isinstance(command, CancelOrder)
-            ):
-                cache.patch_cancelled(command.symbol, command.link_id)  # it is gone either way
-            cache.mark_dirty(command.symbol, now, unresolved=isinstance(outcome, Unresolved))
-            return
-        match command:
-            case PlaceOrder() if is_market(command):
-                cache.mark_dirty(command.symbol, now)  # it filled: the position moved
-            case PlaceOrder():
-                cache.patch_placed(command, outcome.order_id, now, self._clock.wall_ms())
-            case AmendOrder():
-                cache.patch_amended(
-                    command.symbol, command.link_id, command.qty, command.price, command.trigger_price, now
-                )
-            case CancelOrder():
-                cache.patch_cancelled(command.symbol, command.link_id)
-            case CancelAll():
-                cache.patch_cancelled(command.symbol, None)
+    def _patch_cache(self, command: OrderCommand, outcome: Outcome) -> None:
+        self._queued_links.discard(link_of(command) or "")
+        self._caches[command.account].apply_outcome(command, outcome, self._clock.monotonic(), self._clock.wall_ms())
 
     # --- the HTTP jobs --------------------------------------------------------------------
 
@@ -697,79 +481,50 @@ class ExchangeGateway(pykka.ThreadingActor):
         account: str,
         method: str,
         params: dict[str, Any],
-        priority: float,
-        on_done: Callable[[HttpOk | HttpFail], None],
+        priority: Priority,
+        on_done: Callable[[Result], None],
         *,
         units: int = 1,
         read: Read | None = None,
     ) -> None:
-        self._queues[account].append(
-            _Job(
-                next(self._ids), account, method, params, float(priority), on_done, units, read, self._clock.monotonic()
-            )
-        )
+        self._jobs.add(account, method, params, priority, on_done, self._clock.monotonic(), units=units, read=read)
 
     def _pump(self) -> None:
-        """Send every queued job the limiter and the worker share allow, by priority."""
-        now = self._clock.monotonic()
-        for account, queue in self._queues.items():
-            if not queue:
-                continue
-            queue.sort(key=lambda j: (j.priority, j.id))
-            waiting = []
-            for job in queue:
-                if now < self._limiter.banned_until:
-                    job.on_done(HttpFail("not_sent", "not sent: the exchange banned this IP (HTTP 403)", 403))
-                    continue
-                if job.endpoint in WRITE_PATHS and now - job.queued_at > WRITE_QUEUE_S:
-                    # A definite "not sent" the monitor can act on next check, rather than its ask
-                    # timing out (an unresolved write that would cost snapshots to settle).
-                    job.on_done(HttpFail("not_sent", f"not sent: waited {WRITE_QUEUE_S:.0f} s for the write budget"))
-                    continue
-                if self._busy[account] >= self._cap:
-                    waiting.append(job)
-                    continue
-                if not self._limiter.take(account, job.endpoint, now, job.units):
-                    if job.read is not None:
-                        job.read.throttled = True
-                    waiting.append(job)
-                    continue
-                self._busy[account] += 1
-                self._jobs[job.id] = job
-                self._calls[(account, job.endpoint)] += 1
-                self._metrics.request(account, job.endpoint)
+        """Send every queued job the limiter and the worker share allow; answer the refused ones
+        (whose answers may queue more jobs: released in the same pump)."""
+        while True:
+            released = self._jobs.release(self._clock.monotonic())
+            for job in released.sent:
+                self._counters.request(job.account, job.endpoint)
                 self._executor.submit(self._run, job)
-            queue[:] = waiting
+            for job, refusal in released.refused:
+                job.on_done(refusal)
+            if not released.refused:
+                return
 
-    def _run(self, job: _Job) -> None:
+    def _run(self, job: Job) -> None:
         """On a worker thread: the request, then its result back to the actor as a message."""
         result = self._transport.call(job.account, job.method, job.params)
-        try:
+        with contextlib.suppress(pykka.ActorDeadError):
             self.actor_ref.tell(_Done(job.id, result))
-        except pykka.ActorDeadError:
-            pass
 
     def _on_done(self, done: _Done) -> None:
-        job = self._jobs.pop(done.job_id, None)
+        job = self._jobs.finished(done.job_id)
         if job is None:
             return
-        self._busy[job.account] -= 1
         result = done.result
         now = self._clock.monotonic()
-        headers = result.headers if result.headers else {}
+        headers = result.headers or {}
         self._limiter.observe(
             job.account, job.endpoint, now, headers.get("X-Bapi-Limit"), headers.get("X-Bapi-Limit-Status")
         )
         if isinstance(result, HttpFail):
-            self._errors[(job.account, f"{result.kind} {result.code}" if result.code else result.kind)] += 1
-            self._metrics.failed(job.account, result.kind, result.code)
+            self._counters.failed(job.account, result.kind, result.code)
             if result.code == RetCode.TOO_MANY_VISITS:
-                self._rate_limited += 1
-                self._metrics.rate_limited.labels(job.account).inc()
+                self._counters.throttled(job.account)
                 self._limiter.block(job.account, job.endpoint, now + self._reset_in(headers))
             if result.kind == "http" and result.code == 403:
-                self._banned += 1
-                self._metrics.banned.inc()
+                self._counters.ip_banned()
                 self._limiter.ban(now + IP_BAN_SECONDS)
                 log.error(
                     "Gateway: the exchange banned this IP (HTTP 403); nothing is sent for %.0f minutes",
@@ -777,9 +532,9 @@ class ExchangeGateway(pykka.ThreadingActor):
                 )
         job.on_done(result)
 
-    def _reset_in(self, headers: Any) -> float:
+    def _reset_in(self, headers: Mapping[str, str]) -> float:
         try:
-            reset_ms = int(headers.get("X-Bapi-Limit-Reset-Timestamp"))
+            reset_ms = int(headers.get("X-Bapi-Limit-Reset-Timestamp", ""))
         except (TypeError, ValueError):
             return 2.0  # pybit's own default when the header is missing
         return min(10.0, max(0.05, (reset_ms - self._clock.wall_ms()) / 1000))
@@ -787,58 +542,43 @@ class ExchangeGateway(pykka.ThreadingActor):
     # --- stats ----------------------------------------------------------------------------
 
     def _stats(self) -> GatewayStats:
-        calls: dict[str, dict[str, int]] = {}
-        for (account, endpoint), n in sorted(self._calls.items()):
-            calls.setdefault(account, {})[endpoint] = n
-        errors: dict[str, dict[str, int]] = {}
-        for (account, kind), n in sorted(self._errors.items()):
-            errors.setdefault(account, {})[kind] = n
-        now = self._clock.monotonic()
+        counters, now = self._counters, self._clock.monotonic()
         return GatewayStats(
-            calls=calls,
-            errors=errors,
-            cache_hits=self._hits,
-            cache_misses=self._misses,
-            refreshes=self._refreshes,
-            refresh_seconds=tuple(self._refresh_seconds),
-            pool_in_use=sum(self._busy.values()),
+            calls=counters.calls_by_account(),
+            errors=counters.errors_by_account(),
+            cache_hits=counters.hits,
+            cache_misses=counters.misses,
+            refreshes=counters.refreshes,
+            refresh_seconds=tuple(counters.refresh_seconds),
+            pool_in_use=self._jobs.in_use,
             pool_size=self._pool_size,
             limiter_waits=self._limiter.waits,
-            rate_limited_10006=self._rate_limited,
-            banned_403=self._banned,
+            rate_limited_10006=counters.rate_limited,
+            banned_403=counters.banned,
             stale_accounts=tuple(sorted(self._failing)),
             streams_healthy=self._streams.healthy_accounts(now),
-            pushes=self._pushes,
-            rejected_pushes=self._rejected_pushes,
+            pushes=counters.pushes,
+            rejected_pushes=counters.rejected_pushes,
             missed_pushes=self._streams.missed,
-            wakes=self._wakes,
+            wakes=counters.wakes,
             stream_connects=self._streams.connects(),
         )
 
     def _log_stats(self) -> None:
-        hits, misses = self._hits - self._reported_hits, self._misses - self._reported_misses
-        recent = self._calls - self._reported_calls
-        by_endpoint: Counter[str] = Counter()
-        for (_, endpoint), n in recent.items():
-            by_endpoint[endpoint.removeprefix("/v5/")] += n
-        p50 = percentile(list(self._refresh_seconds)[-100:], 0.5)
+        hits, misses, by_endpoint = self._counters.since_last_report()
         total = hits + misses
-        now = self._clock.monotonic()
-        streams = self._streams.describe(now)
         log.info(
             "Gateway: hit rate %.1f%% (%d/%d), API calls %d in 60s (%s), refresh p50 %.2fs, pool %d/%d, "
             "stale %s, streams %s, pushes %d",
             100.0 * hits / total if total else 100.0,
             hits,
             total,
-            sum(recent.values()),
+            sum(by_endpoint.values()),
             ", ".join(f"{e} {n}" for e, n in by_endpoint.most_common()) or "none",
-            p50,
-            sum(self._busy.values()),
+            self._counters.refresh_p50(),
+            self._jobs.in_use,
             self._pool_size,
             ", ".join(sorted(self._failing)) or "none",
-            streams,
-            self._pushes,
+            self._streams.describe(self._clock.monotonic()),
+            self._counters.pushes,
         )
-        self._reported_hits, self._reported_misses = self._hits, self._misses
-        self._reported_calls = Counter(self._calls)

@@ -12,11 +12,12 @@ with the simulator's exchange engine in-process (tests/rules_driver.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-from actors.position import rules
 from actors.asks import journal
+from actors.position import rules
 from actors.position.rules import Action, CloseReason, Command, Event, EventKind, MonitorState, RulesConfig
 from messages.endpoints import BATCH_LIMIT
 from messages.gateway import (
@@ -207,7 +208,7 @@ class CheckCycle:
             self._hooks.reached("after_send")
             events: list[Event] = []
             new: list[Command] = []
-            for command, outcome in zip(group, outcomes):
+            for command, outcome in zip(group, outcomes, strict=False):
                 unresolved = unresolved or isinstance(outcome, Unresolved)
                 decision = rules.settle(self.state, command, outcome, view, now_ms, self._config)
                 self.state = decision.state

@@ -15,8 +15,8 @@ from typing import Any
 
 import pykka
 
-from actors.position import rules
 from actors.asks import ask_with_reply, record, tell_upward
+from actors.position import rules
 from actors.position._check_cycle import CheckCycle, CheckResult, command_message
 from actors.position.rules import Command, EventKind, MonitorState, RulesConfig
 from messages.gateway import Batch, GetPositionView, Outcome, PositionView, Unavailable, Unresolved

@@ -9,8 +9,8 @@ monitors (2 s) are not rounded: for them reaction time matters more than fewer l
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from messages.models import MonitorId, Urgency
 

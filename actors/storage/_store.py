@@ -12,9 +12,10 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 

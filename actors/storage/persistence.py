@@ -14,10 +14,10 @@ from typing import Any
 
 import pykka
 
-from actors.storage._store import Store
-from messages.models import MonitorId
 from actors.alerts import AlertRules
 from actors.asks import tell_upward
+from actors.storage._store import Store
+from messages.models import MonitorId
 from messages.notifier import AlertsQueued
 from messages.persistence import (
     AlertsSent,

@@ -2,7 +2,7 @@
 trader's requests (read, sized and checked here).
 """
 
-from actors.supervision.supervisor import Supervisor
 from actors.supervision._trade_requests import TradeRequest, check_targets, describe, read_request, size_open
+from actors.supervision.supervisor import Supervisor
 
 __all__ = ["Supervisor", "TradeRequest", "check_targets", "describe", "read_request", "size_open"]

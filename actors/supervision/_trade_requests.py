@@ -18,9 +18,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from actors.position import RulesConfig, ladder_for
-from messages.models import Approach, Plan
 from messages.gateway import Market
-from messages.models import Instrument, Position, Side
+from messages.models import Approach, Instrument, Plan, Position, Side
 
 COMMANDS = ("open", "plan", "close", "list")
 ACCOUNT_CHOICES = {"open": ("main", "mirror", "both"), "plan": ("main", "mirror"), "close": ("main", "mirror", "both")}
@@ -111,30 +110,8 @@ def read_request(data: Any, ladder_levels: int = 4) -> tuple[TradeRequest | None
     approach = str(data.get("approach") or "")
     if approach not in (Approach.CONSERVATIVE, Approach.FAST):
         problems.append(f"--approach {approach or '(missing)'} must be conservative or fast")
-    qty = _number(problems, "--qty", data.get("qty"))
-    margin = _number(problems, "--margin", data.get("margin"))
-    margin_percent = _number(problems, "--margin-percent", data.get("margin_percent"), percent=True)
-    leverage = _number(problems, "--leverage", data.get("leverage"))
-    sizing = [
-        name
-        for name, key in (("--qty", "qty"), ("--margin", "margin"), ("--margin-percent", "margin_percent"))
-        if data.get(key) is not None
-    ]
-    if len(sizing) != 1:
-        problems.append(
-            "give exactly one of --qty, --margin, --margin-percent" + (f" (got {', '.join(sizing)})" if sizing else "")
-        )
-    elif sizing[0] != "--qty" and data.get("leverage") is None:
-        problems.append(f"{sizing[0]} needs --leverage")
-    limits = _numbers(problems, "--limits", data.get("limits"))
-    if approach == Approach.CONSERVATIVE and data.get("limits") is None:
-        problems.append("--limits P2,P3 is required for the conservative approach")
-    elif approach == Approach.CONSERVATIVE and limits and len(limits) != CONSERVATIVE_LEGS - 1:
-        problems.append(f"--limits gives {len(limits)} prices; the conservative approach needs {CONSERVATIVE_LEGS - 1}")
-    if approach == Approach.FAST and data.get("limits") is not None:
-        problems.append("--limits is only for the conservative approach")
-    if approach == Approach.FAST and len(tps) > 1:
-        problems.append("--tps: the fast approach has one take-profit")
+    qty, margin, margin_percent, leverage = _sizing(problems, data)
+    limits = _legs(problems, data, approach, tps)
     if problems:
         return None, problems
     return TradeRequest(
@@ -152,6 +129,42 @@ def read_request(data: Any, ladder_levels: int = 4) -> tuple[TradeRequest | None
         account,
         bool(data.get("dry_run")),
     ), []
+
+
+def _sizing(
+    problems: list[str], data: dict[str, Any]
+) -> tuple[Decimal | None, Decimal | None, Decimal | None, Decimal | None]:
+    """Exactly one of --qty, --margin, --margin-percent; the margins need --leverage."""
+    qty = _number(problems, "--qty", data.get("qty"))
+    margin = _number(problems, "--margin", data.get("margin"))
+    margin_percent = _number(problems, "--margin-percent", data.get("margin_percent"), percent=True)
+    leverage = _number(problems, "--leverage", data.get("leverage"))
+    sizing = [
+        name
+        for name, key in (("--qty", "qty"), ("--margin", "margin"), ("--margin-percent", "margin_percent"))
+        if data.get(key) is not None
+    ]
+    if len(sizing) != 1:
+        problems.append(
+            "give exactly one of --qty, --margin, --margin-percent" + (f" (got {', '.join(sizing)})" if sizing else "")
+        )
+    elif sizing[0] != "--qty" and data.get("leverage") is None:
+        problems.append(f"{sizing[0]} needs --leverage")
+    return qty, margin, margin_percent, leverage
+
+
+def _legs(problems: list[str], data: dict[str, Any], approach: str, tps: tuple[Decimal, ...]) -> tuple[Decimal, ...]:
+    """The conservative approach's limit prices (legs 2 and 3); the fast one has one take-profit."""
+    limits = _numbers(problems, "--limits", data.get("limits"))
+    if approach == Approach.CONSERVATIVE and data.get("limits") is None:
+        problems.append("--limits P2,P3 is required for the conservative approach")
+    elif approach == Approach.CONSERVATIVE and limits and len(limits) != CONSERVATIVE_LEGS - 1:
+        problems.append(f"--limits gives {len(limits)} prices; the conservative approach needs {CONSERVATIVE_LEGS - 1}")
+    if approach == Approach.FAST and data.get("limits") is not None:
+        problems.append("--limits is only for the conservative approach")
+    if approach == Approach.FAST and len(tps) > 1:
+        problems.append("--tps: the fast approach has one take-profit")
+    return limits
 
 
 def _side_problems(side: str, entry: Decimal, tps: tuple[Decimal, ...], stop: Decimal, what: str) -> list[str]:
@@ -245,7 +258,9 @@ def check_targets(
 
 def describe(plan: Plan) -> str:
     """One line for the trader: what the plan places."""
-    legs = f"{plan.legs[0]} at market" + "".join(f", {q} at {p}" for q, p in zip(plan.legs[1:], plan.limits))
+    legs = f"{plan.legs[0]} at market" + "".join(
+        f", {q} at {p}" for q, p in zip(plan.legs[1:], plan.limits, strict=False)
+    )
     return (
         f"{plan.approach} {'long' if plan.side == Side.BUY else 'short'} {sum(plan.legs, Decimal(0))}: "
         f"{legs}; take-profits {', '.join(map(str, plan.tp_prices))}; stop {plan.stop_price}"

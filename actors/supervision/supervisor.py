@@ -15,17 +15,24 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-import time
 from collections import Counter
 from typing import Any
 
 import pykka
 
-
-from actors.position import CloseReason, EventKind, MonitorState, RulesConfig, planned, resumed, state_from_dict, stored
 from actors.asks import ask_with_reply, journal, record, tell_upward
+from actors.position import (
+    CloseReason,
+    EventKind,
+    Monitor,
+    MonitorState,
+    RulesConfig,
+    planned,
+    resumed,
+    state_from_dict,
+    stored,
+)
 from actors.supervision._trade_requests import describe
-from actors.position import Monitor
 from messages.gateway import AccountSnapshot, GetAccountSnapshot
 from messages.models import MonitorId, Urgency
 from messages.persistence import LoadState, Record
@@ -108,24 +115,13 @@ class Supervisor(pykka.ThreadingActor):
                 if monitor not in self._monitors and monitor not in self._restart_at:
                     self._last_discovery = -math.inf  # discover at the next tick (within 1 s)
             case SupervisorTick(now=now):
-                self._restart_due(now)
-                if now - self._last_discovery >= self._discovery_interval:
-                    self._last_discovery = now
-                    self._discover()
-            case MonitorRetired(monitor=monitor, reason=reason, detail=detail):
-                self._monitors.pop(monitor, None)
-                self._settle(monitor, Outcome(str(reason), detail=detail))
-                tell_upward(self._scheduler, UnregisterMonitor(monitor))  # the supervisor registered it
-                self._retired += 1
-                self._reasons[str(reason)] += 1
-                if reason == CloseReason.FLIPPED:
-                    self._last_discovery = -math.inf  # the new side is a new position: adopt it now
+                self._on_tick(now)
+            case MonitorRetired():
+                self._on_retired(message)
             case MonitorFailed(monitor=monitor, error=error):
                 self._schedule_restart(monitor, f"failed ({error})")
             case MonitorUnresponsive(monitor=monitor):
-                self._unresponsive[monitor] += 1
-                if self._unresponsive[monitor] >= UNRESPONSIVE_LIMIT:
-                    self._schedule_restart(monitor, f"did not answer {UNRESPONSIVE_LIMIT} checks in a row")
+                self._on_unresponsive(monitor)
             case OpenTrade(monitor=monitor, plan=plan, outcome=outcome):
                 return self._open_trade(monitor, plan, outcome)
             case TradeOpened(monitor=monitor, size=size):
@@ -147,6 +143,27 @@ class Supervisor(pykka.ThreadingActor):
     def on_stop(self) -> None:
         self._stop_monitors()
 
+    def _on_tick(self, now: float) -> None:
+        self._restart_due(now)
+        if now - self._last_discovery >= self._discovery_interval:
+            self._last_discovery = now
+            self._discover()
+
+    def _on_retired(self, retired: MonitorRetired) -> None:
+        monitor, reason = retired.monitor, retired.reason
+        self._monitors.pop(monitor, None)
+        self._settle(monitor, Outcome(str(reason), detail=retired.detail))
+        tell_upward(self._scheduler, UnregisterMonitor(monitor))  # the supervisor registered it
+        self._retired += 1
+        self._reasons[str(reason)] += 1
+        if reason == CloseReason.FLIPPED:
+            self._last_discovery = -math.inf  # the new side is a new position: adopt it now
+
+    def _on_unresponsive(self, monitor: MonitorId) -> None:
+        self._unresponsive[monitor] += 1
+        if self._unresponsive[monitor] >= UNRESPONSIVE_LIMIT:
+            self._schedule_restart(monitor, f"did not answer {UNRESPONSIVE_LIMIT} checks in a row")
+
     def _stop_monitors(self) -> None:
         """Each monitor finishes the check it is in (telling the scheduler, which is still alive),
         then stops; none is restarted after this."""
@@ -154,8 +171,8 @@ class Supervisor(pykka.ThreadingActor):
         monitors, self._monitors = list(self._monitors.values()), {}
         for ref in monitors:
             ref.stop(block=False)
-        deadline = time.monotonic() + MONITORS_STOP_S  # one wait for all, not one per monitor
-        late = sum(not ref.actor_stopped.wait(max(0.0, deadline - time.monotonic())) for ref in monitors)
+        deadline = self._clock.monotonic() + MONITORS_STOP_S  # one wait for all, not one per monitor
+        late = sum(not ref.actor_stopped.wait(max(0.0, deadline - self._clock.monotonic())) for ref in monitors)
         if late:
             log.error("Supervisor: %d monitors did not stop within %.0f s", late, MONITORS_STOP_S)
 
@@ -231,7 +248,7 @@ class Supervisor(pykka.ThreadingActor):
                 ),
                 timeout=self._timeout,
             )
-        except Exception as exc:  # noqa: BLE001 - not durable: nothing is sent
+        except Exception as exc:
             log.error("Supervisor: the plan for %s was not recorded (%s); nothing sent", monitor, exc)
             return f"the plan could not be recorded ({type(exc).__name__}); nothing was sent"
         log.info(

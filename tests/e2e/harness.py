@@ -8,9 +8,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import orjson
 
@@ -67,7 +68,7 @@ class Daemon:
         self._lock = threading.Lock()
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "Daemon":
+    def start(self) -> Daemon:
         self.lines = []
         self.process = subprocess.Popen(
             [sys.executable, str(ROOT / "main.py"), "--summary-json", str(self.summary_path), *self.args],
@@ -106,8 +107,7 @@ class Daemon:
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.process is not None
         self.process.send_signal(sig)
-        code = self.process.wait(timeout=15)
-        return code
+        return self.process.wait(timeout=15)
 
     def summary(self) -> dict:
         return orjson.loads(self.summary_path.read_bytes())

@@ -71,7 +71,7 @@ def test_every_alert_of_a_run_arrives_in_order_as_the_journal_calls_for(world, t
 
 
 def test_a_sigkill_between_the_commit_and_the_send_delivers_after_the_restart(world, tmp_path):
-    sim, book, daemon, receiver = world
+    _sim, _book, daemon, receiver = world
     first = daemon(GUARDIAN_KILL_AT="alert_queued:1").start()
     first.process.wait(timeout=30)
     assert first.process.returncode == -signal.SIGKILL

@@ -37,7 +37,7 @@ def test_stopping_mid_wave_twenty_times_logs_no_error(tmp_path):
     accounts = {name: (c.api_key, c.api_secret) for name, c in sim.credentials.items()}
     stopped_mid_wave = 0
     try:
-        for run in range(20):
+        for _ in range(20):
             settings = Settings(state_path=str(tmp_path / "state.db"), http_timeout_seconds=2)
             system = System(settings, accounts, sim.url, hooks=NO_HOOKS)
             assert system.start(threading.Event())

@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import pytest
 
+from messages.endpoints import Api
 from messages.models import OrderLink, Role
 from tests.e2e.harness import wait_until
 from tests.e2e.harness import world as e2e_world
-from messages.endpoints import Api
 
 pytestmark = pytest.mark.slow
 
@@ -207,7 +207,7 @@ def test_mirror_down_leaves_main_guarded_and_the_mirror_resumes(world):
     tp1 = sim.account("main").by_link[OrderLink(main_near.position_id, Role.TAKE_PROFIT, 1, 0).build()]
     push_price(sim, main_near, str(abs(tp1.price / sim.exchange.last_price(main_near.symbol) - 1) + Decimal("0.001")))
     d.wait_for(lambda m: m.startswith(f"BREAKEVEN main:{main_near.symbol}"), 20, "main breakeven during the outage")
-    assert not [m for m in d.messages() if m.startswith(f"BREAKEVEN mirror:")]
+    assert not [m for m in d.messages() if m.startswith("BREAKEVEN mirror:")]
     sim.clear_faults()
     d.wait_for(
         lambda m: m.startswith(f"BREAKEVEN mirror:{mirror_near.symbol}"), 30, "mirror breakeven after it is back"
@@ -217,7 +217,7 @@ def test_mirror_down_leaves_main_guarded_and_the_mirror_resumes(world):
 
 
 def test_sigint_stops_cleanly_too(world):
-    sim, book, daemon = world
+    _sim, _book, daemon = world
     d = daemon().start()
     assert d.stop(signal.SIGINT) == 0
     assert any(m == "Stopped cleanly" for m in d.messages())
@@ -226,9 +226,10 @@ def test_sigint_stops_cleanly_too(world):
 def test_a_read_only_key_is_refused_at_start(world):
     import subprocess
     import sys
+
     from tests.e2e.harness import ROOT
 
-    sim, book, daemon = world
+    sim, _book, daemon = world
     sim.account("main").read_only = True
     result = subprocess.run(
         [sys.executable, "main.py", "--duration", "5"],
@@ -244,7 +245,7 @@ def test_a_read_only_key_is_refused_at_start(world):
 
 
 def test_dry_run_sends_no_order(world):
-    sim, book, daemon = world
+    sim, _book, daemon = world
     d = daemon("--dry-run").start()
     d.wait_for(lambda m: m.startswith("DRY-RUN would"), 15, "a DRY-RUN line")
     assert d.stop() == 0

@@ -255,11 +255,9 @@ def test_bad_requests_exit_2_with_their_line_and_send_nothing_refusals_exit_1(ri
         "trade open: main: Bybit refused the entry: 110007 ab not enough for new order; nothing was opened",
         "trade open: mirror: not opened, because main was not",
     ]
-    assert (
-        ours(r, free) == {}
-        and free not in r.sim.account("main").positions
-        or r.sim.account("main").positions[free].size == 0
-    )
+    assert (ours(r, free) == {} and free not in r.sim.account("main").positions) or r.sim.account("main").positions[
+        free
+    ].size == 0
     assert daemon.stop() == 0
     assert_invariants(r.oracle())
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
+from messages.endpoints import Api
 from messages.models import OrderLink, Role
 from runtime.system import System
 from settings import load_settings
 from simulator import Simulator
 from tests.e2e.harness import Daemon, wait_until
-from messages.endpoints import Api
 
 WRITES = (Api.PLACE_ORDER, Api.AMEND_ORDER, Api.CANCEL_ORDER, Api.PLACE_BATCH, Api.AMEND_BATCH, Api.CANCEL_BATCH)
 CRITICAL_S = 2.0
@@ -52,7 +53,7 @@ class Rig:
 
     # --- the daemon in-process ------------------------------------------------------------
 
-    def start(self, timeout: float = 30.0) -> "Rig":
+    def start(self, timeout: float = 30.0) -> Rig:
         settings = load_settings(self.env)
         accounts = {a.name: (a.api_key.reveal(), a.api_secret.reveal()) for a in settings.accounts()}
         self.system = System(settings, accounts, self.sim.url, streams=settings.stream_urls(self.sim.url))
@@ -63,7 +64,7 @@ class Rig:
             try:
                 if self.system.start(self.stop_event):
                     started.set()
-            except BaseException as exc:  # noqa: BLE001 - reported to the test
+            except BaseException as exc:
                 errors.append(exc)
                 started.set()
 

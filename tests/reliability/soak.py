@@ -20,9 +20,9 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+from messages.endpoints import Api
 from simulator import Simulator
 from tests.e2e.harness import Daemon
-from messages.endpoints import Api
 
 FAULTS = [
     {"kind": "http_5xx", "status": 502},
@@ -171,7 +171,7 @@ def trade(sim: Simulator, rng: random.Random) -> str:
         else:
             last = sim.exchange.last_price(position.symbol)
             sim.set_price(position.symbol, last * (1 + Decimal(rng.uniform(-0.03, 0.03)).quantize(Decimal("0.0001"))))
-    except Exception as exc:  # noqa: BLE001 - the exchange may refuse (e.g. 110017): part of the mix
+    except Exception as exc:
         return f"{kind} refused ({type(exc).__name__})"
     return f"{kind} by hand"
 

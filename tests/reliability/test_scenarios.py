@@ -14,16 +14,16 @@ from decimal import Decimal
 
 import pytest
 
-from messages.gateway import Rejected, Unresolved
+from actors.position._check_cycle import command_message
+from actors.position.rules import STOP_KEY
+from messages.endpoints import Api
+from messages.gateway import Rejected
 from messages.models import MonitorId, OrderLink, Role
 from simulator import Simulator
 from tests.e2e.harness import ROOT
 from tests.reliability.harness import CRITICAL_S, Rig, assert_invariants, rig  # noqa: F401 - rig: a fixture
-from actors.position._check_cycle import command_message
-from actors.position.rules import STOP_KEY
 from tests.rules_driver import Driver
 from tests.stubs.book import apply, open_conservative
-from messages.endpoints import Api
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def test_s01_stop_create_applied_but_answer_lost_is_found_not_duplicated(rig):
     stops = [
         o
         for o in r.sim.account("main").orders.values()
-        if (l := OrderLink.parse(o.link_id)) and l.position_id == entry.position_id and l.role is Role.STOP
+        if (link := OrderLink.parse(o.link_id)) and link.position_id == entry.position_id and link.role is Role.STOP
     ]
     assert len([o for o in stops if o.is_open]) == 1 and len(stops) == 2  # the cancelled one and one new
     r.stop()
@@ -311,7 +311,7 @@ def test_s12_malformed_settings_fail_fast_before_any_request(rig, env, expected)
 
 def test_s13_a_rate_limit_storm_is_backed_off_and_protection_holds(rig):
     r = rig(seed=116, positions=12).start()
-    r.sim.limits.limits.update({"/v5/order/amend": 2, Api.PLACE_ORDER: 2, Api.CANCEL_ORDER: 2})
+    r.sim.limits.limits.update({Api.AMEND_ORDER: 2, Api.PLACE_ORDER: 2, Api.CANCEL_ORDER: 2})
     for entry in [e for e in r.book if e.kind == "tp1_near"]:
         r.through(entry, "T", 1)
     r.wait(
@@ -374,7 +374,7 @@ def test_s18_malformed_exchange_data_changes_nothing_while_it_lasts(rig, fault):
     r = rig(seed=119, BYBIT_STREAMS="false").start()  # REST data is the only data here (pushes: test_streams.py)
     entry = r.entry("monitoring")
     writes_before = sum(r.sim.stats.requests(endpoint=e) for e in (Api.PLACE_ORDER, Api.AMEND_ORDER, Api.CANCEL_ORDER))
-    r.sim.add_fault(account="main", **{k: v for k, v in fault.items()})
+    r.sim.add_fault(account="main", **dict(fault.items()))
     cancel_by_hand(r, entry, r.link(entry, "S", 0))  # a reason to act, if the data were believed
     import threading
 
@@ -463,10 +463,12 @@ def test_s22_a_flip_and_a_liquidation(rig):
 
 
 def test_s23_decisions_use_data_no_older_than_the_tier_allows():
-    from tests.test_monitor import INTERVALS, Rig as MonitorRig
-    from tests.stubs.gateway import StubGateway
     import pykka
+
     from messages.gateway import GetPositionView
+    from tests.stubs.gateway import StubGateway
+    from tests.test_monitor import INTERVALS
+    from tests.test_monitor import Rig as MonitorRig
 
     class Recording(StubGateway):
         def on_receive(self, message):

@@ -11,10 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from messages.endpoints import Api
 from messages.gateway import GetGatewayStats
 from tests.reliability.harness import CRITICAL_S, ROUND_TRIP_S, Rig, assert_invariants
 from tests.reliability.test_scenarios import cancel_by_hand
-from messages.endpoints import Api
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,9 @@ import time
 import pytest
 from pybit.exceptions import FailedRequestError, InvalidRequestError
 
+from messages.endpoints import Api
 from tests.conftest import pybit_client
 from tests.simulator.helpers import compact, raw_request
-from messages.endpoints import Api
 
 
 def test_pybit_signed_get_and_post_are_accepted(sim, main_client):
@@ -87,8 +87,9 @@ def test_unsorted_query_and_compact_json_are_verified_as_sent(sim):
 
 def test_signature_over_a_reserialised_payload_is_refused(sim):
     """Signing a different serialisation than the one sent must fail (raw bytes, not re-parsed)."""
-    from simulator.server import sign
     import requests
+
+    from simulator.server import sign
 
     creds = sim.credentials["main"]
     ts = str(int(time.time() * 1000))

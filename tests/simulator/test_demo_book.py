@@ -19,7 +19,7 @@ def demo():
 
 
 def orders_of(sim, entry):
-    return [o for o in sim.account(entry.account).open_orders(entry.symbol)]
+    return list(sim.account(entry.account).open_orders(entry.symbol))
 
 
 def test_every_kind_is_present_on_both_accounts(demo):

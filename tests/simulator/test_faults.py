@@ -8,9 +8,9 @@ import pytest
 import requests
 from pybit.exceptions import FailedRequestError, InvalidRequestError
 
+from messages.endpoints import Api
 from simulator.faults import Fault
 from tests.conftest import pybit_client
-from messages.endpoints import Api
 
 POSITIONS = Api.POSITIONS
 CREATE = Api.PLACE_ORDER
@@ -173,8 +173,8 @@ class TestControlEndpoints:
         stats = requests.get(f"{sim.url}/sim/stats", timeout=5).json()
         assert stats["requests"] == {
             "main": {POSITIONS: 3},
-            "mirror": {"/v5/order/realtime": 1},
-            "public": {"/v5/market/tickers": 1},
+            "mirror": {Api.OPEN_ORDERS: 1},
+            "public": {Api.TICKERS: 1},
         }
         assert stats["total"] == 5
         self.post(sim, "/sim/stats/reset", {})

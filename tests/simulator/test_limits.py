@@ -7,21 +7,21 @@ import time
 import pytest
 from pybit.exceptions import FailedRequestError, InvalidRequestError
 
+from messages.endpoints import Api
 from simulator.limits import RateLimits
 from tests.conftest import pybit_client
-from messages.endpoints import Api
 
 
 def limit_order(n: int) -> dict:
-    return dict(
-        category="linear",
-        symbol="BTCUSDT",
-        side="Buy",
-        orderType="Limit",
-        qty="0.001",
-        price="60000",
-        orderLinkId=f"tg-rl-E{n}-0",
-    )
+    return {
+        "category": "linear",
+        "symbol": "BTCUSDT",
+        "side": "Buy",
+        "orderType": "Limit",
+        "qty": "0.001",
+        "price": "60000",
+        "orderLinkId": f"tg-rl-E{n}-0",
+    }
 
 
 def test_eleventh_create_in_one_second_is_10006_with_a_future_reset(sim):

@@ -20,9 +20,14 @@ def open_long(sim, client, symbol="BTCUSDT", qty="0.010", price="65000"):
 
 
 def test_duplicate_order_link_id_is_110072_even_after_the_first_is_gone(sim, main_client):
-    params = dict(
-        symbol="BTCUSDT", side="Buy", orderType="Limit", qty="0.001", price="60000", orderLinkId="tg-dup-E1-0"
-    )
+    params = {
+        "symbol": "BTCUSDT",
+        "side": "Buy",
+        "orderType": "Limit",
+        "qty": "0.001",
+        "price": "60000",
+        "orderLinkId": "tg-dup-E1-0",
+    }
     first = main_client.place_order(category="linear", **params)
     assert error_code(main_client.place_order, **params) == 110072
     main_client.cancel_order(category="linear", symbol="BTCUSDT", orderId=first["result"]["orderId"])
@@ -32,15 +37,15 @@ def test_duplicate_order_link_id_is_110072_even_after_the_first_is_gone(sim, mai
 def test_link_ids_are_unique_per_account_not_across_accounts(sim, main_client):
     from tests.conftest import pybit_client
 
-    params = dict(
-        category="linear",
-        symbol="BTCUSDT",
-        side="Buy",
-        orderType="Limit",
-        qty="0.001",
-        price="60000",
-        orderLinkId="tg-same-E1-0",
-    )
+    params = {
+        "category": "linear",
+        "symbol": "BTCUSDT",
+        "side": "Buy",
+        "orderType": "Limit",
+        "qty": "0.001",
+        "price": "60000",
+        "orderLinkId": "tg-same-E1-0",
+    }
     main_client.place_order(**params)
     assert pybit_client(sim, "mirror").place_order(**params)["retCode"] == 0
 
@@ -105,7 +110,7 @@ def test_reduce_only_on_the_wrong_side_is_110017(sim, main_client):
 
 def test_active_reduce_only_is_truncated_to_what_is_left_then_110017(sim, main_client):
     open_long(sim, main_client, qty="0.010")
-    tp = dict(symbol="BTCUSDT", side="Sell", orderType="Limit", reduceOnly=True)
+    tp = {"symbol": "BTCUSDT", "side": "Sell", "orderType": "Limit", "reduceOnly": True}
     first = main_client.place_order(category="linear", qty="0.008", price="66000", **tp)["result"]
     second = main_client.place_order(category="linear", qty="0.005", price="67000", **tp)["result"]
     assert sim.account("main").orders[first["orderId"]].qty == Decimal("0.008")
@@ -144,7 +149,7 @@ def test_conditional_reduce_only_may_exceed_the_position(sim, main_client):
 
 def test_trigger_on_the_wrong_side_of_the_price_is_110092_or_110093(sim, main_client):
     open_long(sim, main_client)
-    stop = dict(symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.010", reduceOnly=True)
+    stop = {"symbol": "BTCUSDT", "side": "Sell", "orderType": "Market", "qty": "0.010", "reduceOnly": True}
     assert error_code(main_client.place_order, triggerPrice="66000", triggerDirection=2, **stop) == 110093
     assert error_code(main_client.place_order, triggerPrice="64000", triggerDirection=1, **stop) == 110092
     placed = main_client.place_order(category="linear", triggerPrice="64000", triggerDirection=2, **stop)["result"]

@@ -106,4 +106,4 @@ def recorded_commands(ref) -> list[Any]:
     return ref.ask(GetRecord(), timeout=5)
 
 
-__all__ = ["StubGateway", "Script", "recorded_commands", "Rejected", "Unresolved"]
+__all__ = ["Rejected", "Script", "StubGateway", "Unresolved", "recorded_commands"]

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 
-from actors.exchange._websocket import Kind, StreamEvent
 from actors.exchange._formats import PRIVATE_TOPICS, HttpFail, HttpOk
+from actors.exchange._websocket import Kind, StreamEvent
 from messages.endpoints import for_pybit
 from simulator.exchange import BybitError, Change, Exchange
 from simulator.server import BATCH, PRIVATE, PUBLIC
@@ -29,7 +30,7 @@ class InProcessTransport:
         self._lock = threading.Lock()
 
     def call(self, account: str, method: str, params: dict[str, Any]) -> HttpOk | HttpFail:
-        path = for_pybit(method).path
+        path = for_pybit(method).path.value
         with self._lock:
             self.calls[path] += 1
         params = orjson.loads(orjson.dumps(params))  # what the wire would carry
@@ -58,7 +59,7 @@ class InProcessTransport:
 
     def private_stream(
         self, account: str, deliver: Callable[[StreamEvent], None], *, heartbeat: float, clock: Callable[[], float]
-    ) -> "FakeStream":
+    ) -> FakeStream:
         self.private[account] = FakeStream(account, self.exchange, deliver, clock)
         return self.private[account]
 

@@ -69,30 +69,11 @@ def links_to_explain(state: MonitorState) -> frozenset[str]:
 
 def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: RulesConfig) -> Decision:
     state = replace(state, last_check_ms=now_ms)
-    if view.stale:  # R0
+    if view.stale or state.retired:  # R0; a retired monitor decides nothing
         return Decision(state)
-    if state.retired:
-        return Decision(state)
-    unknown = [
-        o
-        for o in view.orders
-        if o.link is not None and o.link.position_id == state.position_id and not isinstance(o.status, OrderStatus)
-    ]
-    if unknown:  # is it alive? Deciding on a guess could duplicate a stop: wait for a clear answer
-        return Decision(
-            state,
-            (),
-            (
-                new_event(
-                    EventKind.UNKNOWN_STATUS,
-                    f"UNKNOWN STATUS {state.monitor}: {unknown[0].link_id} is "
-                    f"{unknown[0].status!r}; nothing is decided this check",
-                    level=logging.WARNING,
-                    critical=False,
-                    status=str(unknown[0].status),
-                ),
-            ),
-        )
+    unknown = _unknown_status(state, view)
+    if unknown is not None:
+        return Decision(state, (), (unknown,))
     events: list[Event] = []
     position, size = size_of(state, view)
     if state.orphan and size > 0:  # not gone after all: leave it to a monitor that adopts it
@@ -105,84 +86,26 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     state, realised = _track_realised(state, view.position)
     state, fill_events = _detect_fills(state, closed, size, realised, now_ms)
     events += fill_events
-    commands: list[Command] = []
     entry_filled = any(o.cum_exec_qty > 0 for o in closed.get(FIRST_ENTRY, []))
     if opening(state) and size == 0 and not entry_filled:  # once filled, a flat position is R6's
         state, open_commands, open_events = open_trade(state, closed, view.snapshot_id)
-        return Decision(
-            replace(state, last_snapshot=view.snapshot_id), tuple(open_commands), tuple(events + open_events)
-        )
+        return _decided(state, view, open_commands, events + open_events)
 
     # R6, R11: the position is gone, or it is no longer the position this monitor guards.
     flipped = position is not None and str(position.side) != state.plan.side
     if size == 0 or flipped or state.closing:
         state, close_commands, close_events = close_out(state, view, ours, closed, size, flipped, fresh, now_ms)
-        return Decision(
-            replace(state, last_snapshot=view.snapshot_id), tuple(close_commands), tuple(events + close_events)
-        )
+        return _decided(state, view, close_commands, events + close_events)
     state = replace(state, gone_snapshots=())
     instrument = view.instrument
-    if instrument is None:
-        return Decision(replace(state, last_snapshot=view.snapshot_id), (), tuple(events))
-
-    # Size bookkeeping: R1 / R5 grow the ladder; any change is "recent" for urgency.
-    if size != state.last_size:
-        state = replace(state, last_change_ms=now_ms)
-    if not state.tp1_done and size > state.ladder_size:
-        state = replace(state, ladder_size=size)
-    state = replace(
-        state, last_size=size, peak_size=max(state.peak_size, size, state.ladder_size), avg_price=position.avg_price
-    )
-
-    entries = [
-        o
-        for key, orders in ours.items()
-        if key.role is Role.ENTRY
-        for o in orders[:1]
-        if o.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) and o.trigger_price is None
-    ]
-    state, commands, placing = place_limits(state, view.snapshot_id)
-    # R2: TP1 filled (or the trader's close) -> cancel resting entries, stop to breakeven (below),
-    # phase PROFIT_TAKING.
-    if state.tp1_done or state.close_requested:
-        for entry in entries:
-            key = entry.link.intent
-            if key not in state.pending:
-                state = with_pending(state, key, Pending(Action.CANCEL, entry.link_id, sent_snapshot=view.snapshot_id))
-                commands.append(Command(Action.CANCEL, key, entry.link_id, Priority.CLEANUP))
-        entries = []
-    if state.tp1_done:
-        if state.phase != Phase.PROFIT_TAKING:
-            events.append(
-                new_event(
-                    EventKind.PHASE_CHANGED,
-                    f"PHASE {state.monitor}: {state.phase} -> {Phase.PROFIT_TAKING}",
-                    old=state.phase,
-                    new=Phase.PROFIT_TAKING,
-                )
-            )
-            state = replace(state, phase=Phase.PROFIT_TAKING, last_change_ms=now_ms)
-    elif (
-        state.phase == Phase.BUILDING
-        and not entries
-        and not placing
-        and not any(key.role is Role.ENTRY for key in state.pending)
-    ):
-        events.append(
-            new_event(
-                EventKind.PHASE_CHANGED,
-                f"PHASE {state.monitor}: {Phase.BUILDING} -> {Phase.MONITORING}",
-                old=Phase.BUILDING,
-                new=Phase.MONITORING,
-            )
-        )
-        state = replace(state, phase=Phase.MONITORING, last_change_ms=now_ms)
-
-    # Duplicates of one intent (older generations still open): keep the newest.
-    for orders in ours.values():
-        for stale_order in orders[1:]:
-            state, command = cleanup_cancel(state, stale_order, view.snapshot_id)
-            commands += [command] if command else []
+    if position is None or instrument is None:
+        return _decided(state, view, [], events)
+    state = _track_size(state, size, position.avg_price, now_ms)
+    state, commands, entries, placing = _entries(state, view, ours)
+    state, phase_events = _advance_phase(state, bool(entries or placing), now_ms)
+    events += phase_events
+    state, duplicates = _cancel_duplicates(state, ours, view.snapshot_id)
+    commands += duplicates
 
     resting = sum((o.leaves_qty for o in entries), Decimal(0)) + placing
     state, stop_commands, stop_events = protect(state, view, ours, size, resting, instrument, config)
@@ -194,18 +117,102 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     elif not observing(state, config):
         state, tp_commands = take_profits(state, view, ours, size, instrument)
         commands += tp_commands
-    if (
-        state.retarget
-        and not any(c.key is not None and c.key.role in (Role.STOP, Role.TAKE_PROFIT) for c in commands)
-        and not any(key.role in (Role.STOP, Role.TAKE_PROFIT) for key in state.pending)
-    ):
+    if state.retarget and not _moving_targets(state, commands):
         state = replace(state, retarget=False)  # the orders are where the plan says
-    state = replace(
-        state,
-        last_snapshot=view.snapshot_id,
-        open_links=frozenset(o.link_id for orders in ours.values() for o in orders),
+    state = replace(state, open_links=frozenset(o.link_id for orders in ours.values() for o in orders))
+    return _decided(state, view, commands, events)
+
+
+def _decided(state: MonitorState, view: PositionView, commands: list[Command], events: list[Event]) -> Decision:
+    return Decision(replace(state, last_snapshot=view.snapshot_id), tuple(commands), tuple(events))
+
+
+def _unknown_status(state: MonitorState, view: PositionView) -> Event | None:
+    """An order of ours in a status this version does not know: is it alive? Deciding on a
+    guess could duplicate a stop, so nothing is decided until the answer is clear."""
+    unknown = [
+        o
+        for o in view.orders
+        if o.link is not None and o.link.position_id == state.position_id and not isinstance(o.status, OrderStatus)
+    ]
+    if not unknown:
+        return None
+    return new_event(
+        EventKind.UNKNOWN_STATUS,
+        f"UNKNOWN STATUS {state.monitor}: {unknown[0].link_id} is {unknown[0].status!r}; nothing is decided this check",
+        level=logging.WARNING,
+        critical=False,
+        status=str(unknown[0].status),
     )
-    return Decision(state, tuple(commands), tuple(events))
+
+
+def _track_size(state: MonitorState, size: Decimal, avg_price: Decimal, now_ms: int) -> MonitorState:
+    """Size bookkeeping: R1 / R5 grow the ladder; any change is "recent" for urgency."""
+    if size != state.last_size:
+        state = replace(state, last_change_ms=now_ms)
+    if not state.tp1_done and size > state.ladder_size:
+        state = replace(state, ladder_size=size)
+    return replace(state, last_size=size, peak_size=max(state.peak_size, size, state.ladder_size), avg_price=avg_price)
+
+
+def _entries(
+    state: MonitorState, view: PositionView, ours: dict[Intent, list[Order]]
+) -> tuple[MonitorState, list[Command], list[Order], Decimal]:
+    """A planned trade's limit legs placed; after TP1 (or the trader's close) resting entries are
+    cancelled (R2). Returns the entries still resting and the quantity of limits being placed:
+    the stop covers both."""
+    entries = [
+        o
+        for key, orders in ours.items()
+        if key.role is Role.ENTRY
+        for o in orders[:1]
+        if o.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) and o.trigger_price is None
+    ]
+    state, commands, placing = place_limits(state, view.snapshot_id)
+    if state.tp1_done or state.close_requested:
+        for entry in entries:
+            key = entry.link.intent
+            if key not in state.pending:
+                state = with_pending(state, key, Pending(Action.CANCEL, entry.link_id, sent_snapshot=view.snapshot_id))
+                commands.append(Command(Action.CANCEL, key, entry.link_id, Priority.CLEANUP))
+        entries = []
+    return state, commands, entries, placing
+
+
+def _advance_phase(state: MonitorState, entries_resting: bool, now_ms: int) -> tuple[MonitorState, list[Event]]:
+    """PROFIT_TAKING once TP1 filled (R2); BUILDING -> MONITORING once no entry rests or waits."""
+    if state.tp1_done:
+        new = Phase.PROFIT_TAKING
+        if state.phase == new:
+            return state, []
+    elif state.phase == Phase.BUILDING and not entries_resting and not any(k.role is Role.ENTRY for k in state.pending):
+        new = Phase.MONITORING
+    else:
+        return state, []
+    event = new_event(
+        EventKind.PHASE_CHANGED, f"PHASE {state.monitor}: {state.phase} -> {new}", old=state.phase, new=new
+    )
+    return replace(state, phase=new, last_change_ms=now_ms), [event]
+
+
+def _cancel_duplicates(
+    state: MonitorState, ours: dict[Intent, list[Order]], snapshot_id: int
+) -> tuple[MonitorState, list[Command]]:
+    """Duplicates of one intent (older generations still open): keep the newest."""
+    commands = []
+    for orders in ours.values():
+        for stale_order in orders[1:]:
+            state, command = cleanup_cancel(state, stale_order, snapshot_id)
+            commands += [command] if command else []
+    return state, commands
+
+
+def _moving_targets(state: MonitorState, commands: list[Command]) -> bool:
+    """Are the stop or the take-profits still being moved (sent now, or awaiting)?"""
+    roles = (Role.STOP, Role.TAKE_PROFIT)
+    return any(c.key is not None and c.key.role in roles for c in commands) or any(
+        key.role in roles for key in state.pending
+    )
 
 
 def _track_realised(state: MonitorState, row: Position | None) -> tuple[MonitorState, Decimal | None]:

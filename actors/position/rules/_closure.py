@@ -52,7 +52,7 @@ def close_out(
         else:
             gone = state.gone_snapshots
             if fresh and view.snapshot_id not in gone:
-                gone = gone + (view.snapshot_id,)
+                gone = (*gone, view.snapshot_id)
             state = replace(state, gone_snapshots=gone)
             # A flat row pushed by the stream is the exchange saying so, not a row missing from a
             # read: it confirms on its own, like a filled stop or our own market close filled.

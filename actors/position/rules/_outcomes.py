@@ -164,7 +164,7 @@ def settle(
     if reason is Meaning.ALREADY_EXISTS and command.action is Action.PLACE:
         return Decision(state, (), tuple(events))  # the id exists already: settled from snapshots
     state = _settled(state, command)
-    position, size = size_of(state, view)
+    _position, size = size_of(state, view)
     if command.key == FIRST_ENTRY and opening(state) and size == 0:
         state = refused(state, f"{code} {outcome.message}")
         events.append(

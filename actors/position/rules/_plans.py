@@ -135,7 +135,7 @@ def place_limits(state: MonitorState, snapshot_id: int) -> tuple[MonitorState, l
     if not state.plan.limits or state.tp1_done or state.close_requested:
         return state, [], Decimal(0)
     commands, placing = [], Decimal(0)
-    for level, (qty, price) in enumerate(zip(state.plan.legs[1:], state.plan.limits), 2):
+    for level, (qty, price) in enumerate(zip(state.plan.legs[1:], state.plan.limits, strict=False), 2):
         key = Intent(Role.ENTRY, level)
         if key in state.generations:
             continue

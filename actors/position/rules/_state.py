@@ -99,7 +99,7 @@ class RulesConfig:
     adoption_policy: str = "protect"
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "RulesConfig":
+    def from_settings(cls, settings: Any) -> RulesConfig:
         return cls(
             settings.tp_ladder_percents,
             settings.default_tp_distance_percents,
