@@ -17,8 +17,8 @@ import re
 import sys
 import threading
 import time
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import orjson
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pykka
 
@@ -14,22 +14,25 @@ from messages.persistence import JournalEntry, Record
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+Ref = pykka.ActorRef[Any]  # a reference to any actor (messages are typed, refs are not)
 
-def ask_with_reply(actor: Any, make: Callable[[pykka.ThreadingFuture], Any], timeout: float) -> Any:
+
+def ask_with_reply(actor: Ref, make: Callable[[pykka.Future[T]], object], timeout: float) -> T:
     """Send a request carrying a fresh future (`reply`) and wait for its answer (raises
     pykka.Timeout). The actor may answer much later, from another message's handler."""
-    future = pykka.ThreadingFuture()
+    future: pykka.ThreadingFuture[T] = pykka.ThreadingFuture()
     actor.tell(make(future))
     return future.get(timeout=timeout)
 
 
-def record(persistence: Any, message: Record, timeout: float = 10.0) -> None:
+def record(persistence: Ref, message: Record, timeout: float = 10.0) -> None:
     """Send a record and, when it is critical, wait until it is committed (raises on failure or
     timeout). The one place a sender waits on Persistence."""
     if not (message.critical or message.retire):
         persistence.tell(message)
         return
-    future = pykka.ThreadingFuture()
+    future: pykka.ThreadingFuture[bool] = pykka.ThreadingFuture()
     persistence.tell(
         Record(message.monitor, message.state, message.events, message.critical, message.retire, reply=future)
     )
@@ -40,7 +43,7 @@ def journal(time_ms: int, monitor: MonitorId, event: str, **payload: Any) -> Jou
     return JournalEntry(time_ms, monitor, str(event), payload)
 
 
-def tell_upward(ref: Any, message: Any) -> bool:
+def tell_upward(ref: Ref | None, message: object) -> bool:
     """A notification to an actor above this one (scheduler, supervisor). During shutdown that
     actor may already be gone, which is no error: there is nobody left to tell. False then."""
     if ref is None:
@@ -53,7 +56,7 @@ def tell_upward(ref: Any, message: Any) -> bool:
         return False
 
 
-def has_reply(message: Any) -> bool:
+def has_reply(message: object) -> bool:
     """Does a request carry a future to answer? One without is a bug in its sender: the actor
     logs it at ERROR and drops it instead of failing on it."""
     reply = getattr(message, "reply", None)

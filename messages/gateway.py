@@ -8,10 +8,13 @@ command inside a `Batch` passes `reply=None` (the batch is answered as a whole).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import IntEnum
 from typing import Any
+
+import pykka
 
 from messages.models import Instrument, Order, Position
 
@@ -36,7 +39,7 @@ class GetMarket:
 
     account: str
     symbol: str
-    reply: Any = field(kw_only=True)  # required: the future the answer is set on
+    reply: pykka.Future[Market | Unavailable] = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +59,7 @@ class SetLeverage:
     account: str
     symbol: str
     leverage: Decimal
-    reply: Any = field(kw_only=True)  # required: the future the answer is set on
+    reply: pykka.Future[Outcome] = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +77,7 @@ class GetPositionView:
     include_closed: bool = False
     explain: frozenset[str] = frozenset()  # with include_closed: the link ids whose fate is asked
     fresh: bool = False  # a snapshot read now, even while the stream keeps the cache fresh
-    reply: Any = field(kw_only=True)  # required: the future the answer is set on
+    reply: pykka.Future[PositionView | Unavailable] = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +86,7 @@ class GetAccountSnapshot:
 
     account: str
     max_age: float = 15.0
-    reply: Any = field(kw_only=True)  # required: the future the answer is set on
+    reply: pykka.Future[AccountSnapshot | Unavailable] = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +146,7 @@ class PlaceOrder:
     time_in_force: str = "GTC"
     position_idx: int = 0
     priority: Priority = Priority.RESIZE
-    reply: Any = field(kw_only=True)  # required: the future the answer is set on
+    reply: pykka.Future[Outcome] = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +158,7 @@ class AmendOrder:
     price: Decimal | None = None
     trigger_price: Decimal | None = None
     priority: Priority = Priority.RESIZE
-    reply: Any = field(kw_only=True)  # required: the future the answer is set on
+    reply: pykka.Future[Outcome] = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +167,7 @@ class CancelOrder:
     symbol: str
     link_id: str
     priority: Priority = Priority.CLEANUP
-    reply: Any = field(kw_only=True)  # required: the future the answer is set on
+    reply: pykka.Future[Outcome] = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +177,7 @@ class CancelAll:
     account: str
     symbol: str
     priority: Priority = Priority.CLEANUP
-    reply: Any = field(kw_only=True)  # required: the future the answer is set on
+    reply: pykka.Future[Outcome] = field(kw_only=True)
 
 
 OrderCommand = PlaceOrder | AmendOrder | CancelOrder | CancelAll  # one order command (a Batch holds several)
@@ -191,9 +194,9 @@ class Batch:
     account, sent as one batch request. Answered with a tuple of outcomes in the same order."""
 
     account: str
-    commands: tuple[Any, ...]
+    commands: tuple[OrderCommand, ...]
     priority: Priority = Priority.RESIZE
-    reply: Any = field(kw_only=True)  # required: the future the answer is set on
+    reply: pykka.Future[tuple[Outcome, ...]] = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +229,7 @@ class CheckAccess:
     """Do this account's keys work, and may they trade? Answered with `Access`."""
 
     account: str
-    reply: Any = field(kw_only=True)  # required: the future the answer is set on
+    reply: pykka.Future[Access] = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +253,7 @@ class GetGatewayStats:
 class AttachScheduler:
     """Tell (once the Scheduler runs): where `Wake`s for pushed changes go."""
 
-    scheduler: Any
+    scheduler: pykka.ActorRef[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,8 +272,8 @@ class ReportStats:
 
 @dataclass(frozen=True, slots=True)
 class GatewayStats:
-    calls: dict[str, dict[str, int]]  # account -> endpoint -> calls
-    errors: dict[str, dict[str, int]]  # account -> error kind -> count
+    calls: Mapping[str, Mapping[str, int]]  # account -> endpoint -> calls
+    errors: Mapping[str, Mapping[str, int]]  # account -> error kind -> count
     cache_hits: int
     cache_misses: int
     refreshes: int
@@ -286,4 +289,4 @@ class GatewayStats:
     rejected_pushes: int = 0
     missed_pushes: int = 0  # differences resyncs found that no push told
     wakes: int = 0
-    stream_connects: dict[str, int] = field(default_factory=dict)  # stream -> connection attempts
+    stream_connects: Mapping[str, int] = field(default_factory=dict)  # stream -> connection attempts

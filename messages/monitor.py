@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+
+import pykka
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +28,11 @@ class ChangePlan:
 
     tp_prices: tuple[Decimal, ...]
     stop_price: Decimal
-    reply: Any = field(kw_only=True)
+    reply: pykka.Future[str] = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
 class ClosePosition:
     """The trader's close (`trade close`), through the Supervisor; answered like ChangePlan."""
 
-    reply: Any = field(kw_only=True)
+    reply: pykka.Future[str] = field(kw_only=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+
+import pykka
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,4 +49,4 @@ class Drain:
     when `deadline` (monotonic) passes."""
 
     deadline: float
-    reply: Any = field(kw_only=True)
+    reply: pykka.Future[int] = field(kw_only=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import pykka
 
 from messages.models import MonitorId
 
@@ -22,7 +25,7 @@ class JournalEntry:
     time_ms: int
     monitor: MonitorId
     event: str
-    payload: dict[str, Any]
+    payload: Mapping[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +35,11 @@ class Record:
     pending state, written at the next flush (their events are not journaled)."""
 
     monitor: MonitorId
-    state: dict[str, Any] | None = None
+    state: Mapping[str, Any] | None = None
     events: tuple[JournalEntry, ...] = ()
     critical: bool = False
     retire: bool = False  # the monitor is gone: delete its state (always critical)
-    reply: Any = None  # a pykka.ThreadingFuture the sender waits on
+    reply: pykka.Future[bool] | None = None  # set once a critical record is committed
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +53,7 @@ class AlertsSent:
 class AttachNotifier:
     """From the system at start-up: hand queued alerts to this Notifier after each commit."""
 
-    notifier: Any
+    notifier: pykka.ActorRef[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +70,8 @@ class LoadState:
 
 @dataclass(frozen=True, slots=True)
 class LoadedState:
-    states: dict[MonitorId, dict[str, Any]]
-    last_events: dict[MonitorId, JournalEntry]
+    states: Mapping[MonitorId, Mapping[str, Any]]
+    last_events: Mapping[MonitorId, JournalEntry]
     moved_aside: str | None = None
 
 

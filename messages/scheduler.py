@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import pykka
 
 from messages.models import MonitorId, Urgency
 
@@ -20,7 +23,7 @@ class RegisterMonitor:
     """A new monitor to schedule (checked at once). `ref` is its Pykka ActorRef."""
 
     monitor: MonitorId
-    ref: Any
+    ref: pykka.ActorRef[Any]
     urgency: Urgency = Urgency.CRITICAL
 
 
@@ -75,7 +78,7 @@ class ScheduleReport:
     monitors: int
     in_flight: int
     concurrency_limit: int
-    urgency: dict[str, int]
+    urgency: Mapping[str, int]
     waves: int
     wave_seconds: tuple[float, ...]
     checks: int

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
+import pykka
+
+from messages.gateway import AccountSnapshot
 from messages.models import MonitorId, Plan
+from messages.monitor import ChangePlan, ClosePosition
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +53,8 @@ class StartSupervision:
     """Ask (from the system at start-up): reconcile persisted monitors with the first snapshots
     of every account and start the monitors. `scheduler` is the Scheduler's ref."""
 
-    scheduler: Any
-    snapshots: dict[str, Any]
+    scheduler: pykka.ActorRef[Any]
+    snapshots: Mapping[str, AccountSnapshot]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +82,7 @@ class SupervisorReport:
     started: int
     retired: int
     restarts: int
-    retired_reasons: dict[str, int]
+    retired_reasons: Mapping[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,16 +90,16 @@ class TradeOpened:
     """From a monitor: the position of the trade it opened exists now (its first sight)."""
 
     monitor: MonitorId
-    size: Any  # Decimal
+    size: Decimal
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class TradeOutcome:
     """Set on a trader's `outcome` future: the trade opened (`reason` "opened", with its size), or
     its monitor retired (`reason` the closure reason, `detail` why an entry was refused)."""
 
     reason: str
-    size: Any = None
+    size: Decimal | None = None
     detail: str = ""
 
 
@@ -105,7 +111,7 @@ class OpenTrade:
 
     monitor: MonitorId
     plan: Plan
-    outcome: Any = field(kw_only=True)
+    outcome: pykka.Future[TradeOutcome] = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +127,8 @@ class Instruct:
     (a future, optional) is set when that monitor retires."""
 
     monitor: MonitorId
-    instruction: Any
-    outcome: Any = None
+    instruction: ChangePlan | ClosePosition
+    outcome: pykka.Future[TradeOutcome] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ def peer_uid(connection: socket.socket) -> int:
     _pid, uid, _gid = struct.unpack(
         "3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     )
-    return uid
+    return int(uid)
 
 
 class ControlServer:

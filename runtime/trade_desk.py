@@ -21,7 +21,7 @@ from actors.supervision import TradeRequest, check_targets, describe, read_reque
 from messages.gateway import GetMarket, GetPositionView, Market, PositionView, Rejected, SetLeverage, Unresolved
 from messages.models import Approach, MonitorId, Plan
 from messages.monitor import ChangePlan, ClosePosition, GetMonitorState
-from messages.supervisor import GetMonitors, Instruct, OpenTrade, Outcome, TradeStarted
+from messages.supervisor import GetMonitors, Instruct, OpenTrade, TradeOutcome, TradeStarted
 
 ENTRY_WAIT_S = 20.0  # for the first entry's fate before answering
 CLOSE_WAIT_S = 20.0  # for a close to be cleaned up before answering
@@ -128,18 +128,18 @@ class TradeDesk:
 
     def _open_one(self, request: TradeRequest, account: str, plan: Plan) -> tuple[str, int]:
         if request.leverage is not None:
-            outcome = self._ask(lambda reply: SetLeverage(account, request.symbol, request.leverage, reply=reply))
-            if isinstance(outcome, (Rejected, Unresolved)):
-                detail = f"{outcome.code} {outcome.message}" if isinstance(outcome, Rejected) else outcome.reason
+            leverage = self._ask(lambda reply: SetLeverage(account, request.symbol, request.leverage, reply=reply))
+            if isinstance(leverage, (Rejected, Unresolved)):
+                detail = f"{leverage.code} {leverage.message}" if isinstance(leverage, Rejected) else leverage.reason
                 return f"{account}: Bybit refused leverage {request.leverage}: {detail}; nothing was opened", 1
-        future = pykka.ThreadingFuture()
+        future: pykka.ThreadingFuture[TradeOutcome] = pykka.ThreadingFuture()
         started = self._supervisor.ask(
             OpenTrade(MonitorId(account, request.symbol), plan, outcome=future), timeout=self._timeout
         )
         if not isinstance(started, TradeStarted):
             return f"{account}: {started}", 1
         try:
-            outcome: Outcome = future.get(timeout=ENTRY_WAIT_S)
+            outcome = future.get(timeout=ENTRY_WAIT_S)
         except pykka.Timeout:
             return (
                 f"{account}: the entry was sent and is not confirmed yet (position {started.position_id}); "
@@ -197,7 +197,7 @@ class TradeDesk:
                 lines.append(f"{account}: {request.symbol} has no open position")
                 code = code or 2
                 continue
-            future = pykka.ThreadingFuture()
+            future: pykka.ThreadingFuture[TradeOutcome] = pykka.ThreadingFuture()
             why_not = ask_with_reply(
                 self._supervisor,
                 lambda reply: Instruct(monitor, ClosePosition(reply=reply), outcome=future),  # noqa: B023 (called at once)
@@ -211,7 +211,7 @@ class TradeDesk:
         deadline = time.monotonic() + CLOSE_WAIT_S
         for account, future in closing.items():
             try:
-                outcome: Outcome = future.get(timeout=max(0.0, deadline - time.monotonic()))
+                outcome = future.get(timeout=max(0.0, deadline - time.monotonic()))
                 lines.append(f"{account}: {request.symbol} closed ({outcome.reason}); no order left")
             except pykka.Timeout:
                 lines.append(f"{account}: {request.symbol} is closing; the daemon finishes it")

@@ -3,11 +3,16 @@ talking to it over real HTTP on loopback."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
 import pykka
 import pytest
 from pybit.unified_trading import HTTP
 
 from simulator import Simulator
+from tests.reliability.harness import Rig
 
 
 def pybit_client(sim: Simulator, account: str = "main", *, timeout: float = 5, **overrides) -> HTTP:
@@ -43,3 +48,19 @@ def _stop_all_actors():
     """No actor outlives its test (Pykka's own test-suite convention)."""
     yield
     pykka.ActorRegistry.stop_all()
+
+
+@pytest.fixture
+def rig(tmp_path: Path, request: Any) -> Iterator[Callable[..., Rig]]:
+    """A factory of rigs (not started), each closed at the end; its oracle's figures are
+    collected (tests/reliability/conftest.py)."""
+    made: list[Rig] = []
+
+    def make(seed: int, **kw: Any) -> Rig:
+        made.append(Rig(tmp_path, seed, **kw))
+        request.node._rig = made[-1]
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()

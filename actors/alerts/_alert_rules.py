@@ -9,7 +9,7 @@ exchange's own (the position's cumRealisedPnl, fees included), never estimated f
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -35,14 +35,14 @@ def _duration(seconds: Any) -> str:
     return f"{hours}h {rest // 60}m" if hours else f"{rest // 60}m {rest % 60}s"
 
 
-def _entry_filled(p: dict) -> tuple[str, str]:
+def _entry_filled(p: Mapping[str, Any]) -> tuple[str, str]:
     return (
         "ENTRY FILLED",
         f"Limit {p.get('level_filled')} filled: {p.get('qty')} at {p.get('price')}. Size now {p.get('size')}.",
     )
 
 
-def _tp_filled(p: dict) -> tuple[str, str]:
+def _tp_filled(p: Mapping[str, Any]) -> tuple[str, str]:
     return (
         f"TP{p.get('level_filled')} FILLED",
         (
@@ -52,15 +52,15 @@ def _tp_filled(p: dict) -> tuple[str, str]:
     )
 
 
-def _breakeven(p: dict) -> tuple[str, str]:
+def _breakeven(p: Mapping[str, Any]) -> tuple[str, str]:
     return "STOP AT BREAKEVEN", f"Stop moved to {p.get('trigger')} for {p.get('qty')} (entry plus fees)."
 
 
-def _stop_hit(p: dict) -> tuple[str, str]:
+def _stop_hit(p: Mapping[str, Any]) -> tuple[str, str]:
     return "STOP HIT", f"The stop closed the position. Realised P&L (exchange): {_money(p.get('realised_pnl'))}."
 
 
-def _closed(p: dict) -> tuple[str, str]:
+def _closed(p: Mapping[str, Any]) -> tuple[str, str]:
     return (
         f"POSITION CLOSED ({p.get('reason')})",
         (
@@ -70,37 +70,37 @@ def _closed(p: dict) -> tuple[str, str]:
     )
 
 
-def _entry_refused(p: dict) -> tuple[str, str]:
+def _entry_refused(p: Mapping[str, Any]) -> tuple[str, str]:
     return "ENTRY REFUSED", f"Bybit refused the trade's first entry ({p.get('code')}): nothing was opened."
 
 
-def _emergency(p: dict) -> tuple[str, str]:
+def _emergency(p: Mapping[str, Any]) -> tuple[str, str]:
     return "EMERGENCY CLOSE", f"The stop's trigger was already crossed: closing {p.get('qty')} at market."
 
 
-def _unprotected(p: dict) -> tuple[str, str]:
+def _unprotected(p: Mapping[str, Any]) -> tuple[str, str]:
     return "UNPROTECTED", (
         f"No live stop on an open position of {p.get('size')} for {p.get('seconds')}s, and the "
         "guardian cannot or may not place one. Protect it by hand."
     )
 
 
-def _unreadable(p: dict) -> tuple[str, str]:
+def _unreadable(p: Mapping[str, Any]) -> tuple[str, str]:
     return "ACCOUNT UNREADABLE", (
         f"No good data for {p.get('seconds')}s ({p.get('reason')}): positions on this account "
         "are not being adjusted until it can be read again."
     )
 
 
-def _readable(p: dict) -> tuple[str, str]:
+def _readable(p: Mapping[str, Any]) -> tuple[str, str]:
     return "ACCOUNT READABLE AGAIN", "Reads work again; guarding resumes."
 
 
-def _started(p: dict) -> tuple[str, str]:
+def _started(p: Mapping[str, Any]) -> tuple[str, str]:
     return "GUARDIAN STARTED", f"Guarding {p.get('monitors')} positions on {', '.join(p.get('accounts') or [])}."
 
 
-def _stopped(p: dict) -> tuple[str, str]:
+def _stopped(p: Mapping[str, Any]) -> tuple[str, str]:
     return "GUARDIAN STOPPED", "The guardian stopped: positions are not guarded until it runs again."
 
 

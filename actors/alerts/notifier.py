@@ -40,10 +40,11 @@ class Channel:
     def __init__(self, url: str):
         import apprise  # only the Notifier and `main.py alerts test` need it
 
-        self._plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
-        if self._plugin is None:
+        plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+        if plugin is None:
             raise ValueError("not a URL Apprise knows")
-        self.name = self._plugin.url(privacy=True)
+        self._plugin = plugin
+        self.name = plugin.url(privacy=True)
 
     def send(self, title: str, body: str) -> bool:
         return bool(self._plugin.notify(body=body, title=title))
@@ -112,6 +113,8 @@ class Notifier(pykka.ThreadingActor):
         if self._in_flight is not None or now < self._next_at or not self._waiting:
             return
         message = compose(self._waiting, self._clock.wall_ms(), self._max_age_ms)
+        if message is None:
+            return
         self._in_flight = message
         todo = sorted(self._todo)
         self._worker.submit(self._send, message, todo)

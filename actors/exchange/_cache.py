@@ -227,9 +227,7 @@ class AccountCache:
         touched = set()
         for order in orders:
             self.pushed_at[("order", order.order_id)] = now
-            known = self.orders.get(order.symbol, {}).get(order.order_id) or self.finished.get(order.symbol, {}).get(
-                order.order_id
-            )
+            known = self._known(order.symbol, order.order_id)
             filled_more = order.cum_exec_qty > (known.cum_exec_qty if known is not None else 0)
             if self._take_order(order, now):
                 touched.add((order.symbol, order.position_idx))
@@ -308,7 +306,7 @@ class AccountCache:
         """Merge one order row learned at `at` (a push's arrival, a read's start); True when it
         changed what the cache knew."""
         symbol, order_id = order.symbol, order.order_id
-        known = self.orders.get(symbol, {}).get(order_id) or self.finished.get(symbol, {}).get(order_id)
+        known = self._known(symbol, order_id)
         if known is not None:
             if _finished(known) and not _finished(order):
                 return False  # finished is final
@@ -362,6 +360,12 @@ class AccountCache:
         return _position_facts(position) != _position_facts(known)
 
     # --- after commands -------------------------------------------------------------------
+
+    def _known(self, symbol: str, order_id: str) -> Order | None:
+        """The order as the cache knows it, open or finished."""
+        open_order = self.orders.get(symbol, {}).get(order_id)
+        finished = self.finished.get(symbol)
+        return open_order or (finished.get(order_id) if finished is not None else None)
 
     def apply_outcome(self, command: OrderCommand, outcome: Outcome, now: float, now_ms: int) -> None:
         """Reflect a command's outcome before the next answer about its symbol: an accepted one

@@ -7,13 +7,23 @@ and the pushed rows go through the same parsers (`Order.from_v5`, `Position.from
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from messages.codes import outcome_unknown
-from messages.gateway import Accepted, AmendOrder, CancelAll, CancelOrder, Outcome, PlaceOrder, Rejected, Unresolved
+from messages.gateway import (
+    Accepted,
+    AmendOrder,
+    CancelAll,
+    CancelOrder,
+    OrderCommand,
+    Outcome,
+    PlaceOrder,
+    Rejected,
+    Unresolved,
+)
 from messages.models import Execution, ModelError, Order, Position
 
 PRIVATE_TOPICS = ("position", "order", "execution")
@@ -107,14 +117,14 @@ def command_request(command: PlaceOrder | AmendOrder | CancelOrder | CancelAll) 
     return method, {"category": "linear", **params}
 
 
-BATCHES = {
+BATCHES: dict[type, tuple[str, Callable[[Any], dict[str, Any]]]] = {
     PlaceOrder: ("place_batch_order", place_params),
     AmendOrder: ("amend_batch_order", amend_params),
     CancelOrder: ("cancel_batch_order", cancel_params),
 }
 
 
-def batch_request(commands: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+def batch_request(commands: tuple[OrderCommand, ...]) -> tuple[str, dict[str, Any]]:
     """The pybit method and parameters for a batch of commands of one kind (the caller checked)."""
     method, build = BATCHES[type(commands[0])]
     return method, {"category": "linear", "request": [build(c) for c in commands]}
@@ -139,7 +149,7 @@ def batch_outcomes(result: HttpOk | HttpFail, count: int) -> list[Outcome]:
     codes = (result.body.get("retExtInfo") or {}).get("list") or []
     outcomes: list[Outcome] = []
     for index in range(count):
-        code = codes[index] if index < len(codes) else {"code": -1, "msg": "missing from the answer"}
+        code: dict[str, Any] = codes[index] if index < len(codes) else {"code": -1, "msg": "missing from the answer"}
         row = rows[index] if index < len(rows) else {}
         if code.get("code") == 0:
             outcomes.append(Accepted(str(row.get("orderId", "")), str(row.get("orderLinkId", ""))))

@@ -98,7 +98,7 @@ class Streams:
     def fresh_since(self, account: str, now: float) -> float | None:
         """When the account's stream is healthy: when it was last heard from; else None."""
         health, client = self._health.get(account), self._private.get(account)
-        if health is None or not health.healthy(now, client.last_heard):
+        if health is None or client is None or not health.healthy(now, client.last_heard):
             return None
         return client.last_heard
 

@@ -157,7 +157,7 @@ class ExchangeGateway(pykka.ThreadingActor):
             resync_every=resync_every,
             deliver=self._deliver,
             resync=self._start_resync,
-            stale=lambda account: tell_upward(self._scheduler, AccountStale(account)),
+            stale=self._account_stale,
         )
         self._queued_links: set[str] = set()  # commands not sent or not answered yet
         self._views = Views(
@@ -188,6 +188,10 @@ class ExchangeGateway(pykka.ThreadingActor):
             request.reply.set(Unavailable(request.account, "the gateway stopped"))
         for job in self._jobs.drain():
             job.on_done(HttpFail("not_sent", "the gateway stopped"))
+
+    def _account_stale(self, account: str) -> None:
+        """Its monitors are due at their tiers again at once (REST serves them)."""
+        tell_upward(self._scheduler, AccountStale(account))
 
     def _deliver(self, event: StreamEvent) -> None:
         """On a stream's thread: hand the event to the mailbox (never raise into the library)."""

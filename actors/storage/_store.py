@@ -115,7 +115,7 @@ class Store:
                 (now_ms, alert.account, alert.kind, alert.title, alert.body),
             )
             queued.append(
-                QueuedAlert(int(cursor.lastrowid), now_ms, alert.account, alert.kind, alert.title, alert.body)
+                QueuedAlert(int(cursor.lastrowid or 0), now_ms, alert.account, alert.kind, alert.title, alert.body)
             )
         return tuple(queued)
 

@@ -217,12 +217,15 @@ def size_open(
     if request.qty is not None:
         target = request.qty
     else:
-        margin = (
-            request.margin if request.margin is not None else market.available_balance * request.margin_percent / 100
-        )  # type: ignore[operator]
-        target = margin * request.leverage / average  # type: ignore[operator]
+        assert request.leverage is not None  # read_request: a margin needs --leverage
+        if request.margin is not None:
+            margin = request.margin
+        else:
+            assert request.margin_percent is not None  # read_request: exactly one sizing
+            margin = market.available_balance * request.margin_percent / 100
+        target = margin * request.leverage / average
     legs_count = CONSERVATIVE_LEGS if request.approach == Approach.CONSERVATIVE else 1
-    leg = instrument.round_qty(target / legs_count)  # type: ignore[operator]
+    leg = instrument.round_qty(target / legs_count)
     legs = (leg,) * legs_count
     if leg < instrument.min_qty:
         problems.append(

@@ -45,13 +45,13 @@ from messages.supervisor import (
     MonitorRetired,
     MonitorUnresponsive,
     OpenTrade,
-    Outcome,
     PositionSeen,
     StartSupervision,
     StopMonitors,
     SupervisorReport,
     SupervisorTick,
     TradeOpened,
+    TradeOutcome,
     TradeStarted,
 )
 from runtime.backoff import Backoff
@@ -125,7 +125,7 @@ class Supervisor(pykka.ThreadingActor):
             case OpenTrade(monitor=monitor, plan=plan, outcome=outcome):
                 return self._open_trade(monitor, plan, outcome)
             case TradeOpened(monitor=monitor, size=size):
-                self._settle(monitor, Outcome("opened", size))
+                self._settle(monitor, TradeOutcome("opened", size))
             case Instruct(monitor=monitor, instruction=instruction, outcome=outcome):
                 self._instruct(monitor, instruction, outcome)
             case GetMonitors():
@@ -152,7 +152,7 @@ class Supervisor(pykka.ThreadingActor):
     def _on_retired(self, retired: MonitorRetired) -> None:
         monitor, reason = retired.monitor, retired.reason
         self._monitors.pop(monitor, None)
-        self._settle(monitor, Outcome(str(reason), detail=retired.detail))
+        self._settle(monitor, TradeOutcome(str(reason), detail=retired.detail))
         tell_upward(self._scheduler, UnregisterMonitor(monitor))  # the supervisor registered it
         self._retired += 1
         self._reasons[str(reason)] += 1
@@ -222,7 +222,7 @@ class Supervisor(pykka.ThreadingActor):
         )
         return len(self._monitors)
 
-    def _settle(self, monitor: MonitorId, outcome: Outcome) -> None:
+    def _settle(self, monitor: MonitorId, outcome: TradeOutcome) -> None:
         for future in self._outcomes.pop(monitor, []):
             future.set(outcome)
 

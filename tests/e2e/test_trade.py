@@ -17,7 +17,7 @@ from messages.models import OrderLink
 from runtime.control import socket_path
 from settings import PARSERS
 from tests.e2e.harness import ROOT
-from tests.reliability.harness import Rig, assert_invariants, rig  # noqa: F401 - rig: a fixture
+from tests.reliability.harness import Rig, assert_invariants
 
 pytestmark = pytest.mark.slow
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from messages.endpoints import Api
 from messages.models import OrderLink, Role
@@ -147,22 +144,6 @@ class Rig:
 
     def wait(self, predicate, timeout: float, what: str):
         return wait_until(predicate, timeout, what)
-
-
-@pytest.fixture
-def rig(tmp_path: Path, request: Any) -> Iterator[Callable[..., Rig]]:
-    """A factory of rigs (not started), each closed at the end; its oracle's figures are
-    collected (tests/reliability/conftest.py). Import it into a test module to use it."""
-    made: list[Rig] = []
-
-    def make(seed: int, **kw: Any) -> Rig:
-        made.append(Rig(tmp_path, seed, **kw))
-        request.node._rig = made[-1]
-        return made[-1]
-
-    yield make
-    for r in made:
-        r.close()
 
 
 STANDARD_S = 12.0

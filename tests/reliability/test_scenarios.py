@@ -21,7 +21,7 @@ from messages.gateway import Rejected
 from messages.models import MonitorId, OrderLink, Role
 from simulator import Simulator
 from tests.e2e.harness import ROOT
-from tests.reliability.harness import CRITICAL_S, Rig, assert_invariants, rig  # noqa: F401 - rig: a fixture
+from tests.reliability.harness import CRITICAL_S, Rig, assert_invariants
 from tests.rules_driver import Driver
 from tests.stubs.book import apply, open_conservative
 
@@ -467,8 +467,8 @@ def test_s23_decisions_use_data_no_older_than_the_tier_allows():
 
     from messages.gateway import GetPositionView
     from tests.stubs.gateway import StubGateway
-    from tests.test_monitor import INTERVALS
-    from tests.test_monitor import Rig as MonitorRig
+    from tests.actors.position.test_monitor import INTERVALS
+    from tests.actors.position.test_monitor import Rig as MonitorRig
 
     class Recording(StubGateway):
         def on_receive(self, message):

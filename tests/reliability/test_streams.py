@@ -142,7 +142,7 @@ def test_s26_a_reconnect_storm_costs_few_handshakes_and_rest_protects_meanwhile(
     threading.Event().wait(15 - 2)
     refused = r.sim.ws_stats.get("handshakes_refused", 0)
     # Backoff 1, 2, 4, 8 s (jittered): about four attempts in 15 s (six or seven a minute, far
-    # under Bybit's 500 per 5 minutes); tests/test_stream.py counts a whole minute.
+    # under Bybit's 500 per 5 minutes); tests/actors/exchange/test_websocket.py counts a whole minute.
     assert 2 <= refused <= 6
     r.sim.clear_faults()
     r.wait(lambda: fresh(r, "main"), 25, "back on the stream")

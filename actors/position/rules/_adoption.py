@@ -9,6 +9,7 @@ import hashlib
 from dataclasses import replace
 from decimal import Decimal
 
+from actors.position.rules._orders import own_link
 from actors.position.rules._plans import ladder_for
 from actors.position.rules._prices import (
     breakeven_price,
@@ -23,6 +24,7 @@ from messages.gateway import (
 from messages.models import (
     Approach,
     Instrument,
+    Intent,
     MonitorId,
     Order,
     Plan,
@@ -59,7 +61,10 @@ def adopt(monitor: MonitorId, view: PositionView, now_ms: int, config: RulesConf
     if ours_by_position:
         position_id = max(
             ours_by_position,
-            key=lambda pid: (any(o.link.role is Role.STOP for o in ours_by_position[pid]), len(ours_by_position[pid])),
+            key=lambda pid: (
+                any(own_link(o).role is Role.STOP for o in ours_by_position[pid]),
+                len(ours_by_position[pid]),
+            ),
         )
         return _rebuild(monitor, position_id, ours_by_position[position_id], position, instrument, now_ms, config)
     sign = side_sign(side)
@@ -98,7 +103,7 @@ def _orphan(monitor: MonitorId, view: PositionView, now_ms: int) -> MonitorState
         return None
     position_id = max(mine, key=lambda pid: len(mine[pid]))  # others: the next discovery's
     order = mine[position_id][0]
-    side = str(order.side) if order.link.role is Role.ENTRY else closing_side(str(order.side))
+    side = str(order.side) if own_link(order).role is Role.ENTRY else closing_side(str(order.side))
     plan = Plan(Approach.ADOPTED, side, (Decimal(100),), (), Decimal(0))
     return MonitorState(
         monitor,
@@ -122,11 +127,11 @@ def _rebuild(
     config: RulesConfig,
 ) -> MonitorState:
     side, avg = str(position.side), position.avg_price
-    by_key = {}
-    generations: dict[str, int] = {}
+    by_key: dict[Intent, Order] = {}
+    generations: dict[Intent, int] = {}
     for order in orders:
-        key = order.link.intent
-        generations[key] = max(generations.get(key, 0), order.link.generation)
+        key = own_link(order).intent
+        generations[key] = max(generations.get(key, 0), own_link(order).generation)
         if order.is_open:
             by_key[key] = order
     tp_levels = sorted(k.level for k in by_key if k.role is Role.TAKE_PROFIT)
@@ -135,8 +140,8 @@ def _rebuild(
     sign = side_sign(side)
     tp = {k.level: order for k, order in by_key.items() if k.role is Role.TAKE_PROFIT}
     tp_prices = tuple(
-        tp[n].price
-        if n in tp and tp[n].price
+        price
+        if (tp_order := tp.get(n)) is not None and (price := tp_order.price)
         else instrument.snap_price(avg * (1 + sign * Decimal(n) / 100), up=side == Side.BUY)
         for n in range(1, levels + 1)
     )

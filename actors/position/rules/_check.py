@@ -8,8 +8,10 @@ from decimal import Decimal
 
 from actors.position.rules._closure import close_out
 from actors.position.rules._orders import (
+    OwnOrders,
     cleanup_cancel,
     own_finished,
+    own_link,
     own_orders,
     size_of,
 )
@@ -42,7 +44,6 @@ from messages.gateway import (
     Priority,
 )
 from messages.models import (
-    Intent,
     Order,
     OrderStatus,
     Position,
@@ -156,7 +157,7 @@ def _track_size(state: MonitorState, size: Decimal, avg_price: Decimal, now_ms: 
 
 
 def _entries(
-    state: MonitorState, view: PositionView, ours: dict[Intent, list[Order]]
+    state: MonitorState, view: PositionView, ours: OwnOrders
 ) -> tuple[MonitorState, list[Command], list[Order], Decimal]:
     """A planned trade's limit legs placed; after TP1 (or the trader's close) resting entries are
     cancelled (R2). Returns the entries still resting and the quantity of limits being placed:
@@ -171,7 +172,7 @@ def _entries(
     state, commands, placing = place_limits(state, view.snapshot_id)
     if state.tp1_done or state.close_requested:
         for entry in entries:
-            key = entry.link.intent
+            key = own_link(entry).intent
             if key not in state.pending:
                 state = with_pending(state, key, Pending(Action.CANCEL, entry.link_id, sent_snapshot=view.snapshot_id))
                 commands.append(Command(Action.CANCEL, key, entry.link_id, Priority.CLEANUP))
@@ -195,9 +196,7 @@ def _advance_phase(state: MonitorState, entries_resting: bool, now_ms: int) -> t
     return replace(state, phase=new, last_change_ms=now_ms), [event]
 
 
-def _cancel_duplicates(
-    state: MonitorState, ours: dict[Intent, list[Order]], snapshot_id: int
-) -> tuple[MonitorState, list[Command]]:
+def _cancel_duplicates(state: MonitorState, ours: OwnOrders, snapshot_id: int) -> tuple[MonitorState, list[Command]]:
     """Duplicates of one intent (older generations still open): keep the newest."""
     commands = []
     for orders in ours.values():
@@ -227,7 +226,7 @@ def _track_realised(state: MonitorState, row: Position | None) -> tuple[MonitorS
 
 
 def _detect_fills(
-    state: MonitorState, closed: dict[Intent, list[Order]], size: Decimal, realised: Decimal | None, now_ms: int
+    state: MonitorState, closed: OwnOrders, size: Decimal, realised: Decimal | None, now_ms: int
 ) -> tuple[MonitorState, list[Event]]:
     """TP levels and entry limits whose order reached Filled (PartiallyFilled is not a hit)."""
     events = []

@@ -6,7 +6,7 @@ import logging
 from dataclasses import replace
 from decimal import Decimal
 
-from actors.position.rules._orders import cleanup_cancel
+from actors.position.rules._orders import OwnOrders, cleanup_cancel
 from actors.position.rules._state import (
     CONFIRMING_SNAPSHOTS,
     EMERGENCY_KEY,
@@ -24,7 +24,6 @@ from messages.gateway import (
     PositionView,
 )
 from messages.models import (
-    Order,
     OrderStatus,
     PositionStatus,
 )
@@ -33,8 +32,8 @@ from messages.models import (
 def close_out(
     state: MonitorState,
     view: PositionView,
-    ours: dict[str, list[Order]],
-    closed: dict[str, list[Order]],
+    ours: OwnOrders,
+    closed: OwnOrders,
     size: Decimal,
     flipped: bool,
     fresh: bool,

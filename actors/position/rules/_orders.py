@@ -15,15 +15,20 @@ from messages.gateway import (
     PositionView,
     Priority,
 )
-from messages.models import (
-    Order,
-    Position,
-)
+from messages.models import Intent, Order, OrderLink, Position
+
+OwnOrders = dict[Intent, list[Order]]  # the daemon's orders of one position, by intent
 
 
-def own_orders(state: MonitorState, orders: tuple[Order, ...]) -> dict[str, list[Order]]:
+def own_link(order: Order) -> OrderLink:
+    """The link of one of the daemon's own orders (sorted here by it, so never None)."""
+    assert order.link is not None, order.link_id
+    return order.link
+
+
+def own_orders(state: MonitorState, orders: tuple[Order, ...]) -> OwnOrders:
     """The daemon's open orders for this position, by intent, newest generation first."""
-    mine: dict[str, list[Order]] = {}
+    mine: OwnOrders = {}
     for order in orders:
         link = order.link
         if link is None or link.position_id != state.position_id or order.position_idx != state.monitor.position_idx:
@@ -31,12 +36,18 @@ def own_orders(state: MonitorState, orders: tuple[Order, ...]) -> dict[str, list
         if order.is_open:
             mine.setdefault(link.intent, []).append(order)
     for key in mine:
-        mine[key].sort(key=lambda o: o.link.generation, reverse=True)
+        mine[key].sort(key=lambda o: own_link(o).generation, reverse=True)
     return mine
 
 
-def own_finished(state: MonitorState, closed: tuple[Order, ...]) -> dict[str, list[Order]]:
-    done: dict[str, list[Order]] = {}
+def newest(ours: OwnOrders, intent: Intent) -> Order | None:
+    """The newest generation of an intent's open orders (older ones are duplicates)."""
+    orders = ours.get(intent)
+    return orders[0] if orders else None
+
+
+def own_finished(state: MonitorState, closed: tuple[Order, ...]) -> OwnOrders:
+    done: OwnOrders = {}
     for order in closed:
         link = order.link
         if link is not None and link.position_id == state.position_id:

@@ -5,10 +5,12 @@ settled from snapshots).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
+from functools import partial
 
-from actors.position.rules._orders import own_finished, own_orders, size_of
+from actors.position.rules._orders import OwnOrders, own_finished, own_orders, size_of
 from actors.position.rules._plans import opening, refused
 from actors.position.rules._prices import closing_side
 from actors.position.rules._state import (
@@ -39,10 +41,9 @@ from messages.gateway import (
     Rejected,
     Unresolved,
 )
-from messages.models import (
-    Intent,
-    Order,
-)
+from messages.models import Intent
+
+Update = Callable[..., MonitorState]
 
 
 def settle_pending(state: MonitorState, view: PositionView) -> Decision:
@@ -60,8 +61,8 @@ def settle_pending(state: MonitorState, view: PositionView) -> Decision:
 
 def settle_from_snapshot(
     state: MonitorState,
-    ours: dict[Intent, list[Order]],
-    closed: dict[Intent, list[Order]],
+    ours: OwnOrders,
+    closed: OwnOrders,
     size: Decimal,
     snapshot_id: int,
     fresh: bool,
@@ -71,9 +72,10 @@ def settle_from_snapshot(
     events = []
     open_links = {o.link_id: o for orders in ours.values() for o in orders}
     closed_links = {o.link_id for orders in closed.values() for o in orders}
-    waiting = [(key, pending, with_pending) for key, pending in state.pending.items()] + [
-        (key, pending, with_cleanup) for key, pending in state.cleanup.items()
-    ]
+    # Each waiting command with the way to update its entry (pending by intent, clean-up by link).
+    waiting: list[tuple[Intent | None, Pending, Update]] = [
+        (key, pending, partial(with_pending, intent=key)) for key, pending in state.pending.items()
+    ] + [(None, pending, partial(with_cleanup, link_id=link)) for link, pending in state.cleanup.items()]
     for key, pending, update in waiting:
         order = open_links.get(pending.link_id)
         if pending.action is Action.PLACE and key == EMERGENCY_KEY:
@@ -89,7 +91,7 @@ def settle_from_snapshot(
         else:
             done = order is None
         if done:
-            state = update(state, key, None)
+            state = update(state, pending=None)
             events.append(
                 new_event(
                     EventKind.COMMAND_SETTLED,
@@ -103,7 +105,7 @@ def settle_from_snapshot(
         if fresh and snapshot_id > pending.sent_snapshot and snapshot_id != pending.seen_snapshot:
             pending = replace(pending, absent=pending.absent + 1, seen_snapshot=snapshot_id)
             if pending.absent >= CONFIRMING_SNAPSHOTS:
-                state = update(state, key, None)
+                state = update(state, pending=None)
                 events.append(
                     new_event(
                         EventKind.COMMAND_SETTLED,
@@ -115,7 +117,7 @@ def settle_from_snapshot(
                     )
                 )
                 continue
-            state = update(state, key, pending)
+            state = update(state, pending=pending)
     return state, events
 
 

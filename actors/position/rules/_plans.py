@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
+from actors.position.rules._orders import OwnOrders
 from actors.position.rules._prices import closing_side
 from actors.position.rules._state import (
     EMERGENCY_KEY,
@@ -31,7 +32,6 @@ from messages.models import (
     Approach,
     Intent,
     MonitorId,
-    Order,
     Plan,
     Role,
 )
@@ -85,7 +85,7 @@ def opening(state: MonitorState) -> bool:
 
 
 def open_trade(
-    state: MonitorState, closed: dict[Intent, list[Order]], snapshot_id: int
+    state: MonitorState, closed: OwnOrders, snapshot_id: int
 ) -> tuple[MonitorState, list[Command], list[Event]]:
     """Leg 1 at market; the limits, the stop and the take-profits follow once the position is
     seen (a reduce-only order needs a position). Until then nothing else is decided."""

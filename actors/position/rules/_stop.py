@@ -8,6 +8,7 @@ import logging
 from dataclasses import replace
 from decimal import Decimal
 
+from actors.position.rules._orders import OwnOrders, newest
 from actors.position.rules._prices import (
     breakeven_price,
     closing_side,
@@ -35,7 +36,6 @@ from messages.gateway import (
 from messages.models import (
     Approach,
     Instrument,
-    Order,
     OrderStatus,
 )
 
@@ -43,7 +43,7 @@ from messages.models import (
 def protect(
     state: MonitorState,
     view: PositionView,
-    ours: dict[str, list[Order]],
+    ours: OwnOrders,
     size: Decimal,
     resting: Decimal,
     instrument: Instrument,
@@ -56,7 +56,7 @@ def protect(
     be = breakeven_price(side, state.avg_price, config.breakeven_offset, instrument) if state.tp1_done else None
     if STOP_KEY in state.pending or EMERGENCY_KEY in state.pending:
         return state, [], []
-    stop = (ours.get(STOP_KEY) or [None])[0]
+    stop = newest(ours, STOP_KEY)
     if stop is not None and stop.status in (OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED):
         return state, [], []  # firing now: leave it alone
     if stop is None:
@@ -76,27 +76,27 @@ def protect(
                     )
                 ],
             )
-        trigger = be if be is not None else state.plan.stop_price
+        placed_at = be if be is not None else state.plan.stop_price
         restored = STOP_KEY in state.generations
         state, link_id = next_link(state, STOP_KEY)
         state = with_pending(
-            state, STOP_KEY, Pending(Action.PLACE, link_id, desired_qty, trigger, view.snapshot_id, size)
+            state, STOP_KEY, Pending(Action.PLACE, link_id, desired_qty, placed_at, view.snapshot_id, size)
         )
         line = (
-            f"STOP RESTORED {state.monitor}: no live stop; placing {link_id} at {trigger} for {desired_qty}"
+            f"STOP RESTORED {state.monitor}: no live stop; placing {link_id} at {placed_at} for {desired_qty}"
             if restored
-            else f"STOP PLACED {state.monitor}: {link_id} at {trigger} for {desired_qty}"
+            else f"STOP PLACED {state.monitor}: {link_id} at {placed_at} for {desired_qty}"
         )
         event = new_event(
             EventKind.STOP_RESTORED if restored else EventKind.STOP_PLACED,
             line,
             level=logging.WARNING if restored else logging.INFO,
             link_id=link_id,
-            trigger=trigger,
+            trigger=placed_at,
             qty=desired_qty,
         )
-        return state, [stop_place(state, link_id, desired_qty, trigger)], [event]
-    trigger = None
+        return state, [stop_place(state, link_id, desired_qty, placed_at)], [event]
+    trigger: Decimal | None = None
     if be is not None and (
         not state.breakeven_done or stop.trigger_price is None or more_protective(side, be, stop.trigger_price)
     ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from actors.position.rules._orders import OwnOrders, newest
 from actors.position.rules._prices import closing_side
 from actors.position.rules._state import (
     Action,
@@ -20,13 +21,12 @@ from messages.gateway import (
 from messages.models import (
     Instrument,
     Intent,
-    Order,
     Role,
 )
 
 
 def take_profits(
-    state: MonitorState, view: PositionView, ours: dict[str, list[Order]], size: Decimal, instrument: Instrument
+    state: MonitorState, view: PositionView, ours: OwnOrders, size: Decimal, instrument: Instrument
 ) -> tuple[MonitorState, list[Command]]:
     """R1/R5: TP quantities = share x the ladder size (the filled size before TP1); R4: scaled
     down so the active reduce-only orders together never exceed the position (no 110017)."""
@@ -35,15 +35,16 @@ def take_profits(
     levels = range(1, len(state.plan.percents) + 1)
     prices = {level: state.plan.tp_prices[level - 1] for level in levels if level - 1 < len(state.plan.tp_prices)}
     split = instrument.split_qty(state.ladder_size, state.plan.percents)
-    orders = {level: (ours.get(Intent(Role.TAKE_PROFIT, level)) or [None])[0] for level in levels}
+    orders = {level: newest(ours, Intent(Role.TAKE_PROFIT, level)) for level in levels}
     wanted = {level: split[level - 1] for level in levels if level not in state.filled_tps}
-    filled_part = {level: (orders[level].cum_exec_qty if orders[level] is not None else Decimal(0)) for level in wanted}
+    filled_part = {level: (o.cum_exec_qty if (o := orders[level]) is not None else Decimal(0)) for level in wanted}
     leaves = {level: max(Decimal(0), wanted[level] - filled_part[level]) for level in wanted}
     total = sum(leaves.values(), Decimal(0))
     if total > size:
         leaves = {level: instrument.round_qty(q * size / total) for level, q in leaves.items()}
         leaves = {level: (q if q >= instrument.min_qty else Decimal(0)) for level, q in leaves.items()}
-    shrinking, growing = [], []  # sent in this order: room is freed before it is used
+    shrinking: list[Command] = []  # sent first: room is freed before it is used
+    growing: list[Command] = []
     for key, beyond in ours.items():  # levels a new plan no longer has
         if key.role is Role.TAKE_PROFIT and key.level > len(state.plan.percents) and key not in state.pending:
             state = with_pending(state, key, Pending(Action.CANCEL, beyond[0].link_id, sent_snapshot=view.snapshot_id))

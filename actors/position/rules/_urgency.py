@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from actors.position.rules._orders import own_orders
+from actors.position.rules._orders import newest, own_orders
 from actors.position.rules._state import (
     IDLE_AFTER_MS,
     RECENT_CHANGE_MS,
@@ -23,7 +23,7 @@ from messages.models import (
 
 def _triggers(state: MonitorState, view: PositionView | None) -> list[Decimal]:
     ours = own_orders(state, view.orders) if view is not None else {}
-    stop = (ours.get(STOP_KEY) or [None])[0]
+    stop = newest(ours, STOP_KEY)
     prices = [stop.trigger_price if stop is not None and stop.trigger_price else state.plan.stop_price]
     for level in range(1, len(state.plan.percents) + 1):
         if level not in state.filled_tps and level - 1 < len(state.plan.tp_prices):

@@ -23,7 +23,7 @@ from messages.models import (
     Side,
 )
 
-RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "recorded"
 
 
 def recorded_rows(name: str) -> list[dict]:

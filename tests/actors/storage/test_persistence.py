@@ -21,7 +21,7 @@ from messages.models import MonitorId
 from messages.persistence import FlushDue, GetPersistenceStats, LoadState, Record
 from runtime.clock import FakeClock
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 BTC = MonitorId("main", "BTCUSDT")
 
 

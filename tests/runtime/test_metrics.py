@@ -14,7 +14,7 @@ from messages.models import MonitorId, Urgency
 from runtime.clock import FakeClock
 from runtime.metrics import Metrics
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BTC, ETH = MonitorId("main", "BTCUSDT"), MonitorId("mirror", "ETHUSDT")
 
 

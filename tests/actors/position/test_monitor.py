@@ -274,7 +274,7 @@ def test_importing_the_monitor_does_not_import_the_exchange_client():
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[3],
         capture_output=True,
         text=True,
         timeout=60,

@@ -9,9 +9,6 @@ import orjson
 import pytest
 
 from actors.exchange._cache import AccountCache
-from actors.exchange._formats import private_push, ticker_mark, ticker_topics
-from actors.exchange._reads import Read, ReadFailed, ReadKey, Scope
-from actors.exchange._stream_health import StreamHealth
 from messages.gateway import PlaceOrder
 from messages.models import Execution, ModelError, Order, Position
 
@@ -253,72 +250,6 @@ def test_closed_for_answers_only_when_every_asked_link_is_explained():
     cache.push_orders([order("Filled", 200, cum="1")], now=20.0)
     assert [o.link_id for o in cache.closed_for("A", frozenset({"tg-p1-T1-0", "tg-p1-S0-0"}))] == ["tg-p1-T1-0"]
     assert cache.closed_for("A", frozenset({"tg-p1-T2-0"})) is None  # never seen: ask the history
-
-
-# --- stream health, wire ------------------------------------------------------------------------
-
-
-def test_stream_health_needs_a_resync_per_connection_and_two_heartbeats_of_silence_end_it():
-    health = StreamHealth("main", heartbeat=10.0, resync_every=60.0)
-    assert health.on_subscribed(1) and not health.healthy(0.0, 0.0)
-    assert health.on_resynced(1, now=1.0) and health.healthy(20.0, 0.5)
-    assert not health.healthy(21.0, 0.5)  # two heartbeats silent
-    assert health.resync_due(61.0) and not health.resync_due(60.0)
-    assert not health.on_subscribed(1)  # an unsubscribe ack, same connection
-    health.on_down()
-    assert not health.healthy(62.0, 62.0)
-    assert health.on_subscribed(2) and not health.on_resynced(1, now=63.0)  # a resync of the old connection
-    assert not health.on_checked(3) and health.on_checked(1) and not health.on_checked(0)
-
-
-def test_a_malformed_push_is_rejected_whole():
-    good = {"orderId": "o1", "symbol": "A", "side": "Sell", "orderType": "Limit", "orderStatus": "New", "qty": "1"}
-    assert len(private_push("order", [good, good]).orders) == 2
-    with pytest.raises(ModelError):
-        private_push("order", [good, {**good, "qty": "lots"}])
-    with pytest.raises(ModelError):
-        private_push("position.linear", {"not": "a list"})
-    assert private_push("wallet", []) is None
-    assert ticker_mark("tickers.BTCUSDT", {"symbol": "BTCUSDT", "lastPrice": "1"}) == ("BTCUSDT", None)
-    with pytest.raises(ModelError):
-        ticker_mark("tickers.BTCUSDT", {"symbol": "BTCUSDT", "markPrice": "-3"})
-
-
-def test_ticker_topics_are_split_under_bybits_args_limit():
-    symbols = [f"SYM{n:05d}USDT" for n in range(2500)]
-    groups = ticker_topics(symbols, limit=21_000)
-    assert sorted(t for g in groups for t in g) == sorted(f"tickers.{s}" for s in symbols)
-    assert len(groups) > 1 and all(len(orjson.dumps(list(g))) <= 21_000 for g in groups)
-
-
-# --- a read, page by page -------------------------------------------------------------------------
-
-
-def page(rows: list, cursor: str = "") -> dict:
-    return {"retCode": 0, "result": {"list": rows, "nextPageCursor": cursor}}
-
-
-def test_a_full_read_walks_orders_then_positions_by_cursor():
-    read = Read("main", None, False, started=1.0, started_ms=1)
-    assert read.request() == ("get_open_orders", {"category": "linear", "limit": 50, "settleCoin": "USDT"})
-    assert read.on_page(page([{"x": 1}], "c1")) is False and read.request()[1]["cursor"] == "c1"
-    assert read.on_page(page([], "")) is False and read.request()[0] == "get_positions"
-    assert read.on_page(page([])) is True and read.pages == 3
-
-
-def test_a_cursor_that_repeats_or_a_page_without_a_list_fails_the_read():
-    read = Read("main", "BTCUSDT", True, started=1.0, started_ms=1)
-    read.on_page(page([{"x": 1}], "c1"))
-    with pytest.raises(ReadFailed, match="stopped advancing"):
-        read.on_page(page([{"x": 1}], "c1"))
-    with pytest.raises(ReadFailed, match="no result list"):
-        Read("main", None, False, 1.0, 1).on_page({"retCode": 0, "result": None})
-
-
-def test_a_closed_only_read_is_one_page_of_the_history():
-    read = Read("main", "BTCUSDT", True, started=1.0, started_ms=1, closed_only=True)
-    assert read.request()[0] == "get_order_history" and read.key == ReadKey("main", Scope.CLOSED, "BTCUSDT")
-    assert read.on_page(page([], "more")) is True
 
 
 def test_an_order_in_a_status_this_version_does_not_know_stays_in_the_view():
