@@ -289,7 +289,7 @@ def _remaining(deadline: float | None) -> float:
 
 def _state_path(settings: Settings, config: str | None) -> str:
     """STATE_PATH, except in demo mode (no keys) without an explicit one: state/demo.db."""
-    explicit = "STATE_PATH" in os.environ or (bool(config) and "STATE_PATH" in read_config_file(config))
+    explicit = "STATE_PATH" in os.environ or (config is not None and "STATE_PATH" in read_config_file(config))
     return settings.state_path if settings.live or explicit else DEMO_STATE_PATH
 
 

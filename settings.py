@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 MAINNET_URL = "https://api.bybit.com"
 TESTNET_URL = "https://api-testnet.bybit.com"
@@ -375,7 +376,7 @@ def load_settings(environ: Mapping[str, str], config_path: str | Path | None = N
     raw, problems = _read_config(config_path) if config_path else ({}, [])
     raw.update({name: environ[name] for name in PARSERS if name in environ})
 
-    fields: dict[str, object] = {}
+    fields: dict[str, Any] = {}
     for name, text in raw.items():
         attribute, parse = PARSERS[name]
         try:
@@ -386,7 +387,7 @@ def load_settings(environ: Mapping[str, str], config_path: str | Path | None = N
             problems.append(f"{name}: {exc}{shown}")
             continue
         if name in _SECRETS:
-            value = tuple(Secret(v) for v in value) if isinstance(value, tuple) else Secret(value)
+            value = tuple(Secret(str(v)) for v in value) if isinstance(value, tuple) else Secret(str(value))
         fields[attribute] = value
     # Cross-checks run on what did parse, so every problem is reported in one go.
     settings = Settings(**fields)

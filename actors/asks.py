@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pykka
 
@@ -14,15 +14,15 @@ from messages.persistence import JournalEntry, Record
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Ref = pykka.ActorRef[Any]  # a reference to any actor (messages are typed, refs are not)
 
 
-def ask_with_reply(actor: Ref, make: Callable[[pykka.Future[T]], object], timeout: float) -> T:
-    """Send a request carrying a fresh future (`reply`) and wait for its answer (raises
-    pykka.Timeout). The actor may answer much later, from another message's handler."""
-    future: pykka.ThreadingFuture[T] = pykka.ThreadingFuture()
-    actor.tell(make(future))
+def ask_with_reply(actor: Ref, make: Callable[..., object], timeout: float) -> Any:
+    """Send the request `make(reply=future)` builds and wait for its answer (raises pykka.Timeout):
+    whatever the request's `reply` is typed to carry. The actor may answer much later, from
+    another message's handler."""
+    future: pykka.ThreadingFuture[Any] = pykka.ThreadingFuture()
+    actor.tell(make(reply=future))
     return future.get(timeout=timeout)
 
 

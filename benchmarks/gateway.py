@@ -31,7 +31,7 @@ def run(positions: int, latency_ms: float, duration: float) -> dict:
         gateway.ask(GetGatewayStats())
         sim.stats.reset()
         started = time.monotonic()
-        ask_with_reply(gateway, lambda f: GetAccountSnapshot("main", 0.0, reply=f), 120)
+        ask_with_reply(gateway, lambda reply: GetAccountSnapshot("main", 0.0, reply=reply), 120)
         refresh_s = time.monotonic() - started
         refresh_calls = sim.stats.requests(account="main")
         before = gateway.ask(GetGatewayStats())

@@ -15,6 +15,7 @@ import os
 import resource
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import orjson
@@ -213,7 +214,7 @@ class System:
         for account in self.accounts:
             while True:
                 try:
-                    access = ask_with_reply(self.gateway, lambda reply, a=account: CheckAccess(a, reply=reply), 60)
+                    access = ask_with_reply(self.gateway, partial(CheckAccess, account), 60)
                 except pykka.Timeout:
                     access = Access(account, False, False, "no answer in time", transient=True)
                 if access.ok or not access.transient:
@@ -244,7 +245,7 @@ class System:
                 try:
                     answer = ask_with_reply(
                         self.gateway,
-                        lambda reply, a=account: GetAccountSnapshot(a, 0.0, reply=reply),
+                        partial(GetAccountSnapshot, account, 0.0),
                         float(self.settings.http_timeout_seconds) * 4,
                     )
                 except pykka.Timeout:

@@ -72,11 +72,13 @@ class TradeDesk:
 
     def _monitors(self) -> dict[MonitorId, Any]:
         """The running monitors' refs."""
-        return self._supervisor.ask(GetMonitors(), timeout=self._timeout)
+        monitors: dict[MonitorId, Any] = self._supervisor.ask(GetMonitors(), timeout=self._timeout)
+        return monitors
 
     def _state(self, ref: Any) -> MonitorState | None:
         try:
-            return ref.ask(GetMonitorState(), timeout=self._timeout)
+            state: MonitorState | None = ref.ask(GetMonitorState(), timeout=self._timeout)
+            return state
         except pykka.ActorDeadError:
             return None
 
@@ -167,7 +169,7 @@ class TradeDesk:
         tps, stop, problems = check_targets(request, view.position, view.instrument)
         if problems:
             return answer(2, problems)
-        why_not = ask_with_reply(
+        why_not: str = ask_with_reply(
             self._supervisor,
             lambda reply: Instruct(MonitorId(account, request.symbol), ChangePlan(tps, stop, reply=reply)),
             self._timeout,
@@ -198,7 +200,7 @@ class TradeDesk:
                 code = code or 2
                 continue
             future: pykka.ThreadingFuture[TradeOutcome] = pykka.ThreadingFuture()
-            why_not = ask_with_reply(
+            why_not: str = ask_with_reply(
                 self._supervisor,
                 lambda reply: Instruct(monitor, ClosePosition(reply=reply), outcome=future),  # noqa: B023 (called at once)
                 self._timeout,

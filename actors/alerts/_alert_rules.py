@@ -104,7 +104,7 @@ def _stopped(p: Mapping[str, Any]) -> tuple[str, str]:
     return "GUARDIAN STOPPED", "The guardian stopped: positions are not guarded until it runs again."
 
 
-RENDERERS: dict[str, Callable[[dict], tuple[str, str]]] = {
+RENDERERS: dict[str, Callable[[Mapping[str, Any]], tuple[str, str]]] = {
     "entry_filled": _entry_filled,
     "tp_filled": _tp_filled,
     "breakeven": _breakeven,

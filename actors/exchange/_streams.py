@@ -25,6 +25,7 @@ from actors.exchange import _formats
 from actors.exchange._cache import AccountCache, Difference
 from actors.exchange._reads import Read
 from actors.exchange._stream_health import StreamHealth
+from actors.exchange._transport import Stream, Transport
 from actors.exchange._websocket import Kind, StreamEvent
 from messages.models import ModelError
 from runtime.clock import Clock
@@ -50,7 +51,7 @@ class _Judge:
 class Streams:
     def __init__(
         self,
-        transport: Any,
+        transport: Transport,
         caches: dict[str, AccountCache],
         clock: Clock,
         metrics: Metrics,
@@ -64,7 +65,7 @@ class Streams:
         self._transport, self._caches, self._clock, self._metrics = transport, caches, clock, metrics
         self._heartbeat, self._resync_every = heartbeat, resync_every
         self._deliver, self._resync, self._stale = deliver, resync, stale
-        self._private: dict[str, Any] = {}
+        self._private: dict[str, Stream] = {}
         self._health: dict[str, StreamHealth] = {}
         self._tickers: list[Any] = []
         self._judging: list[_Judge] = []

@@ -105,6 +105,7 @@ class BybitTransport:
     def private_stream(
         self, account: str, deliver: Callable[[StreamEvent], None], *, heartbeat: float, clock: Callable[[], float]
     ) -> StreamClient:
+        assert self.ws_private is not None, "no private stream URL: `streams` is False"
         return StreamClient(
             account,
             self.ws_private,

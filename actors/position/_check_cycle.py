@@ -78,6 +78,7 @@ def command_message(monitor: MonitorId, command: Command, reply: Any = None) -> 
     account, symbol = monitor.account, monitor.symbol
     match command.action:
         case Action.PLACE:
+            assert command.qty is not None  # every placement says how much
             return PlaceOrder(
                 account,
                 symbol,
@@ -139,6 +140,12 @@ class CheckCycle:
         self._unprotected_alerted: float | None = None
         self._sent: list[Command] = []
         self._events: list[Event] = []
+
+    @property
+    def _current(self) -> MonitorState:
+        """The state while a check runs past adoption (never None there)."""
+        assert self.state is not None
+        return self.state
 
     def run(self) -> CheckResult:
         self._sent, self._events = [], []
@@ -210,7 +217,7 @@ class CheckCycle:
             new: list[Command] = []
             for command, outcome in zip(group, outcomes, strict=False):
                 unresolved = unresolved or isinstance(outcome, Unresolved)
-                decision = rules.settle(self.state, command, outcome, view, now_ms, self._config)
+                decision = rules.settle(self._current, command, outcome, view, now_ms, self._config)
                 self.state = decision.state
                 events += decision.events
                 new += decision.commands
@@ -249,10 +256,10 @@ class CheckCycle:
     def _settle_now(self, view: PositionView) -> PositionView:
         """After an unresolved command, read again at once: the first of the two fresh snapshots
         R10 needs comes now instead of a whole check later. Only settles; sends nothing."""
-        fresh = self._io.view(0.0, rules.links_to_explain(self.state), fresh=True)
+        fresh = self._io.view(0.0, rules.links_to_explain(self._current), fresh=True)
         if not isinstance(fresh, PositionView):
             return view
-        decision = rules.settle_pending(self.state, fresh)
+        decision = rules.settle_pending(self._current, fresh)
         self.state = decision.state
         self._emit(decision.events)
         return fresh
@@ -289,7 +296,7 @@ class CheckCycle:
         return ""
 
     def _created_event(self) -> Event:
-        state = self.state
+        state = self._current
         plan = state.plan
         what = (
             f"orphaned orders {', '.join(sorted(state.open_links))} on a flat position; confirming it is gone"
@@ -316,10 +323,10 @@ class CheckCycle:
         placed = any(
             c.key in (rules.STOP_KEY, rules.EMERGENCY_KEY)
             and c.action is Action.PLACE
-            and c.link_id in self.state.open_links
+            and c.link_id in self._current.open_links
             for c in self._sent
         )
-        return not (placed or rules.has_live_stop(self.state, view))
+        return not (placed or rules.has_live_stop(self._current, view))
 
     def _unprotected_alert(self, unprotected: bool | None) -> tuple[Event, ...]:
         """A critical UNPROTECTED event (journaled, so alerted) once a position has had no live stop
@@ -339,9 +346,9 @@ class CheckCycle:
             Event(
                 EventKind.UNPROTECTED,
                 f"UNPROTECTED {self.monitor}: no live stop on an open position of "
-                f"{self.state.last_size} for {now - since:.0f}s",
+                f"{self._current.last_size} for {now - since:.0f}s",
                 level=logging.WARNING,
-                payload={"size": self.state.last_size, "seconds": round(now - since)},
+                payload={"size": self._current.last_size, "seconds": round(now - since)},
             ),
         )
 

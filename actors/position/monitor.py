@@ -11,6 +11,7 @@ timeout.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -104,10 +105,12 @@ class Monitor(pykka.ThreadingActor):
         opening = self._cycle.state is not None and rules.opening(self._cycle.state)
         result = self._cycle.run()
         self._publish(result)
-        if opening and self._cycle.state.peak_size > 0:  # the trade it opened exists now
-            tell_upward(self._supervisor, TradeOpened(self._id, self._cycle.state.last_size))
+        state = self._cycle.state
+        if opening and state is not None and state.peak_size > 0:  # the trade it opened exists now
+            tell_upward(self._supervisor, TradeOpened(self._id, state.last_size))
         if result.retired:
-            tell_upward(self._supervisor, MonitorRetired(self._id, result.retired, self._cycle.state.refusal))
+            refusal = state.refusal if state is not None else ""
+            tell_upward(self._supervisor, MonitorRetired(self._id, result.retired, refusal))
             self.stop()
             return
         tell_upward(
@@ -144,7 +147,7 @@ class Monitor(pykka.ThreadingActor):
         self, max_age: float, closed_for: frozenset[str] | None = None, fresh: bool = False
     ) -> PositionView | Unavailable | None:
         try:
-            return ask_with_reply(
+            view: PositionView | Unavailable = ask_with_reply(
                 self._gateway,
                 lambda reply: GetPositionView(
                     self._id.account,
@@ -158,11 +161,13 @@ class Monitor(pykka.ThreadingActor):
                 ),
                 self._timeout,
             )
+            return view
         except pykka.Timeout:
             log.warning("Monitor %s: no answer from the gateway in %.0fs", self._id, self._timeout, extra=self._extra)
             return None
 
     def send(self, group: list[Command]) -> list[Outcome]:
+        make: Callable[[pykka.Future[Any]], object]
         if len(group) == 1:
             make = lambda reply: command_message(self._id, group[0], reply)
         else:

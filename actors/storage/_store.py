@@ -12,7 +12,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,11 @@ class Store:
         return self.connection
 
     def put(
-        self, states: dict[MonitorId, dict], events: Iterable[JournalEntry], retired: Iterable[MonitorId], now_ms: int
+        self,
+        states: Mapping[MonitorId, Mapping[str, Any]],
+        events: Iterable[JournalEntry],
+        retired: Iterable[MonitorId],
+        now_ms: int,
     ) -> tuple[int, int]:
         """Upsert states, append events, delete retired monitors' states, inside a transaction the
         caller holds. Returns (rows written, bytes written)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import pykka
@@ -67,7 +68,7 @@ class Persistence(pykka.ThreadingActor):
         self._clock = clock
         self._flush_interval = flush_interval
         self._last_flush = clock.monotonic()
-        self._pending_states: dict[MonitorId, dict] = {}  # non-critical, coalesced
+        self._pending_states: dict[MonitorId, Mapping[str, Any]] = {}  # non-critical, coalesced
         self._group: list[Record] = []  # critical, waiting for the commit
         self._group_since = 0.0
         self._critical_commits = 0
@@ -81,7 +82,7 @@ class Persistence(pykka.ThreadingActor):
     # --- messages -------------------------------------------------------------------------
 
     def on_receive(self, message: Any) -> Any:
-        answer = None
+        answer: LoadedState | PersistenceStats | None = None
         match message:
             case Record(critical=True) | Record(retire=True):
                 self._records += 1
@@ -143,7 +144,7 @@ class Persistence(pykka.ThreadingActor):
         except Exception as exc:
             for record in group:
                 if record.reply is not None:
-                    record.reply.set_exception(exc)
+                    record.reply.set_exception((type(exc), exc, exc.__traceback__))
             raise  # an unexpected failure stops this actor loudly
         seconds = self._clock.monotonic() - started
         self._commit_ms.append(seconds * 1000)

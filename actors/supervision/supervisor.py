@@ -16,6 +16,8 @@ import logging
 import math
 import secrets
 from collections import Counter
+from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import pykka
@@ -178,7 +180,7 @@ class Supervisor(pykka.ThreadingActor):
 
     # --- start-up -------------------------------------------------------------------------
 
-    def _reconcile(self, snapshots: dict[str, AccountSnapshot]) -> int:
+    def _reconcile(self, snapshots: Mapping[str, AccountSnapshot]) -> int:
         loaded = self._persistence.ask(LoadState(), timeout=self._timeout)
         live = {
             MonitorId(account, p.symbol, p.position_idx): p
@@ -186,7 +188,7 @@ class Supervisor(pykka.ThreadingActor):
             for p in snapshot.positions
             if p.is_open
         }
-        resumed = adopted = gone = dropped = 0
+        kept = adopted = gone = dropped = 0
         for monitor, data in sorted(loaded.states.items()):
             if monitor.account not in self._accounts:
                 continue  # e.g. the mirror was switched off: its states stay stored, untouched
@@ -208,14 +210,14 @@ class Supervisor(pykka.ThreadingActor):
             if position is None:
                 gone += 1
             else:
-                resumed += 1
+                kept += 1
         for monitor in sorted(set(live) - set(self._monitors)):
             self._start_monitor(monitor, None)
             adopted += 1
         log.info(
             "Supervisor: %d monitors resumed, %d positions adopted, %d stored monitors whose positions "
             "are gone (to confirm and clean up), %d stored states dropped",
-            resumed,
+            kept,
             adopted,
             gone,
             dropped,
@@ -316,7 +318,7 @@ class Supervisor(pykka.ThreadingActor):
             try:
                 snapshot = ask_with_reply(
                     self._gateway,
-                    lambda reply, a=account: GetAccountSnapshot(a, self._snapshot_max_age, reply=reply),
+                    partial(GetAccountSnapshot, account, self._snapshot_max_age),
                     self._timeout,
                 )
             except pykka.Timeout:

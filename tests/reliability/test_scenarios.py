@@ -466,9 +466,9 @@ def test_s23_decisions_use_data_no_older_than_the_tier_allows():
     import pykka
 
     from messages.gateway import GetPositionView
-    from tests.stubs.gateway import StubGateway
     from tests.actors.position.test_monitor import INTERVALS
     from tests.actors.position.test_monitor import Rig as MonitorRig
+    from tests.stubs.gateway import StubGateway
 
     class Recording(StubGateway):
         def on_receive(self, message):

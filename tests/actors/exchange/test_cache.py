@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 
-import orjson
 import pytest
 
 from actors.exchange._cache import AccountCache
 from messages.gateway import PlaceOrder
-from messages.models import Execution, ModelError, Order, Position
+from messages.models import Execution, Order, Position
 
 
 def order(

@@ -55,10 +55,12 @@ class Rig:
         self.stats()  # instruments requested at start
 
     def view(self, symbol: str, account: str = "main", max_age: float = 2.0, **kw):
-        return ask_with_reply(self.gateway, lambda f: GetPositionView(account, symbol, 0, max_age, reply=f, **kw), 15)
+        return ask_with_reply(
+            self.gateway, lambda reply: GetPositionView(account, symbol, 0, max_age, reply=reply, **kw), 15
+        )
 
     def snapshot(self, account: str = "main", max_age: float = 15.0):
-        return ask_with_reply(self.gateway, lambda f: GetAccountSnapshot(account, max_age, reply=f), 15)
+        return ask_with_reply(self.gateway, lambda reply: GetAccountSnapshot(account, max_age, reply=reply), 15)
 
     def send(self, make):
         return ask_with_reply(self.gateway, make, 15)
@@ -160,23 +162,23 @@ def test_thirty_amends_at_once_meet_no_10006_and_stops_go_first(rig):
         stop = account.by_link[OrderLink(entry.position_id, Role.STOP, 0, 0).build()]
         tp1 = account.by_link[OrderLink(entry.position_id, Role.TAKE_PROFIT, 1, 0).build()]
         commands.append(
-            lambda f, e=entry, q=stop.qty: AmendOrder(
+            lambda reply, e=entry, q=stop.qty: AmendOrder(
                 "main",
                 e.symbol,
                 OrderLink(e.position_id, Role.STOP, 0, 0).build(),
                 qty=q,
                 priority=Priority.PROTECT,
-                reply=f,
+                reply=reply,
             )
         )
         commands.append(
-            lambda f, e=entry, q=tp1.qty: AmendOrder(
+            lambda reply, e=entry, q=tp1.qty: AmendOrder(
                 "main",
                 e.symbol,
                 OrderLink(e.position_id, Role.TAKE_PROFIT, 1, 0).build(),
                 qty=q,
                 priority=Priority.RESIZE,
-                reply=f,
+                reply=reply,
             )
         )
     r.sim.stats.reset()
@@ -206,7 +208,7 @@ def test_thirty_amends_at_once_meet_no_10006_and_stops_go_first(rig):
 def test_10006_makes_the_command_unresolved_and_blocks_the_key_until_reset(rig):
     r = rig()
     r.sim.add_fault(kind="retcode", endpoint=Api.PLACE_ORDER, code=10006, message="Too many visits!", count=1)
-    place = lambda f, n: PlaceOrder(
+    place = lambda reply, n: PlaceOrder(
         "main",
         "BTCUSDT",
         "Buy",
@@ -215,11 +217,11 @@ def test_10006_makes_the_command_unresolved_and_blocks_the_key_until_reset(rig):
         f"tg-rl{n}-E2-0",
         price=Decimal("50000"),
         reduce_only=False,
-        reply=f,
+        reply=reply,
     )
-    assert isinstance(r.send(lambda f: place(f, 1)), Unresolved)
+    assert isinstance(r.send(lambda reply: place(reply, 1)), Unresolved)
     started = time.monotonic()
-    assert isinstance(r.send(lambda f: place(f, 2)), Accepted)
+    assert isinstance(r.send(lambda reply: place(reply, 2)), Accepted)
     assert time.monotonic() - started >= 0.5  # waited for the reset time (about 1 s ahead)
     assert r.stats().rate_limited_10006 == 1
 
@@ -228,7 +230,7 @@ def test_http_403_stops_every_request_to_the_host(rig):
     r = rig()
     r.view("BTCUSDT")
     r.sim.add_fault(kind="http_5xx", endpoint=Api.PLACE_ORDER, status=403, count=1)
-    place = lambda f, n: PlaceOrder(
+    place = lambda reply, n: PlaceOrder(
         "main",
         "BTCUSDT",
         "Buy",
@@ -237,11 +239,11 @@ def test_http_403_stops_every_request_to_the_host(rig):
         f"tg-ban{n}-E2-0",
         price=Decimal("50000"),
         reduce_only=False,
-        reply=f,
+        reply=reply,
     )
-    assert isinstance(r.send(lambda f: place(f, 1)), Unresolved)
+    assert isinstance(r.send(lambda reply: place(reply, 1)), Unresolved)
     before = r.sim.stats.requests()
-    second = r.send(lambda f: place(f, 2))
+    second = r.send(lambda reply: place(reply, 2))
     assert isinstance(second, Rejected) and "403" in second.message  # never sent
     view = r.view("BTCUSDT", max_age=0.01)
     assert view.stale and view.position is not None  # the last good data, marked stale
@@ -305,7 +307,7 @@ def test_lost_response_is_unresolved_and_the_next_snapshot_shows_the_order(rig):
     r.view("BTCUSDT")
     r.sim.add_fault(kind="lost_response", endpoint=Api.PLACE_ORDER, count=1)
     outcome = r.send(
-        lambda f: PlaceOrder(
+        lambda reply: PlaceOrder(
             "main",
             "BTCUSDT",
             "Buy",
@@ -315,7 +317,7 @@ def test_lost_response_is_unresolved_and_the_next_snapshot_shows_the_order(rig):
             price=Decimal("50000"),
             reduce_only=False,
             priority=Priority.PROTECT,
-            reply=f,
+            reply=reply,
         )
     )
     assert isinstance(outcome, Unresolved)
@@ -336,13 +338,13 @@ def test_accepted_commands_are_reflected_before_the_next_answer(rig):
     moved = r.view(entry.symbol).instrument.snap_price(moved, up=entry.side == "Sell")
     assert isinstance(
         r.send(
-            lambda f: AmendOrder(
-                "main", entry.symbol, stop_link, trigger_price=moved, priority=Priority.PROTECT, reply=f
+            lambda reply: AmendOrder(
+                "main", entry.symbol, stop_link, trigger_price=moved, priority=Priority.PROTECT, reply=reply
             )
         ),
         Accepted,
     )
-    assert isinstance(r.send(lambda f: CancelOrder("main", entry.symbol, tp4_link, reply=f)), Accepted)
+    assert isinstance(r.send(lambda reply: CancelOrder("main", entry.symbol, tp4_link, reply=reply)), Accepted)
     view = r.view(entry.symbol, max_age=60)
     assert next(o for o in view.orders if o.link_id == stop_link).trigger_price == moved
     assert tp4_link not in {o.link_id for o in view.orders}
@@ -362,7 +364,7 @@ def test_batch_commands_answer_per_item(rig):
         reduce_only=False,
         reply=None,
     )
-    outcomes = r.send(lambda f: Batch("main", (make(1), make(1), make(2)), reply=f))
+    outcomes = r.send(lambda reply: Batch("main", (make(1), make(1), make(2)), reply=reply))
     assert [type(o) for o in outcomes] == [Accepted, Rejected, Accepted]
     assert outcomes[1].code == 110072
 
@@ -411,7 +413,7 @@ def test_secrets_never_reach_a_log_line(rig, caplog):
     r.sim.add_fault(kind="retcode", endpoint=Api.PLACE_ORDER, code=10016, count=1)
     r.view("BTCUSDT")
     r.send(
-        lambda f: PlaceOrder(
+        lambda reply: PlaceOrder(
             "main",
             "BTCUSDT",
             "Buy",
@@ -420,7 +422,7 @@ def test_secrets_never_reach_a_log_line(rig, caplog):
             "tg-sec-E2-0",
             price=Decimal("50000"),
             reduce_only=False,
-            reply=f,
+            reply=reply,
         )
     )
     r.stats()
@@ -496,14 +498,16 @@ def test_an_account_unreadable_past_the_stale_limit_is_journaled_once_and_its_re
 def test_market_reads_the_price_and_balance_and_leverage_not_modified_is_accepted(rig):
     rig = rig()
     wait_until(lambda: rig.view("BTCUSDT").instrument is not None, 10, "instruments loaded")
-    market = rig.send(lambda f: GetMarket("main", "BTCUSDT", reply=f))
+    market = rig.send(lambda reply: GetMarket("main", "BTCUSDT", reply=reply))
     assert market.instrument.symbol == "BTCUSDT" and market.instrument.max_leverage == Decimal(50)
     assert market.last_price == rig.sim.exchange.last_price("BTCUSDT")
     assert market.available_balance == rig.sim.exchange.available_balance(rig.sim.account("main"))
-    unknown = rig.send(lambda f: GetMarket("main", "FOOUSDT", reply=f))
+    unknown = rig.send(lambda reply: GetMarket("main", "FOOUSDT", reply=reply))
     assert unknown.instrument is None and unknown.last_price is None
-    assert isinstance(rig.send(lambda f: SetLeverage("main", "BTCUSDT", Decimal(10), reply=f)), Accepted)  # 110043
-    assert isinstance(rig.send(lambda f: SetLeverage("main", "BTCUSDT", Decimal(3), reply=f)), Accepted)
-    refused = rig.send(lambda f: SetLeverage("main", "BTCUSDT", Decimal(80), reply=f))
+    assert isinstance(
+        rig.send(lambda reply: SetLeverage("main", "BTCUSDT", Decimal(10), reply=reply)), Accepted
+    )  # 110043
+    assert isinstance(rig.send(lambda reply: SetLeverage("main", "BTCUSDT", Decimal(3), reply=reply)), Accepted)
+    refused = rig.send(lambda reply: SetLeverage("main", "BTCUSDT", Decimal(80), reply=reply))
     assert isinstance(refused, Rejected) and refused.code == 10001
     assert rig.sim.account("main").leverage["BTCUSDT"] == Decimal(3)

@@ -52,8 +52,8 @@ class StreamRig:
     def view(self, symbol: str, account: str = "main", max_age: float = 0.0, closed_for=None):
         return ask_with_reply(
             self.gateway,
-            lambda f: GetPositionView(
-                account, symbol, 0, max_age, closed_for is not None, closed_for or frozenset(), reply=f
+            lambda reply: GetPositionView(
+                account, symbol, 0, max_age, closed_for is not None, closed_for or frozenset(), reply=reply
             ),
             15,
         )
@@ -204,7 +204,7 @@ class OnFakeTime:
         return self.settle()
 
     def view(self, symbol: str, max_age: float = 0.0):
-        return ask_with_reply(self.gateway, lambda f: GetPositionView("main", symbol, 0, max_age, reply=f), 5)
+        return ask_with_reply(self.gateway, lambda reply: GetPositionView("main", symbol, 0, max_age, reply=reply), 5)
 
     def reads(self) -> int:
         return sum(self.transport.calls[e] for e in (Api.OPEN_ORDERS, Api.POSITIONS, Api.ORDER_HISTORY))
