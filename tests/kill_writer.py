@@ -7,7 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from actors.asks import journal, record
-from actors.storage._store import open_store
+from actors.storage import open_store
 from actors.storage.persistence import Persistence
 from messages.models import MonitorId
 from messages.persistence import Record

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from actors.position._check_cycle import CheckCycle, command_message
+from actors.position import CheckCycle, command_message
 from actors.position.rules import Command, Event, MonitorState, RulesConfig
 from messages.models import MonitorId, Urgency
 from messages.persistence import JournalEntry

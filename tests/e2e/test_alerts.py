@@ -11,7 +11,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from actors.alerts._alert_rules import AlertRules
+from actors.alerts import AlertRules
 from messages.models import MonitorId, OrderLink, Role
 from messages.persistence import JournalEntry
 from tests.e2e.harness import wait_until

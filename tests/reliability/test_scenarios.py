@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from actors.position._check_cycle import command_message
+from actors.position import command_message
 from actors.position.rules import STOP_KEY
 from messages.endpoints import Api
 from messages.gateway import Rejected

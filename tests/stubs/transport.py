@@ -11,8 +11,7 @@ from typing import Any
 
 import orjson
 
-from actors.exchange._formats import PRIVATE_TOPICS, HttpFail, HttpOk
-from actors.exchange._websocket import Kind, StreamEvent
+from actors.exchange import PRIVATE_TOPICS, HttpFail, HttpOk, StreamEvent, StreamKind
 from messages.endpoints import for_pybit
 from simulator.exchange import BybitError, Change, Exchange
 from simulator.server import BATCH, PRIVATE, PUBLIC
@@ -94,7 +93,7 @@ class FakeStream:
     def tick(self, now: float) -> None:
         if not self._up:
             self._up, self.connects, self.last_heard = True, self.connects + 1, now
-            for kind in (Kind.CONNECTED, Kind.AUTHENTICATED, Kind.SUBSCRIBED):
+            for kind in (StreamKind.CONNECTED, StreamKind.AUTHENTICATED, StreamKind.SUBSCRIBED):
                 self._deliver(StreamEvent(self.name, kind, data=list(self.topics)))
         elif not self.silent:
             self.last_heard = now
@@ -106,14 +105,14 @@ class FakeStream:
             if self.lose:
                 self.lose -= 1
                 continue
-            self._deliver(StreamEvent(self.name, Kind.PUSH, topic=change.topic, data=[dict(change.row)]))
+            self._deliver(StreamEvent(self.name, StreamKind.PUSH, topic=change.topic, data=[dict(change.row)]))
 
     def set_topics(self, topics: tuple[str, ...]) -> None:
         self.topics = topics
 
     def restart(self, reason: str) -> None:
         self._up = False
-        self._deliver(StreamEvent(self.name, Kind.DOWN, reason=reason))
+        self._deliver(StreamEvent(self.name, StreamKind.DOWN, reason=reason))
 
     def stop(self) -> None:
         self._up = False

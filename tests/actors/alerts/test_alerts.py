@@ -11,7 +11,7 @@ import pytest
 from actors.alerts._alert_rules import AlertRules, compose
 from actors.alerts.notifier import Channel, Notifier
 from actors.asks import ask_with_reply, journal, record
-from actors.storage._store import open_store
+from actors.storage import open_store
 from actors.storage.persistence import Persistence
 from messages.models import MonitorId
 from messages.notifier import AlertsQueued, Drain, NotifierTick, QueuedAlert
