@@ -16,7 +16,7 @@ from typing import Any
 
 import pykka
 
-from messages.models import Instrument, Order, Position
+from messages.models import Instrument, Order, OrderType, Position, Side
 
 
 class Priority(IntEnum):
@@ -134,8 +134,8 @@ class Unavailable:
 class PlaceOrder:
     account: str
     symbol: str
-    side: str
-    order_type: str  # "Market" or "Limit"
+    side: Side
+    order_type: OrderType
     qty: Decimal
     link_id: str
     price: Decimal | None = None

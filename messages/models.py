@@ -474,7 +474,7 @@ class Plan:
     its legs. Carried by `OpenTrade` and kept in every monitor's state."""
 
     approach: Approach
-    side: str  # Buy | Sell
+    side: Side
     percents: tuple[Decimal, ...]  # take-profit shares (add up to 100)
     tp_prices: tuple[Decimal, ...]
     stop_price: Decimal

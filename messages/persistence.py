@@ -57,7 +57,7 @@ class AttachNotifier:
 
 
 @dataclass(frozen=True, slots=True)
-class FlushDue:
+class PersistenceTick:
     """From the ticker: write the coalesced non-critical states now."""
 
     now: float

@@ -12,7 +12,7 @@ from messages.models import MonitorId, Urgency
 
 
 @dataclass(frozen=True, slots=True)
-class Tick:
+class SchedulerTick:
     """From the ticker: time to dispatch the checks that are due."""
 
     now: float

@@ -39,8 +39,8 @@ from messages.gateway import (
     ReportStats,
 )
 from messages.notifier import Drain, NotifierTick
-from messages.persistence import DAEMON, AttachNotifier, FlushDue, GetPersistenceStats, Record
-from messages.scheduler import GetSchedule, StopDispatching, Tick
+from messages.persistence import DAEMON, AttachNotifier, GetPersistenceStats, PersistenceTick, Record
+from messages.scheduler import GetSchedule, SchedulerTick, StopDispatching
 from messages.supervisor import GetSupervisorReport, StartSupervision, StopMonitors, SupervisorTick
 from runtime.backoff import Backoff
 from runtime.clock import Clock, SystemClock
@@ -195,8 +195,8 @@ class System:
             float(s.http_timeout_seconds) + 5,
         )
         self._journal("daemon_started", monitors=monitors, accounts=list(self.accounts))
-        self.ticker.add(Every(0.25, self.scheduler, Tick))
-        self.ticker.add(Every(float(s.flush_interval_seconds), self.persistence, FlushDue))
+        self.ticker.add(Every(0.25, self.scheduler, SchedulerTick))
+        self.ticker.add(Every(float(s.flush_interval_seconds), self.persistence, PersistenceTick))
         self.ticker.add(Every(1.0, self.supervisor, SupervisorTick))
         self.ticker.add(Every(60.0, self.gateway, ReportStats))
         log.info("Guarding %s%s", ", ".join(self.accounts), " (DRY-RUN: no order is sent)" if self.dry_run else "")

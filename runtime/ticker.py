@@ -1,7 +1,7 @@
 """The ticker: the only code in the daemon that sleeps.
 
-One thread tells each target its message on its own period, e.g. the Scheduler `Tick(now)` every
-250 ms and Persistence `FlushDue(now)` every 30 s. It stops within one wait of being asked.
+One thread tells each target its message on its own period, e.g. the Scheduler `SchedulerTick(now)` every
+250 ms and Persistence `PersistenceTick(now)` every 30 s. It stops within one wait of being asked.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ the one-off account requests). A transport (`Transport`: HTTP calls and stream c
 gateway is given; `BybitTransport` is the real one, and these names are what another one needs.
 """
 
-from actors.exchange._formats import PRIVATE_TOPICS, HttpFail, HttpOk
+from actors.exchange._formats import PRIVATE_TOPICS, Failure, HttpFail, HttpOk
 from actors.exchange._transport import BybitTransport, Stream, Transport
 from actors.exchange._websocket import Kind as StreamKind
 from actors.exchange._websocket import StreamEvent
@@ -14,6 +14,7 @@ __all__ = [
     "PRIVATE_TOPICS",
     "BybitTransport",
     "ExchangeGateway",
+    "Failure",
     "HttpFail",
     "HttpOk",
     "Stream",

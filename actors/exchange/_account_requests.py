@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actors.exchange import _formats
-from actors.exchange._formats import HttpFail, HttpOk
+from actors.exchange._formats import Failure, HttpFail, HttpOk
 from messages.codes import RetCode
 from messages.gateway import (
     Accepted,
@@ -39,7 +39,7 @@ def check_access(request: CheckAccess, enqueue: Enqueue) -> None:
                     False,
                     False,
                     f"{result.code or result.kind}: {result.message}",
-                    transient=result.uncertain or result.kind == "not_sent",
+                    transient=result.uncertain or result.kind is Failure.NOT_SENT,
                 )
             )
             return

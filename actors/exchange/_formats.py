@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from enum import StrEnum
+from typing import Any, assert_never
 
 from messages.codes import outcome_unknown
 from messages.gateway import (
@@ -26,7 +27,14 @@ from messages.gateway import (
 )
 from messages.models import Execution, ModelError, Order, Position
 
-PRIVATE_TOPICS = ("position", "order", "execution")
+
+class PrivateTopic(StrEnum):
+    POSITION = "position"
+    ORDER = "order"
+    EXECUTION = "execution"
+
+
+PRIVATE_TOPICS = tuple(topic.value for topic in PrivateTopic)
 ARGS_LIMIT = 21_000  # Bybit refuses a subscribe whose args exceed this many characters
 
 
@@ -37,12 +45,27 @@ class HttpOk:
     seconds: float
 
 
+class Failure(StrEnum):
+    """Why an HTTP job failed."""
+
+    BUSINESS = "business"  # a retCode other than 0
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    HTTP = "http"  # a status other than 200
+    MALFORMED = "malformed"  # not JSON
+    UNEXPECTED = "unexpected"
+    NOT_SENT = "not_sent"  # refused before sending (an IP ban, the write budget, a stop)
+
+
+class ReadPhase(StrEnum):
+    ORDERS = "orders"  # open orders
+    POSITIONS = "positions"
+    CLOSED = "closed"  # finished orders (the order history)
+
+
 @dataclass(frozen=True, slots=True)
 class HttpFail:
-    """kind: "business" (a retCode), "timeout", "connection", "http" (non-200 status),
-    "malformed" (not JSON), "unexpected", "not_sent"."""
-
-    kind: str
+    kind: Failure
     message: str
     code: int | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -51,11 +74,11 @@ class HttpFail:
     @property
     def uncertain(self) -> bool:
         """For a write: might the exchange have acted?"""
-        if self.kind == "business":
+        if self.kind is Failure.BUSINESS:
             return outcome_unknown(self.code)
-        if self.kind == "http":
+        if self.kind is Failure.HTTP:
             return self.code is None or self.code >= 500 or self.code == 403
-        return self.kind != "not_sent"
+        return self.kind is not Failure.NOT_SENT
 
 
 # --- writes -----------------------------------------------------------------------------------
@@ -103,7 +126,7 @@ def cancel_params(command: CancelOrder) -> dict[str, Any]:
     return {"symbol": command.symbol, "orderLinkId": command.link_id}
 
 
-def command_request(command: PlaceOrder | AmendOrder | CancelOrder | CancelAll) -> tuple[str, dict[str, Any]]:
+def command_request(command: OrderCommand) -> tuple[str, dict[str, Any]]:
     """The pybit method and its parameters for one command."""
     match command:
         case PlaceOrder():
@@ -112,8 +135,10 @@ def command_request(command: PlaceOrder | AmendOrder | CancelOrder | CancelAll) 
             method, params = "amend_order", amend_params(command)
         case CancelOrder():
             method, params = "cancel_order", cancel_params(command)
-        case _:
+        case CancelAll():
             method, params = "cancel_all_orders", {"symbol": command.symbol}
+        case _:
+            assert_never(command)
     return method, {"category": "linear", **params}
 
 
@@ -134,7 +159,7 @@ def outcome_of(result: HttpOk | HttpFail) -> Outcome:
     if isinstance(result, HttpOk):
         body = result.body.get("result") or {}
         return Accepted(str(body.get("orderId", "")), str(body.get("orderLinkId", "")))
-    if result.kind == "not_sent":
+    if result.kind is Failure.NOT_SENT:
         return Rejected(result.code or 0, result.message)
     if result.uncertain:
         return Unresolved(f"{result.kind} {result.code or ''}: {result.message}".replace(" :", ":")[:200])
@@ -163,7 +188,7 @@ def batch_outcomes(result: HttpOk | HttpFail, count: int) -> list[Outcome]:
 # --- reads ------------------------------------------------------------------------------------
 
 
-def page_request(phase: str, symbol: str | None, cursor: str | None) -> tuple[str, dict[str, Any]]:
+def page_request(phase: ReadPhase, symbol: str | None, cursor: str | None) -> tuple[str, dict[str, Any]]:
     """One page of a read: `phase` orders (open), positions or closed (finished orders)."""
     scope = {"symbol": symbol} if symbol else {"settleCoin": "USDT"}
     method, params = {
@@ -200,20 +225,27 @@ class PrivatePush:
 def private_push(topic: str, data: Any) -> PrivatePush | None:
     """Parse a private push (`position`, `order.linear`, ...); None for a topic we do not use.
     ModelError when any row is malformed: the message is rejected whole."""
-    kind = topic.split(".", 1)[0]
-    if kind not in PRIVATE_TOPICS:
+    try:
+        kind = PrivateTopic(topic.split(".", 1)[0])
+    except ValueError:
         return None
+    return _private_rows(topic, kind, data)
+
+
+def _private_rows(topic: str, kind: PrivateTopic, data: Any) -> PrivatePush:
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
         raise ModelError(f"{topic} push: data is not a list of rows")
     rows = [row for row in data if row.get("category", "linear") == "linear"]
     try:
         match kind:
-            case "position":
+            case PrivateTopic.POSITION:
                 return PrivatePush(kind, positions=tuple(Position.from_v5(row) for row in rows))
-            case "order":
+            case PrivateTopic.ORDER:
                 return PrivatePush(kind, orders=tuple(Order.from_v5(row) for row in rows))
-            case _:
+            case PrivateTopic.EXECUTION:
                 return PrivatePush(kind, executions=tuple(Execution.from_v5(row) for row in rows))
+            case _:
+                assert_never(kind)
     except (TypeError, AttributeError) as exc:
         raise ModelError(f"{topic} push: {exc}") from None
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.exchange._formats import HttpFail, HttpOk
+from actors.exchange._formats import Failure, HttpFail, HttpOk
 from actors.exchange._rate_limiter import RateLimiter
 from actors.exchange._reads import Read
 from messages.endpoints import WRITE_PATHS, for_pybit
@@ -97,11 +97,11 @@ class JobQueue:
 
     def _refusal(self, job: Job, now: float) -> HttpFail | None:
         if now < self._limiter.banned_until:
-            return HttpFail("not_sent", "not sent: the exchange banned this IP (HTTP 403)", 403)
+            return HttpFail(Failure.NOT_SENT, "not sent: the exchange banned this IP (HTTP 403)", 403)
         if job.endpoint in WRITE_PATHS and now - job.queued_at > WRITE_QUEUE_S:
             # A definite "not sent" the monitor can act on next check, rather than its ask timing
             # out (an unresolved write that would cost snapshots to settle).
-            return HttpFail("not_sent", f"not sent: waited {WRITE_QUEUE_S:.0f} s for the write budget")
+            return HttpFail(Failure.NOT_SENT, f"not sent: waited {WRITE_QUEUE_S:.0f} s for the write budget")
         return None
 
     def finished(self, job_id: int) -> Job | None:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from actors.exchange._formats import page_of, page_request
+from actors.exchange._formats import ReadPhase, page_of, page_request
 from messages.models import ModelError, Order, Position
 from runtime.backoff import Backoff
 
 MAX_PAGES = 1000  # a cursor walk longer than this is a broken cursor
-_FOLLOWING = {"orders": "positions", "positions": "closed", "closed": None}
+_FOLLOWING = {ReadPhase.ORDERS: ReadPhase.POSITIONS, ReadPhase.POSITIONS: ReadPhase.CLOSED, ReadPhase.CLOSED: None}
 
 
 class Scope(Enum):
@@ -64,13 +64,13 @@ class Read:
     waiters: list[Any] = field(default_factory=list)
     pages: int = 0
     throttled: bool = False
-    phase: str = ""
+    phase: ReadPhase = ReadPhase.ORDERS
     cursor: str | None = None
     _seen: set[str] = field(default_factory=set)
     _rows: dict[str, list[dict]] = field(default_factory=lambda: {"orders": [], "positions": [], "closed": []})
 
     def __post_init__(self) -> None:
-        self.phase = "closed" if self.closed_only else "orders"
+        self.phase = ReadPhase.CLOSED if self.closed_only else ReadPhase.ORDERS
 
     @property
     def key(self) -> ReadKey:
@@ -93,7 +93,7 @@ class Read:
             raise ReadFailed(str(exc)) from None
         self.pages += 1
         self._rows[self.phase].extend(rows)
-        if rows and next_cursor and self.phase != "closed":
+        if rows and next_cursor and self.phase is not ReadPhase.CLOSED:
             if next_cursor in self._seen or self.pages >= MAX_PAGES:
                 raise ReadFailed(f"the {self.phase} cursor stopped advancing after {self.pages} pages")
             self._seen.add(next_cursor)

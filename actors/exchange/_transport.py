@@ -23,7 +23,7 @@ from pybit.exceptions import FailedRequestError, InvalidRequestError
 from pybit.unified_trading import HTTP
 from requests.adapters import HTTPAdapter
 
-from actors.exchange._formats import PRIVATE_TOPICS, HttpFail, HttpOk
+from actors.exchange._formats import PRIVATE_TOPICS, Failure, HttpFail, HttpOk
 from actors.exchange._websocket import StreamClient, StreamEvent
 
 log = logging.getLogger(__name__)
@@ -157,15 +157,15 @@ def call(client: HTTP, method: str, params: dict[str, Any]) -> HttpOk | HttpFail
         return HttpOk(body, headers, time.monotonic() - started)
     except InvalidRequestError as exc:
         return HttpFail(
-            "business", str(exc.message), exc.status_code, exc.resp_headers or {}, time.monotonic() - started
+            Failure.BUSINESS, str(exc.message), exc.status_code, exc.resp_headers or {}, time.monotonic() - started
         )
     except FailedRequestError as exc:
-        kind = "malformed" if exc.status_code == 409 else "http"
+        kind = Failure.MALFORMED if exc.status_code == 409 else Failure.HTTP
         code = None if exc.status_code == 400 else exc.status_code  # 400: pybit's "retries exceeded"
         return HttpFail(kind, str(exc.message), code, exc.resp_headers or {}, time.monotonic() - started)
     except requests.exceptions.Timeout as exc:
-        return HttpFail("timeout", type(exc).__name__, seconds=time.monotonic() - started)
+        return HttpFail(Failure.TIMEOUT, type(exc).__name__, seconds=time.monotonic() - started)
     except requests.exceptions.RequestException as exc:
-        return HttpFail("connection", type(exc).__name__, seconds=time.monotonic() - started)
+        return HttpFail(Failure.CONNECTION, type(exc).__name__, seconds=time.monotonic() - started)
     except Exception as exc:
-        return HttpFail("unexpected", f"{type(exc).__name__}: {exc}"[:200], seconds=time.monotonic() - started)
+        return HttpFail(Failure.UNEXPECTED, f"{type(exc).__name__}: {exc}"[:200], seconds=time.monotonic() - started)

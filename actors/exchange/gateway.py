@@ -43,7 +43,7 @@ from actors.asks import has_reply, journal, tell_upward
 from actors.exchange import _account_requests, _formats
 from actors.exchange._cache import AccountCache, Difference
 from actors.exchange._counters import GatewayCounters
-from actors.exchange._formats import HttpFail
+from actors.exchange._formats import Failure, HttpFail
 from actors.exchange._instruments import InstrumentBook
 from actors.exchange._jobs import Job, JobQueue, Result
 from actors.exchange._rate_limiter import IP_BAN_SECONDS, RateLimiter
@@ -187,7 +187,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         for request in waiting:
             request.reply.set(Unavailable(request.account, "the gateway stopped"))
         for job in self._jobs.drain():
-            job.on_done(HttpFail("not_sent", "the gateway stopped"))
+            job.on_done(HttpFail(Failure.NOT_SENT, "the gateway stopped"))
 
     def _account_stale(self, account: str) -> None:
         """Its monitors are due at their tiers again at once (REST serves them)."""
@@ -527,7 +527,7 @@ class ExchangeGateway(pykka.ThreadingActor):
             if result.code == RetCode.TOO_MANY_VISITS:
                 self._counters.throttled(job.account)
                 self._limiter.block(job.account, job.endpoint, now + self._reset_in(headers))
-            if result.kind == "http" and result.code == 403:
+            if result.kind is Failure.HTTP and result.code == 403:
                 self._counters.ip_banned()
                 self._limiter.ban(now + IP_BAN_SECONDS)
                 log.error(

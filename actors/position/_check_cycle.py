@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
 from actors.asks import journal
 from actors.position import rules
@@ -78,7 +78,7 @@ def command_message(monitor: MonitorId, command: Command, reply: Any = None) -> 
     account, symbol = monitor.account, monitor.symbol
     match command.action:
         case Action.PLACE:
-            assert command.qty is not None  # every placement says how much
+            assert command.qty is not None and command.order_type is not None  # a placement says what
             return PlaceOrder(
                 account,
                 symbol,
@@ -106,8 +106,10 @@ def command_message(monitor: MonitorId, command: Command, reply: Any = None) -> 
                 priority=command.priority,
                 reply=reply,
             )
-        case _:
+        case Action.CANCEL:
             return CancelOrder(account, symbol, command.link_id, priority=command.priority, reply=reply)
+        case _:
+            assert_never(command.action)
 
 
 class CheckCycle:

@@ -33,8 +33,8 @@ from messages.scheduler import (
     GetSchedule,
     RegisterMonitor,
     ScheduleReport,
+    SchedulerTick,
     StopDispatching,
-    Tick,
     UnregisterMonitor,
     Wake,
 )
@@ -107,7 +107,7 @@ class Scheduler(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> Any:
         match message:
-            case Tick(now=now):
+            case SchedulerTick(now=now):
                 self._on_tick(now)
             case Checked():
                 self._on_checked(message)

@@ -3,7 +3,7 @@
 Critical records are committed before their sender is answered. Critical records arriving close
 together share one transaction (group commit): a commit happens when the mailbox is empty, when
 64 records wait, or when the oldest has waited 5 ms. Non-critical states are coalesced per
-monitor (the latest wins) and written on `FlushDue` at most once per flush interval, and on stop.
+monitor (the latest wins) and written on `PersistenceTick` at most once per flush interval, and on stop.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from messages.notifier import AlertsQueued
 from messages.persistence import (
     AlertsSent,
     AttachNotifier,
-    FlushDue,
     GetPersistenceStats,
     LoadedState,
     LoadState,
     PersistenceStats,
+    PersistenceTick,
     Record,
 )
 from runtime.clock import Clock
@@ -100,7 +100,7 @@ class Persistence(pykka.ThreadingActor):
                 self._notifier = notifier
             case AlertsSent(ids=ids):
                 self._store.mark_sent(ids, self._clock.wall_ms())
-            case FlushDue(now=now):
+            case PersistenceTick(now=now):
                 if now - self._last_flush >= self._flush_interval * 0.99:
                     self._flush(now)
             case LoadState():

@@ -31,7 +31,7 @@ CONSERVATIVE_LEGS = 3
 class TradeRequest:
     command: str
     symbol: str = ""
-    side: str = ""  # Buy | Sell (open)
+    side: Side = Side.NONE  # Buy | Sell (open)
     approach: str = ""  # conservative | fast (open)
     qty: Decimal | None = None
     margin: Decimal | None = None
@@ -104,7 +104,7 @@ def read_request(data: Any, ladder_levels: int = 4) -> tuple[TradeRequest | None
     if command == "plan":
         request = TradeRequest("plan", symbol, tps=tps, stop=stop, account=account)
         return (request, []) if not problems else (None, problems)
-    side = {"long": Side.BUY.value, "short": Side.SELL.value}.get(str(data.get("side")))
+    side = {"long": Side.BUY, "short": Side.SELL}.get(str(data.get("side")))
     if side is None:
         problems.append(f"side {data.get('side')!r} must be long or short")
     approach = str(data.get("approach") or "")
@@ -117,7 +117,7 @@ def read_request(data: Any, ladder_levels: int = 4) -> tuple[TradeRequest | None
     return TradeRequest(
         "open",
         symbol,
-        side or "",
+        side or Side.NONE,
         approach,
         qty,
         margin,
@@ -167,7 +167,7 @@ def _legs(problems: list[str], data: dict[str, Any], approach: str, tps: tuple[D
     return limits
 
 
-def _side_problems(side: str, entry: Decimal, tps: tuple[Decimal, ...], stop: Decimal, what: str) -> list[str]:
+def _side_problems(side: Side, entry: Decimal, tps: tuple[Decimal, ...], stop: Decimal, what: str) -> list[str]:
     """A long's take-profits above its entry and its stop below; the reverse for a short."""
     long = side == Side.BUY
     name, above, below = ("a long", "above", "below") if long else ("a short", "below", "above")
@@ -182,7 +182,7 @@ def _side_problems(side: str, entry: Decimal, tps: tuple[Decimal, ...], stop: De
 
 
 def _snapped(
-    side: str, tps: tuple[Decimal, ...], stop: Decimal, instrument: Instrument
+    side: Side, tps: tuple[Decimal, ...], stop: Decimal, instrument: Instrument
 ) -> tuple[tuple[Decimal, ...], Decimal]:
     """Prices to tickSize, as adopted plans are: towards the long's side of the book."""
     up = side == Side.BUY
@@ -250,7 +250,7 @@ def check_targets(
     """`plan` on an open position: its entry decides the sides; a stop the market has already
     crossed would fire at once, so it is refused too."""
     assert request.stop is not None
-    side = str(position.side)
+    side = Side(position.side)
     problems = _side_problems(side, position.avg_price, request.tps, request.stop, "entry")
     mark = position.mark_price
     if mark and not problems and (request.stop >= mark if side == Side.BUY else request.stop <= mark):

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from actors.exchange import PRIVATE_TOPICS, HttpFail, HttpOk, StreamEvent, StreamKind
+from actors.exchange import PRIVATE_TOPICS, Failure, HttpFail, HttpOk, StreamEvent, StreamKind
 from messages.endpoints import for_pybit
 from simulator.exchange import BybitError, Change, Exchange
 from simulator.server import BATCH, PRIVATE, PUBLIC
@@ -51,7 +51,7 @@ class InProcessTransport:
             else:
                 result, ext = PRIVATE[path](self.exchange, sim_account, params, {}), {}
         except BybitError as exc:
-            return HttpFail("business", exc.message, exc.code)
+            return HttpFail(Failure.BUSINESS, exc.message, exc.code)
         if isinstance(result, tuple):
             result, ext = result
         return HttpOk({"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": ext}, {}, 0.0)

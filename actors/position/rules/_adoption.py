@@ -52,7 +52,7 @@ def adopt(monitor: MonitorId, view: PositionView, now_ms: int, config: RulesConf
         return _orphan(monitor, view, now_ms)
     if view.instrument is None:
         return None
-    instrument, side, avg = view.instrument, str(position.side), position.avg_price
+    instrument, side, avg = view.instrument, Side(position.side), position.avg_price
     ours_by_position: dict[str, list[Order]] = {}
     for order in view.orders:
         link = order.link
@@ -103,7 +103,7 @@ def _orphan(monitor: MonitorId, view: PositionView, now_ms: int) -> MonitorState
         return None
     position_id = max(mine, key=lambda pid: len(mine[pid]))  # others: the next discovery's
     order = mine[position_id][0]
-    side = str(order.side) if own_link(order).role is Role.ENTRY else closing_side(str(order.side))
+    side = Side(order.side) if own_link(order).role is Role.ENTRY else closing_side(Side(order.side))
     plan = Plan(Approach.ADOPTED, side, (Decimal(100),), (), Decimal(0))
     return MonitorState(
         monitor,
@@ -126,7 +126,7 @@ def _rebuild(
     now_ms: int,
     config: RulesConfig,
 ) -> MonitorState:
-    side, avg = str(position.side), position.avg_price
+    side, avg = Side(position.side), position.avg_price
     by_key: dict[Intent, Order] = {}
     generations: dict[Intent, int] = {}
     for order in orders:

@@ -93,7 +93,7 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
         return _decided(state, view, open_commands, events + open_events)
 
     # R6, R11: the position is gone, or it is no longer the position this monitor guards.
-    flipped = position is not None and str(position.side) != state.plan.side
+    flipped = position is not None and position.side != state.plan.side
     if size == 0 or flipped or state.closing:
         state, close_commands, close_events = close_out(state, view, ours, closed, size, flipped, fresh, now_ms)
         return _decided(state, view, close_commands, events + close_events)

@@ -18,6 +18,7 @@ from messages.models import (
     Intent,
     MonitorId,
     Plan,
+    Side,
     Urgency,
 )
 
@@ -129,7 +130,7 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
             created_ms=int(data["created_ms"]),
             plan=Plan(
                 Approach(plan["approach"]),
-                str(plan["side"]),
+                Side(plan["side"]),
                 tuple(Decimal(p) for p in plan["percents"]),
                 tuple(Decimal(p) for p in plan["tp_prices"]),
                 Decimal(plan["stop_price"]),

@@ -41,7 +41,7 @@ from messages.gateway import (
     Rejected,
     Unresolved,
 )
-from messages.models import Intent
+from messages.models import Intent, OrderType
 
 Update = Callable[..., MonitorState]
 
@@ -200,7 +200,7 @@ def settle(
                     link_id,
                     Priority.PROTECT,
                     side=closing_side(state.plan.side),
-                    order_type="Market",
+                    order_type=OrderType.MARKET,
                     qty=size,
                     reduce_only=True,
                     close_on_trigger=True,

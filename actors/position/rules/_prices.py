@@ -10,24 +10,24 @@ from messages.models import (
 )
 
 
-def side_sign(side: str) -> int:
+def side_sign(side: Side) -> int:
     return 1 if side == Side.BUY else -1
 
 
-def closing_side(side: str) -> str:
-    return Side.SELL.value if side == Side.BUY else Side.BUY.value
+def closing_side(side: Side) -> Side:
+    return Side.SELL if side == Side.BUY else Side.BUY
 
 
-def stop_direction(side: str) -> int:
+def stop_direction(side: Side) -> int:
     """A long's stop fires on a fall (2), a short's on a rise (1)."""
     return 2 if side == Side.BUY else 1
 
 
-def more_protective(side: str, new: Decimal, old: Decimal) -> bool:
+def more_protective(side: Side, new: Decimal, old: Decimal) -> bool:
     return new > old if side == Side.BUY else new < old
 
 
-def breakeven_price(side: str, avg_price: Decimal, offset: Decimal, instrument: Instrument) -> Decimal:
+def breakeven_price(side: Side, avg_price: Decimal, offset: Decimal, instrument: Instrument) -> Decimal:
     """avg x (1 + offset) for a long (rounded up), x (1 - offset) for a short (rounded down):
     fees stay covered after snapping to tick."""
     if side == Side.BUY:

@@ -17,8 +17,10 @@ from messages.models import (
     Intent,
     MonitorId,
     OrderLink,
+    OrderType,
     Plan,
     Role,
+    Side,
     Urgency,
 )
 
@@ -176,8 +178,8 @@ class Command:
     key: Intent | None  # the intent; None for a cleanup cancellation (by link_id)
     link_id: str
     priority: Priority
-    side: str = ""
-    order_type: str = ""
+    side: Side = Side.NONE
+    order_type: OrderType | None = None
     qty: Decimal | None = None
     price: Decimal | None = None
     trigger_price: Decimal | None = None

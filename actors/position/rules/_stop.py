@@ -37,6 +37,7 @@ from messages.models import (
     Approach,
     Instrument,
     OrderStatus,
+    OrderType,
 )
 
 
@@ -155,7 +156,7 @@ def stop_place(state: MonitorState, link_id: str, qty: Decimal, trigger: Decimal
         link_id,
         Priority.PROTECT,
         side=closing_side(state.plan.side),
-        order_type="Market",
+        order_type=OrderType.MARKET,
         qty=qty,
         trigger_price=trigger,
         trigger_direction=stop_direction(state.plan.side),

@@ -21,6 +21,7 @@ from messages.gateway import (
 from messages.models import (
     Instrument,
     Intent,
+    OrderType,
     Role,
 )
 
@@ -80,7 +81,7 @@ def take_profits(
                     link_id,
                     Priority.RESIZE,
                     side=closing_side(state.plan.side),
-                    order_type="Limit",
+                    order_type=OrderType.LIMIT,
                     qty=leaves[level],
                     price=state.plan.tp_prices[level - 1],
                 )

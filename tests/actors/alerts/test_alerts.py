@@ -143,7 +143,7 @@ class Rig:
         return [i for m in recorded(self.persistence) if isinstance(m, AlertsSent) for i in m.ids]
 
     def until_sent(self, count: int, what: str, timeout: float = 15) -> None:
-        """Tick (fake time) until `count` alerts were marked sent."""
+        """SchedulerTick (fake time) until `count` alerts were marked sent."""
 
         def done():
             self.tick()

@@ -11,7 +11,15 @@ import pytest
 from actors.scheduling._schedule import Candidate, adapt_concurrency, dispatch_order, next_due
 from actors.scheduling.scheduler import Scheduler
 from messages.models import MonitorId, Urgency
-from messages.scheduler import AccountStale, Checked, GetSchedule, RegisterMonitor, Tick, UnregisterMonitor, Wake
+from messages.scheduler import (
+    AccountStale,
+    Checked,
+    GetSchedule,
+    RegisterMonitor,
+    SchedulerTick,
+    UnregisterMonitor,
+    Wake,
+)
 from messages.supervisor import MonitorUnresponsive, PositionSeen
 from runtime.clock import FakeClock
 from tests.stubs.monitors import StubMonitors
@@ -34,7 +42,7 @@ class Harness:
         monitor = MonitorId(account, name)
         self.monitors.configure(monitor, urgency, mode)
         self.scheduler.tell(RegisterMonitor(monitor, self.monitors.ref_for(monitor), urgency))
-        self.scheduler.tell(Tick(self.clock.monotonic()))
+        self.scheduler.tell(SchedulerTick(self.clock.monotonic()))
         self.settle()
         return monitor
 
@@ -46,7 +54,7 @@ class Harness:
 
     def tick(self, seconds: float = 0.25):
         now = self.clock.advance(seconds)
-        self.scheduler.tell(Tick(now))
+        self.scheduler.tell(SchedulerTick(now))
         return self.settle()
 
     def run(self, seconds: float, step: float = 0.25) -> None:

@@ -18,7 +18,7 @@ from actors.asks import journal, record
 from actors.storage._store import SCHEMA_VERSION, StateError, open_store
 from actors.storage.persistence import Persistence
 from messages.models import MonitorId
-from messages.persistence import FlushDue, GetPersistenceStats, LoadState, Record
+from messages.persistence import GetPersistenceStats, LoadState, PersistenceTick, Record
 from runtime.clock import FakeClock
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -68,9 +68,9 @@ def test_a_thousand_non_critical_updates_become_one_row_per_flush(tmp_path):
     for n in range(1000):
         record(ref, Record(BTC, {"size": str(n)}))
     assert stats(ref).rows_written == 0
-    ref.tell(FlushDue(clock.monotonic() + 10))  # too early: nothing written
+    ref.tell(PersistenceTick(clock.monotonic() + 10))  # too early: nothing written
     assert stats(ref).rows_written == 0
-    ref.tell(FlushDue(clock.advance(30)))
+    ref.tell(PersistenceTick(clock.advance(30)))
     after = stats(ref)
     assert (after.rows_written, after.batched_flushes) == (1, 1)
     assert rows(path, "SELECT state FROM monitor_state") == [(b'{"size":"999"}',)]
@@ -83,7 +83,7 @@ def test_fifteen_busy_monitors_for_an_hour_cost_at_most_120_writes(tmp_path):
         for monitor in monitors:
             ref.tell(Record(monitor, {"at": second}))
         if second % 30 == 0:
-            ref.tell(FlushDue(clock.monotonic()))
+            ref.tell(PersistenceTick(clock.monotonic()))
         clock.advance(2)
     assert stats(ref).batched_flushes <= 120
 
@@ -219,7 +219,7 @@ def test_flush_line_reports_the_batch(tmp_path, caplog):
     ref, clock = start(tmp_path / "state.db")
     record(ref, Record(MonitorId("main", "AUSDT"), {"x": 1}))
     record(ref, Record(MonitorId("main", "BUSDT"), {"x": 1}, critical=True))
-    ref.tell(FlushDue(clock.advance(30)))
+    ref.tell(PersistenceTick(clock.advance(30)))
     stats(ref)
     lines = [r.getMessage() for r in caplog.records if r.name == "actors.storage.persistence"]
     assert len(lines) == 1
@@ -356,7 +356,7 @@ def test_the_mid_flush_hook_is_reached_inside_the_flush_before_its_commit(tmp_pa
     ref = Persistence.start(store, states, clock, flush_interval=30.0, hooks=Recording())
     for n in range(3):
         record(ref, Record(MonitorId("main", f"S{n}USDT"), {"n": n}))
-    ref.tell(FlushDue(clock.advance(30)))
+    ref.tell(PersistenceTick(clock.advance(30)))
     assert stats(ref).batched_flushes == 1
     assert seen == [("mid_flush", 0)]
     assert len(rows(path, "SELECT monitor FROM monitor_state")) == 3
