@@ -293,5 +293,20 @@ def _state_path(settings: Settings, config: str | None) -> str:
     return settings.state_path if settings.live or explicit else DEMO_STATE_PATH
 
 
+EXIT_CLOSED_PIPE = 141  # as a shell reports a command ended by SIGPIPE
+
+
+def guarded_main() -> int:
+    """main(), ending quietly when the reader of our output goes away (`main.py trade list | head`):
+    no traceback, the remaining output discarded, exit 141 as for any command cut off by a pipe."""
+    try:
+        code = main()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit must not fail again
+        return EXIT_CLOSED_PIPE
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(guarded_main())

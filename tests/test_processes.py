@@ -13,6 +13,8 @@ import orjson
 import pytest
 from pybit.unified_trading import HTTP
 
+from actors.storage import open_store
+from main import EXIT_CLOSED_PIPE
 from settings import PARSERS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,3 +157,19 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("args", [["status"], ["status", "--json"]])
+def test_a_closed_pipe_ends_a_command_quietly(tmp_path, args):
+    """`main.py status | head` with the reader gone before the output: no traceback, exit 141."""
+    store, _, _ = open_store(str(tmp_path / "state.db"))
+    store.close()
+    env = clean_env(STATE_PATH=str(tmp_path / "state.db"))
+    process = subprocess.Popen(
+        [sys.executable, MAIN, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # before the interpreter has even started: every write meets a closed pipe
+    _, stderr = process.communicate(timeout=30)
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr, stderr.decode()
+    assert process.returncode == EXIT_CLOSED_PIPE, stderr.decode()
