@@ -34,6 +34,19 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
         pause.wait(interval)
 
 
+def holds_throughout(predicate: Callable[[], Any], seconds: float, what: str, interval: float = 0.1) -> None:
+    """Check that `predicate` stays truthy for the whole of `seconds` (proving an absence: nothing
+    happened that should not), failing at the first moment it does not."""
+    started = time.monotonic()
+    pause = threading.Event()
+    while True:
+        if not predicate():
+            raise AssertionError(f"{what} stopped holding after {time.monotonic() - started:.1f}s")
+        if time.monotonic() - started >= seconds:
+            return
+        pause.wait(interval)
+
+
 class Daemon:
     def __init__(self, sim: Simulator, state_path: Path, *args: str, mirror: bool = True, **env: str):
         self.sim = sim

@@ -9,7 +9,7 @@ import pytest
 
 from messages.endpoints import Api
 from messages.models import OrderLink, Role
-from tests.e2e.harness import wait_until
+from tests.e2e.harness import holds_throughout, wait_until
 from tests.e2e.harness import world as e2e_world
 
 pytestmark = pytest.mark.slow
@@ -158,12 +158,15 @@ def test_restart_in_the_middle_resumes_every_monitor_once_and_places_nothing_twi
     open_positions = sum(1 for e in book if size_of(sim, e) > 0)
     assert resumed.startswith(f"Supervisor: {open_positions} monitors resumed, 0 positions adopted")
     second.wait_for(lambda m: m.startswith("Processed"), 10, "a wave")
-    import threading
-
-    threading.Event().wait(6)  # three critical intervals of the resumed monitors
+    holds_throughout(  # three critical intervals of the resumed monitors
+        lambda: (
+            not [m for m in second.messages() if m.startswith(("BREAKEVEN", "MONITOR STARTED", "STOP RESTORED"))]
+            and sim.stats.requests(endpoint=Api.PLACE_ORDER) == creates_before
+        ),
+        6,
+        "nothing done twice after the restart",
+    )
     assert second.stop() == 0
-    assert not [m for m in second.messages() if m.startswith(("BREAKEVEN", "MONITOR STARTED", "STOP RESTORED"))]
-    assert sim.stats.requests(endpoint=Api.PLACE_ORDER) == creates_before
     for account in ("main", "mirror"):
         intents = [
             (OrderLink.parse(o.link_id).position_id, OrderLink.parse(o.link_id).intent)

@@ -20,7 +20,7 @@ from messages.endpoints import Api
 from messages.gateway import Rejected
 from messages.models import MonitorId, OrderLink, Role
 from simulator import Simulator
-from tests.e2e.harness import ROOT
+from tests.e2e.harness import ROOT, holds_throughout
 from tests.reliability.harness import CRITICAL_S, Rig, assert_invariants
 from tests.rules_driver import Driver
 from tests.stubs.book import apply, open_conservative
@@ -168,9 +168,8 @@ def test_s06_partial_take_profit_fills_shrink_the_stop(rig):
     r = rig(seed=109).start()
     entry = r.entry("monitoring")
     r.through(entry, "T", 1, beyond="-0.002")  # the price just short of TP1 (where partial fills happen)
-    import threading
-
-    threading.Event().wait(CRITICAL_S + 1)  # one check sees it: the monitor turns critical
+    # One check sees it and the monitor turns critical; the position stays guarded meanwhile.
+    holds_throughout(lambda: r.protected(entry), CRITICAL_S + 1, "the stop")
     for qty in ("0.25", "0.25"):
         tp1 = r.sim.account("main").by_link[r.link(entry, "T", 1)]
         r.sim.fill(
@@ -193,9 +192,17 @@ def test_s07_manual_close_is_cleaned_up_and_nothing_new_is_placed(rig):
     )
     r.wait(lambda: not r.ours(entry), 20, "leftovers cancelled")
     orders_before = {o.order_id for o in r.sim.account("main").orders.values() if o.symbol == entry.symbol}
-    import threading
-
-    threading.Event().wait(2 * CRITICAL_S)
+    holds_throughout(
+        lambda: (
+            not [
+                o
+                for o in r.sim.account("main").orders.values()
+                if o.symbol == entry.symbol and o.order_id not in orders_before
+            ]
+        ),
+        2 * CRITICAL_S,
+        "nothing placed after the close",
+    )
     placed_after = [
         o for o in r.sim.account("main").orders.values() if o.symbol == entry.symbol and o.order_id not in orders_before
     ]
@@ -334,9 +341,7 @@ def test_s14_clock_skew_is_survived_and_work_resumes(rig):
     entry = r.entry("tp1_near")
     r.sim.add_fault(kind="clock_skew", ms=-7000)  # our timestamps look 7 s in the future
     r.through(entry, "T", 1)
-    import threading
-
-    threading.Event().wait(3)
+    holds_throughout(lambda: r.stop_of(entry) is not None, 3, "the stop while our requests are refused")
     r.sim.clear_faults()
     r.wait(lambda: (s := r.stop_of(entry)) is not None and s.qty == r.size(entry), 30, "breakeven after the skew")
     r.stop()
@@ -376,16 +381,15 @@ def test_s18_malformed_exchange_data_changes_nothing_while_it_lasts(rig, fault):
     writes_before = sum(r.sim.stats.requests(endpoint=e) for e in (Api.PLACE_ORDER, Api.AMEND_ORDER, Api.CANCEL_ORDER))
     r.sim.add_fault(account="main", **dict(fault.items()))
     cancel_by_hand(r, entry, r.link(entry, "S", 0))  # a reason to act, if the data were believed
-    import threading
 
-    threading.Event().wait(3 * CRITICAL_S)
-    main_writes = sum(
-        n
-        for endpoint, n in r.sim.stats.snapshot()["requests"].get("main", {}).items()
-        if endpoint in (Api.PLACE_ORDER, Api.AMEND_ORDER, Api.CANCEL_ORDER)
-    )
-    if fault.get("field") != "cumRealisedPnl":  # a 17-digit float is a valid number: that one is believed
-        assert main_writes <= writes_before
+    def main_writes() -> int:
+        requests = r.sim.stats.snapshot()["requests"].get("main", {})
+        return sum(
+            n for endpoint, n in requests.items() if endpoint in (Api.PLACE_ORDER, Api.AMEND_ORDER, Api.CANCEL_ORDER)
+        )
+
+    believed = fault.get("field") == "cumRealisedPnl"  # a 17-digit float is a valid number: that one is believed
+    holds_throughout(lambda: believed or main_writes() <= writes_before, 3 * CRITICAL_S, "no write on malformed data")
     r.sim.clear_faults()
     r.wait(lambda: r.protected(entry), 20, "protection once the data is sound")
     r.stop()
@@ -415,11 +419,11 @@ def test_s20_a_key_losing_trade_permission_mid_run_does_not_storm(rig):
     for e in entries:
         cancel_by_hand(r, e, r.link(e, "S", 0))
     created = r.sim.stats.requests(endpoint=Api.PLACE_ORDER, account="main")
-    import threading
-
-    threading.Event().wait(4 * CRITICAL_S)
-    attempts = r.sim.stats.requests(endpoint=Api.PLACE_ORDER, account="main") - created
-    assert attempts <= len(entries) * 6  # about one try per position per check: no storm
+    holds_throughout(  # about one try per position per check: no storm
+        lambda: r.sim.stats.requests(endpoint=Api.PLACE_ORDER, account="main") - created <= len(entries) * 6,
+        4 * CRITICAL_S,
+        "no storm of refused orders",
+    )
     r.sim.account("main").read_only = False
     r.wait(lambda: all(r.protected(e) for e in entries), 15, "protection once the key may trade")
     r.stop()
