@@ -11,8 +11,7 @@ from decimal import Decimal
 from functools import partial
 
 from actors.position.rules._orders import OwnOrders, own_finished, own_orders, size_of
-from actors.position.rules._plans import opening, refused
-from actors.position.rules._prices import closing_side
+from actors.position.rules._plans import market_close, opening, refused
 from actors.position.rules._state import (
     CONFIRMING_SNAPSHOTS,
     EMERGENCY_KEY,
@@ -37,11 +36,10 @@ from messages.gateway import (
     Accepted,
     Outcome,
     PositionView,
-    Priority,
     Rejected,
     Unresolved,
 )
-from messages.models import Intent, OrderType
+from messages.models import Intent
 
 Update = Callable[..., MonitorState]
 
@@ -179,35 +177,18 @@ def settle(
         )
         return Decision(state, (), tuple(events))
     if command.key == STOP_KEY and reason is Meaning.TRIGGER_CROSSED and size > 0:  # R9
-        state, link_id = next_link(state, EMERGENCY_KEY)
-        state = with_pending(state, EMERGENCY_KEY, Pending(Action.PLACE, link_id, size, None, view.snapshot_id, size))
+        state, close = market_close(state, size, view.snapshot_id)
         events.append(
             new_event(
                 EventKind.EMERGENCY_CLOSE,
                 f"EMERGENCY CLOSE {state.monitor}: stop trigger already crossed "
-                f"({code}); closing {size} at market with {link_id}",
+                f"({code}); closing {size} at market with {close.link_id}",
                 level=logging.WARNING,
-                link_id=link_id,
+                link_id=close.link_id,
                 qty=size,
             )
         )
-        return Decision(
-            state,
-            (
-                Command(
-                    Action.PLACE,
-                    EMERGENCY_KEY,
-                    link_id,
-                    Priority.PROTECT,
-                    side=closing_side(state.plan.side),
-                    order_type=OrderType.MARKET,
-                    qty=size,
-                    reduce_only=True,
-                    close_on_trigger=True,
-                ),
-            ),
-            tuple(events),
-        )
+        return Decision(state, (close,), tuple(events))
     if command.key == STOP_KEY and command.action is Action.AMEND and reason is Meaning.GONE and size > 0:  # R8
         state, link_id = next_link(state, STOP_KEY)
         qty = command.qty or (view.instrument.round_qty(size) if view.instrument else size)

@@ -163,18 +163,23 @@ def close_at_market(state: MonitorState, size: Decimal, snapshot_id: int) -> tup
     """The trader's close: what is left, at market, reduce-only (again if a close left some)."""
     if EMERGENCY_KEY in state.pending or size <= 0:
         return state, []
+    state, command = market_close(state, size, snapshot_id)
+    return state, [command]
+
+
+def market_close(state: MonitorState, size: Decimal, snapshot_id: int) -> tuple[MonitorState, Command]:
+    """`size` closed at market, reduce-only (role X): the trader's close and R9's emergency close."""
     state, link_id = next_link(state, EMERGENCY_KEY)
     state = with_pending(state, EMERGENCY_KEY, Pending(Action.PLACE, link_id, size, None, snapshot_id, size))
-    return state, [
-        Command(
-            Action.PLACE,
-            EMERGENCY_KEY,
-            link_id,
-            Priority.PROTECT,
-            side=closing_side(state.plan.side),
-            order_type=OrderType.MARKET,
-            qty=size,
-            reduce_only=True,
-            close_on_trigger=True,
-        )
-    ]
+    command = Command(
+        Action.PLACE,
+        EMERGENCY_KEY,
+        link_id,
+        Priority.PROTECT,
+        side=closing_side(state.plan.side),
+        order_type=OrderType.MARKET,
+        qty=size,
+        reduce_only=True,
+        close_on_trigger=True,
+    )
+    return state, command
