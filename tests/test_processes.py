@@ -51,6 +51,7 @@ def wait_for_line(stream, needle: str, limit: int = 200) -> str:
     pytest.fail(f"no line containing {needle!r}")
 
 
+@pytest.mark.slow  # a real daemon process, or seconds of real time
 def test_daemon_without_keys_runs_the_simulator_and_stops_after_duration():
     result = subprocess.run(
         [sys.executable, MAIN, "--duration", "1.5", "--positions", "8"],
@@ -66,6 +67,7 @@ def test_daemon_without_keys_runs_the_simulator_and_stops_after_duration():
     assert "Stopped cleanly" in result.stderr
 
 
+@pytest.mark.slow  # a real daemon process, or seconds of real time
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_daemon_stops_cleanly_on_a_stop_signal(signum):
     process = start(MAIN, "--positions", "4")
@@ -76,6 +78,7 @@ def test_daemon_stops_cleanly_on_a_stop_signal(signum):
     assert f"Received {signum.name}: stopping" in err and "Stopped cleanly" in err
 
 
+@pytest.mark.slow  # a real daemon process, or seconds of real time
 def test_sigusr1_logs_every_thread_stack_and_keeps_running():
     process = start(MAIN, "--positions", "2")
     try:
@@ -89,6 +92,7 @@ def test_sigusr1_logs_every_thread_stack_and_keeps_running():
     assert process.returncode == 0
 
 
+@pytest.mark.slow  # a real daemon process, or seconds of real time
 def test_json_log_format_is_one_object_per_line():
     result = subprocess.run(
         [sys.executable, MAIN, "--duration", "0.5", "--positions", "2", "--log-format", "json"],
@@ -117,6 +121,7 @@ def test_standalone_simulator_prints_its_address_serves_pybit_and_exits_0():
     assert process.returncode == 0
 
 
+@pytest.mark.slow  # a real daemon process, or seconds of real time
 def test_status_shows_the_running_demo_then_its_database(tmp_path):
     """`make run` in one terminal, `main.py status` in another (same folder): live while it runs,
     then from state/demo.db, which the next start recreates."""

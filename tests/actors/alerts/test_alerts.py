@@ -251,6 +251,7 @@ def test_without_alert_urls_nothing_is_queued(tmp_path):
     store.close()
 
 
+@pytest.mark.slow  # a real daemon process, or seconds of real time
 def test_alert_urls_never_reach_a_log_line(tmp_path):
     import os
     import subprocess

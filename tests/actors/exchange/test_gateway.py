@@ -470,6 +470,7 @@ def test_a_request_without_a_reply_future_is_logged_and_dropped_not_fatal(rig, c
     assert len(errors) == 2 and all("without a reply future" in line for line in errors)
 
 
+@pytest.mark.slow  # a real daemon process, or seconds of real time
 def test_an_account_unreadable_past_the_stale_limit_is_journaled_once_and_its_recovery_too(rig):
     journal = Recorder.start()
     r = rig(positions=2, stale_limit=1.0, persistence=journal)

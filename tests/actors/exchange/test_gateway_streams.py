@@ -134,6 +134,7 @@ def test_a_data_stall_hands_over_to_rest_within_two_heartbeats_and_comes_back(ri
     )
 
 
+@pytest.mark.slow  # a real daemon process, or seconds of real time
 def test_a_lost_push_is_found_by_the_resync_the_snapshot_wins(rig, caplog):
     r = rig(resync_every=2.0)
     r.fresh()

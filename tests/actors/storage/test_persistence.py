@@ -308,6 +308,7 @@ def test_unknown_message_is_logged(tmp_path, caplog):
     assert any("unknown message" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
 
 
+@pytest.mark.slow  # a real daemon process, or seconds of real time
 def test_sigkill_at_random_moments_loses_no_acknowledged_event(tmp_path):
     import random
     import signal
