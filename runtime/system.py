@@ -22,7 +22,7 @@ import orjson
 import pykka
 
 from actors.alerts import AlertRules, Channel, Notifier
-from actors.asks import ask_with_reply, journal, record
+from actors.asks import Ref, ask_with_reply, journal, record
 from actors.exchange import BybitTransport, ExchangeGateway
 from actors.position import Monitor, RulesConfig
 from actors.scheduling import STREAM_CONCURRENCY, Scheduler
@@ -90,11 +90,11 @@ class System:
         self.metrics = metrics or Metrics(self.clock, accounts, float(settings.stale_limit_seconds))
         self.dry_run = dry_run
         self.check_access = check_access
-        self.persistence: Any = None
-        self.gateway: Any = None
-        self.supervisor: Any = None
-        self.scheduler: Any = None
-        self.notifier: Any = None
+        self.persistence: Ref | None = None
+        self.gateway: Ref | None = None
+        self.supervisor: Ref | None = None
+        self.scheduler: Ref | None = None
+        self.notifier: Ref | None = None
         self.ticker: Ticker | None = None
         self.control: ControlServer | None = None
         self.desk: TradeDesk | None = None
@@ -211,10 +211,12 @@ class System:
         """Refuse to start on a definite no (a wrong or read-only key); wait out transient
         failures (maintenance, timeouts) with backoff. False when a stop was asked for."""
         backoff = Backoff(SNAPSHOT_BACKOFF_START, SNAPSHOT_BACKOFF_MAX)
+        gateway = self.gateway
+        assert gateway is not None, "the key check runs once the gateway is started"
         for account in self.accounts:
             while True:
                 try:
-                    access = ask_with_reply(self.gateway, partial(CheckAccess, account), 60)
+                    access = ask_with_reply(gateway, partial(CheckAccess, account), 60)
                 except pykka.Timeout:
                     access = Access(account, False, False, "no answer in time", transient=True)
                 if access.ok or not access.transient:
@@ -242,6 +244,7 @@ class System:
             for account in self.accounts:
                 if account in snapshots:
                     continue
+                assert self.gateway is not None, "snapshots are read once the gateway is started"
                 try:
                     answer = ask_with_reply(
                         self.gateway,
@@ -315,6 +318,8 @@ class System:
 
     def _journal(self, event: str, **payload: Any) -> None:
         entry = journal(self.clock.wall_ms(), DAEMON, event, **payload)
+        if self.persistence is None:
+            return
         try:
             record(self.persistence, Record(DAEMON, None, (entry,), critical=True), timeout=10)
         except (pykka.Timeout, pykka.ActorDeadError):

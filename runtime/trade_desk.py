@@ -15,7 +15,7 @@ from typing import Any
 
 import pykka
 
-from actors.asks import ask_with_reply
+from actors.asks import Ref, ask_with_reply
 from actors.position import MonitorState, RulesConfig
 from actors.supervision import TradeRequest, check_targets, describe, read_request, size_open
 from messages.gateway import GetMarket, GetPositionView, Market, PositionView, Rejected, SetLeverage, Unresolved
@@ -32,7 +32,7 @@ def answer(code: int, lines: list[str], **extra: Any) -> dict[str, Any]:
 
 
 class TradeDesk:
-    def __init__(self, gateway: Any, supervisor: Any, accounts: tuple[str, ...], config: RulesConfig, timeout: float):
+    def __init__(self, gateway: Ref, supervisor: Ref, accounts: tuple[str, ...], config: RulesConfig, timeout: float):
         self._gateway, self._supervisor = gateway, supervisor
         self._accounts = accounts
         self._config = config
@@ -72,12 +72,12 @@ class TradeDesk:
 
     def _monitors(self) -> dict[MonitorId, Any]:
         """The running monitors' refs."""
-        monitors: dict[MonitorId, Any] = self._supervisor.ask(GetMonitors(), timeout=self._timeout)
+        monitors: dict[MonitorId, Any] = self._supervisor.ask(GetMonitors(), block=True, timeout=self._timeout)
         return monitors
 
-    def _state(self, ref: Any) -> MonitorState | None:
+    def _state(self, ref: Ref) -> MonitorState | None:
         try:
-            state: MonitorState | None = ref.ask(GetMonitorState(), timeout=self._timeout)
+            state: MonitorState | None = ref.ask(GetMonitorState(), block=True, timeout=self._timeout)
             return state
         except pykka.ActorDeadError:
             return None

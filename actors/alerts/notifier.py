@@ -21,7 +21,7 @@ from typing import Any
 import pykka
 
 from actors.alerts._alert_rules import Message, compose
-from actors.asks import tell_upward
+from actors.asks import Ref, tell_upward
 from messages.notifier import AlertsQueued, Drain, NotifierTick, QueuedAlert
 from messages.persistence import AlertsSent
 from runtime.backoff import Backoff
@@ -60,7 +60,7 @@ class Notifier(pykka.ThreadingActor):
     def __init__(
         self,
         channels: list[Channel],
-        persistence: Any,
+        persistence: Ref,
         clock: Clock,
         *,
         unsent: tuple[QueuedAlert, ...] = (),

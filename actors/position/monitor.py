@@ -16,7 +16,7 @@ from typing import Any
 
 import pykka
 
-from actors.asks import ask_with_reply, record, tell_upward
+from actors.asks import Ref, ask_with_reply, record, tell_upward
 from actors.position import rules
 from actors.position._check_cycle import CheckCycle, CheckResult, command_message
 from actors.position.rules import Command, EventKind, MonitorState, RulesConfig
@@ -38,10 +38,10 @@ class Monitor(pykka.ThreadingActor):
         self,
         monitor: MonitorId,
         *,
-        gateway: Any,
-        persistence: Any,
-        scheduler: Any,
-        supervisor: Any,
+        gateway: Ref,
+        persistence: Ref,
+        scheduler: Ref,
+        supervisor: Ref,
         clock: Clock,
         intervals: dict[str, float],
         config: RulesConfig,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pykka
 
-from actors.asks import tell_upward
+from actors.asks import Ref, tell_upward
 from actors.scheduling._schedule import (
     MAX_CONCURRENCY,
     MIN_CONCURRENCY,
@@ -50,7 +50,7 @@ CHECK_HISTORY = 10_000  # check durations kept for the report
 
 @dataclass
 class _Entry:
-    ref: Any
+    ref: Ref
     urgency: Urgency
     due: float
     seq: int = 0  # of the check in flight (or the last one)
@@ -74,7 +74,7 @@ class Scheduler(pykka.ThreadingActor):
         self,
         clock: Clock,
         intervals: dict[str, float],
-        supervisor: Any = None,
+        supervisor: Ref | None = None,
         *,
         quiet_interval: float = 0.0,
         check_timeout: float = 30.0,

@@ -16,7 +16,7 @@ from typing import Any
 import pykka
 
 from actors.alerts import AlertRules
-from actors.asks import tell_upward
+from actors.asks import Ref, tell_upward
 from actors.storage._store import Store
 from messages.models import MonitorId
 from messages.notifier import AlertsQueued
@@ -59,7 +59,7 @@ class Persistence(pykka.ThreadingActor):
         none."""
         super().__init__()
         self._alerts = alerts
-        self._notifier: Any = None
+        self._notifier: Ref | None = None
         self._metrics = metrics or Metrics(clock)
         self._hooks = hooks
         self._store = store

@@ -22,7 +22,7 @@ from typing import Any
 
 import pykka
 
-from actors.asks import ask_with_reply, journal, record, tell_upward
+from actors.asks import Ref, ask_with_reply, journal, record, tell_upward
 from actors.position import (
     CloseReason,
     EventKind,
@@ -36,7 +36,8 @@ from actors.position import (
 )
 from actors.supervision._trade_requests import describe
 from messages.gateway import AccountSnapshot, GetAccountSnapshot
-from messages.models import MonitorId, Urgency
+from messages.models import MonitorId, Plan, Urgency
+from messages.monitor import ChangePlan, ClosePosition
 from messages.persistence import LoadState, Record
 from messages.scheduler import RegisterMonitor, UnregisterMonitor
 from messages.supervisor import (
@@ -73,8 +74,8 @@ class Supervisor(pykka.ThreadingActor):
     def __init__(
         self,
         *,
-        gateway: Any,
-        persistence: Any,
+        gateway: Ref,
+        persistence: Ref,
         clock: Clock,
         accounts: tuple[str, ...],
         intervals: dict[str, float],
@@ -90,7 +91,7 @@ class Supervisor(pykka.ThreadingActor):
         self._hooks = hooks
         self._metrics = metrics or Metrics(clock)
         self._gateway, self._persistence = gateway, persistence
-        self._scheduler: Any = None
+        self._scheduler: Ref | None = None
         self._clock = clock
         self._accounts = accounts
         self._intervals = intervals
@@ -106,7 +107,9 @@ class Supervisor(pykka.ThreadingActor):
         self._last_discovery = clock.monotonic()
         self._peak = self._started = self._retired = self._restarts = 0
         self._reasons: Counter[str] = Counter()
-        self._outcomes: dict[MonitorId, list[Any]] = {}  # the trader's futures, set by the next outcome
+        self._outcomes: dict[
+            MonitorId, list[pykka.Future[TradeOutcome]]
+        ] = {}  # the trader's futures, set by the next outcome
 
     def on_receive(self, message: Any) -> Any:
         match message:
@@ -181,7 +184,7 @@ class Supervisor(pykka.ThreadingActor):
     # --- start-up -------------------------------------------------------------------------
 
     def _reconcile(self, snapshots: Mapping[str, AccountSnapshot]) -> int:
-        loaded = self._persistence.ask(LoadState(), timeout=self._timeout)
+        loaded = self._persistence.ask(LoadState(), block=True, timeout=self._timeout)
         live = {
             MonitorId(account, p.symbol, p.position_idx): p
             for account, snapshot in snapshots.items()
@@ -228,7 +231,7 @@ class Supervisor(pykka.ThreadingActor):
         for future in self._outcomes.pop(monitor, []):
             future.set(outcome)
 
-    def _open_trade(self, monitor: MonitorId, plan: Any, outcome: Any) -> TradeStarted | str:
+    def _open_trade(self, monitor: MonitorId, plan: Plan, outcome: pykka.Future[TradeOutcome]) -> TradeStarted | str:
         """The plan is durable before its monitor sends anything: a crash in between resumes it
         (the monitor reserves each order's id before sending it), and the position it opens is
         never adopted with the default ladder meanwhile (its monitor already guards it)."""
@@ -267,7 +270,12 @@ class Supervisor(pykka.ThreadingActor):
         self._start_monitor(monitor, state)
         return TradeStarted(monitor, position_id)
 
-    def _instruct(self, monitor: MonitorId, instruction: Any, outcome: Any) -> None:
+    def _instruct(
+        self,
+        monitor: MonitorId,
+        instruction: ChangePlan | ClosePosition,
+        outcome: pykka.Future[TradeOutcome] | None,
+    ) -> None:
         """Handed on: the monitor answers on the instruction's reply (this mailbox never waits)."""
         ref = self._monitors.get(monitor)
         try:
@@ -311,6 +319,7 @@ class Supervisor(pykka.ThreadingActor):
         self._started += 1
         self._peak = max(self._peak, len(self._monitors))
         urgency = Urgency(state.urgency) if state else Urgency.CRITICAL
+        assert self._scheduler is not None, "monitors start after StartSupervision"
         self._scheduler.tell(RegisterMonitor(monitor, ref, urgency))
 
     def _discover(self) -> None:
@@ -362,7 +371,7 @@ class Supervisor(pykka.ThreadingActor):
         due = [m for m, at in self._restart_at.items() if at <= now]
         if not due:
             return
-        loaded = self._persistence.ask(LoadState(), timeout=self._timeout)
+        loaded = self._persistence.ask(LoadState(), block=True, timeout=self._timeout)
         for monitor in due:
             del self._restart_at[monitor]
             data = loaded.states.get(monitor)
