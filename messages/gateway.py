@@ -3,7 +3,7 @@
 Requests carry a `reply` future (a `pykka.ThreadingFuture`) that the gateway sets when the answer
 is ready, possibly much later: its mailbox never waits on the network. `ask_with_reply()` in
 actors/asks.py is the helper that makes one and waits with a timeout. `reply` is required; a
-command inside a `Batch` passes `reply=None` (the batch is answered as a whole).
+command inside a `SendBatch` passes `reply=None` (the batch is answered as a whole).
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class CancelAll:
     reply: pykka.Future[Outcome] = field(kw_only=True)
 
 
-OrderCommand = PlaceOrder | AmendOrder | CancelOrder | CancelAll  # one order command (a Batch holds several)
+OrderCommand = PlaceOrder | AmendOrder | CancelOrder | CancelAll  # one order command (a SendBatch holds several)
 
 
 def link_of(command: OrderCommand) -> str | None:
@@ -189,7 +189,7 @@ def link_of(command: OrderCommand) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Batch:
+class SendBatch:
     """Up to 10 commands of one kind (all PlaceOrder, all AmendOrder or all CancelOrder) for one
     account, sent as one batch request. Answered with a tuple of outcomes in the same order."""
 

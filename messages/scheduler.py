@@ -55,7 +55,7 @@ class Checked:
 
 
 @dataclass(frozen=True, slots=True)
-class AccountStale:
+class AccountWentStale:
     """From the gateway: this account's stream no longer keeps its cache fresh; its monitors go
     back to their tiers' pace at once (REST polling serves them)."""
 

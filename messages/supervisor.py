@@ -23,7 +23,7 @@ class PositionSeen:
 
 
 @dataclass(frozen=True, slots=True)
-class MonitorUnresponsive:
+class CheckUnanswered:
     """The Scheduler's check of this monitor did not finish within its timeout."""
 
     monitor: MonitorId

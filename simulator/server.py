@@ -59,7 +59,7 @@ PRIVATE: dict[Api, PrivateHandler] = {
     Api.SET_LEVERAGE: lambda ex, a, p, pg: ex.set_leverage(a, p),
 }
 
-# Batch endpoint -> the single-order operation each item goes through.
+# SendBatch endpoint -> the single-order operation each item goes through.
 BATCH: dict[Api, Callable[[Exchange], Callable[[SimAccount, dict], dict]]] = {
     Api.PLACE_BATCH: lambda ex: ex.create_order,
     Api.AMEND_BATCH: lambda ex: ex.amend_order,

@@ -77,7 +77,7 @@ class Streams:
         self.missed = 0  # differences resyncs found that no push told
 
     def start(self) -> None:
-        if not getattr(self._transport, "streams", False):
+        if not self._transport.streams:
             return
         for account in self._caches:
             self._private[account] = self._transport.private_stream(

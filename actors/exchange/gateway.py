@@ -57,7 +57,6 @@ from messages.endpoints import BATCH_LIMIT
 from messages.gateway import (
     AmendOrder,
     AttachScheduler,
-    Batch,
     CancelAll,
     CancelOrder,
     CheckAccess,
@@ -73,6 +72,7 @@ from messages.gateway import (
     Priority,
     Rejected,
     ReportStats,
+    SendBatch,
     SetLeverage,
     Unavailable,
     Unresolved,
@@ -80,7 +80,7 @@ from messages.gateway import (
 )
 from messages.models import ModelError, MonitorId
 from messages.persistence import Record, account_subject
-from messages.scheduler import AccountStale, Wake
+from messages.scheduler import AccountWentStale, Wake
 from runtime.backoff import Backoff
 from runtime.clock import Clock
 from runtime.metrics import Metrics
@@ -94,7 +94,7 @@ REQUESTS = (
     AmendOrder,
     CancelOrder,
     CancelAll,
-    Batch,
+    SendBatch,
     CheckAccess,
     GetMarket,
     SetLeverage,
@@ -191,7 +191,7 @@ class ExchangeGateway(pykka.ThreadingActor):
 
     def _account_stale(self, account: str) -> None:
         """Its monitors are due at their tiers again at once (REST serves them)."""
-        tell_upward(self._scheduler, AccountStale(account))
+        tell_upward(self._scheduler, AccountWentStale(account))
 
     def _deliver(self, event: StreamEvent) -> None:
         """On a stream's thread: hand the event to the mailbox (never raise into the library)."""
@@ -217,7 +217,7 @@ class ExchangeGateway(pykka.ThreadingActor):
                 self._views.on_snapshot(message)
             case PlaceOrder() | AmendOrder() | CancelOrder() | CancelAll():
                 self._on_command(message)
-            case Batch():
+            case SendBatch():
                 self._on_batch(message)
             case CheckAccess() | GetMarket() | SetLeverage():
                 self._on_account_request(message)
@@ -430,7 +430,7 @@ class ExchangeGateway(pykka.ThreadingActor):
             lambda result: self._command_done(command, _formats.outcome_of(result)),
         )
 
-    def _on_batch(self, batch: Batch) -> None:
+    def _on_batch(self, batch: SendBatch) -> None:
         kinds = {type(c) for c in batch.commands}
         if (
             not batch.commands
@@ -456,7 +456,7 @@ class ExchangeGateway(pykka.ThreadingActor):
     def _queue_links(self, commands: tuple[OrderCommand, ...]) -> None:
         self._queued_links |= {link for c in commands if (link := link_of(c))}
 
-    def _batch_done(self, batch: Batch, result: Result) -> None:
+    def _batch_done(self, batch: SendBatch, result: Result) -> None:
         outcomes = _formats.batch_outcomes(result, len(batch.commands))
         for command, outcome in zip(batch.commands, outcomes, strict=False):
             self._patch_cache(command, outcome)

@@ -20,7 +20,7 @@ from actors.asks import Ref, ask_with_reply, record, tell_upward
 from actors.position import rules
 from actors.position._check_cycle import CheckCycle, CheckResult, command_message
 from actors.position.rules import Command, EventKind, MonitorState, RulesConfig
-from messages.gateway import Batch, GetPositionView, Outcome, PositionView, Unavailable, Unresolved
+from messages.gateway import GetPositionView, Outcome, PositionView, SendBatch, Unavailable, Unresolved
 from messages.models import MonitorId, Urgency
 from messages.monitor import ChangePlan, Check, ClosePosition, GetMonitorState
 from messages.persistence import JournalEntry, Record
@@ -172,7 +172,7 @@ class Monitor(pykka.ThreadingActor):
             make = lambda reply: command_message(self._id, group[0], reply)
         else:
             messages = tuple(command_message(self._id, c) for c in group)
-            make = lambda reply: Batch(self._id.account, messages, group[0].priority, reply=reply)
+            make = lambda reply: SendBatch(self._id.account, messages, group[0].priority, reply=reply)
         try:
             answer = ask_with_reply(self._gateway, make, self._timeout)
         except pykka.Timeout:

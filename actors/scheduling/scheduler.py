@@ -28,7 +28,7 @@ from actors.scheduling._schedule import (
 from messages.models import MonitorId, Urgency
 from messages.monitor import Check
 from messages.scheduler import (
-    AccountStale,
+    AccountWentStale,
     Checked,
     GetSchedule,
     RegisterMonitor,
@@ -38,7 +38,7 @@ from messages.scheduler import (
     UnregisterMonitor,
     Wake,
 )
-from messages.supervisor import MonitorUnresponsive, PositionSeen
+from messages.supervisor import CheckUnanswered, PositionSeen
 from runtime.clock import Clock
 from runtime.metrics import Metrics
 
@@ -113,7 +113,7 @@ class Scheduler(pykka.ThreadingActor):
                 self._on_checked(message)
             case Wake(monitor=monitor):
                 self._on_wake(monitor)
-            case AccountStale(account=account):
+            case AccountWentStale(account=account):
                 self._on_stale(account)
             case RegisterMonitor():
                 self._on_register(message)
@@ -275,7 +275,7 @@ class Scheduler(pykka.ThreadingActor):
 
     def _report_unresponsive(self, monitor: MonitorId, seconds: float) -> None:
         if self._supervisor is not None:
-            self._supervisor.tell(MonitorUnresponsive(monitor, seconds))
+            self._supervisor.tell(CheckUnanswered(monitor, seconds))
 
     def _report(self) -> ScheduleReport:
         counts = Counter(e.urgency.value for e in self._entries.values())

@@ -41,12 +41,12 @@ from messages.monitor import ChangePlan, ClosePosition
 from messages.persistence import LoadState, Record
 from messages.scheduler import RegisterMonitor, UnregisterMonitor
 from messages.supervisor import (
+    CheckUnanswered,
     GetMonitors,
     GetSupervisorReport,
     Instruct,
     MonitorFailed,
     MonitorRetired,
-    MonitorUnresponsive,
     OpenTrade,
     PositionSeen,
     StartSupervision,
@@ -125,7 +125,7 @@ class Supervisor(pykka.ThreadingActor):
                 self._on_retired(message)
             case MonitorFailed(monitor=monitor, error=error):
                 self._schedule_restart(monitor, f"failed ({error})")
-            case MonitorUnresponsive(monitor=monitor):
+            case CheckUnanswered(monitor=monitor):
                 self._on_unresponsive(monitor)
             case OpenTrade(monitor=monitor, plan=plan, outcome=outcome):
                 return self._open_trade(monitor, plan, outcome)

@@ -12,11 +12,11 @@ import pykka
 
 from messages.gateway import (
     AmendOrder,
-    Batch,
     CancelOrder,
     GetPositionView,
     PlaceOrder,
     Rejected,
+    SendBatch,
     Unavailable,
     Unresolved,
 )
@@ -87,7 +87,7 @@ class StubGateway(pykka.ThreadingActor):
                 )
             case PlaceOrder() | AmendOrder() | CancelOrder():
                 message.reply.set(self._command(message))
-            case Batch():
+            case SendBatch():
                 message.reply.set(tuple(self._command(command) for command in message.commands))
         return None
 

@@ -18,7 +18,6 @@ from messages.endpoints import Api
 from messages.gateway import (
     Accepted,
     AmendOrder,
-    Batch,
     CancelOrder,
     GatewayTick,
     GetAccountSnapshot,
@@ -28,6 +27,7 @@ from messages.gateway import (
     PlaceOrder,
     Priority,
     Rejected,
+    SendBatch,
     SetLeverage,
     Unavailable,
     Unresolved,
@@ -364,7 +364,7 @@ def test_batch_commands_answer_per_item(rig):
         reduce_only=False,
         reply=None,
     )
-    outcomes = r.send(lambda reply: Batch("main", (make(1), make(1), make(2)), reply=reply))
+    outcomes = r.send(lambda reply: SendBatch("main", (make(1), make(1), make(2)), reply=reply))
     assert [type(o) for o in outcomes] == [Accepted, Rejected, Accepted]
     assert outcomes[1].code == 110072
 

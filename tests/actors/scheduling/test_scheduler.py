@@ -12,7 +12,7 @@ from actors.scheduling._schedule import Candidate, adapt_concurrency, dispatch_o
 from actors.scheduling.scheduler import Scheduler
 from messages.models import MonitorId, Urgency
 from messages.scheduler import (
-    AccountStale,
+    AccountWentStale,
     Checked,
     GetSchedule,
     RegisterMonitor,
@@ -20,7 +20,7 @@ from messages.scheduler import (
     UnregisterMonitor,
     Wake,
 )
-from messages.supervisor import MonitorUnresponsive, PositionSeen
+from messages.supervisor import CheckUnanswered, PositionSeen
 from runtime.clock import FakeClock
 from tests.stubs.monitors import StubMonitors
 from tests.stubs.recorder import Recorder, recorded
@@ -200,7 +200,7 @@ def test_a_dead_monitor_is_reported_and_others_keep_their_schedule():
     alive = h.add("LIVEUSDT", urgency=Urgency.CRITICAL)
     h.run(12.0)
     assert h.check_times()[alive] == [1000.0 + 2 * n for n in range(7)]
-    unresponsive = [m for m in recorded(h.supervisor) if isinstance(m, MonitorUnresponsive)]
+    unresponsive = [m for m in recorded(h.supervisor) if isinstance(m, CheckUnanswered)]
     assert [m.monitor for m in unresponsive] == [silent]
     h.run(2.0)
     assert len(h.check_times()[silent]) == 2  # rescheduled after the timeout
@@ -319,6 +319,6 @@ def test_a_quiet_check_waits_the_quiet_interval_and_a_stale_account_brings_it_ba
     h.scheduler.tell(Checked(monitor, seq=1, urgency=Urgency.CRITICAL, duration=0.01, quiet=True))  # ...quietly
     h.run(10.0)
     assert len(h.check_times()[monitor]) == 1  # not every 2 s while pushes serve
-    h.scheduler.tell(AccountStale("main"))
+    h.scheduler.tell(AccountWentStale("main"))
     h.tick()
     assert len(h.check_times()[monitor]) == 2  # back to its tier at once
