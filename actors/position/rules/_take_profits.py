@@ -30,7 +30,8 @@ def take_profits(
     state: MonitorState, view: PositionView, ours: OwnOrders, size: Decimal, instrument: Instrument
 ) -> tuple[MonitorState, list[Command]]:
     """R1/R5: TP quantities = share x the ladder size (the filled size before TP1); R4: scaled
-    down so the active reduce-only orders together never exceed the position (no 110017)."""
+    down so the active reduce-only orders together never exceed the position (no 110017), a
+    level below minOrderQty folded into the level before (as the ladder's first split does)."""
     if not state.plan.tp_prices:
         return state, []
     levels = range(1, len(state.plan.percents) + 1)
@@ -41,9 +42,9 @@ def take_profits(
     filled_part = {level: (o.cum_exec_qty if (o := orders[level]) is not None else Decimal(0)) for level in wanted}
     leaves = {level: max(Decimal(0), wanted[level] - filled_part[level]) for level in wanted}
     total = sum(leaves.values(), Decimal(0))
-    if total > size:
-        leaves = {level: instrument.round_qty(q * size / total) for level, q in leaves.items()}
-        leaves = {level: (q if q >= instrument.min_qty else Decimal(0)) for level, q in leaves.items()}
+    if total > size:  # R4: rescaled to the position, a level below minOrderQty folded into the one before
+        shares = tuple(q * 100 / total for q in leaves.values())
+        leaves = dict(zip(leaves, instrument.split_qty(size, shares), strict=True))
     shrinking: list[Command] = []  # sent first: room is freed before it is used
     growing: list[Command] = []
     for key, beyond in ours.items():  # levels a new plan no longer has

@@ -142,6 +142,23 @@ def test_r4_manual_partial_reduce_shrinks_stop_and_take_profits_within_the_posit
     assert world.order(link("S", 0)).qty == size
 
 
+@pytest.mark.parametrize("left", ["0.005", "0.002", "0.001"])
+def test_r4_a_rescaled_level_below_the_minimum_is_folded_into_the_level_before(left):
+    """A 7-level ladder reduced by hand: every share of what is left keeps its take-profit."""
+    ladder = tuple(D(p) for p in ("40", "10", "10", "10", "10", "10", "10"))
+    config = RulesConfig(ladder_percents=ladder, tp_distance_percents=tuple(D(n) for n in range(1, 8)))
+    world = World(open_plan=False, config=config)
+    world.sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.100")
+    world.check()  # adopted: the stop and seven take-profits
+    world.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty=str(D("0.100") - D(left)))
+    for _ in range(3):
+        world.check()
+    take_profits = [o for o in world.account.open_orders("BTCUSDT") if o.reduce_only and not o.is_conditional]
+    assert sum(o.leaves for o in take_profits) == D(left)
+    assert all(o.leaves >= D("0.001") for o in take_profits)
+    assert world.order(link("S", 0, position=world.driver.state.position_id)).qty == D(left)
+
+
 def test_r5_size_grown_beyond_the_target_moves_stop_and_take_profits_up():
     world = World(entries_filled=3)
     world.check()
