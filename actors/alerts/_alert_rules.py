@@ -104,6 +104,16 @@ def _stopped(p: Mapping[str, Any]) -> tuple[str, str]:
     return "GUARDIAN STOPPED", "The guardian stopped: positions are not guarded until it runs again."
 
 
+def _tp_blocked(p: Mapping[str, Any]) -> tuple[str, str]:
+    level = p.get("level_blocked")
+    body = (
+        f"The exchange refused take-profit {level} ({p.get('code')}): reduce-only orders the guardian does not "
+        "own leave no room for it. It is placed again once they or the position change; the stop still covers "
+        "the whole position."
+    )
+    return f"TP{level} BLOCKED", body
+
+
 RENDERERS: dict[str, Callable[[Mapping[str, Any]], tuple[str, str]]] = {
     "entry_filled": _entry_filled,
     "tp_filled": _tp_filled,
@@ -113,6 +123,7 @@ RENDERERS: dict[str, Callable[[Mapping[str, Any]], tuple[str, str]]] = {
     "emergency_close": _emergency,
     "unprotected": _unprotected,
     "entry_refused": _entry_refused,
+    "tp_blocked": _tp_blocked,
     "account_unreadable": _unreadable,
     "account_readable": _readable,
     "daemon_started": _started,

@@ -36,6 +36,7 @@ from actors.position.rules._state import (
     MonitorState,
     Pending,
     Phase,
+    Refusal,
     RulesConfig,
 )
 from actors.position.rules._stop import has_live_stop
@@ -55,6 +56,7 @@ __all__ = [
     "MonitorState",
     "Pending",
     "Phase",
+    "Refusal",
     "RulesConfig",
     "adopt",
     "breakeven_price",

@@ -13,6 +13,7 @@ from actors.position.rules._orders import (
     own_finished,
     own_link,
     own_orders,
+    refusal_basis,
     size_of,
 )
 from actors.position.rules._outcomes import settle_from_snapshot
@@ -102,6 +103,9 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     if position is None or instrument is None:
         return _decided(state, view, [], events)
     state = _track_size(state, size, position.avg_price, now_ms)
+    basis = refusal_basis(state, view)  # R17: a refusal stands only while what it depended on is unchanged
+    state = replace(state, refused={k: r for k, r in state.refused.items() if r.basis == basis})
+    blocked = frozenset(k for k, r in state.refused.items() if r.waits(now_ms))
     state, commands, entries, placing = _entries(state, view, ours)
     state, phase_events = _advance_phase(state, bool(entries or placing), now_ms)
     events += phase_events
@@ -109,14 +113,14 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     commands += duplicates
 
     resting = sum((o.leaves_qty for o in entries), Decimal(0)) + placing
-    state, stop_commands, stop_events = protect(state, view, ours, size, resting, instrument, config)
+    state, stop_commands, stop_events = protect(state, view, ours, size, resting, instrument, config, blocked)
     commands = stop_commands + commands
     events += stop_events
     if state.close_requested:
         state, close_commands = close_at_market(state, size, view.snapshot_id)
         commands += close_commands
     elif not observing(state, config):
-        state, tp_commands = take_profits(state, view, ours, size, instrument)
+        state, tp_commands = take_profits(state, view, ours, size, instrument, blocked)
         commands += tp_commands
     if state.retarget and not _moving_targets(state, commands):
         state = replace(state, retarget=False)  # the orders are where the plan says

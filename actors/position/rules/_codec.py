@@ -11,6 +11,7 @@ from actors.position.rules._state import (
     MonitorState,
     Pending,
     Phase,
+    Refusal,
 )
 from actors.position.rules._urgency import summary
 from messages.models import (
@@ -70,6 +71,10 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
         "retarget": state.retarget,
         "close_requested": state.close_requested,
         "refusal": state.refusal,
+        "refused": {
+            str(k): {"code": r.code, "basis": r.basis, "count": r.count, "retry_ms": r.retry_ms}
+            for k, r in state.refused.items()
+        },
     }
 
 
@@ -163,6 +168,10 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
             retarget=bool(data.get("retarget", False)),
             close_requested=bool(data.get("close_requested", False)),
             refusal=str(data.get("refusal", "")),
+            refused={
+                Intent.parse(str(k)): Refusal(int(r["code"]), str(r["basis"]), int(r["count"]), int(r["retry_ms"]))
+                for k, r in data.get("refused", {}).items()
+            },
         )
     except (KeyError, TypeError, ArithmeticError) as exc:
         raise ValueError(f"malformed monitor state: {exc!r}") from None

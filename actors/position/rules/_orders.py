@@ -15,7 +15,7 @@ from messages.gateway import (
     PositionView,
     Priority,
 )
-from messages.models import Intent, Order, OrderLink, Position
+from messages.models import Intent, Order, OrderLink, Position, Side
 
 OwnOrders = dict[Intent, list[Order]]  # the daemon's orders of one position, by intent
 
@@ -60,6 +60,21 @@ def size_of(state: MonitorState, view: PositionView) -> tuple[Position | None, D
     if position is None or not position.is_open or position.position_idx != state.monitor.position_idx:
         return None, Decimal(0)
     return position, position.size
+
+
+def refusal_basis(state: MonitorState, view: PositionView) -> str:
+    """What a refused command depends on (R17): the position's size, the active reduce-only orders
+    on its closing side (the room a take-profit needs), and the plan's prices. A refusal stands
+    while this is unchanged."""
+    _, size = size_of(state, view)
+    closing = Side.SELL if state.plan.side == Side.BUY else Side.BUY
+    room = sorted(
+        f"{o.order_id}:{o.leaves_qty}"
+        for o in view.orders
+        if o.is_open and o.reduce_only and not o.is_conditional and o.side == closing
+    )
+    plan = ",".join(str(p) for p in (*state.plan.tp_prices, state.plan.stop_price))
+    return f"{size}|{';'.join(room)}|{plan}"
 
 
 def cleanup_cancel(state: MonitorState, order: Order, snapshot_id: int) -> tuple[MonitorState, Command | None]:

@@ -10,12 +10,15 @@ from dataclasses import replace
 from decimal import Decimal
 from functools import partial
 
-from actors.position.rules._orders import OwnOrders, own_finished, own_orders, size_of
+from actors.position.rules._orders import OwnOrders, own_finished, own_orders, refusal_basis, size_of
 from actors.position.rules._plans import market_close, opening, refused
 from actors.position.rules._state import (
     CONFIRMING_SNAPSHOTS,
     EMERGENCY_KEY,
     FIRST_ENTRY,
+    NEVER_MS,
+    REFUSAL_RETRY_MAX_MS,
+    REFUSAL_RETRY_MS,
     STOP_KEY,
     Action,
     Command,
@@ -24,6 +27,7 @@ from actors.position.rules._state import (
     EventKind,
     MonitorState,
     Pending,
+    Refusal,
     RulesConfig,
     new_event,
     next_link,
@@ -39,7 +43,7 @@ from messages.gateway import (
     Rejected,
     Unresolved,
 )
-from messages.models import Intent
+from messages.models import Intent, Role
 
 Update = Callable[..., MonitorState]
 
@@ -140,6 +144,8 @@ def settle(
         return Decision(state, (), tuple(events))  # R10: stays pending; settled from snapshots
     if isinstance(outcome, Accepted):
         state = _settled(state, command)
+        if command.key in state.refused:  # R17: what was refused is accepted now
+            state = replace(state, refused={k: r for k, r in state.refused.items() if k != command.key})
         if command.action is Action.PLACE:  # known from now on: its vanishing must be explained
             state = replace(state, open_links=state.open_links | {command.link_id})
         if command.key == STOP_KEY and command.trigger_price is not None and state.tp1_done:
@@ -205,6 +211,28 @@ def settle(
             )
         )
         return Decision(state, (stop_place(state, link_id, qty, trigger),), tuple(events))
+    if command.key is not None and command.action in (Action.PLACE, Action.AMEND):  # R17
+        basis, before = refusal_basis(state, view), state.refused.get(command.key)
+        count = before.count + 1 if before is not None and before.basis == basis else 1
+        # No room (110017) is fully told by the basis: it waits for a change. Other causes the rules
+        # cannot see (a key's permission, maintenance) are tried again, rarely.
+        retry_ms = (
+            NEVER_MS
+            if reason is Meaning.TOO_LARGE
+            else now_ms + min(REFUSAL_RETRY_MS * 2 ** (count - 1), REFUSAL_RETRY_MAX_MS)
+        )
+        state = replace(state, refused={**state.refused, command.key: Refusal(code, basis, count, retry_ms)})
+        if command.key.role is Role.TAKE_PROFIT and reason is Meaning.TOO_LARGE and count == 1:
+            events.append(
+                new_event(
+                    EventKind.TP_BLOCKED,
+                    f"TP BLOCKED {state.monitor}: TP{command.key.level} refused ({code} {outcome.message}): the room "
+                    "is taken by reduce-only orders the daemon does not own; it waits until they or the size change",
+                    level=logging.WARNING,
+                    level_blocked=command.key.level,
+                    code=code,
+                )
+            )
     return Decision(state, (), tuple(events))
 
 

@@ -72,6 +72,7 @@ class EventKind(StrEnum):
     PLAN_CHANGED = "plan_changed"
     UNKNOWN_STATUS = "unknown_status"  # not critical
     FOLLOW_UP_DEFERRED = "follow_up_deferred"  # not critical
+    TP_BLOCKED = "tp_blocked"  # R17: a take-profit refused for lack of room; it waits
 
 
 STOP_KEY, EMERGENCY_KEY = Intent(Role.STOP, 0), Intent(Role.EMERGENCY_CLOSE, 0)
@@ -109,6 +110,26 @@ class RulesConfig:
             settings.breakeven_offset,
             settings.adoption_policy,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """R17: the exchange refused this intent's command (a definite no). It is not sent again while
+    what it depends on (`basis`, see `refusal_basis`) is unchanged. A refusal whose cause the basis
+    cannot see (a key's permission, the exchange's maintenance) is also tried again, rarely
+    (`retry_ms`: 10 s after the first, doubling to 5 minutes), so it never stays refused for good."""
+
+    code: int
+    basis: str
+    count: int = 1  # refusals in a row on this basis
+    retry_ms: int = 0
+
+    def waits(self, now_ms: int) -> bool:
+        return now_ms < self.retry_ms
+
+
+REFUSAL_RETRY_MS, REFUSAL_RETRY_MAX_MS = 10_000, 300_000
+NEVER_MS = 2**62  # a refusal only a change ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +182,7 @@ class MonitorState:
     retarget: bool = False  # the trader changed the plan's prices: move the stop and TPs to them
     close_requested: bool = False  # the trader asked to close at market
     refusal: str = ""  # why the exchange refused the first entry (for the trader)
+    refused: dict[Intent, Refusal] = field(default_factory=dict)  # R17: intents waiting for a change
 
     def link(self, intent: Intent, generation: int | None = None) -> str:
         gen = self.generations.get(intent, 0) if generation is None else generation

@@ -36,6 +36,7 @@ from messages.gateway import (
 from messages.models import (
     Approach,
     Instrument,
+    Intent,
     OrderStatus,
     OrderType,
 )
@@ -49,13 +50,14 @@ def protect(
     resting: Decimal,
     instrument: Instrument,
     config: RulesConfig,
+    blocked: frozenset[Intent] = frozenset(),
 ) -> tuple[MonitorState, list[Command], list[Event]]:
     """R1, R3, R4, R5: the stop covers size + resting entries; R2: at breakeven after TP1;
     R7: restored when missing; R8: changed by one amend, never cancelled first."""
     side = state.plan.side
     desired_qty = instrument.round_qty(size + resting)
     be = breakeven_price(side, state.avg_price, config.breakeven_offset, instrument) if state.tp1_done else None
-    if STOP_KEY in state.pending or EMERGENCY_KEY in state.pending:
+    if STOP_KEY in state.pending or EMERGENCY_KEY in state.pending or STOP_KEY in blocked:  # R10, R17
         return state, [], []
     stop = newest(ours, STOP_KEY)
     if stop is not None and stop.status in (OrderStatus.TRIGGERED, OrderStatus.PARTIALLY_FILLED):

@@ -27,7 +27,12 @@ from messages.models import (
 
 
 def take_profits(
-    state: MonitorState, view: PositionView, ours: OwnOrders, size: Decimal, instrument: Instrument
+    state: MonitorState,
+    view: PositionView,
+    ours: OwnOrders,
+    size: Decimal,
+    instrument: Instrument,
+    blocked: frozenset[Intent] = frozenset(),
 ) -> tuple[MonitorState, list[Command]]:
     """R1/R5: TP quantities = share x the ladder size (the filled size before TP1); R4: scaled
     down so the active reduce-only orders together never exceed the position (no 110017), a
@@ -53,7 +58,7 @@ def take_profits(
             shrinking.append(Command(Action.CANCEL, key, beyond[0].link_id, Priority.CLEANUP))
     for level in wanted:
         key = Intent(Role.TAKE_PROFIT, level)
-        if key in state.pending:
+        if key in state.pending or key in blocked:  # R17: a refused level waits for a change
             continue
         order = orders[level]
         qty = filled_part[level] + leaves[level]

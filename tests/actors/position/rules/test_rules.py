@@ -12,7 +12,7 @@ import pytest
 from actors.position import rules
 from actors.position.rules import EMERGENCY_KEY, STOP_KEY, Phase, RulesConfig
 from messages.gateway import Rejected, Unresolved
-from messages.models import Approach, MonitorId, OrderLink, Plan, Role, Urgency
+from messages.models import Approach, Intent, MonitorId, OrderLink, Plan, Role, Urgency
 from simulator import Simulator
 from tests.rules_driver import Driver
 from tests.stubs.book import open_conservative, view_of
@@ -157,6 +157,46 @@ def test_r4_a_rescaled_level_below_the_minimum_is_folded_into_the_level_before(l
     assert sum(o.leaves for o in take_profits) == D(left)
     assert all(o.leaves >= D("0.001") for o in take_profits)
     assert world.order(link("S", 0, position=world.driver.state.position_id)).qty == D(left)
+
+
+def test_r17_a_take_profit_refused_for_room_waits_is_blocked_once_and_returns_when_the_room_does():
+    """The trader's own reduce-only take-profit holds the whole position: the daemon's levels are
+    refused once (TP BLOCKED), never resent while nothing changes, placed once the room is back."""
+    world = World(open_plan=False)
+    world.sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.100")
+    theirs = world.sim.place(
+        "main", symbol="BTCUSDT", side="Sell", orderType="Limit", qty="0.100", price="70000", reduceOnly=True
+    )
+    _, events = world.check()  # adopted: the stop placed, the take-profits refused (110017)
+    assert kinds(events).count("tp_blocked") == 4
+    tp_sent = lambda: sum(1 for c in world.driver.sent if c.key is not None and c.key.role is Role.TAKE_PROFIT)
+    refused = tp_sent()
+    for _ in range(30):  # a minute: no loop of refused orders, no alert again
+        _, events = world.check()
+        assert "tp_blocked" not in kinds(events)
+    assert tp_sent() == refused
+    world.ex.cancel_order(world.account, {"category": "linear", "symbol": "BTCUSDT", "orderId": theirs["orderId"]})
+    world.check()  # the room is back: placed at once
+    take_profits = [o for o in world.account.open_orders("BTCUSDT") if o.reduce_only and not o.is_conditional]
+    assert sum(o.leaves for o in take_profits) == D("0.100") and len(take_profits) == 4
+
+
+def test_r17_a_refused_stop_is_tried_again_rarely_not_at_every_check():
+    """A refusal the rules cannot explain (a key that lost its trade permission) is tried again
+    after 10 s, then 20 s, ...: never a loop, never refused for good."""
+    world = World(entries_filled=3)
+    world.check()
+    world.ex.cancel_order(world.account, {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": link("S", 0)})
+    world.driver.override = lambda c: Rejected(10005, "Permission denied") if c.key == STOP_KEY else None
+    stops_sent = lambda: sum(1 for c in world.driver.sent if c.key == STOP_KEY)
+    for _ in range(30):  # a minute of checks every 2 s
+        world.check()
+    assert 3 <= stops_sent() <= 4  # at 0, 10, 30 s (and 70 s would be next)
+    world.driver.override = None
+    for _ in range(30):
+        world.check()
+    stops = [o for o in world.account.open_orders("BTCUSDT") if o.is_conditional and o.reduce_only]
+    assert len(stops) == 1 and stops[0].qty == world.size()  # placed once the key may trade again
 
 
 def test_r5_size_grown_beyond_the_target_moves_stop_and_take_profits_up():
@@ -481,6 +521,12 @@ def view_at(world, price: str):
             Urgency.IDLE,
         ),
         ("otherwise", lambda s: s, "64100", Urgency.STANDARD),
+        (
+            "a take-profit blocked for room (R17)",
+            lambda s: replace(s, refused={Intent(Role.TAKE_PROFIT, 2): rules.Refusal(110017, "b", 1, 2**62)}),
+            "64100",
+            Urgency.STANDARD,
+        ),
     ],
 )
 def test_urgency_tiers(calm, name, change, price, expected):
