@@ -501,3 +501,33 @@ def test_s23_decisions_use_data_no_older_than_the_tier_allows():
     asked = [max_age for kind, max_age, closed in (e for e in rig.ledger if e[0] == "view") if not closed]
     assert asked and all(age <= INTERVALS["critical"] for age in asked)
     pykka.ActorRegistry.stop_all()
+
+
+def test_s29_r17_a_take_profit_without_room_is_refused_once_then_waits_for_the_room(rig):
+    """The trader opens a position by hand with his own reduce-only take-profit for all of it: the
+    daemon adopts it, places its stop, and its ladder is refused (110017) once, told once (TP
+    BLOCKED), never resent while nothing changes; when the trader cancels his, the ladder goes in."""
+    r = rig(seed=124).start()
+    symbol = next(s for s in sorted(r.sim.exchange.specs) if s not in {e.symbol for e in r.book})
+    price = r.sim.exchange.last_price(symbol)
+    spec = r.sim.exchange.specs[symbol].instrument()
+    qty = spec.round_qty(Decimal(2000) / price)
+    r.sim.place("main", symbol=symbol, side="Buy", orderType="Market", qty=str(qty))
+    theirs = r.sim.place(
+        "main", symbol=symbol, side="Sell", orderType="Limit", qty=str(qty), price=str(price * 2), reduceOnly=True
+    )
+    ours = lambda: [o for o in r.sim.account("main").open_orders(symbol) if OrderLink.parse(o.link_id)]
+    r.wait(lambda: any(o.is_conditional for o in ours()), 20, "the adopted position's stop")
+    creates = lambda: sum(r.sim.stats.requests(endpoint=e, account="main") for e in (Api.PLACE_ORDER, Api.PLACE_BATCH))
+    r.settle()
+    before = creates()
+    holds_throughout(lambda: creates() == before, 4 * CRITICAL_S, "no refused take-profit sent again")
+    assert not [o for o in ours() if not o.is_conditional]  # no take-profit of ours: no room for one
+    r.sim.exchange.cancel_order(
+        r.sim.account("main"), {"category": "linear", "symbol": symbol, "orderId": theirs["orderId"]}
+    )
+    ladder = spec.split_qty(qty, tuple(Decimal(p) for p in (85, 5, 5, 5)))  # the default ladder
+    placed = lambda: sorted(o.leaves for o in ours() if not o.is_conditional)
+    r.wait(lambda: placed() == sorted(ladder), 15, "the ladder placed once the room is back")
+    r.stop()
+    assert_invariants(r.oracle())
