@@ -261,7 +261,7 @@ class CheckCycle:
         fresh = self._io.view(0.0, rules.links_to_explain(self._current), fresh=True)
         if not isinstance(fresh, PositionView):
             return view
-        decision = rules.settle_pending(self._current, fresh)
+        decision = rules.settle_pending(self._current, fresh, self._clock.wall_ms())
         self.state = decision.state
         self._emit(decision.events)
         return fresh

@@ -83,7 +83,7 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     ours = own_orders(state, view.orders)
     closed = own_finished(state, view.closed)
     fresh = view.snapshot_id != state.last_snapshot
-    state, settle_events = settle_from_snapshot(state, ours, closed, size, view.snapshot_id, fresh)
+    state, settle_events = settle_from_snapshot(state, ours, closed, size, view.snapshot_id, fresh, now_ms)
     events += settle_events
     state, realised = _track_realised(state, view.position)
     state, fill_events = _detect_fills(state, closed, size, realised, now_ms)

@@ -48,7 +48,7 @@ from messages.models import Intent, Role
 Update = Callable[..., MonitorState]
 
 
-def settle_pending(state: MonitorState, view: PositionView) -> Decision:
+def settle_pending(state: MonitorState, view: PositionView, now_ms: int) -> Decision:
     """Only R10: settle pending commands from a fresh view (no other rule runs, nothing is sent).
     The next check runs every rule on what it then sees."""
     if view.stale:
@@ -56,7 +56,7 @@ def settle_pending(state: MonitorState, view: PositionView) -> Decision:
     _, size = size_of(state, view)
     fresh = view.snapshot_id != state.last_snapshot
     state, events = settle_from_snapshot(
-        state, own_orders(state, view.orders), own_finished(state, view.closed), size, view.snapshot_id, fresh
+        state, own_orders(state, view.orders), own_finished(state, view.closed), size, view.snapshot_id, fresh, now_ms
     )
     return Decision(replace(state, last_snapshot=view.snapshot_id), (), tuple(events))
 
@@ -68,6 +68,7 @@ def settle_from_snapshot(
     size: Decimal,
     snapshot_id: int,
     fresh: bool,
+    now_ms: int,
 ) -> tuple[MonitorState, list[Event]]:
     """R10: a pending command is done when a snapshot shows its effect, and not done once
     CONFIRMING_SNAPSHOTS fresh snapshots did not show it (then it may be issued again)."""
@@ -103,6 +104,12 @@ def settle_from_snapshot(
                     outcome="found",
                 )
             )
+            moved = (
+                order is not None and pending.trigger_price is not None and order.trigger_price == pending.trigger_price
+            )
+            if key == STOP_KEY and moved and pending.trigger_price is not None:  # found at its new trigger
+                state, implied = _stop_moved(state, pending.link_id, pending.trigger_price, pending.qty, now_ms)
+                events += implied
             continue
         if fresh and snapshot_id > pending.sent_snapshot and snapshot_id != pending.seen_snapshot:
             pending = replace(pending, absent=pending.absent + 1, seen_snapshot=snapshot_id)
@@ -148,19 +155,9 @@ def settle(
             state = replace(state, refused={k: r for k, r in state.refused.items() if k != command.key})
         if command.action is Action.PLACE:  # known from now on: its vanishing must be explained
             state = replace(state, open_links=state.open_links | {command.link_id})
-        if command.key == STOP_KEY and command.trigger_price is not None and state.tp1_done:
-            state = replace(state, breakeven_done=True, last_change_ms=now_ms)
-            reaction = now_ms - state.tp1_fill_ms if state.tp1_fill_ms else None
-            events.append(
-                new_event(
-                    EventKind.BREAKEVEN,
-                    f"BREAKEVEN {state.monitor}: stop {command.link_id} at "
-                    f"{command.trigger_price}" + (f" ({reaction} ms after the TP1 fill)" if reaction else ""),
-                    trigger=command.trigger_price,
-                    qty=command.qty,
-                    reaction_ms=reaction,
-                )
-            )
+        if command.key == STOP_KEY and command.trigger_price is not None:
+            state, implied = _stop_moved(state, command.link_id, command.trigger_price, command.qty, now_ms)
+            events += implied
         if command.key == EMERGENCY_KEY:
             state = replace(state, last_change_ms=now_ms)
         return Decision(state, (), tuple(events))
@@ -234,6 +231,26 @@ def settle(
                 )
             )
     return Decision(state, (), tuple(events))
+
+
+def _stop_moved(
+    state: MonitorState, link_id: str, trigger: Decimal, qty: Decimal | None, now_ms: int
+) -> tuple[MonitorState, list[Event]]:
+    """The events a stop accepted at a new trigger implies: after TP1, BREAKEVEN (once), whether
+    its answer came back or a snapshot showed it done (R10, after a restart too)."""
+    if not state.tp1_done or state.breakeven_done:
+        return state, []
+    state = replace(state, breakeven_done=True, last_change_ms=now_ms)
+    reaction = now_ms - state.tp1_fill_ms if state.tp1_fill_ms else None
+    event = new_event(
+        EventKind.BREAKEVEN,
+        f"BREAKEVEN {state.monitor}: stop {link_id} at {trigger}"
+        + (f" ({reaction} ms after the TP1 fill)" if reaction else ""),
+        trigger=trigger,
+        qty=qty,
+        reaction_ms=reaction,
+    )
+    return state, [event]
 
 
 def _settled(state: MonitorState, command: Command) -> MonitorState:

@@ -334,6 +334,31 @@ def test_r9_breakeven_refused_as_already_crossed_closes_at_market():
     assert world.driver.state.retired == "emergency_close"
 
 
+def test_r10_a_breakeven_move_found_done_records_breakeven_once():
+    """The breakeven amend's answer is lost (a crash, a dropped connection) but the exchange applied
+    it: the snapshot that finds it done records BREAKEVEN (so it is alerted), once."""
+    world = World(entries_filled=3)
+    world.check()
+    from actors.position import command_message
+    from tests.stubs.book import apply
+
+    def lost(command):
+        if command.key != STOP_KEY:
+            return None
+        apply(world.ex, "main", "BTCUSDT", command_message(BTC, command))
+        return Unresolved("lost answer")
+
+    world.driver.override = lost
+    world.sim.fill("main", link("T", 1))
+    world.check()
+    world.driver.override = None
+    for _ in range(3):
+        world.check()
+    breakevens = [e for e in world.driver.events if e.kind == "breakeven"]
+    assert len(breakevens) == 1 and world.driver.state.breakeven_done
+    assert world.order(link("S", 0)).trigger_price == breakevens[0].payload["trigger"]
+
+
 def test_r10_an_unresolved_place_is_found_by_its_link_id_and_not_sent_twice():
     world = World(entries_filled=3)
     world.check()
