@@ -114,6 +114,12 @@ def _tp_blocked(p: Mapping[str, Any]) -> tuple[str, str]:
     return f"TP{level} BLOCKED", body
 
 
+def _tp_removed(p: Mapping[str, Any]) -> tuple[str, str]:
+    level = p.get("level_removed")
+    body = f"Take-profit {level} was cancelled by hand: it leaves the plan, and the stop keeps covering its share."
+    return f"TP{level} REMOVED", body
+
+
 RENDERERS: dict[str, Callable[[Mapping[str, Any]], tuple[str, str]]] = {
     "entry_filled": _entry_filled,
     "tp_filled": _tp_filled,
@@ -124,6 +130,7 @@ RENDERERS: dict[str, Callable[[Mapping[str, Any]], tuple[str, str]]] = {
     "unprotected": _unprotected,
     "entry_refused": _entry_refused,
     "tp_blocked": _tp_blocked,
+    "tp_removed": _tp_removed,
     "account_unreadable": _unreadable,
     "account_readable": _readable,
     "daemon_started": _started,

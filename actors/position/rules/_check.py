@@ -7,6 +7,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from actors.position.rules._closure import close_out
+from actors.position.rules._hand import edited_by_hand, removed_by_hand
 from actors.position.rules._orders import (
     OwnOrders,
     cleanup_cancel,
@@ -88,6 +89,8 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     state, realised = _track_realised(state, view.position)
     state, fill_events = _detect_fills(state, closed, size, realised, now_ms)
     events += fill_events
+    state, removed = removed_by_hand(state, closed)  # R18
+    events += removed
     entry_filled = any(o.cum_exec_qty > 0 for o in closed.get(FIRST_ENTRY, []))
     if opening(state) and size == 0 and not entry_filled:  # once filled, a flat position is R6's
         state, open_commands, open_events = open_trade(state, closed, view.snapshot_id)
@@ -103,6 +106,8 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     if position is None or instrument is None:
         return _decided(state, view, [], events)
     state = _track_size(state, size, position.avg_price, now_ms)
+    state, edited = edited_by_hand(state, ours)  # R18
+    events += edited
     basis = refusal_basis(state, view)  # R17: a refusal stands only while what it depended on is unchanged
     state = replace(state, refused={k: r for k, r in state.refused.items() if r.basis == basis})
     blocked = frozenset(k for k, r in state.refused.items() if r.waits(now_ms))

@@ -95,6 +95,8 @@ def settle_from_snapshot(
             done = order is None
         if done:
             state = update(state, pending=None)
+            if pending.action is Action.CANCEL:  # ours (R18)
+                state = replace(state, cancelled=state.cancelled | {pending.link_id})
             events.append(
                 new_event(
                     EventKind.COMMAND_SETTLED,
@@ -254,6 +256,8 @@ def _stop_moved(
 
 
 def _settled(state: MonitorState, command: Command) -> MonitorState:
+    if command.action is Action.CANCEL:  # ours: never mistaken for the trader's hand (R18)
+        state = replace(state, cancelled=state.cancelled | {command.link_id})
     if command.key is None:
         return with_cleanup(state, command.link_id, None)
     return with_pending(state, command.key, None)

@@ -73,6 +73,8 @@ class EventKind(StrEnum):
     UNKNOWN_STATUS = "unknown_status"  # not critical
     FOLLOW_UP_DEFERRED = "follow_up_deferred"  # not critical
     TP_BLOCKED = "tp_blocked"  # R17: a take-profit refused for lack of room; it waits
+    TP_REMOVED = "tp_removed"  # R18: the trader cancelled one of the daemon's take-profits by hand
+    PLAN_EDITED = "plan_edited"  # R18: the trader moved a price of one of the daemon's orders by hand
 
 
 STOP_KEY, EMERGENCY_KEY = Intent(Role.STOP, 0), Intent(Role.EMERGENCY_CLOSE, 0)
@@ -160,6 +162,8 @@ class MonitorState:
     # leftovers, by orderLinkId
     filled_tps: frozenset[int] = frozenset()
     filled_entries: frozenset[int] = frozenset()  # entry limit levels seen Filled
+    removed_tps: frozenset[int] = frozenset()  # R18: take-profit levels the trader cancelled by hand
+    cancelled: frozenset[str] = frozenset()  # orderLinkIds the daemon itself cancelled (R18 tells them apart)
     tp1_done: bool = False
     breakeven_done: bool = False
     ladder_size: Decimal = Decimal(0)

@@ -43,7 +43,8 @@ def take_profits(
     prices = {level: state.plan.tp_prices[level - 1] for level in levels if level - 1 < len(state.plan.tp_prices)}
     split = instrument.split_qty(state.ladder_size, state.plan.percents)
     orders = {level: newest(ours, Intent(Role.TAKE_PROFIT, level)) for level in levels}
-    wanted = {level: split[level - 1] for level in levels if level not in state.filled_tps}
+    done = state.filled_tps | state.removed_tps  # R18: a level the trader removed leaves the plan
+    wanted = {level: split[level - 1] for level in levels if level not in done}
     filled_part = {level: (o.cum_exec_qty if (o := orders[level]) is not None else Decimal(0)) for level in wanted}
     leaves = {level: max(Decimal(0), wanted[level] - filled_part[level]) for level in wanted}
     total = sum(leaves.values(), Decimal(0))

@@ -199,6 +199,56 @@ def test_r17_a_refused_stop_is_tried_again_rarely_not_at_every_check():
     assert len(stops) == 1 and stops[0].qty == world.size()  # placed once the key may trade again
 
 
+def hand(world, action: str, link_id: str, **params):
+    """The trader, on the exchange's web page."""
+    getattr(world.ex, f"{action}_order")(
+        world.account, {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": link_id, **params}
+    )
+
+
+def test_r18_a_take_profit_cancelled_by_hand_leaves_the_plan_and_is_told_once():
+    world = World(entries_filled=3)
+    world.check()
+    before = {o.link_id: o.qty for o in world.account.open_orders("BTCUSDT")}
+    hand(world, "cancel", link("T", 2))
+    events = []
+    for _ in range(5):
+        events += world.check()[1]
+    assert kinds(events).count("tp_removed") == 1
+    now = {o.link_id: o.qty for o in world.account.open_orders("BTCUSDT")}
+    assert link("T", 2) not in now and not any(k.startswith("tg-pos1-T2") for k in now)  # not put back
+    assert {k: v for k, v in before.items() if k != link("T", 2)} == now  # the rest as it was
+    assert now[link("S", 0)] == world.size()  # the stop covers its share
+
+
+def test_r18_a_price_moved_by_hand_becomes_the_plans_and_a_stop_cancelled_after_is_restored_there():
+    world = World(entries_filled=3)
+    world.check()
+    hand(world, "amend", link("T", 3), price="68500")
+    hand(world, "amend", link("S", 0), triggerPrice="63100")
+    world.check()
+    assert world.order(link("T", 3)).price == D("68500") and world.order(link("S", 0)).trigger_price == D("63100")
+    assert world.driver.state.plan.tp_prices[2] == D("68500") and world.driver.state.plan.stop_price == D("63100")
+    world.sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0.030")  # a partial reduce
+    world.check()
+    assert world.order(link("T", 3)).price == D("68500")  # the quantities stay the daemon's, the price the trader's
+    hand(world, "cancel", link("S", 0))
+    world.check()
+    stop = world.order(link("S", 0, 1))
+    assert stop.trigger_price == D("63100") and stop.qty == world.size()  # R7 at the trader's last edit
+
+
+def test_r18_after_tp1_a_stop_loosened_by_hand_is_moved_back_to_breakeven():
+    world = World(entries_filled=3)
+    world.check()
+    world.sim.fill("main", link("T", 1))
+    world.check()
+    breakeven = world.order(link("S", 0)).trigger_price
+    hand(world, "amend", link("S", 0), triggerPrice="60000")
+    world.check()
+    assert world.order(link("S", 0)).trigger_price == breakeven
+
+
 def test_r5_size_grown_beyond_the_target_moves_stop_and_take_profits_up():
     world = World(entries_filled=3)
     world.check()
