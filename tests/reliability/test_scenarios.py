@@ -18,7 +18,7 @@ from actors.position import command_message
 from actors.position.rules import STOP_KEY
 from messages.endpoints import Api
 from messages.gateway import Rejected
-from messages.models import MonitorId, OrderLink, Role
+from messages.models import Intent, MonitorId, OrderLink, Role
 from simulator import Simulator
 from tests.e2e.harness import ROOT, holds_throughout
 from tests.reliability.harness import CRITICAL_S, Rig, assert_invariants
@@ -529,5 +529,34 @@ def test_s29_r17_a_take_profit_without_room_is_refused_once_then_waits_for_the_r
     ladder = spec.split_qty(qty, tuple(Decimal(p) for p in (85, 5, 5, 5)))  # the default ladder
     placed = lambda: sorted(o.leaves for o in ours() if not o.is_conditional)
     r.wait(lambda: placed() == sorted(ladder), 15, "the ladder placed once the room is back")
+    r.stop()
+    assert_invariants(r.oracle())
+
+
+def test_s30_r18_the_traders_hand_is_followed_not_fought(rig, caplog):
+    """The trader cancels one of the daemon's take-profits (it stays cancelled, told once), moves
+    the stop's trigger, then cancels the stop: it is restored at once, at the trader's trigger."""
+    caplog.set_level(logging.INFO)
+    r = rig(seed=125).start()
+    entry = r.entry("monitoring")
+    account = r.sim.account("main")
+    cancel_by_hand(r, entry, r.link(entry, "T", 2))
+    holds_throughout(
+        lambda: not [o for o in r.ours(entry) if OrderLink.parse(o.link_id).intent == Intent(Role.TAKE_PROFIT, 2)],
+        3 * CRITICAL_S,
+        "the take-profit the trader cancelled stays cancelled",
+    )
+    assert sum("TP REMOVED main:" in rec.getMessage() for rec in caplog.records) == 1
+    stop = r.stop_of(entry)
+    assert stop is not None
+    moved = stop.trigger_price * (Decimal("0.99") if entry.side == "Buy" else Decimal("1.01"))
+    moved = r.sim.exchange.specs[entry.symbol].instrument().snap_price(moved, up=entry.side != "Buy")
+    r.sim.exchange.amend_order(
+        account, {"category": "linear", "symbol": entry.symbol, "orderLinkId": stop.link_id, "triggerPrice": str(moved)}
+    )
+    r.wait(lambda: any("PLAN EDITED main:" in rec.getMessage() for rec in caplog.records), 15, "the edit taken")
+    cancel_by_hand(r, entry, stop.link_id)
+    r.wait(lambda: (s := r.stop_of(entry)) is not None and s.link_id != stop.link_id, 10, "the stop restored")
+    assert r.stop_of(entry).trigger_price == moved and r.protected(entry)
     r.stop()
     assert_invariants(r.oracle())
