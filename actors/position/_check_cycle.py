@@ -191,13 +191,15 @@ class CheckCycle:
         unprotected = self._unprotected(view)
         self._emit(self._unprotected_alert(unprotected))
         self._save(critical=False)
-        # Quiet: the view was pushed, the position has its stop, nothing was sent (a refused command
-        # is retried at the tier's pace) and nothing awaits an outcome or waits to be sent.
+        # Quiet: the view was pushed, the position has its stop, nothing was sent, nothing awaits an
+        # outcome or waits to be sent, and no refusal waits for its retry time (R17; one that waits for
+        # a change is woken by the push of that change).
         quiet = (
             view.pushed
             and unprotected is False
             and not self._sent
             and not self.state.awaiting
+            and not self.state.retrying
             and not self._deferred
             and not self.state.gone_snapshots
         )

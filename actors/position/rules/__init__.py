@@ -11,8 +11,8 @@ they are sent, so an id is never reused and the same intent after a crash rebuil
 
 The modules follow the rules' seams: `_state` (the vocabulary and a monitor's state), `_prices`,
 `_orders` (the position's own orders in a view), `_adoption`, `_plans`, `_check` (`reconcile`),
-`_stop`, `_take_profits`, `_closure`, `_outcomes` (`settle`, R10), `_urgency`, and `_codec` (the
-persistence form).
+`_stop`, `_take_profits`, `_closure`, `_outcomes` (`settle`, R10, R17), `_hand` (R18, the trader's
+hand), `_urgency`, and `_codec` (the persistence form).
 """
 
 from actors.position.rules._adoption import adopt, position_id_for, resumed

@@ -119,7 +119,7 @@ class Refusal:
     """R17: the exchange refused this intent's command (a definite no). It is not sent again while
     what it depends on (`basis`, see `refusal_basis`) is unchanged. A refusal whose cause the basis
     cannot see (a key's permission, the exchange's maintenance) is also tried again, rarely
-    (`retry_ms`: 10 s after the first, doubling to 5 minutes), so it never stays refused for good."""
+    (`retry_ms`: 2 s after the first, one critical interval, doubling to 5 minutes), so it never stays refused for good."""
 
     code: int
     basis: str
@@ -130,7 +130,7 @@ class Refusal:
         return now_ms < self.retry_ms
 
 
-REFUSAL_RETRY_MS, REFUSAL_RETRY_MAX_MS = 10_000, 300_000
+REFUSAL_RETRY_MS, REFUSAL_RETRY_MAX_MS = 2_000, 300_000  # one critical interval, doubling to 5 minutes
 NEVER_MS = 2**62  # a refusal only a change ends
 
 
@@ -191,6 +191,11 @@ class MonitorState:
     def link(self, intent: Intent, generation: int | None = None) -> str:
         gen = self.generations.get(intent, 0) if generation is None else generation
         return OrderLink.of(self.position_id, intent, gen).build()
+
+    @property
+    def retrying(self) -> bool:
+        """Does a refused command wait for its retry time (R17), rather than for a change?"""
+        return any(r.retry_ms < NEVER_MS for r in self.refused.values())
 
     @property
     def awaiting(self) -> bool:

@@ -166,10 +166,12 @@ def test_a_check_is_quiet_only_when_pushed_protected_and_nothing_was_sent_or_awa
         sim.account("main"), {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": "tg-pos1-S0-0"}
     )
     driver.override = lambda c: Rejected(10005, "Permission denied") if c.key == STOP_KEY else None
-    driver.check()  # the stop refused: tried again after 10 s (R17), unprotected meanwhile
+    driver.check()  # the stop refused: tried again after 2 s, doubling (R17), unprotected meanwhile
     assert not driver.last_result.quiet and driver.last_result.unprotected
     driver.override = None
-    driver.check(advance_ms=10_000)  # placed: sent something, so not yet quiet
+    driver.check(advance_ms=1_000)  # before its retry time: nothing sent, but not quiet (it waits for a time)
+    assert driver.last_result.sent == () and not driver.last_result.quiet
+    driver.check(advance_ms=2_000)  # placed: sent something, so not yet quiet
     assert not driver.last_result.quiet
     driver.check()
     assert driver.last_result.quiet
