@@ -118,8 +118,9 @@ class RulesConfig:
 class Refusal:
     """R17: the exchange refused this intent's command (a definite no). It is not sent again while
     what it depends on (`basis`, see `refusal_basis`) is unchanged. A refusal whose cause the basis
-    cannot see (a key's permission, the exchange's maintenance) is also tried again, rarely
-    (`retry_ms`: 2 s after the first, one critical interval, doubling to 5 minutes), so it never stays refused for good."""
+    cannot see (a key's permission, the exchange's maintenance) is also tried again, ever more
+    rarely (`retry_ms`: one critical interval after the first, doubling to 5 minutes), so it never
+    stays refused for good."""
 
     code: int
     basis: str
