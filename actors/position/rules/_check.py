@@ -122,7 +122,7 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     commands = stop_commands + commands
     events += stop_events
     if state.close_requested:
-        state, close_commands = close_at_market(state, size, view.snapshot_id)
+        state, close_commands = close_at_market(state, size, view.snapshot_id, blocked)
         commands += close_commands
     elif not observing(state, config):
         state, tp_commands = take_profits(state, view, ours, size, instrument, blocked)

@@ -159,9 +159,12 @@ def place_limits(state: MonitorState, snapshot_id: int) -> tuple[MonitorState, l
     return state, commands, placing
 
 
-def close_at_market(state: MonitorState, size: Decimal, snapshot_id: int) -> tuple[MonitorState, list[Command]]:
-    """The trader's close: what is left, at market, reduce-only (again if a close left some)."""
-    if EMERGENCY_KEY in state.pending or size <= 0:
+def close_at_market(
+    state: MonitorState, size: Decimal, snapshot_id: int, blocked: frozenset[Intent] = frozenset()
+) -> tuple[MonitorState, list[Command]]:
+    """The trader's close: what is left, at market, reduce-only (again if a close left some; after a
+    refusal, at R17's pace)."""
+    if EMERGENCY_KEY in state.pending or EMERGENCY_KEY in blocked or size <= 0:
         return state, []
     state, command = market_close(state, size, snapshot_id)
     return state, [command]
