@@ -441,6 +441,12 @@ class Handler(BaseHTTPRequestHandler):
             case "POST", "/sim/cancel":
                 params = {"category": "linear", **{k: v for k, v in data.items() if k != "account"}}
                 return exchange.cancel_order(exchange.accounts[data["account"]], params)
+            case "POST", "/sim/liquidate":
+                status = str(data.get("status", "Liq"))
+                if status not in ("Liq", "Adl"):
+                    raise ValueError(f"status must be Liq or Adl, not {status!r}")
+                exchange.liquidate(exchange.accounts[data["account"]], data["symbol"], status)
+                return {"liquidated": data["symbol"], "status": status}
         return None
 
 

@@ -215,6 +215,23 @@ class TestControlEndpoints:
         )
         assert self.post(sim, "/sim/step", {"seconds": 2}).status_code == 200
 
+    @pytest.mark.parametrize("status", ["Liq", "Adl"])
+    def test_liquidate_closes_the_position_as_the_exchange_would(self, sim, status):
+        opened = {"account": "main", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Market", "qty": "0.010"}
+        self.post(sim, "/sim/order", opened)
+        take_profit = {**opened, "side": "Sell", "orderType": "Limit", "price": "99000", "reduceOnly": True}
+        self.post(sim, "/sim/order", {**take_profit, "qty": "0.005", "orderLinkId": "tg-l-T1-0"})
+        answer = self.post(sim, "/sim/liquidate", {"account": "main", "symbol": "BTCUSDT", "status": status})
+        assert answer.status_code == 200 and answer.json() == {"liquidated": "BTCUSDT", "status": status}
+        main = requests.get(f"{sim.url}/sim/state", timeout=5).json()["accounts"]["main"]
+        assert main["positions"] == [] and main["orders"] == []
+        history = sim.exchange.accounts["main"].by_link["tg-l-T1-0"]
+        assert history.status == "Cancelled" and history.cancel_type == "CancelAllBeforeLiq"
+        again = self.post(sim, "/sim/liquidate", {"account": "main", "symbol": "BTCUSDT"})
+        assert again.status_code == 400 and "110017" in again.json()["error"]  # nothing left to liquidate
+        wrong = self.post(sim, "/sim/liquidate", {"account": "main", "symbol": "BTCUSDT", "status": "Boom"})
+        assert wrong.status_code == 400
+
     def test_bybit_errors_from_control_actions_are_http_400(self, sim):
         answer = self.post(sim, "/sim/fill", {"account": "main", "order": "nope"})
         assert answer.status_code == 400 and "110001" in answer.json()["error"]
