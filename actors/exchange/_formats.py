@@ -216,7 +216,7 @@ def page_of(body: Mapping[str, Any]) -> tuple[list[dict], str]:
 class PrivatePush:
     """One private push, parsed whole: `kind` is position, order or execution."""
 
-    kind: str
+    kind: PrivateTopic
     positions: tuple[Position, ...] = ()
     orders: tuple[Order, ...] = ()
     executions: tuple[Execution, ...] = ()

@@ -101,8 +101,6 @@ REQUESTS = (
 )
 BACKOFF_START, BACKOFF_MAX = 1.0, 15.0
 
-Query = GetPositionView | GetAccountSnapshot
-
 
 @dataclass(frozen=True, slots=True)
 class _Done:

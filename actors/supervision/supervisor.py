@@ -12,6 +12,7 @@ restarts failed monitors from their last persisted state, with backoff.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import secrets
@@ -174,10 +175,10 @@ class Supervisor(pykka.ThreadingActor):
         then stops; none is restarted after this."""
         self._restart_at.clear()
         monitors, self._monitors = list(self._monitors.values()), {}
-        for ref in monitors:
-            ref.stop(block=False)
-        deadline = self._clock.monotonic() + MONITORS_STOP_S  # one wait for all, not one per monitor
-        late = sum(not ref.actor_stopped.wait(max(0.0, deadline - self._clock.monotonic())) for ref in monitors)
+        stopping = [ref.stop(block=False) for ref in monitors]
+        with contextlib.suppress(pykka.Timeout):  # one wait for all, not one per monitor
+            pykka.get_all(stopping, timeout=MONITORS_STOP_S)
+        late = sum(not ref.actor_stopped.is_set() for ref in monitors)
         if late:
             log.error("Supervisor: %d monitors did not stop within %.0f s", late, MONITORS_STOP_S)
 

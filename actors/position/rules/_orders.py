@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from actors.position.rules._prices import closing_side
 from actors.position.rules._state import (
     Action,
     Command,
@@ -15,7 +16,7 @@ from messages.gateway import (
     PositionView,
     Priority,
 )
-from messages.models import Intent, Order, OrderLink, Position, Side
+from messages.models import Intent, Order, OrderLink, Position
 
 OwnOrders = dict[Intent, list[Order]]  # the daemon's orders of one position, by intent
 
@@ -67,7 +68,7 @@ def refusal_basis(state: MonitorState, view: PositionView) -> str:
     on its closing side (the room a take-profit needs), and the plan's prices. A refusal stands
     while this is unchanged."""
     _, size = size_of(state, view)
-    closing = Side.SELL if state.plan.side == Side.BUY else Side.BUY
+    closing = closing_side(state.plan.side)
     room = sorted(
         f"{o.order_id}:{o.leaves_qty}"
         for o in view.orders
