@@ -202,6 +202,7 @@ class Settings:
     recv_window_ms: int = 5000
     cache_ttl_seconds: Decimal = Decimal("15")
     stale_limit_seconds: Decimal = Decimal("90")
+    instruments_refresh_seconds: Decimal = Decimal("300")  # R19: how soon a delisting is seen
     # Streams: pushes keep the cache fresh, REST resyncs it.
     bybit_streams: bool = True
     bybit_ws_private_url: str = ""
@@ -310,6 +311,7 @@ PARSERS: dict[str, tuple[str, Callable[[str], object]]] = {
     "HTTP_TIMEOUT_SECONDS": ("http_timeout_seconds", _parse_positive_decimal),
     "RECV_WINDOW_MS": ("recv_window_ms", _parse_positive_int),
     "CACHE_TTL_SECONDS": ("cache_ttl_seconds", _parse_positive_decimal),
+    "INSTRUMENTS_REFRESH_SECONDS": ("instruments_refresh_seconds", _parse_positive_decimal),
     "STALE_LIMIT_SECONDS": ("stale_limit_seconds", _parse_positive_decimal),
     "URGENCY_CRITICAL_SECONDS": ("urgency_critical_seconds", _parse_positive_decimal),
     "URGENCY_ACTIVE_SECONDS": ("urgency_active_seconds", _parse_positive_decimal),

@@ -58,12 +58,9 @@ def _until(predicate, timeout: float = 30.0) -> float:
     return time.monotonic() - started
 
 
-def run(design: str, positions: int, latency_ms: float, tries: int, seed: int = 3) -> dict:
-    sim = Simulator(seed=seed, symbols=positions + 8, latency_ms=latency_ms, jitter_ms=latency_ms / 10)
-    book = sim.load_demo_book(positions)
-    sim.start()  # no price steps: only the trader acts
+def daemon_env(sim: Simulator, design: str, workdir: Path) -> dict[str, str]:
+    """The daemon's environment against `sim`: its normal settings, REST only for `actors-rest`."""
     creds = sim.credentials
-    workdir = Path(tempfile.mkdtemp(prefix=f"manual-{design}-"))
     env = {k: v for k, v in os.environ.items() if k not in PARSERS}
     env.update(
         {
@@ -82,6 +79,15 @@ def run(design: str, positions: int, latency_ms: float, tries: int, seed: int = 
             ),
         }
     )
+    return env
+
+
+def run(design: str, positions: int, latency_ms: float, tries: int, seed: int = 3) -> dict:
+    sim = Simulator(seed=seed, symbols=positions + 8, latency_ms=latency_ms, jitter_ms=latency_ms / 10)
+    book = sim.load_demo_book(positions)
+    sim.start()  # no price steps: only the trader acts
+    workdir = Path(tempfile.mkdtemp(prefix=f"manual-{design}-"))
+    env = daemon_env(sim, design, workdir)
     # Positions with no resting entry (the stop then equals the size) and no TP resting on all of it.
     guarded = [e for e in book if e.account == "main" and e.kind in ("monitoring", "fast")]
     needed = 3 * tries

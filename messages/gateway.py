@@ -105,6 +105,7 @@ class PositionView:
     closed: tuple[Order, ...] = ()  # with include_closed: recent finished orders
     flat_pushed: bool = False  # the private stream said this position is flat (size 0)
     pushed: bool = False  # answered from the pushed state (the account's stream is healthy)
+    renewals: int = 0  # new positions the cache saw open on this key (R11); grows, never resets while running
 
 
 @dataclass(frozen=True, slots=True)

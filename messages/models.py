@@ -235,6 +235,7 @@ class Instrument:
     max_qty: Decimal
     status: str = "Trading"
     max_leverage: Decimal | None = None
+    delivery_ms: int = 0  # deliveryTime: a perpetual's delisting time once announced, else 0
 
     @classmethod
     def from_v5(cls, row: Mapping[str, Any]) -> Instrument:
@@ -251,10 +252,16 @@ class Instrument:
             max_qty=_decimal(kind, lot, "maxOrderQty"),
             status=str(row.get("status", "Trading")),
             max_leverage=_optional_leverage(row.get("leverageFilter")),
+            delivery_ms=_int(kind, row, "deliveryTime", 0),
         )
         if instrument.tick_size <= 0 or instrument.qty_step <= 0:
             raise ModelError(f"{kind}: tickSize and qtyStep must be positive")
         return instrument
+
+    @property
+    def trading(self) -> bool:
+        """False once the contract leaves `Trading` (R19: delivery or delisting)."""
+        return self.status == "Trading"
 
     def round_qty(self, qty: Decimal) -> Decimal:
         """Down to a multiple of qtyStep (never more than asked for)."""
@@ -296,6 +303,7 @@ class Position:
     created_ms: int
     updated_ms: int
     seq: int = -1  # grows with every fill on the symbol (REST and push alike)
+    opened_ms: int = 0  # openTime: when this position opened (a re-entry is a new one); 0: not told
 
     @classmethod
     def from_v5(cls, row: Mapping[str, Any]) -> Position:
@@ -319,6 +327,7 @@ class Position:
             created_ms=_int(kind, row, "createdTime", 0),
             updated_ms=_int(kind, row, "updatedTime", 0),
             seq=_int(kind, row, "seq", -1),
+            opened_ms=_int(kind, row, "openTime", 0),
         )
 
     @property

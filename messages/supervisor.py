@@ -33,11 +33,15 @@ class CheckUnanswered:
 @dataclass(frozen=True, slots=True)
 class MonitorRetired:
     """The monitor's position is closed and cleaned up; it has stopped itself. `detail`: why the
-    exchange refused a planned trade's entry."""
+    exchange refused a planned trade's entry. `successor`: a new position is open on the key (R11),
+    to adopt at once; `handover`: the old stops left protecting it, for its monitor to cancel once
+    its own stop is live."""
 
     monitor: MonitorId
     reason: str
     detail: str = ""
+    successor: bool = False
+    handover: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

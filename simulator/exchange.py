@@ -23,7 +23,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -79,6 +79,7 @@ class SimOrder:
     cum_fee: Decimal = Decimal(0)
     cancel_type: str = "UNKNOWN"
     reject_reason: str = "EC_NoError"
+    position_opened_ms: int = 0  # the openTime of the position when the order came (for the oracle)
 
     @property
     def is_open(self) -> bool:
@@ -158,8 +159,9 @@ class SimPosition:
     cum_realised: Decimal = Decimal(0)
     cur_realised: Decimal = Decimal(0)
     status: str = "Normal"
-    created_ms: int = 0
+    created_ms: int = 0  # the row's first position (Bybit's createdTime)
     updated_ms: int = 0
+    opened_ms: int = 0  # when the current position opened (openTime; 0 while flat)
     seq: int = -1
 
     def to_v5(self, mark: Decimal, tick: Decimal, leverage: Decimal = Decimal(10)) -> dict[str, Any]:
@@ -200,6 +202,7 @@ class SimPosition:
             "createdTime": str(self.created_ms),
             "updatedTime": str(self.updated_ms),
             "seq": self.seq,
+            "openTime": self.opened_ms,
             "isReduceOnly": False,
             "mmrSysUpdatedTime": "",
             "leverageSysUpdatedTime": "",
@@ -459,6 +462,10 @@ class Exchange:
             if link_id and link_id in account.by_link:
                 raise BybitError(110072, "OrderLinkedID is duplicate")
             qty = _decimal_param(params, "qty", required=True)
+            if spec.status == "Closed":
+                raise BybitError(10001, f"Param error: symbol {spec.symbol} is not trading")
+            if spec.status != "Trading" and not _bool_param(params, "reduceOnly"):
+                raise BybitError(110042, "Currently in pre-delivery status, you can only reduce your position")
             price = _decimal_param(params, "price")
             trigger = _decimal_param(params, "triggerPrice")
             reduce_only = _bool_param(params, "reduceOnly")
@@ -511,6 +518,7 @@ class Exchange:
                 updated_ms=now,
                 seq=self._next_seq(),
                 last_price_on_created=last,
+                position_opened_ms=position.opened_ms if position is not None else 0,
             )
             self._add(account, order)
             if trigger is None and (order_type == "Market" or self._crosses(order, last)):
@@ -811,7 +819,8 @@ class Exchange:
         realised = Decimal(0)
         if current == 0 or (current > 0) == (signed > 0):
             if current == 0:
-                position.created_ms = now
+                position.created_ms = position.created_ms or now
+                position.opened_ms = max(now, position.updated_ms + 1)  # a re-entry is told apart
                 position.cur_realised = Decimal(0)
             position.avg_price = (abs(current) * position.avg_price + qty * price) / (abs(current) + qty)
         else:
@@ -819,13 +828,14 @@ class Exchange:
             realised = (price - position.avg_price) * closed * (1 if current > 0 else -1)
             if qty > abs(current):  # flipped: the rest opens a new position at this price
                 position.avg_price = price
-                position.created_ms = now
+                position.opened_ms = max(now, position.updated_ms + 1)
                 position.cur_realised = Decimal(0)
         current += signed
         position.side = "Buy" if current > 0 else "Sell" if current < 0 else ""
         position.size = abs(current)
         if position.size == 0:
             position.avg_price = Decimal(0)
+            position.opened_ms = 0
         position.cum_realised += realised - fee
         position.cur_realised += realised - fee
         position.updated_ms = now
@@ -876,6 +886,26 @@ class Exchange:
             )
             position.status = status
             self._position_changed(account, symbol)
+
+    def set_instrument_status(
+        self, symbol: str, status: str, delivery_ms: int | None = None, price: Decimal | None = None
+    ) -> None:
+        """Delivery or delisting: `Delivering` takes only reduce-only orders; `Closed` settles every
+        position at `price` (the last price by default), cancelling its orders (CancelBySettle)."""
+        with self.lock:
+            spec = self.specs[symbol]
+            delivery = spec.delivery_ms if delivery_ms is None else delivery_ms
+            self.specs[symbol] = replace(spec, status=status, delivery_ms=delivery)
+            if status != "Closed":
+                return
+            settle_at = price if price is not None else self.market.last[symbol]
+            for account in self.accounts.values():
+                for order in account.open_orders(symbol):
+                    self._close(account, order, "CancelBySettle")
+                position = account.positions.get(symbol)
+                if position is not None and position.size:
+                    self._apply_fill(account, position, _opposite(position.side), position.size, settle_at, Decimal(0))
+                    self._position_changed(account, symbol)
 
     # --- queries --------------------------------------------------------------------------
 

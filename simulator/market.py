@@ -68,9 +68,13 @@ class InstrumentSpec:
     min_qty: Decimal
     max_qty: Decimal
     max_leverage: Decimal = Decimal(50)
+    status: str = "Trading"  # Trading, then Delivering (reduce-only), then Closed (settled)
+    delivery_ms: int = 0  # a perpetual's delisting time, once announced
 
     def instrument(self) -> Instrument:
-        return Instrument(self.symbol, self.tick_size, self.qty_step, self.min_qty, self.max_qty)
+        return Instrument(
+            self.symbol, self.tick_size, self.qty_step, self.min_qty, self.max_qty, self.status, None, self.delivery_ms
+        )
 
     @property
     def base_coin(self) -> str:
@@ -80,12 +84,12 @@ class InstrumentSpec:
         return {
             "symbol": self.symbol,
             "contractType": "LinearPerpetual",
-            "status": "Trading",
+            "status": self.status,
             "baseCoin": self.base_coin,
             "quoteCoin": "USDT",
             "settleCoin": "USDT",
             "launchTime": "1585526400000",
-            "deliveryTime": "0",
+            "deliveryTime": str(self.delivery_ms),
             "deliveryFeeRate": "",
             "priceScale": str(-self.tick_size.as_tuple().exponent),
             "leverageFilter": {

@@ -10,6 +10,8 @@
   longest clean-up is recorded, orphans still alive at the end are counted);
 - never oversized: active reduce-only orders never exceed the position; the daemon's stop not
   longer than `stop_grace_s` above the position once no daemon entry rests;
+- never the wrong position (R11): no emergency close of the daemon's reaches a position other
+  than the one its position id first guarded (a re-entry the old monitor took for its own);
 - rates: 10006 and 403 answers (from the simulator's stats).
 """
 
@@ -121,6 +123,24 @@ class Oracle:
         with self._lock:
             return sorted(key for key, t in self._tracked.items() if t.closed_at is not None)
 
+    def _closes_of_another_position(self) -> int:
+        """Emergency closes (role X) sent while a position other than their position id's own
+        was open: each position id is bound to the openTime its first other order met."""
+        count = 0
+        for account in self.exchange.accounts.values():
+            bound: dict[str, int] = {}
+            closes = []
+            for order in sorted(account.orders.values(), key=lambda o: o.seq):
+                link = OrderLink.parse(order.link_id)
+                if link is None or not order.position_opened_ms:
+                    continue
+                if link.role is Role.EMERGENCY_CLOSE:
+                    closes.append((link.position_id, order.position_opened_ms))
+                else:
+                    bound.setdefault(link.position_id, order.position_opened_ms)
+            count += sum(1 for pid, opened in closes if pid in bound and bound[pid] != opened)
+        return count
+
     def report(self) -> dict[str, Any]:
         self.observe()
         with self._lock, self.exchange.lock:
@@ -141,6 +161,7 @@ class Oracle:
                 "longest_cleanup_s": round(self.longest_cleanup, 3),
                 "oversized_active_reduce_only": self.oversized_active,
                 "longest_oversized_stop_s": round(self.longest_oversize_stop, 3),
+                "closes_of_another_position": self._closes_of_another_position(),
                 "rate_limited_10006": stats.get("rate_limited_10006", 0),
                 "ip_banned_403": stats.get("ip_banned_403", 0),
             }

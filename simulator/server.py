@@ -35,6 +35,7 @@ from simulator.ws import PRIVATE_PATH, PUBLIC_PATH, WsHub
 log = logging.getLogger(__name__)
 
 BATCH_MAX = 10
+INSTRUMENT_STATUSES = ("Trading", "Settling", "Delivering", "Closed")
 
 Paging = dict[str, bool]
 PrivateHandler = Callable[[Exchange, SimAccount, dict, Paging], Any]
@@ -429,25 +430,45 @@ class Handler(BaseHTTPRequestHandler):
                     return {"faults": []}
                 server.faults.add(Fault.from_json(data))
                 return {"faults": server.faults.list()}
-            case "POST", "/sim/fill":
-                qty = data.get("qty")
-                exchange.fill_order(
-                    exchange.accounts[data["account"]], data["order"], Decimal(str(qty)) if qty is not None else None
-                )
-                return {"filled": data["order"]}
-            case "POST", "/sim/order":
-                params = {"category": "linear", **{k: v for k, v in data.items() if k != "account"}}
-                return exchange.create_order(exchange.accounts[data["account"]], params)
-            case "POST", "/sim/cancel":
-                params = {"category": "linear", **{k: v for k, v in data.items() if k != "account"}}
-                return exchange.cancel_order(exchange.accounts[data["account"]], params)
-            case "POST", "/sim/liquidate":
-                status = str(data.get("status", "Liq"))
-                if status not in ("Liq", "Adl"):
-                    raise ValueError(f"status must be Liq or Adl, not {status!r}")
-                exchange.liquidate(exchange.accounts[data["account"]], data["symbol"], status)
-                return {"liquidated": data["symbol"], "status": status}
-        return None
+        return _out_of_band(exchange, method, path, data)
+
+
+def _out_of_band(exchange: Exchange, method: str, path: str, data: dict) -> Any:
+    """A person on the exchange's web page, or the exchange itself (liquidation, delivery)."""
+    match method, path:
+        case "POST", "/sim/fill":
+            qty = data.get("qty")
+            exchange.fill_order(
+                exchange.accounts[data["account"]], data["order"], Decimal(str(qty)) if qty is not None else None
+            )
+            return {"filled": data["order"]}
+        case "POST", "/sim/order":
+            params = {"category": "linear", **{k: v for k, v in data.items() if k != "account"}}
+            return exchange.create_order(exchange.accounts[data["account"]], params)
+        case "POST", "/sim/cancel":
+            params = {"category": "linear", **{k: v for k, v in data.items() if k != "account"}}
+            return exchange.cancel_order(exchange.accounts[data["account"]], params)
+        case "POST", "/sim/liquidate":
+            status = str(data.get("status", "Liq"))
+            if status not in ("Liq", "Adl"):
+                raise ValueError(f"status must be Liq or Adl, not {status!r}")
+            exchange.liquidate(exchange.accounts[data["account"]], data["symbol"], status)
+            return {"liquidated": data["symbol"], "status": status}
+        case "POST", "/sim/instrument":
+            return _set_instrument(exchange, data)
+    return None
+
+
+def _set_instrument(exchange: Exchange, data: dict) -> dict[str, str]:
+    status = str(data.get("status", ""))
+    if status not in INSTRUMENT_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(INSTRUMENT_STATUSES)}, not {status!r}")
+    if data["symbol"] not in exchange.specs:
+        raise ValueError(f"unknown symbol {data['symbol']!r}")
+    delivery = int(data["deliveryTime"]) if "deliveryTime" in data else None
+    price = Decimal(str(data["price"])) if "price" in data else None
+    exchange.set_instrument_status(data["symbol"], status, delivery, price)
+    return {"symbol": data["symbol"], "status": status}
 
 
 def _corrupted(result: Any, faults: list[Fault]) -> Any:

@@ -29,6 +29,7 @@ class Driver:
         monitor: MonitorId,
         config: RulesConfig | None = None,
         state: MonitorState | None = None,
+        inherited: frozenset[str] = frozenset(),
     ):
         self.exchange, self.monitor = exchange, monitor
         self.config = config or RulesConfig()
@@ -40,7 +41,7 @@ class Driver:
         self.requests = 0
         self.override: Callable[[Command], Any] | None = None
         self._stale = False
-        self.cycle = CheckCycle(monitor, self, self.clock, INTERVALS, self.config, state=state)
+        self.cycle = CheckCycle(monitor, self, self.clock, INTERVALS, self.config, state=state, inherited=inherited)
 
     @property
     def state(self) -> MonitorState | None:

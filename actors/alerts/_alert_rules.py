@@ -120,6 +120,14 @@ def _tp_removed(p: Mapping[str, Any]) -> tuple[str, str]:
     return f"TP{level} REMOVED", body
 
 
+def _delisting(p: Mapping[str, Any]) -> tuple[str, str]:
+    body = (
+        f"The contract is {p.get('status')} (delivery {p.get('delivery')}): the stop stays, no new entry is placed, "
+        "and the position is closed as delivered when the exchange settles it."
+    )
+    return "DELISTING", body
+
+
 RENDERERS: dict[str, Callable[[Mapping[str, Any]], tuple[str, str]]] = {
     "entry_filled": _entry_filled,
     "tp_filled": _tp_filled,
@@ -131,6 +139,7 @@ RENDERERS: dict[str, Callable[[Mapping[str, Any]], tuple[str, str]]] = {
     "entry_refused": _entry_refused,
     "tp_blocked": _tp_blocked,
     "tp_removed": _tp_removed,
+    "delisting": _delisting,
     "account_unreadable": _unreadable,
     "account_readable": _readable,
     "daemon_started": _started,

@@ -17,6 +17,11 @@ cache; while the stream is healthy those are pushes that never arrived.
 A failed read is never merged, so it can never turn into "no positions". Only REST reads advance
 a symbol's `snapshot_id` (R6, R10 count fresh snapshots); a pushed flat position row is reported
 as `flat_pushed` instead: the exchange said so explicitly, it is not an absence.
+
+A position that opens again on the same key is a new position (R11). `renewals` counts, per key,
+the open rows that followed a pushed flat row, flipped the side, or carry a different `openTime`:
+a monitor that sees the count grow knows its position was replaced, even when it never saw the
+flat row in between.
 """
 
 from __future__ import annotations
@@ -72,6 +77,13 @@ def _position_key(position: Position) -> tuple[int, int]:
     return position.seq, position.updated_ms
 
 
+def _renews(known: Position, row: Position) -> bool:
+    """Is this open row a new position on the key of `known` (R11)?"""
+    if not known.is_open or known.side != row.side:
+        return True
+    return bool(known.opened_ms and row.opened_ms and known.opened_ms != row.opened_ms)
+
+
 def _position_facts(position: Position) -> tuple:
     """What a position is, without its mark price (which changes on every read)."""
     return (
@@ -94,6 +106,7 @@ class AccountCache:
     position_learned_at: dict[tuple[str, int], float] = field(default_factory=dict)
     provisional: set[str] = field(default_factory=set)  # orderIds patched in by the gateway
     flat: dict[tuple[str, int], Position] = field(default_factory=dict)  # positions a push reported flat
+    renewals: dict[tuple[str, int], int] = field(default_factory=dict)  # new positions on a known key (R11)
     marks: dict[str, Decimal] = field(default_factory=dict)  # from the ticker stream
     executions: OrderedDict[str, None] = field(default_factory=OrderedDict)
     pushed_at: dict[tuple, float] = field(default_factory=dict)  # ref -> last push about it
@@ -347,6 +360,8 @@ class AccountCache:
             new, old = _position_key(position), _position_key(known)
             if new < old or (new == old and from_read and self.position_learned_at.get(key, NEVER) > at):
                 return False
+        if known is not None and position.is_open and _renews(known, position):
+            self.renewals[key] = self.renewals.get(key, 0) + 1
         if position.is_open:
             self.positions[key] = position
             self.flat.pop(key, None)
@@ -516,6 +531,7 @@ class AccountCache:
             closed=closed,
             flat_pushed=(symbol, position_idx) in self.flat,
             pushed=heard is not None,
+            renewals=self.renewals.get((symbol, position_idx), 0),
         )
 
     def snapshot(self, now: float, *, stale: bool = False, heard: float | None = None) -> AccountSnapshot:

@@ -1,5 +1,6 @@
-"""The instrument rules (tick size, qty step, min qty) of every linear contract: read at start and
-hourly, page by page; a failed read is tried again soon, since monitors cannot act without them."""
+"""The instrument rules (tick size, qty step, min qty, status) of every linear contract: read at start
+and every `INSTRUMENTS_REFRESH_SECONDS` (a contract leaving `Trading` is seen that soon: R19), page by
+page; a failed read is tried again soon, since monitors cannot act without them."""
 
 from __future__ import annotations
 
@@ -11,21 +12,22 @@ from messages.models import Instrument, ModelError
 
 log = logging.getLogger(__name__)
 
-READ_EVERY_S = 3600.0
 RETRY_S = 2.0
 
 
 class InstrumentBook:
-    def __init__(self) -> None:
+    def __init__(self, read_every: float = 300.0) -> None:
         self._by_symbol: dict[str, Instrument] = {}
-        self._read_at = -READ_EVERY_S
+        self._read_every = read_every
+        self._read_at = -read_every
         self._reading = False
+        self._changed: set[str] = set()  # symbols whose status changed since the last take
 
     def get(self, symbol: str) -> Instrument | None:
         return self._by_symbol.get(symbol)
 
     def due(self, now: float) -> bool:
-        return now - self._read_at >= READ_EVERY_S
+        return now - self._read_at >= self._read_every
 
     def begin(self) -> bool:
         """Start a read unless one is under way."""
@@ -33,6 +35,11 @@ class InstrumentBook:
             return False
         self._reading = True
         return True
+
+    def take_changed(self) -> set[str]:
+        """Symbols whose status or delivery time changed since last asked (their monitors are woken)."""
+        changed, self._changed = self._changed, set()
+        return changed
 
     @staticmethod
     def request(cursor: str | None) -> dict[str, Any]:
@@ -43,7 +50,7 @@ class InstrumentBook:
         if isinstance(result, HttpFail):
             log.warning("Gateway: instrument rules could not be read (%s); retrying", result.message)
             self._reading = False
-            self._read_at = now - READ_EVERY_S + RETRY_S
+            self._read_at = now - self._read_every + RETRY_S
             return None
         body = result.body.get("result") or {}
         for row in body.get("list") or []:
@@ -52,6 +59,9 @@ class InstrumentBook:
             except ModelError as exc:
                 log.warning("Gateway: instrument row rejected: %s", exc)
                 continue
+            known = self._by_symbol.get(instrument.symbol)
+            if known is not None and (known.status, known.delivery_ms) != (instrument.status, instrument.delivery_ms):
+                self._changed.add(instrument.symbol)
             self._by_symbol[instrument.symbol] = instrument
         cursor = body.get("nextPageCursor")
         if cursor and body.get("list"):

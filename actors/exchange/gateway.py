@@ -120,6 +120,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         persistence: pykka.ActorRef[Any] | None = None,
         heartbeat: float = 10.0,
         resync_every: float = 60.0,
+        instruments_every: float = 300.0,
     ):
         """`persistence` journals an account becoming unreadable past the stale limit and readable
         again (a tell: critical, so it is alerted); None journals nothing. Streams run when the
@@ -144,7 +145,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._caches = {name: AccountCache(name) for name in accounts}
         self._reads: dict[ReadKey, Read] = {}
         self._failing: dict[str, Failing] = {}
-        self._instruments = InstrumentBook()
+        self._instruments = InstrumentBook(instruments_every)
         # Streams (the clients, their health, tickers: actors/exchange/_streams.py); pushes merge here.
         self._streams = Streams(
             transport,
@@ -375,6 +376,9 @@ class ExchangeGateway(pykka.ThreadingActor):
         cursor = self._instruments.on_page(result, self._clock.monotonic())
         if cursor is not None:
             self._load_instruments(cursor)
+        changed = self._instruments.take_changed()
+        for account, cache in self._caches.items() if changed else ():  # R19: told at once, not at the next check
+            self._wake_many(account, {key for key in cache.positions if key[0] in changed})
 
     # --- streams --------------------------------------------------------------------------
 

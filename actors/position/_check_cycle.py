@@ -125,9 +125,11 @@ class CheckCycle:
         dry_run: bool = False,
         hooks: Hooks = NO_HOOKS,
         max_follow_ups: int = MAX_FOLLOW_UPS,
+        inherited: frozenset[str] = frozenset(),
     ):
         self.monitor = monitor
         self.state = state
+        self._inherited = inherited  # R11: the previous position's stops, for adoption
         self._io = io
         self._clock = clock
         self._intervals = intervals
@@ -161,7 +163,7 @@ class CheckCycle:
         if not isinstance(view, PositionView):
             return self._result(urgency)  # R0: nothing to act on
         if self.state is None:
-            self.state = rules.adopt(self.monitor, view, self._clock.wall_ms(), self._config)
+            self.state = rules.adopt(self.monitor, view, self._clock.wall_ms(), self._config, self._inherited)
             if self.state is None:  # no position: nothing to guard; no instrument yet: next check
                 return self._retire(CloseReason.NO_POSITION) if view.position is None else self._result(urgency)
             self._emit((self._created_event(),))

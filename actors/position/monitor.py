@@ -50,6 +50,7 @@ class Monitor(pykka.ThreadingActor):
         ask_timeout: float = 10.0,
         hooks: Hooks = NO_HOOKS,
         metrics: Metrics | None = None,
+        inherited: frozenset[str] = frozenset(),
     ):
         super().__init__()
         self._metrics = metrics or Metrics(clock)
@@ -69,6 +70,7 @@ class Monitor(pykka.ThreadingActor):
             state=state,
             dry_run=dry_run,
             hooks=hooks,
+            inherited=inherited,
         )
 
     def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
@@ -109,8 +111,10 @@ class Monitor(pykka.ThreadingActor):
         if opening and state is not None and state.peak_size > 0:  # the trade it opened exists now
             tell_upward(self._supervisor, TradeOpened(self._id, state.last_size))
         if result.retired:
-            refusal = state.refusal if state is not None else ""
-            tell_upward(self._supervisor, MonitorRetired(self._id, result.retired, refusal))
+            retired = MonitorRetired(self._id, result.retired)
+            if state is not None:
+                retired = MonitorRetired(self._id, result.retired, state.refusal, state.successor, state.handover)
+            tell_upward(self._supervisor, retired)
             self.stop()
             return
         tell_upward(

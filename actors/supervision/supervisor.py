@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import secrets
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import Any
 
@@ -25,7 +24,6 @@ import pykka
 
 from actors.asks import Ref, ask_with_reply, journal, record, tell_upward
 from actors.position import (
-    CloseReason,
     EventKind,
     Monitor,
     MonitorState,
@@ -40,7 +38,7 @@ from messages.gateway import AccountSnapshot, GetAccountSnapshot
 from messages.models import MonitorId, Plan, Urgency
 from messages.monitor import ChangePlan, ClosePosition
 from messages.persistence import LoadState, Record
-from messages.scheduler import RegisterMonitor, UnregisterMonitor
+from messages.scheduler import RegisterMonitor, UnregisterMonitor, Wake
 from messages.supervisor import (
     CheckUnanswered,
     GetMonitors,
@@ -118,8 +116,8 @@ class Supervisor(pykka.ThreadingActor):
                 self._scheduler = scheduler
                 return self._reconcile(snapshots)
             case PositionSeen(monitor=monitor):
-                if monitor not in self._monitors and monitor not in self._restart_at:
-                    self._last_discovery = -math.inf  # discover at the next tick (within 1 s)
+                if self._unguarded(monitor):  # while the stream is fresh, its snapshot costs no read
+                    self._discover([monitor.account])
             case SupervisorTick(now=now):
                 self._on_tick(now)
             case MonitorRetired():
@@ -162,8 +160,11 @@ class Supervisor(pykka.ThreadingActor):
         tell_upward(self._scheduler, UnregisterMonitor(monitor))  # the supervisor registered it
         self._retired += 1
         self._reasons[str(reason)] += 1
-        if reason == CloseReason.FLIPPED:
-            self._last_discovery = -math.inf  # the new side is a new position: adopt it now
+        if retired.successor and self._unguarded(monitor):  # R11: the new position is adopted now
+            log.info("Supervisor: a new position is open on %s; starting its monitor", monitor)
+            self._start_monitor(monitor, None, inherited=retired.handover, at_once=True)
+        else:  # a position opened on the key meanwhile (its push found the old monitor) is adopted now
+            self._discover([monitor.account])
 
     def _on_unresponsive(self, monitor: MonitorId) -> None:
         self._unresponsive[monitor] += 1
@@ -297,7 +298,15 @@ class Supervisor(pykka.ThreadingActor):
 
     # --- monitors -------------------------------------------------------------------------
 
-    def _start_monitor(self, monitor: MonitorId, state: MonitorState | None) -> None:
+    def _start_monitor(
+        self,
+        monitor: MonitorId,
+        state: MonitorState | None,
+        inherited: frozenset[str] = frozenset(),
+        at_once: bool = False,
+    ) -> None:
+        """`at_once`: its first check now, not at the scheduler's next tick (a position found
+        while running may be naked; at start-up the monitors start together as one wave)."""
         if monitor in self._monitors:
             log.error("Supervisor: %s already has a monitor; not starting a second", monitor)
             return
@@ -315,6 +324,7 @@ class Supervisor(pykka.ThreadingActor):
             ask_timeout=self._timeout,
             hooks=self._hooks,
             metrics=self._metrics,
+            inherited=inherited,
         )
         self._monitors[monitor] = ref
         self._started += 1
@@ -322,9 +332,11 @@ class Supervisor(pykka.ThreadingActor):
         urgency = Urgency(state.urgency) if state else Urgency.CRITICAL
         assert self._scheduler is not None, "monitors start after StartSupervision"
         self._scheduler.tell(RegisterMonitor(monitor, ref, urgency))
+        if at_once:
+            self._scheduler.tell(Wake(monitor))
 
-    def _discover(self) -> None:
-        for account in self._accounts:
+    def _discover(self, accounts: Iterable[str] | None = None) -> None:
+        for account in self._accounts if accounts is None else accounts:
             try:
                 snapshot = ask_with_reply(
                     self._gateway,
@@ -341,7 +353,7 @@ class Supervisor(pykka.ThreadingActor):
                     log.info(
                         "Supervisor: new position %s %s %s; starting its monitor", monitor, position.side, position.size
                     )
-                    self._start_monitor(monitor, None)
+                    self._start_monitor(monitor, None, at_once=True)
             flat = {MonitorId(account, o.symbol, o.position_idx) for o in snapshot.orders if o.link is not None} - {
                 MonitorId(account, p.symbol, p.position_idx) for p in snapshot.positions if p.is_open
             }

@@ -160,6 +160,7 @@ def assert_invariants(
     assert report["oversized_active_reduce_only"] == 0, report
     assert report["ip_banned_403"] == 0, report
     assert report["orphans_at_end"] == 0, report
+    assert report["closes_of_another_position"] == 0, report
     assert report["longest_unprotected_s"] <= unprotected_limit, report
     assert report["longest_cleanup_s"] <= cleanup_limit, report
     # A stop above the position (after a reduce by hand or a partial fill) lasts until the

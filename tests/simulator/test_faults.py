@@ -232,6 +232,25 @@ class TestControlEndpoints:
         wrong = self.post(sim, "/sim/liquidate", {"account": "main", "symbol": "BTCUSDT", "status": "Boom"})
         assert wrong.status_code == 400
 
+    def test_an_instrument_is_delisted_then_settled_as_the_exchange_would(self, sim, main_client):
+        opened = {"account": "main", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Market", "qty": "0.010"}
+        self.post(sim, "/sim/order", opened)
+        stop = {**opened, "side": "Sell", "triggerPrice": "1000", "triggerDirection": 2, "reduceOnly": True}
+        self.post(sim, "/sim/order", {**stop, "orderLinkId": "tg-d-S0-0"})
+        delivering = {"symbol": "BTCUSDT", "status": "Delivering", "deliveryTime": 1_900_000_000_000}
+        assert self.post(sim, "/sim/instrument", delivering).status_code == 200
+        info = main_client.get_instruments_info(category="linear", symbol="BTCUSDT")["result"]["list"][0]
+        assert info["status"] == "Delivering" and info["deliveryTime"] == "1900000000000"
+        refused = self.post(sim, "/sim/order", opened)  # a new entry: only reducing is allowed now
+        assert refused.status_code == 400 and "110042" in refused.json()["error"]
+        closed = self.post(sim, "/sim/instrument", {"symbol": "BTCUSDT", "status": "Closed", "price": "64000"})
+        assert closed.status_code == 200
+        main = requests.get(f"{sim.url}/sim/state", timeout=5).json()["accounts"]["main"]
+        assert main["positions"] == [] and main["orders"] == []
+        assert sim.exchange.accounts["main"].by_link["tg-d-S0-0"].cancel_type == "CancelBySettle"
+        wrong = self.post(sim, "/sim/instrument", {"symbol": "BTCUSDT", "status": "Gone"})
+        assert wrong.status_code == 400
+
     def test_bybit_errors_from_control_actions_are_http_400(self, sim):
         answer = self.post(sim, "/sim/fill", {"account": "main", "order": "nope"})
         assert answer.status_code == 400 and "110001" in answer.json()["error"]

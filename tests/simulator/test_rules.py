@@ -327,3 +327,23 @@ def test_an_entry_beyond_the_available_balance_is_110007_and_resting_entries_res
     assert error_code(main_client.place_order, symbol="BTCUSDT", side="Buy", orderType="Market", qty="7") == 110007
     main_client.place_order(category="linear", symbol="BTCUSDT", side="Buy", orderType="Market", qty="6")
     assert wallet() < Decimal(1_000)
+
+
+def test_a_reentry_is_a_new_position_by_its_open_time_and_created_time_stays(sim, main_client):
+    open_long(sim, main_client)
+    first = main_client.get_positions(category="linear", symbol="BTCUSDT")["result"]["list"][0]
+    main_client.place_order(
+        category="linear",
+        symbol="BTCUSDT",
+        side="Sell",
+        orderType="Market",
+        qty="0",
+        reduceOnly=True,
+        closeOnTrigger=True,
+    )
+    flat = main_client.get_positions(category="linear", symbol="BTCUSDT")["result"]["list"][0]
+    open_long(sim, main_client)
+    again = main_client.get_positions(category="linear", symbol="BTCUSDT")["result"]["list"][0]
+    assert flat["size"] == "0" and flat["openTime"] == 0
+    assert first["openTime"] > 0 and again["openTime"] > first["openTime"]
+    assert again["createdTime"] == first["createdTime"]

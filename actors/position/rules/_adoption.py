@@ -41,22 +41,41 @@ def position_id_for(monitor: MonitorId, opened_ms: int) -> str:
     return "a" + digest[:11]
 
 
-def adopt(monitor: MonitorId, view: PositionView, now_ms: int, config: RulesConfig) -> MonitorState | None:
+def adopt(
+    monitor: MonitorId,
+    view: PositionView,
+    now_ms: int,
+    config: RulesConfig,
+    inherited: frozenset[str] = frozenset(),
+) -> MonitorState | None:
     """A state for a position found without one: rebuilt from the daemon's own orders (their
     link ids), or a new adopted plan; with no open position, an orphan state when the daemon's
     orders outlived it. None when there is nothing to guard or no instrument yet.
+    `inherited`: the previous position's stops on this key (R11), never taken for this one's.
     Its last change is the exchange's own (the position's or its orders' update time): taking
     charge of a position is not a fill, so it does not make the monitor critical by itself."""
     position = view.position
     if position is None or not position.is_open:
         return _orphan(monitor, view, now_ms)
+    state = _adopt_open(monitor, view, position, now_ms, config, inherited)
+    return replace(state, inherited=inherited, open_time_ms=position.opened_ms) if state else None
+
+
+def _adopt_open(
+    monitor: MonitorId,
+    view: PositionView,
+    position: Position,
+    now_ms: int,
+    config: RulesConfig,
+    inherited: frozenset[str],
+) -> MonitorState | None:
     if view.instrument is None:
         return None
     instrument, side, avg = view.instrument, Side(position.side), position.avg_price
     ours_by_position: dict[str, list[Order]] = {}
     for order in view.orders:
         link = order.link
-        if link is not None and order.position_idx == monitor.position_idx:
+        if link is not None and order.position_idx == monitor.position_idx and order.link_id not in inherited:
             ours_by_position.setdefault(link.position_id, []).append(order)
     if ours_by_position:
         position_id = max(
@@ -75,7 +94,7 @@ def adopt(monitor: MonitorId, view: PositionView, now_ms: int, config: RulesConf
     plan = Plan(Approach.ADOPTED, side, config.ladder_percents, tp_prices, stop)
     return MonitorState(
         monitor,
-        position_id_for(monitor, position.created_ms or now_ms),
+        position_id_for(monitor, position.opened_ms or now_ms),
         plan,
         Phase.MONITORING,
         now_ms,
@@ -84,7 +103,7 @@ def adopt(monitor: MonitorId, view: PositionView, now_ms: int, config: RulesConf
         peak_size=position.size,
         avg_price=avg,
         last_change_ms=position.updated_ms,
-        opened_ms=position.created_ms,
+        opened_ms=position.opened_ms or position.created_ms,
         realised_start=position.cum_realised_pnl,
         realised_seen=position.cum_realised_pnl,
     )
@@ -183,7 +202,7 @@ def _rebuild(
         avg_price=avg,
         open_links=frozenset(o.link_id for o in by_key.values()),
         last_change_ms=max([position.updated_ms] + [o.updated_ms for o in orders]),
-        opened_ms=position.created_ms,
+        opened_ms=position.opened_ms or position.created_ms,
         realised_start=position.cum_realised_pnl,
         realised_seen=position.cum_realised_pnl,
     )

@@ -6,10 +6,12 @@ import logging
 from dataclasses import replace
 from decimal import Decimal
 
-from actors.position.rules._closure import close_out
+from actors.position.rules._closure import close_out, release_inherited, successor_of
+from actors.position.rules._delisting import delisting
 from actors.position.rules._hand import edited_by_hand, removed_by_hand
 from actors.position.rules._orders import (
     OwnOrders,
+    cancelling,
     cleanup_cancel,
     own_finished,
     own_link,
@@ -23,9 +25,11 @@ from actors.position.rules._plans import (
     open_trade,
     opening,
     place_limits,
+    refused,
 )
 from actors.position.rules._state import (
     FIRST_ENTRY,
+    ROOM_CANCEL,
     Action,
     CloseReason,
     Command,
@@ -79,12 +83,17 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
         return Decision(state, (), (unknown,))
     events: list[Event] = []
     position, size = size_of(state, view)
+    state, successor = successor_of(state, view, position)
+    if successor is not None:  # R11: for this monitor its position is gone; the new one is not its own
+        position, size = None, Decimal(0)
     if state.orphan and size > 0:  # not gone after all: leave it to a monitor that adopts it
         return Decision(replace(state, retired=CloseReason.NO_POSITION))
     ours = own_orders(state, view.orders)
     closed = own_finished(state, view.closed)
     fresh = view.snapshot_id != state.last_snapshot
-    state, settle_events = settle_from_snapshot(state, ours, closed, size, view.snapshot_id, fresh, now_ms)
+    state, settle_events = settle_from_snapshot(
+        state, ours, closed, size, view.snapshot_id, fresh, now_ms, cancelling(state, view)
+    )
     events += settle_events
     state, realised = _track_realised(state, view.position)
     state, fill_events = _detect_fills(state, closed, size, realised, now_ms)
@@ -92,19 +101,24 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     state, removed = removed_by_hand(state, closed)  # R18
     events += removed
     entry_filled = any(o.cum_exec_qty > 0 for o in closed.get(FIRST_ENTRY, []))
+    state, delisting_events = delisting(state, view.instrument)  # R19
+    events += delisting_events
     if opening(state) and size == 0 and not entry_filled:  # once filled, a flat position is R6's
+        if state.delisting and FIRST_ENTRY not in state.generations:  # R19: no entry on a contract leaving Trading
+            status = view.instrument.status if view.instrument else "not trading"
+            return _decided(refused(state, f"{state.monitor.symbol} is {status}"), view, [], events)
         state, open_commands, open_events = open_trade(state, closed, view.snapshot_id)
         return _decided(state, view, open_commands, events + open_events)
 
     # R6, R11: the position is gone, or it is no longer the position this monitor guards.
-    flipped = position is not None and position.side != state.plan.side
-    if size == 0 or flipped or state.closing:
-        state, close_commands, close_events = close_out(state, view, ours, closed, size, flipped, fresh, now_ms)
+    if size == 0 or state.closing:
+        state, close_commands, close_events = close_out(state, view, ours, closed, successor, fresh, now_ms)
         return _decided(state, view, close_commands, events + close_events)
     state = replace(state, gone_snapshots=())
     instrument = view.instrument
     if position is None or instrument is None:
         return _decided(state, view, [], events)
+    room_made = _closing_order_on_its_way(state, closed, size)
     state = _track_size(state, size, position.avg_price, now_ms)
     state, edited = edited_by_hand(state, ours)  # R18
     events += edited
@@ -121,10 +135,12 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
     state, stop_commands, stop_events = protect(state, view, ours, size, resting, instrument, config, blocked)
     commands = stop_commands + commands
     events += stop_events
+    state, released = release_inherited(state, view, ours, observing(state, config))
+    commands += released
     if state.close_requested:
         state, close_commands = close_at_market(state, size, view.snapshot_id, blocked)
         commands += close_commands
-    elif not observing(state, config):
+    elif not observing(state, config) and not room_made:
         state, tp_commands = take_profits(state, view, ours, size, instrument, blocked)
         commands += tp_commands
     if state.retarget and not _moving_targets(state, commands):
@@ -178,8 +194,8 @@ def _entries(
         for o in orders[:1]
         if o.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED) and o.trigger_price is None
     ]
-    state, commands, placing = place_limits(state, view.snapshot_id)
-    if state.tp1_done or state.close_requested:
+    state, commands, placing = place_limits(state, view.snapshot_id) if not state.delisting else (state, [], Decimal(0))
+    if state.tp1_done or state.close_requested or state.delisting:
         for entry in entries:
             key = own_link(entry).intent
             if key not in state.pending:
@@ -213,6 +229,18 @@ def _cancel_duplicates(state: MonitorState, ours: OwnOrders, snapshot_id: int) -
             state, command = cleanup_cancel(state, stale_order, snapshot_id)
             commands += [command] if command else []
     return state, commands
+
+
+def _closing_order_on_its_way(state: MonitorState, closed: OwnOrders, size: Decimal) -> bool:
+    """Take-profits the exchange just cancelled to make room while the size is unchanged: a
+    closing order (the trader's close button) is filling. Its position push comes next; placing
+    them again now would only race it, so they wait for that check."""
+    return size == state.last_size and any(
+        o.cancel_type == ROOM_CANCEL and o.link_id in state.open_links
+        for key, orders in closed.items()
+        if key.role is Role.TAKE_PROFIT
+        for o in orders
+    )
 
 
 def _moving_targets(state: MonitorState, commands: list[Command]) -> bool:

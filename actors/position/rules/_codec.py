@@ -66,6 +66,10 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
         "urgency": state.urgency,
         "tp1_fill_ms": state.tp1_fill_ms,
         "opened_ms": state.opened_ms,
+        "open_time_ms": state.open_time_ms,
+        "successor": state.successor,
+        "handover": sorted(state.handover),
+        "inherited": sorted(state.inherited),
         "realised_start": _text(state.realised_start),
         "realised_seen": _text(state.realised_seen),
         "closing": state.closing,
@@ -73,6 +77,7 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
         "retarget": state.retarget,
         "close_requested": state.close_requested,
         "refusal": state.refusal,
+        "delisting": state.delisting,
         "refused": {
             str(k): {"code": r.code, "basis": r.basis, "count": r.count, "retry_ms": r.retry_ms}
             for k, r in state.refused.items()
@@ -153,6 +158,10 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
             removed_tps=frozenset(int(x) for x in data.get("removed_tps", [])),
             cancelled=frozenset(str(x) for x in data.get("cancelled", [])),
             opened_ms=int(data.get("opened_ms", 0)),
+            open_time_ms=int(data.get("open_time_ms", 0)),
+            successor=bool(data.get("successor", False)),
+            handover=frozenset(str(x) for x in data.get("handover", [])),
+            inherited=frozenset(str(x) for x in data.get("inherited", [])),
             realised_start=_dec(data.get("realised_start")),
             realised_seen=_dec(data.get("realised_seen")),
             breakeven_done=bool(data.get("breakeven_done")),
@@ -172,6 +181,7 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
             retarget=bool(data.get("retarget", False)),
             close_requested=bool(data.get("close_requested", False)),
             refusal=str(data.get("refusal", "")),
+            delisting=bool(data.get("delisting", False)),
             refused={
                 Intent.parse(str(k)): Refusal(int(r["code"]), str(r["basis"]), int(r["count"]), int(r["retry_ms"]))
                 for k, r in data.get("refused", {}).items()

@@ -56,6 +56,11 @@ def own_finished(state: MonitorState, closed: tuple[Order, ...]) -> OwnOrders:
     return done
 
 
+def cancelling(state: MonitorState, view: PositionView) -> dict[str, Order]:
+    """The open orders this monitor is cancelling, by link id: its own and those it inherited (R11)."""
+    return {o.link_id: o for o in view.orders if o.is_open and o.link_id in state.cleanup}
+
+
 def size_of(state: MonitorState, view: PositionView) -> tuple[Position | None, Decimal]:
     position = view.position
     if position is None or not position.is_open or position.position_idx != state.monitor.position_idx:

@@ -5,12 +5,12 @@ settled from snapshots).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from decimal import Decimal
 from functools import partial
 
-from actors.position.rules._orders import OwnOrders, own_finished, own_orders, refusal_basis, size_of
+from actors.position.rules._orders import OwnOrders, cancelling, own_finished, own_orders, refusal_basis, size_of
 from actors.position.rules._plans import market_close, opening, refused
 from actors.position.rules._state import (
     CONFIRMING_SNAPSHOTS,
@@ -43,7 +43,7 @@ from messages.gateway import (
     Rejected,
     Unresolved,
 )
-from messages.models import Intent, Role
+from messages.models import Intent, Order, Role
 
 Update = Callable[..., MonitorState]
 
@@ -56,7 +56,14 @@ def settle_pending(state: MonitorState, view: PositionView, now_ms: int) -> Deci
     _, size = size_of(state, view)
     fresh = view.snapshot_id != state.last_snapshot
     state, events = settle_from_snapshot(
-        state, own_orders(state, view.orders), own_finished(state, view.closed), size, view.snapshot_id, fresh, now_ms
+        state,
+        own_orders(state, view.orders),
+        own_finished(state, view.closed),
+        size,
+        view.snapshot_id,
+        fresh,
+        now_ms,
+        cancelling(state, view),
     )
     return Decision(replace(state, last_snapshot=view.snapshot_id), (), tuple(events))
 
@@ -69,11 +76,13 @@ def settle_from_snapshot(
     snapshot_id: int,
     fresh: bool,
     now_ms: int,
+    being_cancelled: Mapping[str, Order] | None = None,
 ) -> tuple[MonitorState, list[Event]]:
     """R10: a pending command is done when a snapshot shows its effect, and not done once
-    CONFIRMING_SNAPSHOTS fresh snapshots did not show it (then it may be issued again)."""
+    CONFIRMING_SNAPSHOTS fresh snapshots did not show it (then it may be issued again).
+    `being_cancelled`: the open orders being cancelled, inherited ones (R11) included."""
     events = []
-    open_links = {o.link_id: o for orders in ours.values() for o in orders}
+    open_links = {**(being_cancelled or {}), **{o.link_id: o for orders in ours.values() for o in orders}}
     closed_links = {o.link_id for orders in closed.values() for o in orders}
     # Each waiting command with the way to update its entry (pending by intent, clean-up by link).
     waiting: list[tuple[Intent | None, Pending, Update]] = [

@@ -45,6 +45,7 @@ class CloseReason(StrEnum):
     LIQUIDATION = "liquidation"
     EMERGENCY_CLOSE = "emergency_close"
     FLIPPED = "flipped"  # R11: the side changed; the new position is adopted anew
+    DELIVERY = "delivery"  # R19: the exchange settled the position when the instrument closed
     NO_POSITION = "no_position"  # nothing to guard was found (never created)
     ENTRY_REFUSED = "entry_refused"  # the exchange refused a planned trade's first entry: nothing opened
 
@@ -75,6 +76,7 @@ class EventKind(StrEnum):
     TP_BLOCKED = "tp_blocked"  # R17: a take-profit refused for lack of room; it waits
     TP_REMOVED = "tp_removed"  # R18: the trader cancelled one of the daemon's take-profits by hand
     PLAN_EDITED = "plan_edited"  # R18: the trader moved a price of one of the daemon's orders by hand
+    DELISTING = "delisting"  # R19: the instrument left Trading (delivery or delisting)
 
 
 STOP_KEY, EMERGENCY_KEY = Intent(Role.STOP, 0), Intent(Role.EMERGENCY_CLOSE, 0)
@@ -92,6 +94,8 @@ RECENT_CHANGE_MS = 60_000
 IDLE_AFTER_MS = 600_000
 
 
+SETTLE_CANCEL = "CancelBySettle"  # the exchange cancelled the order when it settled the instrument (R19)
+ROOM_CANCEL = "CancelByReduceOnly"  # the exchange cancelled an active reduce-only order to make room
 LIQUIDATION_CANCELS = {"CancelByPrepareLiq", "CancelAllBeforeLiq", "CancelByPrepareAdl", "CancelAllBeforeAdl"}
 
 
@@ -178,6 +182,12 @@ class MonitorState:
     last_check_ms: int = 0
     tp1_fill_ms: int = 0  # the exchange's time of the TP1 fill (for reaction times)
     opened_ms: int = 0  # the exchange's creation time of the position
+    open_time_ms: int = 0  # R11: the position row's openTime when first seen open (0: not told)
+    # R11: the gateway's renewal count for this key, last seen; a running daemon's count, so not stored
+    renewals_seen: int = field(default=-1, compare=False)
+    successor: bool = False  # R11: a new position took this key; its monitor starts when this one retires
+    handover: frozenset[str] = frozenset()  # R11: stops of ours left protecting the successor
+    inherited: frozenset[str] = frozenset()  # R11: the previous position's stops, cancelled once ours is live
     realised_start: Decimal | None = None  # the position row's cumRealisedPnl when first seen
     realised_seen: Decimal | None = None  # ... and when last seen (the difference: this position's)
     urgency: Urgency = Urgency.CRITICAL
@@ -188,6 +198,7 @@ class MonitorState:
     close_requested: bool = False  # the trader asked to close at market
     refusal: str = ""  # why the exchange refused the first entry (for the trader)
     refused: dict[Intent, Refusal] = field(default_factory=dict)  # R17: intents waiting for a change
+    delisting: bool = False  # R19: the instrument left Trading (told once; no new entry from then on)
 
     def link(self, intent: Intent, generation: int | None = None) -> str:
         gen = self.generations.get(intent, 0) if generation is None else generation

@@ -40,7 +40,7 @@ def order(
     )
 
 
-def position(symbol: str = "A", size: str = "1", seq: int = 5, side: str = "Buy") -> Position:
+def position(symbol: str = "A", size: str = "1", seq: int = 5, side: str = "Buy", opened: int = 0) -> Position:
     return Position.from_v5(
         {
             "symbol": symbol,
@@ -49,6 +49,7 @@ def position(symbol: str = "A", size: str = "1", seq: int = 5, side: str = "Buy"
             "avgPrice": "1",
             "positionIdx": 0,
             "seq": seq,
+            "openTime": opened,
         }
     )
 
@@ -179,6 +180,29 @@ def test_positions_apply_by_seq_and_a_pushed_flat_row_is_told():
     assert view.position is None and view.flat_pushed
     cache.apply_full([], [], started=21.0, started_ms=2, pages=1)  # a later read: nothing to tell
     assert not cache.view("A", 0, 21.1, None).flat_pushed
+
+
+@pytest.mark.parametrize(
+    ("rows", "renewals"),
+    [
+        ([position(size="2", seq=6), position(size="3", seq=7)], 0),  # an add: the same position
+        ([position(size="0", seq=6), position(size="1", seq=7)], 1),  # flat, then open again
+        ([position(size="1", seq=6, side="Sell")], 1),  # the side flipped
+        ([position(size="2", seq=6, opened=111)], 0),  # openTime learned, not changed
+        ([position(size="2", seq=6, opened=111), position(size="2", seq=7, opened=222)], 1),  # openTime changed
+    ],
+)
+def test_r11_a_new_position_on_a_known_key_is_counted_from_the_pushes_in_order(rows, renewals):
+    cache = cache_with(positions=(position(size="1", seq=5),))
+    for row in rows:
+        cache.push_positions([row], now=20.0)
+    assert cache.view("A", 0, 20.1, None).renewals == renewals
+
+
+def test_r11_a_read_whose_open_time_changed_counts_a_new_position_too():
+    cache = cache_with(positions=(position(size="1", seq=5, opened=111),))
+    cache.apply_symbol("A", [position(size="1", seq=9, opened=333)], [], started=30.0, started_ms=3)
+    assert cache.view("A", 0, 30.1, None).renewals == 1
 
 
 def test_pushes_never_advance_the_snapshot_id():

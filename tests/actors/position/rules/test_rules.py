@@ -484,6 +484,126 @@ def test_r11_a_flipped_position_retires_after_cancelling_the_old_orders():
     assert not [o for o in world.account.open_orders("BTCUSDT") if OrderLink.parse(o.link_id)]
 
 
+def close_and_reenter(world: World, qty: str = "0.050") -> None:
+    """The trader's close button (qty 0, reduce-only, close-on-trigger), then a new long at once."""
+    world.sim.place(
+        "main", symbol="BTCUSDT", side="Sell", orderType="Market", qty="0", reduceOnly=True, closeOnTrigger=True
+    )
+    world.sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty=qty)
+
+
+def test_r11_a_same_side_reentry_is_a_new_position_whose_own_stop_comes_before_the_old_one_goes():
+    world = World(entries_filled=3)
+    world.check()
+    old_stop = link("S", 0)
+    close_and_reenter(world)
+    commands, events = world.check()
+    old = world.driver.state
+    assert old.retired == "manual" and old.successor and old.handover == {old_stop}
+    assert {c.link_id for c in commands} <= {link("T", n) for n in range(1, 5)} | {link("E", n) for n in (2, 3)}
+    assert world.order(old_stop).is_open, "the old stop still protects the new position"
+    assert "position_closed" in kinds(events)
+
+    successor = Driver(world.ex, BTC, inherited=old.handover)
+    commands, _ = successor.check()
+    assert successor.state.position_id != "pos1" and successor.state.ladder_size == D("0.050")
+    stop = [c for c in commands if c.key == STOP_KEY]
+    assert len(stop) == 1 and stop[0].qty == D("0.050")
+    assert old_stop not in {c.link_id for c in commands}, "not cancelled before the new stop is live"
+    commands, _ = successor.check()
+    assert [c.link_id for c in commands if c.action == "cancel"] == [old_stop]
+    assert not world.order(old_stop).is_open and world.order(stop[0].link_id).is_open
+    assert successor.check()[0] == [] and not successor.state.inherited
+
+
+def test_take_profits_the_exchange_cancelled_for_a_closing_order_are_not_raced_back():
+    """The close button's order first makes room (the exchange cancels the take-profits), then
+    fills: a check in between does not place the ladder again."""
+    world = World(entries_filled=3)
+    world.check()
+    with world.ex.lock:
+        for level in range(1, 5):
+            world.ex._close(world.account, world.order(link("T", level)), "CancelByReduceOnly")
+    commands, _ = world.check()
+    assert not [c for c in commands if c.key is not None and c.key.role is Role.TAKE_PROFIT]
+    commands, _ = world.check()  # no fill came after all: the ladder is put back
+    assert len([c for c in commands if c.key is not None and c.key.role is Role.TAKE_PROFIT]) == 4
+
+
+def test_r11_a_successor_that_only_observes_cancels_the_old_stop_at_once():
+    world = World(entries_filled=3)
+    world.check()
+    close_and_reenter(world)
+    world.check()
+    successor = Driver(world.ex, BTC, RulesConfig(adoption_policy="observe"), inherited=world.driver.state.handover)
+    commands, _ = successor.check()
+    assert [(c.action, c.link_id) for c in commands] == [("cancel", link("S", 0))]
+
+
+def test_r11_after_tp1_a_reentry_gets_no_breakeven_and_no_close_from_the_old_plan():
+    """The old monitor, past TP1, never takes the new position for its own: no breakeven moved to
+    the new average (above the market), no emergency close of the trader's brand-new position."""
+    world = World(entries_filled=3)
+    world.check()
+    world.ex.fill_order(world.account, link("T", 1))
+    world.check()
+    assert world.driver.state.breakeven_done
+    world.price("66000")
+    close_and_reenter(world, qty="0.200")
+    commands, _ = world.check()
+    assert world.driver.state.retired and world.driver.state.successor
+    assert all(c.action == "cancel" for c in commands)
+    assert world.size() == D("0.200")
+
+
+def test_r11_a_reentry_seen_only_by_its_open_time_between_two_reads():
+    """REST-only: the flat moment fell between two reads; the row's openTime tells."""
+    world = World(entries_filled=3)
+    world.check()
+    assert world.driver.state.open_time_ms > 0
+    close_and_reenter(world, qty="0.300")  # the same size as before: only openTime differs
+    world.check()
+    assert world.driver.state.retired == "manual" and world.driver.state.successor
+
+
+def test_r11_an_entry_filling_later_is_the_same_position():
+    world = World(entries_filled=1)
+    world.check()
+    world.ex.fill_order(world.account, link("E", 2))
+    world.check()
+    assert not world.driver.state.successor and not world.driver.state.retired
+
+
+def test_r19_a_delisting_is_told_once_keeps_the_stop_places_no_entry_and_closes_as_delivered():
+    world = World(entries_filled=1)
+    world.check()
+    world.ex.set_instrument_status("BTCUSDT", "Delivering", delivery_ms=1_900_000_000_000)
+    commands, events = world.check()
+    assert kinds(events).count("delisting") == 1 and world.driver.state.delisting
+    assert "2030-03-17" in next(e.line for e in events if e.kind == "delisting")
+    assert {(c.action, c.link_id) for c in commands} == {
+        ("cancel", link("E", 2)),
+        ("cancel", link("E", 3)),
+        ("amend", link("S", 0)),  # no entry rests any more: the stop covers the size (R1)
+    }
+    assert world.order(link("S", 0)).is_open and world.order(link("S", 0)).qty == world.size()
+    commands, events = world.check()
+    assert "delisting" not in kinds(events)
+    world.ex.set_instrument_status("BTCUSDT", "Closed", price=D("64000"))
+    world.check()
+    assert world.driver.state.retired == "delivery"
+
+
+def test_r19_a_planned_trade_on_a_contract_leaving_trading_sends_nothing():
+    world = World(open_plan=False)
+    world.ex.set_instrument_status("BTCUSDT", "Delivering")
+    plan = Plan(Approach.FAST, "Buy", (D(100),), (D("66000"),), D("64000"), (D("0.010"),))
+    world.driver.state = rules.planned(BTC, "p9", plan, world.driver.now_ms)
+    commands, _ = world.check()
+    assert commands == [] and world.driver.state.retired == "entry_refused"
+    assert "Delivering" in world.driver.state.refusal
+
+
 def test_an_older_generation_left_open_is_cancelled_keeping_the_newest():
     world = World(entries_filled=3)
     world.check()
