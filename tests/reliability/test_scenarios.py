@@ -615,3 +615,25 @@ def test_s31_r11_a_same_side_reentry_is_a_new_position_never_closed_by_the_daemo
     assert all(r.size(e) > 0 and r.protected(e) for e in entries)
     r.stop()
     assert_invariants(r.oracle(), unprotected_limit=naked_limit)
+
+
+def test_s32_r19_a_delisting_is_told_once_and_the_settled_position_closes_as_delivered(rig, caplog):
+    """A guarded contract goes Delivering (seen at the next instrument read), then Closed and
+    settled by the exchange: DELISTING once, the stop kept until the settlement, no new entry,
+    the position closed with reason delivery and nothing of the daemon's left."""
+    caplog.set_level(logging.INFO)
+    r = rig(seed=132, INSTRUMENTS_REFRESH_SECONDS="1").start()
+    entry = r.entry("monitoring")
+    r.sim.exchange.set_instrument_status(entry.symbol, "Delivering", delivery_ms=1_900_000_000_000)
+    r.wait(lambda: any("DELISTING main:" in rec.getMessage() for rec in caplog.records), 10, "the delisting told")
+    holds_throughout(lambda: r.protected(entry), 2 * CRITICAL_S, "the stop stays while the contract is delivering")
+    r.sim.exchange.set_instrument_status(entry.symbol, "Closed")
+    r.wait(
+        lambda: any(f"CLOSED main:{entry.symbol}:0: delivery" in rec.getMessage() for rec in caplog.records),
+        15,
+        "the settled position closed as delivered",
+    )
+    assert sum("DELISTING main:" in rec.getMessage() for rec in caplog.records) == 1
+    assert not r.ours(entry)
+    r.stop()
+    assert_invariants(r.oracle())
