@@ -32,6 +32,7 @@ class Api(StrEnum):
     CANCEL_BATCH = "/v5/order/cancel-batch"
     SET_LEVERAGE = "/v5/position/set-leverage"
     TRADING_STOP = "/v5/position/trading-stop"
+    SWITCH_MODE = "/v5/position/switch-mode"  # the trader's (hedge mode); the daemon never calls it
 
 
 class Access(StrEnum):
@@ -93,6 +94,7 @@ ENDPOINTS = MappingProxyType(
             _write(Api.CANCEL_BATCH, "cancel_batch_order", BATCH_LIMIT),
             _write(Api.SET_LEVERAGE, "set_leverage"),
             _write(Api.TRADING_STOP, None),
+            _write(Api.SWITCH_MODE, "switch_position_mode"),
         )
     }
 )

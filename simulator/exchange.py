@@ -1,8 +1,10 @@
 """The simulated exchange: accounts, orders, positions, matching, and the rules Bybit enforces.
 
 Everything here runs under one lock and raises `BybitError(code, message)` for a business error,
-which the HTTP layer turns into Bybit's envelope. Only one-way mode (positionIdx 0) exists;
-asking for a hedge-mode leg gets Bybit's own error.
+which the HTTP layer turns into Bybit's envelope. A symbol is in one-way mode (positionIdx 0)
+until the trader switches it to hedge mode (`switch_mode`, mode 3): then each side is its own
+position, the long leg positionIdx 1 and the short leg 2, each with its own orders and rules, and
+asking for the other mode's positionIdx gets Bybit's own error.
 
 Semantics the TP/SL rules rely on (../shared/tpsl-rules.md, "Exchange semantics"):
 - a conditional reduce-only order (a stop) reserves nothing and may carry more than the position;
@@ -13,7 +15,10 @@ Semantics the TP/SL rules rely on (../shared/tpsl-rules.md, "Exchange semantics"
   (newest first, cancelType CancelByReduceOnly);
 - a reduce-only order on a flat position, or on the wrong side, gives 110017;
 - a reduce-only order with closeOnTrigger (a closing order) first cancels other active
-  reduce-only orders on its side, newest first, until it fits.
+  reduce-only orders on its side, newest first, until it fits;
+- a reduce-only market order never rests, so it holds no room and needs none: it is clipped to
+  the position only, fills, and the resting reduce-only orders that no longer fit are then
+  cancelled (CancelByReduceOnly). A manual "close half" closes half.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ class SimOrder:
     cancel_type: str = "UNKNOWN"
     reject_reason: str = "EC_NoError"
     position_opened_ms: int = 0  # the openTime of the position when the order came (for the oracle)
+    position_idx: int = 0  # 0 one-way; hedge mode: 1 the long leg, 2 the short leg
 
     @property
     def is_open(self) -> bool:
@@ -110,7 +116,7 @@ class SimOrder:
             "qty": _fmt(self.qty),
             "side": self.side,
             "isLeverage": "",
-            "positionIdx": 0,
+            "positionIdx": self.position_idx,
             "orderStatus": self.status,
             "createType": "CreateByUser",
             "cancelType": self.cancel_type,
@@ -163,13 +169,14 @@ class SimPosition:
     updated_ms: int = 0
     opened_ms: int = 0  # when the current position opened (openTime; 0 while flat)
     seq: int = -1
+    position_idx: int = 0
 
     def to_v5(self, mark: Decimal, tick: Decimal, leverage: Decimal = Decimal(10)) -> dict[str, Any]:
         direction = {"Buy": 1, "Sell": -1}.get(self.side, 0)
         unrealised = (mark - self.avg_price) * self.size * direction
         value = self.avg_price * self.size
         return {
-            "positionIdx": 0,
+            "positionIdx": self.position_idx,
             "riskId": 1,
             "riskLimitValue": "2000000",
             "symbol": self.symbol,
@@ -216,7 +223,9 @@ class SimAccount:
     api_key: str
     api_secret: str
     balance: Decimal
-    positions: dict[str, SimPosition] = field(default_factory=dict)
+    positions: dict[str, SimPosition] = field(default_factory=dict)  # one-way rows (positionIdx 0), by symbol
+    legs: dict[tuple[str, int], SimPosition] = field(default_factory=dict)  # hedge-mode rows (1 long, 2 short)
+    hedged: set[str] = field(default_factory=set)  # symbols in hedge mode
     orders: dict[str, SimOrder] = field(default_factory=dict)  # every order, by id
     open_by_symbol: dict[str, dict[str, SimOrder]] = field(default_factory=dict)
     by_link: dict[str, SimOrder] = field(default_factory=dict)
@@ -226,8 +235,28 @@ class SimAccount:
     leverage: dict[str, Decimal] = field(default_factory=dict)  # by symbol; DEFAULT_LEVERAGE
     entries: dict[str, SimOrder] = field(default_factory=dict)  # resting entry limits (they hold margin)
 
-    def open_orders(self, symbol: str) -> list[SimOrder]:
-        return sorted(self.open_by_symbol.get(symbol, {}).values(), key=lambda o: o.seq)
+    def open_orders(self, symbol: str, position_idx: int | None = None) -> list[SimOrder]:
+        """The symbol's open orders (of one positionIdx when given), oldest first."""
+        orders = self.open_by_symbol.get(symbol, {}).values()
+        return sorted((o for o in orders if position_idx in (None, o.position_idx)), key=lambda o: o.seq)
+
+    def position(self, symbol: str, position_idx: int = 0) -> SimPosition | None:
+        return self.positions.get(symbol) if position_idx == 0 else self.legs.get((symbol, position_idx))
+
+    def position_row(self, symbol: str, position_idx: int = 0) -> SimPosition:
+        """The row, created (flat) when the symbol never had one."""
+        rows: dict[Any, SimPosition] = self.positions if position_idx == 0 else self.legs
+        key = symbol if position_idx == 0 else (symbol, position_idx)
+        return rows.setdefault(key, SimPosition(symbol, position_idx=position_idx))
+
+    def all_positions(self) -> list[SimPosition]:
+        return [*self.positions.values(), *self.legs.values()]
+
+    def rows_of(self, symbol: str) -> list[SimPosition]:
+        """The symbol's rows as Bybit lists them: one in one-way mode, both legs in hedge mode."""
+        if symbol in self.hedged:
+            return [self.position_row(symbol, 1), self.position_row(symbol, 2)]
+        return [self.positions.get(symbol) or SimPosition(symbol)]
 
     def __repr__(self) -> str:  # never print the secret
         return f"SimAccount(name={self.name!r}, positions={len(self.positions)}, orders={len(self.orders)})"
@@ -269,10 +298,18 @@ def _check_category(params: dict) -> None:
         raise BybitError(10001, f"Param error: category {category} is not supported by this simulator")
 
 
-def _check_position_idx(params: dict) -> None:
-    raw = params.get("positionIdx", 0)
-    if str(raw) not in ("0", ""):
+def _position_idx(account: SimAccount, symbol: str, params: dict, side: str, reduce_only: bool) -> int:
+    """The order's positionIdx, checked against the symbol's mode: 0 in one-way mode; in hedge
+    mode 1 (the long leg: Buy opens, Sell must be reduce-only) or 2 (the short leg)."""
+    raw = str(params.get("positionIdx", 0) or 0)
+    if raw not in ("0", "1", "2"):
+        raise BybitError(10001, "Param error: positionIdx must be 0, 1 or 2")
+    idx = int(raw)
+    if (idx == 0) == (symbol in account.hedged):
         raise BybitError(10001, "position idx not match position mode")
+    if idx and side != ("Buy" if idx == 1 else "Sell") and not reduce_only:
+        raise BybitError(10001, "position idx not match position mode")
+    return idx
 
 
 def page_by_seq(
@@ -301,15 +338,16 @@ def page_by_symbol(
     """Like `page_by_seq` for lists sorted by symbol (positions, instruments)."""
     if stuck:
         return rows[:limit], "STUCK%2C0%2C0"
-    after = None
     if cursor:
-        after = cursor.replace("%2C", ",").split(",")[0]
-        if not re.fullmatch(r"[A-Z0-9]+", after):
+        parts = cursor.replace("%2C", ",").split(",")
+        if not re.fullmatch(r"[A-Z0-9]+", parts[0]) or not parts[-1].isdigit():
             raise BybitError(10001, "Param error: cursor is invalid")
-        rows = [r for r in rows if r["symbol"] > after]
+        after = (parts[0], int(parts[-1]))  # symbol, then positionIdx: hedge legs share a symbol
+        rows = [r for r in rows if (r["symbol"], r.get("positionIdx", 0)) > after]
     page = rows[:limit]
     if page and (len(rows) > limit or cursor_on_last_page):
-        return page, f"{page[-1]['symbol']}%2C{page[-1].get('updatedTime', '0')}%2C0"
+        last = page[-1]
+        return page, f"{last['symbol']}%2C{last.get('updatedTime', '0')}%2C{last.get('positionIdx', 0)}"
     return page, ""
 
 
@@ -449,7 +487,6 @@ class Exchange:
         with self.lock:
             _check_category(params)
             spec = self._spec(params)
-            _check_position_idx(params)
             side = _require(params, "side")
             if side not in ("Buy", "Sell"):
                 raise BybitError(10001, f"Param error: side {side} is invalid")
@@ -470,7 +507,8 @@ class Exchange:
             trigger = _decimal_param(params, "triggerPrice")
             reduce_only = _bool_param(params, "reduceOnly")
             close_on_trigger = _bool_param(params, "closeOnTrigger")
-            position = account.positions.get(spec.symbol)
+            idx = _position_idx(account, spec.symbol, params, side, reduce_only)
+            position = account.position(spec.symbol, idx)
             if qty == 0 and reduce_only and close_on_trigger and position and position.size:
                 qty = position.size  # Bybit: qty "0" + reduceOnly + closeOnTrigger closes it all
             self._check_qty(spec, qty)
@@ -489,7 +527,12 @@ class Exchange:
                     raise BybitError(110009, "The number of stop orders exceeds maximum limit allowed")
             if reduce_only:
                 qty = self._reduce_only_qty(
-                    account, spec.symbol, side, qty, conditional=trigger is not None, close_on_trigger=close_on_trigger
+                    account,
+                    position,
+                    side,
+                    qty,
+                    resting=trigger is None and order_type == "Limit",
+                    close_on_trigger=close_on_trigger,
                 )
             elif (
                 trigger is None
@@ -519,6 +562,7 @@ class Exchange:
                 seq=self._next_seq(),
                 last_price_on_created=last,
                 position_opened_ms=position.opened_ms if position is not None else 0,
+                position_idx=idx,
             )
             self._add(account, order)
             if trigger is None and (order_type == "Market" or self._crosses(order, last)):
@@ -539,8 +583,9 @@ class Exchange:
             if account.leverage.get(spec.symbol, DEFAULT_LEVERAGE) == buy:
                 raise BybitError(110043, "Set leverage not modified")
             account.leverage[spec.symbol] = buy
-            if spec.symbol in account.positions:
-                self._position_changed(account, spec.symbol)
+            for row in account.all_positions():
+                if row.symbol == spec.symbol:
+                    self._position_changed(account, row.symbol, row.position_idx)
             return {}
 
     def amend_order(self, account: SimAccount, params: dict) -> dict[str, str]:
@@ -556,12 +601,12 @@ class Exchange:
                 if qty <= order.cum_qty:
                     raise BybitError(10001, "Param error: qty must be greater than the filled qty")
                 if order.is_active_reduce_only:
-                    position = account.positions.get(spec.symbol)
+                    position = account.position(spec.symbol, order.position_idx)
                     if position is None or position.size == 0 or position.side != _opposite(order.side):
                         raise BybitError(110017, "Reduce-only rule not satisfied")
                     others = sum(
                         o.leaves
-                        for o in account.open_orders(spec.symbol)
+                        for o in account.open_orders(spec.symbol, order.position_idx)
                         if o.is_active_reduce_only and o.side == order.side and o is not order
                     )
                     if qty - order.cum_qty > position.size - others:
@@ -580,7 +625,7 @@ class Exchange:
             order.trigger_price = trigger if trigger is not None else order.trigger_price
             order.updated_ms = self._clock_ms()
             self._order_changed(account, order)
-            self._position_changed(account, spec.symbol)
+            self._position_changed(account, spec.symbol, order.position_idx)
             if (
                 order.status in ("New", "PartiallyFilled")
                 and order.order_type == "Limit"
@@ -658,14 +703,26 @@ class Exchange:
             raise BybitError(10001, "Param error: triggerDirection must be 1 or 2")
 
     def _reduce_only_qty(
-        self, account: SimAccount, symbol: str, side: str, qty: Decimal, conditional: bool, close_on_trigger: bool
+        self,
+        account: SimAccount,
+        position: SimPosition | None,
+        side: str,
+        qty: Decimal,
+        resting: bool,
+        close_on_trigger: bool,
     ) -> Decimal:
-        position = account.positions.get(symbol)
+        """What a new reduce-only order may carry: a conditional one anything (it reserves nothing
+        and is clipped when it triggers), a market one up to the position (it never rests, so it
+        needs no room), a resting limit what the other resting reduce-only orders leave."""
         if position is None or position.size == 0 or position.side != _opposite(side):
             raise BybitError(110017, "Reduce-only rule not satisfied")
-        if conditional:  # reserves nothing; clipped when it triggers
+        if not resting:
             return qty
-        reserving = [o for o in account.open_orders(symbol) if o.is_active_reduce_only and o.side == side]
+        reserving = [
+            o
+            for o in account.open_orders(position.symbol, position.position_idx)
+            if o.is_active_reduce_only and o.side == side
+        ]
         if close_on_trigger:
             # A closing order frees room by cancelling other reduce-only orders, newest first.
             while reserving and position.size - sum(o.leaves for o in reserving) < qty:
@@ -685,7 +742,7 @@ class Exchange:
         if not order.reduce_only and order.trigger_price is None:
             account.entries[order.order_id] = order
         self._order_changed(account, order)
-        self._position_changed(account, order.symbol)  # Bybit pushes the position on every create
+        self._position_changed(account, order.symbol, order.position_idx)  # Bybit pushes it on every create
 
     # --- the change feed (pushes) ---------------------------------------------------------
 
@@ -699,10 +756,10 @@ class Exchange:
                 )
             )
 
-    def _position_changed(self, account: SimAccount, symbol: str) -> None:
+    def _position_changed(self, account: SimAccount, symbol: str, position_idx: int = 0) -> None:
         if not self.listeners:
             return
-        position = account.positions.get(symbol) or SimPosition(symbol)
+        position = account.position(symbol, position_idx) or SimPosition(symbol, position_idx=position_idx)
         row = self._position_row(account, position)
         row["entryPrice"] = row.pop("avgPrice")  # the push names it so
         self.changes.append(Change(account.name, "position", {**row, "category": "linear"}))
@@ -725,7 +782,7 @@ class Exchange:
         account.recent_closed.append(order)
         self._order_changed(account, order)
         if cancel_type is not None:
-            self._position_changed(account, order.symbol)
+            self._position_changed(account, order.symbol, order.position_idx)
 
     def _trigger(self, account: SimAccount, order: SimOrder) -> None:
         order.status = "Triggered"
@@ -740,7 +797,7 @@ class Exchange:
 
     def _execute(self, account: SimAccount, order: SimOrder, qty: Decimal, price: Decimal, maker: bool) -> None:
         """Fill `qty` of `order` at `price` (clipped to the position for reduce-only orders)."""
-        position = account.positions.setdefault(order.symbol, SimPosition(order.symbol))
+        position = account.position_row(order.symbol, order.position_idx)
         if order.reduce_only:
             closable = position.size if position.side == _opposite(order.side) else Decimal(0)
             qty = min(qty, closable)
@@ -803,10 +860,10 @@ class Exchange:
                     {**execution, "category": "linear", "isLeverage": "0", "execPnl": _fmt(realised), "marketUnit": ""},
                 )
             )
-        self._position_changed(account, order.symbol)  # the fill's position push: same seq as its execution
+        self._position_changed(account, order.symbol, order.position_idx)  # same seq as its execution
         if self.listeners:
             self.changes.append(Change(account.name, "wallet", self._wallet_row(account)))
-        self._enforce_reduce_only(account, order.symbol)
+        self._enforce_reduce_only(account, position)
 
     def _apply_fill(
         self, account: SimAccount, position: SimPosition, side: str, qty: Decimal, price: Decimal, fee: Decimal
@@ -844,13 +901,12 @@ class Exchange:
         account.balance += realised - fee
         return closed
 
-    def _enforce_reduce_only(self, account: SimAccount, symbol: str) -> None:
+    def _enforce_reduce_only(self, account: SimAccount, position: SimPosition) -> None:
         """Cancel active reduce-only orders that no longer fit the position (newest first)."""
-        position = account.positions.get(symbol)
-        size = position.size if position else Decimal(0)
-        closing_side = _opposite(position.side) if position and size else ""
+        size = position.size
+        closing_side = _opposite(position.side) if size else ""
         fitting = []
-        for order in account.open_orders(symbol):
+        for order in account.open_orders(position.symbol, position.position_idx):
             if order.is_active_reduce_only:
                 if order.side == closing_side:
                     fitting.append(order)
@@ -872,20 +928,46 @@ class Exchange:
             fill_qty = min(qty if qty is not None else order.leaves, order.leaves)
             self._execute(account, order, fill_qty, price or order.price or self.market.last[order.symbol], maker=True)
 
-    def liquidate(self, account: SimAccount, symbol: str, status: str = "Liq") -> None:
+    def liquidate(self, account: SimAccount, symbol: str, status: str = "Liq", position_idx: int = 0) -> None:
         """Close a position the way a liquidation (Liq) or auto-deleverage (Adl) does."""
         with self.lock:
-            position = account.positions.get(symbol)
+            position = account.position(symbol, position_idx)
             if position is None or position.size == 0:
                 raise BybitError(110017, "Reduce-only rule not satisfied")
-            for order in account.open_orders(symbol):
+            for order in account.open_orders(symbol, position_idx):
                 if not order.is_conditional:
                     self._close(account, order, "CancelAllBeforeLiq")
             self._apply_fill(
                 account, position, _opposite(position.side), position.size, self.market.last[symbol], Decimal(0)
             )
             position.status = status
-            self._position_changed(account, symbol)
+            self._position_changed(account, symbol, position_idx)
+
+    def switch_mode(self, account: SimAccount, params: dict) -> dict[str, Any]:
+        """/v5/position/switch-mode: mode 0 one-way, 3 hedge (both sides at once), for a symbol or
+        every symbol of a coin. Refused while a position or an open order exists (110024, 110028)."""
+        with self.lock:
+            _check_category(params)
+            mode = str(_require(params, "mode"))
+            if mode not in ("0", "3"):
+                raise BybitError(10001, "Param error: mode must be 0 or 3")
+            if params.get("symbol"):
+                symbols = [self._spec(params).symbol]
+            elif str(params.get("coin", "")) == "USDT":
+                symbols = sorted(self.specs)
+            else:
+                raise BybitError(10001, "Param error: symbol or coin is required")
+            hedge = mode == "3"
+            if all((s in account.hedged) == hedge for s in symbols):
+                raise BybitError(110025, "Position mode is not modified")
+            for symbol in symbols:
+                if any(row.size for row in account.rows_of(symbol)):
+                    raise BybitError(110024, "You have an existing position, so position mode cannot be switched")
+                if account.open_orders(symbol):
+                    raise BybitError(110028, "You have open orders, so position mode cannot be switched")
+            for symbol in symbols:
+                (account.hedged.add if hedge else account.hedged.discard)(symbol)
+            return {}
 
     def set_instrument_status(
         self, symbol: str, status: str, delivery_ms: int | None = None, price: Decimal | None = None
@@ -902,10 +984,12 @@ class Exchange:
             for account in self.accounts.values():
                 for order in account.open_orders(symbol):
                     self._close(account, order, "CancelBySettle")
-                position = account.positions.get(symbol)
-                if position is not None and position.size:
-                    self._apply_fill(account, position, _opposite(position.side), position.size, settle_at, Decimal(0))
-                    self._position_changed(account, symbol)
+                for position in account.rows_of(symbol):
+                    if position.size:
+                        self._apply_fill(
+                            account, position, _opposite(position.side), position.size, settle_at, Decimal(0)
+                        )
+                        self._position_changed(account, symbol, position.position_idx)
 
     # --- queries --------------------------------------------------------------------------
 
@@ -916,15 +1000,12 @@ class Exchange:
             symbol, settle = params.get("symbol"), params.get("settleCoin")
             if symbol:
                 self._spec(params)  # an unknown symbol is 10001
-                position = account.positions.get(symbol) or SimPosition(symbol)
-                rows = [self._position_row(account, position)]
+                rows = [self._position_row(account, position) for position in account.rows_of(symbol)]
             elif settle:
                 rows = [
-                    self._position_row(account, p)
-                    for p in account.positions.values()
-                    if p.size > 0 and settle == "USDT"
+                    self._position_row(account, p) for p in account.all_positions() if p.size > 0 and settle == "USDT"
                 ]
-                rows.sort(key=lambda r: r["symbol"])
+                rows.sort(key=lambda r: (r["symbol"], r["positionIdx"]))
             else:
                 raise BybitError(10001, "Param error: symbol or settleCoin is required")
             page, cursor = page_by_symbol(rows, limit, params.get("cursor"), **paging)
@@ -1002,15 +1083,13 @@ class Exchange:
         upl = sum(
             (
                 (self.market.last[p.symbol] - p.avg_price) * p.size * (1 if p.side == "Buy" else -1)
-                for p in account.positions.values()
+                for p in account.all_positions()
                 if p.size
             ),
             Decimal(0),
         )
         lev = lambda symbol: account.leverage.get(symbol, DEFAULT_LEVERAGE)
-        position_im = sum(
-            (p.avg_price * p.size / lev(p.symbol) for p in account.positions.values() if p.size), Decimal(0)
-        )
+        position_im = sum((p.avg_price * p.size / lev(p.symbol) for p in account.all_positions() if p.size), Decimal(0))
         order_im = sum(
             (o.leaves * (o.price or self.market.last[o.symbol]) / lev(o.symbol) for o in account.entries.values()),
             Decimal(0),
@@ -1023,7 +1102,7 @@ class Exchange:
 
     def _wallet_row(self, account: SimAccount) -> dict[str, Any]:
         upl, im, order_im = self._margins(account)
-        cum = sum((p.cum_realised for p in account.positions.values()), Decimal(0))
+        cum = sum((p.cum_realised for p in account.all_positions()), Decimal(0))
         equity = account.balance + upl
         q = Decimal("0.00000001")
         coin = {
@@ -1156,7 +1235,7 @@ class Exchange:
                 "accounts": {
                     name: {
                         "balance": _fmt(a.balance),
-                        "positions": [self._position_row(a, p) for p in a.positions.values() if p.size > 0],
+                        "positions": [self._position_row(a, p) for p in a.all_positions() if p.size > 0],
                         "orders": [o.to_v5() for sym in a.open_by_symbol for o in a.open_orders(sym)],
                     }
                     for name, a in self.accounts.items()

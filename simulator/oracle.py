@@ -48,7 +48,7 @@ class Oracle:
     duplicate_live: int = 0
     oversized_active: int = 0
     observations: int = 0
-    _tracked: dict[tuple[str, str], _Tracked] = field(default_factory=dict)
+    _tracked: dict[tuple[str, str, int], _Tracked] = field(default_factory=dict)
     _duplicates_seen: set = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -57,16 +57,19 @@ class Oracle:
         with self._lock, self.exchange.lock:
             self.observations += 1
             for name, account in self.exchange.accounts.items():
-                symbols = set(account.open_by_symbol) | {s for s, p in account.positions.items() if p.size > 0}
-                for symbol in symbols | {s for (a, s) in self._tracked if a == name}:
-                    self._observe_symbol(name, account, symbol, now)
+                # Each position on its own: (symbol, positionIdx), so hedge legs are judged apart.
+                keys = {(o.symbol, o.position_idx) for by_id in account.open_by_symbol.values() for o in by_id.values()}
+                keys |= {(p.symbol, p.position_idx) for p in account.all_positions() if p.size > 0}
+                keys |= {(s, i) for (a, s, i) in self._tracked if a == name}
+                for symbol, idx in keys:
+                    self._observe_position(name, account, symbol, idx, now)
 
-    def _observe_symbol(self, name: str, account: Any, symbol: str, now: float) -> None:
-        key = (name, symbol)
+    def _observe_position(self, name: str, account: Any, symbol: str, idx: int, now: float) -> None:
+        key = (name, symbol, idx)
         tracked = self._tracked.setdefault(key, _Tracked())
-        position = account.positions.get(symbol)
+        position = account.position(symbol, idx)
         size = position.size if position else Decimal(0)
-        orders = account.open_orders(symbol)
+        orders = account.open_orders(symbol, idx)
         ours = [(o, OrderLink.parse(o.link_id)) for o in orders]
         ours = [(o, link) for o, link in ours if link is not None]
         # Duplicates: one live order per intent.
@@ -109,11 +112,11 @@ class Oracle:
             else:
                 tracked.closed_at = None
 
-    def _record_unprotected(self, key: tuple[str, str], seconds: float) -> None:
-        label = f"{key[0]}:{key[1]}"
+    def _record_unprotected(self, key: tuple[str, str, int], seconds: float) -> None:
+        label = f"{key[0]}:{key[1]}" + (f":{key[2]}" if key[2] else "")
         self.longest_unprotected[label] = max(self.longest_unprotected.get(label, 0.0), seconds)
 
-    def _end_unprotected(self, key: tuple[str, str], tracked: _Tracked, now: float) -> None:
+    def _end_unprotected(self, key: tuple[str, str, int], tracked: _Tracked, now: float) -> None:
         if tracked.unprotected_since is not None:
             self._record_unprotected(key, now - tracked.unprotected_since)
         tracked.unprotected_since = None
@@ -121,7 +124,7 @@ class Oracle:
     def orphaned(self) -> list[tuple[str, str]]:
         """(account, symbol) of every closed position whose daemon orders are still open."""
         with self._lock:
-            return sorted(key for key, t in self._tracked.items() if t.closed_at is not None)
+            return sorted((a, s) for (a, s, _), t in self._tracked.items() if t.closed_at is not None)
 
     def _closes_of_another_position(self) -> int:
         """Emergency closes (role X) sent while a position other than their position id's own
@@ -144,7 +147,7 @@ class Oracle:
     def report(self) -> dict[str, Any]:
         self.observe()
         with self._lock, self.exchange.lock:
-            orphans = sum(1 for (name, symbol), t in self._tracked.items() if t.closed_at is not None)
+            orphans = sum(1 for t in self._tracked.values() if t.closed_at is not None)
             creates = Counter(
                 o.link_id for a in self.exchange.accounts.values() for o in a.orders.values() if o.link_id
             )

@@ -58,6 +58,7 @@ PRIVATE: dict[Api, PrivateHandler] = {
     Api.CANCEL_ORDER: lambda ex, a, p, pg: ex.cancel_order(a, p),
     Api.CANCEL_ALL: lambda ex, a, p, pg: ex.cancel_all(a, p),
     Api.SET_LEVERAGE: lambda ex, a, p, pg: ex.set_leverage(a, p),
+    Api.SWITCH_MODE: lambda ex, a, p, pg: ex.switch_mode(a, p),
 }
 
 # SendBatch endpoint -> the single-order operation each item goes through.

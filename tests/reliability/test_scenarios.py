@@ -637,3 +637,41 @@ def test_s32_r19_a_delisting_is_told_once_and_the_settled_position_closes_as_del
     assert not r.ours(entry)
     r.stop()
     assert_invariants(r.oracle())
+
+
+def test_s33_hedge_legs_are_two_positions_each_guarded_on_its_own(rig):
+    """The trader switches a free symbol to hedge mode and opens both legs by hand: each leg is
+    adopted and given its own stop with its own positionIdx; the long leg's TP1 moves only the
+    long leg's stop to breakeven, and the short leg keeps its own."""
+    r = rig(seed=133).start()
+    account = r.sim.account("main")
+    symbol = next(s for s in sorted(r.sim.exchange.specs) if s not in {e.symbol for e in r.book})
+    spec = r.sim.exchange.specs[symbol].instrument()
+    qty = spec.round_qty(Decimal(2000) / r.sim.exchange.last_price(symbol))
+    r.sim.exchange.switch_mode(account, {"category": "linear", "symbol": symbol, "mode": 3})
+    r.sim.place("main", symbol=symbol, side="Buy", orderType="Market", qty=str(qty), positionIdx=1)
+    r.sim.place("main", symbol=symbol, side="Sell", orderType="Market", qty=str(qty), positionIdx=2)
+
+    def stop_of(idx: int):
+        stops = [
+            o
+            for o in account.open_orders(symbol, idx)
+            if (link := OrderLink.parse(o.link_id)) is not None and link.role is Role.STOP
+        ]
+        return stops[0] if len(stops) == 1 else None
+
+    r.wait(lambda: stop_of(1) is not None and stop_of(2) is not None, 15, "both legs protected")
+    assert (stop_of(1).side, stop_of(2).side) == ("Sell", "Buy")
+    assert all(o.position_idx in (1, 2) for o in account.open_orders(symbol))
+    short_stop = stop_of(2).trigger_price
+    long_tp1 = next(
+        o
+        for o in account.open_orders(symbol, 1)
+        if (link := OrderLink.parse(o.link_id)) is not None and link.role is Role.TAKE_PROFIT and link.level == 1
+    )
+    r.sim.set_price(symbol, long_tp1.price * Decimal("1.001"))
+    long_avg = account.position(symbol, 1).avg_price
+    r.wait(lambda: (s := stop_of(1)) is not None and s.trigger_price > long_avg, 15, "the long leg at breakeven")
+    assert stop_of(2).trigger_price == short_stop and account.position(symbol, 2).size == qty
+    r.stop()
+    assert_invariants(r.oracle())

@@ -77,7 +77,11 @@ def refusal_basis(state: MonitorState, view: PositionView) -> str:
     room = sorted(
         f"{o.order_id}:{o.leaves_qty}"
         for o in view.orders
-        if o.is_open and o.reduce_only and not o.is_conditional and o.side == closing
+        if o.is_open
+        and o.reduce_only
+        and not o.is_conditional
+        and o.side == closing
+        and o.position_idx == state.monitor.position_idx
     )
     plan = ",".join(str(p) for p in (*state.plan.tp_prices, state.plan.stop_price))
     return f"{size}|{';'.join(room)}|{plan}"
