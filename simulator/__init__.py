@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from simulator.demo import DemoPosition, load_demo_book
-from simulator.exchange import BybitError, Exchange, SimAccount
+from simulator.exchange import BybitError, Exchange, Liquidity, SimAccount
 from simulator.faults import Fault, FaultBook
 from simulator.limits import RateLimits
 from simulator.market import universe
@@ -54,12 +54,16 @@ class Simulator:
         balance: Decimal = Decimal(100_000),
         ws_idle_seconds: float = 600.0,
         ws_handshakes_per_5min: int = 500,
+        partial_fills: bool = False,
     ):
         """`ws_idle_seconds`: a private stream silent this long is cut (Bybit: 10 minutes, or the
-        URL's max_active_time); `ws_handshakes_per_5min`: WebSocket connections allowed per 5 min."""
+        URL's max_active_time); `ws_handshakes_per_5min`: WebSocket connections allowed per 5 min;
+        `partial_fills`: a crossed limit fills only what the price level holds each time the price
+        moves (seeded), not all at once."""
         self.seed = seed
         self.ws_options = {"ws_idle_seconds": ws_idle_seconds, "ws_handshakes_per_5min": ws_handshakes_per_5min}
         self.exchange = Exchange(universe(symbols), seed, volatility, lambda: int(time.time() * 1000))
+        self.exchange.liquidity = Liquidity(seed) if partial_fills else None
         self.credentials: dict[str, Credentials] = {}
         for name in accounts:
             creds = Credentials(f"SIM{name.upper()}{secrets.token_hex(6).upper()}", secrets.token_hex(18))

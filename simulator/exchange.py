@@ -23,13 +23,14 @@ Semantics the TP/SL rules rely on (../shared/tpsl-rules.md, "Exchange semantics"
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
 from simulator.market import InstrumentSpec, Market
@@ -262,6 +263,19 @@ class SimAccount:
         return f"SimAccount(name={self.name!r}, positions={len(self.positions)}, orders={len(self.orders)})"
 
 
+class Liquidity:
+    """What a price level holds when a resting limit is crossed: a seeded share (25-100 %) of
+    what the order still wants, so a take-profit can fill over several price moves."""
+
+    def __init__(self, seed: int):
+        self._rng = random.Random(seed)
+
+    def available(self, order: SimOrder, step: Decimal) -> Decimal:
+        share = Decimal(str(round(self._rng.uniform(0.25, 1.0), 2)))
+        qty = (order.leaves * share / step).to_integral_value(rounding=ROUND_DOWN) * step
+        return qty if qty > 0 else order.leaves
+
+
 # --- request parameter readers --------------------------------------------------------------
 
 
@@ -415,6 +429,7 @@ class Exchange:
         self._clock_ms = clock_ms
         self._seq = 0
         self.margin_checks = True  # off while the demo book (funded for itself) is loaded: it is O(positions)
+        self.liquidity: Liquidity | None = None  # None: a crossed limit fills whole
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -475,7 +490,8 @@ class Exchange:
                 if (rising and last >= order.trigger_price) or (not rising and last <= order.trigger_price):
                     self._trigger(account, order)
             elif order.order_type == "Limit" and self._crosses(order, last):
-                self._execute(account, order, order.leaves, order.price, maker=True)
+                qty = self.liquidity.available(order, self.specs[symbol].qty_step) if self.liquidity else order.leaves
+                self._execute(account, order, qty, order.price, maker=True)
 
     @staticmethod
     def _crosses(order: SimOrder, last: Decimal) -> bool:

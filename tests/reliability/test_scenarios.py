@@ -675,3 +675,33 @@ def test_s33_hedge_legs_are_two_positions_each_guarded_on_its_own(rig):
     assert stop_of(2).trigger_price == short_stop and account.position(symbol, 2).size == qty
     r.stop()
     assert_invariants(r.oracle())
+
+
+def test_s34_take_profit_one_filling_in_parts_as_the_price_moves(rig):
+    """With partial fills on (a price level holds only part of an order), TP1 fills over several
+    price moves: each part shrinks the stop to what is left (R4) and is no TP1 hit; the last part
+    is, and the stop goes to breakeven once."""
+    r = rig(seed=134, sim_options={"partial_fills": True}).start()
+    entry = r.entry("monitoring")
+    tp1 = r.sim.account("main").by_link[r.link(entry, "T", 1)]
+    avg = r.sim.account("main").positions[entry.symbol].avg_price
+    up = entry.side == "Buy"
+    step = r.sim.exchange.specs[entry.symbol].tick_size
+    moves = 0
+    while tp1.status != "Filled" and moves < 20:
+        r.sim.set_price(entry.symbol, tp1.price + (step if up else -step) * (moves + 1))
+        moves += 1
+        if tp1.status == "PartiallyFilled":
+            r.wait(
+                lambda: r.stop_of(entry) is not None and r.stop_of(entry).qty == r.size(entry), 15, "the stop shrunk"
+            )
+            stop = r.stop_of(entry)
+            assert (stop.trigger_price < avg) if up else (stop.trigger_price > avg), "a part is no TP1 hit"
+    assert tp1.status == "Filled" and moves > 1
+    r.wait(
+        lambda: (s := r.stop_of(entry)) is not None and ((s.trigger_price > avg) if up else (s.trigger_price < avg)),
+        15,
+        "the stop at breakeven",
+    )
+    r.stop()
+    assert_invariants(r.oracle())

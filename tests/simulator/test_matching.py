@@ -6,6 +6,8 @@ from decimal import Decimal
 
 import pytest
 
+from simulator import Simulator
+
 
 def position(sim, account="main", symbol="BTCUSDT"):
     return sim.account(account).positions.get(symbol)
@@ -158,8 +160,6 @@ def test_non_reduce_only_order_larger_than_the_position_flips_it(sim, main_clien
 
 
 def test_random_walk_is_deterministic_for_a_seed():
-    from simulator import Simulator
-
     paths = []
     for _ in range(2):
         sim = Simulator(seed=11, symbols=5)
@@ -175,8 +175,6 @@ def test_random_walk_is_deterministic_for_a_seed():
 
 
 def test_a_symbols_path_does_not_depend_on_how_many_symbols_exist():
-    from simulator import Simulator
-
     small, large = Simulator(seed=5, symbols=3), Simulator(seed=5, symbols=40)
     for sim in (small, large):
         sim.step(2.0)
@@ -234,3 +232,37 @@ def test_closing_order_cancels_other_reduce_only_orders_to_make_room(sim, main_c
     assert position(sim).size == 0
     assert account.by_link["tg-c-X0-0"].status == "Filled"
     assert {account.by_link[f"tg-c-T{n}-0"].cancel_type for n in (1, 2)} == {"CancelByReduceOnly"}
+
+
+def test_with_partial_fills_a_crossed_limit_fills_over_several_price_moves():
+    sim = Simulator(seed=11, symbols=4, partial_fills=True)
+    sim.set_price("BTCUSDT", "65000")
+    sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty="1.000")
+    sim.place(
+        "main",
+        symbol="BTCUSDT",
+        side="Sell",
+        orderType="Limit",
+        qty="1.000",
+        price="66000",
+        reduceOnly=True,
+        orderLinkId="tp",
+    )
+    order = sim.account("main").by_link["tp"]
+    fills = []
+    for price in ("66000", "66010", "66020", "66030", "66040", "66050", "66060", "66070"):
+        sim.set_price("BTCUSDT", price)
+        fills.append(order.cum_qty)
+        if order.status == "Filled":
+            break
+    assert fills[0] < Decimal("1.000") and order.status == "Filled", fills
+    assert len(set(fills)) > 2  # several partial fills on the way
+
+
+def test_without_partial_fills_a_crossed_limit_fills_whole():
+    sim = Simulator(seed=11, symbols=4)
+    sim.set_price("BTCUSDT", "65000")
+    sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty="1.000")
+    sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Limit", qty="1.000", price="66000", reduceOnly=True)
+    sim.set_price("BTCUSDT", "66000")
+    assert sim.account("main").positions["BTCUSDT"].size == 0
