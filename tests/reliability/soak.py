@@ -123,6 +123,7 @@ def soak(minutes: float, seed: int, positions: int) -> int:
             "oversized_active_reduce_only",
             "ip_banned_403",
             "orphans_at_end",
+            "closes_of_another_position",
         )
         if report[k]
     ]
@@ -138,12 +139,14 @@ def trade(sim: Simulator, rng: random.Random) -> str:
     """Something a person (or the market) does on the exchange."""
     account = rng.choice(["main", "mirror"])
     acct = sim.account(account)
-    open_positions = [p for p in acct.positions.values() if p.size > 0]
-    kind = rng.choice(["close", "reduce", "cancel_stop", "open", "jump"])
+    open_positions = [p for p in acct.all_positions() if p.size > 0]
+    kind = rng.choice(["close", "reduce", "cancel_stop", "open", "jump", "reenter", "room", "hedge"])
     try:
+        if kind == "hedge":
+            return open_hedge_legs(sim, account, rng)
         if kind == "open" or not open_positions:
             symbol = rng.choice(
-                [s for s in sim.exchange.specs if s not in acct.positions or acct.positions[s].size == 0]
+                [s for s in sim.exchange.specs if s not in acct.hedged and not any(r.size for r in acct.rows_of(s))]
             )
             sim.place(
                 account,
@@ -157,13 +160,54 @@ def trade(sim: Simulator, rng: random.Random) -> str:
         closing = "Sell" if position.side == "Buy" else "Buy"
         spec = sim.exchange.specs[position.symbol]
         if kind == "close":
-            sim.place(account, symbol=position.symbol, side=closing, orderType="Market", qty=str(position.size))
+            sim.place(
+                account,
+                symbol=position.symbol,
+                positionIdx=position.position_idx,
+                side=closing,
+                orderType="Market",
+                qty=str(position.size),
+                reduceOnly=True,
+            )
         elif kind == "reduce":
             qty = spec.instrument().round_qty(position.size * Decimal(rng.randint(10, 60)) / 100)
             if qty > 0:
-                sim.place(account, symbol=position.symbol, side=closing, orderType="Market", qty=str(qty))
+                sim.place(
+                    account,
+                    symbol=position.symbol,
+                    positionIdx=position.position_idx,
+                    side=closing,
+                    orderType="Market",
+                    qty=str(qty),
+                    reduceOnly=True,
+                )
+        elif kind == "reenter":  # the close button, a gap, the same side again (R11)
+            gap = rng.choice([0.0, 0.2, 1.0])
+            params = {"symbol": position.symbol, "positionIdx": position.position_idx}
+            sim.place(
+                account, **params, side=closing, orderType="Market", qty="0", reduceOnly=True, closeOnTrigger=True
+            )
+            time.sleep(gap)
+            sim.place(
+                account, **params, side=position.side, orderType="Market", qty=str(spec.qty_step * rng.randint(20, 80))
+            )
+            return f"re-enter by hand after {gap} s"
+        elif kind == "room":  # the trader's own take-profit for the whole position (R17: 110017 for ours)
+            price = sim.exchange.last_price(position.symbol) * (
+                Decimal("1.05") if position.side == "Buy" else Decimal("0.95")
+            )
+            sim.place(
+                account,
+                symbol=position.symbol,
+                positionIdx=position.position_idx,
+                side=closing,
+                orderType="Limit",
+                qty=str(position.size),
+                price=str(spec.instrument().snap_price(price, up=position.side == "Buy")),
+                reduceOnly=True,
+            )
         elif kind == "cancel_stop":
-            for order in acct.open_orders(position.symbol):
+            for order in acct.open_orders(position.symbol, position.position_idx):
                 if order.is_conditional:
                     sim.exchange.cancel_order(
                         acct, {"category": "linear", "symbol": position.symbol, "orderId": order.order_id}
@@ -174,6 +218,19 @@ def trade(sim: Simulator, rng: random.Random) -> str:
     except Exception as exc:
         return f"{kind} refused ({type(exc).__name__})"
     return f"{kind} by hand"
+
+
+def open_hedge_legs(sim: Simulator, account: str, rng: random.Random) -> str:
+    """A free symbol switched to hedge mode, both legs opened by hand."""
+    acct = sim.account(account)
+    free = [s for s in sim.exchange.specs if not any(r.size for r in acct.rows_of(s)) and not acct.open_orders(s)]
+    symbol = rng.choice(free)
+    if symbol not in acct.hedged:
+        sim.exchange.switch_mode(acct, {"category": "linear", "symbol": symbol, "mode": 3})
+    qty = str(sim.exchange.specs[symbol].qty_step * rng.randint(20, 80))
+    sim.place(account, symbol=symbol, side="Buy", orderType="Market", qty=qty, positionIdx=1)
+    sim.place(account, symbol=symbol, side="Sell", orderType="Market", qty=qty, positionIdx=2)
+    return "open hedge legs by hand"
 
 
 def main() -> None:

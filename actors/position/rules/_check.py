@@ -173,11 +173,14 @@ def _unknown_status(state: MonitorState, view: PositionView) -> Event | None:
 
 
 def _track_size(state: MonitorState, size: Decimal, avg_price: Decimal, now_ms: int) -> MonitorState:
-    """Size bookkeeping: R1 / R5 grow the ladder; any change is "recent" for urgency."""
+    """Size bookkeeping: R1 / R5 grow the ladder (before TP1 to the size; after TP1, when only
+    fills shrink the position, by what the trader added); any change is "recent" for urgency."""
     if size != state.last_size:
         state = replace(state, last_change_ms=now_ms)
     if not state.tp1_done and size > state.ladder_size:
         state = replace(state, ladder_size=size)
+    elif state.tp1_done and size > state.last_size > 0:
+        state = replace(state, ladder_size=state.ladder_size + size - state.last_size)
     return replace(state, last_size=size, peak_size=max(state.peak_size, size, state.ladder_size), avg_price=avg_price)
 
 

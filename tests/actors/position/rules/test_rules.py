@@ -258,6 +258,28 @@ def test_r5_size_grown_beyond_the_target_moves_stop_and_take_profits_up():
     assert world.order(link("T", 1)).qty == D("0.340")
 
 
+def test_r5_an_add_after_tp1_grows_the_ladder_by_the_added_quantity_and_keeps_breakeven():
+    world = World(entries_filled=3)
+    world.check()
+    world.ex.fill_order(world.account, link("T", 1))  # 0.255 of 0.300: 0.045 left
+    world.check()
+    breakeven = world.order(link("S", 0)).trigger_price
+    world.sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.100")  # manual add at 65000
+    world.check()
+    world.check()
+    state = world.driver.state
+    assert state.ladder_size == D("0.400") and world.size() == D("0.145")
+    assert world.order(link("S", 0)).qty == D("0.145")
+    # TP2-TP4 rescale to their shares (5 % each) of the grown ladder: 0.020 each, 0.060 together.
+    tps = [
+        o
+        for o in world.account.open_orders("BTCUSDT")
+        if (lk := OrderLink.parse(o.link_id)) and lk.role is Role.TAKE_PROFIT
+    ]
+    assert sorted(o.qty for o in tps) == [D("0.020")] * 3
+    assert world.order(link("S", 0)).trigger_price >= breakeven  # at least breakeven of the new average
+
+
 def test_r6_a_flat_position_needs_two_fresh_snapshots_before_closing():
     world = World(entries_filled=3)
     world.check()
