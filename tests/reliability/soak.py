@@ -184,13 +184,12 @@ def trade(sim: Simulator, rng: random.Random) -> str:
         elif kind == "reenter":  # the close button, a gap, the same side again (R11)
             gap = rng.choice([0.0, 0.2, 1.0])
             params = {"symbol": position.symbol, "positionIdx": position.position_idx}
+            side = position.side  # read before the close: a flat row has no side
             sim.place(
                 account, **params, side=closing, orderType="Market", qty="0", reduceOnly=True, closeOnTrigger=True
             )
             time.sleep(gap)
-            sim.place(
-                account, **params, side=position.side, orderType="Market", qty=str(spec.qty_step * rng.randint(20, 80))
-            )
+            sim.place(account, **params, side=side, orderType="Market", qty=str(spec.qty_step * rng.randint(20, 80)))
             return f"re-enter by hand after {gap} s"
         elif kind == "room":  # the trader's own take-profit for the whole position (R17: 110017 for ours)
             price = sim.exchange.last_price(position.symbol) * (
