@@ -430,6 +430,7 @@ class Exchange:
         self._seq = 0
         self.margin_checks = True  # off while the demo book (funded for itself) is loaded: it is O(positions)
         self.liquidity: Liquidity | None = None  # None: a crossed limit fills whole
+        self.touched_over_api: list[str] = []  # orderLinkIds amended or cancelled through the API
 
     # --- accounts -------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@
   longest clean-up is recorded, orphans still alive at the end are counted);
 - never oversized: active reduce-only orders never exceed the position; the daemon's stop not
   longer than `stop_grace_s` above the position once no daemon entry rests;
+- never a foreign order: no order without the daemon's prefix was amended or cancelled through
+  the API (the trader acts out of band, so every API client here is the daemon);
 - never the wrong position (R11): no emergency close of the daemon's reaches a position other
   than the one its position id first guarded (a re-entry the old monitor took for its own);
 - rates: 10006 and 403 answers (from the simulator's stats).
@@ -165,6 +167,9 @@ class Oracle:
                 "oversized_active_reduce_only": self.oversized_active,
                 "longest_oversized_stop_s": round(self.longest_oversize_stop, 3),
                 "closes_of_another_position": self._closes_of_another_position(),
+                "foreign_orders_touched": sum(
+                    1 for link in self.exchange.touched_over_api if OrderLink.parse(link) is None
+                ),
                 "rate_limited_10006": stats.get("rate_limited_10006", 0),
                 "ip_banned_403": stats.get("ip_banned_403", 0),
             }

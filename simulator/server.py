@@ -46,6 +46,14 @@ PUBLIC: dict[Api, Callable[[Exchange, dict, Paging], Any]] = {
     Api.INSTRUMENTS: lambda ex, p, pg: ex.instruments(p, **pg),
 }
 
+
+def _touched(exchange: Exchange, result: dict) -> dict:
+    """An order amended or cancelled over the API: noted, so the oracle can tell whether the
+    client touched an order it does not own (the trader acts out of band, never through here)."""
+    exchange.touched_over_api.append(str(result.get("orderLinkId", "")))
+    return result
+
+
 PRIVATE: dict[Api, PrivateHandler] = {
     Api.POSITIONS: lambda ex, a, p, pg: ex.position_rows(a, p, **pg),
     Api.OPEN_ORDERS: lambda ex, a, p, pg: ex.order_rows(a, p, **pg),
@@ -54,8 +62,8 @@ PRIVATE: dict[Api, PrivateHandler] = {
     Api.WALLET_BALANCE: lambda ex, a, p, pg: ex.wallet(a, p),
     Api.API_KEY_INFO: lambda ex, a, p, pg: ex.api_key_info(a),
     Api.PLACE_ORDER: lambda ex, a, p, pg: ex.create_order(a, p),
-    Api.AMEND_ORDER: lambda ex, a, p, pg: ex.amend_order(a, p),
-    Api.CANCEL_ORDER: lambda ex, a, p, pg: ex.cancel_order(a, p),
+    Api.AMEND_ORDER: lambda ex, a, p, pg: _touched(ex, ex.amend_order(a, p)),
+    Api.CANCEL_ORDER: lambda ex, a, p, pg: _touched(ex, ex.cancel_order(a, p)),
     Api.CANCEL_ALL: lambda ex, a, p, pg: ex.cancel_all(a, p),
     Api.SET_LEVERAGE: lambda ex, a, p, pg: ex.set_leverage(a, p),
     Api.SWITCH_MODE: lambda ex, a, p, pg: ex.switch_mode(a, p),
@@ -64,8 +72,8 @@ PRIVATE: dict[Api, PrivateHandler] = {
 # SendBatch endpoint -> the single-order operation each item goes through.
 BATCH: dict[Api, Callable[[Exchange], Callable[[SimAccount, dict], dict]]] = {
     Api.PLACE_BATCH: lambda ex: ex.create_order,
-    Api.AMEND_BATCH: lambda ex: ex.amend_order,
-    Api.CANCEL_BATCH: lambda ex: ex.cancel_order,
+    Api.AMEND_BATCH: lambda ex: lambda a, p: _touched(ex, ex.amend_order(a, p)),
+    Api.CANCEL_BATCH: lambda ex: lambda a, p: _touched(ex, ex.cancel_order(a, p)),
 }
 
 

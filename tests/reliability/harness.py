@@ -161,6 +161,7 @@ def assert_invariants(
     assert report["ip_banned_403"] == 0, report
     assert report["orphans_at_end"] == 0, report
     assert report["closes_of_another_position"] == 0, report
+    assert report["foreign_orders_touched"] == 0, report
     assert report["longest_unprotected_s"] <= unprotected_limit, report
     assert report["longest_cleanup_s"] <= cleanup_limit, report
     # A stop above the position (after a reduce by hand or a partial fill) lasts until the

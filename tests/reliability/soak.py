@@ -124,6 +124,7 @@ def soak(minutes: float, seed: int, positions: int) -> int:
             "ip_banned_403",
             "orphans_at_end",
             "closes_of_another_position",
+            "foreign_orders_touched",
         )
         if report[k]
     ]

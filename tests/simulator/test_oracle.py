@@ -28,3 +28,21 @@ def test_an_emergency_close_reaching_a_reentered_position_is_counted():
     report = sim.oracle.report()
     assert report["closes_of_another_position"] == 1
     assert sim.account("main").positions["BTCUSDT"].size == Decimal(0)
+
+
+def test_an_order_the_client_does_not_own_amended_or_cancelled_over_the_api_is_counted(sim, main_client):
+    sim.set_price("BTCUSDT", "65000")
+    for link in ("tg-p1-T1-0", "traders-own"):
+        main_client.place_order(
+            category="linear",
+            symbol="BTCUSDT",
+            side="Buy",
+            orderType="Limit",
+            qty="0.001",
+            price="60000",
+            orderLinkId=link,
+        )
+    main_client.cancel_order(category="linear", symbol="BTCUSDT", orderLinkId="tg-p1-T1-0")
+    assert sim.oracle.report()["foreign_orders_touched"] == 0
+    main_client.amend_order(category="linear", symbol="BTCUSDT", orderLinkId="traders-own", price="60100")
+    assert sim.oracle.report()["foreign_orders_touched"] == 1
