@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -82,66 +84,77 @@ def daemon_env(sim: Simulator, design: str, workdir: Path) -> dict[str, str]:
     return env
 
 
+@contextmanager
+def guarding(sim: Simulator, design: str, guarded: list, prefix: str) -> Iterator[Path]:
+    """The daemon (`design`) as a process guarding `sim` until every `guarded` position has its
+    stop and the start-up work is done; stopped, with the simulator, on the way out. Yields the
+    work directory (the daemon's log is `log.txt` there)."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-{design}-"))
+    with open(workdir / "log.txt", "w") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "main.py"], cwd=ROOT, env=daemon_env(sim, design, workdir), stdout=log, stderr=log
+        )
+        try:
+            if _until(lambda: all(_stop(sim, e.symbol) for e in guarded), 120) == float("inf"):
+                raise SystemExit(f"the daemon did not protect the book in time (see {workdir / 'log.txt'})")
+            time.sleep(3.0)  # start-up work done
+            yield workdir
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=30)
+            sim.stop()
+
+
+def p50_and_max(figures: dict[str, list[float]]) -> dict[str, float]:
+    return {
+        **{f"{name}_p50": percentile(values, 0.5, None) for name, values in figures.items()},
+        **{f"{name}_max": max(values) for name, values in figures.items()},
+    }
+
+
 def run(design: str, positions: int, latency_ms: float, tries: int, seed: int = 3) -> dict:
     sim = Simulator(seed=seed, symbols=positions + 8, latency_ms=latency_ms, jitter_ms=latency_ms / 10)
     book = sim.load_demo_book(positions)
     sim.start()  # no price steps: only the trader acts
-    workdir = Path(tempfile.mkdtemp(prefix=f"manual-{design}-"))
-    env = daemon_env(sim, design, workdir)
     # Positions with no resting entry (the stop then equals the size) and no TP resting on all of it.
     guarded = [e for e in book if e.account == "main" and e.kind in ("monitoring", "fast")]
     needed = 3 * tries
     if len(guarded) < needed:
         raise SystemExit(f"{positions} positions hold {len(guarded)} guarded ones; {needed} are needed")
     figures: dict[str, list[float]] = {"stop_replaced": [], "reduce_followed": [], "close_cleaned": []}
-    with open(workdir / "log.txt", "w") as log:
-        daemon = subprocess.Popen([sys.executable, "main.py"], cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
-            if _until(lambda: all(_stop(sim, e.symbol) for e in guarded), 120) == float("inf"):
-                raise SystemExit(f"the daemon did not protect the book in time (see {workdir / 'log.txt'})")
-            time.sleep(3.0)  # start-up work done
-            targets = iter(guarded)
-            for _ in range(tries):
-                entry = next(targets)
-                stop = _stop(sim, entry.symbol)
-                sim.exchange.cancel_order(
-                    sim.account("main"), {"category": "linear", "symbol": entry.symbol, "orderLinkId": stop.link_id}
-                )
-                figures["stop_replaced"].append(_until(lambda: _stop(sim, entry.symbol) is not None))
-                entry = next(targets)
-                spec = sim.exchange.specs[entry.symbol].instrument()
-                size = _size(sim, entry.symbol)
-                sim.place(
-                    "main",
-                    symbol=entry.symbol,
-                    side="Sell" if entry.side == "Buy" else "Buy",
-                    orderType="Market",
-                    qty=str(spec.round_qty(size * Decimal("0.4"))),
-                )
-                figures["reduce_followed"].append(
-                    _until(lambda: (s := _stop(sim, entry.symbol)) is not None and s.qty == _size(sim, entry.symbol))
-                )
-                entry = next(targets)
-                sim.place(
-                    "main",
-                    symbol=entry.symbol,
-                    side="Sell" if entry.side == "Buy" else "Buy",
-                    orderType="Market",
-                    qty=str(_size(sim, entry.symbol)),
-                )
-                figures["close_cleaned"].append(_until(lambda: not _ours(sim, entry.symbol)))
-                time.sleep(1.0)
-        finally:
-            daemon.terminate()
-            daemon.wait(timeout=30)
-            sim.stop()
-    return {
-        "design": design,
-        "positions": positions,
-        "latency_ms": latency_ms,
-        **{f"{name}_p50": percentile(values, 0.5, None) for name, values in figures.items()},
-        **{f"{name}_max": max(values) for name, values in figures.items()},
-    }
+    with guarding(sim, design, guarded, "manual"):
+        targets = iter(guarded)
+        for _ in range(tries):
+            entry = next(targets)
+            stop = _stop(sim, entry.symbol)
+            sim.exchange.cancel_order(
+                sim.account("main"), {"category": "linear", "symbol": entry.symbol, "orderLinkId": stop.link_id}
+            )
+            figures["stop_replaced"].append(_until(lambda: _stop(sim, entry.symbol) is not None))
+            entry = next(targets)
+            spec = sim.exchange.specs[entry.symbol].instrument()
+            size = _size(sim, entry.symbol)
+            sim.place(
+                "main",
+                symbol=entry.symbol,
+                side="Sell" if entry.side == "Buy" else "Buy",
+                orderType="Market",
+                qty=str(spec.round_qty(size * Decimal("0.4"))),
+            )
+            figures["reduce_followed"].append(
+                _until(lambda: (s := _stop(sim, entry.symbol)) is not None and s.qty == _size(sim, entry.symbol))
+            )
+            entry = next(targets)
+            sim.place(
+                "main",
+                symbol=entry.symbol,
+                side="Sell" if entry.side == "Buy" else "Buy",
+                orderType="Market",
+                qty=str(_size(sim, entry.symbol)),
+            )
+            figures["close_cleaned"].append(_until(lambda: not _ours(sim, entry.symbol)))
+            time.sleep(1.0)
+    return {"design": design, "positions": positions, "latency_ms": latency_ms, **p50_and_max(figures)}
 
 
 def main() -> None:

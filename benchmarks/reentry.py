@@ -17,16 +17,11 @@ The tries cycle through the gaps.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import tempfile
 import time
 from decimal import Decimal
-from pathlib import Path
 
-from benchmarks.manual import ROOT, _size, _stop, _until, daemon_env
+from benchmarks.manual import _size, _stop, _until, guarding, p50_and_max
 from messages.models import OrderLink, Role
-from runtime.stats import percentile
 from simulator import Simulator
 
 HOLD_S = 3.0  # the new position must keep its size this long after its own stop rests
@@ -55,63 +50,42 @@ def run(design: str, tries: int, gaps: list[float], latency_ms: float, seed: int
     sim = Simulator(seed=seed, symbols=24, latency_ms=latency_ms, jitter_ms=latency_ms / 10)
     book = sim.load_demo_book(8)
     sim.start()  # no price steps: only the trader acts
-    workdir = Path(tempfile.mkdtemp(prefix=f"reentry-{design}-"))
-    env = daemon_env(sim, design, workdir)
     guarded = [e for e in book if e.account == "main" and e.kind in ("monitoring", "fast")]
     first_size = {e.symbol: _size(sim, e.symbol) for e in guarded}
     figures: dict[str, list[float]] = {"covered": [], "own_stop": []}
     closed_by_daemon = 0
-    with open(workdir / "log.txt", "w") as log:
-        daemon = subprocess.Popen([sys.executable, "main.py"], cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
-            if _until(lambda: all(_stop(sim, e.symbol) for e in guarded), 120) == float("inf"):
-                raise SystemExit(f"the daemon did not protect the book in time (see {workdir / 'log.txt'})")
-            time.sleep(3.0)  # start-up work done
-            for n in range(tries):
-                entry = guarded[n % len(guarded)]
-                stop = _stop(sim, entry.symbol)
-                if stop is None and _until(lambda: _stop(sim, entry.symbol) is not None, 30) == float("inf"):
-                    raise SystemExit(f"{entry.symbol} lost its stop between tries (see {workdir / 'log.txt'})")
-                old_position_id = OrderLink.parse(_stop(sim, entry.symbol).link_id).position_id
-                spec = sim.exchange.specs[entry.symbol].instrument()
-                qty = spec.round_qty(
-                    first_size[entry.symbol] * Decimal(f"1.{1 + n % 5}")
-                )  # larger: the old stop falls short
-                closing = "Sell" if entry.side == "Buy" else "Buy"
-                sim.place(
-                    "main",
-                    symbol=entry.symbol,
-                    side=closing,
-                    orderType="Market",
-                    qty="0",
-                    reduceOnly=True,
-                    closeOnTrigger=True,
+    with guarding(sim, design, guarded, "reentry") as workdir:
+        for n in range(tries):
+            entry = guarded[n % len(guarded)]
+            stop = _stop(sim, entry.symbol)
+            if stop is None and _until(lambda: _stop(sim, entry.symbol) is not None, 30) == float("inf"):
+                raise SystemExit(f"{entry.symbol} lost its stop between tries (see {workdir / 'log.txt'})")
+            old_position_id = OrderLink.parse(_stop(sim, entry.symbol).link_id).position_id
+            spec = sim.exchange.specs[entry.symbol].instrument()
+            qty = spec.round_qty(first_size[entry.symbol] * Decimal(f"1.{1 + n % 5}"))  # the old stop falls short
+            closing = "Sell" if entry.side == "Buy" else "Buy"
+            close_button = {"orderType": "Market", "qty": "0", "reduceOnly": True, "closeOnTrigger": True}
+            sim.place("main", symbol=entry.symbol, side=closing, **close_button)
+            time.sleep(gaps[n % len(gaps)])
+            sim.place("main", symbol=entry.symbol, side=entry.side, orderType="Market", qty=str(qty))
+            started = time.monotonic()
+            _until(lambda: _covered(sim, entry.symbol, entry.side), 30)
+            figures["covered"].append(time.monotonic() - started)
+            _until(lambda: _own_stop(sim, entry.symbol, old_position_id), 30)
+            figures["own_stop"].append(time.monotonic() - started)
+            time.sleep(HOLD_S)
+            closed_by_daemon += _size(sim, entry.symbol) != qty
+            if verbose:
+                print(
+                    f"  {design} {entry.symbol} gap {gaps[n % len(gaps)]:.1f} s: covered "
+                    f"{figures['covered'][-1]:.2f} s, own stop {figures['own_stop'][-1]:.2f} s",
+                    flush=True,
                 )
-                time.sleep(gaps[n % len(gaps)])
-                sim.place("main", symbol=entry.symbol, side=entry.side, orderType="Market", qty=str(qty))
-                started = time.monotonic()
-                _until(lambda: _covered(sim, entry.symbol, entry.side), 30)
-                figures["covered"].append(time.monotonic() - started)
-                _until(lambda: _own_stop(sim, entry.symbol, old_position_id), 30)
-                figures["own_stop"].append(time.monotonic() - started)
-                time.sleep(HOLD_S)
-                closed_by_daemon += _size(sim, entry.symbol) != qty
-                if verbose:
-                    print(
-                        f"  {design} {entry.symbol} gap {gaps[n % len(gaps)]:.1f} s: covered "
-                        f"{figures['covered'][-1]:.2f} s, own stop {figures['own_stop'][-1]:.2f} s",
-                        flush=True,
-                    )
-        finally:
-            daemon.terminate()
-            daemon.wait(timeout=30)
-            sim.stop()
     return {
         "design": design,
         "tries": tries,
         "latency_ms": latency_ms,
-        **{f"{name}_p50": percentile(values, 0.5, None) for name, values in figures.items()},
-        **{f"{name}_max": max(values) for name, values in figures.items()},
+        **p50_and_max(figures),
         "closed_by_daemon": closed_by_daemon,
     }
 

@@ -160,52 +160,26 @@ def trade(sim: Simulator, rng: random.Random) -> str:
         position = rng.choice(open_positions)
         closing = "Sell" if position.side == "Buy" else "Buy"
         spec = sim.exchange.specs[position.symbol]
+        leg = {"symbol": position.symbol, "positionIdx": position.position_idx}
+        reducing = {**leg, "side": closing, "reduceOnly": True}
         if kind == "close":
-            sim.place(
-                account,
-                symbol=position.symbol,
-                positionIdx=position.position_idx,
-                side=closing,
-                orderType="Market",
-                qty=str(position.size),
-                reduceOnly=True,
-            )
+            sim.place(account, **reducing, orderType="Market", qty=str(position.size))
         elif kind == "reduce":
             qty = spec.instrument().round_qty(position.size * Decimal(rng.randint(10, 60)) / 100)
             if qty > 0:
-                sim.place(
-                    account,
-                    symbol=position.symbol,
-                    positionIdx=position.position_idx,
-                    side=closing,
-                    orderType="Market",
-                    qty=str(qty),
-                    reduceOnly=True,
-                )
+                sim.place(account, **reducing, orderType="Market", qty=str(qty))
         elif kind == "reenter":  # the close button, a gap, the same side again (R11)
             gap = rng.choice([0.0, 0.2, 1.0])
-            params = {"symbol": position.symbol, "positionIdx": position.position_idx}
             side = position.side  # read before the close: a flat row has no side
-            sim.place(
-                account, **params, side=closing, orderType="Market", qty="0", reduceOnly=True, closeOnTrigger=True
-            )
+            sim.place(account, **reducing, orderType="Market", qty="0", closeOnTrigger=True)
             time.sleep(gap)
-            sim.place(account, **params, side=side, orderType="Market", qty=str(spec.qty_step * rng.randint(20, 80)))
+            sim.place(account, **leg, side=side, orderType="Market", qty=str(spec.qty_step * rng.randint(20, 80)))
             return f"re-enter by hand after {gap} s"
         elif kind == "room":  # the trader's own take-profit for the whole position (R17: 110017 for ours)
-            price = sim.exchange.last_price(position.symbol) * (
-                Decimal("1.05") if position.side == "Buy" else Decimal("0.95")
-            )
-            sim.place(
-                account,
-                symbol=position.symbol,
-                positionIdx=position.position_idx,
-                side=closing,
-                orderType="Limit",
-                qty=str(position.size),
-                price=str(spec.instrument().snap_price(price, up=position.side == "Buy")),
-                reduceOnly=True,
-            )
+            up = position.side == "Buy"
+            price = sim.exchange.last_price(position.symbol) * (Decimal("1.05") if up else Decimal("0.95"))
+            price = spec.instrument().snap_price(price, up=up)
+            sim.place(account, **reducing, orderType="Limit", qty=str(position.size), price=str(price))
         elif kind == "cancel_stop":
             for order in acct.open_orders(position.symbol, position.position_idx):
                 if order.is_conditional:

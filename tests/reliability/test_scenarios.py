@@ -455,8 +455,9 @@ def test_s22_a_flip_and_a_liquidation(rig):
     )
     r.sim.exchange.liquidate(r.sim.account("main"), liquidated.symbol)
     r.wait(
-        lambda: not [o for o in r.ours(flipped) if OrderLink.parse(o.link_id).position_id == old]
-        and not r.ours(liquidated),
+        lambda: (
+            not [o for o in r.ours(flipped) if OrderLink.parse(o.link_id).position_id == old] and not r.ours(liquidated)
+        ),
         25,
         "old orders cancelled",
     )
