@@ -231,6 +231,8 @@ class Settings:
     taker_fee_rate: Decimal = Decimal("0.00055")
     breakeven_safety_margin: Decimal = Decimal("0.0001")
     adoption_policy: str = "protect"
+    stop_after_tp: str = "breakeven"  # R13
+    stop_trigger_by: str = "LastPrice"  # R15
     tp_ladder_percents: tuple[Decimal, ...] = (Decimal(85), Decimal(5), Decimal(5), Decimal(5))
     default_tp_distance_percents: tuple[Decimal, ...] = (Decimal(1), Decimal(2), Decimal(3), Decimal(4))
     default_stop_distance_percent: Decimal = Decimal("3")
@@ -329,6 +331,8 @@ PARSERS: dict[str, tuple[str, Callable[[str], object]]] = {
     "TAKER_FEE_RATE": ("taker_fee_rate", _parse_fraction),
     "BREAKEVEN_SAFETY_MARGIN": ("breakeven_safety_margin", _parse_fraction),
     "ADOPTION_POLICY": ("adoption_policy", _parse_choice("protect", "observe")),
+    "STOP_AFTER_TP": ("stop_after_tp", _parse_choice("breakeven", "previous_tp", "two_back")),
+    "STOP_TRIGGER_BY": ("stop_trigger_by", _parse_choice("LastPrice", "MarkPrice", "IndexPrice")),
     "TP_LADDER_PERCENTS": ("tp_ladder_percents", _parse_percent_list),
     "DEFAULT_TP_DISTANCE_PERCENTS": ("default_tp_distance_percents", _parse_percent_list),
     "DEFAULT_STOP_DISTANCE_PERCENT": ("default_stop_distance_percent", _parse_positive_decimal),

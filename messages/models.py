@@ -477,6 +477,22 @@ class Approach(StrEnum):
     PLANNED = "planned"  # a position the daemon did not open, given its targets by the trader
 
 
+class StopAfter(StrEnum):
+    """R13: where the stop goes as take-profits fill."""
+
+    BREAKEVEN = "breakeven"  # TP1 -> breakeven; later TPs only shrink it
+    PREVIOUS_TP = "previous_tp"  # TP1 -> breakeven, TPk -> the price of TP(k-1)
+    TWO_BACK = "two_back"  # TP1 -> no move, TP2 -> breakeven, TPk -> TP(k-2)
+
+
+class TriggerBy(StrEnum):
+    """R15: the price a stop triggers on (Bybit's triggerBy)."""
+
+    LAST = "LastPrice"
+    MARK = "MarkPrice"
+    INDEX = "IndexPrice"
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """A position's targets: take-profit shares and prices, the stop, and for a trade the daemon opens,
@@ -489,3 +505,15 @@ class Plan:
     stop_price: Decimal
     legs: tuple[Decimal, ...] = ()  # a trade the daemon opens: leg 1 at market, the others limits
     limits: tuple[Decimal, ...] = ()  # the limit prices of legs 2, 3, ...
+    # Exits (R13, R15, R16); None / 0: the settings' defaults (STOP_AFTER_TP, STOP_TRIGGER_BY), no limit.
+    stop_after: StopAfter | None = None
+    trigger_by: TriggerBy | None = None
+    time_limit_minutes: int = 0
+
+    @property
+    def stop_ladder(self) -> StopAfter:
+        return self.stop_after or StopAfter.BREAKEVEN
+
+    @property
+    def triggers_on(self) -> TriggerBy:
+        return self.trigger_by or TriggerBy.LAST

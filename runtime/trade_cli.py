@@ -18,6 +18,7 @@ from runtime.control import ask
 USAGE = """python main.py trade open SYMBOL long|short --approach conservative|fast
         (--qty Q | --margin USDT --leverage L | --margin-percent P --leverage L)
         --tps T1[,T2,T3,T4] --stop S [--limits P2,P3] [--account main|mirror|both] [--dry-run]
+        [--stop-after breakeven|previous_tp|two_back] [--trigger-by last|mark|index] [--time-limit MINUTES]
     python main.py trade plan SYMBOL --tps T1[,...] --stop S [--account main|mirror]
     python main.py trade close SYMBOL [--account main|mirror|both]
     python main.py trade list [--json]"""
@@ -31,6 +32,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     opened.add_argument("symbol")
     opened.add_argument("side")
     for name in ("--approach", "--qty", "--margin", "--margin-percent", "--leverage", "--tps", "--stop", "--limits"):
+        opened.add_argument(name)
+    for name in ("--stop-after", "--trigger-by", "--time-limit"):
         opened.add_argument(name)
     opened.add_argument("--account", default="main")
     opened.add_argument("--dry-run", action="store_true")
@@ -63,6 +66,9 @@ def request_of(args: argparse.Namespace) -> dict:
         "limits",
         "account",
         "dry_run",
+        "stop_after",
+        "trigger_by",
+        "time_limit",
     )
     return {"command": args.command, **{f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}}
 

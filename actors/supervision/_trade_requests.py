@@ -13,18 +13,20 @@ must be below it)`; with problems nothing is sent.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from actors.position import RulesConfig, ladder_for
 from messages.gateway import Market
-from messages.models import Approach, Instrument, Plan, Position, Side
+from messages.models import Approach, Instrument, Plan, Position, Side, StopAfter, TriggerBy
 
 COMMANDS = ("open", "plan", "close", "list")
 ACCOUNT_CHOICES = {"open": ("main", "mirror", "both"), "plan": ("main", "mirror"), "close": ("main", "mirror", "both")}
 SYMBOL = re.compile(r"[A-Z0-9]{2,30}")
 CONSERVATIVE_LEGS = 3
+TRIGGER_NAMES = {"last": TriggerBy.LAST, "mark": TriggerBy.MARK, "index": TriggerBy.INDEX}
+MAX_TIME_LIMIT_MINUTES = 525_600  # a year
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,9 @@ class TradeRequest:
     limits: tuple[Decimal, ...] = ()
     account: str = "main"
     dry_run: bool = False
+    stop_after: StopAfter | None = None  # R13 (open)
+    trigger_by: TriggerBy | None = None  # R15 (open)
+    time_limit_minutes: int = 0  # R16 (open); 0: none
 
     @property
     def accounts(self) -> tuple[str, ...]:
@@ -112,6 +117,7 @@ def read_request(data: Any, ladder_levels: int = 4) -> tuple[TradeRequest | None
         problems.append(f"--approach {approach or '(missing)'} must be conservative or fast")
     qty, margin, margin_percent, leverage = _sizing(problems, data)
     limits = _legs(problems, data, approach, tps)
+    stop_after, trigger_by, time_limit = _exits(problems, data)
     if problems:
         return None, problems
     return TradeRequest(
@@ -128,7 +134,33 @@ def read_request(data: Any, ladder_levels: int = 4) -> tuple[TradeRequest | None
         limits,
         account,
         bool(data.get("dry_run")),
+        stop_after,
+        trigger_by,
+        time_limit,
     ), []
+
+
+def _exits(problems: list[str], data: dict[str, Any]) -> tuple[StopAfter | None, TriggerBy | None, int]:
+    """--stop-after (R13), --trigger-by (R15) and --time-limit (R16); absent: the settings' defaults."""
+    stop_after = trigger_by = None
+    raw = data.get("stop_after")
+    if raw is not None:
+        if raw in tuple(StopAfter):
+            stop_after = StopAfter(raw)
+        else:
+            problems.append(f"--stop-after {raw} must be one of {'|'.join(StopAfter)}")
+    raw = data.get("trigger_by")
+    if raw is not None:
+        trigger_by = TRIGGER_NAMES.get(str(raw))
+        if trigger_by is None:
+            problems.append(f"--trigger-by {raw} must be one of {'|'.join(TRIGGER_NAMES)}")
+    raw, minutes = data.get("time_limit"), 0
+    if raw is not None:
+        if not str(raw).isdigit() or not 1 <= int(str(raw)) <= MAX_TIME_LIMIT_MINUTES:
+            problems.append(f"--time-limit {raw} must be whole minutes from 1 to {MAX_TIME_LIMIT_MINUTES}")
+        else:
+            minutes = int(str(raw))
+    return stop_after, trigger_by, minutes
 
 
 def _sizing(
@@ -241,7 +273,10 @@ def size_open(
     tps, stop = _snapped(request.side, request.tps, request.stop, instrument)
     limits = tuple(instrument.snap_price(p, up=not long) for p in request.limits)
     approach = Approach(request.approach)
-    return Plan(approach, request.side, ladder_for(len(tps), config), tps, stop, legs, limits), []
+    percents = ladder_for(len(tps), config)
+    plan = Plan(approach, request.side, percents, tps, stop, legs, limits)
+    exits = replace(plan, stop_after=request.stop_after, trigger_by=request.trigger_by)
+    return replace(exits, time_limit_minutes=request.time_limit_minutes), []
 
 
 def check_targets(
@@ -266,5 +301,13 @@ def describe(plan: Plan) -> str:
     )
     return (
         f"{plan.approach} {'long' if plan.side == Side.BUY else 'short'} {sum(plan.legs, Decimal(0))}: "
-        f"{legs}; take-profits {', '.join(map(str, plan.tp_prices))}; stop {plan.stop_price}"
+        f"{legs}; take-profits {', '.join(map(str, plan.tp_prices))}; stop {plan.stop_price}{exits_of(plan)}"
     )
+
+
+def exits_of(plan: Plan) -> str:
+    """The plan's exits beyond the ladder (R13, R15, R16), when it says them."""
+    parts = [f"stop after TPs: {plan.stop_after}"] if plan.stop_after else []
+    parts += [f"stops trigger on {plan.trigger_by}"] if plan.trigger_by else []
+    parts += [f"time limit {plan.time_limit_minutes} min"] if plan.time_limit_minutes else []
+    return "; " + "; ".join(parts) if parts else ""

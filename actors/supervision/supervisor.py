@@ -242,7 +242,7 @@ class Supervisor(pykka.ThreadingActor):
         if self._scheduler is None:
             return "the daemon is still starting"
         position_id = "t" + secrets.token_hex(5)
-        state = planned(monitor, position_id, plan, self._clock.wall_ms())
+        state = planned(monitor, position_id, self._config.with_exits(plan), self._clock.wall_ms())
         line = f"TRADE PLANNED {monitor}: position {position_id}, {describe(plan)}"
         try:
             record(

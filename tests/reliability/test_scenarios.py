@@ -712,3 +712,22 @@ def test_s34_take_profit_one_filling_in_parts_as_the_price_moves(rig):
     )
     r.stop()
     assert_invariants(r.oracle())
+
+
+def test_s35_r13_previous_tp_moves_the_stop_up_the_ladder(rig):
+    """STOP_AFTER_TP=previous_tp: the price runs through TP1 then TP2; the stop goes to breakeven,
+    then to TP1's price, by amends of the one stop (never a second one, never naked)."""
+    r = rig(seed=135, STOP_AFTER_TP="previous_tp").start()
+    entry = r.entry("monitoring")
+    account = r.sim.account("main")
+    avg = account.positions[entry.symbol].avg_price
+    tp1 = account.by_link[r.link(entry, "T", 1)].price
+    up = entry.side == "Buy"
+    stop_link = r.stop_of(entry).link_id
+    r.through(entry, "T", 1)
+    r.wait(lambda: (s := r.stop_of(entry)) is not None and (s.trigger_price > avg) == up, 15, "breakeven")
+    r.through(entry, "T", 2)
+    r.wait(lambda: (s := r.stop_of(entry)) is not None and s.trigger_price == tp1, 15, "the stop at TP1's price")
+    assert r.stop_of(entry).link_id == stop_link and r.protected(entry)
+    r.stop()
+    assert_invariants(r.oracle())

@@ -11,8 +11,8 @@ they are sent, so an id is never reused and the same intent after a crash rebuil
 
 The modules follow the rules' seams: `_state` (the vocabulary and a monitor's state), `_prices`,
 `_orders` (the position's own orders in a view), `_adoption`, `_plans`, `_check` (`reconcile`),
-`_stop`, `_take_profits`, `_closure`, `_outcomes` (`settle`, R10, R17), `_hand` (R18, the trader's
-hand), `_urgency`, and `_codec` (the persistence form).
+`_stop` (R1-R5, R7, R8, R13), `_take_profits`, `_closure` (R6, R11), `_outcomes` (`settle`, R10, R17),
+`_hand` (R18, the trader's hand), `_delisting` (R19), `_urgency`, and `_codec` (the persistence form).
 """
 
 from actors.position.rules._adoption import adopt, position_id_for, resumed
@@ -39,7 +39,7 @@ from actors.position.rules._state import (
     Refusal,
     RulesConfig,
 )
-from actors.position.rules._stop import has_live_stop
+from actors.position.rules._stop import has_live_stop, ladder_move_due
 from actors.position.rules._urgency import classify_urgency, summary
 
 __all__ = [
@@ -65,6 +65,7 @@ __all__ = [
     "finish",
     "has_live_stop",
     "ladder_for",
+    "ladder_move_due",
     "links_to_explain",
     "more_protective",
     "needs_closed",

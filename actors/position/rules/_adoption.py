@@ -91,7 +91,7 @@ def _adopt_open(
         instrument.snap_price(avg * (1 + sign * d / 100), up=side == Side.BUY) for d in config.tp_distance_percents
     )
     stop = instrument.snap_price(avg * (1 - sign * config.stop_distance_percent / 100), up=side == Side.BUY)
-    plan = Plan(Approach.ADOPTED, side, config.ladder_percents, tp_prices, stop)
+    plan = config.with_exits(Plan(Approach.ADOPTED, side, config.ladder_percents, tp_prices, stop))
     return MonitorState(
         monitor,
         position_id_for(monitor, position.opened_ms or now_ms),
@@ -180,7 +180,7 @@ def _rebuild(
     )
     filled = frozenset({1}) if tp1_done else frozenset()
     phase = Phase.PROFIT_TAKING if tp1_done else Phase.BUILDING if entries_resting else Phase.MONITORING
-    plan = Plan(approach, side, percents, tp_prices, stop_price)
+    plan = config.with_exits(Plan(approach, side, percents, tp_prices, stop_price))
     ladder = position.size
     if tp1_done:  # the ladder was computed on the size before TP1: recover it from the TPs left
         rest = [n for n in range(2, levels + 1) if n in tp]

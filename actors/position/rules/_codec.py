@@ -20,6 +20,8 @@ from messages.models import (
     MonitorId,
     Plan,
     Side,
+    StopAfter,
+    TriggerBy,
     Urgency,
 )
 
@@ -44,6 +46,9 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
             "stop_price": str(plan.stop_price),
             "legs": [str(q) for q in plan.legs],
             "limits": [str(p) for p in plan.limits],
+            "stop_after": plan.stop_after,
+            "trigger_by": plan.trigger_by,
+            "time_limit_minutes": plan.time_limit_minutes,
         },
         "generations": {str(k): v for k, v in state.generations.items()},
         "pending": {str(k): _pending_to_dict(p) for k, p in state.pending.items()},
@@ -148,6 +153,9 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
                 Decimal(plan["stop_price"]),
                 tuple(Decimal(q) for q in plan.get("legs", ())),
                 tuple(Decimal(p) for p in plan.get("limits", ())),
+                StopAfter(plan["stop_after"]) if plan.get("stop_after") else None,
+                TriggerBy(plan["trigger_by"]) if plan.get("trigger_by") else None,
+                int(plan.get("time_limit_minutes", 0)),
             ),
             generations={Intent.parse(str(k)): int(v) for k, v in data.get("generations", {}).items()},
             pending=pending,

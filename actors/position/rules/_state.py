@@ -21,6 +21,8 @@ from messages.models import (
     Plan,
     Role,
     Side,
+    StopAfter,
+    TriggerBy,
     Urgency,
 )
 
@@ -106,6 +108,8 @@ class RulesConfig:
     stop_distance_percent: Decimal = Decimal(3)
     breakeven_offset: Decimal = Decimal("0.0012")
     adoption_policy: str = "protect"
+    stop_after: StopAfter = StopAfter.BREAKEVEN  # R13, for plans that do not say
+    trigger_by: TriggerBy = TriggerBy.LAST  # R15, for plans that do not say
 
     @classmethod
     def from_settings(cls, settings: Any) -> RulesConfig:
@@ -115,6 +119,15 @@ class RulesConfig:
             settings.default_stop_distance_percent,
             settings.breakeven_offset,
             settings.adoption_policy,
+            StopAfter(settings.stop_after_tp),
+            TriggerBy(settings.stop_trigger_by),
+        )
+
+    def with_exits(self, plan: Plan) -> Plan:
+        """The plan with these defaults where it does not say (fixed when a monitor takes charge, so
+        a position's exits do not change under it when the settings do)."""
+        return replace(
+            plan, stop_after=plan.stop_after or self.stop_after, trigger_by=plan.trigger_by or self.trigger_by
         )
 
 

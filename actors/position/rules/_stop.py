@@ -1,5 +1,5 @@
-"""The stop: R1, R3-R5 (it covers size + resting entries), R2 (breakeven after TP1), R7 (restored when
-missing), R8 (moved by one amend, never cancelled first).
+"""The stop: R1, R3-R5 (it covers size + resting entries), R2 and R13 (its level as take-profits fill),
+R7 (restored when missing), R8 (moved by one amend, never cancelled first).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from messages.models import (
     Intent,
     OrderStatus,
     OrderType,
+    StopAfter,
 )
 
 
@@ -56,7 +57,7 @@ def protect(
     R7: restored when missing; R8: changed by one amend, never cancelled first."""
     side = state.plan.side
     desired_qty = instrument.round_qty(size + resting)
-    be = breakeven_price(side, state.avg_price, config.breakeven_offset, instrument) if state.tp1_done else None
+    floor = ladder_level(state, instrument, config)  # R2, R13
     if STOP_KEY in state.pending or EMERGENCY_KEY in state.pending or STOP_KEY in blocked:  # R10, R17
         return state, [], []
     stop = newest(ours, STOP_KEY)
@@ -79,7 +80,7 @@ def protect(
                     )
                 ],
             )
-        placed_at = be if be is not None else state.plan.stop_price
+        placed_at = floor if floor is not None else state.plan.stop_price
         restored = STOP_KEY in state.generations
         state, link_id = next_link(state, STOP_KEY)
         state = with_pending(
@@ -100,15 +101,17 @@ def protect(
         )
         return state, [stop_place(state, link_id, desired_qty, placed_at)], [event]
     trigger: Decimal | None = None
-    if be is not None and (
-        not state.breakeven_done or stop.trigger_price is None or more_protective(side, be, stop.trigger_price)
+    if floor is not None and (
+        not state.breakeven_done or stop.trigger_price is None or more_protective(side, floor, stop.trigger_price)
     ):
-        if stop.trigger_price is None or more_protective(side, be, stop.trigger_price):
-            trigger = be
+        if stop.trigger_price is None or more_protective(side, floor, stop.trigger_price):
+            trigger = floor
         else:
-            state = replace(state, breakeven_done=True)  # already at or beyond breakeven
-    if state.retarget:  # the trader's stop; after TP1 never less protective than breakeven
-        wanted = state.plan.stop_price if be is None or more_protective(side, state.plan.stop_price, be) else be
+            state = replace(state, breakeven_done=True)  # already at or beyond its level
+    if state.retarget:  # the trader's stop; after TP1 never less protective than its ladder level
+        wanted = (
+            state.plan.stop_price if floor is None or more_protective(side, state.plan.stop_price, floor) else floor
+        )
         trigger = wanted if stop.trigger_price != wanted else None
     qty = desired_qty if stop.qty != desired_qty else None
     if trigger is None and qty is None:
@@ -129,6 +132,30 @@ def has_live_stop(state: MonitorState, view: PositionView) -> bool:
         and o.position_idx == state.monitor.position_idx
         for o in view.orders
     )
+
+
+def ladder_level(state: MonitorState, instrument: Instrument, config: RulesConfig) -> Decimal | None:
+    """R2, R13: where the stop belongs (at least) after the take-profits filled so far, or None
+    while it stays at the plan's price. `breakeven`: breakeven from TP1 on; `previous_tp`: TP1 ->
+    breakeven, TPk -> TP(k-1)'s price; `two_back`: TP1 -> no move, TP2 -> breakeven, TPk -> TP(k-2)'s
+    price. Never below breakeven once it moved."""
+    if not state.tp1_done:
+        return None
+    back = {StopAfter.BREAKEVEN: None, StopAfter.PREVIOUS_TP: 1, StopAfter.TWO_BACK: 2}[state.plan.stop_ladder]
+    level = 0 if back is None else max(state.filled_tps) - back  # 0: breakeven; k: TPk's price
+    if level < 0:
+        return None
+    be = breakeven_price(state.plan.side, state.avg_price, config.breakeven_offset, instrument)
+    if level == 0 or level > len(state.plan.tp_prices):
+        return be
+    price = state.plan.tp_prices[level - 1]
+    return price if more_protective(state.plan.side, price, be) else be
+
+
+def ladder_move_due(state: MonitorState) -> bool:
+    """Is the stop due at a ladder level (R2, R13) it has not reached yet? Critical until it has."""
+    waits_for_tp2 = state.plan.stop_ladder is StopAfter.TWO_BACK and max(state.filled_tps, default=0) < 2
+    return state.tp1_done and not state.breakeven_done and not waits_for_tp2
 
 
 def observing(state: MonitorState, config: RulesConfig) -> bool:

@@ -13,6 +13,7 @@ from actors.position.rules._state import (
     MonitorState,
     Phase,
 )
+from actors.position.rules._stop import ladder_move_due
 from messages.gateway import (
     PositionView,
 )
@@ -40,7 +41,7 @@ def classify_urgency(state: MonitorState, view: PositionView | None, now_ms: int
     nearest = min(distances) if distances else None
     if (
         state.awaiting
-        or (state.tp1_done and not state.breakeven_done)
+        or ladder_move_due(state)
         or state.closing
         or state.gone_snapshots
         or (nearest is not None and nearest <= Decimal("0.005"))

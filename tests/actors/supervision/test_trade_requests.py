@@ -51,6 +51,10 @@ def opened(**changes):
         ({"limits": "64000"}, "--limits gives 1 prices; the conservative approach needs 2"),
         ({"approach": "fast", "tps": "66000"}, "--limits is only for the conservative approach"),
         ({"account": "both2"}, "--account both2 must be one of main|mirror|both"),
+        ({"stop_after": "tp1"}, "--stop-after tp1 must be one of breakeven|previous_tp|two_back"),
+        ({"trigger_by": "LastPrice"}, "--trigger-by LastPrice must be one of last|mark|index"),
+        ({"time_limit": "0"}, "--time-limit 0 must be whole minutes from 1 to 525600"),
+        ({"time_limit": "1.5"}, "--time-limit 1.5 must be whole minutes from 1 to 525600"),
     ],
 )
 def test_each_malformed_open_is_one_line_naming_it(changes, problem):
@@ -121,3 +125,12 @@ def test_an_account_that_is_not_configured_is_refused_before_anything_is_asked()
         "lines": ["--account both: the mirror account is not configured"],
     }
     assert desk.handle({**OPEN, "stop": "x"})["exit"] == 2  # a malformed request asks nothing either
+
+
+def test_an_open_carries_its_exits_into_the_plan():
+    request, problems = read_request({**OPEN, "stop_after": "two_back", "trigger_by": "mark", "time_limit": "90"})
+    assert problems == [] and request is not None
+    plan, problems = size_open(request, "main", MARKET, CONFIG)
+    assert problems == [] and plan is not None
+    assert (plan.stop_after, plan.trigger_by, plan.time_limit_minutes) == ("two_back", "MarkPrice", 90)
+    assert describe(plan).endswith("stop after TPs: two_back; stops trigger on MarkPrice; time limit 90 min")

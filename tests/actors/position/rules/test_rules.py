@@ -12,7 +12,7 @@ import pytest
 from actors.position import rules
 from actors.position.rules import EMERGENCY_KEY, STOP_KEY, Phase, RulesConfig
 from messages.gateway import Rejected, Unresolved
-from messages.models import Approach, Intent, MonitorId, OrderLink, Plan, Role, Urgency
+from messages.models import Approach, Intent, MonitorId, OrderLink, Plan, Role, Side, StopAfter, Urgency
 from simulator import Simulator
 from tests.rules_driver import Driver
 from tests.stubs.book import open_conservative, view_of
@@ -278,6 +278,47 @@ def test_r5_an_add_after_tp1_grows_the_ladder_by_the_added_quantity_and_keeps_br
     ]
     assert sorted(o.qty for o in tps) == [D("0.020")] * 3
     assert world.order(link("S", 0)).trigger_price >= breakeven  # at least breakeven of the new average
+
+
+@pytest.mark.parametrize(
+    ("stop_after", "expected"),
+    [
+        ("breakeven", ("breakeven", "breakeven", "breakeven")),
+        ("previous_tp", ("breakeven", "TP1", "TP2")),
+        ("two_back", ("plan", "breakeven", "TP1")),
+    ],
+)
+def test_r13_the_stop_follows_its_ladder_as_take_profits_fill(stop_after, expected):
+    world = World(entries_filled=3, config=RulesConfig(stop_after=StopAfter(stop_after)))
+    world.check()
+    instrument = world.ex.specs["BTCUSDT"].instrument()
+    avg = world.account.positions["BTCUSDT"].avg_price
+    levels = {
+        "plan": world.order(link("S", 0)).trigger_price,
+        "breakeven": rules.breakeven_price(Side.BUY, avg, RulesConfig().breakeven_offset, instrument),
+        **{f"TP{n}": world.order(link("T", n)).price for n in range(1, 5)},
+    }
+    seen = []
+    for level in (1, 2, 3):
+        world.price(str(levels[f"TP{level}"]))  # the price reaches the level: its take-profit fills
+        world.check()
+        world.check()
+        seen.append(world.order(link("S", 0)).trigger_price)
+        assert world.order(link("S", 0)).qty == world.size()
+    assert tuple(seen) == tuple(levels[name] for name in expected)
+    moves = kinds(world.driver.events).count("breakeven")
+    assert moves == 1  # BREAKEVEN told once, whichever TP moved it there
+
+
+def test_r13_two_back_keeps_a_monitor_calm_after_tp1_until_its_stop_is_due():
+    world = World(entries_filled=3, config=RulesConfig(stop_after=StopAfter.TWO_BACK))
+    world.check()
+    world.ex.fill_order(world.account, link("T", 1))
+    world.check()
+    assert not rules.ladder_move_due(world.driver.state)
+    world.ex.fill_order(world.account, link("T", 2))
+    world.driver.state = replace(world.driver.state, filled_tps=frozenset({1, 2}))
+    assert rules.ladder_move_due(world.driver.state)
 
 
 def test_r6_a_flat_position_needs_two_fresh_snapshots_before_closing():
