@@ -131,9 +131,12 @@ def _parse_percent_list(text: str) -> tuple[Decimal, ...]:
 
 
 def _parse_choice(*choices: str) -> Callable[[str], str]:
+    """One of `choices`, in any letter case; returned as the choice is spelled."""
+    canonical = {choice.lower(): choice for choice in choices}
+
     def parse(text: str) -> str:
-        value = text.strip().lower()
-        if value not in choices:
+        value = canonical.get(text.strip().lower())
+        if value is None:
             raise ValueError(f"must be one of {', '.join(choices)}")
         return value
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pykka
 
-from messages.models import Instrument, Order, OrderType, Position, Side
+from messages.models import Instrument, Order, OrderType, Position, Side, TriggerBy
 
 
 class Priority(IntEnum):
@@ -142,6 +142,7 @@ class PlaceOrder:
     price: Decimal | None = None
     trigger_price: Decimal | None = None
     trigger_direction: int | None = None
+    trigger_by: TriggerBy = TriggerBy.LAST  # R15: the price a conditional order triggers on
     reduce_only: bool = True
     close_on_trigger: bool = False
     time_in_force: str = "GTC"
@@ -158,6 +159,7 @@ class AmendOrder:
     qty: Decimal | None = None
     price: Decimal | None = None
     trigger_price: Decimal | None = None
+    trigger_by: TriggerBy | None = None  # R15: a stop placed on another price type is moved to the plan's
     priority: Priority = Priority.RESIZE
     reply: pykka.Future[Outcome] = field(kw_only=True)
 

@@ -358,6 +358,7 @@ class Order:
     time_in_force: str
     created_ms: int
     updated_ms: int
+    trigger_by: str = ""  # a conditional order's triggerBy (LastPrice, MarkPrice, IndexPrice); "" otherwise
 
     @classmethod
     def from_v5(cls, row: Mapping[str, Any]) -> Order:
@@ -388,6 +389,7 @@ class Order:
             time_in_force=str(row.get("timeInForce") or ""),
             created_ms=_int(kind, row, "createdTime", 0),
             updated_ms=_int(kind, row, "updatedTime", 0),
+            trigger_by=str(row.get("triggerBy") or ""),
         )
 
     @property

@@ -220,7 +220,7 @@ class TradeDesk:
         return answer(code, lines)
 
     def _list(self) -> dict[str, Any]:
-        plans = []
+        plans: list[dict[str, Any]] = []
         for monitor, ref in sorted(self._monitors().items()):
             state = self._state(ref)
             if state is None or state.plan.approach is Approach.ADOPTED:

@@ -43,6 +43,7 @@ RECENT_CLOSED_KEPT = 500
 _LINK_ID_RE = re.compile(r"[0-9A-Za-z_-]{1,36}")
 
 OPEN = ("New", "PartiallyFilled", "Untriggered")
+TRIGGER_BY = ("LastPrice", "MarkPrice", "IndexPrice")
 
 
 class BybitError(Exception):
@@ -468,6 +469,23 @@ class Exchange:
             self._ticker_changed(symbol)
             self._match(symbol)
 
+    def set_spread(self, symbol: str, fraction: Decimal) -> None:
+        """Widen (or narrow) the mark price's spread to the last price: mark = last x (1 + fraction)."""
+        with self.lock:
+            self.market.set_spread(symbol, fraction)
+            self._ticker_changed(symbol)
+            self._match(symbol)
+
+    def wick(self, symbol: str, price: Decimal) -> None:
+        """A wick: the last price touches `price` and comes back; the mark and index do not follow
+        (so a LastPrice stop may fire where a MarkPrice stop does not)."""
+        with self.lock:
+            before = self.market.last[symbol]
+            for last in (price, before):
+                self.market.set_price(symbol, last, mark_follows=False)
+                self._ticker_changed(symbol)
+                self._match(symbol)
+
     def step(self, seconds: float) -> None:
         with self.lock:
             self.market.step(seconds)
@@ -488,7 +506,8 @@ class Exchange:
                 continue
             if order.status == "Untriggered":
                 rising = order.trigger_direction == 1
-                if (rising and last >= order.trigger_price) or (not rising and last <= order.trigger_price):
+                price = self.market.price(symbol, order.trigger_by)
+                if (rising and price >= order.trigger_price) or (not rising and price <= order.trigger_price):
                     self._trigger(account, order)
             elif order.order_type == "Limit" and self._crosses(order, last):
                 qty = self.liquidity.available(order, self.specs[symbol].qty_step) if self.liquidity else order.leaves
@@ -534,14 +553,7 @@ class Exchange:
                     raise BybitError(10001, "Param error: price is required for a limit order")
                 self._check_tick(spec, price, "price")
             last = self.market.last[spec.symbol]
-            direction = 0
-            if trigger is not None:
-                self._check_tick(spec, trigger, "triggerPrice")
-                direction = int(str(_require(params, "triggerDirection")))
-                self._check_trigger(direction, trigger, last)
-                untriggered = [o for o in account.open_orders(spec.symbol) if o.status == "Untriggered"]
-                if len(untriggered) >= MAX_CONDITIONAL_PER_SYMBOL:
-                    raise BybitError(110009, "The number of stop orders exceeds maximum limit allowed")
+            direction, trigger_by = self._conditional(account, spec, params, trigger)
             if reduce_only:
                 qty = self._reduce_only_qty(
                     account,
@@ -569,7 +581,7 @@ class Exchange:
                 price=price if order_type == "Limit" else None,
                 trigger_price=trigger,
                 trigger_direction=direction,
-                trigger_by=str(params.get("triggerBy") or "LastPrice"),
+                trigger_by=trigger_by,
                 reduce_only=reduce_only,
                 close_on_trigger=close_on_trigger,
                 time_in_force="IOC" if order_type == "Market" else str(params.get("timeInForce") or "GTC"),
@@ -632,11 +644,17 @@ class Exchange:
                 if order.order_type != "Limit":
                     raise BybitError(10001, "Param error: price can only be amended on a limit order")
                 self._check_tick(spec, price, "price")
-            if trigger is not None:
+            trigger_by = str(params.get("triggerBy") or order.trigger_by)
+            if trigger_by not in TRIGGER_BY:
+                raise BybitError(10001, f"Param error: triggerBy {trigger_by} is invalid")
+            if trigger is not None or trigger_by != order.trigger_by:
                 if order.status != "Untriggered":
-                    raise BybitError(10001, "Param error: triggerPrice can only be amended before the trigger")
+                    raise BybitError(10001, "Param error: a trigger can only be amended before it fires")
+                trigger = trigger if trigger is not None else order.trigger_price
+                assert trigger is not None  # an untriggered order has one
                 self._check_tick(spec, trigger, "triggerPrice")
-                self._check_trigger(order.trigger_direction, trigger, self.market.last[spec.symbol])
+                self._check_trigger(order.trigger_direction, trigger, self.market.price(spec.symbol, trigger_by))
+            order.trigger_by = trigger_by
             order.qty = qty if qty is not None else order.qty
             order.price = price if price is not None else order.price
             order.trigger_price = trigger if trigger is not None else order.trigger_price
@@ -709,6 +727,23 @@ class Exchange:
             raise BybitError(
                 10001, f"Param error: {name} must be a positive multiple of tickSize {_fmt(spec.tick_size)}"
             )
+
+    def _conditional(
+        self, account: SimAccount, spec: InstrumentSpec, params: dict, trigger: Decimal | None
+    ) -> tuple[int, str]:
+        """A conditional order's triggerDirection and triggerBy, checked against the price it names."""
+        trigger_by = str(params.get("triggerBy") or "LastPrice")
+        if trigger_by not in TRIGGER_BY:
+            raise BybitError(10001, f"Param error: triggerBy {trigger_by} is invalid")
+        if trigger is None:
+            return 0, trigger_by
+        self._check_tick(spec, trigger, "triggerPrice")
+        direction = int(str(_require(params, "triggerDirection")))
+        self._check_trigger(direction, trigger, self.market.price(spec.symbol, trigger_by))
+        untriggered = [o for o in account.open_orders(spec.symbol) if o.status == "Untriggered"]
+        if len(untriggered) >= MAX_CONDITIONAL_PER_SYMBOL:
+            raise BybitError(110009, "The number of stop orders exceeds maximum limit allowed")
+        return direction, trigger_by
 
     @staticmethod
     def _check_trigger(direction: int, trigger: Decimal, last: Decimal) -> None:
@@ -1092,7 +1127,7 @@ class Exchange:
     def _position_row(self, account: SimAccount, position: SimPosition) -> dict[str, Any]:
         symbol = position.symbol
         return position.to_v5(
-            self.market.last[symbol], self.specs[symbol].tick_size, account.leverage.get(symbol, DEFAULT_LEVERAGE)
+            self.market.mark[symbol], self.specs[symbol].tick_size, account.leverage.get(symbol, DEFAULT_LEVERAGE)
         )
 
     def _margins(self, account: SimAccount) -> tuple[Decimal, Decimal, Decimal]:
@@ -1167,12 +1202,13 @@ class Exchange:
 
     def ticker_row(self, symbol: str) -> dict[str, Any]:
         last = _fmt(self.market.last[symbol])
+        mark = _fmt(self.market.mark[symbol])
         base = self.specs[symbol].base_price
         return {
             "symbol": symbol,
             "lastPrice": last,
-            "indexPrice": last,
-            "markPrice": last,
+            "indexPrice": mark,
+            "markPrice": mark,
             "prevPrice24h": _fmt(base),
             "price24hPcnt": _fmt(((self.market.last[symbol] - base) / base).quantize(Decimal("0.000001"))),
             "highPrice24h": last,

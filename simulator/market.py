@@ -141,18 +141,37 @@ def universe(count: int) -> list[InstrumentSpec]:
 
 
 class Market:
-    """Last prices (mark = index = last) and their seeded random walks. Not thread-safe on its
-    own: the Exchange calls it under its lock."""
+    """Last, mark and index prices and their seeded random walks. The mark follows the last price
+    at a seeded spread (up to 0.02 %, widened with `set_spread`); the index equals the mark. A
+    wick (`Exchange.wick`) moves only the last price. Not thread-safe on its own: the Exchange
+    calls it under its lock."""
 
     def __init__(self, specs: list[InstrumentSpec], seed: int, volatility: float):
         self._specs = {s.symbol: s for s in specs}
         self._rngs = {s.symbol: random.Random(f"{seed}:{s.symbol}") for s in specs}
         self.volatility = volatility  # standard deviation of log-returns per sqrt(second)
         self.last = {s.symbol: s.base_price for s in specs}
+        spreads = random.Random(f"{seed}:spreads")
+        self.spread = {s.symbol: Decimal(str(round(spreads.uniform(-0.0002, 0.0002), 6))) for s in specs}
+        self.mark = {s.symbol: self._marked(s.symbol, s.base_price) for s in specs}
 
-    def set_price(self, symbol: str, price: Decimal) -> Decimal:
+    def _marked(self, symbol: str, last: Decimal) -> Decimal:
+        tick = self._specs[symbol].tick_size
+        return max(tick, (last * (1 + self.spread[symbol])).quantize(tick, ROUND_HALF_EVEN))
+
+    def price(self, symbol: str, trigger_by: str) -> Decimal:
+        """The price a conditional order triggers on: LastPrice, MarkPrice or IndexPrice."""
+        return self.last[symbol] if trigger_by == "LastPrice" else self.mark[symbol]
+
+    def set_spread(self, symbol: str, fraction: Decimal) -> None:
+        self.spread[symbol] = fraction
+        self.mark[symbol] = self._marked(symbol, self.last[symbol])
+
+    def set_price(self, symbol: str, price: Decimal, *, mark_follows: bool = True) -> Decimal:
         tick = self._specs[symbol].tick_size
         self.last[symbol] = max(tick, price.quantize(tick, ROUND_HALF_EVEN))
+        if mark_follows:
+            self.mark[symbol] = self._marked(symbol, self.last[symbol])
         return self.last[symbol]
 
     def step(self, seconds: float) -> None:

@@ -465,6 +465,12 @@ def _out_of_band(exchange: Exchange, method: str, path: str, data: dict) -> Any:
             return {"liquidated": data["symbol"], "status": status}
         case "POST", "/sim/instrument":
             return _set_instrument(exchange, data)
+        case "POST", "/sim/wick":
+            exchange.wick(data["symbol"], Decimal(str(data["price"])))
+            return {"symbol": data["symbol"], "wick": str(data["price"])}
+        case "POST", "/sim/spread":
+            exchange.set_spread(data["symbol"], Decimal(str(data["fraction"])))
+            return {"symbol": data["symbol"], "mark": format(exchange.market.mark[data["symbol"]], "f")}
     return None
 
 

@@ -104,7 +104,7 @@ def place_params(command: PlaceOrder) -> dict[str, Any]:
         params.update(
             triggerPrice=_decimal_text(command.trigger_price),
             triggerDirection=command.trigger_direction,
-            triggerBy="LastPrice",
+            triggerBy=command.trigger_by,
         )
     if command.close_on_trigger:
         params["closeOnTrigger"] = True
@@ -118,6 +118,7 @@ def amend_params(command: AmendOrder) -> dict[str, Any]:
         "qty": _decimal_text(command.qty),
         "price": _decimal_text(command.price),
         "triggerPrice": _decimal_text(command.trigger_price),
+        "triggerBy": command.trigger_by,
     }
     return {k: v for k, v in params.items() if v is not None}
 

@@ -31,7 +31,7 @@ from messages.gateway import (
     Unavailable,
     Unresolved,
 )
-from messages.models import MonitorId, Urgency
+from messages.models import MonitorId, TriggerBy, Urgency
 from messages.persistence import JournalEntry
 from runtime.clock import Clock
 from runtime.hooks import NO_HOOKS, Hooks
@@ -89,6 +89,7 @@ def command_message(monitor: MonitorId, command: Command, reply: Any = None) -> 
                 price=command.price,
                 trigger_price=command.trigger_price,
                 trigger_direction=command.trigger_direction,
+                trigger_by=command.trigger_by or TriggerBy.LAST,
                 reduce_only=command.reduce_only,
                 close_on_trigger=command.close_on_trigger,
                 position_idx=monitor.position_idx,
@@ -103,6 +104,7 @@ def command_message(monitor: MonitorId, command: Command, reply: Any = None) -> 
                 qty=command.qty,
                 price=command.price,
                 trigger_price=command.trigger_price,
+                trigger_by=command.trigger_by,
                 priority=command.priority,
                 reply=reply,
             )

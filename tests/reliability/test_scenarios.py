@@ -731,3 +731,20 @@ def test_s35_r13_previous_tp_moves_the_stop_up_the_ladder(rig):
     assert r.stop_of(entry).link_id == stop_link and r.protected(entry)
     r.stop()
     assert_invariants(r.oracle())
+
+
+@pytest.mark.parametrize(("trigger_by", "survives"), [("MarkPrice", True), ("LastPrice", False)])
+def test_s36_r15_a_stop_on_the_mark_price_survives_a_wick_that_a_last_price_stop_falls_for(rig, trigger_by, survives):
+    """STOP_TRIGGER_BY names the price the daemon's stops trigger on, and it is on the exchange
+    (triggerBy): a wick in the last price through the stop fires a LastPrice stop only."""
+    r = rig(seed=136, STOP_TRIGGER_BY=trigger_by).start()
+    entry = r.entry("fast")
+    stop = r.stop_of(entry)
+    assert stop.trigger_by == trigger_by  # on the exchange, not only in the daemon
+    beyond = Decimal("0.99") if entry.side == "Buy" else Decimal("1.01")
+    r.sim.exchange.wick(entry.symbol, stop.trigger_price * beyond)
+    assert (r.size(entry) > 0) is survives
+    if survives:
+        holds_throughout(lambda: r.protected(entry), CRITICAL_S, "the mark-price stop in place")
+    r.stop()
+    assert_invariants(r.oracle())

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from simulator import Simulator
+from simulator.exchange import BybitError
 
 
 def position(sim, account="main", symbol="BTCUSDT"):
@@ -266,3 +267,37 @@ def test_without_partial_fills_a_crossed_limit_fills_whole():
     sim.place("main", symbol="BTCUSDT", side="Sell", orderType="Limit", qty="1.000", price="66000", reduceOnly=True)
     sim.set_price("BTCUSDT", "66000")
     assert sim.account("main").positions["BTCUSDT"].size == 0
+
+
+@pytest.mark.parametrize(("trigger_by", "fires"), [("LastPrice", True), ("MarkPrice", False), ("IndexPrice", False)])
+def test_a_wick_in_the_last_price_fires_only_stops_that_trigger_on_it(trigger_by, fires):
+    sim = Simulator(seed=5, symbols=4)
+    sim.set_price("BTCUSDT", "65000")
+    sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.010")
+    stop = {"side": "Sell", "orderType": "Market", "qty": "0.010", "triggerDirection": 2, "reduceOnly": True}
+    sim.place("main", symbol="BTCUSDT", **stop, triggerPrice="64000", triggerBy=trigger_by, orderLinkId="stop")
+    sim.exchange.wick("BTCUSDT", Decimal("63500"))
+    order = sim.account("main").by_link["stop"]
+    assert (order.status == "Filled") is fires
+    assert sim.exchange.last_price("BTCUSDT") == Decimal("65000")  # the wick came back
+    sim.exchange.set_spread("BTCUSDT", Decimal("-0.02"))  # the mark itself falls 2 % below the last price
+    assert order.status == "Filled"
+
+
+def test_an_unknown_trigger_by_is_refused():
+    sim = Simulator(seed=5, symbols=4)
+    sim.set_price("BTCUSDT", "65000")
+    sim.place("main", symbol="BTCUSDT", side="Buy", orderType="Market", qty="0.010")
+    with pytest.raises(BybitError) as info:
+        sim.place(
+            "main",
+            symbol="BTCUSDT",
+            side="Sell",
+            orderType="Market",
+            qty="0.010",
+            triggerPrice="64000",
+            triggerDirection=2,
+            reduceOnly=True,
+            triggerBy="Wick",
+        )
+    assert info.value.code == 10001

@@ -240,6 +240,7 @@ class Command:
     price: Decimal | None = None
     trigger_price: Decimal | None = None
     trigger_direction: int | None = None
+    trigger_by: TriggerBy | None = None  # a stop's (R15); a placement without one triggers on LastPrice
     reduce_only: bool = True
     close_on_trigger: bool = False
 

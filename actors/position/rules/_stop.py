@@ -40,6 +40,7 @@ from messages.models import (
     OrderStatus,
     OrderType,
     StopAfter,
+    TriggerBy,
 )
 
 
@@ -114,10 +115,16 @@ def protect(
         )
         trigger = wanted if stop.trigger_price != wanted else None
     qty = desired_qty if stop.qty != desired_qty else None
-    if trigger is None and qty is None:
+    # R15: a stop of ours on another price type (placed before the setting changed) is moved to the plan's.
+    known = stop.trigger_by in {t.value for t in TriggerBy}
+    trigger_by = state.plan.triggers_on if known and stop.trigger_by != state.plan.triggers_on else None
+    if trigger is None and qty is None and trigger_by is None:
         return state, [], []
     state = with_pending(state, STOP_KEY, Pending(Action.AMEND, stop.link_id, qty, trigger, view.snapshot_id, size))
-    return state, [Command(Action.AMEND, STOP_KEY, stop.link_id, Priority.PROTECT, qty=qty, trigger_price=trigger)], []
+    command = Command(
+        Action.AMEND, STOP_KEY, stop.link_id, Priority.PROTECT, qty=qty, trigger_price=trigger, trigger_by=trigger_by
+    )
+    return state, [command], []
 
 
 def has_live_stop(state: MonitorState, view: PositionView) -> bool:
@@ -189,6 +196,7 @@ def stop_place(state: MonitorState, link_id: str, qty: Decimal, trigger: Decimal
         qty=qty,
         trigger_price=trigger,
         trigger_direction=stop_direction(state.plan.side),
+        trigger_by=state.plan.triggers_on,  # R15
         reduce_only=True,
         close_on_trigger=True,
     )
