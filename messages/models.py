@@ -510,7 +510,7 @@ class Plan:
     # Exits (R13, R15, R16); None / 0: the settings' defaults (STOP_AFTER_TP, STOP_TRIGGER_BY), no limit.
     stop_after: StopAfter | None = None
     trigger_by: TriggerBy | None = None
-    time_limit_minutes: int = 0
+    time_limit_seconds: int = 0  # R16: from the first entry fill; 0: none
 
     @property
     def stop_ladder(self) -> StopAfter:

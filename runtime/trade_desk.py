@@ -239,14 +239,14 @@ class TradeDesk:
                     "target": str(sum(state.plan.legs, Decimal(0))),
                     "stop_after": state.plan.stop_ladder,
                     "trigger_by": state.plan.triggers_on,
-                    "time_limit_minutes": state.plan.time_limit_minutes,
+                    "time_limit_seconds": state.plan.time_limit_seconds,
                 }
             )
         lines = [
             f"{p['account']:7} {p['symbol']:12} {p['approach']:12} {p['side']:4} {p['phase']:13} size {p['size']:>10}"
             f"  TPs {', '.join(p['tps'])}  stop {p['stop']}  stop after TPs: {p['stop_after']}"
             f"  trigger {p['trigger_by']}"
-            + (f"  time limit {p['time_limit_minutes']} min" if p["time_limit_minutes"] else "")
+            + (f"  time limit {p['time_limit_seconds'] / 60:g} min" if p["time_limit_seconds"] else "")
             for p in plans
         ]
         return answer(0, lines or ["no plans: every guarded position is adopted"], plans=plans)

@@ -12,6 +12,7 @@ must be below it)`; with problems nothing is sent.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
@@ -46,7 +47,7 @@ class TradeRequest:
     dry_run: bool = False
     stop_after: StopAfter | None = None  # R13 (open)
     trigger_by: TriggerBy | None = None  # R15 (open)
-    time_limit_minutes: int = 0  # R16 (open); 0: none
+    time_limit_seconds: int = 0  # R16 (open); 0: none
 
     @property
     def accounts(self) -> tuple[str, ...]:
@@ -154,13 +155,11 @@ def _exits(problems: list[str], data: dict[str, Any]) -> tuple[StopAfter | None,
         trigger_by = TRIGGER_NAMES.get(str(raw))
         if trigger_by is None:
             problems.append(f"--trigger-by {raw} must be one of {'|'.join(TRIGGER_NAMES)}")
-    raw, minutes = data.get("time_limit"), 0
-    if raw is not None:
-        if not str(raw).isdigit() or not 1 <= int(str(raw)) <= MAX_TIME_LIMIT_MINUTES:
-            problems.append(f"--time-limit {raw} must be whole minutes from 1 to {MAX_TIME_LIMIT_MINUTES}")
-        else:
-            minutes = int(str(raw))
-    return stop_after, trigger_by, minutes
+    minutes = _number(problems, "--time-limit", data.get("time_limit"))
+    if minutes is not None and minutes > MAX_TIME_LIMIT_MINUTES:
+        problems.append(f"--time-limit {minutes} must be at most {MAX_TIME_LIMIT_MINUTES} minutes")
+    seconds = math.ceil(minutes * 60) if minutes is not None else 0  # minutes, fractions allowed (0.5: 30 s)
+    return stop_after, trigger_by, seconds
 
 
 def _sizing(
@@ -276,7 +275,7 @@ def size_open(
     percents = ladder_for(len(tps), config)
     plan = Plan(approach, request.side, percents, tps, stop, legs, limits)
     exits = replace(plan, stop_after=request.stop_after, trigger_by=request.trigger_by)
-    return replace(exits, time_limit_minutes=request.time_limit_minutes), []
+    return replace(exits, time_limit_seconds=request.time_limit_seconds), []
 
 
 def check_targets(
@@ -309,5 +308,5 @@ def exits_of(plan: Plan) -> str:
     """The plan's exits beyond the ladder (R13, R15, R16), when it says them."""
     parts = [f"stop after TPs: {plan.stop_after}"] if plan.stop_after else []
     parts += [f"stops trigger on {plan.trigger_by}"] if plan.trigger_by else []
-    parts += [f"time limit {plan.time_limit_minutes} min"] if plan.time_limit_minutes else []
+    parts += [f"time limit {plan.time_limit_seconds / 60:g} min"] if plan.time_limit_seconds else []
     return "; " + "; ".join(parts) if parts else ""

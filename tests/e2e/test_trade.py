@@ -131,6 +131,43 @@ def test_open_a_conservative_long_and_a_fast_short_fill_and_watch_breakeven_then
     assert_invariants(r.oracle())
 
 
+def test_r13_r15_r16_a_trades_exits_are_carried_out_from_the_plan(rig):
+    """`trade open` with --stop-after, --trigger-by mark and a time limit of 3 s: the stop triggers on
+    the mark price on the exchange, `trade list` shows the exits, and once the time is up the rest is
+    closed at market with reason time_limit, the stop kept until the position is gone."""
+    r = rig(seed=142)
+    daemon = r.process().start()
+    symbol = free_symbols(r)[0]
+    step = r.sim.exchange.specs[symbol].instrument().min_qty
+    exits = ("--stop-after", "previous_tp", "--trigger-by", "mark", "--time-limit", "0.05")
+    done = trade(
+        r,
+        "open",
+        symbol,
+        "long",
+        "--approach",
+        "fast",
+        "--qty",
+        str(step * 20),
+        "--tps",
+        prices(r, symbol, "1.03"),
+        "--stop",
+        prices(r, symbol, "0.95"),
+        *exits,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "stop after TPs: previous_tp; stops trigger on MarkPrice; time limit 0.05 min" in done.stdout
+    stop = next(o for link, o in ours(r, symbol).items() if role_of(link) == ("S", 0))
+    assert stop.trigger_by == "MarkPrice"
+    listed = trade(r, "list")
+    assert "stop after TPs: previous_tp  trigger MarkPrice  time limit 0.05 min" in listed.stdout, listed.stdout
+    daemon.wait_for(lambda line: f"CLOSED main:{symbol}:0: time_limit" in line, 20, "the time limit closing it")
+    assert r.sim.account("main").positions[symbol].size == 0 and ours(r, symbol) == {}
+    assert any("TIME LIMIT main:" in line for line in daemon.messages())
+    assert daemon.stop() == 0
+    assert_invariants(r.oracle())
+
+
 def test_plan_gives_an_adopted_position_its_targets_without_an_unprotected_moment(rig):
     r = rig(seed=141, positions=12)
     daemon = r.process().start()

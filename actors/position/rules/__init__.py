@@ -20,7 +20,7 @@ from actors.position.rules._check import links_to_explain, needs_closed, reconci
 from actors.position.rules._closure import finish
 from actors.position.rules._codec import state_from_dict, state_to_dict, stored
 from actors.position.rules._outcomes import settle, settle_pending
-from actors.position.rules._plans import ladder_for, opening, planned, request_close, retarget
+from actors.position.rules._plans import ladder_for, opening, planned, request_close, retarget, time_limit_due_ms
 from actors.position.rules._prices import breakeven_price, closing_side, more_protective, stop_direction
 from actors.position.rules._state import (
     CONFIRMING_SNAPSHOTS,
@@ -83,4 +83,5 @@ __all__ = [
     "stop_direction",
     "stored",
     "summary",
+    "time_limit_due_ms",
 ]

@@ -26,6 +26,7 @@ from actors.position.rules._plans import (
     opening,
     place_limits,
     refused,
+    time_limit,
 )
 from actors.position.rules._state import (
     FIRST_ENTRY,
@@ -120,6 +121,10 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
         return _decided(state, view, [], events)
     room_made = _closing_order_on_its_way(state, closed, size)
     state = _track_size(state, size, position.avg_price, now_ms)
+    if not state.entered_ms:
+        state = replace(state, entered_ms=now_ms)  # the daemon's clock, as the limit is counted on it
+    state, expired = time_limit(state, now_ms)  # R16
+    events += expired
     state, edited = edited_by_hand(state, ours)  # R18
     events += edited
     basis = refusal_basis(state, view)  # R17: a refusal stands only while what it depended on is unchanged

@@ -116,6 +116,8 @@ def close_out(
                 if stop_hit
                 else CloseReason.TAKE_PROFITS
                 if last_tp
+                else CloseReason.TIME_LIMIT
+                if state.time_limit_hit
                 else CloseReason.MANUAL
                 if state.close_requested
                 else CloseReason.EMERGENCY_CLOSE

@@ -48,7 +48,7 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
             "limits": [str(p) for p in plan.limits],
             "stop_after": plan.stop_after,
             "trigger_by": plan.trigger_by,
-            "time_limit_minutes": plan.time_limit_minutes,
+            "time_limit_seconds": plan.time_limit_seconds,
         },
         "generations": {str(k): v for k, v in state.generations.items()},
         "pending": {str(k): _pending_to_dict(p) for k, p in state.pending.items()},
@@ -83,6 +83,8 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
         "close_requested": state.close_requested,
         "refusal": state.refusal,
         "delisting": state.delisting,
+        "entered_ms": state.entered_ms,
+        "time_limit_hit": state.time_limit_hit,
         "refused": {
             str(k): {"code": r.code, "basis": r.basis, "count": r.count, "retry_ms": r.retry_ms}
             for k, r in state.refused.items()
@@ -155,7 +157,7 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
                 tuple(Decimal(p) for p in plan.get("limits", ())),
                 StopAfter(plan["stop_after"]) if plan.get("stop_after") else None,
                 TriggerBy(plan["trigger_by"]) if plan.get("trigger_by") else None,
-                int(plan.get("time_limit_minutes", 0)),
+                int(plan.get("time_limit_seconds", 0)),
             ),
             generations={Intent.parse(str(k)): int(v) for k, v in data.get("generations", {}).items()},
             pending=pending,
@@ -190,6 +192,8 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
             close_requested=bool(data.get("close_requested", False)),
             refusal=str(data.get("refusal", "")),
             delisting=bool(data.get("delisting", False)),
+            entered_ms=int(data.get("entered_ms", 0)),
+            time_limit_hit=bool(data.get("time_limit_hit", False)),
             refused={
                 Intent.parse(str(k)): Refusal(int(r["code"]), str(r["basis"]), int(r["count"]), int(r["retry_ms"]))
                 for k, r in data.get("refused", {}).items()

@@ -1,9 +1,10 @@
-"""The trader's plans: a trade the daemon opens (leg 1 at market, then the limits), new targets, and the
-trader's close.
+"""The trader's plans: a trade the daemon opens (leg 1 at market, then the limits), new targets, the
+trader's close, and the plan's time limit (R16).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from decimal import Decimal
 
@@ -78,6 +79,30 @@ def request_close(state: MonitorState, now_ms: int) -> tuple[MonitorState, Event
     return replace(state, close_requested=True, last_change_ms=now_ms), new_event(
         EventKind.CLOSE_REQUESTED, f"CLOSE REQUESTED {state.monitor}: closing {state.last_size} at market"
     )
+
+
+def time_limit(state: MonitorState, now_ms: int) -> tuple[MonitorState, list[Event]]:
+    """R16: once the plan's time limit has passed since the first entry fill, the trader's close
+    (resting entries cancelled, the rest at market); the stop stays until the position is gone."""
+    limit = state.plan.time_limit_seconds
+    if not limit or not state.entered_ms or state.close_requested or now_ms < state.entered_ms + limit * 1000:
+        return state, []
+    state = replace(state, close_requested=True, time_limit_hit=True, last_change_ms=now_ms)
+    event = new_event(
+        EventKind.TIME_LIMIT,
+        f"TIME LIMIT {state.monitor}: {limit / 60:g} min since the first entry fill; "
+        f"closing {state.last_size} at market",
+        level=logging.WARNING,
+        seconds=limit,
+    )
+    return state, [event]
+
+
+def time_limit_due_ms(state: MonitorState) -> int | None:
+    """When the plan's time limit expires (R16), or None."""
+    if not state.plan.time_limit_seconds or not state.entered_ms or state.time_limit_hit:
+        return None
+    return state.entered_ms + state.plan.time_limit_seconds * 1000
 
 
 def opening(state: MonitorState) -> bool:

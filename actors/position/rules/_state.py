@@ -48,6 +48,7 @@ class CloseReason(StrEnum):
     EMERGENCY_CLOSE = "emergency_close"
     FLIPPED = "flipped"  # R11: the side changed; the new position is adopted anew
     DELIVERY = "delivery"  # R19: the exchange settled the position when the instrument closed
+    TIME_LIMIT = "time_limit"  # R16: the plan's time limit expired; the rest was closed at market
     NO_POSITION = "no_position"  # nothing to guard was found (never created)
     ENTRY_REFUSED = "entry_refused"  # the exchange refused a planned trade's first entry: nothing opened
 
@@ -79,6 +80,7 @@ class EventKind(StrEnum):
     TP_REMOVED = "tp_removed"  # R18: the trader cancelled one of the daemon's take-profits by hand
     PLAN_EDITED = "plan_edited"  # R18: the trader moved a price of one of the daemon's orders by hand
     DELISTING = "delisting"  # R19: the instrument left Trading (delivery or delisting)
+    TIME_LIMIT = "time_limit"  # R16: the plan's time limit expired
 
 
 STOP_KEY, EMERGENCY_KEY = Intent(Role.STOP, 0), Intent(Role.EMERGENCY_CLOSE, 0)
@@ -212,6 +214,8 @@ class MonitorState:
     refusal: str = ""  # why the exchange refused the first entry (for the trader)
     refused: dict[Intent, Refusal] = field(default_factory=dict)  # R17: intents waiting for a change
     delisting: bool = False  # R19: the instrument left Trading (told once; no new entry from then on)
+    entered_ms: int = 0  # R16: when the position was first seen open (the first entry fill)
+    time_limit_hit: bool = False  # R16: the plan's time limit expired; closing at market
 
     def link(self, intent: Intent, generation: int | None = None) -> str:
         gen = self.generations.get(intent, 0) if generation is None else generation

@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from actors.position.rules._orders import newest, own_orders
+from actors.position.rules._plans import time_limit_due_ms
 from actors.position.rules._state import (
     IDLE_AFTER_MS,
     RECENT_CHANGE_MS,
@@ -42,6 +43,7 @@ def classify_urgency(state: MonitorState, view: PositionView | None, now_ms: int
     if (
         state.awaiting
         or ladder_move_due(state)
+        or ((due := time_limit_due_ms(state)) is not None and due - now_ms <= RECENT_CHANGE_MS)
         or state.closing
         or state.gone_snapshots
         or (nearest is not None and nearest <= Decimal("0.005"))

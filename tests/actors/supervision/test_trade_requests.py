@@ -53,8 +53,9 @@ def opened(**changes):
         ({"account": "both2"}, "--account both2 must be one of main|mirror|both"),
         ({"stop_after": "tp1"}, "--stop-after tp1 must be one of breakeven|previous_tp|two_back"),
         ({"trigger_by": "LastPrice"}, "--trigger-by LastPrice must be one of last|mark|index"),
-        ({"time_limit": "0"}, "--time-limit 0 must be whole minutes from 1 to 525600"),
-        ({"time_limit": "1.5"}, "--time-limit 1.5 must be whole minutes from 1 to 525600"),
+        ({"time_limit": "0"}, "--time-limit 0 must be greater than 0"),
+        ({"time_limit": "soon"}, "--time-limit 'soon' is not a number"),
+        ({"time_limit": "600000"}, "--time-limit 600000 must be at most 525600 minutes"),
     ],
 )
 def test_each_malformed_open_is_one_line_naming_it(changes, problem):
@@ -132,5 +133,5 @@ def test_an_open_carries_its_exits_into_the_plan():
     assert problems == [] and request is not None
     plan, problems = size_open(request, "main", MARKET, CONFIG)
     assert problems == [] and plan is not None
-    assert (plan.stop_after, plan.trigger_by, plan.time_limit_minutes) == ("two_back", "MarkPrice", 90)
+    assert (plan.stop_after, plan.trigger_by, plan.time_limit_seconds) == ("two_back", "MarkPrice", 5400)
     assert describe(plan).endswith("stop after TPs: two_back; stops trigger on MarkPrice; time limit 90 min")

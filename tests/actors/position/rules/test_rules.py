@@ -321,6 +321,24 @@ def test_r13_two_back_keeps_a_monitor_calm_after_tp1_until_its_stop_is_due():
     assert rules.ladder_move_due(world.driver.state)
 
 
+def test_r16_a_time_limit_cancels_resting_entries_closes_at_market_and_keeps_the_stop_until_gone():
+    world = World(entries_filled=1)
+    world.check()
+    state = world.driver.state
+    world.driver.state = replace(state, plan=replace(state.plan, time_limit_seconds=120))
+    commands, events = world.check(advance_ms=60_000)
+    assert "time_limit" not in kinds(events) and world.size() > 0
+    assert rules.classify_urgency(world.driver.state, None, world.driver.now_ms) is Urgency.CRITICAL  # due soon
+    commands, events = world.check(advance_ms=61_000)
+    assert kinds(events).count("time_limit") == 1
+    closes = [c for c in commands if c.key == EMERGENCY_KEY]
+    assert len(closes) == 1 and {c.link_id for c in commands if c.action == "cancel"} == {link("E", 2), link("E", 3)}
+    assert link("S", 0) not in {c.link_id for c in commands if c.action == "cancel"}  # the stop stays
+    world.check()
+    world.check()
+    assert world.size() == 0 and world.driver.state.retired == "time_limit"
+
+
 def test_r6_a_flat_position_needs_two_fresh_snapshots_before_closing():
     world = World(entries_filled=3)
     world.check()
