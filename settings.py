@@ -17,6 +17,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from messages.models import parse_trail_start
+
 MAINNET_URL = "https://api.bybit.com"
 TESTNET_URL = "https://api-testnet.bybit.com"
 DEMO_URL = "https://api-demo.bybit.com"
@@ -93,6 +95,22 @@ def _parse_positive_decimal(text: str) -> Decimal:
         raise ValueError("must be a number") from None
     if not value.is_finite() or value <= 0:
         raise ValueError("must be a number greater than 0")
+    return value
+
+
+def _parse_percent(text: str) -> Decimal:
+    """A distance in percent of the price, above 0 and below 50."""
+    value = _parse_positive_decimal(text)
+    if value >= 50:
+        raise ValueError("must be a percent above 0 and below 50")
+    return value
+
+
+def _parse_share(text: str) -> Decimal:
+    """A share of a budget: above 0, at most 1 (0.5 = half)."""
+    value = _parse_positive_decimal(text)
+    if value > 1:
+        raise ValueError("must be a share above 0 and at most 1 (0.5 = half)")
     return value
 
 
@@ -236,6 +254,11 @@ class Settings:
     adoption_policy: str = "protect"
     stop_after_tp: str = "breakeven"  # R13
     stop_trigger_by: str = "LastPrice"  # R15
+    trail_activate: str = "off"  # R14: off | tp1..tp4 | profit:<percent>
+    trail_distance_percent: Decimal = Decimal("1.0")
+    trail_step_percent: Decimal | None = None  # None: a quarter of the distance
+    trail_min_interval_seconds: Decimal = Decimal("1")
+    trail_write_share: Decimal = Decimal("0.5")  # of an account's write budget
     tp_ladder_percents: tuple[Decimal, ...] = (Decimal(85), Decimal(5), Decimal(5), Decimal(5))
     default_tp_distance_percents: tuple[Decimal, ...] = (Decimal(1), Decimal(2), Decimal(3), Decimal(4))
     default_stop_distance_percent: Decimal = Decimal("3")
@@ -336,6 +359,11 @@ PARSERS: dict[str, tuple[str, Callable[[str], object]]] = {
     "ADOPTION_POLICY": ("adoption_policy", _parse_choice("protect", "observe")),
     "STOP_AFTER_TP": ("stop_after_tp", _parse_choice("breakeven", "previous_tp", "two_back")),
     "STOP_TRIGGER_BY": ("stop_trigger_by", _parse_choice("LastPrice", "MarkPrice", "IndexPrice")),
+    "TRAIL_ACTIVATE": ("trail_activate", parse_trail_start),
+    "TRAIL_DISTANCE_PERCENT": ("trail_distance_percent", _parse_percent),
+    "TRAIL_STEP_PERCENT": ("trail_step_percent", _parse_percent),
+    "TRAIL_MIN_INTERVAL_SECONDS": ("trail_min_interval_seconds", _parse_positive_decimal),
+    "TRAIL_WRITE_SHARE": ("trail_write_share", _parse_share),
     "TP_LADDER_PERCENTS": ("tp_ladder_percents", _parse_percent_list),
     "DEFAULT_TP_DISTANCE_PERCENTS": ("default_tp_distance_percents", _parse_percent_list),
     "DEFAULT_STOP_DISTANCE_PERCENT": ("default_stop_distance_percent", _parse_positive_decimal),

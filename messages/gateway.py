@@ -26,6 +26,7 @@ class Priority(IntEnum):
     READ = 1  # reads: after protecting a position, before cleaning up
     CLEANUP = 2  # cancellations
     RESIZE = 3  # take-profit placement and resizing
+    TRAIL = 4  # R14: trailing moves, last, and only within their share of an account's write budget
 
 
 # --- queries -------------------------------------------------------------------------------

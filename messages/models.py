@@ -495,6 +495,25 @@ class TriggerBy(StrEnum):
     INDEX = "IndexPrice"
 
 
+TRAIL_STARTS = ("off", "tp1", "tp2", "tp3", "tp4")
+
+
+def parse_trail_start(text: str) -> str:
+    """R14's TRAIL_ACTIVATE / `--trail-after`: off, tp1 to tp4, or profit:<percent> (profit:1.5 starts
+    trailing once the price is 1.5 % in the position's favour). Raises ValueError saying so."""
+    value = text.strip().lower()
+    if value in TRAIL_STARTS:
+        return value
+    if value.startswith("profit:"):
+        try:
+            percent = Decimal(value.removeprefix("profit:"))
+        except InvalidOperation:
+            percent = Decimal(0)
+        if percent.is_finite() and 0 < percent <= 1000:
+            return f"profit:{percent}"
+    raise ValueError("must be off, tp1 to tp4, or profit:<percent> (e.g. profit:1.5)")
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """A position's targets: take-profit shares and prices, the stop, and for a trade the daemon opens,
@@ -511,6 +530,8 @@ class Plan:
     stop_after: StopAfter | None = None
     trigger_by: TriggerBy | None = None
     time_limit_seconds: int = 0  # R16: from the first entry fill; 0: none
+    trail_after: str | None = None  # R14: when trailing starts (parse_trail_start); None: TRAIL_ACTIVATE
+    trail_percent: Decimal | None = None  # R14: the trailing distance; None: TRAIL_DISTANCE_PERCENT
 
     @property
     def stop_ladder(self) -> StopAfter:

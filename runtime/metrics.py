@@ -119,6 +119,10 @@ class Metrics:
         )
         self.stream_connects = Counter("guardian_stream_connects", "Stream connection attempts", ["stream"], registry=r)
         self.wakes = Counter("guardian_wakes", "Monitors woken by a push", ["account"], registry=r)
+        self.trail_amends = Counter("guardian_trail_amends", "Trailing stop moves sent (R14)", ["account"], registry=r)
+        self.trail_waits = Counter(
+            "guardian_trail_budget_waits", "Trailing moves held back by TRAIL_WRITE_SHARE", ["account"], registry=r
+        )
         Gauge("guardian_threads", "Threads of the process", registry=r).set_function(threading.active_count)
         ProcessCollector(registry=r)
         r.register(_Derived(self))

@@ -154,6 +154,7 @@ class System:
             heartbeat=float(s.stream_heartbeat_seconds),
             resync_every=float(s.resync_seconds),
             instruments_every=float(s.instruments_refresh_seconds),
+            trail_share=float(s.trail_write_share),
         )
         self.ticker = Ticker(self.clock, [Every(0.05, self.gateway, GatewayTick)]).start()
         if self.check_access and not self._check_access(stop):

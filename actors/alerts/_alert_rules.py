@@ -128,6 +128,10 @@ def _delisting(p: Mapping[str, Any]) -> tuple[str, str]:
     return "DELISTING", body
 
 
+def _trail_active(p: Mapping[str, Any]) -> tuple[str, str]:
+    return "TRAIL ACTIVE", f"The stop now trails {p.get('distance')} % behind the best price (from {p.get('price')})."
+
+
 RENDERERS: dict[str, Callable[[Mapping[str, Any]], tuple[str, str]]] = {
     "entry_filled": _entry_filled,
     "tp_filled": _tp_filled,
@@ -140,6 +144,7 @@ RENDERERS: dict[str, Callable[[Mapping[str, Any]], tuple[str, str]]] = {
     "tp_blocked": _tp_blocked,
     "tp_removed": _tp_removed,
     "delisting": _delisting,
+    "trail_active": _trail_active,
     "account_unreadable": _unreadable,
     "account_readable": _readable,
     "daemon_started": _started,

@@ -33,9 +33,11 @@ class GatewayCounters:
             self.misses += 1
         self._metrics.cache.labels("hit" if hit else "miss").inc()
 
-    def request(self, account: str, endpoint: str) -> None:
+    def request(self, account: str, endpoint: str, *, trail: bool = False) -> None:
         self.calls[(account, endpoint)] += 1
         self._metrics.request(account, endpoint)
+        if trail:
+            self._metrics.trail_amends.labels(account).inc()
 
     def failed(self, account: str, kind: str, code: int | None) -> None:
         self.errors[(account, f"{kind} {code}" if code else kind)] += 1

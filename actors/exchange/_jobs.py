@@ -1,12 +1,14 @@
 """The gateway's HTTP jobs: queued per account by priority, released by the rate limiter and
-each account's share of the workers. Plain bookkeeping with time passed in; the gateway runs
-what is released on its worker threads and answers what is refused.
+each account's share of the workers. Trailing moves (Priority.TRAIL) go last and may use only
+their share of an account's writes per second, so breakeven moves, restores and clean-ups always
+find room. Plain bookkeeping with time passed in; the gateway runs what is released on its
+worker threads and answers what is refused.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 from actors.exchange._formats import Failure, HttpFail, HttpOk
 from actors.exchange._rate_limiter import RateLimiter
 from actors.exchange._reads import Read
-from messages.endpoints import WRITE_PATHS, for_pybit
+from messages.endpoints import WRITE_PATHS, WRITES_PER_SECOND, for_pybit
 from messages.gateway import Priority
 
 WRITE_QUEUE_S = 8.0  # a write not sent within this (Bybit's 10/s per account) is answered "not sent"
@@ -46,8 +48,11 @@ class Released:
 
 
 class JobQueue:
-    def __init__(self, accounts: tuple[str, ...], limiter: RateLimiter, per_account: int):
+    def __init__(self, accounts: tuple[str, ...], limiter: RateLimiter, per_account: int, trail_share: float = 0.5):
         self._queues: dict[str, list[Job]] = {name: [] for name in accounts}
+        self._trail_per_second = max(1, int(WRITES_PER_SECOND * trail_share))  # R14's TRAIL_WRITE_SHARE
+        self._trail_sent: dict[str, deque[float]] = {name: deque() for name in accounts}
+        self._trail_waits: Counter[str] = Counter()  # trailing moves held back by their share, since taken
         self._limiter = limiter
         self._per_account = per_account  # workers one account may hold (a hung account cannot starve another)
         self._ids = itertools.count(1)
@@ -84,6 +89,9 @@ class JobQueue:
                     refused.append((job, refusal))
                 elif self.busy[account] >= self._per_account:
                     waiting.append(job)
+                elif job.priority is Priority.TRAIL and not self._trail_room(account, now):
+                    self._trail_waits[account] += 1
+                    waiting.append(job)
                 elif not self._limiter.take(account, job.endpoint, now, job.units):
                     if job.read is not None:
                         job.read.throttled = True
@@ -92,8 +100,21 @@ class JobQueue:
                     self.busy[account] += 1
                     self._running[job.id] = job
                     sent.append(job)
+                    if job.priority is Priority.TRAIL:
+                        self._trail_sent[account].append(now)
             queue[:] = waiting
         return Released(sent, refused)
+
+    def take_trail_waits(self) -> Counter[str]:
+        """Trailing moves held back by their share since last asked, per account."""
+        waits, self._trail_waits = self._trail_waits, Counter()
+        return waits
+
+    def _trail_room(self, account: str, now: float) -> bool:
+        sent = self._trail_sent[account]
+        while sent and sent[0] <= now - 1.0:
+            sent.popleft()
+        return len(sent) < self._trail_per_second
 
     def _refusal(self, job: Job, now: float) -> HttpFail | None:
         if now < self._limiter.banned_until:

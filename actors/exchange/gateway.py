@@ -121,6 +121,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         heartbeat: float = 10.0,
         resync_every: float = 60.0,
         instruments_every: float = 300.0,
+        trail_share: float = 0.5,
     ):
         """`persistence` journals an account becoming unreadable past the stale limit and readable
         again (a tell: critical, so it is alerted); None journals nothing. Streams run when the
@@ -141,7 +142,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._stale_limit = stale_limit
         self._read_share = read_share
         self._limiter = RateLimiter()
-        self._jobs = JobQueue(accounts, self._limiter, max(1, self._pool_size // len(accounts)))
+        self._jobs = JobQueue(accounts, self._limiter, max(1, self._pool_size // len(accounts)), trail_share)
         self._caches = {name: AccountCache(name) for name in accounts}
         self._reads: dict[ReadKey, Read] = {}
         self._failing: dict[str, Failing] = {}
@@ -501,10 +502,12 @@ class ExchangeGateway(pykka.ThreadingActor):
         while True:
             released = self._jobs.release(self._clock.monotonic())
             for job in released.sent:
-                self._counters.request(job.account, job.endpoint)
+                self._counters.request(job.account, job.endpoint, trail=job.priority is Priority.TRAIL)
                 self._executor.submit(self._run, job)
             for job, refusal in released.refused:
                 job.on_done(refusal)
+            for account, waits in self._jobs.take_trail_waits().items():
+                self._metrics.trail_waits.labels(account).inc(waits)
             if not released.refused:
                 return
 

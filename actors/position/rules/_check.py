@@ -31,6 +31,7 @@ from actors.position.rules._plans import (
 from actors.position.rules._state import (
     FIRST_ENTRY,
     ROOM_CANCEL,
+    STOP_KEY,
     Action,
     CloseReason,
     Command,
@@ -46,6 +47,7 @@ from actors.position.rules._state import (
 )
 from actors.position.rules._stop import observing, protect
 from actors.position.rules._take_profits import take_profits
+from actors.position.rules._trailing import trail
 from messages.gateway import (
     PositionView,
     Priority,
@@ -150,6 +152,10 @@ def reconcile(state: MonitorState, view: PositionView, now_ms: int, config: Rule
         commands += tp_commands
     if state.retarget and not _moving_targets(state, commands):
         state = replace(state, retarget=False)  # the orders are where the plan says
+    if not commands and not state.awaiting and not state.close_requested and STOP_KEY not in blocked:  # R14: last
+        state, trail_commands, trail_events = trail(state, view, ours, instrument, config, now_ms)
+        commands += trail_commands
+        events += trail_events
     state = replace(state, open_links=frozenset(o.link_id for orders in ours.values() for o in orders))
     return _decided(state, view, commands, events)
 

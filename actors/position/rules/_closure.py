@@ -107,11 +107,14 @@ def close_out(
                 and view.position is not None
                 and view.position.status in (PositionStatus.LIQ, PositionStatus.ADL)
             )
+            trailed_out = state.trailed and (stop_hit or EMERGENCY_KEY in state.generations)
             reason = (
                 CloseReason.DELIVERY
                 if settled
                 else CloseReason.LIQUIDATION
                 if liquidated
+                else CloseReason.TRAILING_STOP
+                if trailed_out
                 else CloseReason.STOP_LOSS
                 if stop_hit
                 else CloseReason.TAKE_PROFITS

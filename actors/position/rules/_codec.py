@@ -49,6 +49,8 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
             "stop_after": plan.stop_after,
             "trigger_by": plan.trigger_by,
             "time_limit_seconds": plan.time_limit_seconds,
+            "trail_after": plan.trail_after,
+            "trail_percent": _text(plan.trail_percent),
         },
         "generations": {str(k): v for k, v in state.generations.items()},
         "pending": {str(k): _pending_to_dict(p) for k, p in state.pending.items()},
@@ -85,6 +87,9 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
         "delisting": state.delisting,
         "entered_ms": state.entered_ms,
         "time_limit_hit": state.time_limit_hit,
+        "trail_extreme": _text(state.trail_extreme),
+        "trail_last_ms": state.trail_last_ms,
+        "trailed": state.trailed,
         "refused": {
             str(k): {"code": r.code, "basis": r.basis, "count": r.count, "retry_ms": r.retry_ms}
             for k, r in state.refused.items()
@@ -158,6 +163,8 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
                 StopAfter(plan["stop_after"]) if plan.get("stop_after") else None,
                 TriggerBy(plan["trigger_by"]) if plan.get("trigger_by") else None,
                 int(plan.get("time_limit_seconds", 0)),
+                plan.get("trail_after"),
+                _dec(plan.get("trail_percent")),
             ),
             generations={Intent.parse(str(k)): int(v) for k, v in data.get("generations", {}).items()},
             pending=pending,
@@ -194,6 +201,9 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
             delisting=bool(data.get("delisting", False)),
             entered_ms=int(data.get("entered_ms", 0)),
             time_limit_hit=bool(data.get("time_limit_hit", False)),
+            trail_extreme=_dec(data.get("trail_extreme")),
+            trail_last_ms=int(data.get("trail_last_ms", 0)),
+            trailed=bool(data.get("trailed", False)),
             refused={
                 Intent.parse(str(k)): Refusal(int(r["code"]), str(r["basis"]), int(r["count"]), int(r["retry_ms"]))
                 for k, r in data.get("refused", {}).items()

@@ -49,7 +49,13 @@ def edited_by_hand(state: MonitorState, ours: OwnOrders) -> tuple[MonitorState, 
         if key.role is Role.TAKE_PROFIT and key.level <= len(tps) and order.price and order.price != tps[key.level - 1]:
             tps[key.level - 1] = order.price
             moved.append(f"TP{key.level} {order.price}")
-        elif key == STOP_KEY and not state.tp1_done and order.trigger_price and order.trigger_price != stop:
+        elif (
+            key == STOP_KEY
+            and not state.tp1_done
+            and state.trail_extreme is None  # while trailing, the daemon moves it (R14)
+            and order.trigger_price
+            and order.trigger_price != stop
+        ):
             stop = order.trigger_price
             moved.append(f"stop {stop}")
     if not moved:

@@ -49,6 +49,7 @@ class CloseReason(StrEnum):
     FLIPPED = "flipped"  # R11: the side changed; the new position is adopted anew
     DELIVERY = "delivery"  # R19: the exchange settled the position when the instrument closed
     TIME_LIMIT = "time_limit"  # R16: the plan's time limit expired; the rest was closed at market
+    TRAILING_STOP = "trailing_stop"  # R14: the trailed stop filled, or a trailing move found the price past it
     NO_POSITION = "no_position"  # nothing to guard was found (never created)
     ENTRY_REFUSED = "entry_refused"  # the exchange refused a planned trade's first entry: nothing opened
 
@@ -81,6 +82,8 @@ class EventKind(StrEnum):
     PLAN_EDITED = "plan_edited"  # R18: the trader moved a price of one of the daemon's orders by hand
     DELISTING = "delisting"  # R19: the instrument left Trading (delivery or delisting)
     TIME_LIMIT = "time_limit"  # R16: the plan's time limit expired
+    TRAIL_ACTIVE = "trail_active"  # R14: trailing started
+    TRAIL_MOVED = "trail_moved"  # R14: a trailing amend (not critical: coalesced, no alert)
 
 
 STOP_KEY, EMERGENCY_KEY = Intent(Role.STOP, 0), Intent(Role.EMERGENCY_CLOSE, 0)
@@ -112,6 +115,10 @@ class RulesConfig:
     adoption_policy: str = "protect"
     stop_after: StopAfter = StopAfter.BREAKEVEN  # R13, for plans that do not say
     trigger_by: TriggerBy = TriggerBy.LAST  # R15, for plans that do not say
+    trail_activate: str = "off"  # R14, for plans that do not say: off | tp1..tp4 | profit:<percent>
+    trail_percent: Decimal = Decimal(1)  # R14: the distance, for plans that do not say
+    trail_step_percent: Decimal | None = None  # R14: None: a quarter of the distance (never below a tick)
+    trail_min_interval_ms: int = 1000  # R14: at most one trailing amend per position this often
 
     @classmethod
     def from_settings(cls, settings: Any) -> RulesConfig:
@@ -123,13 +130,21 @@ class RulesConfig:
             settings.adoption_policy,
             StopAfter(settings.stop_after_tp),
             TriggerBy(settings.stop_trigger_by),
+            settings.trail_activate,
+            settings.trail_distance_percent,
+            settings.trail_step_percent,
+            int(settings.trail_min_interval_seconds * 1000),
         )
 
     def with_exits(self, plan: Plan) -> Plan:
         """The plan with these defaults where it does not say (fixed when a monitor takes charge, so
         a position's exits do not change under it when the settings do)."""
         return replace(
-            plan, stop_after=plan.stop_after or self.stop_after, trigger_by=plan.trigger_by or self.trigger_by
+            plan,
+            stop_after=plan.stop_after or self.stop_after,
+            trigger_by=plan.trigger_by or self.trigger_by,
+            trail_after=plan.trail_after or self.trail_activate,
+            trail_percent=plan.trail_percent or self.trail_percent,
         )
 
 
@@ -216,6 +231,9 @@ class MonitorState:
     delisting: bool = False  # R19: the instrument left Trading (told once; no new entry from then on)
     entered_ms: int = 0  # R16: when the position was first seen open (the first entry fill)
     time_limit_hit: bool = False  # R16: the plan's time limit expired; closing at market
+    trail_extreme: Decimal | None = None  # R14: the best price since trailing started (None: not active)
+    trail_last_ms: int = 0  # R14: the last trailing amend
+    trailed: bool = False  # R14: the stop was trailed beyond its ladder level (its fill: trailing_stop)
 
     def link(self, intent: Intent, generation: int | None = None) -> str:
         gen = self.generations.get(intent, 0) if generation is None else generation

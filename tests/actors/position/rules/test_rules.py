@@ -11,7 +11,7 @@ import pytest
 
 from actors.position import rules
 from actors.position.rules import EMERGENCY_KEY, STOP_KEY, Phase, RulesConfig
-from messages.gateway import Rejected, Unresolved
+from messages.gateway import Priority, Rejected, Unresolved
 from messages.models import Approach, Intent, MonitorId, OrderLink, Plan, Role, Side, StopAfter, Urgency
 from simulator import Simulator
 from tests.rules_driver import Driver
@@ -337,6 +337,75 @@ def test_r16_a_time_limit_cancels_resting_entries_closes_at_market_and_keeps_the
     world.check()
     world.check()
     assert world.size() == 0 and world.driver.state.retired == "time_limit"
+
+
+def trailing_world(**config) -> World:
+    """TP1 at 65650 has filled (TP2 rests at 66300); trailing 0.5 % behind the high from TP1 on."""
+    world = World(entries_filled=3, config=RulesConfig(trail_activate="tp1", trail_percent=D("0.5"), **config))
+    world.check()
+    world.price(str(world.order(link("T", 1)).price))  # TP1 fills: breakeven first, then trailing starts
+    world.check()
+    world.check()
+    return world
+
+
+def test_r14_trailing_starts_at_tp1_follows_the_high_and_never_loosens():
+    world = trailing_world()
+    assert kinds(world.driver.events).count("trail_active") == 1
+    breakeven = world.order(link("S", 0)).trigger_price
+    for price, trigger in (("65900", "65570.5"), ("66200", "65869.0")):  # 0.5 % behind, snapped up to the tick
+        world.price(price)
+        commands, _ = world.check()
+        assert [(c.action, c.priority) for c in commands] == [("amend", Priority.TRAIL)]
+        assert world.order(link("S", 0)).trigger_price == D(trigger)
+    world.price("66000")  # the price falls back: the stop stays where it is
+    commands, _ = world.check()
+    assert commands == [] and world.order(link("S", 0)).trigger_price == D("65869.0") > breakeven
+    assert world.driver.state.trail_extreme == D("66200")
+    again = rules.state_from_dict(rules.state_to_dict(world.driver.state))  # a restart resumes from the high
+    assert again.trail_extreme == D("66200") and again.trailed
+
+
+def test_r14_a_trailing_move_waits_for_the_step_and_the_interval():
+    world = trailing_world(trail_step_percent=D("0.2"), trail_min_interval_ms=10_000)
+    world.price("65900")
+    assert len(world.check(advance_ms=10_000)[0]) == 1
+    world.price("65990")  # about 0.14 % higher: less than the step
+    assert world.check(advance_ms=2_000)[0] == []
+    world.price("66200")  # beyond the step, but within the interval of the last move
+    assert world.check(advance_ms=2_000)[0] == []
+    assert len(world.check(advance_ms=10_000)[0]) == 1
+
+
+def test_r14_a_trailing_move_the_price_already_passed_closes_at_market_as_trailing_stop():
+    world = trailing_world()
+    world.price("65900")
+    world.driver.override = lambda c: Rejected(110093, "expect Falling") if c.priority is Priority.TRAIL else None
+    _, events = world.check()
+    assert "emergency_close" in kinds(events)
+    world.driver.override = None
+    world.check()
+    world.check()
+    assert world.driver.state.retired == "trailing_stop"
+
+
+def test_r14_profit_activation_and_off():
+    world = World(entries_filled=3, config=RulesConfig(trail_activate="profit:0.5", trail_percent=D("0.5")))
+    avg = world.account.positions["BTCUSDT"].avg_price
+    world.price(str(avg.quantize(D("0.1"))))
+    world.check()
+    world.price(str((avg * D("1.003")).quantize(D("0.1"))))  # 0.3 % in favour: not yet
+    world.check()
+    assert world.driver.state.trail_extreme is None
+    world.price(str((avg * D("1.006")).quantize(D("0.1"))))  # 0.6 % in favour
+    world.check()
+    assert world.driver.state.trail_extreme is not None and "trail_active" in kinds(world.driver.events)
+    quiet = World(entries_filled=3)
+    quiet.check()
+    quiet.price("66000")
+    for _ in range(3):
+        quiet.check()
+    assert quiet.driver.state.trail_extreme is None and "trail_active" not in kinds(quiet.driver.events)
 
 
 def test_r6_a_flat_position_needs_two_fresh_snapshots_before_closing():
