@@ -107,6 +107,12 @@ class PositionView:
     flat_pushed: bool = False  # the private stream said this position is flat (size 0)
     pushed: bool = False  # answered from the pushed state (the account's stream is healthy)
     renewals: int = 0  # new positions the cache saw open on this key (R11); grows, never resets while running
+    prices: Mapping[TriggerBy, Decimal] = field(default_factory=dict)  # the ticker's last, mark, index (R15)
+
+    def price(self, trigger_by: TriggerBy) -> Decimal | None:
+        """The price a stop on `trigger_by` triggers on: the ticker's, else the position row's mark."""
+        mark = self.position.mark_price if self.position is not None else None
+        return self.prices.get(trigger_by) or mark
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ USAGE = """python main.py trade open SYMBOL long|short --approach conservative|f
         (--qty Q | --margin USDT --leverage L | --margin-percent P --leverage L)
         --tps T1[,T2,T3,T4] --stop S [--limits P2,P3] [--account main|mirror|both] [--dry-run]
         [--stop-after breakeven|previous_tp|two_back] [--trigger-by last|mark|index] [--time-limit MINUTES]
+        [--trail PERCENT] [--trail-after tp1|tp2|tp3|tp4|profit:PERCENT]
     python main.py trade plan SYMBOL --tps T1[,...] --stop S [--account main|mirror]
     python main.py trade close SYMBOL [--account main|mirror|both]
     python main.py trade list [--json]"""
@@ -33,7 +34,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     opened.add_argument("side")
     for name in ("--approach", "--qty", "--margin", "--margin-percent", "--leverage", "--tps", "--stop", "--limits"):
         opened.add_argument(name)
-    for name in ("--stop-after", "--trigger-by", "--time-limit"):
+    for name in ("--stop-after", "--trigger-by", "--time-limit", "--trail", "--trail-after"):
         opened.add_argument(name)
     opened.add_argument("--account", default="main")
     opened.add_argument("--dry-run", action="store_true")
@@ -69,6 +70,8 @@ def request_of(args: argparse.Namespace) -> dict:
         "stop_after",
         "trigger_by",
         "time_limit",
+        "trail",
+        "trail_after",
     )
     return {"command": args.command, **{f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}}
 

@@ -240,6 +240,8 @@ class TradeDesk:
                     "stop_after": state.plan.stop_ladder,
                     "trigger_by": state.plan.triggers_on,
                     "time_limit_seconds": state.plan.time_limit_seconds,
+                    "trail_after": state.plan.trail_after or "off",
+                    "trail_percent": str(state.plan.trail_percent or ""),
                 }
             )
         lines = [
@@ -247,6 +249,7 @@ class TradeDesk:
             f"  TPs {', '.join(p['tps'])}  stop {p['stop']}  stop after TPs: {p['stop_after']}"
             f"  trigger {p['trigger_by']}"
             + (f"  time limit {p['time_limit_seconds'] / 60:g} min" if p["time_limit_seconds"] else "")
+            + (f"  trailing {p['trail_percent']} % from {p['trail_after']}" if p["trail_after"] != "off" else "")
             for p in plans
         ]
         return answer(0, lines or ["no plans: every guarded position is adopted"], plans=plans)

@@ -46,7 +46,7 @@ from messages.gateway import (
     Rejected,
     Unresolved,
 )
-from messages.models import Execution, Instrument, Order, OrderStatus, OrderType, Position
+from messages.models import Execution, Instrument, Order, OrderStatus, OrderType, Position, TriggerBy
 
 NEVER = -math.inf
 FINISHED_KEPT = 50  # finished orders remembered per symbol (what a view's `closed` can show)
@@ -108,6 +108,7 @@ class AccountCache:
     flat: dict[tuple[str, int], Position] = field(default_factory=dict)  # positions a push reported flat
     renewals: dict[tuple[str, int], int] = field(default_factory=dict)  # new positions on a known key (R11)
     marks: dict[str, Decimal] = field(default_factory=dict)  # from the ticker stream
+    tickers: dict[str, dict[TriggerBy, Decimal]] = field(default_factory=dict)  # last, mark, index (R15)
     executions: OrderedDict[str, None] = field(default_factory=OrderedDict)
     pushed_at: dict[tuple, float] = field(default_factory=dict)  # ref -> last push about it
     unsettled: dict[str, tuple[float, int]] = field(default_factory=dict)  # symbol -> (since, position seq due)
@@ -310,8 +311,12 @@ class AccountCache:
                 )
         return touched
 
-    def set_mark(self, symbol: str, price: Decimal) -> None:
-        self.marks[symbol] = price
+    def set_prices(self, symbol: str, prices: dict[TriggerBy, Decimal]) -> None:
+        """A ticker's prices: the mark replaces the position rows' (urgency), all three are kept for
+        the stops that trigger on them (R15)."""
+        if TriggerBy.MARK in prices:
+            self.marks[symbol] = prices[TriggerBy.MARK]
+        self.tickers[symbol] = {**self.tickers.get(symbol, {}), **prices}
 
     # --- one row ---------------------------------------------------------------------------
 
@@ -532,6 +537,7 @@ class AccountCache:
             flat_pushed=(symbol, position_idx) in self.flat,
             pushed=heard is not None,
             renewals=self.renewals.get((symbol, position_idx), 0),
+            prices=self.tickers.get(symbol, {}),
         )
 
     def snapshot(self, now: float, *, stale: bool = False, heard: float | None = None) -> AccountSnapshot:

@@ -25,7 +25,7 @@ from messages.gateway import (
     Rejected,
     Unresolved,
 )
-from messages.models import Execution, ModelError, Order, Position
+from messages.models import Execution, ModelError, Order, Position, TriggerBy
 
 
 class PrivateTopic(StrEnum):
@@ -251,21 +251,28 @@ def _private_rows(topic: str, kind: PrivateTopic, data: Any) -> PrivatePush:
         raise ModelError(f"{topic} push: {exc}") from None
 
 
-def ticker_mark(topic: str, data: Any) -> tuple[str, Decimal | None]:
-    """The symbol and mark price of a ticker push (a delta may leave the mark out: None)."""
+TICKER_PRICES = {"lastPrice": TriggerBy.LAST, "markPrice": TriggerBy.MARK, "indexPrice": TriggerBy.INDEX}
+
+
+def ticker_prices(topic: str, data: Any) -> tuple[str, dict[TriggerBy, Decimal]]:
+    """The symbol and the prices a ticker push carries (a delta may leave some out), keyed by the
+    trigger price type each one is (R15)."""
     if not isinstance(data, dict):
         raise ModelError(f"{topic} push: data is not an object")
     symbol = str(data.get("symbol") or topic.removeprefix("tickers."))
-    raw = data.get("markPrice")
-    if raw in (None, ""):
-        return symbol, None
-    try:
-        mark = Decimal(str(raw))
-    except ArithmeticError:
-        raise ModelError(f"{topic} push: markPrice {raw!r} is not a number") from None
-    if not mark.is_finite() or mark <= 0:
-        raise ModelError(f"{topic} push: markPrice {raw!r} is not a price")
-    return symbol, mark
+    prices = {}
+    for name, kind in TICKER_PRICES.items():
+        raw = data.get(name)
+        if raw in (None, ""):
+            continue
+        try:
+            price = Decimal(str(raw))
+        except ArithmeticError:
+            raise ModelError(f"{topic} push: {name} {raw!r} is not a number") from None
+        if not price.is_finite() or price <= 0:
+            raise ModelError(f"{topic} push: {name} {raw!r} is not a price")
+        prices[kind] = price
+    return symbol, prices
 
 
 def _positive(what: str, raw: Any) -> Decimal:

@@ -27,7 +27,7 @@ from actors.exchange._reads import Read
 from actors.exchange._stream_health import StreamHealth
 from actors.exchange._transport import Stream, Transport
 from actors.exchange._websocket import Kind, StreamEvent
-from messages.models import ModelError
+from messages.models import ModelError, TriggerBy
 from runtime.clock import Clock
 from runtime.metrics import Metrics
 
@@ -70,7 +70,7 @@ class Streams:
         self._tickers: list[Any] = []
         self._judging: list[_Judge] = []
         self._marks_lock = threading.Lock()
-        self._marks_inbox: dict[str, Decimal] = {}  # latest ticker marks, not yet taken
+        self._marks_inbox: dict[str, dict[TriggerBy, Decimal]] = {}  # latest ticker prices, not yet taken
         self._ticker_synced_at = -math.inf
         self._auth_refused: set[str] = set()
         self._connects: Counter[str] = Counter()
@@ -125,15 +125,15 @@ class Streams:
             self._deliver(event)
             return
         try:
-            symbol, mark = _formats.ticker_mark(event.topic, event.data)
+            symbol, prices = _formats.ticker_prices(event.topic, event.data)
         except ModelError as exc:
             self._metrics.stream_rejected.labels("public").inc()
             log.debug("Stream %s: malformed ticker push rejected: %s", event.stream, exc)
             return
         self._metrics.stream_pushes.labels("public", "tickers").inc()
-        if mark is not None:
+        if prices:
             with self._marks_lock:
-                self._marks_inbox[symbol] = mark
+                self._marks_inbox[symbol] = {**self._marks_inbox.get(symbol, {}), **prices}
 
     def on_event(self, event: StreamEvent) -> bool:
         """A stream's event; True when it is a private push for the gateway to merge."""
@@ -206,9 +206,9 @@ class Streams:
             self._judge(judge)
         with self._marks_lock:
             marks, self._marks_inbox = self._marks_inbox, {}
-        for symbol, mark in marks.items():
+        for symbol, prices in marks.items():
             for cache in self._caches.values():
-                cache.set_mark(symbol, mark)
+                cache.set_prices(symbol, prices)
         for client in self._tickers:
             client.tick(now)
         if now - self._ticker_synced_at >= TICKER_SYNC_S:

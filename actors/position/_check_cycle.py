@@ -207,6 +207,7 @@ class CheckCycle:
             and not self._deferred
             and not self.state.gone_snapshots
             and rules.time_limit_due_ms(self.state) is None  # R16: no push will say the time is up
+            and self.state.trail_extreme is None  # R14: trailing follows the price, which wakes no monitor
         )
         return replace(self._result(urgency, view.age, view.throttled), unprotected=unprotected, quiet=quiet)
 

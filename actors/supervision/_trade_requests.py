@@ -20,7 +20,7 @@ from typing import Any
 
 from actors.position import RulesConfig, ladder_for
 from messages.gateway import Market
-from messages.models import Approach, Instrument, Plan, Position, Side, StopAfter, TriggerBy
+from messages.models import Approach, Instrument, Plan, Position, Side, StopAfter, TriggerBy, parse_trail_start
 
 COMMANDS = ("open", "plan", "close", "list")
 ACCOUNT_CHOICES = {"open": ("main", "mirror", "both"), "plan": ("main", "mirror"), "close": ("main", "mirror", "both")}
@@ -48,6 +48,8 @@ class TradeRequest:
     stop_after: StopAfter | None = None  # R13 (open)
     trigger_by: TriggerBy | None = None  # R15 (open)
     time_limit_seconds: int = 0  # R16 (open); 0: none
+    trail_percent: Decimal | None = None  # R14 (open)
+    trail_after: str | None = None  # R14 (open)
 
     @property
     def accounts(self) -> tuple[str, ...]:
@@ -119,6 +121,7 @@ def read_request(data: Any, ladder_levels: int = 4) -> tuple[TradeRequest | None
     qty, margin, margin_percent, leverage = _sizing(problems, data)
     limits = _legs(problems, data, approach, tps)
     stop_after, trigger_by, time_limit = _exits(problems, data)
+    trail_percent, trail_after = _trailing(problems, data)
     if problems:
         return None, problems
     return TradeRequest(
@@ -138,7 +141,25 @@ def read_request(data: Any, ladder_levels: int = 4) -> tuple[TradeRequest | None
         stop_after,
         trigger_by,
         time_limit,
+        trail_percent,
+        trail_after,
     ), []
+
+
+def _trailing(problems: list[str], data: dict[str, Any]) -> tuple[Decimal | None, str | None]:
+    """--trail PERCENT and --trail-after tp1..tp4|profit:PERCENT (R14); --trail alone starts at tp1."""
+    percent = _number(problems, "--trail", data.get("trail"))
+    if percent is not None and percent >= 50:
+        problems.append(f"--trail {percent} must be a percent below 50")
+    after = None
+    if data.get("trail_after") is not None:
+        try:
+            after = parse_trail_start(str(data["trail_after"]))
+        except ValueError as exc:
+            problems.append(f"--trail-after {data['trail_after']} {exc}")
+    if after is None and percent is not None:
+        after = "tp1"
+    return percent, after
 
 
 def _exits(problems: list[str], data: dict[str, Any]) -> tuple[StopAfter | None, TriggerBy | None, int]:
@@ -275,6 +296,7 @@ def size_open(
     percents = ladder_for(len(tps), config)
     plan = Plan(approach, request.side, percents, tps, stop, legs, limits)
     exits = replace(plan, stop_after=request.stop_after, trigger_by=request.trigger_by)
+    exits = replace(exits, trail_after=request.trail_after, trail_percent=request.trail_percent)
     return replace(exits, time_limit_seconds=request.time_limit_seconds), []
 
 
@@ -309,4 +331,6 @@ def exits_of(plan: Plan) -> str:
     parts = [f"stop after TPs: {plan.stop_after}"] if plan.stop_after else []
     parts += [f"stops trigger on {plan.trigger_by}"] if plan.trigger_by else []
     parts += [f"time limit {plan.time_limit_seconds / 60:g} min"] if plan.time_limit_seconds else []
+    if plan.trail_after and plan.trail_after != "off":
+        parts.append(f"trailing {plan.trail_percent or 'the default'} % from {plan.trail_after}")
     return "; " + "; ".join(parts) if parts else ""

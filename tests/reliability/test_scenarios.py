@@ -748,3 +748,43 @@ def test_s36_r15_a_stop_on_the_mark_price_survives_a_wick_that_a_last_price_stop
         holds_throughout(lambda: r.protected(entry), CRITICAL_S, "the mark-price stop in place")
     r.stop()
     assert_invariants(r.oracle())
+
+
+def test_s37_r14_the_stop_trails_the_high_and_a_sigkill_mid_trail_resumes_from_it(rig):
+    """TRAIL_ACTIVATE=tp1, 0.5 %: after TP1 the one stop follows the high by amends (never a second
+    stop, never loosened when the price falls back). The daemon is SIGKILLed mid-trail and
+    restarted: trailing resumes (no second TRAIL ACTIVE) and follows the next high."""
+    r = rig(seed=137, TRAIL_ACTIVATE="tp1", TRAIL_DISTANCE_PERCENT="0.5", TRAIL_MIN_INTERVAL_SECONDS="0.2")
+    daemon = r.process().start()
+    entry = r.entry("monitoring")
+    account = r.sim.account("main")
+    sign = Decimal(1) if entry.side == "Buy" else Decimal(-1)
+    tp1 = account.by_link[r.link(entry, "T", 1)].price
+    tick = r.sim.exchange.specs[entry.symbol].tick_size
+    stop_link = r.stop_of(entry).link_id
+    r.through(entry, "T", 1)
+    daemon.wait_for(lambda line: f"TRAIL ACTIVE main:{entry.symbol}:" in line, 20, "trailing started")
+
+    def trails(best: Decimal) -> bool:
+        """0.5 % behind the best price, give or take the step (a quarter of the distance): a move
+        smaller than the step is not worth an amend."""
+        stop = r.stop_of(entry)
+        ideal = best * (1 - sign * Decimal("0.005"))
+        return stop is not None and abs(stop.trigger_price - ideal) <= best * Decimal("0.00125") + tick
+
+    high = tp1 * (1 + sign * Decimal("0.004"))  # short of TP2 (1 % further)
+    r.sim.set_price(entry.symbol, high)
+    r.wait(lambda: trails(high), 15, "the stop 0.5 % behind the high")
+    trailed = r.stop_of(entry).trigger_price
+    r.sim.set_price(entry.symbol, tp1)  # falls back: the stop stays
+    holds_throughout(lambda: r.stop_of(entry).trigger_price == trailed, 1.0, "the stop not loosened")
+    daemon.process.send_signal(signal.SIGKILL)
+    daemon.process.wait(timeout=30)
+    restarted = r.process().start()
+    higher = tp1 * (1 + sign * Decimal("0.007"))
+    r.sim.set_price(entry.symbol, higher)
+    r.wait(lambda: trails(higher), 20, "trailing resumed after the restart")
+    assert r.stop_of(entry).link_id == stop_link  # the same order, amended all along
+    assert not any("TRAIL ACTIVE" in line for line in restarted.messages())
+    assert restarted.stop() == 0
+    assert_invariants(r.oracle(), unprotected_limit=30)  # the daemon was dead for a while: time is not the point

@@ -48,7 +48,7 @@ def trail(
     now_ms: int,
 ) -> tuple[MonitorState, list[Command], list[Event]]:
     """Track the extreme, activate, and move the stop when the candidate beats it by the step."""
-    price = view.position.mark_price if view.position is not None else None
+    price = view.price(state.plan.triggers_on) if view.position is not None else None  # R15
     stop = newest(ours, STOP_KEY)
     if price is None or stop is None or stop.trigger_price is None or stop.status != OrderStatus.UNTRIGGERED:
         return state, [], []

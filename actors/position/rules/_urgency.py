@@ -37,12 +37,14 @@ def _triggers(state: MonitorState, view: PositionView | None) -> list[Decimal]:
 def classify_urgency(state: MonitorState, view: PositionView | None, now_ms: int) -> Urgency:
     """tpsl-rules.md "Urgency": first match wins. A position seen flat once (closure not yet
     confirmed) and a closing one count as critical too: their confirmation and clean-up wait."""
-    mark = view.position.mark_price if view is not None and view.position is not None else None
+    # R15: the price the stops trigger on (the ticker's; else the position row's mark)
+    mark = view.price(state.plan.triggers_on) if view is not None and view.position is not None else None
     distances = [abs(mark - p) / mark for p in _triggers(state, view)] if mark else []
     nearest = min(distances) if distances else None
     if (
         state.awaiting
         or ladder_move_due(state)
+        or state.trail_extreme is not None  # R14: the stop follows the price
         or ((due := time_limit_due_ms(state)) is not None and due - now_ms <= RECENT_CHANGE_MS)
         or state.closing
         or state.gone_snapshots

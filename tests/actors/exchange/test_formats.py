@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import orjson
 import pytest
 
-from actors.exchange._formats import private_push, ticker_mark, ticker_topics
-from messages.models import ModelError
+from actors.exchange._formats import private_push, ticker_prices, ticker_topics
+from messages.models import ModelError, TriggerBy
 
 
 def test_a_malformed_push_is_rejected_whole():
@@ -17,9 +19,18 @@ def test_a_malformed_push_is_rejected_whole():
     with pytest.raises(ModelError):
         private_push("position.linear", {"not": "a list"})
     assert private_push("wallet", []) is None
-    assert ticker_mark("tickers.BTCUSDT", {"symbol": "BTCUSDT", "lastPrice": "1"}) == ("BTCUSDT", None)
+    assert ticker_prices("tickers.BTCUSDT", {"symbol": "BTCUSDT", "lastPrice": "1"}) == (
+        "BTCUSDT",
+        {TriggerBy.LAST: Decimal(1)},
+    )
+    both = {"symbol": "BTCUSDT", "lastPrice": "2", "markPrice": "2.1", "indexPrice": "2.05"}
+    assert ticker_prices("tickers.BTCUSDT", both)[1] == {
+        TriggerBy.LAST: Decimal(2),
+        TriggerBy.MARK: Decimal("2.1"),
+        TriggerBy.INDEX: Decimal("2.05"),
+    }
     with pytest.raises(ModelError):
-        ticker_mark("tickers.BTCUSDT", {"symbol": "BTCUSDT", "markPrice": "-3"})
+        ticker_prices("tickers.BTCUSDT", {"symbol": "BTCUSDT", "markPrice": "-3"})
 
 
 def test_ticker_topics_are_split_under_bybits_args_limit():

@@ -56,6 +56,9 @@ def opened(**changes):
         ({"time_limit": "0"}, "--time-limit 0 must be greater than 0"),
         ({"time_limit": "soon"}, "--time-limit 'soon' is not a number"),
         ({"time_limit": "600000"}, "--time-limit 600000 must be at most 525600 minutes"),
+        ({"trail": "0"}, "--trail 0 must be greater than 0"),
+        ({"trail": "60"}, "--trail 60 must be a percent below 50"),
+        ({"trail_after": "tp9"}, "--trail-after tp9 must be off, tp1 to tp4, or profit:<percent> (e.g. profit:1.5)"),
     ],
 )
 def test_each_malformed_open_is_one_line_naming_it(changes, problem):
@@ -135,3 +138,6 @@ def test_an_open_carries_its_exits_into_the_plan():
     assert problems == [] and plan is not None
     assert (plan.stop_after, plan.trigger_by, plan.time_limit_seconds) == ("two_back", "MarkPrice", 5400)
     assert describe(plan).endswith("stop after TPs: two_back; stops trigger on MarkPrice; time limit 90 min")
+    request, _ = read_request({**OPEN, "trail": "0.8"})
+    plan, _ = size_open(request, "main", MARKET, CONFIG)
+    assert (plan.trail_percent, plan.trail_after) == (Decimal("0.8"), "tp1")  # --trail alone: from TP1
