@@ -89,6 +89,7 @@ def state_to_dict(state: MonitorState) -> dict[str, Any]:
         "time_limit_hit": state.time_limit_hit,
         "trail_extreme": _text(state.trail_extreme),
         "trail_last_ms": state.trail_last_ms,
+        "trail_stop": _text(state.trail_stop),
         "trailed": state.trailed,
         "refused": {
             str(k): {"code": r.code, "basis": r.basis, "count": r.count, "retry_ms": r.retry_ms}
@@ -203,6 +204,7 @@ def state_from_dict(data: dict[str, Any]) -> MonitorState:
             time_limit_hit=bool(data.get("time_limit_hit", False)),
             trail_extreme=_dec(data.get("trail_extreme")),
             trail_last_ms=int(data.get("trail_last_ms", 0)),
+            trail_stop=_dec(data.get("trail_stop")),
             trailed=bool(data.get("trailed", False)),
             refused={
                 Intent.parse(str(k)): Refusal(int(r["code"]), str(r["basis"]), int(r["count"]), int(r["retry_ms"]))

@@ -233,6 +233,7 @@ class MonitorState:
     time_limit_hit: bool = False  # R16: the plan's time limit expired; closing at market
     trail_extreme: Decimal | None = None  # R14: the best price since trailing started (None: not active)
     trail_last_ms: int = 0  # R14: the last trailing amend
+    trail_stop: Decimal | None = None  # R14: the trigger it moved the stop to (a restored stop goes there)
     trailed: bool = False  # R14: the stop was trailed beyond its ladder level (its fill: trailing_stop)
 
     def link(self, intent: Intent, generation: int | None = None) -> str:

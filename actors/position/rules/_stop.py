@@ -82,6 +82,8 @@ def protect(
                 ],
             )
         placed_at = floor if floor is not None else state.plan.stop_price
+        if state.trail_stop is not None and more_protective(side, state.trail_stop, placed_at):
+            placed_at = state.trail_stop  # R14: a restored stop never loosens what trailing reached
         restored = STOP_KEY in state.generations
         state, link_id = next_link(state, STOP_KEY)
         state = with_pending(

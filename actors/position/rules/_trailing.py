@@ -80,7 +80,7 @@ def trail(
     state = with_pending(
         state, STOP_KEY, Pending(Action.AMEND, stop.link_id, None, candidate, view.snapshot_id, stop.qty)
     )
-    state = replace(state, trail_last_ms=now_ms, trailed=True)
+    state = replace(state, trail_last_ms=now_ms, trailed=True, trail_stop=candidate)
     events.append(
         new_event(
             EventKind.TRAIL_MOVED,

@@ -1,5 +1,6 @@
 """Property tests: random sequences of fills, partial fills, price moves, manual reduces,
-rejections and unresolved outcomes; the invariants are checked after every step."""
+rejections and unresolved outcomes, under each kind of exit (R13 stop ladders, R14 trailing); the
+invariants are checked after every step."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from actors.position._check_cycle import command_message
-from actors.position.rules import EMERGENCY_KEY, STOP_KEY
-from messages.gateway import Rejected, Unresolved
-from messages.models import MonitorId, OrderLink, Role
+from actors.position.rules import EMERGENCY_KEY, STOP_KEY, RulesConfig, breakeven_price
+from messages.gateway import Priority, Rejected, Unresolved
+from messages.models import MonitorId, OrderLink, Role, Side, StopAfter
 from simulator import Simulator
 from tests.rules_driver import Driver
 from tests.stubs.book import apply, open_conservative
@@ -31,9 +32,21 @@ step = st.one_of(
 )
 
 
+EXITS = [
+    RulesConfig(),
+    RulesConfig(stop_after=StopAfter.PREVIOUS_TP, trail_activate="tp1", trail_percent=Decimal("0.5")),
+    RulesConfig(stop_after=StopAfter.TWO_BACK, trail_activate="profit:0.3", trail_percent=Decimal("0.3")),
+]
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(side=st.sampled_from(["Buy", "Sell"]), entries=st.integers(1, 3), steps=st.lists(step, min_size=1, max_size=40))
-def test_invariants_hold_after_every_step(side, entries, steps):
+@given(
+    side=st.sampled_from(["Buy", "Sell"]),
+    entries=st.integers(1, 3),
+    steps=st.lists(step, min_size=1, max_size=40),
+    config=st.sampled_from(EXITS),
+)
+def test_invariants_hold_after_every_step(side, entries, steps, config):
     sim = Simulator(seed=3, symbols=4)
     ex = sim.exchange
     ex.set_price("BTCUSDT", Decimal("65000"))
@@ -49,7 +62,7 @@ def test_invariants_hold_after_every_step(side, entries, steps):
         orderLinkId="trader-own-1",
     )
     external_id = external["orderId"]
-    driver = Driver(ex, BTC)
+    driver = Driver(ex, BTC, config)
     sign = 1 if side == "Buy" else -1
     placed_links: list[str] = []
     oversize_rejections = 0
@@ -81,6 +94,10 @@ def test_invariants_hold_after_every_step(side, entries, steps):
         driver.override = override
         sent, _ = driver.check(stale=stale)
         placed_links.extend(c.link_id for c in sent if c.action == "place")
+        trailing = [n for n, c in enumerate(sent) if c.priority is Priority.TRAIL]
+        if trailing:  # R14: last, after everything more urgent; only its own follow-ups after it
+            event("trailed")
+            assert all(c.key in (STOP_KEY, EMERGENCY_KEY) for c in sent[trailing[0] :]), sent
 
     run_check()
     for action in steps:
@@ -155,6 +172,11 @@ def test_invariants_hold_after_every_step(side, entries, steps):
         assert sum((o.leaves for o in active_ro), Decimal(0)) <= size  # never oversized
         assert oversize_rejections == 0  # never asked for too much
         assert len(placed_links) == len(set(placed_links))  # no id used twice
+        state = driver.state
+        if stops and state.breakeven_done and not failed and size > 0:  # R2/R13: never below breakeven again
+            instrument = ex.specs["BTCUSDT"].instrument()
+            floor = breakeven_price(Side(side), state.avg_price, config.breakeven_offset, instrument)
+            assert sign * (stops[0].trigger_price - floor) >= 0 or STOP_KEY in state.pending
         if stops:
             trigger = stops[0].trigger_price
             if last_trigger is not None and len(stops) == 1:
