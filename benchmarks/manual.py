@@ -85,14 +85,20 @@ def daemon_env(sim: Simulator, design: str, workdir: Path) -> dict[str, str]:
 
 
 @contextmanager
-def guarding(sim: Simulator, design: str, guarded: list, prefix: str) -> Iterator[Path]:
+def guarding(
+    sim: Simulator, design: str, guarded: list, prefix: str, extra: dict[str, str] | None = None
+) -> Iterator[Path]:
     """The daemon (`design`) as a process guarding `sim` until every `guarded` position has its
     stop and the start-up work is done; stopped, with the simulator, on the way out. Yields the
     work directory (the daemon's log is `log.txt` there)."""
     workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-{design}-"))
     with open(workdir / "log.txt", "w") as log:
         daemon = subprocess.Popen(
-            [sys.executable, "main.py"], cwd=ROOT, env=daemon_env(sim, design, workdir), stdout=log, stderr=log
+            [sys.executable, "main.py"],
+            cwd=ROOT,
+            env={**daemon_env(sim, design, workdir), **(extra or {})},
+            stdout=log,
+            stderr=log,
         )
         try:
             if _until(lambda: all(_stop(sim, e.symbol) for e in guarded), 120) == float("inf"):
