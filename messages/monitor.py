@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import pykka
 
@@ -28,6 +30,7 @@ class ChangePlan:
 
     tp_prices: tuple[Decimal, ...]
     stop_price: Decimal
+    exits: Mapping[str, Any] = field(default_factory=dict)  # the Plan's exit fields the trader gave (R13-R16)
     reply: pykka.Future[str] = field(kw_only=True)
 
 

@@ -20,7 +20,7 @@ USAGE = """python main.py trade open SYMBOL long|short --approach conservative|f
         --tps T1[,T2,T3,T4] --stop S [--limits P2,P3] [--account main|mirror|both] [--dry-run]
         [--stop-after breakeven|previous_tp|two_back] [--trigger-by last|mark|index] [--time-limit MINUTES]
         [--trail PERCENT] [--trail-after tp1|tp2|tp3|tp4|profit:PERCENT]
-    python main.py trade plan SYMBOL --tps T1[,...] --stop S [--account main|mirror]
+    python main.py trade plan SYMBOL --tps T1[,...] --stop S [--account main|mirror] [the exits of open]
     python main.py trade close SYMBOL [--account main|mirror|both]
     python main.py trade list [--json]"""
 
@@ -40,7 +40,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     opened.add_argument("--dry-run", action="store_true")
     planned = commands.add_parser("plan", usage=USAGE)
     planned.add_argument("symbol")
-    for name in ("--tps", "--stop"):
+    for name in ("--tps", "--stop", "--stop-after", "--trigger-by", "--time-limit", "--trail", "--trail-after"):
         planned.add_argument(name)
     planned.add_argument("--account", default="main")
     closed = commands.add_parser("close", usage=USAGE)

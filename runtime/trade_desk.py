@@ -171,7 +171,9 @@ class TradeDesk:
             return answer(2, problems)
         why_not: str = ask_with_reply(
             self._supervisor,
-            lambda reply: Instruct(MonitorId(account, request.symbol), ChangePlan(tps, stop, reply=reply)),
+            lambda reply: Instruct(
+                MonitorId(account, request.symbol), ChangePlan(tps, stop, request.exits(), reply=reply)
+            ),
             self._timeout,
         )
         if why_not:

@@ -84,9 +84,10 @@ class Monitor(pykka.ThreadingActor):
                 self._check(message)
             case GetMonitorState():
                 return self._cycle.state
-            case ChangePlan(tp_prices=tps, stop_price=stop):
+            case ChangePlan(tp_prices=tps, stop_price=stop, exits=exits):
                 self._instruct(
-                    message.reply, lambda state, now_ms: rules.retarget(state, tps, stop, now_ms, self._config)
+                    message.reply,
+                    lambda state, now_ms: rules.retarget(state, tps, stop, now_ms, self._config, exits),
                 )
             case ClosePosition():
                 self._instruct(message.reply, rules.request_close)

@@ -45,11 +45,22 @@ class TradeRequest:
     limits: tuple[Decimal, ...] = ()
     account: str = "main"
     dry_run: bool = False
-    stop_after: StopAfter | None = None  # R13 (open)
-    trigger_by: TriggerBy | None = None  # R15 (open)
-    time_limit_seconds: int = 0  # R16 (open); 0: none
-    trail_percent: Decimal | None = None  # R14 (open)
-    trail_after: str | None = None  # R14 (open)
+    stop_after: StopAfter | None = None  # R13 (open, plan)
+    trigger_by: TriggerBy | None = None  # R15 (open, plan)
+    time_limit_seconds: int = 0  # R16 (open, plan); 0: none
+    trail_percent: Decimal | None = None  # R14 (open, plan)
+    trail_after: str | None = None  # R14 (open, plan)
+
+    def exits(self) -> dict[str, Any]:
+        """The plan's exit fields this request gives (R13-R16); what it leaves out stays as it is."""
+        given = {
+            "stop_after": self.stop_after,
+            "trigger_by": self.trigger_by,
+            "time_limit_seconds": self.time_limit_seconds or None,
+            "trail_percent": self.trail_percent,
+            "trail_after": self.trail_after,
+        }
+        return {name: value for name, value in given.items() if value is not None}
 
     @property
     def accounts(self) -> tuple[str, ...]:
@@ -109,8 +120,21 @@ def read_request(data: Any, ladder_levels: int = 4) -> tuple[TradeRequest | None
         problems.append("--stop is required")
     if len(tps) > ladder_levels:
         problems.append(f"--tps gives {len(tps)} prices; the ladder has at most {ladder_levels}")
+    stop_after, trigger_by, time_limit = _exits(problems, data)
+    trail_percent, trail_after = _trailing(problems, data)
     if command == "plan":
-        request = TradeRequest("plan", symbol, tps=tps, stop=stop, account=account)
+        request = TradeRequest(
+            "plan",
+            symbol,
+            tps=tps,
+            stop=stop,
+            account=account,
+            stop_after=stop_after,
+            trigger_by=trigger_by,
+            time_limit_seconds=time_limit,
+            trail_percent=trail_percent,
+            trail_after=trail_after,
+        )
         return (request, []) if not problems else (None, problems)
     side = {"long": Side.BUY, "short": Side.SELL}.get(str(data.get("side")))
     if side is None:
@@ -120,8 +144,6 @@ def read_request(data: Any, ladder_levels: int = 4) -> tuple[TradeRequest | None
         problems.append(f"--approach {approach or '(missing)'} must be conservative or fast")
     qty, margin, margin_percent, leverage = _sizing(problems, data)
     limits = _legs(problems, data, approach, tps)
-    stop_after, trigger_by, time_limit = _exits(problems, data)
-    trail_percent, trail_after = _trailing(problems, data)
     if problems:
         return None, problems
     return TradeRequest(

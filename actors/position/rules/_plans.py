@@ -5,8 +5,10 @@ trader's close, and the plan's time limit (R16).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
+from typing import Any
 
 from actors.position.rules._orders import OwnOrders
 from actors.position.rules._prices import closing_side
@@ -54,16 +56,22 @@ def planned(monitor: MonitorId, position_id: str, plan: Plan, now_ms: int) -> Mo
 
 
 def retarget(
-    state: MonitorState, tp_prices: tuple[Decimal, ...], stop_price: Decimal, now_ms: int, config: RulesConfig
+    state: MonitorState,
+    tp_prices: tuple[Decimal, ...],
+    stop_price: Decimal,
+    now_ms: int,
+    config: RulesConfig,
+    exits: Mapping[str, Any] | None = None,
 ) -> tuple[MonitorState, Event]:
     """The trader's new targets for a guarded position: its monitor amends its own stop and
     take-profits to them (never cancelling the stop), places what is missing and cancels the
-    take-profits beyond the new ladder."""
+    take-profits beyond the new ladder. `exits`: the plan's exit fields the trader gave (R13-R16)."""
     plan = state.plan
     approach = Approach.PLANNED if plan.approach is Approach.ADOPTED else plan.approach
     plan = replace(
         plan, approach=approach, percents=ladder_for(len(tp_prices), config), tp_prices=tp_prices, stop_price=stop_price
     )
+    plan = replace(plan, **(exits or {}))
     line = (
         f"PLAN {state.monitor}: take-profits {', '.join(map(str, tp_prices))}, stop {stop_price} "
         f"(was {', '.join(map(str, state.plan.tp_prices))}, stop {state.plan.stop_price})"

@@ -141,3 +141,13 @@ def test_an_open_carries_its_exits_into_the_plan():
     request, _ = read_request({**OPEN, "trail": "0.8"})
     plan, _ = size_open(request, "main", MARKET, CONFIG)
     assert (plan.trail_percent, plan.trail_after) == (Decimal("0.8"), "tp1")  # --trail alone: from TP1
+
+
+def test_a_plan_may_change_the_exits_and_leaves_out_what_it_does_not_give():
+    request, problems = read_request(
+        {"command": "plan", "symbol": "BTCUSDT", "tps": "66000", "stop": "64000", "trail": "0.7", "trigger_by": "mark"}
+    )
+    assert problems == [] and request is not None
+    assert request.exits() == {"trigger_by": "MarkPrice", "trail_percent": Decimal("0.7"), "trail_after": "tp1"}
+    _, problems = read_request({"command": "plan", "symbol": "BTCUSDT", "tps": "1", "stop": "1", "stop_after": "x"})
+    assert problems == ["--stop-after x must be one of breakeven|previous_tp|two_back"]

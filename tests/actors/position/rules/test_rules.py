@@ -408,6 +408,17 @@ def test_r14_profit_activation_and_off():
     assert quiet.driver.state.trail_extreme is None and "trail_active" not in kinds(quiet.driver.events)
 
 
+def test_a_plan_change_may_give_new_exits_and_keeps_the_others():
+    world = World(entries_filled=3)
+    world.check()
+    state = world.driver.state
+    exits = {"stop_after": StopAfter.PREVIOUS_TP, "trail_after": "tp2", "trail_percent": D("0.7")}
+    changed, _ = rules.retarget(state, state.plan.tp_prices, state.plan.stop_price, 0, RulesConfig(), exits)
+    plan = changed.plan
+    assert (plan.stop_after, plan.trail_after, plan.trail_percent) == ("previous_tp", "tp2", D("0.7"))
+    assert plan.trigger_by == state.plan.trigger_by and plan.time_limit_seconds == 0
+
+
 def test_r6_a_flat_position_needs_two_fresh_snapshots_before_closing():
     world = World(entries_filled=3)
     world.check()
