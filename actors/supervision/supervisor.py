@@ -16,7 +16,7 @@ import contextlib
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -34,7 +34,7 @@ from actors.position import (
     stored,
 )
 from actors.supervision._trade_requests import describe
-from messages.gateway import AccountSnapshot, GetAccountSnapshot
+from messages.gateway import AccountSnapshot, GetAccountSnapshot, GetPositionView, PositionView
 from messages.models import MonitorId, Plan, Urgency
 from messages.monitor import ChangePlan, ClosePosition
 from messages.persistence import LoadState, Record
@@ -116,8 +116,8 @@ class Supervisor(pykka.ThreadingActor):
                 self._scheduler = scheduler
                 return self._reconcile(snapshots)
             case PositionSeen(monitor=monitor):
-                if self._unguarded(monitor):  # while the stream is fresh, its snapshot costs no read
-                    self._discover([monitor.account])
+                if self._unguarded(monitor):
+                    self._adopt_if_open(monitor)
             case SupervisorTick(now=now):
                 self._on_tick(now)
             case MonitorRetired():
@@ -164,7 +164,7 @@ class Supervisor(pykka.ThreadingActor):
             log.info("Supervisor: a new position is open on %s; starting its monitor", monitor)
             self._start_monitor(monitor, None, inherited=retired.handover, at_once=True)
         else:  # a position opened on the key meanwhile (its push found the old monitor) is adopted now
-            self._discover([monitor.account])
+            self._adopt_if_open(monitor)
 
     def _on_unresponsive(self, monitor: MonitorId) -> None:
         self._unresponsive[monitor] += 1
@@ -335,8 +335,40 @@ class Supervisor(pykka.ThreadingActor):
         if at_once:
             self._scheduler.tell(Wake(monitor))
 
-    def _discover(self, accounts: Iterable[str] | None = None) -> None:
-        for account in self._accounts if accounts is None else accounts:
+    def _adopt_if_open(self, monitor: MonitorId) -> None:
+        """A push or a retirement says this key may hold a position no monitor guards: that key alone
+        is looked at (from the pushed cache while the stream is fresh: no read, and no snapshot of
+        the whole account) and its monitor started now if it does; the rest is discovery's."""
+        try:
+            view = ask_with_reply(
+                self._gateway,
+                lambda reply: GetPositionView(
+                    monitor.account,
+                    monitor.symbol,
+                    monitor.position_idx,
+                    self._snapshot_max_age,
+                    False,
+                    frozenset(),
+                    False,
+                    reply=reply,
+                ),
+                self._timeout,
+            )
+        except pykka.Timeout:
+            return
+        if not isinstance(view, PositionView) or view.stale or view.position is None or not view.position.is_open:
+            return
+        if self._unguarded(monitor):
+            log.info(
+                "Supervisor: new position %s %s %s; starting its monitor",
+                monitor,
+                view.position.side,
+                view.position.size,
+            )
+            self._start_monitor(monitor, None, at_once=True)
+
+    def _discover(self) -> None:
+        for account in self._accounts:
             try:
                 snapshot = ask_with_reply(
                     self._gateway,

@@ -12,11 +12,11 @@ import pytest
 
 from actors.position.rules import MonitorState, Phase, RulesConfig, state_to_dict
 from actors.supervision.supervisor import Supervisor
-from messages.gateway import AccountSnapshot, GetAccountSnapshot
+from messages.gateway import AccountSnapshot, GetAccountSnapshot, GetPositionView, PositionView
 from messages.models import Approach, MonitorId, Order, Plan, Position, Urgency
 from messages.monitor import GetMonitorState
 from messages.persistence import LoadedState, LoadState, Record
-from messages.scheduler import RegisterMonitor, UnregisterMonitor
+from messages.scheduler import RegisterMonitor, UnregisterMonitor, Wake
 from messages.supervisor import GetSupervisorReport, MonitorRetired, StartSupervision, SupervisorTick
 from runtime.clock import FakeClock
 from tests.stubs.recorder import Recorder, recorded
@@ -73,7 +73,8 @@ class StoredStates(pykka.ThreadingActor):
 
 
 class Snapshots(pykka.ThreadingActor):
-    """A gateway that answers every account snapshot with the one it was given."""
+    """A gateway that answers every account snapshot with the one it was given, and a position's
+    view with that position's row in it."""
 
     def __init__(self, answer: AccountSnapshot):
         super().__init__()
@@ -82,6 +83,12 @@ class Snapshots(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, GetAccountSnapshot):
             message.reply.set(self.answer)
+        elif isinstance(message, GetPositionView):
+            key = (message.symbol, message.position_idx)
+            row = next((p for p in self.answer.positions if (p.symbol, p.position_idx) == key), None)
+            message.reply.set(
+                PositionView(message.account, message.symbol, message.position_idx, row, (), None, 0, 0.0, 1)
+            )
         return None
 
 
@@ -190,4 +197,16 @@ def test_a_retired_monitor_is_unregistered_by_the_supervisor_that_registered_it(
     rig.supervisor.tell(MonitorRetired(BTC, "take_profits"))
     report = rig.supervisor.ask(GetSupervisorReport(), timeout=5)
     assert report.retired == 1 and report.retired_reasons == {"take_profits": 1}
-    assert recorded(rig.scheduler) == [UnregisterMonitor(BTC)]
+    assert recorded(rig.scheduler) == [UnregisterMonitor(BTC)]  # its key is flat: nothing to adopt
+
+
+def test_a_position_opened_on_a_retired_monitors_key_is_adopted_at_once(make):
+    """The old monitor retired after the re-entry's push had found it still there: the key is
+    looked at once more, and the new position's monitor starts and is checked without waiting."""
+    rig = make({}, snapshot((position(BTC),)))
+    rig.start(snapshot())
+    rig.supervisor.tell(MonitorRetired(BTC, "manual"))
+    rig.supervisor.ask(GetSupervisorReport(), timeout=5)
+    told = recorded(rig.scheduler)
+    assert told[0] == UnregisterMonitor(BTC)
+    assert [type(m).__name__ for m in told[1:]] == ["RegisterMonitor", "Wake"] and told[2] == Wake(BTC)
