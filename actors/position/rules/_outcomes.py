@@ -34,7 +34,7 @@ from actors.position.rules._state import (
     with_cleanup,
     with_pending,
 )
-from actors.position.rules._stop import stop_place
+from actors.position.rules._stop import ladder_move_due, stop_place
 from messages.codes import Meaning, meaning
 from messages.gateway import (
     Accepted,
@@ -247,9 +247,10 @@ def settle(
 def _stop_moved(
     state: MonitorState, link_id: str, trigger: Decimal, qty: Decimal | None, now_ms: int
 ) -> tuple[MonitorState, list[Event]]:
-    """The events a stop accepted at a new trigger implies: after TP1, BREAKEVEN (once), whether
-    its answer came back or a snapshot showed it done (R10, after a restart too)."""
-    if not state.tp1_done or state.breakeven_done:
+    """The events a stop accepted at a new trigger implies: once its ladder move is due (R2/R13),
+    BREAKEVEN (once), whether its answer came back or a snapshot showed it done (R10, after a
+    restart too). A stop placed while no move is due (two_back before TP2) is no breakeven."""
+    if not ladder_move_due(state):
         return state, []
     state = replace(state, breakeven_done=True, last_change_ms=now_ms)
     reaction = now_ms - state.tp1_fill_ms if state.tp1_fill_ms else None

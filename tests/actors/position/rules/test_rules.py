@@ -310,6 +310,25 @@ def test_r13_the_stop_follows_its_ladder_as_take_profits_fill(stop_after, expect
     assert moves == 1  # BREAKEVEN told once, whichever TP moved it there
 
 
+def test_r13_two_back_a_stop_restored_after_tp1_is_no_breakeven():
+    """Found by the properties: under two_back, a stop cancelled by hand after TP1 is restored at the
+    plan's price; that placement is not the breakeven move (told once, when TP2 fills)."""
+    world = World(entries_filled=3, config=RulesConfig(stop_after=StopAfter.TWO_BACK))
+    world.check()
+    plan_stop = world.order(link("S", 0)).trigger_price
+    world.price(str(world.order(link("T", 1)).price))
+    world.check()
+    world.ex.cancel_order(world.account, {"category": "linear", "symbol": "BTCUSDT", "orderLinkId": link("S", 0)})
+    world.check()
+    world.check()
+    assert world.order(link("S", 0, 1)).trigger_price == plan_stop
+    assert "breakeven" not in kinds(world.driver.events) and not world.driver.state.breakeven_done
+    world.price(str(world.order(link("T", 2)).price))
+    world.check()
+    world.check()
+    assert kinds(world.driver.events).count("breakeven") == 1
+
+
 def test_r13_two_back_keeps_a_monitor_calm_after_tp1_until_its_stop_is_due():
     world = World(entries_filled=3, config=RulesConfig(stop_after=StopAfter.TWO_BACK))
     world.check()
