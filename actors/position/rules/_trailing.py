@@ -35,7 +35,9 @@ def activated(state: MonitorState, price: Decimal) -> bool:
     if start.startswith("tp"):
         return int(start[2:]) in state.filled_tps
     threshold = Decimal(start.removeprefix("profit:")) / 100
-    gain = (price - state.avg_price) / state.avg_price * side_sign(Side(state.plan.side)) if state.avg_price else 0
+    if not state.avg_price:
+        return False
+    gain = (price - state.avg_price) / state.avg_price * side_sign(Side(state.plan.side))
     return gain >= threshold
 
 
@@ -72,8 +74,9 @@ def trail(
     if more_protective(side, price, extreme):  # a new high for a long, a new low for a short
         state = replace(state, trail_extreme=price)
         extreme = price
-    candidate = _candidate(side, extreme, price, instrument, state.plan.trail_percent or config.trail_percent)
-    step = _step(extreme, instrument, state.plan.trail_percent or config.trail_percent, config)
+    percent = state.plan.trail_percent or config.trail_percent
+    candidate = _candidate(side, extreme, price, instrument, percent)
+    step = _step(extreme, instrument, percent, config)
     gain = (candidate - stop.trigger_price) * side_sign(side)
     if gain < step or now_ms - state.trail_last_ms < config.trail_min_interval_ms:
         return state, [], events
