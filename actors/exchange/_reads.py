@@ -39,12 +39,14 @@ class ReadKey:
 
 @dataclass
 class Failing:
-    """An account whose reads fail: since when, why, and when to try again."""
+    """An account whose reads fail: since when, why, and when to try again (`symbol`: what the
+    last failed read was of; None: the whole account)."""
 
     since: float
     reason: str
     backoff: Backoff
     retry_at: float = 0.0
+    symbol: str | None = None
 
 
 class ReadFailed(Exception):

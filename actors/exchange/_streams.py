@@ -199,8 +199,8 @@ class Streams:
                     )
             if healthy:
                 self._metrics.account_read(account)
-                if health.resync_due(now):
-                    self._start_resync(account, health)
+            if health.resync_due(now, healthy):
+                self._start_resync(account, health)
         for judge in [j for j in self._judging if now >= j.due]:
             self._judging.remove(judge)
             self._judge(judge)
@@ -248,11 +248,11 @@ class Streams:
             health.resyncing = True
             self._metrics.stream_resyncs.labels(account).inc()
 
-    def resync_failed(self, account: str, reason: str) -> None:
+    def resync_failed(self, account: str, reason: str, now: float) -> None:
         health = self._health.get(account)
         if health is not None:
-            health.resyncing = False
-            log.warning("Stream %s: resync failed (%s); trying again at the next tick", account, reason)
+            delay = health.on_resync_failed(now)
+            log.warning("Stream %s: resync failed (%s); trying again in %.0fs", account, reason, delay)
 
     def after_read(self, read: Read, differences: list[Difference], now: float) -> None:
         """A resync's end: fresh again after a (re)connect, or its differences judged after a

@@ -252,6 +252,14 @@ class ExchangeGateway(pykka.ThreadingActor):
             self._load_instruments()
         self._streams.tick(now)
         self._views.unpark(now)
+        self._retry_failing(now)
+
+    def _retry_failing(self, now: float) -> None:
+        """A failing account is read again at its retry time even if no monitor asks (on pushes
+        none may): its recovery is known, said and shown, not waited for until the next resync."""
+        for account, failing in self._failing.items():
+            if now >= failing.retry_at and not any(key.account == account for key in self._reads):
+                self._start_read(account, failing.symbol, False)
 
     # --- queries --------------------------------------------------------------------------
 
@@ -333,7 +341,7 @@ class ExchangeGateway(pykka.ThreadingActor):
     def _read_failed(self, read: Read, reason: str) -> None:
         self._reads.pop(read.key, None)
         if read.resync:
-            self._streams.resync_failed(read.account, reason)
+            self._streams.resync_failed(read.account, reason, self._clock.monotonic())
         if read.closed_only:  # only the finished orders are missing: no reason to back off the account
             for request in read.waiters:
                 self._views.answer(request, self._caches[read.account], stale=True)
@@ -342,7 +350,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         failing = self._failing.get(read.account)
         if failing is None:
             failing = self._failing[read.account] = Failing(now, reason, Backoff(BACKOFF_START, BACKOFF_MAX))
-        failing.reason = reason
+        failing.reason, failing.symbol = reason, read.symbol
         backoff = failing.backoff.next()
         failing.retry_at = now + backoff
         cache = self._caches[read.account]

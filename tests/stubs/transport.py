@@ -25,6 +25,7 @@ class InProcessTransport:
         self.pool_size = 2
         self.exchange = exchange
         self.calls: Counter[str] = Counter()
+        self.down: set[str] = set()  # accounts whose every request answers HTTP 503
         self.private: dict[str, FakeStream] = {}
         self._lock = threading.Lock()
 
@@ -32,6 +33,8 @@ class InProcessTransport:
         path = for_pybit(method).path.value
         with self._lock:
             self.calls[path] += 1
+        if account in self.down:
+            return HttpFail(Failure.HTTP, "HTTP status code is not 200.", 503)
         params = orjson.loads(orjson.dumps(params))  # what the wire would carry
         sim_account = self.exchange.accounts[account]
         try:

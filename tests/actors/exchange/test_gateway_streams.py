@@ -204,8 +204,10 @@ class OnFakeTime:
         self.gateway.tell(GatewayTick(self.clock.advance(seconds)))
         return self.settle()
 
-    def view(self, symbol: str, max_age: float = 0.0):
-        return ask_with_reply(self.gateway, lambda reply: GetPositionView("main", symbol, 0, max_age, reply=reply), 5)
+    def view(self, symbol: str, max_age: float = 0.0, fresh: bool = False):
+        return ask_with_reply(
+            self.gateway, lambda reply: GetPositionView("main", symbol, 0, max_age, fresh=fresh, reply=reply), 5
+        )
 
     def reads(self) -> int:
         return sum(self.transport.calls[e] for e in (Api.OPEN_ORDERS, Api.POSITIONS, Api.ORDER_HISTORY))
@@ -246,3 +248,29 @@ def test_on_fake_time_the_resync_finds_a_lost_push_after_its_grace(fake):
     assert fake.tick(1.5).missed_pushes == 0  # resync done (the snapshot wins) ...
     assert not any(o.link_id == stop.link_id for o in fake.view(entry.symbol).orders)
     assert fake.tick(2.5).missed_pushes == 1  # ... judged a missed push after the grace
+
+
+def test_on_fake_time_a_failed_first_resync_is_tried_again_and_the_stream_becomes_fresh(fake):
+    fake.close()
+    fake.transport.down.add("main")  # down from the start: the first resync of main's stream fails
+    fake.gateway = ExchangeGateway.start(fake.transport, fake.clock, heartbeat=10.0, resync_every=60.0)
+    assert fake.tick().streams_healthy == ("mirror",)
+    fake.transport.down.clear()
+    assert fake.tick(0.5).streams_healthy == ("mirror",)  # not before its backoff (1 s)
+    assert fake.tick(0.6).streams_healthy == ("main", "mirror")
+
+
+def test_on_fake_time_a_failing_account_is_read_again_by_the_gateway_itself(fake, caplog):
+    fake.tick()
+    symbol = fake.book[0].symbol
+    fake.transport.down.add("main")
+    fake.tick(1.0)
+    assert fake.view(symbol, fresh=True).stale  # the read failed: the last good data, marked stale
+    fake.transport.down.clear()
+    before = fake.reads()
+    with caplog.at_level(logging.INFO, logger="actors.exchange.gateway"):
+        fake.tick(0.5)
+        assert fake.reads() == before  # not before its backoff
+        assert fake.tick(0.6).stale_accounts == ()  # no monitor asked: the gateway tried again
+    assert fake.reads() == before + 2  # the symbol's orders and position
+    assert any("main reads work again" in r.getMessage() for r in caplog.records)
