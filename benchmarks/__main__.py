@@ -3,13 +3,18 @@ BYBIT_STREAMS=false) and the old per-monitor polling (`baseline`), on one simula
 
     python -m benchmarks [--positions 32,100,1000,2500] [--latency-ms 150] [--duration 60] [--json FILE] [--chart FILE]
     python -m benchmarks --designs actors --positions 2500 --duration 300      # a longer scale run
+    python -m benchmarks --designs actors --positions 1000 --idle              # prices frozen: the idle floor
 
 For each book size (positions per account, main and mirror) and design, a fresh simulator with
 the same seed, price steps and latency; the design under test runs as its own process (so its
 CPU and memory are its own): `benchmarks/baseline.py`, or the real daemon (`main.py`) with its
 normal settings. Figures: cycle (baseline) or wave (actors) time, API calls per minute by
 endpoint, 10006/403 answers, cache hit rate, TP1-to-breakeven reaction, CPU seconds per minute,
-peak RSS, persistence writes per hour, and the ratios actors/baseline.
+peak RSS, persistence writes per hour, and the ratios actors/baseline. For the daemon also the
+steady state (the second half of the run, or from adoption's end if that is later): CPU seconds
+per minute, late checks, threads; and adoption: the seconds until every open position on the
+exchange has a stop, against its floor (the orders written until then over what Bybit allows one
+account per second: 10 single plus 10 batched).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +30,7 @@ import time
 from pathlib import Path
 
 import orjson
+import requests
 
 from messages.endpoints import Api
 from runtime.stats import percentile
@@ -42,10 +49,67 @@ WRITES = (
 )
 
 
-def run(design: str, positions: int, latency_ms: float, duration: float, seed: int = 1) -> dict:
+WRITES_PER_SECOND = 20  # one account: 10 single orders plus 10 in batches (bybit-v5.md section 2)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """The process's user + system CPU so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _threads(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+def _late_checks(port: int) -> float | None:
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except requests.RequestException:
+        return None
+    return next(
+        (float(line.split()[1]) for line in text.splitlines() if line.startswith("guardian_late_checks_total ")), None
+    )
+
+
+def _all_stopped(sim: Simulator) -> bool:
+    """Every open position on the exchange has a stop (the daemon's or the trader's)."""
+    with sim.exchange.lock:
+        for name in sim.credentials:
+            account = sim.account(name)
+            for row in account.all_positions():
+                if row.size > 0 and not any(
+                    o.is_conditional for o in account.open_orders(row.symbol, row.position_idx)
+                ):
+                    return False
+    return True
+
+
+def _written(stats: dict) -> int:
+    """The most orders one account wrote (each batched order counts, as Bybit counts it)."""
+    return max(
+        (
+            sum(n for endpoint, n in endpoints.items() if endpoint in WRITES and "batch" not in endpoint)
+            + stats.get("batched_orders", {}).get(account, 0)
+            for account, endpoints in stats["requests"].items()
+            if account in ("main", "mirror")
+        ),
+        default=0,
+    )
+
+
+def run(design: str, positions: int, latency_ms: float, duration: float, seed: int = 1, idle: bool = False) -> dict:
     sim = Simulator(seed=seed, symbols=positions + 8, latency_ms=latency_ms, jitter_ms=latency_ms / 10)
     sim.load_demo_book(positions)
-    sim.start(step_interval=0.25)
+    sim.start(step_interval=None if idle else 0.25)
+    metrics_port = _free_port()
     creds = sim.credentials
     env = {k: v for k, v in os.environ.items() if k not in PARSERS}
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{design}-"))
@@ -75,7 +139,7 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
                     "BYBIT_API_SECRET_2": creds["mirror"].api_secret,
                     "BYBIT_BASE_URL": sim.url,
                     "STATE_PATH": str(workdir / "state.db"),
-                    "METRICS_ADDRESS": "127.0.0.1:0",
+                    "METRICS_ADDRESS": f"127.0.0.1:{metrics_port}",
                     **(
                         {"BYBIT_STREAMS": "false"}
                         if design == "actors-rest"
@@ -84,11 +148,30 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
                 }
             )
             command = [sys.executable, "main.py", "--duration", str(duration), "--summary-json", str(out)]
+        steady: dict = {}
         with open(workdir / "log.txt", "w") as log:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-            # The second half of the run is the steady state (start-up reads and adoptions done).
-            time.sleep(duration / 2)
+            started = time.monotonic()
+            adopted_at = adopted_writes = None
+            # The steady state: the second half of the run, or from adoption's end if that is later.
+            while process.poll() is None and (adopted_at is None or time.monotonic() - started < duration / 2):
+                if adopted_at is None and design != "baseline" and _all_stopped(sim):
+                    adopted_at, adopted_writes = time.monotonic() - started, _written(sim.stats.snapshot())
+                elif design == "baseline" and time.monotonic() - started >= duration / 2:
+                    break
+                time.sleep(0.25)
             warm, warm_at = sim.stats.snapshot(), time.monotonic()
+            if design != "baseline" and process.poll() is None:
+                steady = {"cpu": _cpu_seconds(process.pid), "late": _late_checks(metrics_port)}
+                steady["threads"] = _threads(process.pid)
+                # Sample again just before the daemon's own end (it exits after --duration).
+                remaining = duration - (time.monotonic() - started) - 1.0
+                if remaining > 0 and process.poll() is None:
+                    time.sleep(remaining)
+                    steady["minutes"] = (time.monotonic() - warm_at) / 60
+                    steady["cpu"] = _cpu_seconds(process.pid) - steady["cpu"]
+                    late = _late_checks(metrics_port)
+                    steady["late"] = None if late is None or steady["late"] is None else late - steady["late"]
             pages = sum(
                 math.ceil(sum(len(o) for o in sim.account(a).open_by_symbol.values()) / 50)
                 + math.ceil(len(sim.account(a).positions) / 200)
@@ -166,6 +249,11 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
             checks=result.get("checks"),
             first_snapshots_s=result.get("first_snapshots_s"),
             pushes=result.get("streams", {}).get("pushes"),
+            adoption_s=adopted_at,
+            adoption_floor_s=None if adopted_writes is None else adopted_writes / WRITES_PER_SECOND,
+            steady_cpu_s_per_min=steady["cpu"] / steady["minutes"] if "minutes" in steady else None,
+            steady_late_checks=steady.get("late"),
+            threads=steady.get("threads"),
         )
     return row
 
@@ -178,7 +266,8 @@ def print_table(rows: list[dict]) -> None:
     header = (
         f"{'design':11} {'pos/acct':>8} {'cycle p50':>9} {'cycle p95':>9} {'calls/min':>9} {'10006':>5} {'403':>4} "
         f"{'hit rate':>8} {'react p50':>9} {'react p95':>9} {'react max':>9} {'cpu s/min':>9} {'rss MB':>7} "
-        f"{'writes/h':>8} {'late':>5} {'steady/min':>10} {'floor/min':>9} {'1st snap':>8}"
+        f"{'writes/h':>8} {'late':>5} {'steady/min':>10} {'floor/min':>9} {'1st snap':>8} "
+        f"{'cpu steady':>10} {'late steady':>11} {'threads':>7} {'adopt s':>7} {'adopt floor':>11}"
     )
     print(header)
     for r in rows:
@@ -189,7 +278,9 @@ def print_table(rows: list[dict]) -> None:
             f"{_fmt(r['reaction_max'], '.0f'):>9} {_fmt(r['cpu_s_per_min']):>9} {_fmt(r['peak_rss_mb'], '.0f'):>7} "
             f"{_fmt(r['persistence_writes_per_hour'], '.0f'):>8} {_fmt(r.get('late_checks'), 'd'):>5} "
             f"{_fmt(r['steady_calls_per_min'], '.1f'):>10} {_fmt(floor(r), '.1f'):>9} "
-            f"{_fmt(r.get('first_snapshots_s'), '.1f'):>8}",
+            f"{_fmt(r.get('first_snapshots_s'), '.1f'):>8} {_fmt(r.get('steady_cpu_s_per_min')):>10} "
+            f"{_fmt(r.get('steady_late_checks'), '.0f'):>11} {_fmt(r.get('threads'), 'd'):>7} "
+            f"{_fmt(r.get('adoption_s'), '.1f'):>7} {_fmt(r.get('adoption_floor_s'), '.1f'):>11}",
             flush=True,
         )
 
@@ -263,6 +354,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=150.0)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--designs", default="baseline,actors-rest,actors")
+    parser.add_argument("--idle", action="store_true", help="prices frozen: nothing trades (the idle floor)")
     parser.add_argument("--json", help="write every row and the ratios as JSON")
     parser.add_argument("--chart", help="write a PNG chart (needs matplotlib: the bench extra)")
     args = parser.parse_args()
@@ -270,7 +362,7 @@ def main() -> None:
     started = time.monotonic()
     for positions in (int(p) for p in args.positions.split(",")):
         for design in args.designs.split(","):
-            rows.append(run(design, positions, args.latency_ms, args.duration))
+            rows.append(run(design, positions, args.latency_ms, args.duration, idle=args.idle))
             print_table(rows[-1:]) if len(rows) > 1 else print_table(rows)
     print()
     print_table(rows)
@@ -281,7 +373,8 @@ def main() -> None:
             f"reaction p95 x{_fmt(r['reaction_p95'], '.2f')}"
         )
     print(
-        f"({time.monotonic() - started:.0f} s in all; latency {args.latency_ms:.0f} ms, {args.duration:.0f} s per run)"
+        f"({time.monotonic() - started:.0f} s in all; latency {args.latency_ms:.0f} ms, {args.duration:.0f} s per run"
+        f"{'; prices frozen' if args.idle else ''})"
     )
     if args.json:
         Path(args.json).write_bytes(

@@ -87,12 +87,17 @@ class Stats:
     def reset(self) -> None:
         with self._lock:
             self._requests: Counter[tuple[str, str]] = Counter()
+            self._batched: Counter[str] = Counter()  # orders sent in batch requests, per account
             self._retcodes: Counter[int] = Counter()
             self._http_403 = 0
 
     def count(self, account: str, endpoint: str) -> None:
         with self._lock:
             self._requests[(account, endpoint)] += 1
+
+    def batched(self, account: str, orders: int) -> None:
+        with self._lock:
+            self._batched[account] += orders
 
     def answered(self, ret_code: int | None = None, http_403: bool = False) -> None:
         with self._lock:
@@ -116,6 +121,7 @@ class Stats:
             return {
                 "total": sum(self._requests.values()),
                 "requests": by_account,
+                "batched_orders": dict(self._batched),
                 "retcodes": {str(code): n for code, n in sorted(self._retcodes.items())},
                 "rate_limited_10006": self._retcodes.get(10006, 0),
                 "ip_banned_403": self._http_403,
@@ -292,6 +298,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         assert account is not None
         units = len(params.get("request") or []) if path in BATCH else 1
+        if path in BATCH:
+            server.stats.batched(account.name, units)
         quota = server.limits.take(account.name, path, max(units, 1))
         if quota is not None and quota.granted == 0:
             self._envelope(10006, "Too many visits!", quota=quota)
