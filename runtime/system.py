@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_BACKOFF_START, SNAPSHOT_BACKOFF_MAX = 1.0, 30.0
 ALERT_DRAIN_S = 5.0
+# On pushes a quiet monitor is woken by every change (a push, a resync's difference): its timer
+# check is a safety net only, every 10 resyncs (10 minutes by default), spread per monitor.
+QUIET_RESYNCS = 10
 
 
 class StartupError(Exception):
@@ -182,7 +185,7 @@ class System:
             self.supervisor,
             metrics=self.metrics,
             **(
-                {"concurrency": STREAM_CONCURRENCY, "quiet_interval": float(s.resync_seconds) / 2}
+                {"concurrency": STREAM_CONCURRENCY, "quiet_interval": QUIET_RESYNCS * float(s.resync_seconds)}
                 if self.streams
                 else {}
             ),

@@ -9,6 +9,7 @@ monitors (2 s) are not rounded: for them reaction time matters more than fewer l
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -36,6 +37,17 @@ def next_due(dispatched_at: float, interval: float, grid: float = WAVE_GRID_S) -
     if interval < GRID_FROM_INTERVAL_S:
         return due
     return math.ceil(round(due / grid, 9)) * grid
+
+
+QUIET_SPREAD = 0.5  # quiet safety checks spread over half their interval more
+
+
+def quiet_interval(monitor: MonitorId, interval: float) -> float:
+    """A quiet monitor's safety-net interval (its data is pushed; pushes and resyncs wake it on
+    every change): `interval` plus a share of it fixed per monitor, so monitors adopted together
+    are not checked again together (no wave of checks that read nothing)."""
+    share = zlib.crc32(str(monitor).encode()) / 2**32
+    return interval * (1 + QUIET_SPREAD * share)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,15 @@
 
 It never blocks on a monitor: checks go out as tells and come back as `Checked` tells. A check
 that does not come back within `check_timeout` is reported to the Supervisor and rescheduled.
+A tick costs what is due, not what is scheduled: due times wait in a heap (an entry's `token`
+says which of its heap items is current; the others are skipped when they surface), checks in
+flight in another, ordered by dispatch time, and their number is counted, not summed.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -24,6 +29,7 @@ from actors.scheduling._schedule import (
     adapt_concurrency,
     dispatch_order,
     next_due,
+    quiet_interval,
 )
 from messages.models import MonitorId, Urgency
 from messages.monitor import Check
@@ -59,6 +65,7 @@ class _Entry:
     wave: int = 0
     woken: bool = False  # a push came during the check in flight: check again after it
     quiet: bool = False  # its last check was quiet (pushed view, nothing awaiting)
+    token: int = -1  # of its current item in the due heap (-1: none, it is in flight)
 
 
 @dataclass
@@ -86,14 +93,19 @@ class Scheduler(pykka.ThreadingActor):
         self._metrics = metrics or Metrics(clock)
         self._clock = clock
         self._intervals = {Urgency(name): seconds for name, seconds in intervals.items()}
-        # While pushes keep a monitor's data fresh and nothing of it awaits an outcome, a push wakes
-        # it on every change: its tier check is only a safety net, at least this far apart.
+        # While pushes keep a monitor's data fresh and nothing of it awaits an outcome, a push (or a
+        # resync's difference) wakes it on every change: its timer check is only a safety net, this
+        # far apart and spread per monitor.
         self._quiet_interval = quiet_interval
         self._supervisor = supervisor
         self._check_timeout = check_timeout
         self._grid = grid
         self._low, self._limit, self._high = concurrency
         self._entries: dict[MonitorId, _Entry] = {}
+        self._due: list[tuple[float, int, MonitorId]] = []  # (due, token, monitor) of idle entries
+        self._flying: list[tuple[float, int, MonitorId]] = []  # (dispatched at, seq, monitor)
+        self._in_flight_count = 0
+        self._tokens = itertools.count()
         self._waves: dict[int, _Wave] = {}
         self._wave_count = 0
         self._wave_seconds: deque[float] = deque(maxlen=WAVE_HISTORY)
@@ -137,28 +149,32 @@ class Scheduler(pykka.ThreadingActor):
             return
         # Due at once: checked by the next tick (at most 250 ms away), together with every other
         # monitor registered meanwhile, so a start-up of many monitors is one wave, not many.
-        self._entries[message.monitor] = _Entry(message.ref, message.urgency, due=now)
+        self._entries[message.monitor] = entry = _Entry(message.ref, message.urgency, due=now)
+        self._schedule(message.monitor, entry)
         self._metrics.scheduled(message.monitor, message.urgency, now, checked=False)
 
     def _on_unregister(self, monitor: MonitorId) -> None:
         self._metrics.forget(monitor)
         entry = self._entries.pop(monitor, None)
         if entry is not None and entry.in_flight:
+            self._in_flight_count -= 1
             self._settle_wave(entry.wave, monitor, None)
 
     def _on_tick(self, now: float) -> None:
         self._metrics.ticked(now)
         self._expire_overdue(now)
-        due = dispatch_order(
-            (Candidate(m, e.urgency, e.due) for m, e in self._entries.items() if not e.in_flight), now, self._grid
-        )
-        slots = self._limit - self._in_flight()
+        if self._stopping:
+            return
+        due = dispatch_order(self._pop_due(now), now, self._grid)
+        slots = self._limit - self._in_flight_count
         self._limit = adapt_concurrency(
             self._limit, throttled=self._throttled, waiting=max(0, len(due) - slots), low=self._low, high=self._high
         )
         self._throttled = False
         if due and slots > 0:
             self._dispatch(now, only=due[:slots])
+        for monitor in due[max(slots, 0) :]:  # no slot this tick: back in the heap, still due
+            self._schedule(monitor, self._entries[monitor])
 
     def _on_checked(self, message: Checked) -> None:
         entry = self._entries.get(message.monitor)
@@ -166,12 +182,14 @@ class Scheduler(pykka.ThreadingActor):
             log.debug("Scheduler: late or unknown Checked from %s ignored", message.monitor)
             return
         entry.in_flight = False
+        self._in_flight_count -= 1
         entry.urgency = message.urgency
         interval = self._intervals[message.urgency]
-        if message.quiet:
-            interval = max(interval, self._quiet_interval)
+        if message.quiet and self._quiet_interval:
+            interval = max(interval, quiet_interval(message.monitor, self._quiet_interval))
         entry.quiet = message.quiet
         entry.due = next_due(entry.dispatched_at, interval, self._grid)
+        self._schedule(message.monitor, entry)
         self._throttled = self._throttled or message.throttled or message.duration > SLOW_CHECK_S
         self._metrics.checks.labels(message.monitor.account).inc()
         self._metrics.check_seconds.observe(message.duration)
@@ -197,6 +215,8 @@ class Scheduler(pykka.ThreadingActor):
                 entry.quiet = False
                 tier_due = next_due(entry.dispatched_at, self._intervals[entry.urgency], self._grid)
                 entry.due = min(entry.due, max(tier_due, now))
+                if not entry.in_flight:
+                    self._schedule(monitor, entry)
 
     def _on_wake(self, monitor: MonitorId) -> None:
         """A push touched this monitor's position: check it now, outside the waves (the data is in
@@ -213,8 +233,32 @@ class Scheduler(pykka.ThreadingActor):
 
     # --- helpers --------------------------------------------------------------------------
 
-    def _in_flight(self) -> int:
-        return sum(e.in_flight for e in self._entries.values())
+    def _schedule(self, monitor: MonitorId, entry: _Entry) -> None:
+        """(Re)enter an idle entry's due time into the heap; its older item becomes stale."""
+        entry.token = next(self._tokens)
+        heapq.heappush(self._due, (entry.due, entry.token, monitor))
+        if len(self._due) > 4 * len(self._entries) + 1024:  # mostly stale items (woken early): rebuild
+            self._due = [(e.due, e.token, m) for m, e in self._entries.items() if e.token >= 0]
+            heapq.heapify(self._due)
+
+    def _current(self, item: tuple[float, int, MonitorId]) -> _Entry | None:
+        entry = self._entries.get(item[2])
+        return entry if entry is not None and entry.token == item[1] else None
+
+    def _pop_due(self, now: float) -> list[Candidate]:
+        due = []
+        while self._due and self._due[0][0] <= now:
+            item = heapq.heappop(self._due)
+            entry = self._current(item)
+            if entry is not None:
+                entry.token = -1
+                due.append(Candidate(item[2], entry.urgency, item[0]))
+        return due
+
+    def _next_due(self) -> float | None:
+        while self._due and self._current(self._due[0]) is None:
+            heapq.heappop(self._due)
+        return self._due[0][0] if self._due else None
 
     def _dispatch(self, now: float, only: list[MonitorId], woken: bool = False) -> None:
         """Send `Check`s as one wave; `woken` ones belong to no wave (they are not late either)."""
@@ -229,7 +273,7 @@ class Scheduler(pykka.ThreadingActor):
                 self._late += 1  # a tier missed its interval (or a first check its start) by a whole wave
                 self._metrics.late_checks.inc()
             self._seq += 1
-            entry.seq, entry.in_flight, entry.dispatched_at = self._seq, True, now
+            entry.seq, entry.in_flight, entry.dispatched_at, entry.token = self._seq, True, now, -1
             entry.wave = 0 if woken else self._wave_count
             try:
                 entry.ref.tell(Check(now=now, seq=self._seq))
@@ -238,6 +282,8 @@ class Scheduler(pykka.ThreadingActor):
                 del self._entries[monitor]
                 self._report_unresponsive(monitor, 0.0)
                 continue
+            self._in_flight_count += 1
+            heapq.heappush(self._flying, (now, self._seq, monitor))
             wave.pending.add(monitor)
             wave.size += 1
             self._checks += 1
@@ -258,20 +304,25 @@ class Scheduler(pykka.ThreadingActor):
         seconds = now - wave.started
         self._wave_seconds.append(seconds)
         self._metrics.wave_seconds.observe(seconds)
-        idle_due = [e.due for e in self._entries.values() if not e.in_flight]
-        next_in = max(0.0, min(idle_due) - now) if idle_due else 0.0
+        idle_due = self._next_due()
+        next_in = max(0.0, idle_due - now) if idle_due is not None else 0.0
         counts = {u.value: wave.urgency[u] for u in Urgency if wave.urgency[u]}
         log.info("Processed %d monitors in %.2fs - urgency %s - next in %.1fs", wave.size, seconds, counts, next_in)
 
     def _expire_overdue(self, now: float) -> None:
-        for monitor, entry in list(self._entries.items()):
-            waited = now - entry.dispatched_at
-            if entry.in_flight and waited > self._check_timeout:
-                log.warning("Scheduler: %s did not finish its check in %.0fs; rescheduled", monitor, waited)
-                entry.in_flight = False
-                entry.due = next_due(now, self._intervals[entry.urgency], self._grid)
-                self._settle_wave(entry.wave, monitor, None)
-                self._report_unresponsive(monitor, waited)
+        while self._flying and now - self._flying[0][0] > self._check_timeout:
+            dispatched_at, seq, monitor = heapq.heappop(self._flying)
+            entry = self._entries.get(monitor)
+            if entry is None or not entry.in_flight or entry.seq != seq:
+                continue  # answered (or gone) long ago
+            waited = now - dispatched_at
+            log.warning("Scheduler: %s did not finish its check in %.0fs; rescheduled", monitor, waited)
+            entry.in_flight = False
+            self._in_flight_count -= 1
+            entry.due = next_due(now, self._intervals[entry.urgency], self._grid)
+            self._schedule(monitor, entry)
+            self._settle_wave(entry.wave, monitor, None)
+            self._report_unresponsive(monitor, waited)
 
     def _report_unresponsive(self, monitor: MonitorId, seconds: float) -> None:
         if self._supervisor is not None:
@@ -281,7 +332,7 @@ class Scheduler(pykka.ThreadingActor):
         counts = Counter(e.urgency.value for e in self._entries.values())
         return ScheduleReport(
             monitors=len(self._entries),
-            in_flight=self._in_flight(),
+            in_flight=self._in_flight_count,
             concurrency_limit=self._limit,
             urgency=dict(counts),
             waves=len(self._wave_seconds),

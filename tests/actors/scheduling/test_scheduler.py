@@ -4,11 +4,11 @@ Deterministic: a fake clock, ticks sent by the test, stub monitors answering on 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import pytest
 
-from actors.scheduling._schedule import Candidate, adapt_concurrency, dispatch_order, next_due
+from actors.scheduling._schedule import Candidate, adapt_concurrency, dispatch_order, next_due, quiet_interval
 from actors.scheduling.scheduler import Scheduler
 from messages.models import MonitorId, Urgency
 from messages.scheduler import (
@@ -319,6 +319,30 @@ def test_a_quiet_check_waits_the_quiet_interval_and_a_stale_account_brings_it_ba
     h.scheduler.tell(Checked(monitor, seq=1, urgency=Urgency.CRITICAL, duration=0.01, quiet=True))  # ...quietly
     h.run(10.0)
     assert len(h.check_times()[monitor]) == 1  # not every 2 s while pushes serve
+    h.run(35.0)
+    assert len(h.check_times()[monitor]) == 2  # a safety net at 30-45 s (spread per monitor)
+    h.monitors.release()
+    h.scheduler.tell(Checked(monitor, seq=2, urgency=Urgency.CRITICAL, duration=0.01, quiet=True))
     h.scheduler.tell(AccountWentStale("main"))
-    h.tick()
-    assert len(h.check_times()[monitor]) == 2  # back to its tier at once
+    h.run(2.0)
+    assert len(h.check_times()[monitor]) == 3  # back to its tier (2 s) at once
+
+
+def test_quiet_safety_checks_are_spread_per_monitor_over_half_their_interval_more():
+    intervals = [quiet_interval(MonitorId("main", f"S{i}USDT"), 600.0) for i in range(2000)]
+    assert all(600.0 <= seconds < 900.0 for seconds in intervals)
+    assert quiet_interval(MonitorId("main", "S1USDT"), 600.0) == intervals[1]  # the same every time
+    per_minute = Counter(int((seconds - 600.0) // 60) for seconds in intervals)
+    assert len(per_minute) == 5 and min(per_minute.values()) > 300  # five minutes, none crowded
+
+
+def test_a_monitor_woken_thousands_of_times_leaves_the_others_on_their_times(harness):
+    woken = harness.add("HOTUSDT", urgency=Urgency.IDLE)
+    steady = harness.add("CALMUSDT", urgency=Urgency.STANDARD)
+    for _ in range(1100):  # each wake checks it at once and leaves a stale due item behind
+        harness.scheduler.tell(Wake(woken))
+        harness.settle()
+    assert harness.settle().in_flight == 0
+    harness.run(12.0)
+    assert harness.check_times()[steady] == [1000.0, 1012.0]  # its tier, neither early nor late
+    assert len(harness.check_times()[woken]) == 1101 and harness.settle().late_checks == 0
