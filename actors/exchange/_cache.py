@@ -30,7 +30,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import assert_never
+from typing import Any, assert_never
 
 from messages.codes import Meaning, meaning
 from messages.gateway import (
@@ -49,6 +49,7 @@ from messages.gateway import (
 from messages.models import Execution, Instrument, Order, OrderStatus, OrderType, Position, TriggerBy
 
 NEVER = -math.inf
+POSITION_IDXS = (0, 1, 2)  # one-way, hedge Buy, hedge Sell: a symbol's possible rows
 FINISHED_KEPT = 50  # finished orders remembered per symbol (what a view's `closed` can show)
 EXECUTIONS_KEPT = 10_000  # execIds remembered to drop duplicates
 
@@ -211,11 +212,11 @@ class AccountCache:
                         key,
                     )
                 )
-        for key in [k for k in self.positions if k[0] == symbol and k not in listed_positions]:
+        for key in [k for k in _keys(symbol, self.positions) if k not in listed_positions]:
             if self.position_learned_at.get(key, NEVER) <= started:
                 differences.append(Difference(("position", key), f"position {symbol} is gone", key))
                 del self.positions[key]
-        for key in [k for k in self.flat if k[0] == symbol]:
+        for key in _keys(symbol, self.flat):
             if self.position_learned_at.get(key, NEVER) <= started:
                 del self.flat[key]  # a read after the flat push: it no longer needs telling
         if self.unsettled.get(symbol, (math.inf, 0))[0] <= started:
@@ -268,9 +269,7 @@ class AccountCache:
         return None if due is None else due[0]
 
     def _position_seq(self, symbol: str) -> int:
-        rows = [p for k, p in self.positions.items() if k[0] == symbol] + [
-            p for k, p in self.flat.items() if k[0] == symbol
-        ]
+        rows = [rows[k] for rows in (self.positions, self.flat) for k in _keys(symbol, rows)]
         return max((p.seq for p in rows), default=-1)
 
     def missed(self, differences: list[Difference], since: float) -> list[str]:
@@ -558,3 +557,8 @@ class AccountCache:
 
 def is_market(command: PlaceOrder) -> bool:
     return command.order_type == OrderType.MARKET and command.trigger_price is None
+
+
+def _keys(symbol: str, rows: dict[tuple[str, int], Any]) -> list[tuple[str, int]]:
+    """The keys of a symbol's rows, looked up (not a scan of every symbol's)."""
+    return [(symbol, idx) for idx in POSITION_IDXS if (symbol, idx) in rows]

@@ -14,6 +14,7 @@ clients itself.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -145,8 +146,14 @@ def _client(
         log_requests=False,
     )
     client.endpoint = base_url.rstrip("/")
-    client.client.mount("http://", adapter)
-    client.client.mount("https://", adapter)
+    session = client.client
+    # The environment is read once here, not on every request (requests scans proxies, no_proxy
+    # and netrc per request when trust_env is on: a measurable share of each call at scale).
+    session.proxies.update(requests.utils.get_environ_proxies(client.endpoint))
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.trust_env = False
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     return client
 
 

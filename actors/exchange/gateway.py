@@ -231,7 +231,8 @@ class ExchangeGateway(pykka.ThreadingActor):
                 answer = self._stats()
             case _:
                 log.error("Gateway: unknown message %r", message)
-        self._pump()
+        if self._jobs.changed or isinstance(message, GatewayTick):  # a job came, a worker came free, time passed
+            self._pump()
         return answer
 
     def _on_account_request(self, request: CheckAccess | GetMarket | SetLeverage) -> None:
