@@ -71,6 +71,8 @@ class Streams:
         self._judging: list[_Judge] = []
         self._marks_lock = threading.Lock()
         self._marks_inbox: dict[str, dict[TriggerBy, Decimal]] = {}  # latest ticker prices, not yet taken
+        self._ticker_pushes = 0  # ticker pushes not yet counted in the metric
+        self._ticker_pushes_metric = self._metrics.stream_pushes.labels("public", "tickers")
         self._ticker_synced_at = -math.inf
         self._auth_refused: set[str] = set()
         self._connects: Counter[str] = Counter()
@@ -130,9 +132,9 @@ class Streams:
             self._metrics.stream_rejected.labels("public").inc()
             log.debug("Stream %s: malformed ticker push rejected: %s", event.stream, exc)
             return
-        self._metrics.stream_pushes.labels("public", "tickers").inc()
-        if prices:
-            with self._marks_lock:
+        with self._marks_lock:  # counted here, published per tick: a metric call per push costs more
+            self._ticker_pushes += 1
+            if prices:
                 self._marks_inbox[symbol] = {**self._marks_inbox.get(symbol, {}), **prices}
 
     def on_event(self, event: StreamEvent) -> bool:
@@ -206,6 +208,9 @@ class Streams:
             self._judge(judge)
         with self._marks_lock:
             marks, self._marks_inbox = self._marks_inbox, {}
+            pushes, self._ticker_pushes = self._ticker_pushes, 0
+        if pushes:
+            self._ticker_pushes_metric.inc(pushes)
         for symbol, prices in marks.items():
             for cache in self._caches.values():
                 cache.set_prices(symbol, prices)
