@@ -208,6 +208,7 @@ class CheckCycle:
             and not self.state.gone_snapshots
             and rules.time_limit_due_ms(self.state) is None  # R16: no push will say the time is up
             and self.state.trail_extreme is None  # R14: trailing follows the price, which wakes no monitor
+            and not rules.waits_on_price(self.state)  # R14: nor does a profit that starts trailing
         )
         return replace(self._result(urgency, view.age, view.throttled), unprotected=unprotected, quiet=quiet)
 

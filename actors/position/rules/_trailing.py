@@ -41,6 +41,12 @@ def activated(state: MonitorState, price: Decimal) -> bool:
     return gain >= threshold
 
 
+def waits_on_price(state: MonitorState) -> bool:
+    """Trailing starts at a profit and has not yet: only the price tells when, and a price moves no
+    order and no position, so no push wakes the monitor for it (its check cannot be quiet)."""
+    return state.trail_extreme is None and (state.plan.trail_after or "").startswith("profit:")
+
+
 def trail(
     state: MonitorState,
     view: PositionView,

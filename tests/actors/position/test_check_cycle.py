@@ -177,6 +177,17 @@ def test_a_check_is_quiet_only_when_pushed_protected_and_nothing_was_sent_or_awa
     assert driver.last_result.quiet
 
 
+def test_a_check_waiting_for_a_profit_to_start_trailing_is_never_quiet():
+    sim, _ = world()
+    driver = PushedViews(sim.exchange, BTC)
+    driver.check()
+    assert driver.last_result.quiet
+    state = driver.state
+    driver.state = replace(state, plan=replace(state.plan, trail_after="profit:50", trail_percent=Decimal(1)))
+    driver.check()  # no push tells it the price reached the profit: it stays on its tier's timer
+    assert not driver.last_result.quiet and driver.state.trail_extreme is None
+
+
 def test_on_pushed_views_a_flat_position_seen_once_is_confirmed_by_a_snapshot_read_for_it():
     """A close the stream did not tell (its flat row lost) is found by a snapshot (a resync):
     the second confirming snapshot is read at the next check, not at the next resync."""
