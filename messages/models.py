@@ -8,6 +8,7 @@ naming the field, so a malformed row is rejected whole instead of half-applied.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -213,14 +214,20 @@ class OrderLink:
     def parse(text: str | None) -> OrderLink | None:
         """The link of one of the daemon's orders, or None for an external order. By parsing the
         whole id, never by substring: `BOT_TPSL_...` or `my-tg-...` are external."""
-        match = _LINK_RE.fullmatch(text or "")
-        if match is None:
-            return None
-        position_id, role, level, generation = match.groups()
-        # Leading zeros would give two spellings of one id; only the canonical one is ours.
-        if str(int(level)) != level or str(int(generation)) != generation:
-            return None
-        return OrderLink(position_id, Role(role), int(level), int(generation))
+        return _parse_link(text or "")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _parse_link(text: str) -> OrderLink | None:
+    """Pure and asked about the same ids at every check (tens per check): remembered."""
+    match = _LINK_RE.fullmatch(text)
+    if match is None:
+        return None
+    position_id, role, level, generation = match.groups()
+    # Leading zeros would give two spellings of one id; only the canonical one is ours.
+    if str(int(level)) != level or str(int(generation)) != generation:
+        return None
+    return OrderLink(position_id, Role(role), int(level), int(generation))
 
 
 # --- exchange rows -------------------------------------------------------------------------

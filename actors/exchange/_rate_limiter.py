@@ -2,18 +2,22 @@
 
 Keyed like Bybit meters: (account, endpoint), rolling windows with the published limits (messages/endpoints.py:
 writes 10/s, reads 50/s). The window is kept a little longer than Bybit's second (`guard`), because the
-exchange counts arrivals and network jitter can bunch them. Corrected by the answers' headers:
+exchange counts arrivals and network jitter can bunch them; a request its worker sent later than
+the limiter let it go (a busy interpreter) is counted from when it was really sent, so the next
+window's requests cannot land within a second of it. Corrected by the answers' headers:
 `X-Bapi-Limit-Status` lower than our own count means someone else spent budget; 10006 blocks the
 key until `X-Bapi-Limit-Reset-Timestamp`; HTTP 403 bans every request to the host.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 
 from messages.endpoints import endpoint
 
 IP_BAN_SECONDS = 600.0
+LATE_SEND_S = 0.02  # sent this much after its release: the window is corrected
 
 
 def published_limit(path: str) -> int | None:
@@ -60,6 +64,20 @@ class RateLimiter:
         if published_limit(endpoint) is not None:
             self._window((account, endpoint), now).extend([now] * units)
         return True
+
+    def sent_late(self, account: str, endpoint: str, released: float, sent: float, units: int = 1) -> None:
+        """`units` released at `released` were sent at `sent`: count them from then."""
+        window = self._sent.get((account, endpoint))
+        if window is None or sent - released < LATE_SEND_S:
+            return
+        times = sorted(window)
+        for _ in range(units):
+            at = bisect.bisect_left(times, released)
+            if at < len(times) and times[at] == released:
+                del times[at]
+            bisect.insort(times, sent)
+        window.clear()
+        window.extend(times)
 
     def observe(self, account: str, endpoint: str, now: float, limit: str | None, remaining: str | None) -> None:
         """Correct our count from an answer's X-Bapi-Limit / X-Bapi-Limit-Status headers."""

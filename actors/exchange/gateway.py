@@ -106,6 +106,7 @@ BACKOFF_START, BACKOFF_MAX = 1.0, 15.0
 class _Done:
     job_id: int
     result: Result
+    sent_at: float  # when the worker put it on the wire (monotonic)
 
 
 class ExchangeGateway(pykka.ThreadingActor):
@@ -522,9 +523,10 @@ class ExchangeGateway(pykka.ThreadingActor):
 
     def _run(self, job: Job) -> None:
         """On a worker thread: the request, then its result back to the actor as a message."""
+        sent_at = self._clock.monotonic()
         result = self._transport.call(job.account, job.method, job.params)
         with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(_Done(job.id, result))
+            self.actor_ref.tell(_Done(job.id, result, sent_at))
 
     def _on_done(self, done: _Done) -> None:
         job = self._jobs.finished(done.job_id)
@@ -533,6 +535,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         result = done.result
         now = self._clock.monotonic()
         headers = result.headers or {}
+        self._limiter.sent_late(job.account, job.endpoint, job.released_at, done.sent_at, job.units)
         self._limiter.observe(
             job.account, job.endpoint, now, headers.get("X-Bapi-Limit"), headers.get("X-Bapi-Limit-Status")
         )

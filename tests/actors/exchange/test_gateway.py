@@ -449,6 +449,20 @@ def test_limiter_paces_to_the_published_limit_with_a_guard():
     assert limiter.take("main", Api.POSITIONS, 0.5)  # per endpoint
 
 
+def test_a_request_sent_later_than_its_release_is_counted_from_when_it_was_sent():
+    """A busy interpreter sent a window's requests 0.4 s after the limiter let them go: the next
+    window's must wait a second after that, or Bybit would count both within one second."""
+    limiter = RateLimiter(guard=0.1)
+    assert all(limiter.take("main", Api.AMEND_ORDER, 0.0) for _ in range(10))
+    for _ in range(10):
+        limiter.sent_late("main", Api.AMEND_ORDER, released=0.0, sent=0.4)
+    assert not limiter.take("main", Api.AMEND_ORDER, 1.2)  # would have gone at 1.1
+    assert limiter.delay("main", Api.AMEND_ORDER, 1.2) == pytest.approx(0.3)
+    assert limiter.take("main", Api.AMEND_ORDER, 1.5)
+    limiter.sent_late("main", Api.AMEND_ORDER, released=1.5, sent=1.51)  # on time: nothing moves
+    assert limiter.delay("main", Api.AMEND_ORDER, 1.5) == 0.0
+
+
 def test_limiter_is_corrected_by_headers_and_blocks_on_10006_and_403():
     limiter = RateLimiter()
     limiter.observe("main", Api.PLACE_ORDER, 0.0, "10", "2")  # 8 spent elsewhere
