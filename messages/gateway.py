@@ -78,6 +78,7 @@ class GetPositionView:
     include_closed: bool = False
     explain: frozenset[str] = frozenset()  # with include_closed: the link ids whose fate is asked
     fresh: bool = False  # a snapshot read now, even while the stream keeps the cache fresh
+    prices: bool = False  # the asker acts on live prices (R14): its symbol's ticker is kept subscribed
     reply: pykka.Future[PositionView | Unavailable] = field(kw_only=True)
 
 

@@ -317,6 +317,11 @@ class AccountCache:
             self.marks[symbol] = prices[TriggerBy.MARK]
         self.tickers[symbol] = {**self.tickers.get(symbol, {}), **prices}
 
+    def forget_prices(self, symbol: str) -> None:
+        """Its ticker is no longer subscribed: its last prices would go stale."""
+        self.marks.pop(symbol, None)
+        self.tickers.pop(symbol, None)
+
     # --- one row ---------------------------------------------------------------------------
 
     def _take_order(self, order: Order, at: float, *, from_read: bool = False) -> bool:

@@ -34,7 +34,10 @@ from runtime.metrics import Metrics
 log = logging.getLogger(__name__)
 
 MISSED_GRACE_S = 2.0  # a resync's difference is a missed push only if no push told it by then
-TICKER_SYNC_S = 1.0  # how often the ticker subscriptions follow the open positions
+TICKER_SYNC_S = 1.0  # how often the ticker subscriptions follow the monitors that use prices
+# A symbol's ticker stays subscribed this long after a monitor last asked for its prices (longer
+# than the slowest tier, so a monitor waiting for a profit on the idle tier keeps it).
+WATCH_PRICES_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,8 @@ class Streams:
         self._ticker_pushes = 0  # ticker pushes not yet counted in the metric
         self._ticker_pushes_metric = self._metrics.stream_pushes.labels("public", "tickers")
         self._ticker_synced_at = -math.inf
+        self._watched: dict[str, float] = {}  # symbol -> when a monitor last asked for its prices
+        self._ticker_symbols: set[str] = set()  # subscribed now
         self._auth_refused: set[str] = set()
         self._connects: Counter[str] = Counter()
         self.missed = 0  # differences resyncs found that no push told
@@ -206,12 +211,22 @@ class Streams:
         for judge in [j for j in self._judging if now >= j.due]:
             self._judging.remove(judge)
             self._judge(judge)
+        self._tick_tickers(now)
+        for client in [*self._private.values(), *self._tickers]:
+            if client.connects > self._connects[client.name]:
+                self._metrics.stream_connects.labels(client.name).inc(client.connects - self._connects[client.name])
+                self._connects[client.name] = client.connects
+
+    def _tick_tickers(self, now: float) -> None:
+        """The prices pushed since the last tick into the caches; the subscriptions kept."""
         with self._marks_lock:
             marks, self._marks_inbox = self._marks_inbox, {}
             pushes, self._ticker_pushes = self._ticker_pushes, 0
         if pushes:
             self._ticker_pushes_metric.inc(pushes)
         for symbol, prices in marks.items():
+            if symbol not in self._ticker_symbols:
+                continue  # unsubscribed meanwhile: its prices would only go stale
             for cache in self._caches.values():
                 cache.set_prices(symbol, prices)
         for client in self._tickers:
@@ -219,16 +234,27 @@ class Streams:
         if now - self._ticker_synced_at >= TICKER_SYNC_S:
             self._ticker_synced_at = now
             self._sync_tickers()
-        for client in [*self._private.values(), *self._tickers]:
-            if client.connects > self._connects[client.name]:
-                self._metrics.stream_connects.labels(client.name).inc(client.connects - self._connects[client.name])
-                self._connects[client.name] = client.connects
+
+    def watch_prices(self, symbol: str, now: float) -> None:
+        """A monitor acts on this symbol's live prices (R14): keep its ticker subscribed."""
+        self._watched[symbol] = now
 
     def _sync_tickers(self) -> None:
-        """One ticker topic per guarded symbol, split over connections past Bybit's args limit."""
+        """One ticker topic per guarded symbol whose prices a monitor acts on, split over
+        connections past Bybit's args limit. The others need none: a quiet monitor is woken by
+        its orders and position (each position row carries the mark), and REST reads carry it
+        while the stream is stale. At 1000 symbols tickers are 3,000-4,000 pushes a second, a
+        third of the daemon's CPU when trading (docs/benchmarks.md)."""
         if not self._private:
             return
-        symbols = sorted(set().union(*(c.symbols() for c in self._caches.values())))
+        now = self._clock.monotonic()
+        self._watched = {s: at for s, at in self._watched.items() if now - at <= WATCH_PRICES_S}
+        guarded = set().union(*(c.symbols() for c in self._caches.values()))
+        symbols = sorted(guarded & self._watched.keys())
+        for gone in self._ticker_symbols - set(symbols):
+            for cache in self._caches.values():
+                cache.forget_prices(gone)  # the position row's mark serves again
+        self._ticker_symbols = set(symbols)
         groups = _formats.ticker_topics(symbols)
         for index, topics in enumerate(groups):
             if index < len(self._tickers):

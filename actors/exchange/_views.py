@@ -65,6 +65,8 @@ class Views:
             request.reply.set(Unavailable(request.account, "unknown account"))
             return
         now, symbol = self._clock.monotonic(), request.symbol
+        if request.prices:
+            self._streams.watch_prices(symbol, now)
         symbol_read = self._reads.get(ReadKey(request.account, Scope.SYMBOL, symbol))
         facts = replace(
             self._facts(request, cache, now, symbol_read, symbol=symbol, wants_closed=request.include_closed),

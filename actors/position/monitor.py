@@ -151,6 +151,7 @@ class Monitor(pykka.ThreadingActor):
     def view(
         self, max_age: float, closed_for: frozenset[str] | None = None, fresh: bool = False
     ) -> PositionView | Unavailable | None:
+        state = self._cycle.state
         try:
             view: PositionView | Unavailable = ask_with_reply(
                 self._gateway,
@@ -162,6 +163,7 @@ class Monitor(pykka.ThreadingActor):
                     closed_for is not None,
                     closed_for or frozenset(),
                     fresh,
+                    prices=state is not None and rules.uses_prices(state),
                     reply=reply,
                 ),
                 self._timeout,

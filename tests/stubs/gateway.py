@@ -70,6 +70,7 @@ class StubGateway(pykka.ThreadingActor):
                 return list(self.commands)
             case GetPositionView():
                 self.views += 1
+                self.ledger.append(("view", message))
                 script = self._script(("stale", "unavailable"), message.account)
                 if script is not None and script.kind == "unavailable":
                     message.reply.set(Unavailable(message.account, "scripted"))

@@ -40,7 +40,7 @@ from actors.position.rules._state import (
     RulesConfig,
 )
 from actors.position.rules._stop import has_live_stop, ladder_move_due
-from actors.position.rules._trailing import waits_on_price
+from actors.position.rules._trailing import uses_prices, waits_on_price
 from actors.position.rules._urgency import classify_urgency, summary
 
 __all__ = [
@@ -85,5 +85,6 @@ __all__ = [
     "stored",
     "summary",
     "time_limit_due_ms",
+    "uses_prices",
     "waits_on_price",
 ]

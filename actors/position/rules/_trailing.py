@@ -47,6 +47,11 @@ def waits_on_price(state: MonitorState) -> bool:
     return state.trail_extreme is None and (state.plan.trail_after or "").startswith("profit:")
 
 
+def uses_prices(state: MonitorState) -> bool:
+    """Does this monitor act on live prices (a trailing stop, or a profit that starts one)?"""
+    return state.trail_extreme is not None or waits_on_price(state)
+
+
 def trail(
     state: MonitorState,
     view: PositionView,

@@ -14,7 +14,7 @@ from actors.exchange._transport import BybitTransport
 from actors.exchange.gateway import ExchangeGateway
 from messages.endpoints import Api
 from messages.gateway import AttachScheduler, GatewayTick, GetGatewayStats, GetPositionView, PositionView
-from messages.models import MonitorId, OrderLink, Role
+from messages.models import MonitorId, OrderLink, Role, TriggerBy
 from messages.scheduler import Wake
 from runtime.clock import FakeClock, SystemClock
 from runtime.ticker import Every, Ticker
@@ -49,11 +49,18 @@ class StreamRig:
             lambda: set(accounts or ("main", "mirror")) <= set(self.stats().streams_healthy), 15, "the streams fresh"
         )
 
-    def view(self, symbol: str, account: str = "main", max_age: float = 0.0, closed_for=None):
+    def view(self, symbol: str, account: str = "main", max_age: float = 0.0, closed_for=None, prices=False):
         return ask_with_reply(
             self.gateway,
             lambda reply: GetPositionView(
-                account, symbol, 0, max_age, closed_for is not None, closed_for or frozenset(), reply=reply
+                account,
+                symbol,
+                0,
+                max_age,
+                closed_for is not None,
+                closed_for or frozenset(),
+                prices=prices,
+                reply=reply,
             ),
             15,
         )
@@ -114,6 +121,30 @@ def test_a_fill_wakes_its_monitor_and_is_known_without_the_order_history(rig):
     assert [o.status for o in view.closed if o.link_id == tp1] == ["Filled"]
     assert view.position.size < before  # never the filled order with the old size
     assert r.reads() == 0
+
+
+def test_tickers_follow_the_monitors_that_act_on_prices_and_no_other(rig):
+    """3,000-4,000 ticker pushes a second at 1000 symbols: only symbols whose monitor uses live
+    prices (trailing) are subscribed; the others' views carry the position row's mark."""
+    r = rig()
+    r.fresh()
+    trailing, quiet = r.entry("monitoring"), r.entry("building")
+    r.view(trailing.symbol, prices=True)  # a trailing monitor's check
+    for entry in (trailing, quiet):
+        r.sim.set_price(entry.symbol, r.sim.exchange.last_price(entry.symbol) * Decimal("1.001"))
+    wait_until(lambda: r.view(trailing.symbol, prices=True).prices, 10, "the trailing symbol's ticker prices")
+    for entry in (trailing, quiet):
+        r.sim.set_price(entry.symbol, r.sim.exchange.last_price(entry.symbol) * Decimal("1.001"))
+    wait_until(
+        lambda: (
+            r.view(trailing.symbol, prices=True).prices.get(TriggerBy.LAST)
+            == r.sim.exchange.last_price(trailing.symbol)
+        ),
+        10,
+        "the new price pushed",
+    )
+    view = r.view(quiet.symbol)
+    assert view.prices == {} and view.price(TriggerBy.MARK) == view.position.mark_price  # the row's mark
 
 
 def test_a_data_stall_hands_over_to_rest_within_two_heartbeats_and_comes_back(rig, caplog):

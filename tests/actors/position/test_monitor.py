@@ -28,7 +28,7 @@ D = Decimal
 
 
 class Rig:
-    def __init__(self, accounts=("main",), entries_filled=1, dry_run=False, ask_timeout=5.0):
+    def __init__(self, accounts=("main",), entries_filled=1, dry_run=False, ask_timeout=5.0, config=None):
         self.sim = Simulator(seed=1, symbols=4)
         self.ex = self.sim.exchange
         self.ex.set_price("BTCUSDT", D("65000"))
@@ -57,7 +57,7 @@ class Rig:
                 supervisor=self.supervisor,
                 clock=self.clock,
                 intervals=INTERVALS,
-                config=RulesConfig(),
+                config=config or RulesConfig(),
                 dry_run=dry_run,
                 ask_timeout=ask_timeout,
             )
@@ -261,6 +261,17 @@ def test_hooks_are_injected_and_the_monitor_reaches_after_send(rig):
     monitor.tell(Check(0.0, 1))
     monitor.ask(GetMonitorState(), timeout=10)
     assert "after_send" in reached
+
+
+def test_a_monitor_that_acts_on_prices_asks_for_them_and_one_that_does_not_never_does(rig):
+    """The gateway keeps a symbol's ticker subscribed only for monitors that act on prices (R14)."""
+    plain, trailing = rig(), rig(config=RulesConfig(trail_activate="profit:50"))
+    for r in (plain, trailing):
+        r.check()
+        r.check()
+    asked = [[m.prices for kind, m in r.ledger if kind == "view"] for r in (plain, trailing)]
+    assert asked[0] and not any(asked[0])
+    assert asked[1][-1]  # once adopted, waiting for a profit to start trailing: live prices
 
 
 def test_importing_the_monitor_does_not_import_the_exchange_client():
