@@ -4,11 +4,19 @@ Secrets never reach a log line by construction (they are `Secret` values); the s
 the second line of defence, for text we do not control (library messages, tracebacks).
 Structured fields (`account`, `symbol`, `monitor`, `event`, ...) are passed with `extra=` and
 appear as JSON keys in the JSON format.
+
+Lines are written by one writer thread: a logging call puts its record on a queue and returns, so
+no actor waits on stderr (a slow reader of the pipe, a full terminal) or on the handler's lock
+(at thousands of monitors that lock was a convoy). The queue is drained at exit.
 """
 
 from __future__ import annotations
 
+import atexit
+import copy
 import logging
+import logging.handlers
+import queue
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -58,15 +66,41 @@ class JsonFormatter(logging.Formatter):
         return scrub(orjson.dumps(entry, default=str).decode())
 
 
+class _Enqueue(logging.handlers.QueueHandler):
+    """Hands a record to the writer thread with its message already built (its arguments may
+    change after the call); formatting, scrubbing and writing happen on the writer."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg, record.args = record.getMessage(), None
+        return record
+
+
+_writer: logging.handlers.QueueListener | None = None
+
+
+def _stop_writer() -> None:
+    """Write what is queued and end the writer thread (at exit, or before a new set-up)."""
+    global _writer
+    if _writer is not None:
+        _writer.stop()
+        _writer = None
+
+
 def setup_logging(level: str = "INFO", fmt: str = "human", secrets: Iterable[str] = (), stream=None) -> None:
     """Configure the root logger once for the process (also quiets chatty libraries)."""
+    global _writer
     scrub.secrets = tuple(s for s in secrets if s)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else HumanFormatter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
-    root.addHandler(handler)
+    _stop_writer()
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    _writer = logging.handlers.QueueListener(records, handler)
+    _writer.start()
+    root.addHandler(_Enqueue(records))
     root.setLevel(level)
     # Pykka logs exceptions returned through futures at INFO; urllib3 is noisy at DEBUG.
     logging.getLogger("pykka").setLevel(max(logging.WARNING, root.level))
@@ -74,3 +108,6 @@ def setup_logging(level: str = "INFO", fmt: str = "human", secrets: Iterable[str
     # Apprise's own lines may quote a service URL with its token: the Notifier logs failures itself,
     # naming each URL in Apprise's privacy form.
     logging.getLogger("apprise").disabled = True
+
+
+atexit.register(_stop_writer)
