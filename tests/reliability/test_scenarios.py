@@ -477,26 +477,16 @@ def test_s22_a_flip_and_a_liquidation(rig):
 def test_s23_decisions_use_data_no_older_than_the_tier_allows():
     import pykka
 
-    from messages.gateway import GetPositionView
     from tests.actors.position.test_monitor import INTERVALS
     from tests.actors.position.test_monitor import Rig as MonitorRig
-    from tests.stubs.gateway import StubGateway
 
-    class Recording(StubGateway):
-        def on_receive(self, message):
-            if isinstance(message, GetPositionView):
-                self.ledger.append(("view", message.max_age, message.include_closed))
-            return super().on_receive(message)
-
-    rig = MonitorRig()
-    rig.gateway.stop()
-    recording = Recording.start(rig.ex, rig.ledger)
+    rig = MonitorRig()  # its stub gateway records every view request in the ledger
     from actors.position.monitor import Monitor
     from actors.position.rules import RulesConfig
 
     monitor = Monitor.start(
         MonitorId("main", "ETHUSDT"),
-        gateway=recording,
+        gateway=rig.gateway,
         persistence=rig.persistence,
         scheduler=rig.scheduler,
         supervisor=rig.supervisor,
@@ -506,7 +496,7 @@ def test_s23_decisions_use_data_no_older_than_the_tier_allows():
     )
     rig.monitors["main"] = monitor
     rig.check()
-    asked = [max_age for kind, max_age, closed in (e for e in rig.ledger if e[0] == "view") if not closed]
+    asked = [m.max_age for kind, m in rig.ledger if kind == "view" and not m.include_closed]
     assert asked and all(age <= INTERVALS["critical"] for age in asked)
     pykka.ActorRegistry.stop_all()
 
