@@ -12,9 +12,10 @@ normal settings. Figures: cycle (baseline) or wave (actors) time, API calls per 
 endpoint, 10006/403 answers, cache hit rate, TP1-to-breakeven reaction, CPU seconds per minute,
 peak RSS, persistence writes per hour, and the ratios actors/baseline. For the daemon also the
 steady state (the second half of the run, or from adoption's end if that is later): CPU seconds
-per minute, late checks, threads; and adoption: the seconds until every open position on the
-exchange has a stop, against its floor (the orders written until then over what Bybit allows one
-account per second: 10 single plus 10 batched).
+per minute, late checks, TP1-to-breakeven p95 (from the daemon's event journal), threads; and
+adoption: the seconds until every open position on the exchange has a stop, against its floor
+(the orders written until then over what Bybit allows one account per second: 10 single plus 10
+batched).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import argparse
 import math
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -67,6 +69,15 @@ def _cpu_seconds(pid: int) -> float:
 def _threads(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
+
+
+def _steady_reactions(state_db: Path, since_ms: int) -> list[float]:
+    """TP1 -> breakeven reactions (ms) of the breakevens recorded since `since_ms` (wall clock),
+    from the daemon's own event journal."""
+    with sqlite3.connect(f"file:{state_db}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT payload FROM events WHERE event = 'breakeven' AND time_ms >= ?", (since_ms,))
+        reactions = [orjson.loads(payload).get("reaction_ms") for (payload,) in rows]
+    return [float(r) for r in reactions if r is not None]
 
 
 def _late_checks(port: int) -> float | None:
@@ -163,6 +174,7 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
             warm, warm_at = sim.stats.snapshot(), time.monotonic()
             if design != "baseline" and process.poll() is None:
                 steady = {"cpu": _cpu_seconds(process.pid), "late": _late_checks(metrics_port)}
+                steady["since_ms"] = int(time.time() * 1000)
                 steady["threads"] = _threads(process.pid)
                 # Sample again just before the daemon's own end (it exits after --duration).
                 remaining = duration - (time.monotonic() - started) - 1.0
@@ -185,6 +197,7 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
     finally:
         sim.stop()
     result = orjson.loads(out.read_bytes())
+    steady_reactions = _steady_reactions(workdir / "state.db", steady["since_ms"]) if "since_ms" in steady else []
     minutes = duration / 60
     by_endpoint: dict[str, float] = {}
     for endpoints in stats["requests"].values():
@@ -253,6 +266,7 @@ def run(design: str, positions: int, latency_ms: float, duration: float, seed: i
             adoption_floor_s=None if adopted_writes is None else adopted_writes / WRITES_PER_SECOND,
             steady_cpu_s_per_min=steady["cpu"] / steady["minutes"] if "minutes" in steady else None,
             steady_late_checks=steady.get("late"),
+            steady_reaction_p95=percentile(steady_reactions, 0.95, None),
             threads=steady.get("threads"),
         )
     return row
@@ -267,7 +281,8 @@ def print_table(rows: list[dict]) -> None:
         f"{'design':11} {'pos/acct':>8} {'cycle p50':>9} {'cycle p95':>9} {'calls/min':>9} {'10006':>5} {'403':>4} "
         f"{'hit rate':>8} {'react p50':>9} {'react p95':>9} {'react max':>9} {'cpu s/min':>9} {'rss MB':>7} "
         f"{'writes/h':>8} {'late':>5} {'steady/min':>10} {'floor/min':>9} {'1st snap':>8} "
-        f"{'cpu steady':>10} {'late steady':>11} {'threads':>7} {'adopt s':>7} {'adopt floor':>11}"
+        f"{'cpu steady':>10} {'late steady':>11} {'react p95 steady':>16} {'threads':>7} {'adopt s':>7} "
+        f"{'adopt floor':>11}"
     )
     print(header)
     for r in rows:
@@ -279,7 +294,8 @@ def print_table(rows: list[dict]) -> None:
             f"{_fmt(r['persistence_writes_per_hour'], '.0f'):>8} {_fmt(r.get('late_checks'), 'd'):>5} "
             f"{_fmt(r['steady_calls_per_min'], '.1f'):>10} {_fmt(floor(r), '.1f'):>9} "
             f"{_fmt(r.get('first_snapshots_s'), '.1f'):>8} {_fmt(r.get('steady_cpu_s_per_min')):>10} "
-            f"{_fmt(r.get('steady_late_checks'), '.0f'):>11} {_fmt(r.get('threads'), 'd'):>7} "
+            f"{_fmt(r.get('steady_late_checks'), '.0f'):>11} {_fmt(r.get('steady_reaction_p95'), '.0f'):>16} "
+            f"{_fmt(r.get('threads'), 'd'):>7} "
             f"{_fmt(r.get('adoption_s'), '.1f'):>7} {_fmt(r.get('adoption_floor_s'), '.1f'):>11}",
             flush=True,
         )

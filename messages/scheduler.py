@@ -52,6 +52,7 @@ class Checked:
     data_age: float = 0.0
     throttled: bool = False
     quiet: bool = False  # its view was pushed and nothing awaits: the next check may wait (see Scheduler)
+    pushed: bool = False  # its view was pushed: no read made it slow
 
 
 @dataclass(frozen=True, slots=True)

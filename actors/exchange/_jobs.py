@@ -45,7 +45,6 @@ class Job:
     units: int = 1  # orders in a batch: each spends one unit of its endpoint's budget
     read: Read | None = None  # the read this page belongs to
     queued_at: float = 0.0
-    released_at: float = 0.0  # when the limiter let it go (the worker may send it later)
     endpoint: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -119,7 +118,6 @@ class JobQueue:
                     passed.add(job.endpoint)
                 else:
                     heapq.heappop(heap)
-                    job.released_at = now
                     self.busy[account] += 1
                     self._running[job.id] = job
                     sent.append(job)

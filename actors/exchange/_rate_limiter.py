@@ -2,9 +2,10 @@
 
 Keyed like Bybit meters: (account, endpoint), rolling windows with the published limits (messages/endpoints.py:
 writes 10/s, reads 50/s). The window is kept a little longer than Bybit's second (`guard`), because the
-exchange counts arrivals and network jitter can bunch them; a request its worker sent later than
-the limiter let it go (a busy interpreter) is counted from when it was really sent, so the next
-window's requests cannot land within a second of it. Corrected by the answers' headers:
+exchange counts arrivals and network jitter can bunch them. A request is counted from when its
+worker really put it on the wire (`sent`): until then it holds its place in the window and frees
+none, so a busy interpreter that sends one window's requests late cannot have the next window's
+land within a second of them. Corrected by the answers' headers:
 `X-Bapi-Limit-Status` lower than our own count means someone else spent budget; 10006 blocks the
 key until `X-Bapi-Limit-Reset-Timestamp`; HTTP 403 bans every request to the host.
 """
@@ -12,12 +13,11 @@ key until `X-Bapi-Limit-Reset-Timestamp`; HTTP 403 bans every request to the hos
 from __future__ import annotations
 
 import bisect
-from collections import deque
+from collections import Counter, deque
 
 from messages.endpoints import endpoint
 
 IP_BAN_SECONDS = 600.0
-LATE_SEND_S = 0.02  # sent this much after its release: the window is corrected
 
 
 def published_limit(path: str) -> int | None:
@@ -28,7 +28,8 @@ def published_limit(path: str) -> int | None:
 class RateLimiter:
     def __init__(self, window: float = 1.0, guard: float = 0.1):
         self._span = window + guard
-        self._sent: dict[tuple[str, str], deque[float]] = {}
+        self._sent: dict[tuple[str, str], deque[float]] = {}  # send times, oldest first
+        self._unsent: Counter[tuple[str, str]] = Counter()  # let go, not yet known to be on the wire
         self._limits: dict[tuple[str, str], int] = {}
         self._blocked_until: dict[tuple[str, str], float] = {}
         self.banned_until = 0.0
@@ -52,32 +53,34 @@ class RateLimiter:
             return 0.0
         sent = self._window(key, now)
         units = min(units, limit)
-        if len(sent) + units <= limit:
+        counted = len(sent) + self._unsent[key]
+        if counted + units <= limit:
             return 0.0
-        return sent[len(sent) + units - limit - 1] + self._span - now
+        oldest_needed = counted + units - limit - 1
+        if oldest_needed >= len(sent):
+            return self._span  # the room is held by requests not sent yet: their `sent` frees it
+        return sent[oldest_needed] + self._span - now
 
     def take(self, account: str, endpoint: str, now: float, units: int = 1) -> bool:
-        """Record `units` requests sent now, if allowed; False (and counted as a wait) if not."""
+        """Let `units` requests go now, if allowed; False (and counted as a wait) if not. Each
+        holds its place until `sent` says when it really went."""
         if self.delay(account, endpoint, now, units) > 0:
             self.waits += 1
             return False
         if published_limit(endpoint) is not None:
-            self._window((account, endpoint), now).extend([now] * units)
+            self._unsent[(account, endpoint)] += units
         return True
 
-    def sent_late(self, account: str, endpoint: str, released: float, sent: float, units: int = 1) -> None:
-        """`units` released at `released` were sent at `sent`: count them from then."""
-        window = self._sent.get((account, endpoint))
-        if window is None or sent - released < LATE_SEND_S:
+    def sent(self, account: str, endpoint: str, at: float, units: int = 1) -> None:
+        """`units` requests let go by `take` were put on the wire at `at`: counted from then."""
+        key = (account, endpoint)
+        if published_limit(endpoint) is None or self._unsent[key] <= 0:
             return
-        times = sorted(window)
+        units = min(units, self._unsent[key])
+        self._unsent[key] -= units
+        window = self._sent.setdefault(key, deque())
         for _ in range(units):
-            at = bisect.bisect_left(times, released)
-            if at < len(times) and times[at] == released:
-                del times[at]
-            bisect.insort(times, sent)
-        window.clear()
-        window.extend(times)
+            bisect.insort(window, at)
 
     def observe(self, account: str, endpoint: str, now: float, limit: str | None, remaining: str | None) -> None:
         """Correct our count from an answer's X-Bapi-Limit / X-Bapi-Limit-Status headers."""
@@ -88,7 +91,7 @@ class RateLimiter:
             if remaining is not None:
                 used = (self._limits.get(key) or published_limit(endpoint) or 0) - int(remaining)
                 sent = self._window(key, now)
-                while len(sent) < used:
+                while len(sent) + self._unsent[key] < used:
                     sent.append(now)  # budget spent elsewhere (another client on this key)
         except ValueError:
             pass  # a malformed header corrects nothing

@@ -535,7 +535,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         result = done.result
         now = self._clock.monotonic()
         headers = result.headers or {}
-        self._limiter.sent_late(job.account, job.endpoint, job.released_at, done.sent_at, job.units)
+        self._limiter.sent(job.account, job.endpoint, done.sent_at, job.units)
         self._limiter.observe(
             job.account, job.endpoint, now, headers.get("X-Bapi-Limit"), headers.get("X-Bapi-Limit-Status")
         )

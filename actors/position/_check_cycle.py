@@ -71,6 +71,7 @@ class CheckResult:
     events: tuple[Event, ...] = ()
     unprotected: bool | None = None  # an open position without a live stop; None: not known
     quiet: bool = False  # the view was pushed and nothing awaits: pushes will wake it
+    pushed: bool = False  # its view came from the pushed state (slowness was the write budget's)
 
 
 def command_message(monitor: MonitorId, command: Command, reply: Any = None) -> PlaceOrder | AmendOrder | CancelOrder:
@@ -210,7 +211,9 @@ class CheckCycle:
             and self.state.trail_extreme is None  # R14: trailing follows the price, which wakes no monitor
             and not rules.waits_on_price(self.state)  # R14: nor does a profit that starts trailing
         )
-        return replace(self._result(urgency, view.age, view.throttled), unprotected=unprotected, quiet=quiet)
+        return replace(
+            self._result(urgency, view.age, view.throttled), unprotected=unprotected, quiet=quiet, pushed=view.pushed
+        )
 
     # --- commands -------------------------------------------------------------------------
 
@@ -370,11 +373,12 @@ class CheckCycle:
 
 
 def _next_group(queue: list[Command]) -> list[Command]:
-    """Placements and cancellations of one kind go as one batch request (up to 10 orders); stop
-    changes and amends go alone, in order. Takes the group off the front of the queue."""
+    """Commands of one kind and priority go as one batch request (up to 10 orders, in order): a
+    batch has its own budget, so take-profit resizes leave the single endpoints to the stops.
+    Protective commands and trailing moves go alone. Takes the group off the front of the queue."""
     group = [queue.pop(0)]
     first = group[0]
-    if first.action in (Action.PLACE, Action.CANCEL) and first.priority != Priority.PROTECT:
+    if first.priority not in (Priority.PROTECT, Priority.TRAIL):
         while (
             queue
             and len(group) < BATCH_LIMIT

@@ -128,6 +128,7 @@ class Monitor(pykka.ThreadingActor):
                 result.data_age,
                 result.throttled,
                 result.quiet,
+                result.pushed,
             ),
         )
 

@@ -23,8 +23,9 @@ WAVE_GRID_S = 1.0
 # served within a second), within 4..64.
 MIN_CONCURRENCY, START_CONCURRENCY, MAX_CONCURRENCY = 4, 20, 64
 # On pushes a check reads nothing (its view comes from the pushed state) and takes milliseconds:
-# every due check may go out at once. A check slower than SLOW_CHECK_S (the stream is down, views
-# wait on REST reads again) brakes like a throttled one, so the limit falls back within ticks.
+# every due check may go out at once. A check slower than SLOW_CHECK_S whose view was read by REST
+# (the stream is down) brakes like a throttled one, so the limit falls back within ticks; one slow
+# on a pushed view waited for the write budget, which the gateway's queue orders, and does not.
 STREAM_CONCURRENCY = (MIN_CONCURRENCY, 64, 512)
 SLOW_CHECK_S = 1.0
 

@@ -66,6 +66,7 @@ class _Entry:
     woken: bool = False  # a push came during the check in flight: check again after it
     quiet: bool = False  # its last check was quiet (pushed view, nothing awaiting)
     token: int = -1  # of its current item in the due heap (-1: none, it is in flight)
+    idle_at: float = 0.0  # when its last check came back (it cannot be checked before)
 
 
 @dataclass
@@ -183,6 +184,7 @@ class Scheduler(pykka.ThreadingActor):
             return
         entry.in_flight = False
         self._in_flight_count -= 1
+        entry.idle_at = self._clock.monotonic()
         entry.urgency = message.urgency
         interval = self._intervals[message.urgency]
         if message.quiet and self._quiet_interval:
@@ -190,7 +192,10 @@ class Scheduler(pykka.ThreadingActor):
         entry.quiet = message.quiet
         entry.due = next_due(entry.dispatched_at, interval, self._grid)
         self._schedule(message.monitor, entry)
-        self._throttled = self._throttled or message.throttled or message.duration > SLOW_CHECK_S
+        # A slow check brakes when reads made it slow (REST polling); on pushes it waited for the
+        # write budget, which the gateway's queue already orders: fewer checks would only be late.
+        slow_read = message.duration > SLOW_CHECK_S and not message.pushed
+        self._throttled = self._throttled or message.throttled or slow_read
         self._metrics.checks.labels(message.monitor.account).inc()
         self._metrics.check_seconds.observe(message.duration)
         self._check_seconds.append(message.duration)
@@ -269,8 +274,10 @@ class Scheduler(pykka.ThreadingActor):
         wave = _Wave(started=self._clock.monotonic(), pending=set(), size=0)
         for monitor in only:
             entry = self._entries[monitor]
-            if not woken and now - entry.due >= self._grid:
-                self._late += 1  # a tier missed its interval (or a first check its start) by a whole wave
+            if not woken and now - max(entry.due, entry.idle_at) >= self._grid:
+                # A tier missed its interval (or a first check its start) by a whole wave, counted
+                # from when the monitor was free: a check that overran its interval is slow, not late.
+                self._late += 1
                 self._metrics.late_checks.inc()
             self._seq += 1
             entry.seq, entry.in_flight, entry.dispatched_at, entry.token = self._seq, True, now, -1
@@ -319,6 +326,7 @@ class Scheduler(pykka.ThreadingActor):
             log.warning("Scheduler: %s did not finish its check in %.0fs; rescheduled", monitor, waited)
             entry.in_flight = False
             self._in_flight_count -= 1
+            entry.idle_at = now
             entry.due = next_due(now, self._intervals[entry.urgency], self._grid)
             self._schedule(monitor, entry)
             self._settle_wave(entry.wave, monitor, None)

@@ -89,6 +89,7 @@ class StubGateway(pykka.ThreadingActor):
             case PlaceOrder() | AmendOrder() | CancelOrder():
                 message.reply.set(self._command(message))
             case SendBatch():
+                self.ledger.append(("batch", message))
                 message.reply.set(tuple(self._command(command) for command in message.commands))
         return None
 

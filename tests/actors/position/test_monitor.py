@@ -152,6 +152,26 @@ def test_stop_moves_are_sent_before_take_profit_changes(rig):
     assert isinstance(sent[0], AmendOrder) and sent[0].link_id == r.link("S", 0)
 
 
+def test_take_profit_resizes_go_as_one_batch_and_the_stop_alone(rig):
+    """A batch has its own write budget: the ladder's resizes ride it and leave the single endpoint
+    to the stops (an entry fill grows the position: every take-profit is resized)."""
+    r = rig(entries_filled=1)
+    r.check()
+    r.ex.fill_order(r.ex.accounts["main"], r.link("E", 2))
+    r.check()
+    batches = [m for kind, m in r.ledger if kind == "batch"]
+    assert len(batches) == 1 and [c.link_id for c in batches[0].commands] == [r.link("T", n) for n in (1, 2, 3, 4)]
+    assert all(isinstance(c, AmendOrder) for c in batches[0].commands)
+    assert r.order(r.link("T", 1)).qty == D("0.170")
+    stop = r.link("S", 0)
+    loss_side = r.order(stop).trigger_price
+    r.price("65700")  # TP1: the stop moves to breakeven, alone
+    r.check()
+    assert [m.link_id for kind, m in r.ledger if kind == "command"].count(stop) == 1
+    assert all(c.link_id != stop for kind, m in r.ledger if kind == "batch" for c in m.commands)
+    assert r.order(stop).trigger_price > loss_side
+
+
 def test_an_unresolved_command_makes_the_monitor_critical(rig):
     r = rig(entries_filled=3)
     r.check()

@@ -194,6 +194,35 @@ def test_limit_halves_when_checks_report_throttling_and_grows_when_saturated():
     assert report.concurrency_limit == 30 and report.in_flight == 10  # grown at once to serve them all
 
 
+@pytest.mark.parametrize(("pushed", "limit"), [(False, 10), (True, 20)])
+def test_a_slow_check_brakes_only_when_reads_made_it_slow(pushed, limit):
+    """Slow on a REST view: reads are the bottleneck, fewer checks at once. Slow on a pushed view:
+    it waited for the write budget, which the gateway orders; braking would only make others late."""
+    h = Harness(concurrency=(4, 20, 64))
+    monitor = h.add("BTCUSDT", urgency=Urgency.CRITICAL, mode="held")
+    h.scheduler.tell(Checked(monitor, seq=1, urgency=Urgency.CRITICAL, duration=7.0, pushed=pushed))
+    assert h.tick().concurrency_limit == limit
+
+
+def test_a_check_that_overran_its_interval_is_not_late_and_one_kept_waiting_is():
+    h = Harness(concurrency=(1, 1, 1))
+    slow = h.add("SLOWUSDT", urgency=Urgency.CRITICAL, mode="held")
+    h.run(5.0)  # its 2 s tier passed while its check ran
+    h.monitors.configure(slow, mode="answer")
+    h.monitors.release(slow)
+    h.settle()
+    report = h.tick()  # free again: checked at the next tick
+    assert h.check_times()[slow] == [1000.0, 1005.25] and report.late_checks == 0
+    waiting = h.add("WAITUSDT", urgency=Urgency.CRITICAL, mode="held")  # takes the only slot
+    h.run(3.0)
+    report = h.settle()
+    assert len(h.check_times()[slow]) == 2 and report.late_checks == 0  # waiting for a slot...
+    h.monitors.release(waiting)
+    h.settle()
+    report = h.tick()
+    assert h.check_times()[slow][-1] == 1008.5 and report.late_checks == 1  # ...a whole wave: late
+
+
 def test_a_dead_monitor_is_reported_and_others_keep_their_schedule():
     h = Harness(check_timeout=10.0)
     silent = h.add("DEADUSDT", urgency=Urgency.CRITICAL, mode="silent")
