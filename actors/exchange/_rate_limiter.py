@@ -2,10 +2,12 @@
 
 Keyed like Bybit meters: (account, endpoint), rolling windows with the published limits (messages/endpoints.py:
 writes 10/s, reads 50/s). The window is kept a little longer than Bybit's second (`guard`), because the
-exchange counts arrivals and network jitter can bunch them. A request is counted from when its
-worker really put it on the wire (`sent`): until then it holds its place in the window and frees
-none, so a busy interpreter that sends one window's requests late cannot have the next window's
-land within a second of them. Corrected by the answers' headers:
+exchange counts arrivals and network jitter can bunch them. A request holds its place in the
+window, freeing none, until its answer says when it went (`answered`), and is counted from the
+latest moment it can have been put on the wire: its answer minus the quickest round trip seen
+lately, or its worker's start if later. So a busy interpreter that sends one window's requests
+late (a thread waits for the GIL between starting a request and writing it) cannot have the next
+window's land within a second of them. Corrected by the answers' headers:
 `X-Bapi-Limit-Status` lower than our own count means someone else spent budget; 10006 blocks the
 key until `X-Bapi-Limit-Reset-Timestamp`; HTTP 403 bans every request to the host.
 """
@@ -18,6 +20,7 @@ from collections import Counter, deque
 from messages.endpoints import endpoint
 
 IP_BAN_SECONDS = 600.0
+RTT_SAMPLES = 64  # round trips kept per (account, endpoint): the quickest of them bounds a send
 
 
 def published_limit(path: str) -> int | None:
@@ -29,7 +32,8 @@ class RateLimiter:
     def __init__(self, window: float = 1.0, guard: float = 0.1):
         self._span = window + guard
         self._sent: dict[tuple[str, str], deque[float]] = {}  # send times, oldest first
-        self._unsent: Counter[tuple[str, str]] = Counter()  # let go, not yet known to be on the wire
+        self._unsent: Counter[tuple[str, str]] = Counter()  # let go, not yet answered
+        self._round_trips: dict[tuple[str, str], deque[float]] = {}
         self._limits: dict[tuple[str, str], int] = {}
         self._blocked_until: dict[tuple[str, str], float] = {}
         self.banned_until = 0.0
@@ -58,12 +62,12 @@ class RateLimiter:
             return 0.0
         oldest_needed = counted + units - limit - 1
         if oldest_needed >= len(sent):
-            return self._span  # the room is held by requests not sent yet: their `sent` frees it
+            return self._span  # the room is held by requests not answered yet: `answered` frees it
         return sent[oldest_needed] + self._span - now
 
     def take(self, account: str, endpoint: str, now: float, units: int = 1) -> bool:
         """Let `units` requests go now, if allowed; False (and counted as a wait) if not. Each
-        holds its place until `sent` says when it really went."""
+        holds its place until `answered` says when it went."""
         if self.delay(account, endpoint, now, units) > 0:
             self.waits += 1
             return False
@@ -71,11 +75,15 @@ class RateLimiter:
             self._unsent[(account, endpoint)] += units
         return True
 
-    def sent(self, account: str, endpoint: str, at: float, units: int = 1) -> None:
-        """`units` requests let go by `take` were put on the wire at `at`: counted from then."""
+    def answered(self, account: str, endpoint: str, started: float, answered: float, units: int = 1) -> None:
+        """`units` requests let go by `take`, started by a worker at `started`, were answered at
+        `answered`: counted from the latest moment they can have gone on the wire."""
         key = (account, endpoint)
         if published_limit(endpoint) is None or self._unsent[key] <= 0:
             return
+        round_trips = self._round_trips.setdefault(key, deque(maxlen=RTT_SAMPLES))
+        round_trips.append(answered - started)
+        at = max(started, answered - min(round_trips))
         units = min(units, self._unsent[key])
         self._unsent[key] -= units
         window = self._sent.setdefault(key, deque())

@@ -106,7 +106,8 @@ BACKOFF_START, BACKOFF_MAX = 1.0, 15.0
 class _Done:
     job_id: int
     result: Result
-    sent_at: float  # when the worker put it on the wire (monotonic)
+    started: float  # when the worker started the request (monotonic)
+    answered: float  # when its answer (or failure) came back
 
 
 class ExchangeGateway(pykka.ThreadingActor):
@@ -523,10 +524,10 @@ class ExchangeGateway(pykka.ThreadingActor):
 
     def _run(self, job: Job) -> None:
         """On a worker thread: the request, then its result back to the actor as a message."""
-        sent_at = self._clock.monotonic()
+        started = self._clock.monotonic()
         result = self._transport.call(job.account, job.method, job.params)
         with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(_Done(job.id, result, sent_at))
+            self.actor_ref.tell(_Done(job.id, result, started, self._clock.monotonic()))
 
     def _on_done(self, done: _Done) -> None:
         job = self._jobs.finished(done.job_id)
@@ -535,7 +536,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         result = done.result
         now = self._clock.monotonic()
         headers = result.headers or {}
-        self._limiter.sent(job.account, job.endpoint, done.sent_at, job.units)
+        self._limiter.answered(job.account, job.endpoint, done.started, done.answered, job.units)
         self._limiter.observe(
             job.account, job.endpoint, now, headers.get("X-Bapi-Limit"), headers.get("X-Bapi-Limit-Status")
         )

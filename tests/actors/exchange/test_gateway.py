@@ -442,7 +442,7 @@ def test_unknown_account_is_unavailable(rig):
 def test_limiter_paces_to_the_published_limit_with_a_guard():
     limiter = RateLimiter(guard=0.1)
     assert all(limiter.take("main", Api.AMEND_ORDER, 0.0) for _ in range(10))
-    limiter.sent("main", Api.AMEND_ORDER, 0.0, units=10)
+    limiter.answered("main", Api.AMEND_ORDER, started=0.0, answered=0.15, units=10)
     assert not limiter.take("main", Api.AMEND_ORDER, 0.5)
     assert limiter.delay("main", Api.AMEND_ORDER, 0.5) == pytest.approx(0.6)
     assert limiter.take("main", Api.AMEND_ORDER, 1.1)
@@ -450,22 +450,22 @@ def test_limiter_paces_to_the_published_limit_with_a_guard():
     assert limiter.take("main", Api.POSITIONS, 0.5)  # per endpoint
 
 
-def test_a_request_counts_from_when_it_was_sent_and_holds_its_place_until_then():
-    """A busy interpreter sent a window's requests 0.4 s after the limiter let them go: the next
-    window's must wait a second after that, or Bybit would count both within one second. Before
-    the limiter hears when they went, their places are not free at all."""
+def test_a_request_holds_its_place_until_answered_and_counts_from_when_it_can_have_been_sent():
+    """A busy interpreter started a window's requests at once but put them on the wire late: the
+    next window's must wait a second after the latest moment they can have gone, or Bybit would
+    count both within one second. Before the answers, their places are not free at all."""
     limiter = RateLimiter(guard=0.1)
-    assert all(limiter.take("main", Api.AMEND_ORDER, 0.0) for _ in range(10))
-    assert not limiter.take("main", Api.AMEND_ORDER, 1.2)  # not known to be sent: no room yet
-    limiter.sent("main", Api.AMEND_ORDER, 0.4, units=10)
-    assert not limiter.take("main", Api.AMEND_ORDER, 1.2)  # would have gone at 1.1
-    assert limiter.delay("main", Api.AMEND_ORDER, 1.2) == pytest.approx(0.3)
-    assert limiter.take("main", Api.AMEND_ORDER, 1.5)
-    limiter.sent("main", Api.AMEND_ORDER, 1.51)
-    assert limiter.delay("main", Api.AMEND_ORDER, 1.5) == 0.0  # one of ten in this window
-    assert all(limiter.take("main", Api.AMEND_ORDER, 1.6) for _ in range(8))
-    limiter.sent("main", Api.AMEND_ORDER, 1.6, units=9)  # one more than was let go: not counted
-    assert limiter.take("main", Api.AMEND_ORDER, 1.6)  # the tenth
+    assert limiter.take("main", Api.AMEND_ORDER, 0.0)
+    limiter.answered("main", Api.AMEND_ORDER, started=0.0, answered=0.15)  # a quick round trip: 0.15 s
+    assert all(limiter.take("main", Api.AMEND_ORDER, 2.0) for _ in range(10))
+    assert not limiter.take("main", Api.AMEND_ORDER, 3.2)  # not answered yet: no room
+    limiter.answered("main", Api.AMEND_ORDER, started=2.0, answered=2.55, units=10)  # sent by 2.4 at the latest
+    assert not limiter.take("main", Api.AMEND_ORDER, 3.2)  # would have gone at 3.1
+    assert limiter.delay("main", Api.AMEND_ORDER, 3.2) == pytest.approx(0.3)
+    assert limiter.take("main", Api.AMEND_ORDER, 3.5)
+    assert all(limiter.take("main", Api.AMEND_ORDER, 3.6) for _ in range(8))
+    limiter.answered("main", Api.AMEND_ORDER, started=3.6, answered=3.75, units=10)  # one more than let go
+    assert limiter.take("main", Api.AMEND_ORDER, 3.8)  # the tenth: the extra answer counted nothing
 
 
 def test_limiter_is_corrected_by_headers_and_blocks_on_10006_and_403():
