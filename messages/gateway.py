@@ -24,7 +24,7 @@ class Priority(IntEnum):
 
     PROTECT = 0  # place or move a stop, emergency close
     READ = 1  # reads: after protecting a position, before cleaning up
-    CLEANUP = 2  # cancellations
+    CLEANUP = 2  # cancellations, and take-profit shrinks (they free room before a growth uses it)
     RESIZE = 3  # take-profit placement and resizing
     TRAIL = 4  # R14: trailing moves, last, and only within their share of an account's write budget
 

@@ -73,8 +73,18 @@ def take_profits(
                 state = with_pending(
                     state, key, Pending(Action.AMEND, order.link_id, new_qty, None, view.snapshot_id, size, price=price)
                 )
-                (shrinking if qty < order.qty else growing).append(
-                    Command(Action.AMEND, key, order.link_id, Priority.RESIZE, qty=new_qty, price=price)
+                # A shrink frees room and goes with the clean-up: never in one batch with a growth
+                # that needs that room (a batch's orders may be applied in any order).
+                shrinks = qty < order.qty
+                (shrinking if shrinks else growing).append(
+                    Command(
+                        Action.AMEND,
+                        key,
+                        order.link_id,
+                        Priority.CLEANUP if shrinks else Priority.RESIZE,
+                        qty=new_qty,
+                        price=price,
+                    )
                 )
         elif leaves[level] > 0 and level - 1 < len(state.plan.tp_prices):
             state, link_id = next_link(state, key)

@@ -142,6 +142,22 @@ def test_r4_manual_partial_reduce_shrinks_stop_and_take_profits_within_the_posit
     assert world.order(link("S", 0)).qty == size
 
 
+def test_take_profit_shrinks_go_before_growths_and_never_in_their_batch():
+    """New shares for the ladder: TP1 shrinks, the others grow into the room it frees. Commands of
+    one priority go as one batch, whose orders Bybit may apply in any order, so shrinks carry the
+    clean-up's priority and are sent (and answered) first."""
+    world = World(entries_filled=3)
+    world.check()
+    state = world.driver.state
+    world.driver.state = replace(state, plan=replace(state.plan, percents=(D(25),) * 4))
+    sent, _ = world.check()
+    amends = {c.link_id: c for c in sent if c.key is not None and c.key.role is Role.TAKE_PROFIT}
+    assert amends[link("T", 1)].priority is Priority.CLEANUP
+    assert {amends[link("T", n)].priority for n in (2, 3, 4)} == {Priority.RESIZE}
+    assert [c.link_id for c in sent].index(link("T", 1)) < [c.link_id for c in sent].index(link("T", 2))
+    assert all(world.order(link("T", n)).qty == D("0.075") for n in (1, 2, 3, 4))
+
+
 @pytest.mark.parametrize("left", ["0.005", "0.002", "0.001"])
 def test_r4_a_rescaled_level_below_the_minimum_is_folded_into_the_level_before(left):
     """A 7-level ladder reduced by hand: every share of what is left keeps its take-profit."""
