@@ -56,6 +56,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="simulator: seed of prices and demo book")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="simulator: latency per request")
     parser.add_argument("--log-format", choices=("human", "json"), help="overrides LOG_FORMAT")
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="run shard I (0 to N-1) of N: its share of the accounts, its own state database",
+    )
     args = parser.parse_args(argv)
     if args.duration is not None and args.duration <= 0:
         parser.error("--duration must be greater than 0")
@@ -64,16 +70,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _shard(text: str) -> tuple[int, int]:
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be I/N with 0 <= I < N, e.g. 0/2")
+    return int(index), int(count)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["trade"]:
         return trade(argv[1:])
     args = parse_args(argv)
-    settings = _settings(args.config)
+    settings = _settings(args.config, args.shard)
     if settings is None:
         return 2
     if args.command == "status":
         return print_status(settings, args)
+    credentials = [(a.api_key, a.api_secret) for a in settings.accounts()]
     secrets = [
         s.reveal()
         for s in (
@@ -81,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.bybit_api_secret,
             settings.bybit_api_key_2,
             settings.bybit_api_secret_2,
+            *(part for pair in credentials for part in pair),
             *settings.alert_urls,
         )
     ]
@@ -96,14 +111,28 @@ def main(argv: list[str] | None = None) -> int:
     return run(settings, args, channels)
 
 
-def _settings(config: str | None) -> Settings | None:
-    """The settings, or None after one line per problem."""
+def _settings(config: str | None, shard: tuple[int, int] | None = None) -> Settings | None:
+    """The settings (of the shard, if one is given), or None after one line per problem."""
     try:
-        return load_settings(os.environ, config)
+        settings = load_settings(os.environ, config)
     except SettingsError as exc:
         for problem in exc.problems:
             print(f"invalid setting: {problem}", file=sys.stderr)
         return None
+    if shard is None:
+        return settings
+    if not settings.live:
+        print("invalid setting: --shard: shards split an accounts file (ACCOUNTS_FILE) or keys", file=sys.stderr)
+        return None
+    settings = settings.shard(*shard)
+    if not settings.account_specs:
+        print(
+            f"invalid setting: --shard {shard[0]}/{shard[1]}: no account falls to this shard (the accounts "
+            "file has fewer leader groups than shards)",
+            file=sys.stderr,
+        )
+        return None
+    return settings
 
 
 def trade(argv: list[str]) -> int:
@@ -111,7 +140,12 @@ def trade(argv: list[str]) -> int:
     from runtime.control import socket_path
 
     args = trade_cli.parse(argv)
-    settings = _settings(args.config)
+    try:
+        shard = _shard(args.shard) if args.shard else None
+    except argparse.ArgumentTypeError as exc:
+        print(f"trade {args.command}: --shard {exc}", file=sys.stderr)
+        return 2
+    settings = _settings(args.config, shard)
     if settings is None:
         return 2
     return trade_cli.run(args, socket_path(_state_path(settings, args.config)), len(settings.tp_ladder_percents))
@@ -194,13 +228,14 @@ def run(settings: Settings, args: argparse.Namespace, channels: list) -> int:
         return 2
     stop = threading.Event()
     signals.install(stop.set)
-    accounts, base_url, streams, sim = _exchange(settings, args)
+    accounts, base_url, streams, sim, hosts = _exchange(settings, args)
     try:
         system = System(
             settings,
             accounts,
             base_url,
             streams=streams,
+            hosts=hosts,
             dry_run=args.dry_run,
             metrics=metrics,
             channels=tuple(channels),
@@ -240,13 +275,21 @@ def run(settings: Settings, args: argparse.Namespace, channels: list) -> int:
     return code
 
 
-def _exchange(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, tuple[str, str]], str, Any, Any]:
+def _exchange(
+    settings: Settings, args: argparse.Namespace
+) -> tuple[dict[str, tuple[str, str]], str, Any, Any, dict[str, tuple[str, str]]]:
     """The accounts' credentials, the REST base URL and the stream URLs: Bybit's with keys, else
-    those of the embedded simulator, started here with its demo book (returned to be stopped)."""
+    those of the embedded simulator, started here with its demo book (returned to be stopped);
+    last, the REST and private stream URLs of the accounts on another host (demo beside real)."""
     if settings.live:
         accounts = {a.name: (a.api_key.reveal(), a.api_secret.reveal()) for a in settings.accounts()}
         base_url = settings.base_url
         streams = settings.stream_urls(base_url)
+        hosts = {
+            a.name: (settings.base_url_of(a), (settings.stream_urls(settings.base_url_of(a)) or ("",))[0])
+            for a in settings.accounts()
+            if settings.base_url_of(a) != base_url
+        }
         log.info(
             "Running against %s (%s)%s",
             base_url,
@@ -255,7 +298,7 @@ def _exchange(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, t
         )
         if settings.bybit_streams and streams is None:
             log.warning("Streams are off: BYBIT_BASE_URL is not a Bybit host and BYBIT_WS_PRIVATE_URL is not set")
-        return accounts, base_url, streams, None
+        return accounts, base_url, streams, None, hosts
     from simulator import Simulator
 
     sim = Simulator(seed=args.seed, symbols=max(64, args.positions + 8), latency_ms=args.latency_ms)
@@ -272,7 +315,7 @@ def _exchange(settings: Settings, args: argparse.Namespace) -> tuple[dict[str, t
         settings.state_path,
         " (recreated at every start)" if settings.state_path == DEMO_STATE_PATH else "",
     )
-    return {name: (c.api_key, c.api_secret) for name, c in sim.credentials.items()}, sim.url, sim_streams, sim
+    return {name: (c.api_key, c.api_secret) for name, c in sim.credentials.items()}, sim.url, sim_streams, sim, {}
 
 
 def _wait_for_stop(stop: threading.Event, duration: float | None) -> None:

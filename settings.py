@@ -11,6 +11,7 @@ import dataclasses
 import os
 import re
 import tempfile
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -70,13 +71,29 @@ class Secret:
         raise TypeError("a Secret cannot be pickled")
 
 
+SIZINGS = ("same_qty", "balance_percent", "ratio")
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
-    """Credentials of one exchange account ("main" or "mirror")."""
+    """One exchange account: its name, credentials and environment, and its role: a leader
+    (`leader` is None) or a follower of the named leader, sized by `sizing` (SIZINGS)."""
 
     name: str
     api_key: Secret
     api_secret: Secret
+    testnet: bool = False
+    demo: bool = False
+    leader: str | None = None
+    sizing: str = "same_qty"
+    ratio: Decimal | None = None  # sizing "ratio": the follower's qty per unit of the leader's
+    alerts: bool = True
+
+    @property
+    def base_url(self) -> str:
+        if self.demo:
+            return DEMO_TESTNET_URL if self.testnet else DEMO_URL
+        return TESTNET_URL if self.testnet else MAINNET_URL
 
 
 def _parse_bool(text: str) -> bool:
@@ -217,6 +234,11 @@ class Settings:
     bybit_api_key_2: Secret = field(default_factory=lambda: Secret(""))
     bybit_api_secret_2: Secret = field(default_factory=lambda: Secret(""))
     bybit_base_url: str = ""
+    # Many accounts (docs/deploy.md): a TOML file naming each account, read into `account_specs`;
+    # without it the variables above give main and, with ENABLE_MIRROR_TRADING, its mirror.
+    accounts_file: str = ""
+    account_specs: tuple[Account, ...] = ()
+    ip_budget_share: Decimal = Decimal("1")  # of Bybit's per-IP budgets, when shards share an IP
     # Gateway.
     http_pool_size: int = 10
     http_timeout_seconds: Decimal = Decimal("10")
@@ -266,15 +288,16 @@ class Settings:
     @property
     def live(self) -> bool:
         """True when keys are set: trade on Bybit (or BYBIT_BASE_URL), not the simulator."""
-        return bool(self.bybit_api_key)
+        return bool(self.bybit_api_key) or bool(self.account_specs)
 
     @property
     def base_url(self) -> str:
-        if self.bybit_base_url:
-            return self.bybit_base_url
-        if self.bybit_demo:
-            return DEMO_TESTNET_URL if self.bybit_testnet else DEMO_URL
-        return TESTNET_URL if self.bybit_testnet else MAINNET_URL
+        """The REST host of the first account (every account's, unless the accounts file mixes
+        real and demo accounts: `base_url_of`)."""
+        return self.base_url_of(self.accounts()[0])
+
+    def base_url_of(self, account: Account) -> str:
+        return self.bybit_base_url or account.base_url
 
     def stream_urls(self, base_url: str) -> tuple[str, str] | None:
         """The private and public stream URLs for this REST base URL (the overrides win); None
@@ -302,10 +325,33 @@ class Settings:
         }
 
     def accounts(self) -> tuple[Account, ...]:
-        main = Account("main", self.bybit_api_key, self.bybit_api_secret)
+        """The accounts file's accounts, else main and the optional mirror (a follower of main
+        by balance, alerted unless ENABLE_MIRROR_ALERTS is off)."""
+        if self.account_specs:
+            return self.account_specs
+        testnet, demo = self.bybit_testnet, self.bybit_demo
+        main = Account("main", self.bybit_api_key, self.bybit_api_secret, testnet, demo)
         if not self.enable_mirror_trading:
             return (main,)
-        return (main, Account("mirror", self.bybit_api_key_2, self.bybit_api_secret_2))
+        mirror = Account(
+            "mirror",
+            self.bybit_api_key_2,
+            self.bybit_api_secret_2,
+            testnet,
+            demo,
+            leader="main",
+            sizing="balance_percent",
+            alerts=self.enable_mirror_alerts,
+        )
+        return (main, mirror)
+
+    def shard(self, index: int, count: int) -> Settings:
+        """The settings of shard `index` (0-based) of `count`: its accounts (whole leader groups,
+        dealt out by `shard_accounts`) and its own state database beside the configured one."""
+        mine = shard_accounts(self.accounts(), count)[index]
+        path = Path(self.state_path)
+        state = str(path.with_name(f"{path.stem}-shard{index}of{count}{path.suffix}"))
+        return self.replace(account_specs=mine, state_path=state)
 
     @property
     def metrics_bind(self) -> tuple[str, int] | None:
@@ -316,6 +362,19 @@ class Settings:
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def shard_accounts(accounts: tuple[Account, ...], count: int) -> list[tuple[Account, ...]]:
+    """`accounts` dealt out to `count` shards, a leader and its followers always together (a trade
+    fans out within one process): each group in file order to the shard with the fewest accounts
+    so far (the lowest index on a tie). The same file gives every shard the same answer."""
+    groups: dict[str, list[Account]] = {}
+    for account in accounts:
+        groups.setdefault(account.leader or account.name, []).append(account)
+    shards: list[list[Account]] = [[] for _ in range(count)]
+    for group in groups.values():
+        min(shards, key=len).extend(group)
+    return [tuple(a for a in accounts if a in shard) for shard in shards]
 
 
 _SECRETS = {"BYBIT_API_KEY", "BYBIT_API_SECRET", "BYBIT_API_KEY_2", "BYBIT_API_SECRET_2", "ALERT_URLS"}
@@ -330,6 +389,8 @@ PARSERS: dict[str, tuple[str, Callable[[str], object]]] = {
     "BYBIT_API_KEY_2": ("bybit_api_key_2", _text),
     "BYBIT_API_SECRET_2": ("bybit_api_secret_2", _text),
     "BYBIT_BASE_URL": ("bybit_base_url", _parse_url),
+    "ACCOUNTS_FILE": ("accounts_file", _text),
+    "IP_BUDGET_SHARE": ("ip_budget_share", _parse_share),
     "BYBIT_STREAMS": ("bybit_streams", _parse_bool),
     "BYBIT_WS_PRIVATE_URL": ("bybit_ws_private_url", _parse_ws_url),
     "BYBIT_WS_PUBLIC_URL": ("bybit_ws_public_url", _parse_ws_url),
@@ -426,12 +487,165 @@ def load_settings(environ: Mapping[str, str], config_path: str | Path | None = N
         if name in _SECRETS:
             value = tuple(Secret(str(v)) for v in value) if isinstance(value, tuple) else Secret(str(value))
         fields[attribute] = value
+    if fields.get("accounts_file"):
+        fields["account_specs"], found = read_accounts_file(fields["accounts_file"], environ)
+        problems += found
     # Cross-checks run on what did parse, so every problem is reported in one go.
     settings = Settings(**fields)
     problems += _cross_checks(settings)
     if problems:
         raise SettingsError(problems)
     return settings
+
+
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+RESERVED_NAMES = {"all", "both", "leader", "daemon"}  # words of `trade --account`, and the journal's daemon
+_ACCOUNT_KEYS = {
+    "api_key_env",
+    "api_secret_env",
+    "api_key_file",
+    "api_secret_file",
+    "testnet",
+    "demo",
+    "role",
+    "leader",
+    "sizing",
+    "ratio",
+    "alerts",
+}
+
+
+def read_accounts_file(path: str, environ: Mapping[str, str]) -> tuple[tuple[Account, ...], list[str]]:
+    """The accounts of an ACCOUNTS_FILE (TOML, one `[accounts.NAME]` table each, in file order)
+    and one line per problem in it. Keys and secrets come from the environment variables or
+    the owner-only files it names, never from the file itself. docs/deploy.md shows one."""
+    where = f"ACCOUNTS_FILE {path}"
+    try:
+        with open(path, "rb") as file:
+            document = tomllib.load(file)
+    except OSError as exc:
+        return (), [f"ACCOUNTS_FILE: cannot read {path}: {exc.strerror}"]
+    except tomllib.TOMLDecodeError as exc:
+        return (), [f"{where}: not valid TOML ({exc})"]
+    tables = document.get("accounts")
+    problems = [
+        f"{where}: unknown section [{name}] (only [accounts.NAME] tables)" for name in document if name != "accounts"
+    ]
+    if not isinstance(tables, dict) or not tables:
+        return (), [*problems, f"{where}: no [accounts.NAME] table"]
+    accounts: list[Account] = []
+    for name, table in tables.items():
+        account = _account_of(f"{where}: account {name}", name, table, environ, Path(path).parent, problems)
+        if account is not None:
+            accounts.append(account)
+    problems += _account_cross_checks(where, accounts, tables)
+    return tuple(accounts), problems
+
+
+def _account_of(
+    where: str, name: str, table: Any, environ: Mapping[str, str], folder: Path, problems: list[str]
+) -> Account | None:
+    found = len(problems)
+    if not ACCOUNT_NAME.fullmatch(name) or name.lower() in RESERVED_NAMES:
+        problems.append(f"{where}: a name is 1-32 of A-Z a-z 0-9 _ - and not {', '.join(sorted(RESERVED_NAMES))}")
+    if not isinstance(table, dict):
+        problems.append(f"{where}: must be a table of settings")
+        return None
+    problems += [f"{where}: unknown setting {key}" for key in table if key not in _ACCOUNT_KEYS]
+    key = _credential(where, "api_key", table, environ, folder, problems)
+    secret = _credential(where, "api_secret", table, environ, folder, problems)
+    flags = {}
+    for flag in ("testnet", "demo", "alerts"):
+        value = table.get(flag, flag == "alerts")
+        if not isinstance(value, bool):
+            problems.append(f"{where}: {flag} must be true or false")
+        flags[flag] = value is True
+    role, leader = table.get("role", "leader"), table.get("leader")
+    sizing, ratio = table.get("sizing"), None
+    if role == "leader":
+        if leader is not None or sizing is not None or "ratio" in table:
+            problems.append(f'{where}: a leader has no leader, sizing or ratio (role = "follower" copies one)')
+    elif role == "follower":
+        if not isinstance(leader, str) or not leader:
+            problems.append(f'{where}: a follower names its leader (leader = "NAME")')
+        if sizing not in SIZINGS:
+            problems.append(f"{where}: sizing must be one of {', '.join(SIZINGS)}")
+        elif sizing == "ratio":
+            try:
+                ratio = _parse_positive_decimal(str(table.get("ratio", "")))
+            except ValueError:
+                problems.append(f'{where}: sizing "ratio" needs ratio, a number greater than 0 (e.g. "0.5")')
+        elif "ratio" in table:
+            problems.append(f'{where}: ratio is only for sizing "ratio"')
+    else:
+        problems.append(f"{where}: role must be leader or follower")
+    if len(problems) > found:
+        return None
+    return Account(
+        name,
+        Secret(key),
+        Secret(secret),
+        flags["testnet"],
+        flags["demo"],
+        str(leader) if role == "follower" else None,
+        str(sizing) if role == "follower" else "same_qty",
+        ratio,
+        flags["alerts"],
+    )
+
+
+def _credential(
+    where: str, what: str, table: dict, environ: Mapping[str, str], folder: Path, problems: list[str]
+) -> str:
+    """An account's key or secret: from the environment variable `<what>_env` names, or from the
+    owner-only file `<what>_file` names (a Kubernetes or compose secret mounted as a file; a
+    relative path is from the accounts file's folder)."""
+    variable, path = table.get(f"{what}_env"), table.get(f"{what}_file")
+    if (variable is None) == (path is None):
+        problems.append(f"{where}: give exactly one of {what}_env and {what}_file")
+        return ""
+    if variable is not None:
+        value = environ.get(str(variable), "").strip()
+        if not value:
+            problems.append(f"{where}: {what}_env names {variable}, which is not set")
+        return value
+    path = folder / str(path)
+    try:
+        mode = path.stat().st_mode
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        problems.append(f"{where}: {what}_file: cannot read {path} ({exc.strerror})")
+        return ""
+    if mode & 0o077:
+        problems.append(f"{where}: {what}_file {path} is readable by others (chmod 600 it)")
+    elif not value:
+        problems.append(f"{where}: {what}_file {path} is empty")
+    return value
+
+
+def _account_cross_checks(where: str, accounts: list[Account], tables: dict) -> list[str]:
+    problems = []
+    by_name = {a.name: a for a in accounts}
+    for account in accounts:
+        leader = by_name.get(account.leader) if account.leader else None
+        if account.leader and account.leader not in tables:
+            problems.append(f"{where}: account {account.name}: its leader {account.leader} is not in the file")
+        elif leader is not None and leader.leader is not None:
+            problems.append(
+                f"{where}: account {account.name}: its leader {leader.name} is itself a follower (one level only)"
+            )
+    keys: dict[Secret, str] = {}
+    for account in accounts:
+        other = keys.setdefault(account.api_key, account.name)
+        if other != account.name:
+            problems.append(f"{where}: accounts {other} and {account.name} have the same API key")
+    public_hosts = {STREAM_HOSTS[a.base_url][1] for a in accounts}
+    if len(public_hosts) > 1:
+        problems.append(
+            f"{where}: testnet and mainnet accounts cannot share one daemon (one public stream); "
+            "give each its own accounts file"
+        )
+    return problems
 
 
 def state_path_problem(path: str) -> str | None:
@@ -453,6 +667,11 @@ def state_path_problem(path: str) -> str | None:
 
 def _cross_checks(s: Settings) -> list[str]:
     problems = []
+    if s.accounts_file and (s.bybit_api_key or s.enable_mirror_trading):
+        problems.append(
+            "ACCOUNTS_FILE: set either ACCOUNTS_FILE or BYBIT_API_KEY (with its mirror), not both: "
+            "the accounts file names every account"
+        )
     if bool(s.bybit_api_key) != bool(s.bybit_api_secret):
         problems.append(
             "BYBIT_API_SECRET: must be set together with BYBIT_API_KEY"

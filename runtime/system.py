@@ -27,7 +27,7 @@ from actors.exchange import BybitTransport, ExchangeGateway
 from actors.position import Monitor, RulesConfig
 from actors.scheduling import STREAM_CONCURRENCY, Scheduler
 from actors.storage import Persistence, open_read_only, open_store
-from actors.supervision import Supervisor
+from actors.supervision import CopyRule, Supervisor
 from messages.gateway import (
     Access,
     AccountSnapshot,
@@ -51,7 +51,7 @@ from runtime.metrics import Metrics
 from runtime.stats import percentile
 from runtime.ticker import Every, Ticker
 from runtime.trade_desk import TradeDesk, answer
-from settings import Settings
+from settings import Account, Settings
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,13 @@ ALERT_DRAIN_S = 5.0
 # On pushes a quiet monitor is woken by every change (a push, a resync's difference): its timer
 # check is a safety net only, every 10 resyncs (10 minutes by default), spread per monitor.
 QUIET_RESYNCS = 10
+
+
+def copy_rule(account: Account | None) -> CopyRule | None:
+    """How a follower copies its leader's trades; None for a leader."""
+    if account is None or account.leader is None:
+        return None
+    return CopyRule(account.leader, account.sizing, account.ratio)
 
 
 class StartupError(Exception):
@@ -74,6 +81,7 @@ class System:
         base_url: str,
         *,
         streams: tuple[str, str] | None = None,
+        hosts: dict[str, tuple[str, str]] | None = None,
         clock: Clock | None = None,
         dry_run: bool = False,
         check_access: bool = True,
@@ -82,8 +90,14 @@ class System:
         channels: tuple[Channel, ...] = (),
     ):
         """`streams`: the private and public stream URLs (None: REST polling only); `channels`: one
-        per alert URL (main.py builds them from ALERT_URLS); none: no alerts."""
+        per alert URL (main.py builds them from ALERT_URLS); none: no alerts; `hosts`: the REST
+        and private stream URLs of accounts on another host than `base_url` (demo beside real)."""
         self.streams = streams
+        self.hosts = hosts or {}
+        # Each account's role for the trader's commands; the demo's mirror follows main as the
+        # mirror variables would; an account the settings do not name (a test's) leads.
+        known = {a.name: a for a in settings.replace(enable_mirror_trading=True).accounts()}
+        self.roles = {name: copy_rule(known.get(name)) for name in accounts}
         self.settings = settings
         self.channels = channels
         self.hooks = hooks if hooks is not None else hooks_from_environment(os.environ)  # ValueError: bad spec
@@ -125,7 +139,7 @@ class System:
             moved_aside=str(moved) if moved else None,
             hooks=self.hooks,
             metrics=self.metrics,
-            alerts=AlertRules(s.enable_mirror_alerts) if channels else None,
+            alerts=AlertRules(frozenset(a.name for a in s.accounts() if not a.alerts)) if channels else None,
         )
         if channels:
             self.notifier = Notifier.start(
@@ -147,6 +161,7 @@ class System:
             recv_window=s.recv_window_ms,
             ws_private=private_url,
             ws_public=public_url,
+            hosts=self.hosts,
         )
         self.gateway = ExchangeGateway.start(
             transport,
@@ -158,6 +173,7 @@ class System:
             resync_every=float(s.resync_seconds),
             instruments_every=float(s.instruments_refresh_seconds),
             trail_share=float(s.trail_write_share),
+            ip_share=float(s.ip_budget_share),
         )
         self.ticker = Ticker(self.clock, [Every(0.05, self.gateway, GatewayTick)]).start()
         if self.check_access and not self._check_access(stop):
@@ -195,7 +211,7 @@ class System:
         self.desk = TradeDesk(
             self.gateway,
             self.supervisor,
-            tuple(self.accounts),
+            self.roles,
             RulesConfig.from_settings(s),
             float(s.http_timeout_seconds) + 5,
         )

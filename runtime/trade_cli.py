@@ -50,6 +50,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     listed.add_argument("--json", action="store_true")
     for sub in (opened, planned, closed, listed):
         sub.add_argument("--config", help="KEY=value settings file (to find the daemon's state path)")
+        sub.add_argument("--shard", metavar="I/N", help="the daemon of this shard (as it was started)")
     return parser.parse_args(argv)
 
 

@@ -17,7 +17,16 @@ import pykka
 
 from actors.asks import Ref, ask_with_reply
 from actors.position import MonitorState, RulesConfig
-from actors.supervision import TradeRequest, check_targets, describe, read_request, size_open
+from actors.supervision import (
+    CopyRule,
+    TradeRequest,
+    check_targets,
+    describe,
+    read_request,
+    resolve_accounts,
+    size_follower,
+    size_open,
+)
 from messages.gateway import GetMarket, GetPositionView, Market, PositionView, Rejected, SetLeverage, Unresolved
 from messages.models import Approach, MonitorId, Plan
 from messages.monitor import ChangePlan, ClosePosition, GetMonitorState
@@ -32,9 +41,12 @@ def answer(code: int, lines: list[str], **extra: Any) -> dict[str, Any]:
 
 
 class TradeDesk:
-    def __init__(self, gateway: Ref, supervisor: Ref, accounts: tuple[str, ...], config: RulesConfig, timeout: float):
+    def __init__(
+        self, gateway: Ref, supervisor: Ref, roles: dict[str, CopyRule | None], config: RulesConfig, timeout: float
+    ):
+        """`roles`: every account of the daemon, None for a leader, else how it copies its leader."""
         self._gateway, self._supervisor = gateway, supervisor
-        self._accounts = accounts
+        self._roles = roles
         self._config = config
         self._timeout = timeout
 
@@ -44,15 +56,14 @@ class TradeDesk:
             return answer(2, problems)
         if request.command == "list":
             return self._list()
-        accounts = request.accounts
-        missing = [a for a in accounts if a not in self._accounts]
-        if missing:
-            return answer(2, [f"--account {request.account}: the {a} account is not configured" for a in missing])
+        accounts, problems = resolve_accounts(request.account, self._roles)
+        if problems:
+            return answer(2, problems)
         try:
             if request.command == "open":
                 return self._open(request, accounts)
             if request.command == "plan":
-                return self._plan(request, accounts[0])
+                return self._plans(request, accounts)
             return self._close(request, accounts)
         except pykka.Timeout:
             return answer(1, ["the daemon did not answer in time; check `trade list` before trying again"])
@@ -85,48 +96,94 @@ class TradeDesk:
     # --- open -----------------------------------------------------------------------------
 
     def _open(self, request: TradeRequest, accounts: tuple[str, ...]) -> dict[str, Any]:
-        plans: dict[str, Plan] = {}
-        problems: list[str] = []
+        """Leaders first, each follower sized from its leader's trade. A leader's problem refuses
+        the whole request (nothing sent); a follower's refuses that follower alone, one line, and
+        never undoes another account's trade."""
         running = self._monitors()
+        markets: dict[str, Market] = {}
+        plans: dict[str, Plan] = {}
+        problems: list[str] = []  # the leaders': nothing is sent
+        skipped: list[str] = []  # the followers', each alone
         for account in accounts:
-            monitor = MonitorId(account, request.symbol)
-            market = self._ask(lambda reply, a=account: GetMarket(a, request.symbol, reply=reply))
-            if not isinstance(market, Market):
-                return answer(1, [f"{account}: cannot read the market now ({market.reason}); nothing was sent"])
-            if market.instrument is not None:
-                view = self._view(account, request.symbol)
-                if isinstance(view, str):
-                    return answer(1, [view])
-                if view.position is not None:
-                    problems.append(
-                        f"{account}: {request.symbol} already has a position ({view.position.side} "
-                        f"{view.position.size}); `trade plan` gives it targets"
-                    )
-                    continue
-                if monitor in running:
-                    problems.append(f"{account}: {request.symbol} is being opened or closed by the daemon")
-                    continue
-            plan, found = size_open(request, account, market, self._config)
-            problems += found
-            if plan is not None:
+            rule = self._roles[account]
+            found = self._market(account, request.symbol, markets)
+            if isinstance(found, str):
+                if rule is None:
+                    return answer(1, [found])
+                skipped.append(found)
+                continue
+            plan, lines = self._size(request, account, rule, markets, plans)
+            busy = self._busy(account, request.symbol, found, running)
+            lines = lines or busy
+            (problems if rule is None else skipped).extend(lines)
+            if plan is not None and not lines:
                 plans[account] = plan
-        if problems:
-            return answer(2, list(dict.fromkeys(problems)))
+        if problems or not plans:
+            return answer(2, list(dict.fromkeys(problems + skipped)))
         if request.dry_run:
             return answer(
                 0,
                 [f"{a}: would open {request.symbol}: {describe(p)}" for a, p in plans.items()]
+                + [f"{line}; not opened" for line in skipped]
                 + ["dry run: nothing was sent"],
             )
-        lines, code = [], 0
+        lines, code, failed = [], 1 if skipped else 0, set()
         for account, plan in plans.items():
-            if account != accounts[0] and code:
-                lines.append(f"{account}: not opened, because {accounts[0]} was not")
+            rule = self._roles[account]
+            if rule is not None and rule.leader in failed:
+                lines.append(f"{account}: not opened, because {rule.leader} was not")
                 continue
-            line, failed = self._open_one(request, account, plan)
+            line, refused = self._open_one(request, account, plan)
             lines.append(line)
-            code = code or failed
-        return answer(code, lines)
+            if refused:
+                failed.add(account)
+                code = 1
+        return answer(code, lines + [f"{line}; not opened" for line in skipped])
+
+    def _market(self, account: str, symbol: str, markets: dict[str, Market]) -> Market | str:
+        """The account's market for `symbol` (asked once per request), or why not."""
+        if account not in markets:
+            market = self._ask(lambda reply: GetMarket(account, symbol, reply=reply))
+            if not isinstance(market, Market):
+                return f"{account}: cannot read the market now ({market.reason}); nothing was sent"
+            markets[account] = market
+        return markets[account]
+
+    def _size(
+        self,
+        request: TradeRequest,
+        account: str,
+        rule: CopyRule | None,
+        markets: dict[str, Market],
+        plans: dict[str, Plan],
+    ) -> tuple[Plan | None, list[str]]:
+        """A leader's plan from the request; a follower's from its leader's (sized here, without
+        opening anything, when the leader is not part of this request)."""
+        if rule is None:
+            return size_open(request, account, markets[account], self._config)
+        leader_market = self._market(rule.leader, request.symbol, markets)
+        if isinstance(leader_market, str):
+            return None, [leader_market]
+        leader_plan = plans.get(rule.leader)
+        if leader_plan is None:
+            leader_plan, problems = size_open(request, rule.leader, leader_market, self._config)
+            if leader_plan is None:
+                return None, [f"{account}: not sized, its leader's trade is refused: {p}" for p in problems]
+        return size_follower(request, account, rule, markets[account], leader_plan, leader_market, self._config)
+
+    def _busy(self, account: str, symbol: str, market: Market, running: dict[MonitorId, Any]) -> list[str]:
+        """Why `open` cannot go on `account` now: a position there, or the daemon at work on it."""
+        if market.instrument is None:
+            return []
+        view = self._view(account, symbol)
+        if isinstance(view, str):
+            return [view]
+        if view.position is not None:
+            held = f"{view.position.side} {view.position.size}"
+            return [f"{account}: {symbol} already has a position ({held}); `trade plan` gives it targets"]
+        if MonitorId(account, symbol) in running:
+            return [f"{account}: {symbol} is being opened or closed by the daemon"]
+        return []
 
     def _open_one(self, request: TradeRequest, account: str, plan: Plan) -> tuple[str, int]:
         if request.leverage is not None:
@@ -157,6 +214,15 @@ class TradeDesk:
         return f"{account}: {request.symbol} closed at once ({outcome.reason})", 1
 
     # --- plan, close, list ----------------------------------------------------------------
+
+    def _plans(self, request: TradeRequest, accounts: tuple[str, ...]) -> dict[str, Any]:
+        """`plan` on each account in turn; the worst exit code, every account's lines."""
+        code, lines = 0, []
+        for account in accounts:
+            done = self._plan(request, account)
+            code = max(code, done["exit"])
+            lines += done["lines"]
+        return answer(code, lines)
 
     def _plan(self, request: TradeRequest, account: str) -> dict[str, Any]:
         view = self._view(account, request.symbol)

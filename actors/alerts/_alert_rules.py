@@ -154,14 +154,14 @@ RENDERERS: dict[str, Callable[[Mapping[str, Any]], tuple[str, str]]] = {
 
 @dataclass(frozen=True, slots=True)
 class AlertRules:
-    mirror_alerts: bool = True  # ENABLE_MIRROR_ALERTS
+    silenced: frozenset[str] = frozenset()  # accounts whose alerts are off (ENABLE_MIRROR_ALERTS, the accounts file)
 
     def alert_for(self, entry: JournalEntry) -> AlertText | None:
         render = RENDERERS.get(entry.event)
         account = entry.monitor.account
         if (
             render is None
-            or (account == "mirror" and not self.mirror_alerts)
+            or account in self.silenced
             or entry.payload.get("before_watch")
             or entry.payload.get("reason") == "entry_refused"
         ):  # told as ENTRY REFUSED: nothing was open

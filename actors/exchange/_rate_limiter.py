@@ -10,6 +10,11 @@ late (a thread waits for the GIL between starting a request and writing it) cann
 window's land within a second of them. Corrected by the answers' headers:
 `X-Bapi-Limit-Status` lower than our own count means someone else spent budget; 10006 blocks the
 key until `X-Bapi-Limit-Reset-Timestamp`; HTTP 403 bans every request to the host.
+
+Above the keys, the IP: Bybit allows 600 requests per 5 s from one IP, all accounts and market
+data together. Every request of the process is counted there when let go; `ip_share` is this
+process's part when several shards share an egress IP (IP_BUDGET_SHARE), and a tenth of it is
+left for everything else on the host (an operator's curl, a restart's overlap).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from collections import Counter, deque
 from messages.endpoints import endpoint
 
 IP_BAN_SECONDS = 600.0
+IP_LIMIT, IP_WINDOW_S = 600, 5.0  # Bybit's per-IP budget (bybit-v5.md section 2)
+IP_HEADROOM = 0.9
 RTT_SAMPLES = 64  # round trips kept per (account, endpoint): the quickest of them bounds a send
 
 
@@ -29,8 +36,11 @@ def published_limit(path: str) -> int | None:
 
 
 class RateLimiter:
-    def __init__(self, window: float = 1.0, guard: float = 0.1):
+    def __init__(self, window: float = 1.0, guard: float = 0.1, ip_share: float = 1.0):
         self._span = window + guard
+        self._ip_span = IP_WINDOW_S + guard
+        self.ip_limit = max(1, int(IP_LIMIT * ip_share * IP_HEADROOM))
+        self._ip_sent: deque[float] = deque()  # every request let go, oldest first
         self._sent: dict[tuple[str, str], deque[float]] = {}  # send times, oldest first
         self._unsent: Counter[tuple[str, str]] = Counter()  # let go, not yet answered
         self._round_trips: dict[tuple[str, str], deque[float]] = {}
@@ -52,6 +62,18 @@ class RateLimiter:
         key = (account, endpoint)
         if now < self._blocked_until.get(key, 0.0):
             return self._blocked_until[key] - now
+        return max(self._ip_delay(now), self._key_delay(key, endpoint, now, units))
+
+    def _ip_delay(self, now: float) -> float:
+        """Seconds until one more request fits the IP's budget (a batch is one request there)."""
+        sent = self._ip_sent
+        while sent and sent[0] <= now - self._ip_span:
+            sent.popleft()
+        if len(sent) < self.ip_limit:
+            return 0.0
+        return sent[len(sent) - self.ip_limit] + self._ip_span - now
+
+    def _key_delay(self, key: tuple[str, str], endpoint: str, now: float, units: int) -> float:
         limit = self._limits.get(key) or published_limit(endpoint)
         if limit is None:
             return 0.0
@@ -71,6 +93,7 @@ class RateLimiter:
         if self.delay(account, endpoint, now, units) > 0:
             self.waits += 1
             return False
+        self._ip_sent.append(now)
         if published_limit(endpoint) is not None:
             self._unsent[(account, endpoint)] += units
         return True

@@ -23,6 +23,7 @@ from typing import Any
 
 from actors.exchange import _formats
 from actors.exchange._cache import AccountCache, Difference
+from actors.exchange._handshakes import HandshakeBudget
 from actors.exchange._reads import Read
 from actors.exchange._stream_health import StreamHealth
 from actors.exchange._transport import Stream, Transport
@@ -64,10 +65,12 @@ class Streams:
         deliver: Callable[[StreamEvent], None],
         resync: Callable[[str, int], bool],
         stale: Callable[[str], None],
+        handshakes: HandshakeBudget | None = None,
     ):
         self._transport, self._caches, self._clock, self._metrics = transport, caches, clock, metrics
         self._heartbeat, self._resync_every = heartbeat, resync_every
         self._deliver, self._resync, self._stale = deliver, resync, stale
+        self.handshakes = handshakes or HandshakeBudget()
         self._private: dict[str, Stream] = {}
         self._health: dict[str, StreamHealth] = {}
         self._tickers: list[Any] = []
@@ -88,7 +91,11 @@ class Streams:
             return
         for account in self._caches:
             self._private[account] = self._transport.private_stream(
-                account, self._deliver, heartbeat=self._heartbeat, clock=self._clock.monotonic
+                account,
+                self._deliver,
+                heartbeat=self._heartbeat,
+                clock=self._clock.monotonic,
+                may_connect=self.handshakes.take,
             )
             self._health[account] = StreamHealth(account, self._heartbeat, self._resync_every)
         self.tick(self._clock.monotonic())
@@ -262,7 +269,12 @@ class Streams:
                     self._tickers[index].set_topics(topics)
                 continue
             client = self._transport.public_stream(
-                f"tickers-{index}", topics, self.deliver_ticker, heartbeat=self._heartbeat, clock=self._clock.monotonic
+                f"tickers-{index}",
+                topics,
+                self.deliver_ticker,
+                heartbeat=self._heartbeat,
+                clock=self._clock.monotonic,
+                may_connect=self.handshakes.take,
             )
             if client is None:
                 return

@@ -56,7 +56,13 @@ class Transport(Protocol):
     def call(self, account: str, method: str, params: dict[str, Any]) -> HttpOk | HttpFail: ...
 
     def private_stream(
-        self, account: str, deliver: Callable[[StreamEvent], None], *, heartbeat: float, clock: Callable[[], float]
+        self,
+        account: str,
+        deliver: Callable[[StreamEvent], None],
+        *,
+        heartbeat: float,
+        clock: Callable[[], float],
+        may_connect: Callable[[float], bool],
     ) -> Stream: ...
 
     def public_stream(
@@ -67,6 +73,7 @@ class Transport(Protocol):
         *,
         heartbeat: float,
         clock: Callable[[], float],
+        may_connect: Callable[[float], bool],
     ) -> Stream | None: ...
 
 
@@ -84,14 +91,20 @@ class BybitTransport:
         recv_window: int = 5000,
         ws_private: str | None = None,
         ws_public: str | None = None,
+        hosts: dict[str, tuple[str, str]] | None = None,
     ):
+        """`hosts`: account -> its own REST base URL and private stream URL, for accounts not on
+        `base_url` (a demo account beside real ones)."""
         self.accounts = tuple(accounts)
         self.pool_size = pool_size
         self.ws_private, self.ws_public = ws_private, ws_public
+        self._hosts = hosts or {}
         self._credentials = dict(accounts)
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, pool_block=True, max_retries=0)
         self._clients = {
-            name: _client(key, secret, base_url, adapter, timeout=timeout, recv_window=recv_window)
+            name: _client(
+                key, secret, self._hosts.get(name, (base_url,))[0], adapter, timeout=timeout, recv_window=recv_window
+            )
             for name, (key, secret) in accounts.items()
         }
 
@@ -104,17 +117,24 @@ class BybitTransport:
         return call(self._clients[account], method, params)
 
     def private_stream(
-        self, account: str, deliver: Callable[[StreamEvent], None], *, heartbeat: float, clock: Callable[[], float]
+        self,
+        account: str,
+        deliver: Callable[[StreamEvent], None],
+        *,
+        heartbeat: float,
+        clock: Callable[[], float],
+        may_connect: Callable[[float], bool],
     ) -> StreamClient:
         assert self.ws_private is not None, "no private stream URL: `streams` is False"
         return StreamClient(
             account,
-            self.ws_private,
+            self._hosts[account][1] if account in self._hosts else self.ws_private,
             deliver,
             topics=PRIVATE_TOPICS,
             credentials=self._credentials[account],
             heartbeat=heartbeat,
             clock=clock,
+            may_connect=may_connect,
         )
 
     def public_stream(
@@ -125,10 +145,13 @@ class BybitTransport:
         *,
         heartbeat: float,
         clock: Callable[[], float],
+        may_connect: Callable[[float], bool],
     ) -> StreamClient | None:
         if not self.ws_public:
             return None
-        return StreamClient(name, self.ws_public, deliver, topics=topics, heartbeat=heartbeat, clock=clock)
+        return StreamClient(
+            name, self.ws_public, deliver, topics=topics, heartbeat=heartbeat, clock=clock, may_connect=may_connect
+        )
 
 
 def _client(

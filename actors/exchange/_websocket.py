@@ -81,7 +81,10 @@ class StreamClient:
         heartbeat: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        may_connect: Callable[[float], bool] | None = None,
     ):
+        """`may_connect(now)`: asked before each connect, once the backoff allows it (the
+        process's handshake budget); no: asked again at the next tick."""
         self.name = name
         self.url = url
         self._deliver = deliver
@@ -90,6 +93,7 @@ class StreamClient:
         self.heartbeat = heartbeat
         self._clock = clock
         self._rng = rng or random.Random()
+        self._may_connect = may_connect
         self._backoff = Backoff(RECONNECT_START_S, RECONNECT_MAX_S)
         self._lock = threading.Lock()
         self._app: websocket.WebSocketApp | None = None
@@ -108,7 +112,7 @@ class StreamClient:
         if self.stopped:
             return
         if state is StreamState.DOWN:
-            if now >= self.retry_at:
+            if now >= self.retry_at and (self._may_connect is None or self._may_connect(now)):
                 self._connect(now)
             return
         if now - self.last_heard > 2 * self.heartbeat:

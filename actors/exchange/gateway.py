@@ -44,6 +44,7 @@ from actors.exchange import _account_requests, _formats
 from actors.exchange._cache import AccountCache, Difference
 from actors.exchange._counters import GatewayCounters
 from actors.exchange._formats import Failure, HttpFail
+from actors.exchange._handshakes import HandshakeBudget
 from actors.exchange._instruments import InstrumentBook
 from actors.exchange._jobs import Job, JobQueue, Result
 from actors.exchange._rate_limiter import IP_BAN_SECONDS, RateLimiter
@@ -124,6 +125,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         resync_every: float = 60.0,
         instruments_every: float = 300.0,
         trail_share: float = 0.5,
+        ip_share: float = 1.0,
     ):
         """`persistence` journals an account becoming unreadable past the stale limit and readable
         again (a tell: critical, so it is alerted); None journals nothing. Streams run when the
@@ -143,7 +145,7 @@ class ExchangeGateway(pykka.ThreadingActor):
         self._executor = ThreadPoolExecutor(max_workers=self._pool_size, thread_name_prefix="gateway-http")
         self._stale_limit = stale_limit
         self._read_share = read_share
-        self._limiter = RateLimiter()
+        self._limiter = RateLimiter(ip_share=ip_share)
         self._jobs = JobQueue(accounts, self._limiter, max(1, self._pool_size // len(accounts)), trail_share)
         self._caches = {name: AccountCache(name) for name in accounts}
         self._reads: dict[ReadKey, Read] = {}
@@ -160,6 +162,7 @@ class ExchangeGateway(pykka.ThreadingActor):
             deliver=self._deliver,
             resync=self._start_resync,
             stale=self._account_stale,
+            handshakes=HandshakeBudget(ip_share),
         )
         self._queued_links: set[str] = set()  # commands not sent or not answered yet
         self._views = Views(

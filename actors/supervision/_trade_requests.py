@@ -3,7 +3,9 @@ form with one line per problem, and a trade sized and checked against the market
 its monitor carries out (tpsl-rules.md "Plans").
 
     read_request(data) -> (TradeRequest | None, problems)
+    resolve_accounts(spec, roles) -> (accounts, problems)
     size_open(request, account, market, config) -> (Plan | None, problems)
+    size_follower(request, account, rule, market, leader_plan, leader_market, config) -> (Plan | None, problems)
     check_targets(request, position, instrument) -> (tps, stop, problems)
 
 A problem line names what is wrong, e.g. `--stop 66000 is above the entry 65000 (a long's stop
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -23,7 +26,7 @@ from messages.gateway import Market
 from messages.models import Approach, Instrument, Plan, Position, Side, StopAfter, TriggerBy, parse_trail_start
 
 COMMANDS = ("open", "plan", "close", "list")
-ACCOUNT_CHOICES = {"open": ("main", "mirror", "both"), "plan": ("main", "mirror"), "close": ("main", "mirror", "both")}
+ACCOUNT_SPEC = re.compile(r"[A-Za-z0-9_-]{1,32}(,[A-Za-z0-9_-]{1,32})*")  # leader | all | NAME[,NAME]
 SYMBOL = re.compile(r"[A-Z0-9]{2,30}")
 CONSERVATIVE_LEGS = 3
 TRIGGER_NAMES = {"last": TriggerBy.LAST, "mark": TriggerBy.MARK, "index": TriggerBy.INDEX}
@@ -43,7 +46,7 @@ class TradeRequest:
     tps: tuple[Decimal, ...] = ()
     stop: Decimal | None = None
     limits: tuple[Decimal, ...] = ()
-    account: str = "main"
+    account: str = "leader"  # leader | all (both) | NAME[,NAME]: resolve_accounts
     dry_run: bool = False
     stop_after: StopAfter | None = None  # R13 (open, plan)
     trigger_by: TriggerBy | None = None  # R15 (open, plan)
@@ -62,9 +65,31 @@ class TradeRequest:
         }
         return {name: value for name, value in given.items() if value is not None}
 
-    @property
-    def accounts(self) -> tuple[str, ...]:
-        return ("main", "mirror") if self.account == "both" else (self.account,)
+
+@dataclass(frozen=True, slots=True)
+class CopyRule:
+    """How a follower copies its leader's trades (the accounts file's `sizing`): the same qty, the
+    same share of its own balance (`balance_percent`), or a fixed `ratio` of the leader's qty."""
+
+    leader: str
+    sizing: str = "same_qty"
+    ratio: Decimal | None = None
+
+
+def resolve_accounts(spec: str, roles: Mapping[str, CopyRule | None]) -> tuple[tuple[str, ...], list[str]]:
+    """The accounts `--account` names, leaders first (a follower is sized from its leader's
+    trade): `leader` (the one leader), `all` (`both`: every account), or names. `roles`: each
+    account of the daemon, None for a leader."""
+    leaders = [name for name, rule in roles.items() if rule is None]
+    if spec == "leader":
+        if len(leaders) == 1:
+            return (leaders[0],), []
+        return (), [f"--account leader: this daemon guards several leaders ({', '.join(leaders)}); name one"]
+    names = list(roles) if spec in ("all", "both") else list(dict.fromkeys(spec.split(",")))
+    missing = [name for name in names if name not in roles]
+    if missing:
+        return (), [f"--account {spec}: the {name} account is not configured" for name in missing]
+    return tuple(sorted(names, key=lambda name: roles[name] is not None)), []
 
 
 def _number(problems: list[str], name: str, raw: Any, *, percent: bool = False) -> Decimal | None:
@@ -107,9 +132,9 @@ def read_request(data: Any, ladder_levels: int = 4) -> tuple[TradeRequest | None
     symbol = str(data.get("symbol") or "").upper()
     if not SYMBOL.fullmatch(symbol):
         problems.append(f"SYMBOL {data.get('symbol')!r} is not a contract name like BTCUSDT")
-    account = str(data.get("account") or "main")
-    if account not in ACCOUNT_CHOICES[command]:
-        problems.append(f"--account {account} must be one of {'|'.join(ACCOUNT_CHOICES[command])}")
+    account = str(data.get("account") or "leader")
+    if not ACCOUNT_SPEC.fullmatch(account):
+        problems.append(f"--account {account[:40]} must be leader, all or NAME[,NAME] (names of A-Z a-z 0-9 _ -)")
     if command == "close":
         return (TradeRequest("close", symbol, account=account), []) if not problems else (None, problems)
     tps = _numbers(problems, "--tps", data.get("tps"))
@@ -268,8 +293,7 @@ def size_open(
 ) -> tuple[Plan | None, list[str]]:
     """The plan for `open` on one account: the target from --qty, or margin x leverage over the
     average entry (the mean of the market and the limits for the conservative approach); legs of a
-    third each (rounded down to qtyStep), leg 1 at market. On the mirror, --qty is the same qty
-    and --margin-percent the same share of its own balance."""
+    third each (rounded down to qtyStep), leg 1 at market. Followers: `size_follower`."""
     instrument, last = market.instrument, market.last_price
     if instrument is None or last is None:
         return None, [f"SYMBOL {request.symbol}: Bybit lists no such linear contract"]
@@ -320,6 +344,33 @@ def size_open(
     exits = replace(plan, stop_after=request.stop_after, trigger_by=request.trigger_by)
     exits = replace(exits, trail_after=request.trail_after, trail_percent=request.trail_percent)
     return replace(exits, time_limit_seconds=request.time_limit_seconds), []
+
+
+def size_follower(
+    request: TradeRequest,
+    account: str,
+    rule: CopyRule,
+    market: Market,
+    leader_plan: Plan,
+    leader_market: Market,
+    config: RulesConfig,
+) -> tuple[Plan | None, list[str]]:
+    """A follower's plan for `open`: the leader's prices, its qty by the follower's rule, rounded
+    by the follower's own market. `balance_percent` puts in the same share of its own balance:
+    for --margin-percent that is the request as given; else the leader's qty scaled by the two
+    available balances."""
+    if rule.sizing == "balance_percent" and request.margin_percent is not None:
+        return size_open(request, account, market, config)
+    leader_qty = sum(leader_plan.legs, Decimal(0))
+    if rule.sizing == "ratio":
+        assert rule.ratio is not None, "the accounts file gives a ratio with sizing ratio"
+        qty = leader_qty * rule.ratio
+    elif rule.sizing == "balance_percent":
+        leader_balance = leader_market.available_balance
+        qty = leader_qty * market.available_balance / leader_balance if leader_balance > 0 else Decimal(0)
+    else:
+        qty = leader_qty
+    return size_open(replace(request, qty=qty, margin=None, margin_percent=None), account, market, config)
 
 
 def check_targets(

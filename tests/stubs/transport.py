@@ -60,9 +60,15 @@ class InProcessTransport:
         return HttpOk({"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": ext}, {}, 0.0)
 
     def private_stream(
-        self, account: str, deliver: Callable[[StreamEvent], None], *, heartbeat: float, clock: Callable[[], float]
+        self,
+        account: str,
+        deliver: Callable[[StreamEvent], None],
+        *,
+        heartbeat: float,
+        clock: Callable[[], float],
+        may_connect: Callable[[float], bool],
     ) -> FakeStream:
-        self.private[account] = FakeStream(account, self.exchange, deliver, clock)
+        self.private[account] = FakeStream(account, self.exchange, deliver, clock, may_connect)
         return self.private[account]
 
     def public_stream(
@@ -73,18 +79,26 @@ class InProcessTransport:
         *,
         heartbeat: float,
         clock: Callable[[], float],
+        may_connect: Callable[[float], bool],
     ) -> None:
         return None  # no tickers in-process
 
 
 class FakeStream:
-    """A private stream that connects at its first tick, hears a pong at every tick unless
-    `silent`, and pushes each engine change (unless told to lose the next ones)."""
+    """A private stream that connects at its first tick the handshake budget allows, hears a pong
+    at every tick unless `silent`, and pushes each engine change (unless told to lose the next
+    ones)."""
 
     def __init__(
-        self, name: str, exchange: Exchange, deliver: Callable[[StreamEvent], None], clock: Callable[[], float]
+        self,
+        name: str,
+        exchange: Exchange,
+        deliver: Callable[[StreamEvent], None],
+        clock: Callable[[], float],
+        may_connect: Callable[[float], bool] = lambda now: True,
     ):
         self.name, self._exchange, self._deliver, self._clock = name, exchange, deliver, clock
+        self._may_connect = may_connect
         self.topics = PRIVATE_TOPICS
         self.connects = 0
         self.last_heard = 0.0
@@ -95,6 +109,8 @@ class FakeStream:
 
     def tick(self, now: float) -> None:
         if not self._up:
+            if not self._may_connect(now):
+                return
             self._up, self.connects, self.last_heard = True, self.connects + 1, now
             for kind in (StreamKind.CONNECTED, StreamKind.AUTHENTICATED, StreamKind.SUBSCRIBED):
                 self._deliver(StreamEvent(self.name, kind, data=list(self.topics)))

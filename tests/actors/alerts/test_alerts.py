@@ -92,9 +92,9 @@ def test_account_and_daemon_events_and_what_is_not_an_alert():
 
 def test_mirror_alerts_can_be_silenced():
     event = entry(ETH, "stop_hit", side="Sell", realised_pnl="-3")
-    assert AlertRules(mirror_alerts=True).alert_for(event).title == "MIRROR ETHUSDT Sell: STOP HIT"
-    assert AlertRules(mirror_alerts=False).alert_for(event) is None
-    assert AlertRules(mirror_alerts=False).alert_for(entry(BTC, "stop_hit", side="Buy")) is not None
+    assert AlertRules().alert_for(event).title == "MIRROR ETHUSDT Sell: STOP HIT"
+    assert AlertRules(frozenset({"mirror"})).alert_for(event) is None
+    assert AlertRules(frozenset({"mirror"})).alert_for(entry(BTC, "stop_hit", side="Buy")) is not None
 
 
 def queued(n: int, time_ms: int = 1_700_000_000_000, start: int = 1) -> list[QueuedAlert]:

@@ -8,7 +8,15 @@ from decimal import Decimal
 import pytest
 
 from actors.position.rules import RulesConfig
-from actors.supervision._trade_requests import check_targets, describe, read_request, size_open
+from actors.supervision._trade_requests import (
+    CopyRule,
+    check_targets,
+    describe,
+    read_request,
+    resolve_accounts,
+    size_follower,
+    size_open,
+)
 from messages.gateway import Market
 from messages.models import Instrument, Position
 from runtime.trade_desk import TradeDesk
@@ -50,7 +58,10 @@ def opened(**changes):
         ({"limits": None}, "--limits P2,P3 is required for the conservative approach"),
         ({"limits": "64000"}, "--limits gives 1 prices; the conservative approach needs 2"),
         ({"approach": "fast", "tps": "66000"}, "--limits is only for the conservative approach"),
-        ({"account": "both2"}, "--account both2 must be one of main|mirror|both"),
+        (
+            {"account": "main mirror"},
+            "--account main mirror must be leader, all or NAME[,NAME] (names of A-Z a-z 0-9 _ -)",
+        ),
         ({"stop_after": "tp1"}, "--stop-after tp1 must be one of breakeven|previous_tp|two_back"),
         ({"trigger_by": "LastPrice"}, "--trigger-by LastPrice must be one of last|mark|index"),
         ({"time_limit": "0"}, "--time-limit 0 must be greater than 0"),
@@ -123,10 +134,10 @@ def test_plan_targets_are_checked_against_the_entry_and_the_mark():
 
 
 def test_an_account_that_is_not_configured_is_refused_before_anything_is_asked():
-    desk = TradeDesk(gateway=None, supervisor=None, accounts=("main",), config=CONFIG, timeout=1.0)
-    assert desk.handle({**OPEN, "account": "both"}) == {
+    desk = TradeDesk(gateway=None, supervisor=None, roles={"main": None}, config=CONFIG, timeout=1.0)
+    assert desk.handle({**OPEN, "account": "main,mirror"}) == {
         "exit": 2,
-        "lines": ["--account both: the mirror account is not configured"],
+        "lines": ["--account main,mirror: the mirror account is not configured"],
     }
     assert desk.handle({**OPEN, "stop": "x"})["exit"] == 2  # a malformed request asks nothing either
 
@@ -151,3 +162,68 @@ def test_a_plan_may_change_the_exits_and_leaves_out_what_it_does_not_give():
     assert request.exits() == {"trigger_by": "MarkPrice", "trail_percent": Decimal("0.7"), "trail_after": "tp1"}
     _, problems = read_request({"command": "plan", "symbol": "BTCUSDT", "tps": "1", "stop": "1", "stop_after": "x"})
     assert problems == ["--stop-after x must be one of breakeven|previous_tp|two_back"]
+
+
+ROLES = {
+    "f1": CopyRule("lead", "ratio", D("0.5")),
+    "lead": None,
+    "f2": CopyRule("lead", "balance_percent"),
+    "solo": None,
+}
+
+
+@pytest.mark.parametrize(
+    "spec, accounts, problems",
+    [
+        ("all", ("lead", "solo", "f1", "f2"), []),  # leaders first: a follower is sized from its leader
+        ("both", ("lead", "solo", "f1", "f2"), []),
+        ("f2,lead", ("lead", "f2"), []),
+        ("f1,f1", ("f1",), []),
+        ("leader", (), ["--account leader: this daemon guards several leaders (lead, solo); name one"]),
+        ("f1,nobody", (), ["--account f1,nobody: the nobody account is not configured"]),
+    ],
+)
+def test_account_names_resolve_to_the_daemons_accounts_leaders_first(spec, accounts, problems):
+    assert resolve_accounts(spec, ROLES) == (accounts, problems)
+    assert resolve_accounts("leader", {"main": None, "mirror": CopyRule("main")}) == (("main",), [])
+
+
+@pytest.mark.parametrize(
+    "rule, request_changes, follower_balance, legs",
+    [
+        (CopyRule("lead", "same_qty"), {}, D("10000"), (D("0.100"),) * 3),
+        (CopyRule("lead", "ratio", D("0.5")), {}, D("10000"), (D("0.050"),) * 3),
+        (CopyRule("lead", "ratio", D("0.25")), {}, D("10000"), (D("0.025"),) * 3),
+        (CopyRule("lead", "balance_percent"), {}, D("2500"), (D("0.025"),) * 3),  # a quarter of the balance
+        # --margin-percent: the same share of its own balance (5 % of 2500 x 10 over the average entry)
+        (
+            CopyRule("lead", "balance_percent"),
+            {"qty": None, "margin_percent": "5", "leverage": "10"},
+            D("2500"),
+            (D("0.006"),) * 3,
+        ),
+    ],
+)
+def test_a_follower_is_sized_from_its_leaders_trade_by_its_rule(rule, request_changes, follower_balance, legs):
+    request = read_request({k: v for k, v in {**OPEN, **request_changes}.items() if v is not None})[0]
+    leader_plan, problems = size_open(request, "lead", MARKET, CONFIG)
+    assert problems == [] and leader_plan is not None
+    market = Market("f", "BTCUSDT", BTC, D("65000"), follower_balance)
+    plan, problems = size_follower(request, "f", rule, market, leader_plan, MARKET, CONFIG)
+    assert problems == [] and plan is not None
+    assert plan.legs == legs
+    assert (plan.tp_prices, plan.stop_price, plan.limits) == (
+        leader_plan.tp_prices,
+        leader_plan.stop_price,
+        leader_plan.limits,
+    )
+
+
+def test_a_follower_below_the_minimum_qty_is_refused_alone_with_one_line():
+    request = opened()
+    leader_plan, _ = size_open(request, "lead", MARKET, CONFIG)
+    plan, problems = size_follower(
+        request, "tiny", CopyRule("lead", "ratio", D("0.005")), MARKET, leader_plan, MARKET, CONFIG
+    )
+    assert plan is None
+    assert problems == ["tiny: each of 3 legs would be 0.000, below BTCUSDT's minOrderQty 0.001"]
