@@ -17,11 +17,13 @@ from runtime.control import ask
 
 USAGE = """python main.py trade open SYMBOL long|short --approach conservative|fast
         (--qty Q | --margin USDT --leverage L | --margin-percent P --leverage L)
-        --tps T1[,T2,T3,T4] --stop S [--limits P2,P3] [--account main|mirror|both] [--dry-run]
+        --tps T1[,T2,T3,T4] --stop S [--limits P2,P3] [--account leader|all|NAME[,NAME]] [--dry-run]
         [--stop-after breakeven|previous_tp|two_back] [--trigger-by last|mark|index] [--time-limit MINUTES]
         [--trail PERCENT] [--trail-after tp1|tp2|tp3|tp4|profit:PERCENT]
-    python main.py trade plan SYMBOL --tps T1[,...] --stop S [--account main|mirror] [the exits of open]
-    python main.py trade close SYMBOL [--account main|mirror|both]
+    python main.py trade plan SYMBOL --tps T1[,...] --stop S [--account ...] [the exits of open]
+    python main.py trade close SYMBOL [--account ...]
+    (--account: the leader by default; `all` (or `both`) is every account of the daemon, followers
+    sized by their rule; --shard I/N talks to that shard's daemon)
     python main.py trade list [--json]"""
 
 
@@ -36,16 +38,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
         opened.add_argument(name)
     for name in ("--stop-after", "--trigger-by", "--time-limit", "--trail", "--trail-after"):
         opened.add_argument(name)
-    opened.add_argument("--account", default="main")
+    opened.add_argument("--account")
     opened.add_argument("--dry-run", action="store_true")
     planned = commands.add_parser("plan", usage=USAGE)
     planned.add_argument("symbol")
     for name in ("--tps", "--stop", "--stop-after", "--trigger-by", "--time-limit", "--trail", "--trail-after"):
         planned.add_argument(name)
-    planned.add_argument("--account", default="main")
+    planned.add_argument("--account")
     closed = commands.add_parser("close", usage=USAGE)
     closed.add_argument("symbol")
-    closed.add_argument("--account", default="main")
+    closed.add_argument("--account")
     listed = commands.add_parser("list", usage=USAGE)
     listed.add_argument("--json", action="store_true")
     for sub in (opened, planned, closed, listed):

@@ -26,7 +26,16 @@ from simulator.market import universe
 from simulator.oracle import Oracle
 from simulator.server import SimHTTPServer, Stats
 
-__all__ = ["BybitError", "Credentials", "DemoPosition", "Fault", "Simulator"]
+__all__ = ["MAX_ACCOUNTS", "BybitError", "Credentials", "DemoPosition", "Fault", "Simulator", "account_names"]
+
+MAX_ACCOUNTS = 999
+
+
+def account_names(count: int) -> tuple[str, ...]:
+    """`count` accounts named acct01, acct02, ... (the width grows past 99)."""
+    width = max(2, len(str(count)))
+    return tuple(f"acct{n:0{width}d}" for n in range(1, count + 1))
+
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +163,12 @@ class Simulator:
     def ws_public(self) -> str:
         """Bybit's linear public stream (tickers) on the same port."""
         return self.url.replace("http://", "ws://") + "/v5/public/linear"
+
+    def drop_streams(self) -> None:
+        """Close every WebSocket connection at once (1001 going away), as a restart of Bybit's
+        stream servers would: each client must reconnect."""
+        if self._server is not None:
+            self._server.ws.close_all()
 
     @property
     def ws_stats(self) -> dict[str, int]:

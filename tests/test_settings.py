@@ -230,3 +230,165 @@ def test_an_unusable_state_path_is_one_line_and_exit_2_before_anything_starts(tm
 def test_a_usable_state_path_has_no_problem_and_its_folder_is_made(tmp_path):
     path = tmp_path / "deeper" / "state.db"
     assert state_path_problem(str(path)) is None and path.parent.is_dir()
+
+
+# --- the accounts file (ACCOUNTS_FILE) --------------------------------------------------------
+
+ACCOUNTS = """
+[accounts.lead]
+api_key_env = "LEAD_KEY"
+api_secret_env = "LEAD_SECRET"
+
+[accounts.copy-half]
+api_key_env = "HALF_KEY"
+api_secret_file = "half.secret"
+role = "follower"
+leader = "lead"
+sizing = "ratio"
+ratio = "0.5"
+alerts = false
+
+[accounts.by_balance]
+api_key_env = "BAL_KEY"
+api_secret_env = "BAL_SECRET"
+role = "follower"
+leader = "lead"
+sizing = "balance_percent"
+
+[accounts.solo]
+api_key_env = "SOLO_KEY"
+api_secret_env = "SOLO_SECRET"
+demo = true
+"""
+ACCOUNT_KEYS = {
+    "LEAD_KEY": "k-lead",
+    "LEAD_SECRET": "s-lead",
+    "HALF_KEY": "k-half",
+    "BAL_KEY": "k-bal",
+    "BAL_SECRET": "s-bal",
+    "SOLO_KEY": "k-solo",
+    "SOLO_SECRET": "s-solo",
+}
+
+
+def accounts_file(tmp_path: Path, text: str = ACCOUNTS) -> dict[str, str]:
+    (tmp_path / "accounts.toml").write_text(text)
+    secret = tmp_path / "half.secret"
+    secret.write_text("s-half\n")
+    secret.chmod(0o600)
+    return {"ACCOUNTS_FILE": str(tmp_path / "accounts.toml"), **ACCOUNT_KEYS}
+
+
+def test_an_accounts_file_names_leaders_and_followers_with_keys_from_variables_or_files(tmp_path):
+    settings = load_settings(accounts_file(tmp_path))
+    lead, half, balance, solo = settings.accounts()
+    assert settings.live and [a.name for a in settings.accounts()] == ["lead", "copy-half", "by_balance", "solo"]
+    assert (lead.leader, half.leader, half.sizing, half.ratio, half.alerts) == (None, "lead", "ratio", Decimal("0.5"), False)
+    assert half.api_secret.reveal() == "s-half" and balance.sizing == "balance_percent" and lead.alerts
+    assert (
+        settings.base_url_of(lead) == "https://api.bybit.com"
+        and settings.base_url_of(solo) == "https://api-demo.bybit.com"
+    )
+    assert "s-half" not in repr(settings) and "k-lead" not in repr(settings)
+    # Shards take whole leader groups, the same answer in every process; each its own database.
+    first, second = settings.shard(0, 2), settings.shard(1, 2)
+    assert [a.name for a in first.accounts()] == ["lead", "copy-half", "by_balance"]
+    assert [a.name for a in second.accounts()] == ["solo"]
+    assert (first.state_path, second.state_path) == ("state/guardian-shard0of2.db", "state/guardian-shard1of2.db")
+
+
+def test_the_mirror_variables_are_main_and_a_follower_by_balance():
+    settings = load_settings(
+        {
+            "BYBIT_API_KEY": KEY,
+            "BYBIT_API_SECRET": SECRET,
+            "ENABLE_MIRROR_TRADING": "yes",
+            "BYBIT_API_KEY_2": "OtherKey",
+            "BYBIT_API_SECRET_2": "OtherSecret",
+            "ENABLE_MIRROR_ALERTS": "false",
+        }
+    )
+    main, mirror = settings.accounts()
+    assert (main.leader, mirror.leader, mirror.sizing, mirror.alerts) == (None, "main", "balance_percent", False)
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (
+            lambda t: t.replace('leader = "lead"\nsizing = "ratio"', 'leader = "boss"\nsizing = "ratio"'),
+            "account copy-half: its leader boss is not in the file",
+        ),
+        (
+            lambda t: t.replace(
+                'leader = "lead"\nsizing = "balance_percent"', 'leader = "copy-half"\nsizing = "balance_percent"'
+            ),
+            "account by_balance: its leader copy-half is itself a follower",
+        ),
+        (lambda t: t.replace('"SOLO_KEY"', '"LEAD_KEY"'), "accounts lead and solo have the same API key"),
+        (
+            lambda t: t.replace('"SOLO_SECRET"', '"NOT_SET"'),
+            "account solo: api_secret_env names NOT_SET, which is not set",
+        ),
+        (
+            lambda t: t.replace('sizing = "ratio"', 'sizing = "half"'),
+            "account copy-half: sizing must be one of same_qty, balance_percent, ratio",
+        ),
+        (lambda t: t.replace('ratio = "0.5"', 'ratio = "-1"'), 'account copy-half: sizing "ratio" needs ratio'),
+        (lambda t: t.replace("[accounts.solo]", "[accounts.all]"), "account all: a name is 1-32 of"),
+        (lambda t: t.replace("demo = true", "testnet = true"), "testnet and mainnet accounts cannot share one daemon"),
+        (lambda t: t.replace("demo = true", "demo = 1"), "account solo: demo must be true or false"),
+        (lambda t: t.replace("demo = true", 'api_key = "inline"'), "account solo: unknown setting api_key"),
+        (lambda t: t + "\n[alerts]\n", "unknown section [alerts]"),
+        (lambda t: t.replace("[accounts.lead]", "[accounts.lead"), "not valid TOML"),
+    ],
+    ids=[
+        "unknown-leader",
+        "follower-of-follower",
+        "same-key",
+        "missing-secret",
+        "sizing",
+        "ratio",
+        "reserved-name",
+        "testnet-mix",
+        "not-bool",
+        "inline-key",
+        "section",
+        "toml",
+    ],
+)
+def test_each_problem_in_the_accounts_file_is_one_line_naming_it(tmp_path, edit, expected):
+    found = problems(accounts_file(tmp_path, edit(ACCOUNTS)))
+    assert len(found) == 1 and expected in found[0], found
+    assert found[0].startswith("ACCOUNTS_FILE"), found
+    assert not any(value in found[0] for value in ACCOUNT_KEYS.values() if value.startswith("s-"))
+
+
+def test_a_secret_file_others_can_read_is_refused(tmp_path):
+    environ = accounts_file(tmp_path)
+    (tmp_path / "half.secret").chmod(0o644)
+    assert problems(environ) == [
+        f"ACCOUNTS_FILE {tmp_path / 'accounts.toml'}: account copy-half: api_secret_file "
+        f"{tmp_path / 'half.secret'} is readable by others (chmod 600 it)"
+    ]
+
+
+def test_the_accounts_file_and_the_key_variables_are_not_both_set(tmp_path):
+    found = problems({**accounts_file(tmp_path), "BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET})
+    assert found == [
+        "ACCOUNTS_FILE: set either ACCOUNTS_FILE or BYBIT_API_KEY (with its mirror), not both: the accounts file "
+        "names every account"
+    ]
+
+
+def test_a_bad_accounts_file_or_shard_exits_2_with_one_line_each(tmp_path):
+    environ = accounts_file(
+        tmp_path, ACCOUNTS.replace('"SOLO_SECRET"', '"NOT_SET"').replace('sizing = "ratio"', 'sizing = "x"')
+    )
+    done = run_main("--duration", "1", env=environ)
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 2 and "NOT_SET" in done.stderr and "sizing" in done.stderr
+    environ = accounts_file(tmp_path)
+    for shard, line in (("2/2", "must be I/N with 0 <= I < N"), ("2/3", "no account falls to this shard")):
+        done = run_main("--shard", shard, "--duration", "1", env={**environ, "STATE_PATH": str(tmp_path / "s.db")})
+        assert done.returncode == 2 and line in done.stderr, done.stderr

@@ -55,10 +55,10 @@ class Daemon:
         self.args = args
         creds = sim.credentials
         self.env = {k: v for k, v in os.environ.items() if k not in PARSERS}
+        if "ACCOUNTS_FILE" not in env:  # else the accounts file names every account
+            self.env.update({"BYBIT_API_KEY": creds["main"].api_key, "BYBIT_API_SECRET": creds["main"].api_secret})
         self.env.update(
             {
-                "BYBIT_API_KEY": creds["main"].api_key,
-                "BYBIT_API_SECRET": creds["main"].api_secret,
                 "BYBIT_BASE_URL": sim.url,
                 "BYBIT_WS_PRIVATE_URL": sim.ws_private,
                 "BYBIT_WS_PUBLIC_URL": sim.ws_public,
@@ -68,7 +68,7 @@ class Daemon:
                 "HTTP_TIMEOUT_SECONDS": "2",
             }
         )
-        if mirror:
+        if mirror and "ACCOUNTS_FILE" not in env:
             self.env.update(
                 {
                     "ENABLE_MIRROR_TRADING": "true",

@@ -328,3 +328,59 @@ def test_a_kill_between_the_plans_record_and_its_first_order_resumes_it_once(rig
     assert len(entries) == 1 and r.sim.account("main").positions[symbol].size == Decimal(step)
     assert second.stop() == 0
     assert_invariants(r.oracle(), unprotected_limit=30)
+
+
+def test_a_leader_and_its_followers_trade_from_one_accounts_file(rig):
+    """An ACCOUNTS_FILE with a leader, a follower at half its size and one so small its leg falls
+    below minOrderQty: `--account all` opens on the leader and the half follower, refuses the tiny
+    one alone with one line; `plan` and `close` fan out to the accounts named; the default
+    account is the leader."""
+    accounts = {
+        "lead": "",
+        "half": 'role = "follower"\nleader = "lead"\nsizing = "ratio"\nratio = "0.5"',
+        "tiny": 'role = "follower"\nleader = "lead"\nsizing = "ratio"\nratio = "0.001"',
+    }
+    r = rig(seed=146, positions=2, accounts=accounts)
+    daemon = r.process().start()
+    symbol = free_symbols(r)[0]
+    step = r.sim.exchange.specs[symbol].instrument().min_qty
+    fast = ("--approach", "fast", "--qty", str(step * 40), "--tps", prices(r, symbol, "1.03"))
+    done = trade(r, "open", symbol, "long", *fast, "--stop", prices(r, symbol, "0.95"), "--account", "all")
+    assert done.returncode == 1, done.stderr  # one account refused: the others' trades stand
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith(f"trade open: lead: opened {symbol} Buy {step * 40}"), lines
+    assert lines[1].startswith(f"trade open: half: opened {symbol} Buy {step * 20}"), lines
+    assert lines[2].startswith("trade open: tiny: each of 1 legs would be "), lines
+    assert lines[2].endswith(f", below {symbol}'s minOrderQty {step}; not opened"), lines
+    assert len(lines) == 3
+    sizes = {a: r.sim.account(a).positions.get(symbol) for a in accounts}
+    assert sizes["lead"].size == step * 40 and sizes["half"].size == step * 20 and sizes["tiny"] is None
+    for account in ("lead", "half"):
+        assert sorted(role_of(link) for link in ours(r, symbol, account)) == [("S", 0), ("T", 1)]
+
+    new_stop = prices(r, symbol, "0.96")
+    done = trade(r, "plan", symbol, "--tps", prices(r, symbol, "1.04"), "--stop", new_stop, "--account", "half")
+    assert done.returncode == 0 and done.stdout.startswith(f"half: {symbol} now targets"), done.stderr
+    done = trade(r, "plan", symbol, "--tps", prices(r, symbol, "1.04"), "--stop", new_stop)  # the leader
+    assert done.returncode == 0 and done.stdout.startswith(f"lead: {symbol} now targets"), done.stderr
+    for account in ("lead", "half"):
+        r.wait(
+            lambda a=account: any(
+                role_of(link) == ("S", 0) and o.trigger_price == Decimal(new_stop).quantize(o.trigger_price)
+                for link, o in ours(r, symbol, a).items()
+            ),
+            15,
+            f"{account}'s stop moved",
+        )
+
+    done = trade(r, "close", symbol, "--account", "lead,half")
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == [
+        f"half: {symbol} closed (manual); no order left",
+        f"lead: {symbol} closed (manual); no order left",
+    ]
+    assert all(r.sim.account(a).positions[symbol].size == 0 and ours(r, symbol, a) == {} for a in ("lead", "half"))
+    refused = trade(r, "close", symbol, "--account", "nobody")
+    assert refused.returncode == 2 and "the nobody account is not configured" in refused.stderr
+    assert daemon.stop() == 0
+    assert_invariants(r.oracle())

@@ -11,6 +11,7 @@ import pykka
 import pytest
 
 from actors.asks import ask_with_reply
+from actors.exchange._handshakes import HandshakeBudget
 from actors.exchange._rate_limiter import RateLimiter
 from actors.exchange._transport import BybitTransport
 from actors.exchange.gateway import ExchangeGateway
@@ -466,6 +467,32 @@ def test_a_request_holds_its_place_until_answered_and_counts_from_when_it_can_ha
     assert all(limiter.take("main", Api.AMEND_ORDER, 3.6) for _ in range(8))
     limiter.answered("main", Api.AMEND_ORDER, started=3.6, answered=3.75, units=10)  # one more than let go
     assert limiter.take("main", Api.AMEND_ORDER, 3.8)  # the tenth: the extra answer counted nothing
+
+
+def test_every_account_of_the_process_shares_the_ips_budget_and_a_shard_takes_its_share():
+    """Bybit's 600 requests per 5 s per IP bind before any key's limit once accounts are many:
+    50 accounts at 20 reads each would be 1000. Market data counts too."""
+    limiter = RateLimiter(guard=0.1)
+    assert limiter.ip_limit == 540  # a tenth left for everything else on the host
+    let_go = sum(limiter.take(f"acct{n:02d}", Api.POSITIONS, 0.0) for n in range(50) for _ in range(20))
+    assert let_go == 540
+    assert not limiter.take("fresh", Api.TICKERS, 1.0)  # no key limit there, but the IP's
+    assert limiter.delay("fresh", Api.POSITIONS, 1.0) == pytest.approx(4.1)
+    assert limiter.take("fresh", Api.TICKERS, 5.2)  # the window moved on
+    half = RateLimiter(ip_share=0.5)  # two shards behind one egress IP
+    assert sum(half.take(f"acct{n}", Api.OPEN_ORDERS, 0.0) for n in range(20) for _ in range(50)) == 270
+
+
+def test_streams_connect_within_the_handshake_budget_staggered_and_never_past_it():
+    """50 streams down at once, each asking at every tick (20 a second) and dropping again at once
+    after connecting, for 6 minutes: 5 connects a second at most, 400 per 5 minutes at most."""
+    budget = HandshakeBudget()
+    assert budget.limit == 400  # Bybit's 500 per 5 minutes per IP, a fifth left for restarts and others
+    allowed = [tick / 20 for tick in range(20 * 360) for _ in range(50) if budget.take(tick / 20)]
+    assert allowed[49] < 10.0  # all 50 back within 10 s
+    assert max(sum(1 for t in allowed if s <= t < s + 1) for s in range(360)) == 5
+    assert max(sum(1 for t in allowed if s <= t < s + 300) for s in range(60)) == 400
+    assert HandshakeBudget(share=0.5).limit == 200
 
 
 def test_limiter_is_corrected_by_headers_and_blocks_on_10006_and_403():
