@@ -10,8 +10,8 @@ accounts are groups of a leader and four followers in one ACCOUNTS_FILE; each sh
 the exchange with a stop), then over the steady state (the second half of the run): TP1 ->
 breakeven p95 from the daemons' journals, late checks, 10006 and 403 answers, stream handshakes
 per 5 minutes, CPU s/min and peak RSS per process. A reference run with `--reference-accounts`
-gives the cost of each extra account (CPU and RSS over the difference in accounts). Then, on the
-one-process run, every stream is dropped at once and handshakes are refused for 15 s while TP1
+gives the cost of each extra account (CPU and RSS over the difference in accounts). Then, after
+the steady state of the one-process run, every stream is dropped at once and handshakes are refused for 15 s while TP1
 fills on one symbol every account holds: the breakevens come by REST meanwhile; then the time until
 every account's stream is healthy again and the handshakes spent.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from pathlib import Path
 import orjson
 import requests
 
-from benchmarks.__main__ import _all_stopped, _cpu_seconds, _free_port, _late_checks, _steady_reactions
+from benchmarks.__main__ import _all_stopped, _cpu_seconds, _free_port, _late_checks
 from messages.models import OrderLink, Role
 from runtime.stats import percentile
 from settings import PARSERS
@@ -39,6 +40,7 @@ from simulator import Simulator, account_names
 ROOT = Path(__file__).resolve().parents[1]
 GROUP = 5  # a leader and four followers
 REFUSE_S = 15.0
+DROP_PHASE_S = 60.0  # after the steady state: the drop, 15 s of refused handshakes, the way back
 
 
 def accounts_file(path: Path, names: tuple[str, ...]) -> dict[str, str]:
@@ -51,6 +53,17 @@ def accounts_file(path: Path, names: tuple[str, ...]) -> dict[str, str]:
         variables[name] = f"KEY_{name}"
     path.write_text("\n".join(tables))
     return variables
+
+
+def _reactions(state_db: Path, since_ms: int, until_ms: int) -> list[float]:
+    """TP1 -> breakeven reactions (ms) the daemon journaled between the two wall-clock times."""
+    with sqlite3.connect(f"file:{state_db}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT payload FROM events WHERE event = 'breakeven' AND time_ms >= ? AND time_ms < ?",
+            (since_ms, until_ms),
+        )
+        reactions = [orjson.loads(payload).get("reaction_ms") for (payload,) in rows]
+    return [float(r) for r in reactions if r is not None]
 
 
 def healthy_streams(port: int) -> int | None:
@@ -119,11 +132,12 @@ def run(accounts: int, positions: int, shards: int, latency_ms: float, duration:
     )
     ports = [_free_port() for _ in range(shards)]
     processes, logs = [], []
+    lifetime = duration + (DROP_PHASE_S if drop else 0)  # the drop comes after the steady state
     try:
         sim.stats.reset()
         for index, port in enumerate(ports):
             logs.append(open(workdir / f"log{index}.txt", "w"))  # noqa: SIM115 (closed below)
-            command = [sys.executable, "main.py", "--shard", f"{index}/{shards}", "--duration", str(duration)]
+            command = [sys.executable, "main.py", "--shard", f"{index}/{shards}", "--duration", str(lifetime)]
             command += ["--summary-json", str(workdir / f"summary{index}.json")]
             processes.append(
                 subprocess.Popen(
@@ -147,21 +161,16 @@ def run(accounts: int, positions: int, shards: int, latency_ms: float, duration:
         late = [_late_checks(port) for port in ports]
         shakes = handshakes(sim)
         warm = sim.stats.snapshot()
-        dropped = None
-        if drop:  # after a quarter of the steady state: the drop's handshakes are not the steady's
-            time.sleep(duration / 8)
-            shakes_per_5min = (handshakes(sim) - shakes) * 300 / (time.monotonic() - warm_at)
-            dropped = drop_all_streams(sim, ports, book)
-        remaining = duration - (time.monotonic() - started) - 1.5
-        if remaining > 0:
-            time.sleep(remaining)
-        if not drop:
-            shakes_per_5min = (handshakes(sim) - shakes) * 300 / (time.monotonic() - warm_at)
+        time.sleep(max(0.0, duration - (time.monotonic() - started) - 1.5))
         minutes = (time.monotonic() - warm_at) / 60
+        until_ms = int(time.time() * 1000)
         cpu = [_cpu_seconds(p.pid) - c for p, c in zip(processes, cpu, strict=True)]
         late_after = [_late_checks(port) for port in ports]
+        shakes_per_5min = (handshakes(sim) - shakes) / minutes * 5
+        steady_stats = sim.stats.snapshot()
+        dropped = drop_all_streams(sim, ports, book) if drop else None
         for process in processes:
-            if process.wait(timeout=duration + 300) != 0:
+            if process.wait(timeout=lifetime + 300) != 0:
                 raise RuntimeError(f"a shard did not stop cleanly: see {workdir}")
         stats = sim.stats.snapshot()
     finally:
@@ -173,9 +182,9 @@ def run(accounts: int, positions: int, shards: int, latency_ms: float, duration:
         sim.stop()
     summaries = [orjson.loads((workdir / f"summary{i}.json").read_bytes()) for i in range(shards)]
     reactions = [
-        r for i in range(shards) for r in _steady_reactions(workdir / f"state-shard{i}of{shards}.db", since_ms)
+        r for i in range(shards) for r in _reactions(workdir / f"state-shard{i}of{shards}.db", since_ms, until_ms)
     ]
-    steady_calls = stats["total"] - warm["total"]
+    steady_calls = steady_stats["total"] - warm["total"]
     return {
         "accounts": accounts,
         "positions": positions,

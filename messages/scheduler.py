@@ -78,7 +78,7 @@ class GetSchedule:
 class ScheduleReport:
     monitors: int
     in_flight: int
-    concurrency_limit: int
+    concurrency_limit: int  # the largest account's (each account has its own)
     urgency: Mapping[str, int]
     waves: int
     wave_seconds: tuple[float, ...]

@@ -60,6 +60,11 @@ ALERT_DRAIN_S = 5.0
 # On pushes a quiet monitor is woken by every change (a push, a resync's difference): its timer
 # check is a safety net only, every 10 resyncs (10 minutes by default), spread per monitor.
 QUIET_RESYNCS = 10
+# Pooled connections (and HTTP workers) per account at least: each account may hold only its
+# share of the pool, and with one worker a burst of an account's writes (a breakeven, the
+# take-profits' resizes, a symbol read) goes one round trip after another. At 50 accounts of 40
+# positions one shared pool of 10 made TP1 -> breakeven p95 21 s (docs/benchmarks.md).
+WORKERS_PER_ACCOUNT = 3
 
 
 def copy_rule(account: Account | None) -> CopyRule | None:
@@ -156,7 +161,7 @@ class System:
         transport = BybitTransport(
             self.accounts,
             self.base_url,
-            pool_size=s.http_pool_size,
+            pool_size=max(s.http_pool_size, WORKERS_PER_ACCOUNT * len(self.accounts)),
             timeout=float(s.http_timeout_seconds),
             recv_window=s.recv_window_ms,
             ws_private=private_url,

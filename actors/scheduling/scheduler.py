@@ -101,11 +101,14 @@ class Scheduler(pykka.ThreadingActor):
         self._supervisor = supervisor
         self._check_timeout = check_timeout
         self._grid = grid
-        self._low, self._limit, self._high = concurrency
+        # Concurrency per account (R12): the brake follows an account's own rate limits and reads,
+        # so one throttled or slow account never holds back another's checks.
+        self._low, self._start, self._high = concurrency
+        self._limits: dict[str, int] = {}
         self._entries: dict[MonitorId, _Entry] = {}
         self._due: list[tuple[float, int, MonitorId]] = []  # (due, token, monitor) of idle entries
         self._flying: list[tuple[float, int, MonitorId]] = []  # (dispatched at, seq, monitor)
-        self._in_flight_count = 0
+        self._in_flight: Counter[str] = Counter()  # per account
         self._tokens = itertools.count()
         self._waves: dict[int, _Wave] = {}
         self._wave_count = 0
@@ -115,7 +118,7 @@ class Scheduler(pykka.ThreadingActor):
         self._checks = 0
         self._woken = 0
         self._late = 0
-        self._throttled = False
+        self._throttled: set[str] = set()  # accounts whose checks were throttled since the last tick
         self._stopping = False  # shutting down: no check is sent any more
 
     def on_receive(self, message: Any) -> Any:
@@ -158,7 +161,7 @@ class Scheduler(pykka.ThreadingActor):
         self._metrics.forget(monitor)
         entry = self._entries.pop(monitor, None)
         if entry is not None and entry.in_flight:
-            self._in_flight_count -= 1
+            self._in_flight[monitor.account] -= 1
             self._settle_wave(entry.wave, monitor, None)
 
     def _on_tick(self, now: float) -> None:
@@ -167,14 +170,25 @@ class Scheduler(pykka.ThreadingActor):
         if self._stopping:
             return
         due = dispatch_order(self._pop_due(now), now, self._grid)
-        slots = self._limit - self._in_flight_count
-        self._limit = adapt_concurrency(
-            self._limit, throttled=self._throttled, waiting=max(0, len(due) - slots), low=self._low, high=self._high
-        )
-        self._throttled = False
-        if due and slots > 0:
-            self._dispatch(now, only=due[:slots])
-        for monitor in due[max(slots, 0) :]:  # no slot this tick: back in the heap, still due
+        slots = {a: self._limit(a) - self._in_flight[a] for a in {m.account for m in due} | self._throttled}
+        sent: list[MonitorId] = []
+        kept: list[MonitorId] = []
+        for monitor in due:  # most urgent first, each account within its own slots
+            free = slots[monitor.account] > 0
+            slots[monitor.account] -= 1
+            (sent if free else kept).append(monitor)
+        for account, left in slots.items():
+            self._limits[account] = adapt_concurrency(
+                self._limit(account),
+                throttled=account in self._throttled,
+                waiting=max(0, -left),
+                low=self._low,
+                high=self._high,
+            )
+        self._throttled.clear()
+        if sent:
+            self._dispatch(now, only=sent)
+        for monitor in kept:  # no slot this tick: back in the heap, still due
             self._schedule(monitor, self._entries[monitor])
 
     def _on_checked(self, message: Checked) -> None:
@@ -183,7 +197,7 @@ class Scheduler(pykka.ThreadingActor):
             log.debug("Scheduler: late or unknown Checked from %s ignored", message.monitor)
             return
         entry.in_flight = False
-        self._in_flight_count -= 1
+        self._in_flight[message.monitor.account] -= 1
         entry.idle_at = self._clock.monotonic()
         entry.urgency = message.urgency
         interval = self._intervals[message.urgency]
@@ -195,7 +209,8 @@ class Scheduler(pykka.ThreadingActor):
         # A slow check brakes when reads made it slow (REST polling); on pushes it waited for the
         # write budget, which the gateway's queue already orders: fewer checks would only be late.
         slow_read = message.duration > SLOW_CHECK_S and not message.pushed
-        self._throttled = self._throttled or message.throttled or slow_read
+        if message.throttled or slow_read:
+            self._throttled.add(message.monitor.account)
         self._metrics.checks.labels(message.monitor.account).inc()
         self._metrics.check_seconds.observe(message.duration)
         self._check_seconds.append(message.duration)
@@ -237,6 +252,9 @@ class Scheduler(pykka.ThreadingActor):
             self._dispatch(self._clock.monotonic(), only=[monitor], woken=True)
 
     # --- helpers --------------------------------------------------------------------------
+
+    def _limit(self, account: str) -> int:
+        return self._limits.get(account, self._start)
 
     def _schedule(self, monitor: MonitorId, entry: _Entry) -> None:
         """(Re)enter an idle entry's due time into the heap; its older item becomes stale."""
@@ -289,7 +307,7 @@ class Scheduler(pykka.ThreadingActor):
                 del self._entries[monitor]
                 self._report_unresponsive(monitor, 0.0)
                 continue
-            self._in_flight_count += 1
+            self._in_flight[monitor.account] += 1
             heapq.heappush(self._flying, (now, self._seq, monitor))
             wave.pending.add(monitor)
             wave.size += 1
@@ -325,7 +343,7 @@ class Scheduler(pykka.ThreadingActor):
             waited = now - dispatched_at
             log.warning("Scheduler: %s did not finish its check in %.0fs; rescheduled", monitor, waited)
             entry.in_flight = False
-            self._in_flight_count -= 1
+            self._in_flight[monitor.account] -= 1
             entry.idle_at = now
             entry.due = next_due(now, self._intervals[entry.urgency], self._grid)
             self._schedule(monitor, entry)
@@ -340,8 +358,8 @@ class Scheduler(pykka.ThreadingActor):
         counts = Counter(e.urgency.value for e in self._entries.values())
         return ScheduleReport(
             monitors=len(self._entries),
-            in_flight=self._in_flight_count,
-            concurrency_limit=self._limit,
+            in_flight=sum(self._in_flight.values()),
+            concurrency_limit=max(self._limits.values(), default=self._start),
             urgency=dict(counts),
             waves=len(self._wave_seconds),
             wave_seconds=tuple(self._wave_seconds),

@@ -194,6 +194,21 @@ def test_limit_halves_when_checks_report_throttling_and_grows_when_saturated():
     assert report.concurrency_limit == 30 and report.in_flight == 10  # grown at once to serve them all
 
 
+def test_each_account_has_its_own_concurrency_so_one_throttled_account_never_holds_back_another():
+    """R12: the brake follows an account's own rate limits. The mirror's checks are in flight and
+    throttled: its limit halves; main's four due checks all go out at the same tick."""
+    h = Harness(concurrency=(2, 4, 64))
+    busy = [h.add(f"B{n}USDT", urgency=Urgency.CRITICAL, mode="held", account="mirror") for n in range(2)]
+    mains = [MonitorId("main", f"M{n}USDT") for n in range(4)]
+    for monitor in mains:
+        h.monitors.configure(monitor, Urgency.STANDARD, "held")
+        h.scheduler.tell(RegisterMonitor(monitor, h.monitors.ref_for(monitor)))
+    h.scheduler.tell(Checked(busy[0], seq=1, urgency=Urgency.CRITICAL, duration=0.1, throttled=True))
+    report = h.tick()
+    assert sorted(m for m, _, _ in h.monitors.checks() if m.account == "main") == mains
+    assert report.in_flight == 5  # the mirror's answered check left one of its two in flight
+
+
 @pytest.mark.parametrize(("pushed", "limit"), [(False, 10), (True, 20)])
 def test_a_slow_check_brakes_only_when_reads_made_it_slow(pushed, limit):
     """Slow on a REST view: reads are the bottleneck, fewer checks at once. Slow on a pushed view:
