@@ -99,10 +99,11 @@ class System:
         and private stream URLs of accounts on another host than `base_url` (demo beside real)."""
         self.streams = streams
         self.hosts = hosts or {}
-        # Each account's role for the trader's commands; the demo's mirror follows main as the
-        # mirror variables would; an account the settings do not name (a test's) leads.
+        # Each account's role for the trader's commands, and whether it is alerted; the demo's
+        # mirror is the mirror variables' one; an account the settings do not name (a test's) leads.
         known = {a.name: a for a in settings.replace(enable_mirror_trading=True).accounts()}
         self.roles = {name: copy_rule(known.get(name)) for name in accounts}
+        self.silenced = frozenset(name for name in accounts if name in known and not known[name].alerts)
         self.settings = settings
         self.channels = channels
         self.hooks = hooks if hooks is not None else hooks_from_environment(os.environ)  # ValueError: bad spec
@@ -144,7 +145,7 @@ class System:
             moved_aside=str(moved) if moved else None,
             hooks=self.hooks,
             metrics=self.metrics,
-            alerts=AlertRules(frozenset(a.name for a in s.accounts() if not a.alerts)) if channels else None,
+            alerts=AlertRules(self.silenced) if channels else None,
         )
         if channels:
             self.notifier = Notifier.start(

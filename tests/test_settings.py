@@ -283,7 +283,8 @@ def test_an_accounts_file_names_leaders_and_followers_with_keys_from_variables_o
     settings = load_settings(accounts_file(tmp_path))
     lead, half, balance, solo = settings.accounts()
     assert settings.live and [a.name for a in settings.accounts()] == ["lead", "copy-half", "by_balance", "solo"]
-    assert (lead.leader, half.leader, half.sizing, half.ratio, half.alerts) == (None, "lead", "ratio", Decimal("0.5"), False)
+    assert (lead.leader, half.leader, half.sizing, half.alerts) == (None, "lead", "ratio", False)
+    assert half.ratio == Decimal("0.5")
     assert half.api_secret.reveal() == "s-half" and balance.sizing == "balance_percent" and lead.alerts
     assert (
         settings.base_url_of(lead) == "https://api.bybit.com"
@@ -367,18 +368,16 @@ def test_each_problem_in_the_accounts_file_is_one_line_naming_it(tmp_path, edit,
 def test_a_secret_file_others_can_read_is_refused(tmp_path):
     environ = accounts_file(tmp_path)
     (tmp_path / "half.secret").chmod(0o644)
+    where = f"ACCOUNTS_FILE {tmp_path / 'accounts.toml'}: account copy-half"
     assert problems(environ) == [
-        f"ACCOUNTS_FILE {tmp_path / 'accounts.toml'}: account copy-half: api_secret_file "
-        f"{tmp_path / 'half.secret'} is readable by others (chmod 600 it)"
+        f"{where}: api_secret_file {tmp_path / 'half.secret'} is readable by others (chmod 600 it)"
     ]
 
 
 def test_the_accounts_file_and_the_key_variables_are_not_both_set(tmp_path):
     found = problems({**accounts_file(tmp_path), "BYBIT_API_KEY": KEY, "BYBIT_API_SECRET": SECRET})
-    assert found == [
-        "ACCOUNTS_FILE: set either ACCOUNTS_FILE or BYBIT_API_KEY (with its mirror), not both: the accounts file "
-        "names every account"
-    ]
+    line = "ACCOUNTS_FILE: set either ACCOUNTS_FILE or BYBIT_API_KEY (with its mirror), not both: the accounts file"
+    assert found == [f"{line} names every account"]
 
 
 def test_a_bad_accounts_file_or_shard_exits_2_with_one_line_each(tmp_path):

@@ -1,17 +1,22 @@
 """Many accounts in one daemon (issue 25): one account's trouble never reaches another (R12). Three
 accounts from an ACCOUNTS_FILE, a leader and two followers; one of them is hurt (its key revoked,
 its stream black-holed, 10006 on everything) while the others' take-profits fill: each of them
-moves its stop to breakeven on time, and the oracle, which judges every account, finds nothing."""
+moves its stop to breakeven on time, and the oracle, which judges every account, finds nothing.
+A key that does not work at start refuses the whole start (one line), never half of it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
 
 from messages.gateway import GetGatewayStats
-from tests.e2e.harness import holds_throughout
-from tests.reliability.harness import Rig, assert_invariants
+from settings import PARSERS
+from tests.e2e.harness import ROOT, holds_throughout
+from tests.reliability.harness import WRITES, Rig, assert_invariants
 from tests.reliability.test_streams import at_breakeven
 
 pytestmark = pytest.mark.slow
@@ -89,3 +94,16 @@ def test_one_account_answering_10006_leaves_every_other_account_whole(rig):
     # The hurt account's stop keeps the size before its TP1 while it may not write: bigger than
     # the position (harmless: clipped when it fires) for as long as the fault lasts.
     assert_invariants(report, oversized_limit=FAULT_S + 10)
+
+
+def test_one_accounts_bad_key_refuses_the_start_with_one_line_never_half_started(rig):
+    r = rig(404, positions=6, accounts=ACCOUNTS)
+    env = {k: v for k, v in os.environ.items() if k not in PARSERS}
+    env.update({**r.env, "KEY_COPY_B": "SIMNOSUCHKEY0000"})
+    done = subprocess.run(
+        [sys.executable, "main.py", "--duration", "5"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    refusals = [line for line in done.stderr.splitlines() if line.startswith("refusing to start")]
+    assert len(refusals) == 1 and "the copy-b account's API key does not work" in refusals[0], done.stderr
+    assert sum(r.sim.stats.requests(endpoint=e) for e in WRITES) == 0  # nothing traded on any account
