@@ -27,7 +27,9 @@ ACCOUNTS = {
     "copy-b": 'role = "follower"\nleader = "lead"\nsizing = "ratio"\nratio = "0.5"',
 }
 HURT, WELL = "copy-a", ("lead", "copy-b")
-FAULT_S = 10.0  # past the first retries' backoff (1, 2, 4 s)
+# How long a fault lasts: past the first retries' backoff (1, 2, 4 s) in `make test`; the issue's
+# minute with ACCOUNTS_FAULT_SECONDS=60 (docs/reliability.md has that run's figures).
+FAULT_S = float(os.environ.get("ACCOUNTS_FAULT_SECONDS", "10"))
 FAST = {"STREAM_HEARTBEAT_SECONDS": "1", "RESYNC_SECONDS": "4"}
 
 
@@ -41,9 +43,9 @@ def gateway(r: Rig):
     return r.system.gateway.ask(GetGatewayStats(), timeout=5)
 
 
-def the_others_reach_breakeven(r: Rig, seconds: float = 5.0) -> None:
-    """TP1 through on each well account's position near it: breakeven within `seconds` each."""
-    entries = [r.entry("tp1_near", account) for account in WELL]
+def the_others_reach_breakeven(r: Rig, seconds: float = 5.0, kind: str = "tp1_near") -> None:
+    """TP1 through on each well account's position of `kind`: breakeven within `seconds` each."""
+    entries = [r.entry(kind, account) for account in WELL]
     for entry in entries:
         r.through(entry, "T", 1)
     started = time.monotonic()
@@ -61,7 +63,9 @@ def test_one_accounts_key_revoked_leaves_every_other_account_guarded(rig):
     r.through(hurt, "T", 1)
     r.wait(lambda: at_breakeven(r, hurt), 20, "the revived key's account at breakeven")
     r.stop()
-    assert_invariants(r.oracle())
+    # Its TP1 filled too (every account holds the symbol): its stop kept the size before TP1 while
+    # it could not write, bigger than the position (harmless: clipped when it fires).
+    assert_invariants(r.oracle(), oversized_limit=FAULT_S + 10)
 
 
 def test_one_accounts_stream_black_holed_leaves_every_other_account_on_pushes(rig):
@@ -86,6 +90,7 @@ def test_one_account_answering_10006_leaves_every_other_account_whole(rig):
     r.through(hurt, "T", 1)  # its breakeven meets 10006 until the fault is gone
     the_others_reach_breakeven(r)
     holds_throughout(lambda: r.protected(hurt), FAULT_S - 5, "the hurt account's stop holding")
+    the_others_reach_breakeven(r, kind="monitoring")  # again, late in the fault
     r.sim.clear_faults()
     r.wait(lambda: at_breakeven(r, hurt), 30, "the 10006 account at breakeven once it may write again")
     r.stop()
