@@ -488,7 +488,8 @@ def load_settings(environ: Mapping[str, str], config_path: str | Path | None = N
             value = tuple(Secret(str(v)) for v in value) if isinstance(value, tuple) else Secret(str(value))
         fields[attribute] = value
     if fields.get("accounts_file"):
-        fields["account_specs"], found = read_accounts_file(fields["accounts_file"], environ)
+        defaults = {"testnet": fields.get("bybit_testnet", False), "demo": fields.get("bybit_demo", False)}
+        fields["account_specs"], found = read_accounts_file(fields["accounts_file"], environ, defaults)
         problems += found
     # Cross-checks run on what did parse, so every problem is reported in one go.
     settings = Settings(**fields)
@@ -515,10 +516,14 @@ _ACCOUNT_KEYS = {
 }
 
 
-def read_accounts_file(path: str, environ: Mapping[str, str]) -> tuple[tuple[Account, ...], list[str]]:
+def read_accounts_file(
+    path: str, environ: Mapping[str, str], defaults: Mapping[str, bool] | None = None
+) -> tuple[tuple[Account, ...], list[str]]:
     """The accounts of an ACCOUNTS_FILE (TOML, one `[accounts.NAME]` table each, in file order)
     and one line per problem in it. Keys and secrets come from the environment variables or
-    the owner-only files it names, never from the file itself. docs/deploy.md shows one."""
+    the owner-only files it names, never from the file itself; `testnet` and `demo` default to
+    `defaults` (BYBIT_TESTNET, BYBIT_DEMO). docs/deploy.md shows one."""
+    flags = {"testnet": False, "demo": False, **(defaults or {}), "alerts": True}
     where = f"ACCOUNTS_FILE {path}"
     try:
         with open(path, "rb") as file:
@@ -535,7 +540,7 @@ def read_accounts_file(path: str, environ: Mapping[str, str]) -> tuple[tuple[Acc
         return (), [*problems, f"{where}: no [accounts.NAME] table"]
     accounts: list[Account] = []
     for name, table in tables.items():
-        account = _account_of(f"{where}: account {name}", name, table, environ, Path(path).parent, problems)
+        account = _account_of(f"{where}: account {name}", name, table, environ, Path(path).parent, flags, problems)
         if account is not None:
             accounts.append(account)
     problems += _account_cross_checks(where, accounts, tables)
@@ -543,7 +548,13 @@ def read_accounts_file(path: str, environ: Mapping[str, str]) -> tuple[tuple[Acc
 
 
 def _account_of(
-    where: str, name: str, table: Any, environ: Mapping[str, str], folder: Path, problems: list[str]
+    where: str,
+    name: str,
+    table: Any,
+    environ: Mapping[str, str],
+    folder: Path,
+    defaults: Mapping[str, bool],
+    problems: list[str],
 ) -> Account | None:
     found = len(problems)
     if not ACCOUNT_NAME.fullmatch(name) or name.lower() in RESERVED_NAMES:
@@ -556,7 +567,7 @@ def _account_of(
     secret = _credential(where, "api_secret", table, environ, folder, problems)
     flags = {}
     for flag in ("testnet", "demo", "alerts"):
-        value = table.get(flag, flag == "alerts")
+        value = table.get(flag, defaults[flag])
         if not isinstance(value, bool):
             problems.append(f"{where}: {flag} must be true or false")
         flags[flag] = value is True

@@ -71,23 +71,31 @@ def _threads(pid: int) -> int:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Threads:")))
 
 
-def _steady_reactions(state_db: Path, since_ms: int) -> list[float]:
-    """TP1 -> breakeven reactions (ms) of the breakevens recorded since `since_ms` (wall clock),
-    from the daemon's own event journal."""
+def _steady_reactions(state_db: Path, since_ms: int, until_ms: int = 2**62) -> list[float]:
+    """TP1 -> breakeven reactions (ms) of the breakevens recorded from `since_ms` to `until_ms`
+    (wall clock), from the daemon's own event journal."""
     with sqlite3.connect(f"file:{state_db}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT payload FROM events WHERE event = 'breakeven' AND time_ms >= ?", (since_ms,))
+        rows = db.execute(
+            "SELECT payload FROM events WHERE event = 'breakeven' AND time_ms >= ? AND time_ms < ?",
+            (since_ms, until_ms),
+        )
         reactions = [orjson.loads(payload).get("reaction_ms") for (payload,) in rows]
     return [float(r) for r in reactions if r is not None]
 
 
-def _late_checks(port: int) -> float | None:
+def _metric_lines(port: int) -> list[str] | None:
+    """The daemon's /metrics, line by line (None: it does not answer)."""
     try:
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines()
     except requests.RequestException:
         return None
-    return next(
-        (float(line.split()[1]) for line in text.splitlines() if line.startswith("guardian_late_checks_total ")), None
-    )
+
+
+def _late_checks(port: int) -> float | None:
+    lines = _metric_lines(port)
+    if lines is None:
+        return None
+    return next((float(line.split()[1]) for line in lines if line.startswith("guardian_late_checks_total ")), None)
 
 
 def _all_stopped(sim: Simulator) -> bool:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -29,9 +28,15 @@ from decimal import Decimal
 from pathlib import Path
 
 import orjson
-import requests
 
-from benchmarks.__main__ import _all_stopped, _cpu_seconds, _free_port, _late_checks
+from benchmarks.__main__ import (
+    _all_stopped,
+    _cpu_seconds,
+    _free_port,
+    _late_checks,
+    _metric_lines,
+    _steady_reactions,
+)
 from messages.models import OrderLink, Role
 from runtime.stats import percentile
 from settings import PARSERS
@@ -55,23 +60,11 @@ def accounts_file(path: Path, names: tuple[str, ...]) -> dict[str, str]:
     return variables
 
 
-def _reactions(state_db: Path, since_ms: int, until_ms: int) -> list[float]:
-    """TP1 -> breakeven reactions (ms) the daemon journaled between the two wall-clock times."""
-    with sqlite3.connect(f"file:{state_db}?mode=ro", uri=True) as db:
-        rows = db.execute(
-            "SELECT payload FROM events WHERE event = 'breakeven' AND time_ms >= ? AND time_ms < ?",
-            (since_ms, until_ms),
-        )
-        reactions = [orjson.loads(payload).get("reaction_ms") for (payload,) in rows]
-    return [float(r) for r in reactions if r is not None]
-
-
 def healthy_streams(port: int) -> int | None:
-    try:
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    except requests.RequestException:
+    lines = _metric_lines(port)
+    if lines is None:
         return None
-    return sum(1 for line in text.splitlines() if line.startswith("guardian_stream_healthy{") and line.endswith(" 1.0"))
+    return sum(1 for line in lines if line.startswith("guardian_stream_healthy{") and line.endswith(" 1.0"))
 
 
 def handshakes(sim: Simulator) -> int:
@@ -182,7 +175,9 @@ def run(accounts: int, positions: int, shards: int, latency_ms: float, duration:
         sim.stop()
     summaries = [orjson.loads((workdir / f"summary{i}.json").read_bytes()) for i in range(shards)]
     reactions = [
-        r for i in range(shards) for r in _reactions(workdir / f"state-shard{i}of{shards}.db", since_ms, until_ms)
+        r
+        for i in range(shards)
+        for r in _steady_reactions(workdir / f"state-shard{i}of{shards}.db", since_ms, until_ms)
     ]
     steady_calls = steady_stats["total"] - warm["total"]
     return {

@@ -121,6 +121,21 @@ def test_standalone_simulator_prints_its_address_serves_pybit_and_exits_0():
     assert process.returncode == 0
 
 
+def test_standalone_simulator_serves_n_accounts_each_with_its_own_book():
+    process = start("-m", "simulator", "--port", "0", "--accounts", "3", "--demo-positions", "2")
+    try:
+        info = orjson.loads(process.stdout.readline())
+        assert list(info["accounts"]) == ["acct01", "acct02", "acct03"]
+        for creds in info["accounts"].values():
+            session = HTTP(api_key=creds["api_key"], api_secret=creds["api_secret"], retry_codes={-1}, max_retries=1)
+            session.endpoint = info["url"]
+            assert len(session.get_positions(category="linear", settleCoin="USDT")["result"]["list"]) == 2
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    assert process.returncode == 0
+
+
 @pytest.mark.slow  # a real daemon process, or seconds of real time
 def test_status_shows_the_running_demo_then_its_database(tmp_path):
     """`make run` in one terminal, `main.py status` in another (same folder): live while it runs,

@@ -73,11 +73,14 @@ def test_mirror_accounts_when_enabled():
             "ENABLE_MIRROR_TRADING": "yes",
             "BYBIT_API_KEY_2": "OtherKey",
             "BYBIT_API_SECRET_2": "OtherSecret",
+            "ENABLE_MIRROR_ALERTS": "false",
         }
     )
     main, mirror = settings.accounts()
     assert (main.name, mirror.name) == ("main", "mirror")
     assert mirror.api_key.reveal() == "OtherKey"
+    # The mirror is a follower of main by balance, as the accounts file would say it.
+    assert (main.leader, mirror.leader, mirror.sizing, mirror.alerts) == (None, "main", "balance_percent", False)
 
 
 @pytest.mark.parametrize(
@@ -291,26 +294,13 @@ def test_an_accounts_file_names_leaders_and_followers_with_keys_from_variables_o
         and settings.base_url_of(solo) == "https://api-demo.bybit.com"
     )
     assert "s-half" not in repr(settings) and "k-lead" not in repr(settings)
+    testnet = load_settings({**accounts_file(tmp_path, ACCOUNTS.replace("demo = true", "")), "BYBIT_TESTNET": "1"})
+    assert {a.testnet for a in testnet.accounts()} == {True}  # BYBIT_TESTNET is every account's default
     # Shards take whole leader groups, the same answer in every process; each its own database.
     first, second = settings.shard(0, 2), settings.shard(1, 2)
     assert [a.name for a in first.accounts()] == ["lead", "copy-half", "by_balance"]
     assert [a.name for a in second.accounts()] == ["solo"]
     assert (first.state_path, second.state_path) == ("state/guardian-shard0of2.db", "state/guardian-shard1of2.db")
-
-
-def test_the_mirror_variables_are_main_and_a_follower_by_balance():
-    settings = load_settings(
-        {
-            "BYBIT_API_KEY": KEY,
-            "BYBIT_API_SECRET": SECRET,
-            "ENABLE_MIRROR_TRADING": "yes",
-            "BYBIT_API_KEY_2": "OtherKey",
-            "BYBIT_API_SECRET_2": "OtherSecret",
-            "ENABLE_MIRROR_ALERTS": "false",
-        }
-    )
-    main, mirror = settings.accounts()
-    assert (main.leader, mirror.leader, mirror.sizing, mirror.alerts) == (None, "main", "balance_percent", False)
 
 
 @pytest.mark.parametrize(
@@ -391,3 +381,5 @@ def test_a_bad_accounts_file_or_shard_exits_2_with_one_line_each(tmp_path):
     for shard, line in (("2/2", "must be I/N with 0 <= I < N"), ("2/3", "no account falls to this shard")):
         done = run_main("--shard", shard, "--duration", "1", env={**environ, "STATE_PATH": str(tmp_path / "s.db")})
         assert done.returncode == 2 and line in done.stderr, done.stderr
+    done = run_main("trade", "list", "--shard", "one/2", env=environ)
+    assert done.returncode == 2 and done.stderr.startswith("trade list: --shard 'one/2' must be I/N"), done.stderr

@@ -11,6 +11,7 @@ import pykka
 import pytest
 
 from actors.asks import ask_with_reply
+from actors.exchange._formats import HttpOk
 from actors.exchange._handshakes import HandshakeBudget
 from actors.exchange._rate_limiter import RateLimiter
 from actors.exchange._transport import BybitTransport
@@ -493,6 +494,21 @@ def test_streams_connect_within_the_handshake_budget_staggered_and_never_past_it
     assert max(sum(1 for t in allowed if s <= t < s + 1) for s in range(360)) == 5
     assert max(sum(1 for t in allowed if s <= t < s + 300) for s in range(60)) == 400
     assert HandshakeBudget(share=0.5).limit == 200
+
+
+def test_an_account_on_another_host_is_called_there():
+    """A demo account beside real ones: its REST calls (and private stream) go to its own host."""
+    with Simulator(seed=1) as real, Simulator(seed=2) as demo:
+        main, mirror = real.credentials["main"], demo.credentials["mirror"]
+        transport = BybitTransport(
+            {"main": (main.api_key, main.api_secret), "mirror": (mirror.api_key, mirror.api_secret)},
+            real.url,
+            hosts={"mirror": (demo.url, demo.ws_private)},
+        )
+        params = {"category": "linear", "settleCoin": "USDT"}
+        assert isinstance(transport.call("main", "get_positions", params), HttpOk)
+        assert isinstance(transport.call("mirror", "get_positions", params), HttpOk)  # demo's key, demo's host
+        assert demo.stats.requests(account="mirror") == 1 and real.stats.requests(account="mirror") == 0
 
 
 def test_limiter_is_corrected_by_headers_and_blocks_on_10006_and_403():
