@@ -1,7 +1,8 @@
 """The ways to run it (docs/deploy.md, deploy/): the Kubernetes manifest against Kubernetes' own
-schemas (kubernetes-validate, strict: a misspelt field fails), the compose file's two shards and
-Prometheus, the example accounts file as the daemon reads it, and the image built and run where a
-Docker engine answers (skipped, saying why, where none does)."""
+schemas (kubernetes-validate, strict: a misspelt field fails), the compose file against the
+Compose Specification's schema, its two shards and Prometheus, the example accounts file as the
+daemon reads it, and the image built and run where a Docker engine answers (skipped, saying why,
+where none does)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
+import orjson
 import pytest
 import yaml
 
@@ -52,6 +55,17 @@ def test_the_statefulset_runs_one_shard_per_pod_with_its_own_state_keys_from_a_s
     accounts = tomllib.loads(config_map["data"]["accounts.toml"])["accounts"]
     env = {"ACCOUNTS_FILE": "x"} | {t[k]: "v-" + t[k] for t in accounts.values() for k in t if k.endswith("_env")}
     assert len(set(env.values())) == len(env)  # every variable the ConfigMap names is distinct
+
+
+def test_the_compose_file_is_valid_against_the_compose_specification():
+    """tests/fixtures/compose_spec.json: the Compose Specification's JSON schema (Apache-2.0), as
+    shipped in docker-compose 1.29.2 (compose/config/compose_spec.json); no Compose runs here."""
+    schema = orjson.loads((ROOT / "tests" / "fixtures" / "compose_spec.json").read_bytes())
+    validator = jsonschema.Draft201909Validator(schema)  # its $schema, spelt without https
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert [error.message for error in validator.iter_errors(compose)] == []
+    compose["services"]["shard0"]["comand"] = ["--shard", "0/2"]  # a typo must fail
+    assert not validator.is_valid(compose)
 
 
 def test_the_compose_example_runs_two_shards_each_with_its_own_state_and_prometheus_scrapes_both():
