@@ -127,18 +127,17 @@ class TradeDesk:
                 + [f"{line}; not opened" for line in skipped]
                 + ["dry run: nothing was sent"],
             )
-        lines, code, failed = [], 1 if skipped else 0, set()
-        for account, plan in plans.items():
-            rule = self._roles[account]
-            if rule is not None and rule.leader in failed:
-                lines.append(f"{account}: not opened, because {rule.leader} was not")
-                continue
-            line, refused = self._open_one(request, account, plan)
-            lines.append(line)
-            if refused:
-                failed.add(account)
-                code = 1
-        return answer(code, lines + [f"{line}; not opened" for line in skipped])
+        done: dict[str, tuple[str, int]] = {}
+        for leads in (True, False):  # the leaders' entries, then every follower's at once
+            wave = {a: p for a, p in plans.items() if (self._roles[a] is None) == leads}
+            for account in list(wave):
+                rule = self._roles[account]
+                if rule is not None and done.get(rule.leader, ("", 0))[1]:
+                    done[account] = (f"{account}: not opened, because {rule.leader} was not", 1)
+                    del wave[account]
+            done.update(self._open_wave(request, wave))
+        code = max([1 if skipped else 0, *(refused for _, refused in done.values())])
+        return answer(code, [done[a][0] for a in plans] + [f"{line}; not opened" for line in skipped])
 
     def _market(self, account: str, symbol: str, markets: dict[str, Market]) -> Market | str:
         """The account's market for `symbol` (asked once per request), or why not."""
@@ -185,20 +184,53 @@ class TradeDesk:
             return [f"{account}: {symbol} is being opened or closed by the daemon"]
         return []
 
-    def _open_one(self, request: TradeRequest, account: str, plan: Plan) -> tuple[str, int]:
+    def _open_wave(self, request: TradeRequest, plans: dict[str, Plan]) -> dict[str, tuple[str, int]]:
+        """Open on every account of `plans` together: each one's leverage asked and its trade
+        handed to the Supervisor before any entry is awaited, so their entries go out within a
+        round trip of each other. Each account's line, and 1 when it was refused."""
+        done: dict[str, tuple[str, int]] = {}
+        leverage: dict[str, pykka.ThreadingFuture[Any]] = {}
         if request.leverage is not None:
-            leverage = self._ask(lambda reply: SetLeverage(account, request.symbol, request.leverage, reply=reply))
-            if isinstance(leverage, (Rejected, Unresolved)):
-                detail = f"{leverage.code} {leverage.message}" if isinstance(leverage, Rejected) else leverage.reason
-                return f"{account}: Bybit refused leverage {request.leverage}: {detail}; nothing was opened", 1
-        future: pykka.ThreadingFuture[TradeOutcome] = pykka.ThreadingFuture()
-        started = self._supervisor.ask(
-            OpenTrade(MonitorId(account, request.symbol), plan, outcome=future), timeout=self._timeout
-        )
-        if not isinstance(started, TradeStarted):
-            return f"{account}: {started}", 1
+            for account in plans:
+                leverage[account] = pykka.ThreadingFuture()
+                self._gateway.tell(SetLeverage(account, request.symbol, request.leverage, reply=leverage[account]))
+        entries: dict[str, tuple[TradeStarted, pykka.ThreadingFuture[TradeOutcome]]] = {}
+        for account, plan in plans.items():
+            if account in leverage:
+                answered = leverage[account].get(timeout=self._timeout)
+                if isinstance(answered, (Rejected, Unresolved)):
+                    detail = (
+                        f"{answered.code} {answered.message}" if isinstance(answered, Rejected) else answered.reason
+                    )
+                    done[account] = (
+                        f"{account}: Bybit refused leverage {request.leverage}: {detail}; nothing was opened",
+                        1,
+                    )
+                    continue
+            future: pykka.ThreadingFuture[TradeOutcome] = pykka.ThreadingFuture()
+            started = self._supervisor.ask(
+                OpenTrade(MonitorId(account, request.symbol), plan, outcome=future), timeout=self._timeout
+            )
+            if not isinstance(started, TradeStarted):
+                done[account] = (f"{account}: {started}", 1)
+                continue
+            entries[account] = (started, future)
+        deadline = time.monotonic() + ENTRY_WAIT_S
+        for account, (started, future) in entries.items():
+            done[account] = self._entry_line(request, account, plans[account], started, future, deadline)
+        return done
+
+    @staticmethod
+    def _entry_line(
+        request: TradeRequest,
+        account: str,
+        plan: Plan,
+        started: TradeStarted,
+        future: pykka.ThreadingFuture[TradeOutcome],
+        deadline: float,
+    ) -> tuple[str, int]:
         try:
-            outcome = future.get(timeout=ENTRY_WAIT_S)
+            outcome = future.get(timeout=max(0.0, deadline - time.monotonic()))
         except pykka.Timeout:
             return (
                 f"{account}: the entry was sent and is not confirmed yet (position {started.position_id}); "
