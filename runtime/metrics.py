@@ -118,6 +118,11 @@ class Metrics:
             "guardian_stream_resyncs", "REST resyncs of a streamed account", ["account"], registry=r
         )
         self.stream_connects = Counter("guardian_stream_connects", "Stream connection attempts", ["stream"], registry=r)
+        self.handshakes_held = Counter(
+            "guardian_stream_handshakes_held",
+            "Ticks at which a stream due to connect waited for the process's handshake budget (Bybit's per-IP limit)",
+            registry=r,
+        )
         self.wakes = Counter("guardian_wakes", "Monitors woken by a push", ["account"], registry=r)
         self.trail_amends = Counter("guardian_trail_amends", "Trailing stop moves sent (R14)", ["account"], registry=r)
         self.trail_waits = Counter(

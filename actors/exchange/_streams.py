@@ -84,6 +84,7 @@ class Streams:
         self._ticker_symbols: set[str] = set()  # subscribed now
         self._auth_refused: set[str] = set()
         self._connects: Counter[str] = Counter()
+        self._held = 0  # handshakes held back, counted in the metric
         self.missed = 0  # differences resyncs found that no push told
 
     def start(self) -> None:
@@ -219,6 +220,9 @@ class Streams:
             self._judging.remove(judge)
             self._judge(judge)
         self._tick_tickers(now)
+        if self.handshakes.held > self._held:
+            self._metrics.handshakes_held.inc(self.handshakes.held - self._held)
+            self._held = self.handshakes.held
         for client in [*self._private.values(), *self._tickers]:
             if client.connects > self._connects[client.name]:
                 self._metrics.stream_connects.labels(client.name).inc(client.connects - self._connects[client.name])

@@ -17,8 +17,9 @@ from messages.gateway import AttachScheduler, GatewayTick, GetGatewayStats, GetP
 from messages.models import MonitorId, OrderLink, Role, TriggerBy
 from messages.scheduler import Wake
 from runtime.clock import FakeClock, SystemClock
+from runtime.metrics import Metrics
 from runtime.ticker import Every, Ticker
-from simulator import Simulator
+from simulator import Simulator, account_names
 from tests.e2e.harness import wait_until
 from tests.factory import closing_factory
 from tests.stubs.recorder import Recorder, recorded
@@ -217,12 +218,15 @@ def test_a_refused_key_is_one_error_rest_goes_on_and_reconnects_back_off(rig, ca
 
 
 class OnFakeTime:
-    def __init__(self):
-        self.sim = Simulator(seed=7, symbols=16)  # its engine only: no server, no threads
+    def __init__(self, accounts: tuple[str, ...] = ("main", "mirror")):
+        self.sim = Simulator(seed=7, symbols=16, accounts=accounts)  # its engine only: no server, no threads
         self.book = self.sim.load_demo_book(6)
         self.clock = FakeClock(start=1000.0)
-        self.transport = InProcessTransport(self.sim.exchange)
-        self.gateway = ExchangeGateway.start(self.transport, self.clock, heartbeat=10.0, resync_every=60.0)
+        self.transport = InProcessTransport(self.sim.exchange, accounts)
+        self.metrics = Metrics(self.clock, accounts)
+        self.gateway = ExchangeGateway.start(
+            self.transport, self.clock, heartbeat=10.0, resync_every=60.0, metrics=self.metrics
+        )
         self.settle()
 
     def settle(self):
@@ -305,3 +309,22 @@ def test_on_fake_time_a_failing_account_is_read_again_by_the_gateway_itself(fake
         assert fake.tick(0.6).stale_accounts == ()  # no monitor asked: the gateway tried again
     assert fake.reads() == before + 2  # the symbol's orders and position
     assert any("main reads work again" in r.getMessage() for r in caplog.records)
+
+
+def test_on_fake_time_twelve_streams_down_at_once_connect_five_a_second():
+    """The handshake budget staggers every stream of the process (Bybit: 500 per 5 minutes per IP,
+    and no bursts): 12 accounts' streams all due at start connect 5, 5 and 2, a second apart."""
+    fake = OnFakeTime(account_names(12))
+    try:
+        connected = lambda: sum(stream.connects for stream in fake.transport.private.values())
+        fake.tick()
+        assert connected() == 5
+        fake.tick(0.5)
+        assert connected() == 5
+        fake.tick(0.55)
+        assert connected() == 10
+        fake.tick(1.05)
+        assert connected() == 12 and len(fake.tick().streams_healthy) == 12
+        assert fake.metrics.registry.get_sample_value("guardian_stream_handshakes_held_total") >= 7 + 2
+    finally:
+        fake.close()
