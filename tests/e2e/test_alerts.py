@@ -119,7 +119,8 @@ def test_the_demo_delivers_its_take_profit_and_breakeven_alerts(tmp_path):
         from tests.test_processes import MAIN, clean_env
 
         result = subprocess.run(
-            [sys.executable, MAIN, "--duration", "25"],
+            # The demo's seeded prices cross a TP1 about 2.5 s after the start, every run.
+            [sys.executable, MAIN, "--duration", "12"],
             cwd=tmp_path,
             env=clean_env(ALERT_URLS=receiver.url),
             capture_output=True,
