@@ -523,7 +523,7 @@ def read_accounts_file(
     and one line per problem in it. Keys and secrets come from the environment variables or
     the owner-only files it names, never from the file itself; `testnet` and `demo` default to
     `defaults` (BYBIT_TESTNET, BYBIT_DEMO). docs/deploy.md shows one."""
-    flags = {"testnet": False, "demo": False, **(defaults or {}), "alerts": True}
+    flag_defaults = {"testnet": False, "demo": False, **(defaults or {}), "alerts": True}
     where = f"ACCOUNTS_FILE {path}"
     try:
         with open(path, "rb") as file:
@@ -540,7 +540,9 @@ def read_accounts_file(
         return (), [*problems, f"{where}: no [accounts.NAME] table"]
     accounts: list[Account] = []
     for name, table in tables.items():
-        account = _account_of(f"{where}: account {name}", name, table, environ, Path(path).parent, flags, problems)
+        account = _account_of(
+            f"{where}: account {name}", name, table, environ, Path(path).parent, flag_defaults, problems
+        )
         if account is not None:
             accounts.append(account)
     problems += _account_cross_checks(where, accounts, tables)

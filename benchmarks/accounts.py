@@ -48,14 +48,16 @@ REFUSE_S = 15.0
 DROP_PHASE_S = 60.0  # after the steady state: the drop, 15 s of refused handshakes, the way back
 
 
-def accounts_file(path: Path, names: tuple[str, ...]) -> dict[str, str]:
-    """Groups of a leader and four followers (same qty); the keys' variables, to be filled."""
-    tables, variables = [], {}
+def accounts_file(path: Path, sim: Simulator) -> dict[str, str]:
+    """An ACCOUNTS_FILE of the simulator's accounts in groups of a leader and four followers (same
+    qty); returns the variables it names, holding each account's key and secret."""
+    names, tables, variables = tuple(sim.credentials), [], {}
     for index, name in enumerate(names):
         leader = names[index - index % GROUP]
         role = "" if name == leader else f'role = "follower"\nleader = "{leader}"\nsizing = "same_qty"\n'
         tables.append(f'[accounts.{name}]\napi_key_env = "KEY_{name}"\napi_secret_env = "SECRET_{name}"\n{role}')
-        variables[name] = f"KEY_{name}"
+        variables[f"KEY_{name}"] = sim.credentials[name].api_key
+        variables[f"SECRET_{name}"] = sim.credentials[name].api_secret
     path.write_text("\n".join(tables))
     return variables
 
@@ -108,11 +110,8 @@ def run(accounts: int, positions: int, shards: int, latency_ms: float, duration:
     book = sim.load_demo_book(positions)
     sim.start(step_interval=0.25)
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-accounts-{accounts}x{positions}-{shards}-"))
-    variables = accounts_file(workdir / "accounts.toml", names)
     env = {k: v for k, v in os.environ.items() if k not in PARSERS}
-    for name in names:
-        env[variables[name]] = sim.credentials[name].api_key
-        env[f"SECRET_{name}"] = sim.credentials[name].api_secret
+    env.update(accounts_file(workdir / "accounts.toml", sim))
     env.update(
         {
             "ACCOUNTS_FILE": str(workdir / "accounts.toml"),

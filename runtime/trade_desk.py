@@ -118,8 +118,8 @@ class TradeDesk:
             (problems if rule is None else skipped).extend(lines)
             if plan is not None and not lines:
                 plans[account] = plan
-        if problems or not plans:
-            return answer(2, list(dict.fromkeys(problems + skipped)))
+        if problems or not plans:  # a leader's problem is the request's: its followers' lines add nothing
+            return answer(2, list(dict.fromkeys(problems or skipped)))
         if request.dry_run:
             return answer(
                 0,
@@ -344,9 +344,10 @@ class TradeDesk:
                     "trail_percent": str(state.plan.trail_percent or ""),
                 }
             )
+        width = max((len(p["account"]) for p in plans), default=0)  # account names up to 32 characters
         lines = [
-            f"{p['account']:7} {p['symbol']:12} {p['approach']:12} {p['side']:4} {p['phase']:13} size {p['size']:>10}"
-            f"  TPs {', '.join(p['tps'])}  stop {p['stop']}  stop after TPs: {p['stop_after']}"
+            f"{p['account']:{width}} {p['symbol']:12} {p['approach']:12} {p['side']:4} {p['phase']:13}"
+            f" size {p['size']:>10}  TPs {', '.join(p['tps'])}  stop {p['stop']}  stop after TPs: {p['stop_after']}"
             f"  trigger {p['trigger_by']}"
             + (f"  time limit {p['time_limit_seconds'] / 60:g} min" if p["time_limit_seconds"] else "")
             + (f"  trailing {p['trail_percent']} % from {p['trail_after']}" if p["trail_after"] != "off" else "")

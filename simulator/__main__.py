@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if not 0 <= args.accounts <= MAX_ACCOUNTS:
-        parser.error(f"--accounts must be from 1 to {MAX_ACCOUNTS}")
+        parser.error(f"--accounts must be from 1 to {MAX_ACCOUNTS} (0, the default: main and mirror)")
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -33,7 +33,3 @@ class HandshakeBudget:
             return False
         self._spent.append(now)
         return True
-
-    def spent(self, now: float, window: float = WINDOW_S) -> int:
-        """Handshakes allowed in the last `window` seconds."""
-        return sum(1 for at in self._spent if at > now - window)

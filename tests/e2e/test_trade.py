@@ -234,6 +234,8 @@ def test_bad_requests_exit_2_with_their_line_and_send_nothing_refusals_exit_1(ri
                 prices(r, free, "1.02"),
                 "--stop",
                 prices(r, free, "0.9"),
+                "--account",
+                "all",  # the leader's problem is the request's: one line, none for its follower
             ),
             "minOrderQty",
         ),
